@@ -1,0 +1,91 @@
+import nx from '@nx/eslint-plugin';
+import importX from 'eslint-plugin-import-x';
+import prettier from 'eslint-config-prettier';
+import tseslint from 'typescript-eslint';
+
+const frameworkBan = (why) => ({
+  patterns: [
+    { group: ['@nestjs/*'], message: `${why}: no Nest here.` },
+    { group: ['typeorm', 'typeorm/*'], message: `${why}: no ORM here.` },
+    { group: ['@nats-io/*'], message: `${why}: no NATS client here.` },
+  ],
+});
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'dist/**', '.state/**', '.nx/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  prettier,
+  {
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    plugins: { '@nx': nx, 'import-x': importX },
+    rules: {
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          enforceBuildableLibDependency: false,
+          allow: [],
+          depConstraints: [
+            { sourceTag: 'type:app', notDependOnLibsWithTags: ['type:app'] },
+            {
+              sourceTag: 'type:contracts',
+              onlyDependOnLibsWithTags: ['type:contracts'],
+              bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
+            },
+            {
+              sourceTag: 'type:pure',
+              onlyDependOnLibsWithTags: ['type:contracts', 'type:pure'],
+              bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
+            },
+            { sourceTag: 'type:adapter', onlyDependOnLibsWithTags: [] },
+            { sourceTag: 'type:util', onlyDependOnLibsWithTags: ['type:contracts'] },
+            { sourceTag: 'type:emulator', onlyDependOnLibsWithTags: ['type:pure', 'type:contracts'] },
+            {
+              sourceTag: 'type:platform',
+              onlyDependOnLibsWithTags: ['type:contracts', 'type:util', 'type:platform', 'type:pure'],
+            },
+            { sourceTag: 'type:testing', notDependOnLibsWithTags: ['type:app'] },
+          ],
+        },
+      ],
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-extraneous-class': 'off',
+      '@typescript-eslint/unbound-method': 'off',
+      'import-x/no-cycle': 'error',
+    },
+  },
+  {
+    files: ['libs/sev/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        frameworkBan('libs/sev is the pure SEV/SNP protocol library (node:crypto only)'),
+      ],
+    },
+  },
+  {
+    files: ['libs/contracts/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        frameworkBan('libs/contracts is shared by every end, including tools without Nest or NATS'),
+      ],
+    },
+  },
+  {
+    files: ['libs/saga/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', frameworkBan('libs/saga is the pure saga engine (no I/O)')] },
+  },
+  {
+    files: ['**/*.spec.ts', '**/*.int-spec.ts', '**/*.e2e-spec.ts', 'test/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-call': 'off',
+      '@typescript-eslint/no-unsafe-argument': 'off',
+    },
+  },
+);

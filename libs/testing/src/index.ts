@@ -1,0 +1,10 @@
+export { freePort } from './ports.js';
+export { pollUntil, PollTimeoutError, type PollOptions } from './poll.js';
+export {
+  ensureNatsServer,
+  startNatsServer,
+  NatsServerMissingError,
+  type NatsServerOptions,
+  type RunningNats,
+} from './nats-server.js';
+export { startPostgres, type PostgresOptions, type RunningPostgres } from './postgres.js';

