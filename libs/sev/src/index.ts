@@ -1,1 +1,3 @@
-export {};
+export * from './errors.js';
+export * from './sev/index.js';
+export * from './snp/index.js';
