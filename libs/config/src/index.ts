@@ -1,1 +1,8 @@
-export {};
+export { ConfigError, loadConfig, envInt, envBool, natsServers, postgresUrl } from './config.js';
+export {
+  serviceConfigSchema,
+  type ServiceConfig,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_OUTBOX_POLL_MS,
+} from './service-config.js';

@@ -1,0 +1,30 @@
+/**
+ * Every CCM service. The name is its NATS identity (one NKEY user and one Ed25519 signing key each), its
+ * queue group, its Postgres schema (dashes become underscores) and the `source` of what it signs.
+ */
+export const SERVICES = [
+  'key-broker',
+  'host-agent',
+  'vm-lifecycle',
+  'container-checkpoint',
+  'network-overlay',
+  'saga-coordinator',
+  'guest-agent',
+] as const;
+
+export type ServiceName = (typeof SERVICES)[number];
+
+/** The `ccm` CLI acts for a human operator: it signs with an operator key, not a service key. */
+export const OPERATOR = 'operator' as const;
+
+/** A signer is a service or the operator identity used by the CLI and tools. */
+export type SignerName = ServiceName | typeof OPERATOR;
+
+export function isServiceName(v: string): v is ServiceName {
+  return (SERVICES as readonly string[]).includes(v);
+}
+
+/** The Postgres schema a service owns: `key-broker` → `key_broker`. */
+export function schemaFor(service: ServiceName): string {
+  return service.replace(/-/g, '_');
+}

@@ -1,0 +1,48 @@
+import { type ServiceName } from './services.js';
+
+/** A subject token: lowercase words, digits, dashes and underscores; never `.`, `*`, `>` or blank. */
+const TOKEN = /^[a-z0-9][a-z0-9_-]*$/i;
+
+/** Thrown when a subject builder is handed a token that would change the subject's meaning. */
+export class InvalidSubjectTokenError extends Error {
+  override readonly name = 'InvalidSubjectTokenError';
+  constructor(readonly token: string) {
+    super(`invalid subject token ${JSON.stringify(token)}: letters, digits, '-' and '_' only`);
+  }
+}
+
+function tok(t: string): string {
+  if (!TOKEN.test(t)) throw new InvalidSubjectTokenError(t);
+  return t;
+}
+
+/** Root of every CCM subject. */
+export const ROOT = 'ccm';
+
+/** Stream names: events (file storage, kept), intake requests (work queue), dead letters (kept). */
+export const STREAMS = {
+  events: { name: 'CCM_EVENTS', subjects: ['ccm.evt.>'] },
+  requests: { name: 'CCM_REQUESTS', subjects: ['ccm.req.>'] },
+  deadLetters: { name: 'CCM_DLQ', subjects: ['ccm.dlq.>'] },
+} as const;
+
+export const subjects = {
+  /** `ccm.cmd.<service>.<verb>`: a request to any replica of a service (queue group). */
+  cmd: (service: ServiceName, verb: string): string => `${ROOT}.cmd.${tok(service)}.${tok(verb)}`,
+  /** `ccm.cmd.host.<hostId>.<verb>`: a request to the one host-agent of a host. */
+  hostCmd: (hostId: string, verb: string): string => `${ROOT}.cmd.host.${tok(hostId)}.${tok(verb)}`,
+  /** `ccm.cmd.guest.<vmId>.<verb>`: a request to the guest-agent inside one VM. */
+  guestCmd: (vmId: string, verb: string): string => `${ROOT}.cmd.guest.${tok(vmId)}.${tok(verb)}`,
+  /** `ccm.evt.<aggregate>.<id>.<pastTense>`: a fact, in JetStream stream CCM_EVENTS. */
+  evt: (aggregate: string, id: string, pastTense: string): string =>
+    `${ROOT}.evt.${tok(aggregate)}.${tok(id)}.${tok(pastTense)}`,
+  /** `ccm.req.<kind>`: durable intake in CCM_REQUESTS (work queue): waits when no consumer runs. */
+  req: (kind: 'migrate' | 'cancel'): string => `${ROOT}.req.${kind}`,
+  /** `ccm.dlq.<service>.<consumer>`: where a consumer parks a poison message. */
+  dlq: (service: ServiceName, consumer: string): string => `${ROOT}.dlq.${tok(service)}.${tok(consumer)}`,
+};
+
+/** The inbox prefix a signer uses for replies, so no other identity may subscribe to its replies. */
+export function inboxPrefix(signer: string): string {
+  return `_INBOX_${tok(signer).replace(/-/g, '_')}`;
+}
