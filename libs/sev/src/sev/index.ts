@@ -1,1 +1,25 @@
-export {};
+/**
+ * SEV / SEV-ES half of libs/sev: the legacy certificate formats and chain, the launch protocol (GODH,
+ * KDF, session blob, measurement, secret injection) and the migration transport parameters.
+ */
+export * from './errors.js';
+export * from './constants.js';
+export {
+  parseSevAlgorithm,
+  parseSevCurve,
+  parseSevUsage,
+  sevAlgorithmHash,
+  sevAlgorithmKind,
+  sevAlgorithmName,
+  sevUsageName,
+  type SevAlgorithmKind,
+  type SevHashName,
+} from './algorithms.js';
+export * from './public-key.js';
+export * from './signature-area.js';
+export * from './sev-cert.js';
+export * from './amd-cert.js';
+export * from './signing.js';
+export * from './generation.js';
+export * from './chain.js';
+export * from './bundles.js';
