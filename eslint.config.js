@@ -11,6 +11,39 @@ const frameworkBan = (why) => ({
   ],
 });
 
+const depConstraints = [
+  { sourceTag: 'type:app', notDependOnLibsWithTags: ['type:app'] },
+  {
+    sourceTag: 'type:contracts',
+    onlyDependOnLibsWithTags: ['type:contracts'],
+    bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
+  },
+  {
+    sourceTag: 'type:pure',
+    onlyDependOnLibsWithTags: ['type:contracts', 'type:pure'],
+    bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
+  },
+  { sourceTag: 'type:adapter', onlyDependOnLibsWithTags: [] },
+  { sourceTag: 'type:util', onlyDependOnLibsWithTags: ['type:contracts'] },
+  { sourceTag: 'type:emulator', onlyDependOnLibsWithTags: ['type:pure', 'type:contracts'] },
+  {
+    sourceTag: 'type:platform',
+    onlyDependOnLibsWithTags: ['type:contracts', 'type:util', 'type:platform', 'type:pure'],
+  },
+  { sourceTag: 'type:testing', notDependOnLibsWithTags: ['type:app'] },
+];
+const moduleBoundaries = (constraints) => ({
+  enforceBuildableLibDependency: false,
+  allow: [],
+  depConstraints: constraints,
+});
+/** Specs of every project may use the shared test helpers (pollUntil, launchers); production code may not. */
+const specDepConstraints = depConstraints.map((c) =>
+  c.onlyDependOnLibsWithTags
+    ? { ...c, onlyDependOnLibsWithTags: [...c.onlyDependOnLibsWithTags, 'type:testing'] }
+    : c,
+);
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', '.state/**', '.nx/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
   ...tseslint.configs.recommendedTypeChecked,
@@ -20,34 +53,7 @@ export default tseslint.config(
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     plugins: { '@nx': nx, 'import-x': importX },
     rules: {
-      '@nx/enforce-module-boundaries': [
-        'error',
-        {
-          enforceBuildableLibDependency: false,
-          allow: [],
-          depConstraints: [
-            { sourceTag: 'type:app', notDependOnLibsWithTags: ['type:app'] },
-            {
-              sourceTag: 'type:contracts',
-              onlyDependOnLibsWithTags: ['type:contracts'],
-              bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
-            },
-            {
-              sourceTag: 'type:pure',
-              onlyDependOnLibsWithTags: ['type:contracts', 'type:pure'],
-              bannedExternalImports: ['@nestjs/*', 'typeorm', '@nats-io/*'],
-            },
-            { sourceTag: 'type:adapter', onlyDependOnLibsWithTags: [] },
-            { sourceTag: 'type:util', onlyDependOnLibsWithTags: ['type:contracts'] },
-            { sourceTag: 'type:emulator', onlyDependOnLibsWithTags: ['type:pure', 'type:contracts'] },
-            {
-              sourceTag: 'type:platform',
-              onlyDependOnLibsWithTags: ['type:contracts', 'type:util', 'type:platform', 'type:pure'],
-            },
-            { sourceTag: 'type:testing', notDependOnLibsWithTags: ['type:app'] },
-          ],
-        },
-      ],
+      '@nx/enforce-module-boundaries': ['error', moduleBoundaries(depConstraints)],
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
@@ -81,6 +87,7 @@ export default tseslint.config(
   {
     files: ['**/*.spec.ts', '**/*.int-spec.ts', '**/*.e2e-spec.ts', 'test/**/*.ts'],
     rules: {
+      '@nx/enforce-module-boundaries': ['error', moduleBoundaries(specDepConstraints)],
       '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
       '@typescript-eslint/no-unsafe-member-access': 'off',
