@@ -1,1 +1,29 @@
-export {};
+/**
+ * libs/saga: the pure saga engine. Definitions (`defineSaga`, the container and VM migration sagas),
+ * one transition function (`createSagaMachine(...).advance`) from observed facts to a new state and
+ * decisions, and the typed errors. No I/O: the saga-coordinator persists and executes.
+ */
+export * from './errors.js';
+export { SagaPhase, type FinalPhase, isFinal, StepStatus, AttemptStatus, CommandKind } from './phases.js';
+export {
+  Participant,
+  StepClass,
+  type RetryPolicy,
+  type CommandDefinition,
+  type StepDefinition,
+  type SagaDefinition,
+  type CompensationSpec,
+  type StepSpec,
+  type SagaSpec,
+  sagaId,
+} from './definition.js';
+export { defineSaga, defaultRetryFor } from './define-saga.js';
+export * from './defaults.js';
+export { type RandomSource, hashedRandom, backoffDelayMs, hasAttemptsLeft } from './retry.js';
+export {
+  type IdempotencyKeyParts,
+  idempotencyKey,
+  parseIdempotencyKey,
+  timeoutTimerId,
+  retryTimerId,
+} from './keys.js';
