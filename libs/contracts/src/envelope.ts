@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorPayloadSchema } from './errors.js';
 
 /** CloudEvents spec version of every CCM envelope. */
-export const SPEC_VERSION = '1.0';
+export const SPEC_VERSION = '1.0' as const;
 
 /** Domain separation prefix: what a CCM key signs can never be mistaken for other signed data. */
 export const SIGNING_CONTEXT = 'ccm-envelope-v1\n';

@@ -1,5 +1,5 @@
 import { type ServiceName, type SignerName, OPERATOR } from './services.js';
-import { inboxPrefix } from './subjects.js';
+import { inboxPrefix, STREAMS } from './subjects.js';
 
 /** What one identity may publish and subscribe to on NATS; the server enforces it. */
 export interface SubjectPermissions {
@@ -30,19 +30,25 @@ export const CALLS: Record<ServiceName, readonly (ServiceName | 'host' | 'guest'
 };
 
 /**
- * JetStream API subjects every service needs to create CCM's streams, bind durable consumers, fetch
- * and acknowledge; limited to streams named CCM_*.
+ * JetStream API subjects every identity needs to create CCM's streams, bind durable consumers, fetch
+ * and acknowledge; limited to CCM's own streams (NATS wildcards match whole tokens, so each is named).
  */
+const STREAM_NAMES = Object.values(STREAMS).map((s) => s.name);
 const JETSTREAM_CLIENT = [
   '$JS.API.INFO',
-  '$JS.API.STREAM.INFO.CCM_*',
-  '$JS.API.STREAM.CREATE.CCM_*',
-  '$JS.API.STREAM.UPDATE.CCM_*',
-  '$JS.API.CONSUMER.*.CCM_*',
-  '$JS.API.CONSUMER.*.CCM_*.>',
-  '$JS.API.CONSUMER.MSG.NEXT.CCM_*.>',
-  '$JS.API.STREAM.MSG.GET.CCM_*',
-  '$JS.ACK.CCM_*.>',
+  ...STREAM_NAMES.flatMap((n) => [
+    `$JS.API.STREAM.INFO.${n}`,
+    `$JS.API.STREAM.CREATE.${n}`,
+    `$JS.API.STREAM.UPDATE.${n}`,
+    `$JS.API.STREAM.MSG.GET.${n}`,
+    `$JS.API.DIRECT.GET.${n}`,
+    `$JS.API.DIRECT.GET.${n}.>`,
+    `$JS.API.CONSUMER.*.${n}`,
+    `$JS.API.CONSUMER.*.${n}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${n}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${n}.>`,
+    `$JS.ACK.${n}.>`,
+  ]),
 ];
 
 function commandSubjects(target: ServiceName | 'host' | 'guest', scope?: string): string {

@@ -1,1 +1,28 @@
-export {};
+export { MessagingModule } from './messaging.module.js';
+export { NatsService } from './nats.service.js';
+export { MessageBus, requestFailure, type RequestOptions } from './bus.js';
+export { OutboxService } from './outbox.service.js';
+export { Outbox, OutboxRelay, type RelayOptions } from './outbox.js';
+export { Inbox } from './inbox.js';
+export { DurableConsumer, retryDelayMs, BASE_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS } from './consumer.js';
+export {
+  OnRequest,
+  OnJetStream,
+  ack,
+  nak,
+  term,
+  type Outcome,
+  type MessageContext,
+  type RequestHandlerOptions,
+  type ConsumerOptions,
+} from './decorators.js';
+export {
+  sealEnvelope,
+  openEnvelope,
+  verifyEnvelope,
+  encodeEnvelope,
+  type EnvelopeFields,
+} from './envelope-codec.js';
+export { connectNats, ensureStreams, DUPLICATE_WINDOW_MS } from './connection.js';
+export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './options.js';
+export { MessagingMetrics } from './metrics.js';

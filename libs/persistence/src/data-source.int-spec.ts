@@ -27,20 +27,20 @@ describe('openDataSource', () => {
       openDataSource({ url: pg.url, schema: 'svc_a', migrations: [AddWidgets1763800000001] }),
       openDataSource({ url: pg.url, schema: 'svc_a', migrations: [AddWidgets1763800000001] }),
     ]);
-    const tables = (await a.query(
+    const tables = await a.query<Array<{ table_name: string }>>(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = 'svc_a' ORDER BY table_name`,
-    )) as Array<{ table_name: string }>;
+    );
     expect(tables.map((t) => t.table_name)).toEqual(['inbox', 'migrations', 'outbox', 'ping', 'widgets']);
-    const ran = (await a.query('SELECT name FROM svc_a.migrations ORDER BY id')) as Array<{ name: string }>;
+    const ran = await a.query<Array<{ name: string }>>('SELECT name FROM svc_a.migrations ORDER BY id');
     expect(ran.map((r) => r.name)).toEqual(['PlatformTables1763800000000', 'AddWidgets1763800000001']);
     await Promise.all([a.destroy(), b.destroy()]);
   });
 
   it('keeps schemas of different services apart', async () => {
     const b = await openDataSource({ url: pg.url, schema: 'svc_b' });
-    const rows = (await b.query(
+    const rows = await b.query<Array<{ n: number }>>(
       `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'svc_b'`,
-    )) as Array<{ n: number }>;
+    );
     expect(rows[0]?.n).toBe(4);
     await b.destroy();
   });

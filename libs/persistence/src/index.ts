@@ -5,3 +5,5 @@ export {
   type DataSourceOptions,
 } from './data-source.js';
 export { platformTablesMigration } from './platform-migration.js';
+/** Nest injection token of the service's TypeORM DataSource (absent in services without a database). */
+export const DATA_SOURCE = Symbol.for('ccm.persistence.DataSource');

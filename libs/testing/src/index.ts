@@ -8,3 +8,4 @@ export {
   type RunningNats,
 } from './nats-server.js';
 export { startPostgres, type PostgresOptions, type RunningPostgres } from './postgres.js';
+export { startTestStack, type TestStack } from './stack.js';

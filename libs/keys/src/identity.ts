@@ -1,0 +1,127 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CcmError, ErrorCodes, natsPermissionsFor, type SignerName } from '@ccm/contracts';
+import { createUser, fromSeed } from '@nats-io/nkeys';
+
+/**
+ * One identity's keys. The NATS NKEY (for connecting) and the Ed25519 envelope signing key are
+ * distinct on purpose: NATS is operator-run and untrusted, and an NKEY signs nonces the server picks,
+ * so it must never be the key that makes messages authentic.
+ */
+export interface Identity {
+  name: SignerName;
+  natsSeed: Uint8Array;
+  natsPublicKey: string;
+  signingKey: KeyObject;
+  /** base64url of the raw 32-byte Ed25519 public key; names the key in `signerkey`. */
+  keyId: string;
+}
+
+/** keyId → signer name, from `trust.json`. Receivers accept a signature only from keys listed here. */
+export class TrustStore {
+  private readonly keys = new Map<string, { signer: string; key: KeyObject }>();
+  constructor(entries: Record<string, string>) {
+    for (const [keyId, signer] of Object.entries(entries)) {
+      const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: keyId }, format: 'jwk' });
+      this.keys.set(keyId, { signer, key });
+    }
+  }
+  lookup(keyId: string): { signer: string; key: KeyObject } | undefined {
+    return this.keys.get(keyId);
+  }
+  get size(): number {
+    return this.keys.size;
+  }
+}
+
+export function keyIdOf(publicKey: KeyObject): string {
+  const jwk = publicKey.export({ format: 'jwk' });
+  if (typeof jwk.x !== 'string') throw new TypeError('not an Ed25519 public key');
+  return jwk.x;
+}
+
+const natsSeedFile = (dir: string, name: string) => join(dir, `${name}.nk`);
+const signingKeyFile = (dir: string, name: string) => join(dir, `${name}.sign.pem`);
+const TRUST_FILE = 'trust.json';
+/** The nats-server include file with one NKEY user per identity and its permissions. */
+export const NATS_AUTH_FILE = 'nats-auth.conf';
+
+/** Loads one identity from a keys dir made by {@link generateKeys}. */
+export async function loadIdentity(dir: string, name: SignerName): Promise<Identity> {
+  try {
+    const natsSeed = new TextEncoder().encode((await readFile(natsSeedFile(dir, name), 'utf8')).trim());
+    const signingKey = createPrivateKey(await readFile(signingKeyFile(dir, name), 'utf8'));
+    return {
+      name,
+      natsSeed,
+      natsPublicKey: fromSeed(natsSeed).getPublicKey(),
+      signingKey,
+      keyId: keyIdOf(createPublicKey(signingKey)),
+    };
+  } catch (cause) {
+    throw new CcmError(
+      ErrorCodes.Unavailable,
+      `cannot load the keys of ${name} from ${dir}: ${(cause as Error).message}`,
+      {
+        retryable: false,
+        cause,
+      },
+    );
+  }
+}
+
+export async function loadTrustStore(dir: string): Promise<TrustStore> {
+  const raw = JSON.parse(await readFile(join(dir, TRUST_FILE), 'utf8')) as {
+    signers?: Record<string, string>;
+  };
+  return new TrustStore(raw.signers ?? {});
+}
+
+export interface GenerateKeysOptions {
+  signers: readonly SignerName[];
+  /** Pins host-agent to one host's command subjects when set. */
+  hostId?: string;
+}
+
+/**
+ * Creates (or completes) a keys dir: an NKEY seed and an Ed25519 signing key per identity, kept if
+ * already present; rewrites `trust.json` and `nats-auth.conf` from what is there. Secret files are 0600.
+ */
+export async function generateKeys(
+  dir: string,
+  opts: GenerateKeysOptions,
+): Promise<{ trust: Record<string, string>; natsAuthFile: string }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const trust: Record<string, string> = {};
+  const users: string[] = [];
+  for (const name of opts.signers) {
+    if (!existsSync(natsSeedFile(dir, name))) {
+      const kp = createUser();
+      await writeFile(natsSeedFile(dir, name), `${new TextDecoder().decode(kp.getSeed())}\n`, {
+        mode: 0o600,
+      });
+    }
+    if (!existsSync(signingKeyFile(dir, name))) {
+      const { privateKey } = generateKeyPairSync('ed25519');
+      await writeFile(signingKeyFile(dir, name), privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+        mode: 0o600,
+      });
+    }
+    await chmod(natsSeedFile(dir, name), 0o600);
+    const id = await loadIdentity(dir, name);
+    trust[id.keyId] = name;
+    const perms = natsPermissionsFor(name, name === 'host-agent' ? { hostId: opts.hostId } : {});
+    users.push(
+      `    { nkey: "${id.natsPublicKey}", permissions: { publish: { allow: ${JSON.stringify(perms.publish)} }, subscribe: { allow: ${JSON.stringify(perms.subscribe)} }, allow_responses: true } } # ${name}`,
+    );
+  }
+  await writeFile(join(dir, TRUST_FILE), `${JSON.stringify({ version: 1, signers: trust }, null, 2)}\n`);
+  const natsAuthFile = join(dir, NATS_AUTH_FILE);
+  await writeFile(
+    natsAuthFile,
+    `# generated by ccm-keys: one NKEY user per CCM identity\nauthorization {\n  users: [\n${users.join('\n')}\n  ]\n}\n`,
+  );
+  return { trust, natsAuthFile };
+}

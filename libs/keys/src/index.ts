@@ -1,0 +1,10 @@
+export {
+  generateKeys,
+  loadIdentity,
+  loadTrustStore,
+  keyIdOf,
+  TrustStore,
+  NATS_AUTH_FILE,
+  type Identity,
+  type GenerateKeysOptions,
+} from './identity.js';

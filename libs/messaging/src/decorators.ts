@@ -1,0 +1,57 @@
+import { SetMetadata } from '@nestjs/common';
+import { type Envelope, type SignerName } from '@ccm/contracts';
+import { type EntityManager } from 'typeorm';
+import { type z } from 'zod';
+
+export const REQUEST_HANDLER = Symbol.for('ccm.messaging.request-handler');
+export const JETSTREAM_CONSUMER = Symbol.for('ccm.messaging.jetstream-consumer');
+
+/** What a handler learns about the message besides its validated payload. */
+export interface MessageContext {
+  subject: string;
+  envelope: Envelope;
+  /** Inside an idempotent handler: the transaction that also records the inbox row and the reply. */
+  manager?: EntityManager;
+  /** JetStream consumers: how many times this message has been delivered (1 on first delivery). */
+  deliveryCount?: number;
+}
+
+export interface RequestHandlerOptions {
+  /** The subject, or a function of the provider instance (e.g. a host-agent's own host id). */
+  subject: string | ((self: object) => string);
+  schema: z.ZodType;
+  /**
+   * Deduplicate by the envelope's idempotency key in the inbox table: the handler runs in a transaction
+   * (`ctx.manager`) and the same key always gets the first reply. Needs a database.
+   */
+  idempotent?: boolean;
+  /** Only these signers may send it; anyone else gets UNAUTHORIZED. Default: any trusted signer. */
+  allow?: readonly SignerName[];
+}
+
+/** Marks a method as the handler of core-NATS requests on a subject, in the service's queue group. */
+export const OnRequest = (opts: RequestHandlerOptions): MethodDecorator => SetMetadata(REQUEST_HANDLER, opts);
+
+/** How a JetStream handler says what happened to a message (golevelup-style explicit outcomes). */
+export type Outcome = { kind: 'ack' } | { kind: 'nak'; delayMs: number } | { kind: 'term'; reason: string };
+export const ack = (): Outcome => ({ kind: 'ack' });
+export const nak = (delayMs: number): Outcome => ({ kind: 'nak', delayMs });
+export const term = (reason: string): Outcome => ({ kind: 'term', reason });
+
+export interface ConsumerOptions {
+  stream: 'events' | 'requests';
+  /** Durable consumer name, shared by every replica of the service. */
+  durable: string;
+  filterSubject: string;
+  schema: z.ZodType;
+  allow?: readonly SignerName[];
+  /** Deliveries before the message is parked on the dead-letter subject; default from config. */
+  maxDeliver?: number;
+  /** How long the server waits for an ack before redelivering. */
+  ackWaitMs?: number;
+  /** Messages handled at once by one replica. */
+  concurrency?: number;
+}
+
+/** Marks a method as the handler of a durable JetStream pull consumer; it returns an {@link Outcome}. */
+export const OnJetStream = (opts: ConsumerOptions): MethodDecorator => SetMetadata(JETSTREAM_CONSUMER, opts);

@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable, type INestApplication } from '@nestjs/common';
+import { CcmError, ReplySchema, STREAMS, subjects, type Envelope, type Reply } from '@ccm/contracts';
+import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
+import { DATA_SOURCE } from '@ccm/persistence';
+import { createServiceApp } from '@ccm/runtime';
+import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DataSource, type MigrationInterface, type QueryRunner } from 'typeorm';
+import { z } from 'zod';
+import { ack, OnJetStream, OnRequest, type MessageContext, type Outcome } from './decorators.js';
+import { encodeEnvelope, openEnvelope, sealEnvelope } from './envelope-codec.js';
+import { OutboxService } from './outbox.service.js';
+
+const PROBE = 'ccm.cmd.vm-lifecycle.probe';
+const PROBED = (id: string) => subjects.evt('vm', id, 'probed');
+
+class ProbeTable1763800000100 implements MigrationInterface {
+  name = 'ProbeTable1763800000100';
+  async up(q: QueryRunner): Promise<void> {
+    await q.query('CREATE TABLE vm_lifecycle.probe_effects (id serial PRIMARY KEY, n int NOT NULL)');
+  }
+  async down(q: QueryRunner): Promise<void> {
+    await q.query('DROP TABLE vm_lifecycle.probe_effects');
+  }
+}
+
+@Injectable()
+class ProbeHandlers {
+  consumed: Array<{ n: number; deliveries: number }> = [];
+
+  @OnRequest({ subject: PROBE, schema: z.object({ n: z.number().int() }), idempotent: true })
+  async probe(req: { n: number }, ctx: MessageContext): Promise<{ effects: number; n: number }> {
+    await ctx.manager!.query('INSERT INTO vm_lifecycle.probe_effects (n) VALUES ($1)', [req.n]);
+    // Hold the transaction open a moment so concurrent duplicates really overlap.
+    await ctx.manager!.query('SELECT pg_sleep(0.05)');
+    const rows = await ctx.manager!.query<Array<{ c: number }>>(
+      'SELECT count(*)::int AS c FROM vm_lifecycle.probe_effects WHERE n = $1',
+      [req.n],
+    );
+    if (req.n < 0) throw new CcmError('REFUSED', 'negative probes are refused', { retryable: false });
+    return { effects: rows[0].c, n: req.n };
+  }
+
+  @OnJetStream({
+    stream: 'events',
+    durable: 'probe-events',
+    filterSubject: 'ccm.evt.vm.*.probed',
+    schema: z.object({ poison: z.boolean() }),
+  })
+  onProbed(data: { poison: boolean }, ctx: MessageContext): Promise<Outcome> {
+    this.consumed.push({ n: data.poison ? -1 : 1, deliveries: ctx.deliveryCount ?? 0 });
+    if (data.poison) return Promise.reject(new Error('cannot digest this'));
+    return Promise.resolve(ack());
+  }
+}
+
+describe('messaging against a real nats-server and Postgres', () => {
+  let stack: TestStack;
+  let app: INestApplication;
+  let operator: Identity;
+  let nc: NatsConnection;
+
+  const send = async (bytes: Uint8Array, subject = PROBE): Promise<Envelope<Reply>> => {
+    const msg = await nc.request(subject, bytes, { timeout: 5_000 });
+    return openEnvelope(
+      msg.data,
+      await stack.identity('operator').then(() => trustOf()),
+      ReplySchema,
+    );
+  };
+  let trustOf: () => TrustStore;
+  const signed = (data: unknown, extra: { idempotencykey?: string } = {}) =>
+    encodeEnvelope(sealEnvelope(operator, { type: PROBE, data, idempotencykey: randomUUID(), ...extra }));
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    const trust = await loadTrustStore(stack.keysDir);
+    trustOf = () => trust;
+    ({ app } = await createServiceApp(
+      {
+        service: 'vm-lifecycle',
+        database: true,
+        providers: [ProbeHandlers],
+        migrations: [ProbeTable1763800000100],
+      },
+      stack.env({ CCM_MAX_DELIVER: '3', CCM_OUTBOX_POLL_MS: '50' }),
+    ));
+    await app.init();
+    operator = await stack.identity('operator');
+    nc = await stack.connectAs('operator');
+  });
+  afterAll(async () => {
+    await app?.close();
+    await stack?.stop();
+  });
+
+  it('refuses a command without an idempotency key', async () => {
+    const reply = await send(encodeEnvelope(sealEnvelope(operator, { type: PROBE, data: { n: 1 } })));
+    expect(reply.data).toMatchObject({ ok: false, error: { code: 'VALIDATION_FAILED' } });
+  });
+
+  it('answers a valid signed request', async () => {
+    const reply = await send(signed({ n: 1 }));
+    expect(reply.source).toBe('vm-lifecycle');
+    expect(reply.data).toEqual({ ok: true, result: { effects: 1, n: 1 } });
+  });
+
+  it.each([
+    ['a bad payload', () => signed({ n: 'one' }), 'VALIDATION_FAILED'],
+    ['a non-JSON message', () => new TextEncoder().encode('not json'), 'MALFORMED_MESSAGE'],
+    [
+      'an unsigned envelope',
+      () => {
+        const env = sealEnvelope(operator, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() });
+        return encodeEnvelope({ ...env, signature: undefined, signerkey: undefined });
+      },
+      'SIGNATURE_MISSING',
+    ],
+    [
+      'a tampered payload',
+      () => {
+        const env = sealEnvelope(operator, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() });
+        return encodeEnvelope({ ...env, data: { n: 3 } });
+      },
+      'SIGNATURE_INVALID',
+    ],
+    [
+      'a key nobody trusts',
+      () => {
+        const stranger = { ...operator, keyId: 'A'.repeat(43) };
+        return encodeEnvelope(
+          sealEnvelope(stranger, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() }),
+        );
+      },
+      'UNKNOWN_SIGNER',
+    ],
+  ])('gives %s a typed error and keeps serving', async (_what, make, code) => {
+    const reply = await send(make());
+    expect(reply.data.ok).toBe(false);
+    expect(!reply.data.ok && reply.data.error.code).toBe(code);
+    expect(!reply.data.ok && reply.data.error.retryable).toBe(false);
+    const after = await send(signed({ n: 100 }));
+    expect(after.data.ok).toBe(true);
+  });
+
+  it('acts once for the same idempotency key sent twice, and returns the first reply', async () => {
+    const first = await send(signed({ n: 7 }, { idempotencykey: 'probe-7' }));
+    const second = await send(signed({ n: 7 }, { idempotencykey: 'probe-7' }));
+    expect(first.data).toEqual({ ok: true, result: { effects: 1, n: 7 } });
+    expect(second.data).toEqual(first.data);
+  });
+
+  it('acts once when ten copies of one command arrive concurrently', async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, () => send(signed({ n: 8 }, { idempotencykey: 'probe-8' }))),
+    );
+    for (const r of replies) expect(r.data).toEqual({ ok: true, result: { effects: 1, n: 8 } });
+    const ds = app.get<DataSource>(DATA_SOURCE);
+    const rows = await ds.query<Array<{ c: number }>>(
+      'SELECT count(*)::int AS c FROM vm_lifecycle.probe_effects WHERE n = 8',
+    );
+    expect(rows[0].c).toBe(1);
+  });
+
+  it('stores a definite refusal as the reply and rolls back its effects', async () => {
+    const a = await send(signed({ n: -5 }, { idempotencykey: 'probe-neg' }));
+    const b = await send(signed({ n: -5 }, { idempotencykey: 'probe-neg' }));
+    expect(a.data).toMatchObject({ ok: false, error: { code: 'REFUSED' } });
+    expect(b.data).toEqual(a.data);
+    const ds = app.get<DataSource>(DATA_SOURCE);
+    const rows = await ds.query<Array<{ c: number }>>(
+      'SELECT count(*)::int AS c FROM vm_lifecycle.probe_effects WHERE n = -5',
+    );
+    expect(rows[0].c).toBe(0);
+  });
+
+  it('commits an event only with its state change', async () => {
+    const outbox = app.get(OutboxService);
+    const jsm = await jetstreamManager(nc);
+    await outbox.transaction(async (m) => {
+      await outbox.enqueue(m, PROBED('committed'), { type: 'ccm.vm.probed', data: { poison: false } });
+    });
+    await outbox
+      .transaction(async (m) => {
+        await outbox.enqueue(m, PROBED('rolled-back'), { type: 'ccm.vm.probed', data: { poison: false } });
+        throw new Error('state change failed');
+      })
+      .catch(() => undefined);
+    await pollUntil('the committed event in CCM_EVENTS', () =>
+      jsm.streams.getMessage(STREAMS.events.name, { last_by_subj: PROBED('committed') }),
+    );
+    const ds = app.get<DataSource>(DATA_SOURCE);
+    const rows = await ds.query<Array<{ c: number }>>(`SELECT count(*)::int AS c FROM vm_lifecycle.outbox WHERE subject = $1`, [
+      PROBED('rolled-back'),
+    ]);
+    expect(rows[0].c).toBe(0);
+    const info = await jsm.streams.info(STREAMS.events.name, {
+      subjects_filter: PROBED('rolled-back'),
+    });
+    expect(info.state.subjects?.[PROBED('rolled-back')] ?? 0).toBe(0);
+  });
+
+  it('parks a message that keeps failing on the dead-letter subject after the configured deliveries', async () => {
+    const handlers = app.get(ProbeHandlers);
+    const vm = await stack.connectAs('vm-lifecycle');
+    const js = jetstream(vm);
+    const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      type: 'ccm.vm.probed',
+      data: { poison: true },
+    });
+    await js.publish(PROBED('poison'), encodeEnvelope(env), { msgID: env.id });
+    const jsm = await jetstreamManager(nc);
+    const parked = await pollUntil(
+      'the poison message in CCM_DLQ',
+      () =>
+        jsm.streams.getMessage(STREAMS.deadLetters.name, {
+          last_by_subj: subjects.dlq('vm-lifecycle', 'probe-events'),
+        }),
+      Boolean,
+      { timeoutMs: 15_000 },
+    );
+    expect(parked!.header.get('Ccm-Dlq-Subject')).toBe(PROBED('poison'));
+    expect(parked!.header.get('Ccm-Dlq-Reason')).toContain('cannot digest this');
+    expect(handlers.consumed.filter((c) => c.n === -1).map((c) => c.deliveries)).toEqual([1, 2, 3]);
+  });
+
+  it('parks a tampered event at once without running the handler', async () => {
+    const handlers = app.get(ProbeHandlers);
+    const before = handlers.consumed.length;
+    const vm = await stack.connectAs('vm-lifecycle');
+    const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      type: 'ccm.vm.probed',
+      data: { poison: false },
+    });
+    await jetstream(vm).publish(PROBED('tampered'), encodeEnvelope({ ...env, source: 'key-broker' }), {
+      msgID: env.id,
+    });
+    const jsm = await jetstreamManager(nc);
+    const parked = await pollUntil('the tampered message in CCM_DLQ', async () => {
+      const m = await jsm.streams.getMessage(STREAMS.deadLetters.name, {
+        last_by_subj: subjects.dlq('vm-lifecycle', 'probe-events'),
+      });
+      return m?.header.get('Ccm-Dlq-Subject') === PROBED('tampered') ? m : undefined;
+    });
+    expect(parked!.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
+    expect(handlers.consumed.length).toBe(before);
+  });
+});

@@ -1,0 +1,103 @@
+import { STREAMS, subjects } from '@ccm/contracts';
+import { openDataSource } from '@ccm/persistence';
+import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { type DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureStreams } from './connection.js';
+import { Outbox, OutboxRelay } from './outbox.js';
+
+class RelayCrashed extends Error {}
+
+describe('outbox relay (real Postgres and JetStream)', () => {
+  let stack: TestStack;
+  let ds: DataSource;
+  let jsm: JetStreamManager;
+  let outbox: Outbox;
+  const schema = 'saga_coordinator';
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    ds = await openDataSource({ url: stack.postgres.url, schema });
+    const nc = await stack.connectAs('saga-coordinator');
+    jsm = await jetstreamManager(nc);
+    await ensureStreams(jsm);
+    outbox = new Outbox(await stack.identity('saga-coordinator'), schema);
+  });
+  afterAll(async () => {
+    await ds?.destroy();
+    await stack?.stop();
+  });
+
+  const countInStream = async (subject: string): Promise<number> => {
+    const info = await jsm.streams.info(STREAMS.events.name, { subjects_filter: subject });
+    return info.state.subjects?.[subject] ?? 0;
+  };
+
+  it('puts an event in JetStream exactly once when the relay dies between publish and mark-sent', async () => {
+    const subject = subjects.evt('migration', 'm-crash', 'started');
+    await ds.transaction((m) =>
+      outbox.enqueue(m, subject, { type: 'ccm.migration.started', data: { id: 'm-crash' } }),
+    );
+
+    const nc = await stack.connectAs('saga-coordinator');
+    const crashing = new OutboxRelay(ds, jetstream(nc), schema, {
+      pollMs: 50,
+      afterPublish: () => {
+        throw new RelayCrashed('killed after publish, before mark-sent');
+      },
+    });
+    await expect(crashing.relayOnce()).rejects.toBeInstanceOf(RelayCrashed);
+    // Published once, but the row is still unsent: the crash rolled the mark back.
+    expect(await countInStream(subject)).toBe(1);
+    const unsent = await ds.query<Array<{ c: number }>>(
+      `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
+    );
+    expect(unsent[0].c).toBe(1);
+
+    const restarted = new OutboxRelay(ds, jetstream(nc), schema, { pollMs: 50 });
+    restarted.start();
+    await pollUntil('outbox drained', async () => {
+      const rows = await ds.query<Array<{ c: number }>>(
+        `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
+      );
+      return rows[0].c === 0;
+    });
+    await restarted.stop();
+    expect(await countInStream(subject)).toBe(1);
+  });
+
+  it('shares the backlog between two relays without publishing anything twice', async () => {
+    const n = 60;
+    await ds.transaction(async (m) => {
+      for (let i = 0; i < n; i++) {
+        await outbox.enqueue(m, subjects.evt('migration', `m-${i}`, 'queued'), {
+          type: 'ccm.migration.queued',
+          data: { i },
+        });
+      }
+    });
+    const [a, b] = await Promise.all([
+      stack.connectAs('saga-coordinator'),
+      stack.connectAs('saga-coordinator'),
+    ]);
+    const published: string[] = [];
+    const mk = (nc: typeof a) =>
+      new OutboxRelay(ds, jetstream(nc), schema, {
+        pollMs: 20,
+        batchSize: 7,
+        afterPublish: (id) => void published.push(id),
+      });
+    const relays = [mk(a), mk(b)];
+    relays.forEach((r) => r.start());
+    await pollUntil('backlog relayed', async () => {
+      const rows = await ds.query<Array<{ c: number }>>(
+        `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
+      );
+      return rows[0].c === 0;
+    });
+    await Promise.all(relays.map((r) => r.stop()));
+    expect(new Set(published).size).toBe(n);
+    expect(published).toHaveLength(n);
+  });
+});

@@ -1,0 +1,169 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
+import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { DATA_SOURCE } from '@ccm/persistence';
+import { CcmError, ErrorCodes, isServiceName, type Envelope, type Reply } from '@ccm/contracts';
+import { type Msg, type Subscription } from '@nats-io/transport-node';
+import { type DataSource } from 'typeorm';
+import { DurableConsumer, type ConsumerHandler } from './consumer.js';
+import {
+  JETSTREAM_CONSUMER,
+  REQUEST_HANDLER,
+  type ConsumerOptions,
+  type MessageContext,
+  type RequestHandlerOptions,
+} from './decorators.js';
+import { encodeEnvelope, openEnvelope, sealEnvelope } from './envelope-codec.js';
+import { Inbox } from './inbox.js';
+import { MessagingMetrics } from './metrics.js';
+import { NatsService } from './nats.service.js';
+import { MESSAGING_OPTIONS, type MessagingOptions } from './options.js';
+
+type RequestFn = (data: unknown, ctx: MessageContext) => Promise<unknown>;
+
+/** Unknown failures leave the service as this, never with their internals. */
+const internalError = (id: string) =>
+  new CcmError(ErrorCodes.Internal, `internal error while handling ${id}; see the service log`, {
+    retryable: true,
+  });
+
+/**
+ * Finds every `@OnRequest` and `@OnJetStream` method at boot, logs the wiring once, subscribes them,
+ * and at shutdown stops taking work and waits for the messages in hand.
+ */
+@Injectable()
+export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly log = new Logger('Messaging');
+  private readonly subs: Subscription[] = [];
+  private readonly consumers: DurableConsumer[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly inbox?: Inbox;
+
+  constructor(
+    private readonly discovery: DiscoveryService,
+    private readonly scanner: MetadataScanner,
+    private readonly reflector: Reflector,
+    private readonly nats: NatsService,
+    private readonly metrics: MessagingMetrics,
+    @Inject(MESSAGING_OPTIONS) private readonly opts: MessagingOptions,
+    @Optional() @Inject(DATA_SOURCE) private readonly ds?: DataSource,
+  ) {
+    if (ds && opts.schema) this.inbox = new Inbox(ds, opts.schema);
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    for (const wrapper of this.discovery.getProviders()) {
+      const instance = wrapper.instance as Record<string, unknown> | undefined;
+      if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
+      const proto = Object.getPrototypeOf(instance) as object;
+      for (const name of this.scanner.getAllMethodNames(proto)) {
+        const method = instance[name] as (...args: unknown[]) => unknown;
+        const req = this.reflector.get<RequestHandlerOptions | undefined>(REQUEST_HANDLER, method);
+        if (req) this.subscribe(req, method.bind(instance) as RequestFn, instance, `${wrapper.name}.${name}`);
+        const con = this.reflector.get<ConsumerOptions | undefined>(JETSTREAM_CONSUMER, method);
+        if (con) await this.consume(con, method.bind(instance) as ConsumerHandler, `${wrapper.name}.${name}`);
+      }
+    }
+  }
+
+  private subscribe(o: RequestHandlerOptions, fn: RequestFn, instance: object, where: string): void {
+    const subject = typeof o.subject === 'function' ? o.subject(instance) : o.subject;
+    if (o.idempotent && !this.inbox) throw new Error(`${where}: idempotent handlers need a database`);
+    const sub = this.nats.nc.subscribe(subject, { queue: this.opts.service });
+    this.subs.push(sub);
+    this.log.log(
+      `request ${subject} (queue ${this.opts.service}${o.idempotent ? ', idempotent' : ''}) -> ${where}`,
+    );
+    void (async () => {
+      for await (const m of sub) {
+        const p = this.handleRequest(subject, o, fn, m).finally(() => this.inflight.delete(p));
+        this.inflight.add(p);
+      }
+    })();
+  }
+
+  private async handleRequest(
+    subject: string,
+    o: RequestHandlerOptions,
+    fn: RequestFn,
+    m: Msg,
+  ): Promise<void> {
+    const end = this.metrics.duration.startTimer({ subject });
+    let env: Envelope | undefined;
+    let reply: Reply;
+    try {
+      env = openEnvelope(m.data, this.opts.trust, o.schema);
+      const e = env;
+      if (o.allow && !o.allow.includes(e.source as never)) {
+        throw new CcmError(ErrorCodes.Unauthorized, `${e.source} may not send ${m.subject}`, {
+          retryable: false,
+        });
+      }
+      const ctx: MessageContext = { subject: m.subject, envelope: e };
+      if (o.idempotent && !e.idempotencykey) {
+        throw new CcmError(
+          ErrorCodes.ValidationFailed,
+          `${m.subject} is a command: its envelope needs an idempotencykey`,
+          { retryable: false },
+        );
+      }
+      if (o.idempotent && this.inbox && e.idempotencykey) {
+        reply = await this.inbox.run(e.idempotencykey, m.subject, (manager) =>
+          fn(e.data, { ...ctx, manager }),
+        );
+      } else {
+        reply = { ok: true, result: (await fn(e.data, ctx)) ?? null };
+      }
+    } catch (err) {
+      if (!(err instanceof CcmError)) this.log.error(`${m.subject}: ${(err as Error).stack ?? String(err)}`);
+      const error = err instanceof CcmError ? err : internalError(env?.id ?? m.subject);
+      if (err instanceof CcmError && err.code !== ErrorCodes.Internal)
+        this.log.warn(`${m.subject} refused: ${err.code} ${err.message}`);
+      reply = { ok: false, error: error.toPayload() };
+    }
+    this.metrics.handled.inc({ subject, outcome: reply.ok ? 'ok' : reply.error.code });
+    end();
+    if (!m.reply) return;
+    const out = sealEnvelope(this.opts.identity, {
+      type: `${m.subject}.reply`,
+      data: reply,
+      causationid: env?.id,
+      correlationid: env?.correlationid,
+    });
+    m.respond(encodeEnvelope(out));
+  }
+
+  private async consume(o: ConsumerOptions, fn: ConsumerHandler, where: string): Promise<void> {
+    if (!isServiceName(this.opts.service)) throw new Error(`${where}: only services run JetStream consumers`);
+    const c = new DurableConsumer(
+      {
+        service: this.opts.service,
+        js: this.nats.js,
+        jsm: this.nats.jsm,
+        trust: this.opts.trust,
+        maxDeliver: this.opts.maxDeliver,
+        onOutcome: (outcome) => this.metrics.handled.inc({ subject: o.filterSubject, outcome }),
+        onDeadLetter: () => this.metrics.deadLettered.inc({ consumer: o.durable }),
+      },
+      o,
+      fn,
+    );
+    await c.start();
+    this.consumers.push(c);
+    this.log.log(`consumer ${o.durable} on ${o.filterSubject} (stream ${o.stream}) -> ${where}`);
+  }
+
+  /** Stop taking work: drain subscriptions and consumers, then wait for handlers in flight. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await Promise.allSettled(this.subs.map((s) => s.drain()));
+    await Promise.allSettled(this.consumers.map((c) => c.stop()));
+    await Promise.allSettled([...this.inflight]);
+    this.log.log('handlers stopped');
+  }
+}

@@ -1,0 +1,11 @@
+export {
+  createServiceApp,
+  runService,
+  jsonLogger,
+  SERVICE_CONFIG,
+  EXIT_CONFIG,
+  type ServiceDefinition,
+} from './service.js';
+export { HealthController } from './health.controller.js';
+export { MetricsController } from './metrics.controller.js';
+export { PingHandler } from './ping.handler.js';

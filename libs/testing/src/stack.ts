@@ -1,0 +1,67 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OPERATOR, SERVICES, type SignerName } from '@ccm/contracts';
+import { generateKeys, loadIdentity, type Identity } from '@ccm/keys';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { inboxPrefix } from '@ccm/contracts';
+import { startNatsServer, type RunningNats } from './nats-server.js';
+import { startPostgres, type RunningPostgres } from './postgres.js';
+
+export interface TestStack {
+  nats: RunningNats;
+  postgres: RunningPostgres;
+  keysDir: string;
+  /** The environment a service process or `createServiceApp` needs to join this stack. */
+  env(extra?: Record<string, string>): Record<string, string>;
+  identity(signer: SignerName): Promise<Identity>;
+  /** A raw NATS connection as one identity (its NKEY user and inbox prefix), for probing permissions. */
+  connectAs(signer: SignerName): Promise<NatsConnection>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A throw-away CCM stack for one test suite: keys for every identity, a nats-server with JetStream
+ * that enforces the per-identity NKEY permissions, and a Postgres; all on free ports in temp dirs.
+ */
+export async function startTestStack(opts: { hostId?: string; postgres?: boolean } = {}): Promise<TestStack> {
+  const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
+  const { natsAuthFile } = await generateKeys(keysDir, {
+    signers: [...SERVICES, OPERATOR],
+    hostId: opts.hostId,
+  });
+  const [nats, postgres] = await Promise.all([
+    startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8') }),
+    opts.postgres === false ? Promise.resolve(undefined) : startPostgres(),
+  ]);
+  const conns: NatsConnection[] = [];
+  return {
+    nats,
+    postgres: postgres as RunningPostgres,
+    keysDir,
+    env: (extra = {}) => ({
+      CCM_NATS_URL: nats.url,
+      CCM_KEYS_DIR: keysDir,
+      ...(postgres ? { CCM_DATABASE_URL: postgres.url } : {}),
+      CCM_HTTP_PORT: '0',
+      CCM_LOG_LEVEL: 'warn',
+      ...extra,
+    }),
+    identity: (signer) => loadIdentity(keysDir, signer),
+    connectAs: async (signer) => {
+      const id = await loadIdentity(keysDir, signer);
+      const nc = await connect({
+        servers: nats.url,
+        authenticator: nkeyAuthenticator(id.natsSeed),
+        inboxPrefix: inboxPrefix(signer),
+      });
+      conns.push(nc);
+      return nc;
+    },
+    stop: async () => {
+      await Promise.allSettled(conns.map((c) => c.close()));
+      await Promise.allSettled([nats.stop(), postgres?.stop()]);
+      await rm(keysDir, { recursive: true, force: true });
+    },
+  };
+}
