@@ -1,5 +1,6 @@
 /**
- * SEV-SNP: attestation reports, TCB and policy values. Pure (node:crypto only).
+ * SEV-SNP: attestation reports, TCB and policy values, report signatures, VCEK/VLEK certificate chains
+ * and their binding to reports. Pure (node:crypto only).
  */
 export * from './errors.js';
 export {
@@ -49,3 +50,31 @@ export {
 } from './report-layout.js';
 export { type ParseReportOptions, parseAttestationReport, reportSignedBytes } from './report-decode.js';
 export { encodeAttestationReport } from './report-encode.js';
+export {
+  verifyReportSignature,
+  isReportSignatureValid,
+  signAttestationReport,
+  reportSignatureP1363,
+  reportSignatureDer,
+} from './signature.js';
+export { type SnpCertificateInput, parsePemBundle } from './x509.js';
+export { AMD_VEK_OID, type SnpVekInfo, type SnpVekKind, readVekInfo } from './vek.js';
+export { AMD_SNP_CA_SHA256, AMD_TRUSTED_ARKS, type SnpTrustedArks } from './amd-roots.js';
+export {
+  type SnpCertChain,
+  type SnpChainOptions,
+  type SnpChainVerdict,
+  type SnpChainSuccess,
+  type SnpChainFailureVerdict,
+  verifySnpCertChain,
+  assertSnpCertChain,
+} from './chain.js';
+export { assembleSnpCertChain, snpCertChainFromTable } from './chain-input.js';
+export { vekBindingErrors, assertVekBinding } from './binding.js';
+export {
+  SNP_CERT_TABLE_GUID,
+  type SnpCertTableEntry,
+  type SnpCertTableKind,
+  parseSnpCertTable,
+  encodeSnpCertTable,
+} from './cert-table.js';

@@ -64,6 +64,8 @@ export const VECTOR_TIME = new Date('2025-06-01T00:00:00Z');
 
 /** A copy of `bytes` with bit `bit` of byte `offset` flipped. */
 export function flipBit(bytes: Uint8Array, offset: number, bit = 0): Uint8Array {
+  if (offset < 0 || offset >= bytes.length)
+    throw new RangeError(`offset ${offset} outside ${bytes.length} bytes`);
   const out = Uint8Array.from(bytes);
   out[offset] ^= 1 << bit;
   return out;
