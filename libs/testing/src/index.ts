@@ -7,5 +7,5 @@ export {
   type NatsServerOptions,
   type RunningNats,
 } from './nats-server.js';
-export { startPostgres, type PostgresOptions, type RunningPostgres } from './postgres.js';
+export { startPostgres, PostgresStartError, type PostgresOptions, type RunningPostgres } from './postgres.js';
 export { startTestStack, type TestStack } from './stack.js';

