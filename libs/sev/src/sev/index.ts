@@ -35,3 +35,5 @@ export * from './measurement.js';
 export * from './secret-table.js';
 export * from './packet.js';
 export * from './launch-secret.js';
+export * from './launch-session.js';
+export * from './migration.js';
