@@ -27,3 +27,30 @@ export {
   timeoutTimerId,
   retryTimerId,
 } from './keys.js';
+export type * from './facts.js';
+export { CancelRefusalReason } from './decisions.js';
+export type {
+  SendAction,
+  SendCompensation,
+  SetTimeout,
+  ScheduleRetry,
+  CancelTimer,
+  PhaseChanged,
+  CancelRefused,
+  Finished,
+  SagaDecision,
+} from './decisions.js';
+export {
+  type PhaseChange,
+  type AttemptEffect,
+  type AttemptRecord,
+  type StepState,
+  type ArmedTimer,
+  type SagaState,
+  createSagaState,
+  mayHaveTakenEffect,
+  isPastPivot,
+} from './state.js';
+export { IgnoreReason, type AdvanceResult } from './transition.js';
+export { DEFAULT_CANCEL_REASON } from './rollback.js';
+export { type SagaMachine, type SagaMachineOptions, createSagaMachine } from './machine.js';

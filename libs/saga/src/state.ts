@@ -1,0 +1,123 @@
+import { type SagaDefinition, sagaId } from './definition.js';
+import { DefinitionMismatchError } from './errors.js';
+import { type StepError } from './facts.js';
+import { assertMigrationId } from './keys.js';
+import { type AttemptStatus, type CommandKind, SagaPhase, StepStatus } from './phases.js';
+
+/**
+ * The saga state: plain JSON-serialisable data (numbers are epoch milliseconds), one row per saga plus
+ * one per attempt in the coordinator's schema. `advance` never mutates a state it is given.
+ */
+
+/** One phase change: the phase entered, when, and why. */
+export interface PhaseChange {
+  readonly phase: SagaPhase;
+  readonly at: number;
+  readonly reason?: string;
+}
+
+/** Whether an action attempt may have changed the world; `'done'` once it succeeded. */
+export type AttemptEffect = 'none' | 'maybe' | 'done';
+
+/** One attempt of a step's action or compensation. */
+export interface AttemptRecord {
+  readonly attempt: number;
+  readonly status: AttemptStatus;
+  readonly idempotencyKey: string;
+  readonly sentAt: number;
+  readonly deadlineAt: number;
+  readonly endedAt?: number;
+  readonly error?: StepError;
+  /** Actions only: set to `'maybe'` the moment the attempt is sent (compensation registered first). */
+  readonly effect?: AttemptEffect;
+  /** Actions only: the success reply's data. */
+  readonly result?: unknown;
+}
+
+/** One step: where it stands and every attempt of its action and compensation. */
+export interface StepState {
+  readonly name: string;
+  readonly status: StepStatus;
+  readonly actions: readonly AttemptRecord[];
+  readonly compensations: readonly AttemptRecord[];
+}
+
+/** A timer the engine is waiting for (mirrors the `SetTimeout`/`ScheduleRetry` decisions). */
+export interface ArmedTimer {
+  readonly timerId: string;
+  readonly purpose: 'timeout' | 'retry';
+  readonly step: string;
+  readonly kind: CommandKind;
+  readonly attempt: number;
+  readonly at: number;
+}
+
+/** The whole state of one saga run. */
+export interface SagaState {
+  readonly migrationId: string;
+  /** `name@version` of the definition it runs (see `sagaId`). */
+  readonly saga: string;
+  readonly phase: SagaPhase;
+  readonly phaseHistory: readonly PhaseChange[];
+  /** The latest reason: the failure or cancel that started a rollback, or why it ended. */
+  readonly reason?: string;
+  /** Index of the step in focus: the one running forward, or the one being compensated. */
+  readonly cursor: number;
+  readonly steps: readonly StepState[];
+  readonly timers: readonly ArmedTimer[];
+  /** Incremented on every applied fact: use it for optimistic concurrency on the saga row. */
+  readonly revision: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** A mutable view of `T`, for the engine's private working copy. */
+export type Writable<T> = T extends readonly (infer U)[]
+  ? Writable<U>[]
+  : T extends object
+    ? { -readonly [K in keyof T]: Writable<T[K]> }
+    : T;
+
+/** A new saga in `Pending`; persist it, then feed `Started`. @throws InvalidMigrationIdError */
+export function createSagaState(def: SagaDefinition, migrationId: string, now: number): SagaState {
+  assertMigrationId(migrationId);
+  return {
+    migrationId,
+    saga: sagaId(def),
+    phase: SagaPhase.Pending,
+    phaseHistory: [{ phase: SagaPhase.Pending, at: now }],
+    cursor: 0,
+    steps: def.steps.map((s) => ({
+      name: s.name,
+      status: StepStatus.NotStarted,
+      actions: [],
+      compensations: [],
+    })),
+    timers: [],
+    revision: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** @throws DefinitionMismatchError when `state` was not created from `def`. */
+export function assertStateMatches(def: SagaDefinition, state: SagaState): void {
+  const names = state.steps.map((s) => s.name).join(',');
+  if (state.saga !== sagaId(def) || names !== def.steps.map((s) => s.name).join(',')) {
+    throw new DefinitionMismatchError(sagaId(def), `${state.saga} [${names}]`);
+  }
+}
+
+/**
+ * True when any action attempt of the step was sent and is not known to have done nothing. This is the
+ * "compensation registered before the action runs" rule: a sent, timed-out or ambiguously failed attempt
+ * counts; only failures reported with `effect: 'none'` do not.
+ */
+export function mayHaveTakenEffect(step: StepState): boolean {
+  return step.actions.some((a) => a.effect !== 'none');
+}
+
+/** True once the pivot step has been sent: cancellation is refused from then on. */
+export function isPastPivot(def: SagaDefinition, state: SagaState): boolean {
+  return state.steps[def.pivotIndex].actions.length > 0;
+}
