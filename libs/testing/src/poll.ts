@@ -19,6 +19,9 @@ function describe(v: unknown): string {
   }
 }
 
+/** `T` without the falsy values a default poll waits out. */
+export type Truthy<T> = Exclude<T, undefined | null | false | 0 | ''>;
+
 export interface PollOptions {
   timeoutMs?: number;
   intervalMs?: number;
@@ -28,10 +31,12 @@ export interface PollOptions {
  * Calls `probe` until it returns a value accepted by `done` (default: truthy) or the deadline passes.
  * The only way CCM tests wait for asynchronous work: never sleep-then-expect.
  */
+export function pollUntil<T>(what: string, probe: () => T | Promise<T>, done?: BooleanConstructor, opts?: PollOptions): Promise<Truthy<T>>;
+export function pollUntil<T>(what: string, probe: () => T | Promise<T>, done: (v: T) => boolean, opts?: PollOptions): Promise<T>;
 export async function pollUntil<T>(
   what: string,
   probe: () => T | Promise<T>,
-  done: (v: T) => boolean = (v) => Boolean(v),
+  done: ((v: T) => boolean) | BooleanConstructor = Boolean,
   { timeoutMs = 10_000, intervalMs = 25 }: PollOptions = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
