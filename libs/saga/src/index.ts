@@ -54,3 +54,5 @@ export {
 export { IgnoreReason, type AdvanceResult } from './transition.js';
 export { DEFAULT_CANCEL_REASON } from './rollback.js';
 export { type SagaMachine, type SagaMachineOptions, createSagaMachine } from './machine.js';
+export { ContainerStep, CONTAINER_STEP_TIMEOUT_MS, CONTAINER_MIGRATION } from './container-migration.js';
+export { VmStep, VM_STEP_TIMEOUT_MS, VM_MIGRATION } from './vm-migration.js';
