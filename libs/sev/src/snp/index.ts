@@ -1,6 +1,6 @@
 /**
- * SEV-SNP: attestation reports, TCB and policy values, report signatures, VCEK/VLEK certificate chains
- * and their binding to reports. Pure (node:crypto only).
+ * SEV-SNP: attestation reports, TCB and policy values, VCEK/VLEK certificate chains, evidence
+ * verification and the launch digest. Pure (node:crypto only).
  */
 export * from './errors.js';
 export {
@@ -71,6 +71,25 @@ export {
 } from './chain.js';
 export { assembleSnpCertChain, snpCertChainFromTable } from './chain-input.js';
 export { vekBindingErrors, assertVekBinding } from './binding.js';
+export {
+  type SnpEvidenceOptions,
+  type SnpEvidenceVerdict,
+  type SnpCheck,
+  type SnpEvidenceCheckName,
+  SNP_EVIDENCE_CHECKS,
+  verifySnpEvidence,
+} from './evidence.js';
+export {
+  SNP_PAGE_TYPE,
+  type SnpPageType,
+  type SnpPageInfo,
+  type SnpPageOptions,
+  SNP_PAGE_SIZE,
+  SNP_VMSA_GPA,
+  encodePageInfo,
+  SnpLaunchDigest,
+  snpFirmwareDigest,
+} from './launch-digest.js';
 export {
   SNP_CERT_TABLE_GUID,
   type SnpCertTableEntry,
