@@ -3,6 +3,7 @@
 # tools/system-packages.txt, npm dependencies from package-lock.json), builds, then runs one job:
 #   bash tools/dev.sh demo   the demo migration on the embedded stack
 #   bash tools/dev.sh test   typecheck, lint and the whole test suite
+#   bash tools/dev.sh stack  NATS, Postgres and every service, until Ctrl-C
 #   bash tools/dev.sh setup  only the installs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,9 +50,13 @@ case "$job" in
     npm run --silent lint
     npx vitest run "$@"
     ;;
+  stack)
+    setup
+    node dist/tools/stack/main.js "$@"
+    ;;
   demo)
     setup
     node dist/tools/demo/main.js "$@"
     ;;
-  *) echo "usage: bash tools/dev.sh demo|test|setup" >&2; exit 2 ;;
+  *) echo "usage: bash tools/dev.sh demo|test|stack|setup" >&2; exit 2 ;;
 esac

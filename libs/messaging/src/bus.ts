@@ -1,6 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CcmError, ErrorCodes, ReplySchema, validationError, type Envelope } from '@ccm/contracts';
-import { errors } from '@nats-io/transport-node';
+import { DEFAULT_REQUEST_TIMEOUT_MS } from '@ccm/config';
+import { type Identity, type TrustStore } from '@ccm/keys';
+import { errors, type NatsConnection } from '@nats-io/transport-node';
 import { type z } from 'zod';
 import { encodeEnvelope, openEnvelope, sealEnvelope, type EnvelopeFields } from './envelope-codec.js';
 import { NatsService } from './nats.service.js';
@@ -40,6 +42,43 @@ export function requestFailure(subject: string, err: unknown): CcmError {
   });
 }
 
+/**
+ * One signed request/reply: seals `data` as the identity, sends it, opens and verifies the signed reply
+ * and validates its result. Throws the CcmError the responder replied, or TIMEOUT / UNAVAILABLE /
+ * UNAUTHORIZED for transport failures. Used by services (through MessageBus) and by the CLI.
+ */
+export async function signedRequest<S extends z.ZodType>(
+  nc: NatsConnection,
+  identity: Identity,
+  trust: TrustStore,
+  subject: string,
+  data: unknown,
+  resultSchema: S,
+  o: RequestOptions = {},
+): Promise<z.infer<S>> {
+  const env = sealEnvelope(identity, {
+    type: subject,
+    data,
+    idempotencykey: o.idempotencyKey,
+    correlationid: o.correlationId,
+    causationid: o.causationId,
+  });
+  let bytes: Uint8Array;
+  try {
+    const msg = await nc.request(subject, encodeEnvelope(env), {
+      timeout: o.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    });
+    bytes = msg.data;
+  } catch (err) {
+    throw requestFailure(subject, err);
+  }
+  const reply = openEnvelope(bytes, trust, ReplySchema);
+  if (!reply.data.ok) throw CcmError.fromPayload(reply.data.error);
+  const result = resultSchema.safeParse(reply.data.result);
+  if (!result.success) throw validationError(`reply from ${reply.source} on ${subject}`, result.error.issues);
+  return result.data;
+}
+
 /** Sends signed requests and events, and opens signed replies. */
 @Injectable()
 export class MessageBus {
@@ -53,34 +92,16 @@ export class MessageBus {
   }
 
   /** Request/reply on core NATS; returns the validated result or throws the typed error replied. */
-  async request<S extends z.ZodType>(
+  request<S extends z.ZodType>(
     subject: string,
     data: unknown,
     resultSchema: S,
     o: RequestOptions = {},
   ): Promise<z.infer<S>> {
-    const env = this.seal({
-      type: subject,
-      data,
-      idempotencykey: o.idempotencyKey,
-      correlationid: o.correlationId,
-      causationid: o.causationId,
+    return signedRequest(this.nats.nc, this.opts.identity, this.opts.trust, subject, data, resultSchema, {
+      timeoutMs: this.opts.requestTimeoutMs,
+      ...o,
     });
-    let bytes: Uint8Array;
-    try {
-      const msg = await this.nats.nc.request(subject, encodeEnvelope(env), {
-        timeout: o.timeoutMs ?? this.opts.requestTimeoutMs,
-      });
-      bytes = msg.data;
-    } catch (err) {
-      throw requestFailure(subject, err);
-    }
-    const reply = openEnvelope(bytes, this.opts.trust, ReplySchema);
-    if (!reply.data.ok) throw CcmError.fromPayload(reply.data.error);
-    const result = resultSchema.safeParse(reply.data.result);
-    if (!result.success)
-      throw validationError(`reply from ${reply.source} on ${subject}`, result.error.issues);
-    return result.data;
   }
 
   /**

@@ -25,12 +25,12 @@ export class Inbox {
         [key, subject],
       );
       if (claimed.length === 0) {
-        const rows = await manager.query<Array<{
-          subject: string;
-          reply: Reply | null;
-        }>>(`SELECT subject, reply FROM ${t} WHERE idempotency_key = $1`, [
-          key,
-        ]);
+        const rows = await manager.query<
+          Array<{
+            subject: string;
+            reply: Reply | null;
+          }>
+        >(`SELECT subject, reply FROM ${t} WHERE idempotency_key = $1`, [key]);
         const row = rows[0];
         if (!row?.reply)
           throw new CcmError(ErrorCodes.Conflict, `command ${key} is still being handled`, {

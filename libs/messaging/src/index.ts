@@ -1,6 +1,6 @@
 export { MessagingModule } from './messaging.module.js';
 export { NatsService } from './nats.service.js';
-export { MessageBus, requestFailure, type RequestOptions } from './bus.js';
+export { MessageBus, requestFailure, signedRequest, type RequestOptions } from './bus.js';
 export { OutboxService } from './outbox.service.js';
 export { Outbox, OutboxRelay, type RelayOptions } from './outbox.js';
 export { Inbox } from './inbox.js';

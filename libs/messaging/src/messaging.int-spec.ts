@@ -65,11 +65,7 @@ describe('messaging against a real nats-server and Postgres', () => {
 
   const send = async (bytes: Uint8Array, subject = PROBE): Promise<Envelope<Reply>> => {
     const msg = await nc.request(subject, bytes, { timeout: 5_000 });
-    return openEnvelope(
-      msg.data,
-      await stack.identity('operator').then(() => trustOf()),
-      ReplySchema,
-    );
+    return openEnvelope(msg.data, await stack.identity('operator').then(() => trustOf()), ReplySchema);
   };
   let trustOf: () => TrustStore;
   const signed = (data: unknown, extra: { idempotencykey?: string } = {}) =>
@@ -193,9 +189,10 @@ describe('messaging against a real nats-server and Postgres', () => {
       jsm.streams.getMessage(STREAMS.events.name, { last_by_subj: PROBED('committed') }),
     );
     const ds = app.get<DataSource>(DATA_SOURCE);
-    const rows = await ds.query<Array<{ c: number }>>(`SELECT count(*)::int AS c FROM vm_lifecycle.outbox WHERE subject = $1`, [
-      PROBED('rolled-back'),
-    ]);
+    const rows = await ds.query<Array<{ c: number }>>(
+      `SELECT count(*)::int AS c FROM vm_lifecycle.outbox WHERE subject = $1`,
+      [PROBED('rolled-back')],
+    );
     expect(rows[0].c).toBe(0);
     const info = await jsm.streams.info(STREAMS.events.name, {
       subjects_filter: PROBED('rolled-back'),
@@ -222,8 +219,8 @@ describe('messaging against a real nats-server and Postgres', () => {
       Boolean,
       { timeoutMs: 15_000 },
     );
-    expect(parked!.header.get('Ccm-Dlq-Subject')).toBe(PROBED('poison'));
-    expect(parked!.header.get('Ccm-Dlq-Reason')).toContain('cannot digest this');
+    expect(parked.header.get('Ccm-Dlq-Subject')).toBe(PROBED('poison'));
+    expect(parked.header.get('Ccm-Dlq-Reason')).toContain('cannot digest this');
     expect(handlers.consumed.filter((c) => c.n === -1).map((c) => c.deliveries)).toEqual([1, 2, 3]);
   });
 
@@ -245,7 +242,7 @@ describe('messaging against a real nats-server and Postgres', () => {
       });
       return m?.header.get('Ccm-Dlq-Subject') === PROBED('tampered') ? m : undefined;
     });
-    expect(parked!.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
+    expect(parked.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
     expect(handlers.consumed.length).toBe(before);
   });
 });

@@ -1,0 +1,100 @@
+import { parseArgs } from 'node:util';
+import { type CcmError, isCcmError } from '@ccm/contracts';
+import { ping } from './commands/ping.js';
+import { connect } from './context.js';
+import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
+
+const HELP = `ccm: Confidential Container Migration
+
+usage: ccm <command> [flags]
+
+commands:
+  ping <service> [--host ID] [--vm ID] [--message TEXT]   one signed round trip to a service
+  help                                                    this text
+
+common flags:
+  --nats-url URL    NATS server (default: CCM_NATS_URL, else the local stack)
+  --keys-dir DIR    keys dir with the operator key (default: CCM_KEYS_DIR, else the local stack)
+  --timeout-ms N    how long to wait for a reply (default 5000)
+  --json            machine-readable output
+`;
+
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** Runs one `ccm` invocation; returns the exit code. Never throws. */
+export async function runCli(
+  argv: string[],
+  io: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) },
+): Promise<number> {
+  let json = argv.includes('--json');
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          'nats-url': { type: 'string' },
+          'keys-dir': { type: 'string' },
+          'timeout-ms': { type: 'string' },
+          host: { type: 'string' },
+          vm: { type: 'string' },
+          message: { type: 'string' },
+          json: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (err) {
+      throw usageError((err as Error).message);
+    }
+    const { values, positionals } = parsed;
+    json = values.json ?? false;
+    const [command, ...rest] = positionals;
+    if (!command || command === 'help' || values.help) {
+      io.out(HELP);
+      return command || values.help ? ExitCode.Ok : ExitCode.Usage;
+    }
+    const timeoutMs = values['timeout-ms'] === undefined ? 5_000 : Number(values['timeout-ms']);
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000) {
+      throw usageError(
+        `--timeout-ms must be a whole number of milliseconds from 1 to 600000, got ${JSON.stringify(values['timeout-ms'])}`,
+      );
+    }
+    if (command !== 'ping') throw usageError(`unknown command ${JSON.stringify(command)}`);
+    const conn = await connect({ natsUrl: values['nats-url'], keysDir: values['keys-dir'] });
+    try {
+      const r = await ping(conn, {
+        service: rest[0],
+        host: values.host,
+        vm: values.vm,
+        message: values.message,
+        timeoutMs,
+      });
+      io.out(
+        json
+          ? `${JSON.stringify(r)}\n`
+          : `${r.service} (${r.instanceId}) answered in ${r.latencyMs} ms; ping #${r.count}\n`,
+      );
+    } finally {
+      await conn.close();
+    }
+    return ExitCode.Ok;
+  } catch (e) {
+    const err =
+      e instanceof CliError
+        ? e
+        : isCcmError(e)
+          ? fromCcmError(e)
+          : new CliError(ExitCode.Internal, 'INTERNAL', (e as Error).message);
+    io.err(
+      json
+        ? `${JSON.stringify({ error: { code: err.code, message: err.message, suggestion: err.suggestion } })}\n`
+        : `ccm: ${err.message} [${err.code}]\n${err.suggestion ? `  hint: ${err.suggestion}\n` : ''}`,
+    );
+    return err.exitCode;
+  }
+}
