@@ -53,6 +53,7 @@ export {
 } from './state.js';
 export { IgnoreReason, type AdvanceResult } from './transition.js';
 export { DEFAULT_CANCEL_REASON } from './rollback.js';
+export { resumeDecisions } from './recovery.js';
 export { type SagaMachine, type SagaMachineOptions, createSagaMachine } from './machine.js';
 export { ContainerStep, CONTAINER_STEP_TIMEOUT_MS, CONTAINER_MIGRATION } from './container-migration.js';
 export { VmStep, VM_STEP_TIMEOUT_MS, VM_MIGRATION } from './vm-migration.js';

@@ -1,9 +1,10 @@
 import { type Outcome, sendCommand } from './commands.js';
 import { type SagaDefinition } from './definition.js';
-import { type CancelRefused } from './decisions.js';
+import { type CancelRefused, type SagaDecision } from './decisions.js';
 import { type SagaFact } from './facts.js';
 import { onActionOutcome, start } from './forward.js';
 import { AttemptStatus, CommandKind, SagaPhase, isFinal } from './phases.js';
+import { resumeDecisions } from './recovery.js';
 import { type RandomSource, hashedRandom } from './retry.js';
 import { DEFAULT_CANCEL_REASON, cancelRefusal, onCompensationOutcome, requestCancel } from './rollback.js';
 import { type SagaState, assertStateMatches, createSagaState } from './state.js';
@@ -32,6 +33,8 @@ export interface SagaMachine {
   advance(state: SagaState, fact: SagaFact, now: number): AdvanceResult;
   /** The refusal a cancel request would get now, or undefined when it would be accepted. */
   cancelRefusal(state: SagaState): CancelRefused | undefined;
+  /** What to re-issue when taking the saga over from its row: see `resumeDecisions`. */
+  resume(state: SagaState, now: number): SagaDecision[];
 }
 
 /** Builds the machine for a validated definition (see `defineSaga`). */
@@ -42,6 +45,7 @@ export function createSagaMachine(definition: SagaDefinition, options: SagaMachi
     create: (migrationId, now) => createSagaState(definition, migrationId, now),
     advance: (state, fact, now) => advance(definition, random, state, fact, now),
     cancelRefusal: (state) => cancelRefusal(definition, state),
+    resume: (state, now) => resumeDecisions(definition, state, now),
   };
 }
 
