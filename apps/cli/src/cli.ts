@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { type CcmError, isCcmError } from '@ccm/contracts';
+import { isCcmError } from '@ccm/contracts';
 import { ping } from './commands/ping.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
