@@ -77,11 +77,6 @@ export function curveByteLength(curve: SevCurveId): number {
   return curve === SevCurve.P256 ? 32 : 48;
 }
 
-/** Node / JWK curve name. */
-export function curveJwkName(curve: SevCurveId): 'P-256' | 'P-384' {
-  return curve === SevCurve.P256 ? 'P-256' : 'P-384';
-}
-
 /** The RSA algorithm code an AMD key of `modulusBits` signs with (2048 → SHA-256, else SHA-384). */
 export function rsaAlgorithmForBits(modulusBits: number): SevAlgorithmCode {
   return modulusBits <= 2048 ? SevAlgorithm.RSA_SHA256 : SevAlgorithm.RSA_SHA384;

@@ -131,7 +131,22 @@ export function encodeAmdCertificate(cert: AmdSigningKeyCertificate): Buffer {
   return Buffer.concat([encodeAmdCertificateBody(cert), sig]);
 }
 
-/** The certificate's RSA key in the PUB_KEY model shared with SEV certificates. */
+const publicKeys = new WeakMap<AmdSigningKeyCertificate, SevRsaPublicKey>();
+
+/**
+ * The certificate's RSA key in the PUB_KEY model shared with SEV certificates (one object per
+ * certificate object, so the Node key built from it is cached across verifications).
+ */
 export function amdCertificatePublicKey(cert: AmdSigningKeyCertificate): SevRsaPublicKey {
-  return { kind: 'rsa', modulusBits: cert.modulusBits, modulus: cert.modulus, exponent: cert.publicExponent };
+  let key = publicKeys.get(cert);
+  if (!key || key.modulus !== cert.modulus || key.modulusBits !== cert.modulusBits) {
+    key = {
+      kind: 'rsa',
+      modulusBits: cert.modulusBits,
+      modulus: cert.modulus,
+      exponent: cert.publicExponent,
+    };
+    publicKeys.set(cert, key);
+  }
+  return key;
 }

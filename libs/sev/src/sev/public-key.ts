@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { curveByteLength, curveJwkName, parseSevCurve, sevAlgorithmKind } from './algorithms.js';
+import { curveByteLength, parseSevCurve, sevAlgorithmKind } from './algorithms.js';
 import {
   bigintFromBe,
   bigintFromLe,
@@ -86,6 +86,12 @@ export function encodeSevPublicKey(key: SevPublicKey): Buffer {
   return area;
 }
 
+/** DER SubjectPublicKeyInfo up to the uncompressed point, per curve (id-ecPublicKey + named curve). */
+const EC_SPKI_PREFIX: Record<SevCurveId, Buffer> = {
+  [SevCurve.P256]: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'),
+  [SevCurve.P384]: Buffer.from('3076301006072a8648ce3d020106052b81040022036200', 'hex'),
+};
+
 /** Node KeyObject for a PUB_KEY value (RSA, or EC on P-256/P-384). */
 export function sevPublicKeyToKeyObject(key: SevPublicKey): KeyObject {
   if (key.kind === 'rsa') {
@@ -98,15 +104,18 @@ export function sevPublicKeyToKeyObject(key: SevPublicKey): KeyObject {
       format: 'jwk',
     });
   }
+  // SPKI DER import is several times cheaper than JWK for EC keys (OpenSSL still checks the point is on
+  // the curve when it decodes it).
   const size = curveByteLength(key.curve);
+  const point = Buffer.concat([
+    Buffer.of(0x04),
+    bigintToBe(key.x, size, 'QX'),
+    bigintToBe(key.y, size, 'QY'),
+  ]);
   return createPublicKey({
-    key: {
-      kty: 'EC',
-      crv: curveJwkName(key.curve),
-      x: bigintToBe(key.x, size, 'QX').toString('base64url'),
-      y: bigintToBe(key.y, size, 'QY').toString('base64url'),
-    },
-    format: 'jwk',
+    key: Buffer.concat([EC_SPKI_PREFIX[key.curve], point]),
+    format: 'der',
+    type: 'spki',
   });
 }
 
