@@ -26,7 +26,7 @@ describe('the docker compose deployment', () => {
   describe.skipIf(!compose)('docker-compose.yml', () => {
     it('passes `compose config` and defines NATS, Postgres, the key generator and every service', () => {
       const [cmd, ...args] = compose!;
-      const services = execFileSync(cmd!, [...args, 'config', '--services'], {
+      const services = execFileSync(cmd, [...args, 'config', '--services'], {
         cwd: REPO_ROOT,
         encoding: 'utf8',
       })
