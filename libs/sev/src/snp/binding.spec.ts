@@ -98,4 +98,27 @@ describe('binding failures', () => {
       vekBindingErrors(report(virtee.report), turin).some((e) => e instanceof SnpGenerationMismatchError),
     ).toBe(true);
   });
+
+  it('a Turin report checks fmcSPL and the 8-byte hwID', () => {
+    // A v3 report reshaped as a Turin one for the real Turin VCEK (fmc 0, bl 0, tee 0, snp 0, ucode 9).
+    const turinVcek = readVekInfo(vectorBytes('snp/certs/virtee-turin-vcek/vcek_turin.der'));
+    const bytes = vectorBytes(trustee.report);
+    bytes.set([0x1a, 0x02, 0x00], SNP_REPORT_FIELDS.CPUID_FAM_ID[0]);
+    for (const name of ['CURRENT_TCB', 'REPORTED_TCB', 'COMMITTED_TCB', 'LAUNCH_TCB'] as const) {
+      bytes.set([0, 0, 0, 0, 0, 0, 0, 9], SNP_REPORT_FIELDS[name][0]);
+    }
+    bytes.set(Buffer.from('1e550a8ee5cf9f4d', 'hex'), SNP_REPORT_FIELDS.CHIP_ID[0]);
+    bytes[SNP_REPORT_FIELDS.KEY_INFO[0]] = 0; // signed by a VCEK
+    const turinReport = parseAttestationReport(bytes);
+    expect(turinReport.generation).toBe('Turin');
+    expect(vekBindingErrors(turinReport, turinVcek)).toEqual([]);
+
+    bytes[SNP_REPORT_FIELDS.REPORTED_TCB[0]] = 1; // fmc 0 -> 1
+    bytes[SNP_REPORT_FIELDS.CHIP_ID[0] + 8] = 1; // a ninth chip-id byte
+    const errors = vekBindingErrors(parseAttestationReport(bytes), turinVcek);
+    expect(errors.map((e) => e.constructor)).toEqual([SnpTcbMismatchError, SnpChipIdMismatchError]);
+    expect((errors[0] as SnpTcbMismatchError).differences).toEqual([
+      { field: 'fmc', expected: 0, actual: 1 },
+    ]);
+  });
 });

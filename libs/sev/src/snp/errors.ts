@@ -76,7 +76,8 @@ export class SnpGenerationMismatchError extends SnpError {
 }
 
 /** Why a report signature did not verify. */
-export type SnpSignatureFailure = 'mismatch' | 'unsupported-algorithm' | 'wrong-key-type' | 'malformed';
+export type SnpSignatureFailure =
+  'mismatch' | 'unsigned' | 'unsupported-algorithm' | 'wrong-key-type' | 'malformed';
 
 /** The report's ECDSA P-384 signature does not verify with the given VCEK/VLEK key. */
 export class SnpSignatureError extends SnpError {

@@ -55,6 +55,12 @@ describe('report signature on real reports', () => {
     expect(signatureError(() => verifyReportSignature(milan, p256)).reason).toBe('wrong-key-type');
   });
 
+  it('says a report with MASK_CHIP_KEY set is unsigned', () => {
+    const v = SNP_REPORT_VECTORS[0];
+    const masked = flipBit(vectorBytes(v.report), SNP_REPORT_FIELDS.KEY_INFO[0], 1);
+    expect(signatureError(() => verifyReportSignature(masked, cert(v.vek))).reason).toBe('unsigned');
+  });
+
   it('rejects a truncated report before any crypto', () => {
     const v = SNP_REPORT_VECTORS[0];
     expect(() => verifyReportSignature(vectorBytes(v.report).subarray(0, 0x2a0), cert(v.vek))).toThrow(

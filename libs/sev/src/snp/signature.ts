@@ -3,6 +3,7 @@ import { readU32, reversed } from './bytes.js';
 import { SnpSignatureError } from './errors.js';
 import {
   P384_SCALAR_SIZE,
+  SNP_KEY_INFO,
   SNP_REPORT_FIELDS as F,
   SNP_SIGNATURE_ALGO_ECDSA_P384_SHA384,
 } from './report-layout.js';
@@ -71,6 +72,12 @@ export function verifyReportSignature(report: Uint8Array, key: KeyObject | X509C
   const algo = readU32(report, F.SIGNATURE_ALGO[0]);
   if (algo !== SNP_SIGNATURE_ALGO_ECDSA_P384_SHA384) {
     throw new SnpSignatureError('unsupported-algorithm', `SIGNATURE_ALGO ${algo}`);
+  }
+  if ((readU32(report, F.KEY_INFO[0]) >> SNP_KEY_INFO.maskChipKeyBit) & 1) {
+    throw new SnpSignatureError(
+      'unsigned',
+      'KEY_INFO.MASK_CHIP_KEY is set: the firmware did not sign this report',
+    );
   }
   const publicKey = publicKeyOf(key);
   requireP384(publicKey, 'public');
