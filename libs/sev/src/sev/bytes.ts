@@ -13,14 +13,16 @@ import {
  */
 
 /** A view of `bytes` as a Buffer without copying. */
-export function buf(bytes: Uint8Array): Buffer {
+function buf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** LE32 at `offset`. */
 export function readU32(bytes: Uint8Array, offset: number): number {
   return buf(bytes).readUInt32LE(offset);
 }
 
+/** Writes LE32 at `offset`. */
 export function writeU32(target: Uint8Array, offset: number, value: number): void {
   buf(target).writeUInt32LE(value >>> 0, offset);
 }
@@ -81,15 +83,12 @@ export function bigintToMinimalBe(value: bigint): Buffer {
   return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
 }
 
-export function concatBytes(...parts: readonly Uint8Array[]): Buffer {
-  return Buffer.concat(parts);
-}
-
 /** Constant-time equality that is false (not a throw) on a length mismatch. */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** Lower-case hex. */
 export function toHex(bytes: Uint8Array): string {
   return buf(bytes).toString('hex');
 }

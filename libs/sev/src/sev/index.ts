@@ -37,3 +37,4 @@ export * from './packet.js';
 export * from './launch-secret.js';
 export * from './launch-session.js';
 export * from './migration.js';
+export * from './transport-session.js';

@@ -18,8 +18,9 @@ export const SEV_LAUNCH_DIGEST_SIZE = 32;
 export const SEV_MEASURE_CONTEXT = 0x04;
 /** LAUNCH_MEASURE output: MEASURE (32) ‖ MNONCE (16). */
 export const SEV_MEASUREMENT_BLOB_SIZE = 48;
-/** Size of MEASURE and of MNONCE. */
+/** Size of MEASURE (HMAC-SHA256). */
 export const SEV_MEASURE_SIZE = 32;
+/** Size of MNONCE, the firmware's random nonce. */
 export const SEV_MNONCE_SIZE = 16;
 
 /**
@@ -138,6 +139,7 @@ export interface SevMeasurementBlob {
   readonly mnonce: Uint8Array;
 }
 
+/** Splits the 48-byte LAUNCH_MEASURE blob (exact length). */
 export function decodeSevMeasurementBlob(bytes: Uint8Array): SevMeasurementBlob {
   requireExactLength(bytes, SEV_MEASUREMENT_BLOB_SIZE, 'LAUNCH_MEASURE blob');
   return {
@@ -146,6 +148,7 @@ export function decodeSevMeasurementBlob(bytes: Uint8Array): SevMeasurementBlob 
   };
 }
 
+/** Joins MEASURE ‖ MNONCE into the 48-byte blob. */
 export function encodeSevMeasurementBlob(blob: SevMeasurementBlob): Buffer {
   return Buffer.concat([
     fixedParam(blob.measure, SEV_MEASURE_SIZE, 'measure'),

@@ -30,6 +30,7 @@ export interface SevPacketHeader {
   readonly mac: Uint8Array;
 }
 
+/** Decodes exactly 52 bytes; FLAGS bits other than COMPRESSED must be zero. */
 export function decodeSevPacketHeader(bytes: Uint8Array): SevPacketHeader {
   requireExactLength(bytes, SEV_PACKET_HEADER_SIZE, 'packet header');
   const flags = readU32(bytes, SevPacketHeaderOffset.FLAGS);
@@ -42,6 +43,7 @@ export function decodeSevPacketHeader(bytes: Uint8Array): SevPacketHeader {
   };
 }
 
+/** Encodes FLAGS ‖ IV ‖ MAC (52 bytes). */
 export function encodeSevPacketHeader(header: SevPacketHeader): Buffer {
   return Buffer.concat([
     u32le(header.flags),
