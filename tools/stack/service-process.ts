@@ -18,6 +18,8 @@ export function serviceEntry(app: string): string {
 
 export interface ServiceProcess {
   app: string;
+  /** The environment it was started with (beyond the inherited one). */
+  env: Record<string, string>;
   child: ChildProcess;
   httpPort: number;
   /** Every log line so far, parsed when it is JSON. */
@@ -92,6 +94,7 @@ export async function startServiceProcess(
   });
   return {
     app,
+    env,
     child,
     httpPort: Number(ready.httpPort),
     lines,

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OPERATOR, SERVICES, type ServiceName } from '@ccm/contracts';
 import { generateKeys } from '@ccm/keys';
@@ -40,6 +40,8 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   const keysDir = join(opts.stateDir, 'keys');
   const logsDir = join(opts.stateDir, 'logs');
   await mkdir(logsDir, { recursive: true });
+  // The embedded Postgres runs as the postgres user when we are root: it must be able to enter.
+  await chmod(opts.stateDir, 0o755);
   const { natsAuthFile } = await generateKeys(keysDir, { signers: [...SERVICES, OPERATOR] });
   const started = Date.now();
   const [nats, pg] = await Promise.all([
