@@ -11,6 +11,7 @@ import {
   type QemuProcess,
   type QmpEvent,
 } from '@ccm/qmp';
+import { existsSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import { createHostPair, netnsUnavailable, type HostPair } from './__fixtures__/netns.js';
 import { ensureGuestImage, guestKernelCommandLine, readCounters, type GuestImage } from './guest-image.js';
@@ -255,6 +256,19 @@ describe.skipIf(skipReason !== undefined)('QEMU under TCG with the tiny guest', 
       );
       const lastOnSource = last(await counters(src));
       await counterReaches(dst, lastOnSource + 2, 'the destination guest (namespace B) to keep counting');
+    });
+  });
+
+  describe('shutdown', () => {
+    it('quit() stops QEMU over QMP (SHUTDOWN event, exit code 0) and removes its temp run dir', async () => {
+      const q = await start('quit', undefined);
+      const shutdown = q.qmp.waitForEvent('SHUTDOWN', { timeoutMs: 10_000 });
+      const exit = await q.quit();
+      running.delete(q);
+      expect(exit).toEqual({ code: 0, signal: null });
+      await expect(shutdown).resolves.toMatchObject({ data: { guest: false, reason: 'host-qmp-quit' } });
+      expect(existsSync(q.paths.runDir)).toBe(false);
+      await expect(q.kill()).resolves.toEqual(exit); // idempotent
     });
   });
 

@@ -347,3 +347,24 @@ describe('QmpClient: event stream', () => {
     await expect(next).resolves.toMatchObject({ done: true });
   });
 });
+
+describe('QmpClient: typed commands', () => {
+  it('types arguments and replies per command (checked by tsc; never executed)', () => {
+    const typed = async (c: QmpClient): Promise<void> => {
+      const st = await c.execute('query-status');
+      const running: boolean = st.running;
+      const info = await c.execute('query-migrate');
+      const xfer: number | undefined = info.ram?.transferred;
+      const hmp: string = await c.execute('human-monitor-command', { 'command-line': 'info registers' });
+      await c.execute('migrate-set-parameters', { 'downtime-limit': 300 }, { timeoutMs: 1_000 });
+      // @ts-expect-error migrate needs its uri
+      await c.execute('migrate');
+      // @ts-expect-error query-status takes no arguments
+      await c.execute('query-status', { verbose: true });
+      // @ts-expect-error not a command CCM has a type for: use executeUnchecked
+      await c.execute('qom-list', { path: '/' });
+      void [running, xfer, hmp];
+    };
+    expect(typed).toBeTypeOf('function');
+  });
+});
