@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { STREAMS, subjects } from '@ccm/contracts';
 import { openDataSource } from '@ccm/persistence';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
@@ -7,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureStreams } from './connection.js';
 import { Outbox, OutboxRelay } from './outbox.js';
 
-class RelayCrashed extends Error {}
+const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
 describe('outbox relay (real Postgres and JetStream)', () => {
   let stack: TestStack;
@@ -34,34 +36,43 @@ describe('outbox relay (real Postgres and JetStream)', () => {
     return info.state.subjects?.[subject] ?? 0;
   };
 
-  it('puts an event in JetStream exactly once when the relay dies between publish and mark-sent', async () => {
+  it('puts an event in JetStream exactly once when the relay is killed -9 between publish and mark-sent', async () => {
     const subject = subjects.evt('migration', 'm-crash', 'started');
     await ds.transaction((m) =>
       outbox.enqueue(m, subject, { type: 'ccm.migration.started', data: { id: 'm-crash' } }),
     );
 
-    const nc = await stack.connectAs('saga-coordinator');
-    const crashing = new OutboxRelay(ds, jetstream(nc), schema, {
-      pollMs: 50,
-      afterPublish: () => {
-        throw new RelayCrashed('killed after publish, before mark-sent');
+    // A relay process that SIGKILLs itself right after publishing, before its transaction commits.
+    const crash = spawnSync(
+      process.execPath,
+      [
+        join(REPO_ROOT, 'dist/tools/test/relay-crash.js'),
+        stack.nats.url,
+        stack.keysDir,
+        stack.postgres.url,
+        schema,
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
       },
-    });
-    await expect(crashing.relayOnce()).rejects.toBeInstanceOf(RelayCrashed);
-    // Published once, but the row is still unsent: the crash rolled the mark back.
+    );
+    expect(crash.signal).toBe('SIGKILL');
+    // Published once, but the row is still unsent: the crash lost the mark.
     expect(await countInStream(subject)).toBe(1);
     const unsent = await ds.query<Array<{ c: number }>>(
       `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
     );
-    expect(unsent[0].c).toBe(1);
+    expect(unsent[0]!.c).toBe(1);
 
+    const nc = await stack.connectAs('saga-coordinator');
     const restarted = new OutboxRelay(ds, jetstream(nc), schema, { pollMs: 50 });
     restarted.start();
     await pollUntil('outbox drained', async () => {
       const rows = await ds.query<Array<{ c: number }>>(
         `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
       );
-      return rows[0].c === 0;
+      return rows[0]!.c === 0;
     });
     await restarted.stop();
     expect(await countInStream(subject)).toBe(1);
