@@ -63,7 +63,7 @@ describe('outbox relay (real Postgres and JetStream)', () => {
     const unsent = await ds.query<Array<{ c: number }>>(
       `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
     );
-    expect(unsent[0]!.c).toBe(1);
+    expect(unsent[0].c).toBe(1);
 
     const nc = await stack.connectAs('saga-coordinator');
     const restarted = new OutboxRelay(ds, jetstream(nc), schema, { pollMs: 50 });
@@ -72,7 +72,7 @@ describe('outbox relay (real Postgres and JetStream)', () => {
       const rows = await ds.query<Array<{ c: number }>>(
         `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
       );
-      return rows[0]!.c === 0;
+      return rows[0].c === 0;
     });
     await restarted.stop();
     expect(await countInStream(subject)).toBe(1);
