@@ -93,6 +93,26 @@ describe('messaging against a real nats-server and Postgres', () => {
     await stack?.stop();
   });
 
+  it('created the three streams with their storage and retention', async () => {
+    const jsm = await jetstreamManager(nc);
+    const cfg = async (name: string) => (await jsm.streams.info(name)).config;
+    expect(await cfg(STREAMS.events.name)).toMatchObject({
+      subjects: ['ccm.evt.>'],
+      storage: 'file',
+      retention: 'limits',
+    });
+    expect(await cfg(STREAMS.requests.name)).toMatchObject({
+      subjects: ['ccm.req.>'],
+      storage: 'file',
+      retention: 'workqueue',
+    });
+    expect(await cfg(STREAMS.deadLetters.name)).toMatchObject({
+      subjects: ['ccm.dlq.>'],
+      storage: 'file',
+      retention: 'limits',
+    });
+  });
+
   it('refuses a command without an idempotency key', async () => {
     const reply = await send(encodeEnvelope(sealEnvelope(operator, { type: PROBE, data: { n: 1 } })));
     expect(reply.data).toMatchObject({ ok: false, error: { code: 'VALIDATION_FAILED' } });
