@@ -5,3 +5,7 @@ export * from './canonical.js';
 export * from './envelope.js';
 export * from './ping.js';
 export * from './permissions.js';
+export * from './migration.js';
+export * from './migration-steps.js';
+export * from './migration-events.js';
+export * from './migration-queries.js';

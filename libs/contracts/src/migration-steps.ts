@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { ErrorCodes, type ErrorPayload } from './errors.js';
+import { IdSchema, WORKLOAD_KINDS } from './migration.js';
+
+/**
+ * The commands the saga-coordinator sends to participants for each saga step, and their replies.
+ * Subjects: `ccm.cmd.<service>.<verb>`, or `ccm.cmd.host.<hostId>.<verb>` for host-agent verbs (the
+ * host is the migration's source or target, as {@link HOST_COMMAND_ROLE} says). Every command carries
+ * the envelope idempotency key `<migrationId>:<step>:<attempt>` (compensations
+ * `<migrationId>:<step>:compensate:<attempt>`); a participant acts at most once per (migration, step,
+ * kind), also when a retry arrives under a new attempt number after an ambiguous timeout.
+ */
+
+/**
+ * What earlier steps learned that later ones need. A reply field with one of these names is carried
+ * into the `context` of every later command of the same migration (absent until a step supplies it,
+ * and possibly absent in a compensation that follows an ambiguous timeout: find by migration id then).
+ */
+export const StepContextSchema = z.object({
+  /** The VM on the target host: the provisioned confidential VM, or the incoming VM of a VM migration. */
+  targetVmId: IdSchema.optional(),
+  /** The workload's overlay address (it keeps it across the move). */
+  overlayIp: z.string().max(64).optional(),
+  /** The key-broker's SEV transport session of a VM migration. */
+  transportSessionId: IdSchema.optional(),
+});
+export type StepContext = z.infer<typeof StepContextSchema>;
+export const STEP_CONTEXT_KEYS = ['targetVmId', 'overlayIp', 'transportSessionId'] as const;
+
+/** Fields every step command has. Participants must accept (and ignore) fields they do not know. */
+export const StepCommandSchema = z.object({
+  migrationId: IdSchema,
+  /** `name@version` of the saga definition. */
+  saga: z.string().min(1).max(100),
+  step: z.string().min(1).max(100),
+  kind: z.enum(['action', 'compensation']),
+  attempt: z.number().int().min(1),
+  workload: z.object({ id: IdSchema, kind: z.enum(WORKLOAD_KINDS) }),
+  sourceHost: IdSchema,
+  targetHost: IdSchema,
+  context: StepContextSchema,
+});
+export type StepCommand = z.infer<typeof StepCommandSchema>;
+
+/** A command that needs some context keys: the coordinator refuses to send it without them. */
+const withContext = (...keys: Array<keyof StepContext>): z.ZodType<StepCommand> =>
+  StepCommandSchema.extend({
+    context: StepContextSchema.required(
+      Object.fromEntries(keys.map((k) => [k, true])) as Partial<Record<keyof StepContext, true>>,
+    ),
+  });
+
+/** A reply with nothing to report beyond success; participants may add fields. */
+export const StepDoneSchema = z.object({}).loose();
+
+/** key-broker `attest-platform`: the target host's platform passed chain, TCB and policy checks. */
+export const AttestPlatformReplySchema = z
+  .object({
+    hostId: IdSchema,
+    platform: z.enum(['sev', 'sev-es', 'sev-snp']),
+    /** Id of the attestation record in the key-broker's log. */
+    attestationId: z.string().min(1).max(200),
+  })
+  .loose();
+
+/** vm-lifecycle `provision-vm` and host-agent `prepare-incoming`: the VM now on the target host. */
+export const TargetVmReplySchema = z.object({ targetVmId: IdSchema }).loose();
+
+/** key-broker `release-migration-key`: which key was released (never the key itself). */
+export const KeyReleasedReplySchema = z.object({ keyId: z.string().min(1).max(200) }).loose();
+
+/** network-overlay `add-peer`: the target guest is a peer; the workload keeps `overlayIp`. */
+export const PeerAddedReplySchema = z
+  .object({ peerId: z.string().min(1).max(200), overlayIp: z.string().max(64) })
+  .loose();
+
+/** container-checkpoint `pre-copy`: iterative pre-dumps streamed until the dirty set converged. */
+export const PreCopyReplySchema = z
+  .object({ rounds: z.number().int().min(0), bytesSent: z.number().int().min(0), converged: z.boolean() })
+  .loose();
+
+/** container-checkpoint `freeze-dump`: the final image, written while the source is frozen. */
+export const FreezeDumpReplySchema = z.object({ imageBytes: z.number().int().min(0) }).loose();
+
+/** network-overlay `cut-over`: the /32 points at the target and the target runs; blackout length. */
+export const CutOverReplySchema = z.object({ blackoutMs: z.number().min(0) }).loose();
+
+/** network-overlay `probe-workload` (the coordinator's `verify` step): the workload answered. */
+export const ProbeWorkloadReplySchema = z
+  .object({ answered: z.literal(true), latencyMs: z.number().min(0) })
+  .loose();
+
+/** key-broker `open-transport-session`: TEK/TIK wrapped for the target PDH, held by the broker. */
+export const TransportSessionReplySchema = z.object({ transportSessionId: IdSchema }).loose();
+
+/** host-agent `await-convergence`: the migration reached pause-before-switchover within budget. */
+export const ConvergedReplySchema = z
+  .object({ expectedDowntimeMs: z.number().min(0), bytesTransferred: z.number().int().min(0) })
+  .loose();
+
+/** The request and reply schema of one command. */
+export interface StepCommandContract {
+  readonly request: z.ZodType<StepCommand>;
+  readonly reply: z.ZodType;
+}
+const c = (request: z.ZodType<StepCommand>, reply: z.ZodType = StepDoneSchema): StepCommandContract => ({
+  request,
+  reply,
+});
+const any = StepCommandSchema;
+
+/**
+ * Every step command by participant and verb (`host-agent` verbs travel on the host subjects). The
+ * coordinator validates what it sends with `request` and what it gets back with `reply`.
+ */
+export const STEP_COMMANDS = {
+  'key-broker': {
+    'attest-platform': c(any, AttestPlatformReplySchema),
+    'release-migration-key': c(withContext('targetVmId'), KeyReleasedReplySchema),
+    'revoke-migration-key': c(any),
+    'open-transport-session': c(any, TransportSessionReplySchema),
+    'close-transport-session': c(any),
+    'rotate-keys': c(any),
+  },
+  'vm-lifecycle': {
+    'provision-vm': c(any, TargetVmReplySchema),
+    'destroy-vm': c(any),
+  },
+  'network-overlay': {
+    'add-peer': c(withContext('targetVmId'), PeerAddedReplySchema),
+    'remove-peer': c(any),
+    'cut-over': c(withContext('targetVmId'), CutOverReplySchema),
+    'revert-cut-over': c(any),
+    'probe-workload': c(any, ProbeWorkloadReplySchema),
+  },
+  'container-checkpoint': {
+    'pre-copy': c(withContext('targetVmId'), PreCopyReplySchema),
+    'discard-images': c(any),
+    'freeze-dump': c(withContext('targetVmId'), FreezeDumpReplySchema),
+    'thaw-source': c(any),
+    restore: c(withContext('targetVmId')),
+    'kill-target': c(any),
+    commit: c(any),
+  },
+  'host-agent': {
+    'prepare-incoming': c(withContext('transportSessionId'), TargetVmReplySchema),
+    'destroy-incoming': c(any),
+    'start-migration': c(withContext('transportSessionId', 'targetVmId')),
+    'cancel-migration': c(any),
+    'await-convergence': c(any, ConvergedReplySchema),
+    'switch-over': c(any),
+    'switch-back': c(any),
+    'destroy-vm': c(any),
+  },
+} as const satisfies Record<string, Record<string, StepCommandContract>>;
+
+export type StepParticipant = keyof typeof STEP_COMMANDS;
+
+/** The contract of `participant`'s `verb`, or undefined when no such step command exists. */
+export function stepCommandContract(participant: string, verb: string): StepCommandContract | undefined {
+  const verbs = (STEP_COMMANDS as Record<string, Record<string, StepCommandContract>>)[participant];
+  return verbs?.[verb];
+}
+
+/** Which host a host-agent verb goes to: `ccm.cmd.host.<sourceHost|targetHost>.<verb>`. */
+export const HOST_COMMAND_ROLE: Readonly<
+  Record<keyof (typeof STEP_COMMANDS)['host-agent'], 'source' | 'target'>
+> = Object.freeze({
+  'prepare-incoming': 'target',
+  'destroy-incoming': 'target',
+  'start-migration': 'source',
+  'cancel-migration': 'source',
+  'await-convergence': 'source',
+  'switch-over': 'source',
+  'switch-back': 'source',
+  'destroy-vm': 'source',
+});
+
+/**
+ * Whether a failed step command may have changed anything. A participant states it in the error's
+ * `details.effect` (`'none'`: it knows it did nothing, no compensation needed; `'maybe'`). Without a
+ * statement, refusals made before any handler ran (validation, signature, authorization) count as
+ * `'none'` and everything else as `'maybe'`.
+ */
+export function stepFailureEffect(error: ErrorPayload): 'none' | 'maybe' {
+  const declared = error.details?.['effect'];
+  if (declared === 'none' || declared === 'maybe') return declared;
+  return NO_EFFECT_CODES.has(error.code) ? 'none' : 'maybe';
+}
+
+const NO_EFFECT_CODES: ReadonlySet<string> = new Set([
+  ErrorCodes.ValidationFailed,
+  ErrorCodes.MalformedMessage,
+  ErrorCodes.SignatureMissing,
+  ErrorCodes.SignatureInvalid,
+  ErrorCodes.UnknownSigner,
+  ErrorCodes.Unauthorized,
+]);
