@@ -4,7 +4,7 @@
  * key per CCM identity, the trust store, and the nats-server authorization include whose permissions
  * let each service use only its own subjects.
  *
- *   node dist/tools/keys/main.js --out DIR [--host-id ID]
+ *   node dist/tools/keys/main.js --out DIR [--host-id ID ...]   (one pinned host-agent identity per host)
  */
 import { parseArgs } from 'node:util';
 import { OPERATOR, SERVICES } from '@ccm/contracts';
@@ -24,6 +24,6 @@ try {
     `keys for ${Object.keys(trust).length} identities in ${values.out}\nnats-server include: ${natsAuthFile}\n`,
   );
 } catch (err) {
-  process.stderr.write(`ccm-keys: ${(err as Error).message}\nusage: ccm-keys --out DIR [--host-id ID]\n`);
+  process.stderr.write(`ccm-keys: ${(err as Error).message}\nusage: ccm-keys --out DIR [--host-id ID ...]\n`);
   process.exit(2);
 }

@@ -42,7 +42,10 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   await mkdir(logsDir, { recursive: true });
   // The embedded Postgres runs as the postgres user when we are root: it must be able to enter.
   await chmod(opts.stateDir, 0o755);
-  const { natsAuthFile } = await generateKeys(keysDir, { signers: [...SERVICES, OPERATOR] });
+  const { natsAuthFile } = await generateKeys(keysDir, {
+    signers: [...SERVICES, OPERATOR],
+    hostIds: opts.hosts,
+  });
   const started = Date.now();
   const [nats, pg] = await Promise.all([
     startNatsServer({ dir: join(opts.stateDir, 'nats'), extraConfig: await readFile(natsAuthFile, 'utf8') }),

@@ -19,16 +19,23 @@ export interface Identity {
   keyId: string;
 }
 
+/** A trusted signing key: whose it is and, for a pinned host-agent, which host it speaks for. */
+export interface TrustedKey {
+  signer: string;
+  scope?: string;
+  key: KeyObject;
+}
+
 /** keyId → signer name, from `trust.json`. Receivers accept a signature only from keys listed here. */
 export class TrustStore {
-  private readonly keys = new Map<string, { signer: string; key: KeyObject }>();
-  constructor(entries: Record<string, string>) {
+  private readonly keys = new Map<string, TrustedKey>();
+  constructor(entries: Record<string, string>, scopes: Record<string, string> = {}) {
     for (const [keyId, signer] of Object.entries(entries)) {
       const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: keyId }, format: 'jwk' });
-      this.keys.set(keyId, { signer, key });
+      this.keys.set(keyId, { signer, key, ...(scopes[keyId] ? { scope: scopes[keyId] } : {}) });
     }
   }
-  lookup(keyId: string): { signer: string; key: KeyObject } | undefined {
+  lookup(keyId: string): TrustedKey | undefined {
     return this.keys.get(keyId);
   }
   get size(): number {
@@ -48,11 +55,18 @@ const TRUST_FILE = 'trust.json';
 /** The nats-server include file with one NKEY user per identity and its permissions. */
 export const NATS_AUTH_FILE = 'nats-auth.conf';
 
-/** Loads one identity from a keys dir made by {@link generateKeys}. */
-export async function loadIdentity(dir: string, name: SignerName): Promise<Identity> {
+/** File stem of an identity: `host-agent@host-a` for a host-agent pinned to its host, else the name. */
+const stem = (name: string, scope?: string) => (scope ? `${name}@${scope}` : name);
+
+/**
+ * Loads one identity from a keys dir made by {@link generateKeys}. With a scope (a host-agent's host
+ * id) it prefers the identity pinned to that scope and falls back to the unpinned one.
+ */
+export async function loadIdentity(dir: string, name: SignerName, scope?: string): Promise<Identity> {
+  const file = scope && existsSync(natsSeedFile(dir, stem(name, scope))) ? stem(name, scope) : name;
   try {
-    const natsSeed = new TextEncoder().encode((await readFile(natsSeedFile(dir, name), 'utf8')).trim());
-    const signingKey = createPrivateKey(await readFile(signingKeyFile(dir, name), 'utf8'));
+    const natsSeed = new TextEncoder().encode((await readFile(natsSeedFile(dir, file), 'utf8')).trim());
+    const signingKey = createPrivateKey(await readFile(signingKeyFile(dir, file), 'utf8'));
     return {
       name,
       natsSeed,
@@ -75,14 +89,17 @@ export async function loadIdentity(dir: string, name: SignerName): Promise<Ident
 export async function loadTrustStore(dir: string): Promise<TrustStore> {
   const raw = JSON.parse(await readFile(join(dir, TRUST_FILE), 'utf8')) as {
     signers?: Record<string, string>;
+    scopes?: Record<string, string>;
   };
-  return new TrustStore(raw.signers ?? {});
+  return new TrustStore(raw.signers ?? {}, raw.scopes ?? {});
 }
 
 export interface GenerateKeysOptions {
   signers: readonly SignerName[];
-  /** Pins host-agent to one host's command subjects when set. */
+  /** Pins the unpinned host-agent identity to one host's command subjects when set. */
   hostId?: string;
+  /** Also make one host-agent identity per host (`host-agent@<id>`), each pinned to its host. */
+  hostIds?: readonly string[];
 }
 
 /**
@@ -95,29 +112,39 @@ export async function generateKeys(
 ): Promise<{ trust: Record<string, string>; natsAuthFile: string }> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const trust: Record<string, string> = {};
+  const scopes: Record<string, string> = {};
   const users: string[] = [];
-  for (const name of opts.signers) {
-    if (!existsSync(natsSeedFile(dir, name))) {
+  const entries: Array<{ name: SignerName; scope?: string }> = [
+    ...opts.signers.map((name) => ({ name })),
+    ...(opts.hostIds ?? []).map((scope) => ({ name: 'host-agent' as const, scope })),
+  ];
+  for (const { name, scope } of entries) {
+    const file = stem(name, scope);
+    if (!existsSync(natsSeedFile(dir, file))) {
       const kp = createUser();
-      await writeFile(natsSeedFile(dir, name), `${new TextDecoder().decode(kp.getSeed())}\n`, {
+      await writeFile(natsSeedFile(dir, file), `${new TextDecoder().decode(kp.getSeed())}\n`, {
         mode: 0o600,
       });
     }
-    if (!existsSync(signingKeyFile(dir, name))) {
+    if (!existsSync(signingKeyFile(dir, file))) {
       const { privateKey } = generateKeyPairSync('ed25519');
-      await writeFile(signingKeyFile(dir, name), privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+      await writeFile(signingKeyFile(dir, file), privateKey.export({ format: 'pem', type: 'pkcs8' }), {
         mode: 0o600,
       });
     }
-    await chmod(natsSeedFile(dir, name), 0o600);
-    const id = await loadIdentity(dir, name);
+    await chmod(natsSeedFile(dir, file), 0o600);
+    const id = await loadIdentity(dir, name, scope);
     trust[id.keyId] = name;
-    const perms = natsPermissionsFor(name, name === 'host-agent' ? { hostId: opts.hostId } : {});
+    if (scope) scopes[id.keyId] = scope;
+    const perms = natsPermissionsFor(name, name === 'host-agent' ? { hostId: scope ?? opts.hostId } : {});
     users.push(
-      `    { nkey: "${id.natsPublicKey}", permissions: { publish: { allow: ${JSON.stringify(perms.publish)} }, subscribe: { allow: ${JSON.stringify(perms.subscribe)} }, allow_responses: true } } # ${name}`,
+      `    { nkey: "${id.natsPublicKey}", permissions: { publish: { allow: ${JSON.stringify(perms.publish)} }, subscribe: { allow: ${JSON.stringify(perms.subscribe)} }, allow_responses: true } } # ${file}`,
     );
   }
-  await writeFile(join(dir, TRUST_FILE), `${JSON.stringify({ version: 1, signers: trust }, null, 2)}\n`);
+  await writeFile(
+    join(dir, TRUST_FILE),
+    `${JSON.stringify({ version: 1, signers: trust, scopes }, null, 2)}\n`,
+  );
   const natsAuthFile = join(dir, NATS_AUTH_FILE);
   await writeFile(
     natsAuthFile,

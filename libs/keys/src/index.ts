@@ -6,5 +6,6 @@ export {
   TrustStore,
   NATS_AUTH_FILE,
   type Identity,
+  type TrustedKey,
   type GenerateKeysOptions,
 } from './identity.js';

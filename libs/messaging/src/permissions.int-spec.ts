@@ -21,7 +21,7 @@ async function nextPermissionError(
 describe('NATS permissions per identity (enforced by the server)', () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startTestStack({ postgres: false, hostId: 'host-a' });
+    stack = await startTestStack({ postgres: false, hostId: 'host-a', hostIds: ['h1', 'h2'] });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -51,6 +51,20 @@ describe('NATS permissions per identity (enforced by the server)', () => {
     expect(await other.closed).toBeInstanceOf(errors.PermissionViolationError);
     await nc.flush();
     expect(own.isClosed()).toBe(false);
+  });
+
+  it('pins each host’s own host-agent identity to that host', async () => {
+    const h1 = await stack.connectAs('host-agent', 'h1');
+    const own = h1.subscribe('ccm.cmd.host.h1.>');
+    const other = h1.subscribe('ccm.cmd.host.h2.>');
+    expect(await other.closed).toBeInstanceOf(errors.PermissionViolationError);
+    await h1.flush();
+    expect(own.isClosed()).toBe(false);
+    const [a, b] = await Promise.all([
+      stack.identity('host-agent', 'h1'),
+      stack.identity('host-agent', 'h2'),
+    ]);
+    expect(a.keyId).not.toBe(b.keyId);
   });
 
   it('refuses snooping on another identity’s replies', async () => {

@@ -69,7 +69,7 @@ export async function createServiceApp<S extends z.ZodObject>(
   }
   const logger = jsonLogger(def.service, config.CCM_LOG_LEVEL);
   const [identity, trust] = await Promise.all([
-    loadIdentity(config.CCM_KEYS_DIR, def.service),
+    loadIdentity(config.CCM_KEYS_DIR, def.service, def.scopeId?.(config)),
     loadTrustStore(config.CCM_KEYS_DIR),
   ]);
   const registry = new Registry();

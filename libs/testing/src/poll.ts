@@ -31,8 +31,18 @@ export interface PollOptions {
  * Calls `probe` until it returns a value accepted by `done` (default: truthy) or the deadline passes.
  * The only way CCM tests wait for asynchronous work: never sleep-then-expect.
  */
-export function pollUntil<T>(what: string, probe: () => T | Promise<T>, done?: BooleanConstructor, opts?: PollOptions): Promise<Truthy<T>>;
-export function pollUntil<T>(what: string, probe: () => T | Promise<T>, done: (v: T) => boolean, opts?: PollOptions): Promise<T>;
+export function pollUntil<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  done?: BooleanConstructor,
+  opts?: PollOptions,
+): Promise<Truthy<T>>;
+export function pollUntil<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  done: (v: T) => boolean,
+  opts?: PollOptions,
+): Promise<T>;
 export async function pollUntil<T>(
   what: string,
   probe: () => T | Promise<T>,

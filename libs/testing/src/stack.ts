@@ -14,9 +14,10 @@ export interface TestStack {
   keysDir: string;
   /** The environment a service process or `createServiceApp` needs to join this stack. */
   env(extra?: Record<string, string>): Record<string, string>;
-  identity(signer: SignerName): Promise<Identity>;
+  /** An identity's keys; `scope` picks a host-agent pinned to that host (made with `hostIds`). */
+  identity(signer: SignerName, scope?: string): Promise<Identity>;
   /** A raw NATS connection as one identity (its NKEY user and inbox prefix), for probing permissions. */
-  connectAs(signer: SignerName): Promise<NatsConnection>;
+  connectAs(signer: SignerName, scope?: string): Promise<NatsConnection>;
   stop(): Promise<void>;
 }
 
@@ -24,11 +25,14 @@ export interface TestStack {
  * A throw-away CCM stack for one test suite: keys for every identity, a nats-server with JetStream
  * that enforces the per-identity NKEY permissions, and a Postgres; all on free ports in temp dirs.
  */
-export async function startTestStack(opts: { hostId?: string; postgres?: boolean } = {}): Promise<TestStack> {
+export async function startTestStack(
+  opts: { hostId?: string; hostIds?: string[]; postgres?: boolean } = {},
+): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
   const { natsAuthFile } = await generateKeys(keysDir, {
     signers: [...SERVICES, OPERATOR],
     hostId: opts.hostId,
+    hostIds: opts.hostIds,
   });
   const [nats, postgres] = await Promise.all([
     startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8') }),
@@ -47,9 +51,9 @@ export async function startTestStack(opts: { hostId?: string; postgres?: boolean
       CCM_LOG_LEVEL: 'warn',
       ...extra,
     }),
-    identity: (signer) => loadIdentity(keysDir, signer),
-    connectAs: async (signer) => {
-      const id = await loadIdentity(keysDir, signer);
+    identity: (signer, scope) => loadIdentity(keysDir, signer, scope),
+    connectAs: async (signer, scope) => {
+      const id = await loadIdentity(keysDir, signer, scope);
       const nc = await connect({
         servers: nats.url,
         authenticator: nkeyAuthenticator(id.natsSeed),
