@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { PingReplySchema, ReplySchema, STREAMS, subjects, type ServiceName } from '@ccm/contracts';
+import {
+  PingReplySchema,
+  ReplySchema,
+  ServicePingedSchema,
+  STREAMS,
+  subjects,
+  type ServiceName,
+} from '@ccm/contracts';
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { encodeEnvelope, openEnvelope, sealEnvelope } from '@ccm/messaging';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
@@ -71,7 +78,7 @@ describe('every CCM service as a real process', () => {
       const m = await jsm.streams.getMessage(STREAMS.events.name, {
         last_by_subj: subjects.evt('service', app, 'pinged'),
       });
-      const env = m ? openEnvelope(m.data, trust, PingReplySchema.omit({ at: true })) : undefined;
+      const env = m ? openEnvelope(m.data, trust, ServicePingedSchema) : undefined;
       return env?.data.echo === echo ? env : undefined;
     });
     expect(event.source).toBe(app);

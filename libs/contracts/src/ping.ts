@@ -18,12 +18,7 @@ export const PingReplySchema = z.object({
 export type PingReply = z.infer<typeof PingReplySchema>;
 
 /** Event `ccm.evt.service.<service>.pinged`, written through the outbox with the state change. */
-export const ServicePingedSchema = z.object({
-  service: z.string(),
-  instanceId: z.string(),
-  echo: z.string(),
-  count: z.number().int().nonnegative(),
-});
+export const ServicePingedSchema = PingReplySchema.omit({ at: true });
 export type ServicePinged = z.infer<typeof ServicePingedSchema>;
 
 export const PING_VERB = 'ping';
