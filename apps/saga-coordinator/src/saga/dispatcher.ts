@@ -1,0 +1,161 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { CcmError, ErrorCodes, isCcmError, stepFailureEffect, validationError } from '@ccm/contracts';
+import { MessageBus } from '@ccm/messaging';
+import { DATA_SOURCE } from '@ccm/persistence';
+import {
+  Participant,
+  type SagaFact,
+  type SagaState,
+  type SendAction,
+  type SendCompensation,
+} from '@ccm/saga';
+import { errors } from '@nats-io/transport-node';
+import { type DataSource } from 'typeorm';
+import { z } from 'zod';
+import { CLOCK, MIGRATION } from '../db/schema.js';
+import { buildCommand } from './step-commands.js';
+import { type SagaRow } from './store.js';
+import { notify } from './wakeups.js';
+
+type Send = SendAction | SendCompensation;
+
+/** The verbs the coordinator carries out itself (its own steps in both sagas). */
+export const LocalVerb = {
+  /** Confirms the admission slot and the workload lock taken when the saga was admitted. */
+  Admit: 'admit',
+  /** Gives the slot back (compensation of admit) so the next queued migration may start. */
+  ReleaseAdmission: 'release-admission',
+  /** The pivot: asks network-overlay to probe the workload at its overlay IP. */
+  VerifyWorkload: 'verify-workload',
+} as const;
+
+/** Where the coordinator's `verify` step is delegated: the overlay can reach the workload's /32. */
+export const VERIFY_DELEGATE = { participant: 'network-overlay', verb: 'probe-workload' } as const;
+
+/**
+ * Carries out one send decision and reports what was observed as a fact: success, a typed failure
+ * (with whether it may have taken effect), or a timeout. Remote commands go over NATS with the
+ * engine's idempotency key and wait at most until the attempt's deadline.
+ */
+@Injectable()
+export class StepDispatcher {
+  private readonly log = new Logger('StepDispatcher');
+
+  constructor(
+    private readonly bus: MessageBus,
+    @Inject(DATA_SOURCE) private readonly ds: DataSource,
+  ) {}
+
+  async perform(row: SagaRow, state: SagaState, d: Send): Promise<SagaFact> {
+    try {
+      if (d.participant !== Participant.Coordinator) return success(d, await this.remote(row, state, d));
+      switch (d.command) {
+        case LocalVerb.Admit:
+          return success(d, await this.admit(row.id));
+        case LocalVerb.ReleaseAdmission:
+          return success(d, await this.release(row.id));
+        case LocalVerb.VerifyWorkload:
+          return success(d, await this.remote(row, state, d, VERIFY_DELEGATE));
+        default:
+          throw new CcmError(ErrorCodes.Internal, `the coordinator has no local verb ${d.command}`, {
+            retryable: false,
+          });
+      }
+    } catch (err) {
+      return this.failure(row, d, err);
+    }
+  }
+
+  private async remote(
+    row: SagaRow,
+    state: SagaState,
+    d: Send,
+    target?: { participant: string; verb: string },
+  ): Promise<unknown> {
+    const cmd = buildCommand(row, state, d, target);
+    const raw = await this.bus.request(cmd.subject, cmd.payload, z.unknown(), {
+      timeoutMs: Math.max(1, d.deadlineAt - Date.now()),
+      idempotencyKey: d.idempotencyKey,
+      correlationId: row.id,
+    });
+    const reply = cmd.contract.reply.safeParse(raw);
+    if (!reply.success) throw new InvalidReplyError(cmd.subject, reply.error.issues);
+    return reply.data;
+  }
+
+  private async admit(id: string): Promise<unknown> {
+    const rows = await this.ds.query<Array<{ admitted_at: Date | null; waited_ms: number }>>(
+      `SELECT admitted_at, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000 AS waited_ms
+       FROM ${MIGRATION} WHERE id = $1`,
+      [id],
+    );
+    const r = rows[0];
+    if (!r?.admitted_at) {
+      throw new CcmError(ErrorCodes.Conflict, `migration ${id} holds no admission slot`, {
+        retryable: false,
+        details: { effect: 'none' },
+      });
+    }
+    return { admittedAt: r.admitted_at.toISOString(), waitedMs: Math.round(Number(r.waited_ms)) };
+  }
+
+  private async release(id: string): Promise<unknown> {
+    return this.ds.transaction(async (m) => {
+      const rows = await m.query<unknown[]>(
+        `UPDATE ${MIGRATION} SET released_at = now(), released_tick = nextval('${CLOCK}')
+         WHERE id = $1 AND admitted_at IS NOT NULL AND released_at IS NULL RETURNING id`,
+        [id],
+      );
+      if (rows.length) await notify(m, { kind: 'admit' });
+      return { released: rows.length > 0 };
+    });
+  }
+
+  private failure(row: SagaRow, d: Send, err: unknown): SagaFact {
+    const ref = { step: d.step, attempt: d.attempt };
+    const action = d.type === 'SendAction';
+    const cause = isCcmError(err) ? err.cause : undefined;
+    if (cause instanceof errors.TimeoutError) {
+      return action ? { type: 'StepTimedOut', ...ref } : { type: 'CompensationTimedOut', ...ref };
+    }
+    let error: CcmError;
+    let effect: 'none' | 'maybe';
+    if (err instanceof InvalidReplyError) {
+      // It answered success with a reply we cannot use: it acted, and asking again will not fix it.
+      error = err.error;
+      effect = 'maybe';
+    } else if (isCcmError(err)) {
+      error = err;
+      effect = cause instanceof errors.NoRespondersError ? 'none' : stepFailureEffect(err.toPayload());
+    } else {
+      this.log.error(`${row.id} ${d.step}: ${(err as Error).stack ?? String(err)}`);
+      error = new CcmError(ErrorCodes.Internal, `coordinator failed to carry out ${d.command}`, {
+        retryable: true,
+      });
+      effect = 'maybe';
+    }
+    const stepError = {
+      code: error.code,
+      message: error.message,
+      ...(error.details ? { details: error.details } : {}),
+    };
+    return action
+      ? { type: 'StepFailed', ...ref, retryable: error.retryable, effect, error: stepError }
+      : { type: 'CompensationFailed', ...ref, retryable: error.retryable, error: stepError };
+  }
+}
+
+function success(d: Send, result: unknown): SagaFact {
+  return d.type === 'SendAction'
+    ? { type: 'StepSucceeded', step: d.step, attempt: d.attempt, result }
+    : { type: 'CompensationSucceeded', step: d.step, attempt: d.attempt };
+}
+
+/** A participant's success reply did not meet the command's reply contract. */
+class InvalidReplyError extends Error {
+  readonly error: CcmError;
+  constructor(subject: string, issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>) {
+    super(`invalid reply on ${subject}`);
+    this.error = validationError(`reply on ${subject}`, issues);
+  }
+}

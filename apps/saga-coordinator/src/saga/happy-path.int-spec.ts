@@ -1,0 +1,122 @@
+import { type INestApplication } from '@nestjs/common';
+import { CONTAINER_MIGRATION, VM_MIGRATION } from '@ccm/saga';
+import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { participantSteps, startActors, startCoordinator } from '../testing/harness.js';
+import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
+import { type ScriptedParticipants } from '../testing/scripted-participants.js';
+
+describe('a migration runs every step of its saga against participants over real NATS', () => {
+  let stack: TestStack;
+  let app: INestApplication;
+  let operator: OperatorClient;
+  let participants: ScriptedParticipants;
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    app = await startCoordinator(stack);
+    ({ operator, participants } = await startActors(stack));
+  });
+  afterAll(async () => {
+    await participants?.stop();
+    await operator?.close();
+    await app?.close();
+    await stack?.stop();
+  });
+
+  it.each([
+    ['container', CONTAINER_MIGRATION],
+    ['vm', VM_MIGRATION],
+  ] as const)(
+    'a %s migration succeeds, each step acting once, with its events in order',
+    async (kind, def) => {
+      const id = await operator.migrate({
+        workload: `w-${kind}`,
+        kind,
+        sourceHost: 'host-a',
+        targetHost: 'host-b',
+      });
+      const { detail, events } = await settled(operator, id);
+
+      expect(detail).toMatchObject({
+        phase: 'Succeeded',
+        kind,
+        workload: `w-${kind}`,
+        requestedBy: 'operator',
+      });
+      expect(detail.steps.map((s) => s.status)).toEqual(def.steps.map(() => 'Succeeded'));
+      expect(detail.phaseHistory.map((h) => h.phase)).toEqual(['Pending', 'Running', 'Succeeded']);
+      expect(participants.effectsOf(id).map((e) => e.step)).toEqual(participantSteps(def));
+      expect(participants.invalid).toEqual([]);
+
+      const names = events.map((e) => e.name);
+      expect(names.slice(0, 4)).toEqual(['requested', 'admitted', 'phase-changed', 'step-started']);
+      expect(names.at(-1)).toBe('finished');
+      expect(names.filter((n) => n === 'step-started')).toHaveLength(def.steps.length);
+      const succeeded = events.filter((e) => e.name === 'step-succeeded');
+      expect(succeeded.map((e) => e.data['step'])).toEqual(def.steps.map((s) => s.name));
+      for (const e of succeeded) expect(e.data['durationMs']).toBeGreaterThanOrEqual(0);
+      expect(events.every((e) => e.source === 'saga-coordinator')).toBe(true);
+    },
+  );
+
+  it('commands carry what earlier steps learned and go to the right host', async () => {
+    const id = await operator.migrate({
+      workload: 'vm-ctx',
+      kind: 'vm',
+      sourceHost: 'src-1',
+      targetHost: 'dst-1',
+    });
+    await settled(operator, id);
+    const got = participants.receivedFor(id);
+    const prepare = got.find((c) => c.verb === 'prepare-incoming')!;
+    expect(prepare.subject).toBe('ccm.cmd.host.dst-1.prepare-incoming');
+    expect(prepare.payload.context.transportSessionId).toBeDefined();
+    const start = got.find((c) => c.verb === 'start-migration')!;
+    expect(start.subject).toBe('ccm.cmd.host.src-1.start-migration');
+    expect(start.payload.context).toMatchObject({ targetVmId: expect.any(String) });
+    expect(start.key).toBe(`${id}:start-migration:1`);
+  });
+
+  it('a participant that replies twice changes nothing', async () => {
+    const { key, id } = newMigration();
+    participants.plan(id, () => ({ kind: 'reply-twice' }));
+    await operator.migrate({ workload: 'twice', sourceHost: 'host-a', targetHost: 'host-b' }, key);
+    const { detail } = await settled(operator, id);
+    expect(detail.phase).toBe('Succeeded');
+    expect(detail.steps.every((s) => s.attempts.length === 1)).toBe(true);
+  });
+
+  it('forwards data-plane progress as migration events while pre-copy runs', async () => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    const { key, id } = newMigration();
+    participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
+    await operator.migrate({ workload: 'progress', sourceHost: 'host-a', targetHost: 'host-b' }, key);
+    await pollUntil('pre-copy to start', () =>
+      participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
+    );
+    for (const round of [1, 2]) {
+      await participants.publishProgress('checkpoint', {
+        migrationId: id,
+        step: 'pre-copy',
+        stage: `pre-dump round ${round}`,
+        round,
+        bytesTransferred: round * 1000,
+        bytesTotal: 2000,
+        at: new Date().toISOString(),
+      });
+    }
+    const during = await pollUntil(
+      'progress on the migration',
+      () => operator.find(id),
+      (m) => m?.progress?.['round'] === 2,
+    );
+    expect(during!.progress).toMatchObject({ reporter: 'container-checkpoint', bytesTransferred: 2000 });
+    release();
+    const { events } = await settled(operator, id);
+    const progressed = events.filter((e) => e.name === 'progressed');
+    expect(progressed.map((e) => (e.data['progress'] as { round: number }).round)).toEqual([1, 2]);
+    expect(progressed[0].data['reporter']).toBe('container-checkpoint');
+  });
+});

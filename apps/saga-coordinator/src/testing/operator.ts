@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import {
+  GET_MIGRATION_VERB,
+  LIST_MIGRATIONS_VERB,
+  MIGRATION_EVENTS,
+  MigrationDetailSchema,
+  MigrationPageSchema,
+  migrationEventName,
+  migrationIdFor,
+  subjects,
+  type CancelRequest,
+  type ListMigrationsRequest,
+  type MigrateRequestInput,
+  type MigrationDetail,
+  type MigrationEventName,
+  type MigrationPage,
+  type SignerName,
+} from '@ccm/contracts';
+import { type Identity, type TrustStore } from '@ccm/keys';
+import { encodeEnvelope, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { pollUntil } from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+
+/** A migration event as an observer saw it. */
+export interface SeenEvent {
+  readonly name: MigrationEventName;
+  readonly subject: string;
+  readonly data: Record<string, unknown> & { migrationId: string; seq: number };
+  readonly source: string;
+}
+
+/**
+ * The operator's side of the coordinator for tests and benchmarks: publishes signed migrate and
+ * cancel requests to JetStream, queries over NATS, and records every migration event it sees.
+ */
+export class OperatorClient {
+  readonly events: SeenEvent[] = [];
+  private readonly seen = new Set<string>();
+  private readonly js: JetStreamClient;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly identity: Identity,
+    private readonly trust: TrustStore,
+  ) {
+    this.js = jetstream(nc);
+    const sub = nc.subscribe('ccm.evt.migration.>');
+    void (async () => {
+      for await (const m of sub) {
+        const name = migrationEventName(m.subject);
+        if (!name) continue;
+        const env = openEnvelope(m.data, trust, MIGRATION_EVENTS[name]);
+        const seq = `${(env.data as SeenEvent['data']).migrationId}:${(env.data as SeenEvent['data']).seq}`;
+        if (this.seen.has(seq)) continue;
+        this.seen.add(seq);
+        this.events.push({
+          name,
+          subject: m.subject,
+          data: env.data,
+          source: env.source,
+        });
+      }
+    })();
+  }
+
+  static async connect(stack: {
+    connectAs(s: SignerName): Promise<NatsConnection>;
+    identity(s: SignerName): Promise<Identity>;
+    trust: TrustStore;
+  }): Promise<OperatorClient> {
+    const nc = await stack.connectAs('operator');
+    const c = new OperatorClient(nc, await stack.identity('operator'), stack.trust);
+    await nc.flush();
+    return c;
+  }
+
+  /** Publishes a migrate request; returns the migration id its key names. */
+  async migrate(req: MigrateRequestInput, key: string = randomUUID(), as?: Identity): Promise<string> {
+    const env = sealEnvelope(as ?? this.identity, {
+      type: subjects.req('migrate'),
+      data: req,
+      idempotencykey: key,
+    });
+    await this.js.publish(subjects.req('migrate'), encodeEnvelope(env), { msgID: env.id });
+    return migrationIdFor(key);
+  }
+
+  /** Publishes raw bytes on an intake subject (malformed-request tests). */
+  async publishRaw(subject: string, bytes: Uint8Array): Promise<void> {
+    await this.js.publish(subject, bytes);
+  }
+
+  async cancel(req: CancelRequest): Promise<void> {
+    const env = sealEnvelope(this.identity, { type: subjects.req('cancel'), data: req });
+    await this.js.publish(subjects.req('cancel'), encodeEnvelope(env), { msgID: env.id });
+  }
+
+  get(migrationId: string): Promise<MigrationDetail> {
+    return signedRequest(
+      this.nc,
+      this.identity,
+      this.trust,
+      subjects.cmd('saga-coordinator', GET_MIGRATION_VERB),
+      { migrationId },
+      MigrationDetailSchema,
+      { timeoutMs: 5_000 },
+    );
+  }
+
+  /** The migration, or undefined while the coordinator has not recorded it. */
+  find(migrationId: string): Promise<MigrationDetail | undefined> {
+    return this.get(migrationId).catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'NOT_FOUND') return undefined;
+      throw err;
+    });
+  }
+
+  list(q: ListMigrationsRequest = {}): Promise<MigrationPage> {
+    return signedRequest(
+      this.nc,
+      this.identity,
+      this.trust,
+      subjects.cmd('saga-coordinator', LIST_MIGRATIONS_VERB),
+      q,
+      MigrationPageSchema,
+      { timeoutMs: 5_000 },
+    );
+  }
+
+  /** Events seen for one migration, in `seq` order. */
+  eventsOf(migrationId: string, name?: MigrationEventName): SeenEvent[] {
+    return this.events
+      .filter((e) => e.data.migrationId === migrationId && (!name || e.name === name))
+      .sort((a, b) => a.data.seq - b.data.seq);
+  }
+
+  close(): Promise<void> {
+    return this.nc.close();
+  }
+}
+
+/**
+ * Waits until migration `id` has ended and every event up to its last `seq` has been seen; returns
+ * the final detail and the events in order.
+ */
+export async function settled(
+  operator: OperatorClient,
+  id: string,
+  timeoutMs = 30_000,
+): Promise<{ detail: MigrationDetail; events: SeenEvent[] }> {
+  const detail = await pollUntil(
+    `migration ${id} to end`,
+    () => operator.find(id),
+    (m) => m?.endedAt !== undefined,
+    { timeoutMs },
+  );
+  const events = await pollUntil(
+    `events of ${id} up to seq ${detail!.eventSeq}`,
+    () => operator.eventsOf(id),
+    (seen) => seen.length === detail!.eventSeq && seen.every((e, i) => e.data.seq === i + 1),
+    { timeoutMs },
+  );
+  return { detail: detail!, events };
+}
+
+/** A fresh idempotency key and the migration id it names (to script participants before publishing). */
+export function newMigration(): { key: string; id: string } {
+  const key = randomUUID();
+  return { key, id: migrationIdFor(key) };
+}

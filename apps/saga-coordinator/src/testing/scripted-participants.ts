@@ -1,0 +1,303 @@
+import {
+  ReplySchema,
+  STEP_COMMANDS,
+  progressSubjects,
+  stepCommandContract,
+  type DataPlaneProgress,
+  type ErrorPayload,
+  type Reply,
+  type SignerName,
+  type StepCommand,
+} from '@ccm/contracts';
+import { type Identity, type TrustStore } from '@ccm/keys';
+import { encodeEnvelope, openEnvelope, sealEnvelope } from '@ccm/messaging';
+import { jetstream } from '@nats-io/jetstream';
+import { type Msg, type NatsConnection } from '@nats-io/transport-node';
+
+/**
+ * Scripted saga participants for tests and benchmarks: they answer the coordinator's step commands
+ * over real NATS as key-broker, vm-lifecycle, network-overlay, container-checkpoint and every
+ * host-agent, signing replies with those identities. Each command's payload is checked against its
+ * contract. Like real participants they are idempotent: a repeated idempotency key gets the first
+ * reply, and a new attempt of a (migration, step, kind) that already acted does not act again.
+ */
+
+/** What a participant does with one command. */
+export type Behaviour =
+  /** Act and reply success (after `delayMs`), with `result` or a plausible default reply. */
+  | { kind: 'succeed'; result?: Record<string, unknown>; delayMs?: number }
+  /** Reply with an error; `effect` says whether it acted first. */
+  | { kind: 'fail'; retryable: boolean; effect: 'none' | 'maybe'; code?: string; message?: string }
+  /** Never reply: the coordinator sees a timeout. `takeEffect`: it acted before going silent. */
+  | { kind: 'hang'; takeEffect: boolean }
+  /** Act, then reply only when `until` resolves. */
+  | { kind: 'hold'; until: Promise<unknown> }
+  /** Act and reply success twice to the same request. */
+  | { kind: 'reply-twice' }
+  /** Drop off NATS without replying (having acted or not) until `restart` is called. */
+  | { kind: 'crash'; takeEffect: boolean };
+
+/** One command as a participant received it. */
+export interface ReceivedCommand {
+  readonly participant: string;
+  readonly verb: string;
+  readonly subject: string;
+  readonly key: string;
+  readonly migrationId: string;
+  readonly step: string;
+  readonly kind: 'action' | 'compensation';
+  readonly attempt: number;
+  readonly payload: StepCommand;
+  /** `performance.now()` on arrival. */
+  readonly at: number;
+  /** The first delivery of this idempotency key (false for a re-send of the same attempt). */
+  readonly firstOfKey: boolean;
+}
+
+/** One effect: the first time a participant acted for a (migration, step, kind). */
+export interface Effect {
+  readonly migrationId: string;
+  readonly step: string;
+  readonly kind: 'action' | 'compensation';
+  readonly participant: string;
+  readonly verb: string;
+  readonly key: string;
+}
+
+export type Script = (cmd: ReceivedCommand) => Behaviour | undefined;
+
+/** How scripted participants reach the stack (a TestStack provides all three). */
+export interface ParticipantStack {
+  connectAs(signer: SignerName): Promise<NatsConnection>;
+  identity(signer: SignerName): Promise<Identity>;
+  trust: TrustStore;
+}
+
+const SERVICES = [
+  'key-broker',
+  'vm-lifecycle',
+  'network-overlay',
+  'container-checkpoint',
+  'host-agent',
+] as const;
+type Svc = (typeof SERVICES)[number];
+
+const subscription = (svc: Svc) => (svc === 'host-agent' ? 'ccm.cmd.host.*.>' : `ccm.cmd.${svc}.>`);
+
+/** A plausible success reply for each verb, meeting its reply contract. */
+export function defaultResult(verb: string, cmd: StepCommand): Record<string, unknown> {
+  const short = cmd.migrationId.slice(-8);
+  switch (verb) {
+    case 'attest-platform':
+      return { hostId: cmd.targetHost, platform: 'sev-snp', attestationId: `att-${short}` };
+    case 'provision-vm':
+    case 'prepare-incoming':
+      return { targetVmId: `vm-${short}` };
+    case 'release-migration-key':
+      return { keyId: `key-${short}` };
+    case 'add-peer':
+      return { peerId: `peer-${short}`, overlayIp: '10.77.0.9' };
+    case 'pre-copy':
+      return { rounds: 3, bytesSent: 64 << 20, converged: true };
+    case 'freeze-dump':
+      return { imageBytes: 8 << 20 };
+    case 'cut-over':
+      return { blackoutMs: 42 };
+    case 'probe-workload':
+      return { answered: true, latencyMs: 1 };
+    case 'open-transport-session':
+      return { transportSessionId: `ts-${short}` };
+    case 'await-convergence':
+      return { expectedDowntimeMs: 80, bytesTransferred: 512 << 20 };
+    default:
+      return {};
+  }
+}
+
+export class ScriptedParticipants {
+  readonly received: ReceivedCommand[] = [];
+  readonly effects: Effect[] = [];
+  /** Commands whose payload broke its contract (should stay empty). */
+  readonly invalid: Array<{ subject: string; error: string }> = [];
+  private script: Script = () => undefined;
+  private readonly plans = new Map<string, Script>();
+  private readonly conns = new Map<Svc, NatsConnection>();
+  private readonly ids = new Map<Svc, Identity>();
+  private readonly byKey = new Map<string, Promise<Reply | undefined>>();
+  private readonly acted = new Map<string, Record<string, unknown>>();
+
+  private constructor(private readonly stack: ParticipantStack) {}
+
+  static async start(stack: ParticipantStack, script?: Script): Promise<ScriptedParticipants> {
+    const p = new ScriptedParticipants(stack);
+    if (script) p.script = script;
+    for (const svc of SERVICES) {
+      p.ids.set(svc, await stack.identity(svc));
+      await p.connect(svc);
+    }
+    return p;
+  }
+
+  /** Replaces the script (undefined answers → succeed at once). */
+  setScript(script: Script): void {
+    this.script = script;
+  }
+
+  /** Scripts one migration (its commands do not reach the general script). */
+  plan(migrationId: string, script: Script): void {
+    this.plans.set(migrationId, script);
+  }
+
+  /** Effects for one migration, in the order they happened. */
+  effectsOf(migrationId: string): Effect[] {
+    return this.effects.filter((e) => e.migrationId === migrationId);
+  }
+
+  /** Commands received for one migration, in order. */
+  receivedFor(migrationId: string): ReceivedCommand[] {
+    return this.received.filter((c) => c.migrationId === migrationId);
+  }
+
+  /** Brings a crashed participant back. */
+  async restart(svc: Svc): Promise<void> {
+    if (!this.conns.get(svc)?.isClosed()) return;
+    await this.connect(svc);
+  }
+
+  /** Publishes data-plane progress as container-checkpoint (`checkpoint`) or host-agent (`transfer`). */
+  async publishProgress(via: 'checkpoint' | 'transfer', progress: DataPlaneProgress): Promise<void> {
+    const svc: Svc = via === 'checkpoint' ? 'container-checkpoint' : 'host-agent';
+    const subject = progressSubjects[via](progress.migrationId);
+    const env = sealEnvelope(this.ids.get(svc)!, {
+      type: `ccm.${via}.progressed`,
+      data: progress,
+      correlationid: progress.migrationId,
+    });
+    await jetstream(this.conns.get(svc)!).publish(subject, encodeEnvelope(env), { msgID: env.id });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.conns.values()].map((c) => c.close()));
+  }
+
+  private async connect(svc: Svc): Promise<void> {
+    const nc = await this.stack.connectAs(svc);
+    const sub = nc.subscribe(subscription(svc));
+    this.conns.set(svc, nc);
+    void (async () => {
+      for await (const m of sub) void this.handle(svc, m);
+    })();
+  }
+
+  private async handle(svc: Svc, m: Msg): Promise<void> {
+    const verb = m.subject.split('.').at(-1)!;
+    const contract = stepCommandContract(svc, verb);
+    if (!contract || !(verb in STEP_COMMANDS[svc])) return;
+    let env;
+    try {
+      env = openEnvelope(m.data, this.stack.trust, contract.request);
+    } catch (err) {
+      this.invalid.push({ subject: m.subject, error: (err as Error).message });
+      return this.respond(svc, m, {
+        ok: false,
+        error: { code: 'VALIDATION_FAILED', retryable: false, message: (err as Error).message },
+      });
+    }
+    const cmd = env.data;
+    const key = env.idempotencykey ?? env.id;
+    const first = !this.byKey.has(key);
+    const received: ReceivedCommand = {
+      participant: svc,
+      verb,
+      subject: m.subject,
+      key,
+      migrationId: cmd.migrationId,
+      step: cmd.step,
+      kind: cmd.kind,
+      attempt: cmd.attempt,
+      payload: cmd,
+      at: performance.now(),
+      firstOfKey: first,
+    };
+    this.received.push(received);
+    if (!first) {
+      const reply = await this.byKey.get(key)!;
+      if (reply) this.respond(svc, m, reply);
+      return;
+    }
+    const pending = this.act(svc, received);
+    this.byKey.set(
+      key,
+      pending.then((r) => r.reply),
+    );
+    const { reply, twice } = await pending;
+    if (!reply) return;
+    this.respond(svc, m, reply);
+    if (twice) this.respond(svc, m, reply);
+  }
+
+  /** Runs the script for a first delivery; acts at most once per (migration, step, kind). */
+  private async act(svc: Svc, c: ReceivedCommand): Promise<{ reply?: Reply; twice?: boolean }> {
+    const b: Behaviour = (this.plans.get(c.migrationId) ?? this.script)(c) ?? { kind: 'succeed' };
+    const done = (result: Record<string, unknown>): Reply => ({ ok: true, result });
+    const effect = (): Record<string, unknown> => {
+      const id = `${c.migrationId}:${c.step}:${c.kind}`;
+      const earlier = this.acted.get(id);
+      if (earlier) return earlier;
+      const result = (b.kind === 'succeed' && b.result) || defaultResult(c.verb, c.payload);
+      this.acted.set(id, result);
+      this.effects.push({
+        migrationId: c.migrationId,
+        step: c.step,
+        kind: c.kind,
+        participant: svc,
+        verb: c.verb,
+        key: c.key,
+      });
+      return result;
+    };
+    switch (b.kind) {
+      case 'succeed': {
+        const result = effect();
+        if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
+        return { reply: done(result) };
+      }
+      case 'reply-twice':
+        return { reply: done(effect()), twice: true };
+      case 'hold': {
+        const result = effect();
+        await b.until;
+        return { reply: done(result) };
+      }
+      case 'fail': {
+        if (b.effect === 'maybe') effect();
+        const error: ErrorPayload = {
+          code: b.code ?? 'INJECTED_FAILURE',
+          retryable: b.retryable,
+          message: b.message ?? `${svc} ${c.verb} failed on purpose`,
+          details: { effect: b.effect },
+        };
+        return { reply: { ok: false, error } };
+      }
+      case 'hang':
+        if (b.takeEffect) effect();
+        return new Promise(() => undefined);
+      case 'crash':
+        if (b.takeEffect) effect();
+        await this.conns.get(svc)!.close();
+        return {};
+    }
+  }
+
+  private respond(svc: Svc, m: Msg, reply: Reply): void {
+    const env = sealEnvelope(this.ids.get(svc)!, {
+      type: `${m.subject}.reply`,
+      data: ReplySchema.parse(reply),
+    });
+    try {
+      m.respond(encodeEnvelope(env));
+    } catch {
+      // the connection went away (a crash): the coordinator sees a timeout
+    }
+  }
+}
