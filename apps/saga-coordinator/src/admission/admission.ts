@@ -7,9 +7,8 @@ import { type CoordinatorConfig } from '../config.js';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { SagaStore, rowColumns, toSagaRow, type Applied, type RawRow } from '../saga/store.js';
 import { AdmissionLimits, type Slot } from './limits.js';
+import { tryLockForAdmission } from './lock.js';
 
-/** Advisory lock id of the admission pass: one replica admits at a time, the others skip. */
-export const ADMISSION_LOCK = 0x63636d_61646d; // "ccm" "adm"
 /** How far down the queue one pass looks for a migration whose hosts have room. */
 export const QUEUE_SCAN_DEPTH = 500;
 
@@ -18,7 +17,7 @@ export const QUEUE_SCAN_DEPTH = 500;
  * (evacuation, maintenance, user), then in arrival order, while the global limit and the limits of
  * both their source and target host allow; a migration whose host is full is passed over for one
  * behind it whose hosts have room. Admitting takes the slot, the lease (this replica will drive the
- * saga) and feeds `Started`, all in one transaction under an advisory lock.
+ * saga) and feeds `Started`, all in one transaction under an advisory lock (see `lockForRelease`).
  */
 @Injectable()
 export class Admission {
@@ -60,10 +59,8 @@ export class Admission {
   }
 
   private async once(m: EntityManager): Promise<Applied[]> {
-    const [lock] = await m.query<Array<{ ok: boolean }>>('SELECT pg_try_advisory_xact_lock($1) AS ok', [
-      ADMISSION_LOCK,
-    ]);
-    if (!lock?.ok) return [];
+    // Busy: another replica is admitting, or a slot is being released (its wake-up brings us back).
+    if (!(await tryLockForAdmission(m))) return [];
     const active = await m.query<Array<{ source_host: string; target_host: string }>>(
       `SELECT source_host, target_host FROM ${MIGRATION} WHERE admitted_at IS NOT NULL AND released_at IS NULL`,
     );

@@ -12,6 +12,7 @@ import {
 import { errors } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
+import { lockForRelease } from '../admission/lock.js';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { buildCommand } from './step-commands.js';
 import { type SagaRow } from './store.js';
@@ -101,6 +102,7 @@ export class StepDispatcher {
 
   private async release(id: string): Promise<unknown> {
     return this.ds.transaction(async (m) => {
+      await lockForRelease(m);
       const rows = await m.query<unknown[]>(
         `UPDATE ${MIGRATION} SET released_at = now(), released_tick = nextval('${CLOCK}')
          WHERE id = $1 AND admitted_at IS NOT NULL AND released_at IS NULL RETURNING id`,

@@ -1,28 +1,12 @@
-import { type INestApplication } from '@nestjs/common';
 import { CONTAINER_MIGRATION, VM_MIGRATION } from '@ccm/saga';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { participantSteps, startActors, startCoordinator } from '../testing/harness.js';
-import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
+import { pollUntil } from '@ccm/testing';
+import { describe, expect, it } from 'vitest';
+import { participantSteps } from '../testing/harness.js';
+import { newMigration, settled } from '../testing/operator.js';
+import { coordinatorWorld } from '../testing/world.js';
 
 describe('a migration runs every step of its saga against participants over real NATS', () => {
-  let stack: TestStack;
-  let app: INestApplication;
-  let operator: OperatorClient;
-  let participants: ScriptedParticipants;
-
-  beforeAll(async () => {
-    stack = await startTestStack();
-    app = await startCoordinator(stack);
-    ({ operator, participants } = await startActors(stack));
-  });
-  afterAll(async () => {
-    await participants?.stop();
-    await operator?.close();
-    await app?.close();
-    await stack?.stop();
-  });
+  const w = coordinatorWorld();
 
   it.each([
     ['container', CONTAINER_MIGRATION],
@@ -30,13 +14,13 @@ describe('a migration runs every step of its saga against participants over real
   ] as const)(
     'a %s migration succeeds, each step acting once, with its events in order',
     async (kind, def) => {
-      const id = await operator.migrate({
+      const id = await w.operator.migrate({
         workload: `w-${kind}`,
         kind,
         sourceHost: 'host-a',
         targetHost: 'host-b',
       });
-      const { detail, events } = await settled(operator, id);
+      const { detail, events } = await settled(w.operator, id);
 
       expect(detail).toMatchObject({
         phase: 'Succeeded',
@@ -46,8 +30,8 @@ describe('a migration runs every step of its saga against participants over real
       });
       expect(detail.steps.map((s) => s.status)).toEqual(def.steps.map(() => 'Succeeded'));
       expect(detail.phaseHistory.map((h) => h.phase)).toEqual(['Pending', 'Running', 'Succeeded']);
-      expect(participants.effectsOf(id).map((e) => e.step)).toEqual(participantSteps(def));
-      expect(participants.invalid).toEqual([]);
+      expect(w.participants.effectsOf(id).map((e) => e.step)).toEqual(participantSteps(def));
+      expect(w.participants.invalid).toEqual([]);
 
       const names = events.map((e) => e.name);
       expect(names.slice(0, 4)).toEqual(['requested', 'admitted', 'phase-changed', 'step-started']);
@@ -61,14 +45,14 @@ describe('a migration runs every step of its saga against participants over real
   );
 
   it('commands carry what earlier steps learned and go to the right host', async () => {
-    const id = await operator.migrate({
+    const id = await w.operator.migrate({
       workload: 'vm-ctx',
       kind: 'vm',
       sourceHost: 'src-1',
       targetHost: 'dst-1',
     });
-    await settled(operator, id);
-    const got = participants.receivedFor(id);
+    await settled(w.operator, id);
+    const got = w.participants.receivedFor(id);
     const prepare = got.find((c) => c.verb === 'prepare-incoming')!;
     expect(prepare.subject).toBe('ccm.cmd.host.dst-1.prepare-incoming');
     expect(prepare.payload.context.transportSessionId).toBeDefined();
@@ -80,9 +64,9 @@ describe('a migration runs every step of its saga against participants over real
 
   it('a participant that replies twice changes nothing', async () => {
     const { key, id } = newMigration();
-    participants.plan(id, () => ({ kind: 'reply-twice' }));
-    await operator.migrate({ workload: 'twice', sourceHost: 'host-a', targetHost: 'host-b' }, key);
-    const { detail } = await settled(operator, id);
+    w.participants.plan(id, () => ({ kind: 'reply-twice' }));
+    await w.operator.migrate({ workload: 'twice', sourceHost: 'host-a', targetHost: 'host-b' }, key);
+    const { detail } = await settled(w.operator, id);
     expect(detail.phase).toBe('Succeeded');
     expect(detail.steps.every((s) => s.attempts.length === 1)).toBe(true);
   });
@@ -91,13 +75,13 @@ describe('a migration runs every step of its saga against participants over real
     let release!: () => void;
     const hold = new Promise<void>((r) => (release = r));
     const { key, id } = newMigration();
-    participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
-    await operator.migrate({ workload: 'progress', sourceHost: 'host-a', targetHost: 'host-b' }, key);
+    w.participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
+    await w.operator.migrate({ workload: 'progress', sourceHost: 'host-a', targetHost: 'host-b' }, key);
     await pollUntil('pre-copy to start', () =>
-      participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
+      w.participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
     );
     for (const round of [1, 2]) {
-      await participants.publishProgress('checkpoint', {
+      await w.participants.publishProgress('checkpoint', {
         migrationId: id,
         step: 'pre-copy',
         stage: `pre-dump round ${round}`,
@@ -109,12 +93,12 @@ describe('a migration runs every step of its saga against participants over real
     }
     const during = await pollUntil(
       'progress on the migration',
-      () => operator.find(id),
+      () => w.operator.find(id),
       (m) => m?.progress?.['round'] === 2,
     );
     expect(during!.progress).toMatchObject({ reporter: 'container-checkpoint', bytesTransferred: 2000 });
     release();
-    const { events } = await settled(operator, id);
+    const { events } = await settled(w.operator, id);
     const progressed = events.filter((e) => e.name === 'progressed');
     expect(progressed.map((e) => (e.data['progress'] as { round: number }).round)).toEqual([1, 2]);
     expect(progressed[0].data['reporter']).toBe('container-checkpoint');

@@ -10,6 +10,7 @@ import {
   type SagaState,
 } from '@ccm/saga';
 import { type DataSource, type EntityManager } from 'typeorm';
+import { lockForRelease } from '../admission/lock.js';
 import { CLOCK, MIGRATION, STEP_ATTEMPT } from '../db/schema.js';
 import { SagaCatalog } from './catalog.js';
 import { MigrationEvents } from './events.js';
@@ -183,6 +184,7 @@ export class SagaStore {
     decisions: readonly SagaDecision[],
   ): Promise<void> {
     const finished = decisions.some((d) => d.type === 'Finished');
+    if (finished) await lockForRelease(manager);
     await manager.query(
       `UPDATE ${MIGRATION} SET state = $2, revision = $3, phase = $4, reason = $5, wake_at = $6,
          event_seq = $7, updated_at = now(),

@@ -5,6 +5,7 @@ import {
   MIGRATION_EVENTS,
   MigrationDetailSchema,
   MigrationPageSchema,
+  STREAMS,
   migrationEventName,
   migrationIdFor,
   subjects,
@@ -17,8 +18,8 @@ import {
   type SignerName,
 } from '@ccm/contracts';
 import { type Identity, type TrustStore } from '@ccm/keys';
-import { encodeEnvelope, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { encodeEnvelope, ensureStreams, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { pollUntil } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 
@@ -71,7 +72,8 @@ export class OperatorClient {
   }): Promise<OperatorClient> {
     const nc = await stack.connectAs('operator');
     const c = new OperatorClient(nc, await stack.identity('operator'), stack.trust);
-    await nc.flush();
+    // Requests may be published before any service has created the streams.
+    await ensureStreams(await jetstreamManager(nc));
     return c;
   }
 
@@ -133,6 +135,24 @@ export class OperatorClient {
     return this.events
       .filter((e) => e.data.migrationId === migrationId && (!name || e.name === name))
       .sort((a, b) => a.data.seq - b.data.seq);
+  }
+
+  /** Every message parked on a dead-letter subject so far, with the reason the consumer gave. */
+  async deadLetters(): Promise<Array<{ subject: string; reason: string; original: string; data: string }>> {
+    const jsm = await jetstreamManager(this.nc);
+    const info = await jsm.streams.info(STREAMS.deadLetters.name);
+    const out = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+      const m = await jsm.streams.getMessage(STREAMS.deadLetters.name, { seq }).catch(() => null);
+      if (!m) continue;
+      out.push({
+        subject: m.subject,
+        reason: m.header?.get('Ccm-Dlq-Reason') ?? '',
+        original: m.header?.get('Ccm-Dlq-Subject') ?? '',
+        data: new TextDecoder().decode(m.data),
+      });
+    }
+    return out;
   }
 
   close(): Promise<void> {
