@@ -60,6 +60,11 @@ export interface NatsServerOptions {
   /** State dir; a fresh temp dir when omitted (and removed on stop). */
   dir?: string;
   port?: number;
+  /**
+   * Address the client port listens on (default 127.0.0.1). Tests that run services in network
+   * namespaces give the root-side address of a link they created, so only those namespaces reach it.
+   */
+  listenHost?: string;
   /** Extra nats-server config text appended to the generated config (e.g. authorization blocks). */
   extraConfig?: string;
   log?: (m: string) => void;
@@ -74,20 +79,21 @@ export interface RunningNats {
   stop(): Promise<void>;
 }
 
-/** Starts nats-server with JetStream on free loopback ports and waits until /healthz says ok. */
+/** Starts nats-server with JetStream on free ports (loopback unless `listenHost`) and waits until /healthz says ok. */
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<RunningNats> {
   const bin = ensureNatsServer({ log: opts.log });
   const ownDir = !opts.dir;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'ccm-nats-')));
+  const host = opts.listenHost ?? '127.0.0.1';
   await mkdir(join(dir, 'jetstream'), { recursive: true });
   for (let attempt = 0; ; attempt++) {
-    const port = opts.port ?? (await freePort());
+    const port = opts.port ?? (await freePort(host));
     const monitorPort = await freePort();
     const conf = join(dir, 'nats.conf');
     await writeFile(
       conf,
       [
-        `listen: "127.0.0.1:${port}"`,
+        `listen: "${host}:${port}"`,
         `http: "127.0.0.1:${monitorPort}"`,
         `jetstream { store_dir: ${JSON.stringify(join(dir, 'jetstream'))} }`,
         `max_payload: 8MB`,
@@ -135,6 +141,6 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
       }
       if (ownDir) await rm(dir, { recursive: true, force: true });
     };
-    return { url: `nats://127.0.0.1:${port}`, port, monitorPort, dir, pid: child.pid ?? -1, stop };
+    return { url: `nats://${host}:${port}`, port, monitorPort, dir, pid: child.pid ?? -1, stop };
   }
 }

