@@ -36,9 +36,16 @@ export interface ServiceProcess {
 export async function startServiceProcess(
   app: string,
   env: Record<string, string>,
-  opts: { logFile?: string; readyTimeoutMs?: number } = {},
+  opts: {
+    logFile?: string;
+    readyTimeoutMs?: number;
+    /** Run it inside this network namespace (`ip netns exec` execs node, so `child.pid` is node's). */
+    netns?: string;
+  } = {},
 ): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ['--enable-source-maps', serviceEntry(app)], {
+  const node = [process.execPath, '--enable-source-maps', serviceEntry(app)];
+  const [command, ...args] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...node] : node;
+  const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Own process group: Ctrl-C goes to the launcher, which drains services in order.
