@@ -9,3 +9,4 @@ export * from './migration.js';
 export * from './migration-steps.js';
 export * from './migration-events.js';
 export * from './migration-queries.js';
+export * from './host.js';
