@@ -1,4 +1,5 @@
-import { defaultSevRandom, type SevRandomSource } from '@ccm/sev';
+import { randomBytes } from 'node:crypto';
+import type { SevRandomSource } from '@ccm/sev';
 import { ensure, SevFirmwareError } from './errors.js';
 import type { GuestContext, SevGuestKind } from './guest/context.js';
 import { GuestMemory, PAGE_SIZE } from './guest/memory.js';
@@ -7,6 +8,24 @@ import type { LabTrustAnchors } from './lab/trust.js';
 import { type PlatformIdentity, saveIdentity } from './platform/identity.js';
 import type { PlatformConfig, PlatformState } from './platform/platform-store.js';
 import type { SevCommandName, SevGuestStateName, SevPlatformStateName } from './status.js';
+
+/**
+ * Node's CSPRNG drawn 4 KiB at a time: one `randomBytes` call per packet IV costs more than the IV is
+ * worth at thousands of packets per second. Slices are never handed out twice.
+ */
+export function pooledRandom(poolSize = 4096): SevRandomSource {
+  let pool = Buffer.alloc(0);
+  let used = 0;
+  return (size) => {
+    if (size > poolSize) return randomBytes(size);
+    if (used + size > pool.length) {
+      pool = randomBytes(poolSize);
+      used = 0;
+    }
+    used += size;
+    return pool.subarray(used - size, used);
+  };
+}
 
 /** Largest guest the emulator accepts (memory is sparse, so this bounds addresses, not RAM use). */
 export const MAX_GUEST_MEMORY_BYTES = 2 ** 40;
@@ -35,7 +54,7 @@ export class Firmware {
   constructor(
     readonly store: PlatformState,
     readonly trust: LabTrustAnchors,
-    readonly random: SevRandomSource = defaultSevRandom,
+    readonly random: SevRandomSource = pooledRandom(),
   ) {}
 
   get config(): PlatformConfig {

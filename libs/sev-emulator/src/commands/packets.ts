@@ -33,7 +33,7 @@ export function headerInput(command: SevCommandName, header: Uint8Array | SevPac
  * delivery is BAD_MEASUREMENT with reason `replayed-iv`.
  */
 export function acceptIvOnce(seen: Set<string>, iv: Uint8Array, command: SevCommandName): void {
-  const key = Buffer.from(iv.buffer, iv.byteOffset, iv.byteLength).toString('hex');
+  const key = Buffer.from(iv.buffer, iv.byteOffset, iv.byteLength).toString('latin1');
   if (seen.has(key)) {
     throw new SevFirmwareError('BAD_MEASUREMENT', command, 'packet IV was already accepted (replay)', {
       reason: 'replayed-iv',

@@ -3,6 +3,8 @@ import { MEMORY_BLOCK_SIZE, type MemoryEncryptionKey } from './memory-cipher.js'
 /** Guest page size. */
 export const PAGE_SIZE = 4096;
 const BLOCKS_PER_PAGE = PAGE_SIZE / MEMORY_BLOCK_SIZE;
+/** Pages per backing allocation. */
+const SLAB_PAGES = 256;
 
 interface Page {
   /** Plaintext for private blocks, the physical bytes for shared blocks. */
@@ -31,6 +33,9 @@ const ceilBlock = (a: number): number => floorBlock(a + MEMORY_BLOCK_SIZE - 1);
  */
 export class GuestMemory {
   readonly #pages = new Map<number, Page>();
+  /** Zeroed backing store handed out a page at a time (one allocation per 256 pages touched). */
+  #slab = Buffer.alloc(0);
+  #slabUsed = 0;
 
   constructor(
     /** Size in bytes (a multiple of 4 KiB). */
@@ -59,7 +64,8 @@ export class GuestMemory {
   writePhysical(gpa: number, bytes: Uint8Array): void {
     const a0 = floorBlock(gpa);
     const a1 = ceilBlock(gpa + bytes.length);
-    const buf = a0 === gpa && a1 === gpa + bytes.length ? Buffer.from(bytes) : this.#physical(a0, a1 - a0);
+    if (a0 === gpa && a1 === gpa + bytes.length) return this.#store(a0, bytes, 0);
+    const buf = this.#physical(a0, a1 - a0);
     buf.set(bytes, gpa - a0);
     this.#store(a0, buf, 0);
   }
@@ -74,7 +80,8 @@ export class GuestMemory {
   writePrivate(gpa: number, bytes: Uint8Array): void {
     const a0 = floorBlock(gpa);
     const a1 = ceilBlock(gpa + bytes.length);
-    const buf = a0 === gpa && a1 === gpa + bytes.length ? Buffer.from(bytes) : this.#private(a0, a1 - a0);
+    if (a0 === gpa && a1 === gpa + bytes.length) return this.#store(a0, bytes, 1);
+    const buf = this.#private(a0, a1 - a0);
     buf.set(bytes, gpa - a0);
     this.#store(a0, buf, 1);
   }
@@ -154,7 +161,7 @@ export class GuestMemory {
   }
 
   #private(addr: number, length: number): Buffer {
-    const out = Buffer.alloc(length);
+    const out = Buffer.allocUnsafe(length); // every byte is written below: runs cover each segment
     for (const [n, offset, size, at] of this.#segments(addr, length)) {
       const page = this.#pages.get(n);
       if (page?.privCount === BLOCKS_PER_PAGE) {
@@ -172,15 +179,29 @@ export class GuestMemory {
     return out;
   }
 
+  #newPage(): Buffer {
+    if (this.#slabUsed === this.#slab.length) {
+      this.#slab = Buffer.alloc(Math.min(SLAB_PAGES * PAGE_SIZE, this.size));
+      this.#slabUsed = 0;
+    }
+    this.#slabUsed += PAGE_SIZE;
+    return this.#slab.subarray(this.#slabUsed - PAGE_SIZE, this.#slabUsed);
+  }
+
   /** Stores a block-aligned range as plaintext (`priv` 1) or physical bytes (`priv` 0). */
-  #store(addr: number, bytes: Buffer, priv: 0 | 1): void {
+  #store(addr: number, bytes: Uint8Array, priv: 0 | 1): void {
     for (const [n, offset, size, at] of this.#segments(addr, bytes.length)) {
       let page = this.#pages.get(n);
       if (!page) {
-        page = { data: Buffer.alloc(PAGE_SIZE), priv: new Uint8Array(BLOCKS_PER_PAGE), privCount: 0 };
+        page = { data: this.#newPage(), priv: new Uint8Array(BLOCKS_PER_PAGE), privCount: 0 };
         this.#pages.set(n, page);
       }
-      bytes.copy(page.data, offset, at, at + size);
+      page.data.set(at === 0 && size === bytes.length ? bytes : bytes.subarray(at, at + size), offset);
+      if (size === PAGE_SIZE) {
+        page.priv.fill(priv);
+        page.privCount = priv * BLOCKS_PER_PAGE;
+        continue;
+      }
       for (let b = offset / MEMORY_BLOCK_SIZE; b < (offset + size) / MEMORY_BLOCK_SIZE; b++) {
         page.privCount += priv - page.priv[b];
         page.priv[b] = priv;
