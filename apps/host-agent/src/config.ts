@@ -1,7 +1,76 @@
-import { serviceConfigSchema } from '@ccm/config';
+import { envBool, envInt, serviceConfigSchema } from '@ccm/config';
+import { DEFAULT_DOWNTIME_LIMIT_MS, HYPERVISOR_DRIVERS } from '@ccm/contracts';
 import { z } from 'zod';
 
-/** host-agent settings: the common service settings plus CCM_HOST_ID, the id its command subjects carry. */
-export const configSchema = serviceConfigSchema.extend({
-  CCM_HOST_ID: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "-" and "_" only'),
-});
+/** Where VM runtime dirs live unless CCM_RUN_DIR says otherwise (tmpfs: VMs do not survive a reboot either). */
+export const DEFAULT_RUN_DIR = '/run/ccm/host-agent';
+/** The BIOS QEMU maps by default: the firmware VMs boot (the sim loads it too), measured at an SEV launch. */
+export const DEFAULT_VM_FIRMWARE = '/usr/share/qemu/bios-256k.bin';
+/** Default cap on migration bandwidth (QEMU `max-bandwidth`). */
+export const DEFAULT_MAX_BANDWIDTH_BYTES_PER_SEC = 1024 * 1024 * 1024;
+/** A migration whose remaining dirty memory reaches no new low for this long has stalled. */
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+/** Longest pause before switch-over (the guest is stopped) before the agent cancels and resumes it. */
+export const DEFAULT_SWITCHOVER_TIMEOUT_MS = 120_000;
+/** How often a running migration is sampled (query-migrate). */
+export const DEFAULT_MIGRATION_POLL_MS = 100;
+/** At most one progress event per migration per this period. */
+export const DEFAULT_PROGRESS_INTERVAL_MS = 500;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+/** How long a VM process may take to open its control (QMP) socket. */
+export const DEFAULT_VM_START_TIMEOUT_MS = 20_000;
+/** Per-command timeout on the QMP socket. */
+export const DEFAULT_QMP_COMMAND_TIMEOUT_MS = 10_000;
+/** Longest a migration may run in total before it is failed. */
+export const DEFAULT_MIGRATION_MAX_DURATION_MS = 30 * 60_000;
+
+/**
+ * host-agent settings: the common service settings, CCM_HOST_ID (the id its command subjects carry),
+ * the hypervisor driver and where it keeps VM runtime dirs, the data-plane address destinations listen
+ * on, and the defaults of every convergence control.
+ */
+export const configSchema = serviceConfigSchema
+  .extend({
+    CCM_HOST_ID: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "-" and "_" only'),
+    /** `qemu`: qemu-system-x86_64 over QMP; `sim`: the simulated hypervisor (a process per VM). */
+    CCM_HYPERVISOR: z.enum(HYPERVISOR_DRIVERS).default('qemu'),
+    /** Per-VM runtime dirs (`vms/<vmId>`: control socket, pid, spec, serial log) and the emulator state. */
+    CCM_RUN_DIR: z.string().min(1).default(DEFAULT_RUN_DIR),
+    /** QEMU binary (qemu driver). */
+    CCM_QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
+    /** `auto` picks KVM only where it works (TCG otherwise). */
+    CCM_QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+    CCM_VM_FIRMWARE: z.string().min(1).default(DEFAULT_VM_FIRMWARE),
+    /**
+     * SEV source: `auto` uses the firmware when QEMU reports SEV, else the software secure processor;
+     * `hardware`, `emulated` force one; `off` disables SEV launches and transport.
+     */
+    CCM_SEV: z.enum(['auto', 'hardware', 'emulated', 'off']).default('auto'),
+    /** State dir of the software secure processor; default `<CCM_RUN_DIR>/sev-emulator`. */
+    CCM_SEV_EMULATOR_DIR: z.string().min(1).optional(),
+    /** Address incoming VMs listen on and advertise to sources (this host's data-plane address). */
+    CCM_MIGRATION_HOST: z.string().min(1).default('127.0.0.1'),
+    CCM_MIGRATION_DOWNTIME_LIMIT_MS: envInt(1, 600_000).default(DEFAULT_DOWNTIME_LIMIT_MS),
+    CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: envInt(1, Number.MAX_SAFE_INTEGER).default(
+      DEFAULT_MAX_BANDWIDTH_BYTES_PER_SEC,
+    ),
+    CCM_MIGRATION_AUTO_CONVERGE: envBool.default(false),
+    CCM_MIGRATION_STALL_TIMEOUT_MS: envInt(100, 24 * 3_600_000).default(DEFAULT_STALL_TIMEOUT_MS),
+    CCM_SWITCHOVER_TIMEOUT_MS: envInt(100, 24 * 3_600_000).default(DEFAULT_SWITCHOVER_TIMEOUT_MS),
+    CCM_MIGRATION_MAX_DURATION_MS: envInt(1_000, 7 * 24 * 3_600_000).default(
+      DEFAULT_MIGRATION_MAX_DURATION_MS,
+    ),
+    CCM_MIGRATION_POLL_MS: envInt(10, 10_000).default(DEFAULT_MIGRATION_POLL_MS),
+    CCM_PROGRESS_INTERVAL_MS: envInt(10, 600_000).default(DEFAULT_PROGRESS_INTERVAL_MS),
+    CCM_HEARTBEAT_INTERVAL_MS: envInt(100, 600_000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
+    CCM_VM_START_TIMEOUT_MS: envInt(100, 600_000).default(DEFAULT_VM_START_TIMEOUT_MS),
+    CCM_QMP_COMMAND_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_QMP_COMMAND_TIMEOUT_MS),
+    /** Entry script of a simulated VM process; default: the built `sim/sim-vm.main.js` beside this app. */
+    CCM_SIM_VM_ENTRY: z.string().min(1).optional(),
+  })
+  .refine((c) => !(c.CCM_HYPERVISOR === 'sim' && c.CCM_SEV === 'hardware'), {
+    path: ['CCM_SEV'],
+    message: 'the sim hypervisor has no SEV firmware: use auto, emulated or off',
+  });
+
+export type HostAgentConfig = z.infer<typeof configSchema>;

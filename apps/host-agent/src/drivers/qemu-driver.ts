@@ -1,0 +1,109 @@
+import { CcmError, ErrorCodes } from '@ccm/contracts';
+import { detectAccelerator, startQemu, type AcceleratorChoice } from '@ccm/qmp';
+import { type HypervisorDriver, type StartVmOptions, type FirmwareSevLaunch } from './driver.js';
+import { fromQemuProcess, type VmPaths, type VmProcess } from './vm-process.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface QemuDriverOptions {
+  binary: string;
+  accel: 'auto' | 'kvm' | 'tcg';
+  /** Firmware passed with `-bios` when the agent measures the launch itself (emulated SEV). */
+  firmware: string;
+  /** SEV comes from the host's firmware (hardware) rather than the software secure processor. */
+  hardwareSev: boolean;
+  /** C-bit position and reduced physical bits, as query-sev-capabilities reports them (hardware SEV). */
+  cbitpos?: number;
+  reducedPhysBits?: number;
+}
+
+/**
+ * QEMU's `sev-guest` object for a launch on SEV hardware: GODH and session go through files (QEMU reads
+ * `dh-cert-file`/`session-file` as base64), and `kernel-hashes=on` makes OVMF measure -kernel/-initrd/-append.
+ */
+export async function qemuSevArgs(
+  paths: VmPaths,
+  sev: FirmwareSevLaunch,
+  hw: { cbitpos: number; reducedPhysBits: number },
+): Promise<string[]> {
+  const props = [
+    'sev-guest',
+    'id=sev0',
+    `policy=0x${sev.policy.toString(16)}`,
+    `cbitpos=${hw.cbitpos}`,
+    `reduced-phys-bits=${hw.reducedPhysBits}`,
+    'kernel-hashes=on',
+  ];
+  if (sev.godh && sev.session) {
+    const dh = join(paths.runDir, 'godh.b64');
+    const session = join(paths.runDir, 'session.b64');
+    await writeFile(dh, sev.godh);
+    await writeFile(session, sev.session);
+    props.push(`dh-cert-file=${dh}`, `session-file=${session}`);
+  }
+  return ['-object', props.join(','), '-machine', 'memory-encryption=sev0'];
+}
+
+/** Real VMs: qemu-system-x86_64 with KVM where it works and TCG otherwise, driven over QMP. */
+export class QemuDriver implements HypervisorDriver {
+  readonly kind = 'qemu' as const;
+  readonly accelerator: { accelerator: 'kvm' | 'tcg'; reason: string };
+  private readonly accel: AcceleratorChoice;
+
+  constructor(private readonly opts: QemuDriverOptions) {
+    this.accel =
+      opts.accel === 'auto' ? detectAccelerator() : { accel: opts.accel, reason: 'set by CCM_QEMU_ACCEL' };
+    this.accelerator = { accelerator: this.accel.accel, reason: this.accel.reason };
+  }
+
+  get firmwareSev(): boolean {
+    return this.opts.hardwareSev;
+  }
+
+  async start(o: StartVmOptions): Promise<VmProcess> {
+    if (!o.spec.kernel) {
+      throw new CcmError(
+        ErrorCodes.ValidationFailed,
+        'the qemu driver needs spec.kernel (a file on this host)',
+        {
+          retryable: false,
+          details: { effect: 'none' },
+        },
+      );
+    }
+    const extraArgs: string[] = [];
+    if (o.paused) extraArgs.push('-S');
+    if (o.sev && this.opts.hardwareSev) {
+      extraArgs.push(
+        ...(await qemuSevArgs(o.paths, o.sev, {
+          cbitpos: this.opts.cbitpos ?? 51,
+          reducedPhysBits: this.opts.reducedPhysBits ?? 1,
+        })),
+        '-bios',
+        this.opts.firmware,
+      );
+    } else if (o.sev) {
+      // Emulated SEV: the agent measures this exact firmware, so name it rather than rely on the default.
+      extraArgs.push('-bios', this.opts.firmware);
+    }
+    const q = await startQemu({
+      name: o.vmId,
+      binary: this.opts.binary,
+      accel: this.accel.accel,
+      kernel: o.spec.kernel,
+      initrd: o.spec.initrd,
+      append: o.spec.cmdline,
+      memoryMiB: o.spec.memoryMiB,
+      cpus: o.spec.cpus,
+      runDir: o.paths.runDir,
+      qmpSocket: o.paths.qmpSocket,
+      pidfile: o.paths.pidfile,
+      serialLog: o.paths.serialLog,
+      incoming: o.incoming ? 'defer' : undefined,
+      extraArgs,
+      startTimeoutMs: o.startTimeoutMs,
+      commandTimeoutMs: o.commandTimeoutMs,
+    });
+    return fromQemuProcess(q, o.paths);
+  }
+}

@@ -1,0 +1,94 @@
+import { CcmError, ErrorCodes, HostErrorCodes } from '@ccm/contracts';
+import {
+  QemuConfigError,
+  QemuStartError,
+  QmpCommandError,
+  QmpCommandTimeoutError,
+  QmpConnectTimeoutError,
+  QmpError,
+  QmpMalformedReplyError,
+  QmpSocketClosedError,
+} from '@ccm/qmp';
+import { SevError } from '@ccm/sev';
+
+/**
+ * Maps a hypervisor or secure-processor failure to the typed error a command replies with. `effect`
+ * says whether the failed command may have changed anything (the saga compensates when it may have).
+ */
+export function toCcmError(err: unknown, what: string): CcmError {
+  if (err instanceof CcmError) return err;
+  if (err instanceof QemuStartError) {
+    return new CcmError(HostErrorCodes.HypervisorStartFailed, `${what}: ${err.detail}`, {
+      retryable: false,
+      cause: err,
+      details: {
+        effect: 'none',
+        exitCode: err.exitCode,
+        signal: err.signal,
+        stderrTail: err.stderrTail.slice(-2000),
+      },
+    });
+  }
+  if (err instanceof QmpMalformedReplyError) {
+    return new CcmError(HostErrorCodes.HypervisorProtocol, `${what}: ${err.message}`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'maybe', reason: err.reason, excerpt: err.excerpt, command: err.command },
+    });
+  }
+  if (err instanceof QmpCommandError) {
+    return new CcmError(HostErrorCodes.HypervisorRefused, `${what}: ${err.errorClass}: ${err.desc}`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'none', command: err.command, errorClass: err.errorClass },
+    });
+  }
+  if (err instanceof QmpSocketClosedError) {
+    return new CcmError(HostErrorCodes.HypervisorGone, `${what}: the VM process is gone (${err.reason})`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'maybe' },
+    });
+  }
+  if (err instanceof QmpCommandTimeoutError || err instanceof QmpConnectTimeoutError) {
+    return new CcmError(ErrorCodes.Timeout, `${what}: ${err.message}`, {
+      retryable: true,
+      cause: err,
+      details: { effect: 'maybe' },
+    });
+  }
+  if (err instanceof QemuConfigError) {
+    return new CcmError(ErrorCodes.ValidationFailed, `${what}: ${err.message}`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'none' },
+    });
+  }
+  if (err instanceof QmpError) {
+    return new CcmError(HostErrorCodes.HypervisorProtocol, `${what}: ${err.message}`, {
+      retryable: err.retryable,
+      cause: err,
+      details: { effect: 'maybe', qmpCode: err.code },
+    });
+  }
+  if (err instanceof SevError) {
+    return new CcmError(HostErrorCodes.SecureProcessorRefused, `${what}: ${err.message}`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'none', sevError: err.name },
+    });
+  }
+  return new CcmError(ErrorCodes.Internal, `${what}: ${(err as Error)?.message ?? String(err)}`, {
+    retryable: true,
+    cause: err,
+  });
+}
+
+export const notFound = (what: string): CcmError =>
+  new CcmError(ErrorCodes.NotFound, `${what} is not known on this host`, {
+    retryable: false,
+    details: { effect: 'none' },
+  });
+
+export const conflict = (message: string, retryable = false): CcmError =>
+  new CcmError(ErrorCodes.Conflict, message, { retryable, details: { effect: 'none' } });

@@ -1,0 +1,89 @@
+import {
+  type MigrationParams,
+  type TransferFigures,
+  type TransferPhase,
+  type TransferProgress,
+  type TransferView,
+  type VmPhase,
+  type VmSpec,
+  type VmView,
+} from '@ccm/contracts';
+
+/** SEV facts of one VM. */
+export interface VmSev {
+  policy: number;
+  /** LAUNCH_MEASURE blob, base64 (local SEV launches). */
+  measurement?: string;
+  secretInjected: boolean;
+}
+
+/** One VM as the agent keeps it (memory and the `vm` table). */
+export interface VmRecord {
+  vmId: string;
+  driver: 'qemu' | 'sim';
+  origin: 'local' | 'incoming';
+  phase: VmPhase;
+  reason?: string;
+  spec: VmSpec;
+  sev?: VmSev;
+  pid?: number;
+  runDir: string;
+  incomingUri?: string;
+  migrationId?: string;
+  createdAt: Date;
+  phaseChangedAt: Date;
+}
+
+/** One outgoing migration (memory and the `transfer` table). */
+export interface TransferRecord {
+  migrationId: string;
+  vmId: string;
+  phase: TransferPhase;
+  uri: string;
+  params: MigrationParams;
+  step?: string;
+  progress?: TransferProgress;
+  figures?: TransferFigures;
+  errorCode?: string;
+  reason?: string;
+  startedAt: Date;
+  phaseChangedAt: Date;
+  endedAt?: Date;
+}
+
+export function vmView(hostId: string, r: VmRecord): VmView {
+  return {
+    vmId: r.vmId,
+    hostId,
+    driver: r.driver,
+    origin: r.origin,
+    phase: r.phase,
+    ...(r.reason ? { reason: r.reason } : {}),
+    ...(r.pid ? { pid: r.pid } : {}),
+    spec: r.spec,
+    ...(r.sev ? { sev: r.sev } : {}),
+    ...(r.incomingUri ? { incomingUri: r.incomingUri } : {}),
+    ...(r.migrationId ? { migrationId: r.migrationId } : {}),
+    runDir: r.runDir,
+    createdAt: r.createdAt.toISOString(),
+    phaseChangedAt: r.phaseChangedAt.toISOString(),
+  };
+}
+
+export function transferView(hostId: string, r: TransferRecord): TransferView {
+  return {
+    migrationId: r.migrationId,
+    vmId: r.vmId,
+    hostId,
+    phase: r.phase,
+    uri: r.uri,
+    params: r.params,
+    ...(r.progress ? { progress: r.progress } : {}),
+    ...(r.figures ? { figures: r.figures } : {}),
+    ...(r.errorCode ? { errorCode: r.errorCode } : {}),
+    ...(r.reason ? { reason: r.reason } : {}),
+    startedAt: r.startedAt.toISOString(),
+    phaseChangedAt: r.phaseChangedAt.toISOString(),
+    ...(r.endedAt ? { endedAt: r.endedAt.toISOString() } : {}),
+  };
+}

@@ -1,0 +1,526 @@
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import {
+  CcmError,
+  ErrorCodes,
+  HostErrorCodes,
+  isFinalTransferPhase,
+  type MigrationParams,
+  type SevChainBase64,
+  type TransferPhase,
+  type TransferView,
+} from '@ccm/contracts';
+import { awaitMigrationEnd, configureMigration, type MigrationInfo, type QmpClient } from '@ccm/qmp';
+import { SERVICE_CONFIG } from '@ccm/runtime';
+import { type HostAgentConfig } from '../config.js';
+import { conflict, notFound, toCcmError } from '../errors.js';
+import { SevService } from '../sev/sev.service.js';
+import { HostStore, type TransferEvent } from '../store/host-store.js';
+import { transferView, type TransferRecord } from '../store/records.js';
+import { StateCell } from '../store/state-cell.js';
+import { type LiveVm } from '../vm/live-vm.js';
+import { VmService } from '../vm/vm.service.js';
+import { initialConvergence, observeConvergence, type ConvergenceState } from './convergence.js';
+import { figuresOf, progressOf } from './transfer-figures.js';
+
+/** Why the agent asked QEMU to cancel: the transfer ends `Cancelled` for a command, `Failed` otherwise. */
+interface CancelCause {
+  phase: 'Cancelled' | 'Failed';
+  code?: string;
+  reason: string;
+}
+
+/** An outgoing migration being driven and watched. */
+class LiveTransfer {
+  readonly cell: StateCell<TransferRecord, TransferEvent>;
+  cancel?: CancelCause;
+  conv: ConvergenceState;
+  lastProgressEventAt = 0;
+  switchoverTimer?: NodeJS.Timeout;
+  readonly t0 = Date.now();
+  private markDone!: () => void;
+  readonly done = new Promise<void>((r) => (this.markDone = r));
+
+  constructor(
+    record: TransferRecord,
+    persisted: TransferRecord | undefined,
+    readonly vm: LiveVm,
+    store: HostStore,
+  ) {
+    this.cell = new StateCell(record, persisted, (next, prev, events) =>
+      store.saveTransfer(next, prev, events),
+    );
+    this.conv = initialConvergence(performance.now());
+  }
+
+  get record(): TransferRecord {
+    return this.cell.current;
+  }
+
+  finish(): void {
+    clearTimeout(this.switchoverTimer);
+    this.markDone();
+  }
+}
+
+const qmpStatusPhase: Record<string, TransferPhase | undefined> = {
+  setup: 'Active',
+  active: 'Active',
+  'pre-switchover': 'AwaitingSwitchover',
+  device: 'SwitchingOver',
+  cancelling: 'Cancelling',
+};
+
+/**
+ * Outgoing live migrations: configure (downtime budget, bandwidth cap, auto-converge,
+ * pause-before-switchover, SEV transport), `migrate`, then watch query-migrate until the end: progress
+ * events, stall detection (no progress for `stallTimeoutMs` → cancel, MIGRATION_STALLED), a bounded
+ * pause before switch-over, and the final figures re-read after completion. The source guest runs on
+ * after a cancel or failure; after completion its process ends (the guest lives on the destination).
+ */
+@Injectable()
+export class TransferService implements BeforeApplicationShutdown {
+  private readonly log = new Logger('Transfers');
+  private readonly live = new Map<string, LiveTransfer>();
+  private stopping = false;
+
+  constructor(
+    @Inject(SERVICE_CONFIG) private readonly config: HostAgentConfig,
+    private readonly vms: VmService,
+    private readonly store: HostStore,
+    private readonly sev: SevService,
+  ) {
+    vms.onExit((vm) => {
+      for (const t of this.live.values()) {
+        if (t.vm === vm && vm.record.phase !== 'MigratedAway') {
+          t.cancel ??= {
+            phase: 'Failed',
+            code: HostErrorCodes.MigrationFailed,
+            reason: `the source VM ${vm.record.phase}: ${vm.record.reason ?? ''}`,
+          };
+        }
+      }
+    });
+  }
+
+  get hostId(): string {
+    return this.config.CCM_HOST_ID;
+  }
+
+  view(t: LiveTransfer | TransferRecord): TransferView {
+    return transferView(this.hostId, t instanceof LiveTransfer ? t.record : t);
+  }
+
+  activeFor(vmId: string): LiveTransfer | undefined {
+    return [...this.live.values()].find((t) => t.record.vmId === vmId);
+  }
+
+  activeCount(): number {
+    return this.live.size;
+  }
+
+  liveViews(): TransferView[] {
+    return [...this.live.values()].map((t) => this.view(t));
+  }
+
+  async start(req: {
+    migrationId: string;
+    vmId: string;
+    uri: string;
+    downtimeLimitMs?: number;
+    maxBandwidthBytesPerSec?: number;
+    autoConverge?: boolean;
+    pauseBeforeSwitchover?: boolean;
+    stallTimeoutMs?: number;
+    switchoverTimeoutMs?: number;
+    sev?: SevChainBase64;
+    step?: string;
+  }): Promise<TransferView> {
+    return this.vms.exclusive(req.vmId, async (vm) => {
+      const known = this.live.get(req.migrationId) ?? (await this.store.loadTransfer(req.migrationId));
+      if (known) {
+        const r = known instanceof LiveTransfer ? known.record : known;
+        if (r.vmId !== req.vmId || r.uri !== req.uri) {
+          throw conflict(`migration ${req.migrationId} already exists for VM ${r.vmId} to ${r.uri}`);
+        }
+        return this.view(known);
+      }
+      if (!vm) throw notFound(`VM ${req.vmId}`);
+      if (vm.record.phase !== 'Running' && vm.record.phase !== 'Paused') {
+        throw conflict(`VM ${req.vmId} is ${vm.record.phase}: only a running or paused VM can migrate`);
+      }
+      const other = this.activeFor(req.vmId);
+      if (other) throw conflict(`VM ${req.vmId} is already migrating (${other.record.migrationId})`, true);
+      if (vm.record.sev && !req.sev) {
+        throw new CcmError(
+          ErrorCodes.ValidationFailed,
+          `VM ${req.vmId} is an SEV guest: start-migration needs the target's chain (sev)`,
+          {
+            retryable: false,
+            details: { effect: 'none' },
+          },
+        );
+      }
+      const params = this.paramsOf(req);
+      const now = new Date();
+      const record: TransferRecord = {
+        migrationId: req.migrationId,
+        vmId: req.vmId,
+        phase: 'Starting',
+        uri: req.uri,
+        params,
+        ...(req.step ? { step: req.step } : {}),
+        startedAt: now,
+        phaseChangedAt: now,
+      };
+      const t = new LiveTransfer(record, undefined, vm, this.store);
+      await t.cell.flush();
+      this.live.set(req.migrationId, t);
+      const qmp = vm.proc!.qmp;
+      try {
+        if (vm.record.sev) await this.sevTransport(qmp, vm.record.sev.policy, req.sev!);
+        await configureMigration(qmp, {
+          downtimeLimitMs: params.downtimeLimitMs,
+          maxBandwidthBytesPerSec: params.maxBandwidthBytesPerSec,
+          capabilities: {
+            'auto-converge': params.autoConverge,
+            'pause-before-switchover': params.pauseBeforeSwitchover,
+          },
+        });
+        await qmp.execute('migrate', { uri: req.uri });
+      } catch (err) {
+        const e = toCcmError(err, `start migration ${req.migrationId}`);
+        await t.cell.update({ phase: 'Failed', errorCode: e.code, reason: e.message, endedAt: new Date() }, [
+          { name: 'failed', data: this.base(t, { code: e.code, reason: e.message }) },
+        ]);
+        this.live.delete(req.migrationId);
+        t.finish();
+        throw e;
+      }
+      await t.cell.update({ phase: 'Active' }, [
+        { name: 'started', data: this.base(t, { uri: req.uri, params }) },
+      ]);
+      void this.watch(t, qmp);
+      return this.view(t);
+    });
+  }
+
+  private paramsOf(req: Partial<MigrationParams>): MigrationParams {
+    const c = this.config;
+    return {
+      downtimeLimitMs: req.downtimeLimitMs ?? c.CCM_MIGRATION_DOWNTIME_LIMIT_MS,
+      maxBandwidthBytesPerSec: req.maxBandwidthBytesPerSec ?? c.CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC,
+      autoConverge: req.autoConverge ?? c.CCM_MIGRATION_AUTO_CONVERGE,
+      pauseBeforeSwitchover: req.pauseBeforeSwitchover ?? false,
+      stallTimeoutMs: req.stallTimeoutMs ?? c.CCM_MIGRATION_STALL_TIMEOUT_MS,
+      switchoverTimeoutMs: req.switchoverTimeoutMs ?? c.CCM_SWITCHOVER_TIMEOUT_MS,
+    };
+  }
+
+  /**
+   * SEV transport: firmware that migrates itself (the sim; AMD's QEMU on SEV hardware) gets the
+   * target's chain as `migrate-set-parameters` sev-pdh/sev-plat-cert/sev-amd-cert and runs SEND_START.
+   * Without such firmware the agent runs SEND_START's checks on the software secure processor (target
+   * chain, policy); QEMU's RAM stream is then not sealed (there is no SEV hardware to seal it).
+   */
+  private async sevTransport(qmp: QmpClient, policy: number, target: SevChainBase64): Promise<void> {
+    if (this.vms.driver.firmwareSev) {
+      await qmp.executeUnchecked('migrate-set-parameters', {
+        'sev-pdh': target.pdh,
+        'sev-plat-cert': target.platCert,
+        'sev-amd-cert': target.amdCert,
+      });
+      return;
+    }
+    const sp = this.sev.processor;
+    if (!sp)
+      throw new CcmError(HostErrorCodes.SevUnavailable, 'this host has no SEV to run SEND_START', {
+        retryable: false,
+      });
+    sp.checkSend({ policy, target });
+  }
+
+  /** Polls query-migrate until the end, acting on what it sees, then records the outcome. */
+  private async watch(t: LiveTransfer, qmp: QmpClient): Promise<void> {
+    let info: MigrationInfo | undefined;
+    let error: unknown;
+    try {
+      info = await awaitMigrationEnd(qmp, {
+        pollIntervalMs: this.config.CCM_MIGRATION_POLL_MS,
+        timeoutMs: this.config.CCM_MIGRATION_MAX_DURATION_MS,
+        onProgress: (i) => this.onSample(t, qmp, i),
+      });
+    } catch (err) {
+      error = err;
+    }
+    if (this.stopping) return; // drained: the next agent resumes watching
+    try {
+      await this.conclude(t, qmp, info, error);
+    } catch (err) {
+      this.log.error(`recording the end of migration ${t.record.migrationId} failed: ${String(err)}`);
+    } finally {
+      this.live.delete(t.record.migrationId);
+      t.finish();
+    }
+  }
+
+  private onSample(t: LiveTransfer, qmp: QmpClient, info: MigrationInfo): void {
+    if (this.stopping) return;
+    const status = info.status ?? 'none';
+    const sample = progressOf(info, Date.now() - t.record.startedAt.getTime());
+    // Answers without RAM figures (setup, cancelling) keep the last ones that had them.
+    const progress = info.ram ? sample : { ...(t.record.progress ?? sample), status };
+    const phase =
+      t.record.phase === 'SwitchingOver' && status === 'pre-switchover' ? undefined : qmpStatusPhase[status];
+    const events: TransferEvent[] = [];
+    if (phase === 'AwaitingSwitchover' && t.record.phase !== 'AwaitingSwitchover') {
+      events.push({ name: 'switchover-reached', data: this.base(t, { progress }) });
+      t.switchoverTimer = setTimeout(() => {
+        this.requestCancel(t, qmp, {
+          phase: 'Failed',
+          code: HostErrorCodes.SwitchoverTimeout,
+          reason: `no continue within ${t.record.params.switchoverTimeoutMs} ms of reaching switch-over`,
+        });
+      }, t.record.params.switchoverTimeoutMs);
+    }
+    const now = performance.now();
+    if (!t.cancel && t.record.phase !== 'AwaitingSwitchover') {
+      const verdict = observeConvergence(
+        t.conv,
+        {
+          atMs: now,
+          status,
+          transferredBytes: progress.ramTransferredBytes,
+          remainingBytes: progress.ramRemainingBytes,
+          passes: progress.passes,
+        },
+        t.record.params.stallTimeoutMs,
+      );
+      t.conv = verdict.state;
+      if (verdict.kind === 'stalled') {
+        this.requestCancel(t, qmp, {
+          phase: 'Failed',
+          code: HostErrorCodes.MigrationStalled,
+          reason: verdict.detail,
+        });
+      }
+    }
+    const changed =
+      phase && phase !== t.record.phase && !(t.record.phase === 'Cancelling' && phase !== 'Cancelling');
+    const due = now - t.lastProgressEventAt >= this.config.CCM_PROGRESS_INTERVAL_MS;
+    if (changed || due) {
+      t.lastProgressEventAt = now;
+      events.push(this.progressed(t, progress, changed ? phase : t.record.phase));
+    }
+    if (changed || due || events.length) {
+      void t.cell
+        .update({ ...(changed ? { phase } : {}), progress }, events)
+        .catch((err: unknown) =>
+          this.log.warn(`writing progress of ${t.record.migrationId} failed: ${String(err)}`),
+        );
+    }
+  }
+
+  private progressed(t: LiveTransfer, p: ReturnType<typeof progressOf>, phase: TransferPhase): TransferEvent {
+    return {
+      name: 'progressed',
+      data: {
+        ...this.base(t, {}),
+        step: t.record.step ?? 'migrate',
+        stage: `${phase} (${p.status})`,
+        round: p.passes,
+        bytesTransferred: p.ramTransferredBytes,
+        bytesTotal: p.ramTotalBytes,
+        remainingBytes: p.ramRemainingBytes,
+        dirtyBytesPerSecond: p.dirtyPagesRate * p.pageSizeBytes,
+        expectedDowntimeMs: p.expectedDowntimeMs,
+        phase,
+        progress: p,
+      },
+    };
+  }
+
+  private base<T extends object>(t: LiveTransfer, extra: T) {
+    return { migrationId: t.record.migrationId, hostId: this.hostId, vmId: t.record.vmId, ...extra };
+  }
+
+  private requestCancel(t: LiveTransfer, qmp: QmpClient, cause: CancelCause): void {
+    if (t.cancel) return;
+    t.cancel = cause;
+    clearTimeout(t.switchoverTimer);
+    this.log.warn(
+      `migration ${t.record.migrationId}: cancelling (${cause.code ?? 'command'}): ${cause.reason}`,
+    );
+    qmp
+      .execute('migrate_cancel')
+      .catch((err: unknown) =>
+        this.log.warn(`migrate_cancel of ${t.record.migrationId} failed: ${String(err)}`),
+      );
+  }
+
+  /** Records the end; completes the move (the source process ends) or makes sure the source runs on. */
+  private async conclude(
+    t: LiveTransfer,
+    qmp: QmpClient,
+    info: MigrationInfo | undefined,
+    error: unknown,
+  ): Promise<void> {
+    const vm = t.vm;
+    // A cancelled or failed answer has no RAM figures: keep the last sample that had them.
+    const progress = info?.ram
+      ? progressOf(info, Date.now() - t.record.startedAt.getTime())
+      : t.record.progress;
+    const endedAt = new Date();
+    if (info?.status === 'completed') {
+      const figures = figuresOf(info);
+      await t.cell.update({ phase: 'Completed', figures, progress, endedAt }, [
+        { name: 'completed', data: this.base(t, { figures }) },
+      ]);
+      this.log.log(
+        `migration ${t.record.migrationId} completed: total ${figures.totalTimeMs} ms, downtime ${figures.downtimeMs} ms`,
+      );
+      if (this.vms.get(vm.vmId) === vm) {
+        await this.vms.endProcess(
+          vm,
+          'MigratedAway',
+          `moved by migration ${t.record.migrationId} to ${t.record.uri}`,
+        );
+      }
+      return;
+    }
+    const cause: CancelCause =
+      t.cancel ??
+      (info
+        ? {
+            phase: 'Failed',
+            code: HostErrorCodes.MigrationFailed,
+            reason: info['error-desc'] ?? `ended ${info.status ?? 'without a status'}`,
+          }
+        : { phase: 'Failed', ...codeAndReason(error) });
+    const phase = info?.status === 'failed' && cause.phase === 'Cancelled' ? 'Failed' : cause.phase;
+    const reason =
+      info?.status === 'failed' && info['error-desc'] && phase === 'Failed' && !t.cancel
+        ? info['error-desc']
+        : cause.reason;
+    const code = phase === 'Failed' ? (cause.code ?? HostErrorCodes.MigrationFailed) : undefined;
+    await t.cell.update({ phase, progress, endedAt, reason, ...(code ? { errorCode: code } : {}) }, [
+      phase === 'Cancelled'
+        ? { name: 'cancelled', data: this.base(t, { reason }) }
+        : { name: 'failed', data: this.base(t, { code: code!, reason, ...(progress ? { progress } : {}) }) },
+    ]);
+    this.log.warn(`migration ${t.record.migrationId} ${phase}: ${reason}`);
+    await this.keepSourceRunning(vm, qmp);
+  }
+
+  /** After a cancel or failure QEMU resumes a guest it stopped; make sure, and keep the VM's phase. */
+  private async keepSourceRunning(vm: LiveVm, qmp: QmpClient): Promise<void> {
+    if (this.vms.get(vm.vmId) !== vm || vm.record.phase !== 'Running') return;
+    const st = await qmp.execute('query-status').catch(() => undefined);
+    if (
+      st &&
+      !st.running &&
+      (st.status === 'paused' || st.status === 'postmigrate' || st.status === 'finish-migrate')
+    ) {
+      await qmp
+        .execute('cont')
+        .catch((err: unknown) => this.log.error(`could not resume ${vm.vmId}: ${String(err)}`));
+    }
+  }
+
+  async continue(migrationId: string): Promise<TransferView> {
+    const t = this.live.get(migrationId);
+    if (!t) {
+      const ended = await this.store.loadTransfer(migrationId);
+      if (!ended) throw notFound(`migration ${migrationId}`);
+      if (ended.phase === 'Completed') return this.view(ended);
+      throw conflict(`migration ${migrationId} is ${ended.phase}: nothing to switch over`);
+    }
+    const phase = t.record.phase;
+    if (phase === 'SwitchingOver') return this.view(t);
+    if (phase !== 'AwaitingSwitchover') {
+      throw conflict(
+        `migration ${migrationId} is ${phase}, not yet at switch-over`,
+        phase === 'Active' || phase === 'Starting',
+      );
+    }
+    try {
+      await t.vm.proc!.qmp.execute('migrate-continue', { state: 'pre-switchover' });
+    } catch (err) {
+      throw toCcmError(err, `switch over ${migrationId}`);
+    }
+    clearTimeout(t.switchoverTimer);
+    await t.cell.update({ phase: 'SwitchingOver' });
+    return this.view(t);
+  }
+
+  /** Cancels and waits (a little) for the hypervisor to confirm; the source guest runs on. */
+  async cancel(migrationId: string, reason = 'cancelled by command'): Promise<TransferView> {
+    const t = this.live.get(migrationId);
+    if (!t) {
+      const ended = await this.store.loadTransfer(migrationId);
+      if (!ended) throw notFound(`migration ${migrationId}`);
+      if (ended.phase === 'Completed') {
+        throw new CcmError(
+          ErrorCodes.Refused,
+          `migration ${migrationId} already completed: the guest runs on the destination`,
+          {
+            retryable: false,
+            details: { effect: 'none' },
+          },
+        );
+      }
+      return this.view(ended);
+    }
+    this.requestCancel(t, t.vm.proc!.qmp, { phase: 'Cancelled', reason });
+    if (!isFinalTransferPhase(t.record.phase)) void t.cell.update({ phase: 'Cancelling' });
+    await Promise.race([t.done, new Promise((r) => setTimeout(r, this.config.CCM_QMP_COMMAND_TIMEOUT_MS))]);
+    return this.view(t);
+  }
+
+  /**
+   * After a restart: picks up the migrations that were running. One whose source VM was re-adopted is
+   * watched again (QEMU kept migrating); one whose VM is gone failed while the agent was down.
+   */
+  async resume(): Promise<void> {
+    for (const r of await this.store.loadLiveTransfers()) {
+      const vm = this.vms.get(r.vmId);
+      const t = new LiveTransfer(r, r, vm!, this.store);
+      if (!vm?.proc) {
+        await t.cell.update(
+          {
+            phase: 'Failed',
+            errorCode: HostErrorCodes.MigrationFailed,
+            reason: 'the source VM ended while the host-agent was down',
+            endedAt: new Date(),
+          },
+          [
+            {
+              name: 'failed',
+              data: this.base(t, {
+                code: HostErrorCodes.MigrationFailed,
+                reason: 'the source VM ended while the host-agent was down',
+              }),
+            },
+          ],
+        );
+        continue;
+      }
+      this.live.set(r.migrationId, t);
+      this.log.log(`migration ${r.migrationId} of ${r.vmId}: watching again after a restart`);
+      void this.watch(t, vm.proc.qmp);
+    }
+  }
+
+  /** Drain: stop watching before the QMP connections close; QEMU keeps migrating, the next agent watches. */
+  beforeApplicationShutdown(): void {
+    this.stopping = true;
+    for (const t of this.live.values()) clearTimeout(t.switchoverTimer);
+  }
+}
+
+function codeAndReason(err: unknown): { code: string; reason: string } {
+  const e = toCcmError(err, 'watching the migration');
+  return {
+    code: e.code === HostErrorCodes.HypervisorGone ? HostErrorCodes.MigrationFailed : e.code,
+    reason: e.message,
+  };
+}

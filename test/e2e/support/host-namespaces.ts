@@ -1,0 +1,173 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestStack, type TestStack } from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { netnsUnavailable } from '../../../tools/guest-image/__fixtures__/netns.js';
+import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
+import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
+import { hostClient, type HostClient } from '../../../apps/host-agent/src/__fixtures__/host-client.js';
+
+/**
+ * Two hosts as two network namespaces on a bridge this test creates in the root namespace:
+ *
+ *     root: bridge 10.77.N.1/24 (NATS and Postgres listen here too)
+ *       ├── veth ── namespace A: 10.77.N.2 — host-agent A and everything it starts (QEMU, sim VMs)
+ *       └── veth ── namespace B: 10.77.N.3 — host-agent B …
+ *
+ * Each host-agent runs inside its namespace, so its VMs listen for and send migration streams on that
+ * host's address, and the stream between A and B crosses the bridge. The agents reach NATS and
+ * Postgres on the bridge address, which only these namespaces (and this process) use. N comes from
+ * the pid, so concurrent runs do not collide. Everything is removed in {@link HostNamespaces.close}.
+ */
+
+function ip(...args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  return { ok: r.status === 0, out: `${r.stderr ?? ''}${r.stdout ?? ''}${r.error?.message ?? ''}`.trim() };
+}
+
+/** Why namespaces and a bridge cannot be made here (undefined when they can): probed by making them. */
+export function namespacesUnavailable(): string | undefined {
+  const netns = netnsUnavailable();
+  if (netns) return netns;
+  const br = ip('link', 'add', `ccmhp${process.pid % 10000}`, 'type', 'bridge');
+  if (!br.ok) return `cannot make a bridge: ${br.out}`;
+  ip('link', 'del', `ccmhp${process.pid % 10000}`);
+  return undefined;
+}
+
+export interface NamespacedHost {
+  id: string;
+  ns: string;
+  addr: string;
+  runDir: string;
+  env: Record<string, string>;
+  agent?: ServiceProcess;
+}
+
+export interface HostNamespaces {
+  stack: TestStack;
+  nc: NatsConnection;
+  client: HostClient;
+  hosts: Record<string, NamespacedHost>;
+  bridgeAddr: string;
+  /** Starts (or restarts) a host's agent in its namespace. */
+  startAgent(id: string): Promise<ServiceProcess>;
+  /** SIGKILL the agent only: its VMs keep running (a crashed agent). */
+  killAgent(id: string): Promise<void>;
+  /** SIGKILL the agent's whole process group, VMs included (the host goes down). */
+  crashHost(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startHostNamespaces(
+  ids: [string, string],
+  agentEnv: Record<string, string>,
+): Promise<HostNamespaces> {
+  const n = 100 + (process.pid % 150);
+  const tag = `ccmha${process.pid % 10000}`;
+  const bridge = `${tag}br`;
+  const net = `10.77.${n}`;
+  const steps: string[][] = [
+    ['link', 'add', bridge, 'type', 'bridge'],
+    ['addr', 'add', `${net}.1/24`, 'dev', bridge],
+    ['link', 'set', bridge, 'up'],
+  ];
+  const hosts: Record<string, NamespacedHost> = {};
+  const runRoot = await mkdtemp(join(tmpdir(), 'ccm-ha-ns-'));
+  ids.forEach((id, i) => {
+    const ns = `${tag}-${id}`;
+    const addr = `${net}.${i + 2}`;
+    const [outer, inner] = [`${tag}h${i}`, `${tag}g${i}`];
+    steps.push(
+      ['netns', 'add', ns],
+      ['-n', ns, 'link', 'set', 'lo', 'up'],
+      ['link', 'add', outer, 'type', 'veth', 'peer', 'name', inner],
+      ['link', 'set', inner, 'netns', ns],
+      ['link', 'set', outer, 'master', bridge, 'up'],
+      ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', inner],
+      ['-n', ns, 'link', 'set', inner, 'up'],
+    );
+    hosts[id] = { id, ns, addr, runDir: join(runRoot, id), env: {} };
+  });
+  const teardownNet = (): void => {
+    ids.forEach((_, i) => ip('link', 'del', `${tag}h${i}`));
+    for (const h of Object.values(hosts)) ip('netns', 'del', h.ns);
+    ip('link', 'del', bridge);
+  };
+  for (const step of steps) {
+    const r = ip(...step);
+    if (!r.ok) {
+      teardownNet();
+      throw new Error(`ip ${step.join(' ')} failed: ${r.out}`);
+    }
+  }
+  let stack: TestStack | undefined;
+  try {
+    stack = await startTestStack({
+      hostIds: ids,
+      listen: { host: `${net}.1`, clientCidrs: [`${net}.0/24`] },
+    });
+    const nc = await stack.connectAs('operator');
+    const client = await hostClient(nc, stack.keysDir);
+    for (const h of Object.values(hosts)) {
+      h.env = stack.env({
+        CCM_HOST_ID: h.id,
+        CCM_INSTANCE_ID: `${h.id}-e2e`,
+        CCM_RUN_DIR: h.runDir,
+        CCM_MIGRATION_HOST: h.addr,
+        CCM_LOG_LEVEL: 'log',
+        ...agentEnv,
+      });
+    }
+    const s = stack;
+    const pair: HostNamespaces = {
+      stack: s,
+      nc,
+      client,
+      hosts,
+      bridgeAddr: `${net}.1`,
+      async startAgent(id) {
+        const h = hosts[id];
+        h.agent = await startServiceProcess('host-agent', h.env, {
+          netns: h.ns,
+          readyTimeoutMs: 60_000,
+          logFile: join(runRoot, `${id}.agent.log`),
+        });
+        return h.agent;
+      },
+      async killAgent(id) {
+        const a = hosts[id].agent;
+        if (!a) return;
+        await a.stop('SIGKILL');
+        hosts[id].agent = undefined;
+      },
+      async crashHost(id) {
+        const a = hosts[id].agent;
+        if (!a) return;
+        try {
+          process.kill(-a.child.pid!, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+        await a.exited;
+        hosts[id].agent = undefined;
+      },
+      async close() {
+        await Promise.allSettled(Object.keys(hosts).map((id) => pair.killAgent(id)));
+        await killVmProcesses(runRoot);
+        await nc.close().catch(() => undefined);
+        await s.stop();
+        teardownNet();
+        await rm(runRoot, { recursive: true, force: true });
+      },
+    };
+    return pair;
+  } catch (err) {
+    await stack?.stop();
+    teardownNet();
+    await rm(runRoot, { recursive: true, force: true });
+    throw err;
+  }
+}
