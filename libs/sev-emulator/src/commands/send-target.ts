@@ -45,7 +45,8 @@ export function sendTargetFromQemu(params: QemuSevMigrationParameters): SendStar
  *   (BAD_SIGNATURE / INVALID_CERTIFICATE);
  * - with the SEV bit the target must be vendor-certified: ASK ‖ ARK present and CEK ← ASK ← ARK up to a
  *   trusted root (AMD's, or a lab root this platform was told to trust) — INVALID_CERTIFICATE when the
- *   root is unknown. AMD certificates given without the SEV bit are checked the same way;
+ *   root is unknown or ASK ‖ ARK is missing. Without the SEV bit AMD_CERT is not consulted (spec §8.1);
+ *   the key broker validates the whole chain before it releases anything;
  * - DOMAIN: the target's OCA must be this platform's OCA (POLICY_FAILURE, reason `domain`);
  * - API_MAJOR/MINOR: the target firmware (its PEK's API fields) must meet it (reason `api-version`).
  * Returns the verified target PDH.
@@ -71,15 +72,17 @@ export function checkSendTarget(fw: Firmware, ctx: GuestContext, target: SendSta
     verifySevCertificateSignature(platform.pek, sevSignerOf(platform.cek));
     verifySevCertificateSignature(pdh, sevSignerOf(platform.pek));
   });
-  if (target.amdCerts !== undefined) {
-    const amd = asFirmware(command, () => decodeAmdCaChain(target.amdCerts as Uint8Array));
+  if (policy.sev) {
+    const amdCerts = target.amdCerts;
+    if (amdCerts === undefined || amdCerts.length === 0) {
+      throw new SevFirmwareError('INVALID_CERTIFICATE', command, 'the SEV policy bit needs ASK ‖ ARK', {
+        reason: 'amd-certs-missing',
+      });
+    }
+    const amd = asFirmware(command, () => decodeAmdCaChain(amdCerts));
     asFirmware(command, () =>
       assertSevChain({ pdh, ...platform, ...amd }, { extraRoots: fw.trust.sevExtraRoots }),
     );
-  } else if (policy.sev) {
-    throw new SevFirmwareError('INVALID_CERTIFICATE', command, 'the SEV policy bit needs ASK ‖ ARK', {
-      reason: 'amd-certs-missing',
-    });
   }
   if (policy.domain) {
     const same = sevPublicKeysEqual(platform.oca.publicKey, fw.identity.oca.cert.publicKey);
