@@ -74,7 +74,7 @@ export class Admission {
     );
     if (limits.full()) return [];
     const queue = await m.query<Array<RawRow & { waited_ms: string }>>(
-      `SELECT ${rowColumns()}, EXTRACT(EPOCH FROM (now() - created_at)) * 1000 AS waited_ms
+      `SELECT ${rowColumns()}, GREATEST(0, EXTRACT(EPOCH FROM (clock_timestamp() - created_at)) * 1000) AS waited_ms
        FROM ${MIGRATION} WHERE admitted_at IS NULL AND ended_at IS NULL
        ORDER BY priority_rank DESC, seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [QUEUE_SCAN_DEPTH, this.opts.instanceId],

@@ -13,6 +13,7 @@ import { errors } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
 import { lockForRelease } from '../admission/lock.js';
+import { updateReturning } from '../db/query.js';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { buildCommand } from './step-commands.js';
 import { type SagaRow } from './store.js';
@@ -47,7 +48,12 @@ export class StepDispatcher {
     @Inject(DATA_SOURCE) private readonly ds: DataSource,
   ) {}
 
-  async perform(row: SagaRow, state: SagaState, d: Send): Promise<SagaFact> {
+  /**
+   * Carries out `d`; undefined when the outcome cannot be known (the connection closed under the
+   * request, e.g. while this replica drains): the attempt stays in flight for its timeout or the next
+   * lease holder's re-send, never turned into a failure it may not be.
+   */
+  async perform(row: SagaRow, state: SagaState, d: Send): Promise<SagaFact | undefined> {
     try {
       if (d.participant !== Participant.Coordinator) return success(d, await this.remote(row, state, d));
       switch (d.command) {
@@ -86,7 +92,7 @@ export class StepDispatcher {
 
   private async admit(id: string): Promise<unknown> {
     const rows = await this.ds.query<Array<{ admitted_at: Date | null; waited_ms: number }>>(
-      `SELECT admitted_at, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000 AS waited_ms
+      `SELECT admitted_at, GREATEST(0, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000) AS waited_ms
        FROM ${MIGRATION} WHERE id = $1`,
       [id],
     );
@@ -103,7 +109,8 @@ export class StepDispatcher {
   private async release(id: string): Promise<unknown> {
     return this.ds.transaction(async (m) => {
       await lockForRelease(m);
-      const rows = await m.query<unknown[]>(
+      const rows = await updateReturning(
+        m,
         `UPDATE ${MIGRATION} SET released_at = now(), released_tick = nextval('${CLOCK}')
          WHERE id = $1 AND admitted_at IS NOT NULL AND released_at IS NULL RETURNING id`,
         [id],
@@ -113,12 +120,16 @@ export class StepDispatcher {
     });
   }
 
-  private failure(row: SagaRow, d: Send, err: unknown): SagaFact {
+  private failure(row: SagaRow, d: Send, err: unknown): SagaFact | undefined {
     const ref = { step: d.step, attempt: d.attempt };
     const action = d.type === 'SendAction';
     const cause = isCcmError(err) ? err.cause : undefined;
     if (cause instanceof errors.TimeoutError) {
       return action ? { type: 'StepTimedOut', ...ref } : { type: 'CompensationTimedOut', ...ref };
+    }
+    if (cause !== undefined && !KNOWN_TRANSPORT_OUTCOMES.some((k) => cause instanceof k)) {
+      this.log.warn(`${row.id} ${d.step}: outcome unknown (${(err as Error).message}); left in flight`);
+      return undefined;
     }
     let error: CcmError;
     let effect: 'none' | 'maybe';
@@ -146,6 +157,9 @@ export class StepDispatcher {
       : { type: 'CompensationFailed', ...ref, retryable: error.retryable, error: stepError };
   }
 }
+
+/** Transport failures whose meaning is certain: nobody got it, or NATS refused the subject. */
+const KNOWN_TRANSPORT_OUTCOMES = [errors.NoRespondersError, errors.PermissionViolationError];
 
 function success(d: Send, result: unknown): SagaFact {
   return d.type === 'SendAction'

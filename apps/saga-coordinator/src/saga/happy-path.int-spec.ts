@@ -32,6 +32,7 @@ describe('a migration runs every step of its saga against participants over real
       expect(detail.phaseHistory.map((h) => h.phase)).toEqual(['Pending', 'Running', 'Succeeded']);
       expect(w.participants.effectsOf(id).map((e) => e.step)).toEqual(participantSteps(def));
       expect(w.participants.invalid).toEqual([]);
+      expect(w.operator.invalidEvents).toEqual([]);
 
       const names = events.map((e) => e.name);
       expect(names.slice(0, 4)).toEqual(['requested', 'admitted', 'phase-changed', 'step-started']);

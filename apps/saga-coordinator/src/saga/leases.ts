@@ -4,6 +4,7 @@ import { DATA_SOURCE } from '@ccm/persistence';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type DataSource } from 'typeorm';
 import { type CoordinatorConfig } from '../config.js';
+import { updateReturning } from '../db/query.js';
 import { MIGRATION } from '../db/schema.js';
 import { rowColumns, toSagaRow, type RawRow, type SagaRow } from './store.js';
 import { notify } from './wakeups.js';
@@ -37,7 +38,8 @@ export class Leases {
 
   /** Extends every lease this replica holds; returns the ids it still holds. */
   async renew(): Promise<Set<string>> {
-    const rows = await this.ds.query<Array<{ id: string }>>(
+    const rows = await updateReturning<{ id: string }>(
+      this.ds,
       `UPDATE ${MIGRATION} SET lease_until = now() + $2 * interval '1 millisecond'
        WHERE lease_owner = $1 AND ended_at IS NULL RETURNING id`,
       [this.opts.instanceId, this.leaseMs],
@@ -47,7 +49,8 @@ export class Leases {
 
   /** Takes running sagas whose lease is free or lapsed. */
   async takeOver(): Promise<TakenOver[]> {
-    const rows = await this.ds.query<Array<RawRow & { previous_owner: string | null }>>(
+    const rows = await updateReturning<RawRow & { previous_owner: string | null }>(
+      this.ds,
       `WITH free AS (
          SELECT id, lease_owner AS previous_owner FROM ${MIGRATION}
          WHERE ended_at IS NULL AND admitted_at IS NOT NULL AND (lease_owner IS NULL OR lease_until < now())
@@ -72,7 +75,8 @@ export class Leases {
   /** Hands every lease back (shutdown) and tells the other replicas to take them now. */
   async releaseAll(): Promise<number> {
     return this.ds.transaction(async (m) => {
-      const rows = await m.query<unknown[]>(
+      const rows = await updateReturning(
+        m,
         `UPDATE ${MIGRATION} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 RETURNING id`,
         [this.opts.instanceId],
       );

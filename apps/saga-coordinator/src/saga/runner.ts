@@ -92,7 +92,7 @@ export class SagaRunner implements OnApplicationBootstrap, BeforeApplicationShut
     this.awaiting.add(d.idempotencyKey);
     const p: Promise<void> = (async () => {
       const fact = await this.dispatcher.perform(row, state, d);
-      await this.apply(row.id, [fact]);
+      if (fact) await this.apply(row.id, [fact]);
     })()
       .catch((err: unknown) => this.log.warn(`${row.id} ${d.step}: ${(err as Error).message}`))
       .finally(() => {

@@ -37,6 +37,8 @@ export interface SeenEvent {
  */
 export class OperatorClient {
   readonly events: SeenEvent[] = [];
+  /** Events that broke their contract (should stay empty). */
+  readonly invalidEvents: Array<{ subject: string; error: string }> = [];
   private readonly seen = new Set<string>();
   private readonly js: JetStreamClient;
 
@@ -51,16 +53,15 @@ export class OperatorClient {
       for await (const m of sub) {
         const name = migrationEventName(m.subject);
         if (!name) continue;
-        const env = openEnvelope(m.data, trust, MIGRATION_EVENTS[name]);
-        const seq = `${(env.data as SeenEvent['data']).migrationId}:${(env.data as SeenEvent['data']).seq}`;
-        if (this.seen.has(seq)) continue;
-        this.seen.add(seq);
-        this.events.push({
-          name,
-          subject: m.subject,
-          data: env.data,
-          source: env.source,
-        });
+        try {
+          const env = openEnvelope(m.data, trust, MIGRATION_EVENTS[name]);
+          const data = env.data as SeenEvent['data'];
+          if (this.seen.has(`${data.migrationId}:${data.seq}`)) continue;
+          this.seen.add(`${data.migrationId}:${data.seq}`);
+          this.events.push({ name, subject: m.subject, data, source: env.source });
+        } catch (err) {
+          this.invalidEvents.push({ subject: m.subject, error: (err as Error).message });
+        }
       }
     })();
   }
