@@ -5,7 +5,7 @@ import { z } from 'zod';
 /** Where VM runtime dirs live unless CCM_RUN_DIR says otherwise (tmpfs: VMs do not survive a reboot either). */
 export const DEFAULT_RUN_DIR = '/run/ccm/host-agent';
 /** The BIOS QEMU maps by default: the firmware VMs boot (the sim loads it too), measured at an SEV launch. */
-export const DEFAULT_VM_FIRMWARE = '/usr/share/qemu/bios-256k.bin';
+export const DEFAULT_VM_FIRMWARE = '/usr/share/seabios/bios-256k.bin';
 /** Default cap on migration bandwidth (QEMU `max-bandwidth`). */
 export const DEFAULT_MAX_BANDWIDTH_BYTES_PER_SEC = 1024 * 1024 * 1024;
 /** A migration whose remaining dirty memory reaches no new low for this long has stalled. */
@@ -48,6 +48,11 @@ export const configSchema = serviceConfigSchema
     CCM_SEV: z.enum(['auto', 'hardware', 'emulated', 'off']).default('auto'),
     /** State dir of the software secure processor; default `<CCM_RUN_DIR>/sev-emulator`. */
     CCM_SEV_EMULATOR_DIR: z.string().min(1).optional(),
+    /**
+     * The lab CA that endorses the emulated chip (created on first use; default `<CCM_RUN_DIR>/sev-lab`).
+     * Hosts that migrate SEV guests to each other share one lab (or trust each other's).
+     */
+    CCM_SEV_LAB_DIR: z.string().min(1).optional(),
     /** Address incoming VMs listen on and advertise to sources (this host's data-plane address). */
     CCM_MIGRATION_HOST: z.string().min(1).default('127.0.0.1'),
     CCM_MIGRATION_DOWNTIME_LIMIT_MS: envInt(1, 600_000).default(DEFAULT_DOWNTIME_LIMIT_MS),

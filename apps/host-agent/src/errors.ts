@@ -10,6 +10,7 @@ import {
   QmpSocketClosedError,
 } from '@ccm/qmp';
 import { SevError } from '@ccm/sev';
+import { isSevFirmwareError } from '@ccm/sev-emulator';
 
 /**
  * Maps a hypervisor or secure-processor failure to the typed error a command replies with. `effect`
@@ -18,16 +19,21 @@ import { SevError } from '@ccm/sev';
 export function toCcmError(err: unknown, what: string): CcmError {
   if (err instanceof CcmError) return err;
   if (err instanceof QemuStartError) {
-    return new CcmError(HostErrorCodes.HypervisorStartFailed, `${what}: ${err.detail}`, {
-      retryable: false,
-      cause: err,
-      details: {
-        effect: 'none',
-        exitCode: err.exitCode,
-        signal: err.signal,
-        stderrTail: err.stderrTail.slice(-2000),
+    const last = err.stderrTail.trim().split('\n').pop();
+    return new CcmError(
+      HostErrorCodes.HypervisorStartFailed,
+      `${what}: ${err.detail}${last ? `: ${last}` : ''}`,
+      {
+        retryable: false,
+        cause: err,
+        details: {
+          effect: 'none',
+          exitCode: err.exitCode,
+          signal: err.signal,
+          stderrTail: err.stderrTail.slice(-2000),
+        },
       },
-    });
+    );
   }
   if (err instanceof QmpMalformedReplyError) {
     return new CcmError(HostErrorCodes.HypervisorProtocol, `${what}: ${err.message}`, {
@@ -71,11 +77,18 @@ export function toCcmError(err: unknown, what: string): CcmError {
       details: { effect: 'maybe', qmpCode: err.code },
     });
   }
+  if (isSevFirmwareError(err)) {
+    return new CcmError(HostErrorCodes.SecureProcessorRefused, `${what}: ${err.message}`, {
+      retryable: false,
+      cause: err,
+      details: { effect: 'none', status: err.code, command: err.command, reason: err.reason },
+    });
+  }
   if (err instanceof SevError) {
     return new CcmError(HostErrorCodes.SecureProcessorRefused, `${what}: ${err.message}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'none', sevError: err.name },
+      details: { effect: 'none', sevError: err.code },
     });
   }
   return new CcmError(ErrorCodes.Internal, `${what}: ${(err as Error)?.message ?? String(err)}`, {

@@ -4,7 +4,7 @@ import { type HostAgentConfig } from './config.js';
 import { type HypervisorDriver } from './drivers/driver.js';
 import { QemuDriver } from './drivers/qemu-driver.js';
 import { SimDriver } from './drivers/sim-driver.js';
-import { openSecureProcessor } from './sev/open-secure-processor.js';
+import { openSecureProcessor, sevStateDir } from './sev/open-secure-processor.js';
 import { SECURE_PROCESSOR } from './sev/sev.service.js';
 import { type SecureProcessor } from './sev/secure-processor.js';
 import { HYPERVISOR_DRIVER } from './vm/vm.service.js';
@@ -35,8 +35,3 @@ export const driverProvider: FactoryProvider<HypervisorDriver> = {
           reducedPhysBits: sp?.features.reducedPhysBits,
         }),
 };
-
-/** The software secure processor's state dir. */
-export function sevStateDir(config: HostAgentConfig): string {
-  return config.CCM_SEV_EMULATOR_DIR ?? `${config.CCM_RUN_DIR}/sev-emulator`;
-}

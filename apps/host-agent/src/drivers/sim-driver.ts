@@ -11,8 +11,6 @@ export interface SimDriverOptions {
   entry?: string;
   /** The software secure processor's state dir (SEV guests), passed to each VM process. */
   sevStateDir?: string;
-  /** Firmware image every VM loads (and an SEV launch measures). */
-  firmware?: string;
 }
 
 /**

@@ -1,27 +1,39 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError } from '@ccm/config';
 import { type HostAgentConfig } from '../config.js';
+import { EmulatedSecureProcessor, openEmulator } from './emulated-secure-processor.js';
 import { type SecureProcessor } from './secure-processor.js';
 
 /** Where the kernel exposes SEV firmware. */
 export const SEV_DEVICE = '/dev/sev';
 
+/** The software secure processor's state dir. */
+export function sevStateDir(config: HostAgentConfig): string {
+  return config.CCM_SEV_EMULATOR_DIR ?? join(config.CCM_RUN_DIR, 'sev-emulator');
+}
+
+/** The lab CA dir that endorses the emulated chip. */
+export function sevLabDir(config: HostAgentConfig): string {
+  return config.CCM_SEV_LAB_DIR ?? join(config.CCM_RUN_DIR, 'sev-lab');
+}
+
 /**
- * Opens the secure processor CCM_SEV asks for: `hardware` needs SEV firmware (/dev/sev, reached
- * through QEMU); `emulated` opens the software secure processor in its state dir; `auto` takes the
- * firmware where it exists, else the emulator; `off` gives none.
+ * Opens the secure processor CCM_SEV asks for: `emulated` opens (creating on first use) the software
+ * secure processor; `auto` does the same where there is no SEV firmware; `off` gives none. SEV
+ * firmware (/dev/sev) is detected, but driving it through QEMU is not wired: `hardware`, or `auto` on
+ * such a host, is refused with a message rather than half-supported.
  */
-export function openSecureProcessor(config: HostAgentConfig): Promise<SecureProcessor | undefined> {
+export async function openSecureProcessor(config: HostAgentConfig): Promise<SecureProcessor | undefined> {
   const mode = config.CCM_SEV;
-  if (mode === 'off') return Promise.resolve(undefined);
+  if (mode === 'off') return undefined;
   const firmware = config.CCM_HYPERVISOR === 'qemu' && existsSync(SEV_DEVICE);
-  if (mode === 'hardware' && !firmware) {
-    throw new ConfigError('host-agent', [`CCM_SEV: hardware needs SEV firmware (${SEV_DEVICE} is missing)`]);
-  }
-  if (firmware && mode !== 'emulated') {
+  if (mode === 'hardware' || (mode === 'auto' && firmware)) {
     throw new ConfigError('host-agent', [
-      'CCM_SEV: SEV hardware support (query-sev-capabilities through a probe QEMU) is not wired yet; use emulated or off',
+      firmware
+        ? `CCM_SEV: SEV firmware (${SEV_DEVICE}) is present, but driving it through QEMU (query-sev-capabilities, sev-guest) is not wired yet: set CCM_SEV=emulated or off`
+        : `CCM_SEV: hardware needs SEV firmware (${SEV_DEVICE} is missing)`,
     ]);
   }
-  return Promise.resolve(undefined);
+  return new EmulatedSecureProcessor(await openEmulator(sevStateDir(config), sevLabDir(config)));
 }

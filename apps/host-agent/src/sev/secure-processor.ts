@@ -4,7 +4,7 @@ import { type SevPlatformVersion } from '@ccm/sev';
 /**
  * The host's secure processor as the agent uses it: the platform's identity (firmware version,
  * certificate chain) and, where no SEV firmware runs the guest (QEMU on a host without SEV), the launch
- * and SEND_START steps the agent drives itself on the software secure processor.
+ * the agent drives itself on the software secure processor.
  */
 export interface SecureProcessor {
   readonly mode: 'hardware' | 'emulated';
@@ -12,26 +12,34 @@ export interface SecureProcessor {
   readonly features: { sevEs: boolean; sevSnp: boolean; cbitpos: number; reducedPhysBits: number };
   /** PDH_CERT_EXPORT plus the AMD (or lab) CA chain, in QEMU's base64 form. */
   chain(): SevChainBase64;
-  /** LAUNCH_START for a guest whose launch the agent measures (emulated SEV only). */
-  launch(input: { vmId: string; policy: number; godh: Buffer; session: Buffer }): AgentSevLaunch;
   /**
-   * SEND_START's checks for an outgoing migration the agent cannot hand to firmware: the target chain
-   * verifies to a trusted root and the guest policy allows the move. Throws a SevError otherwise.
+   * LAUNCH_START, then LAUNCH_UPDATE_DATA of each region in order (emulated SEV only): the agent
+   * measures what it handed QEMU.
    */
-  checkSend(input: { policy: number; target: SevChainBase64 }): void;
+  launch(input: {
+    vmId: string;
+    policy: number;
+    godh: Buffer;
+    session: Buffer;
+    regions: readonly Uint8Array[];
+  }): AgentSevLaunch;
   close(): Promise<void>;
 }
 
-/** One guest's launch on the software secure processor, driven by the agent. */
+/** One guest's SEV context on the software secure processor, driven by the agent. */
 export interface AgentSevLaunch {
-  /** LAUNCH_UPDATE_DATA: measure bytes the guest was loaded with. */
-  update(bytes: Uint8Array): void;
   /** LAUNCH_MEASURE: MEASURE ‖ MNONCE (48 bytes). */
   measure(): Buffer;
   /** LAUNCH_SECRET: check the packet's MAC against this launch and place the secret. */
   injectSecret(header: Buffer, ciphertext: Buffer, gpa?: number): void;
-  /** LAUNCH_FINISH. */
+  /** LAUNCH_FINISH (once). */
   finish(): void;
-  /** Releases the guest context (DECOMMISSION). */
+  /** SEND_START to the target chain: verifies it to a trusted root and enforces the guest policy. */
+  sendStart(target: SevChainBase64): void;
+  /** SEND_FINISH after a completed migration, SEND_CANCEL otherwise. */
+  sendEnd(completed: boolean): void;
+  /** The guest's secret area as the emulator models it (what the guest reads there). */
+  secretArea(length: number): Buffer;
+  /** DEACTIVATE and DECOMMISSION. */
   close(): void;
 }

@@ -87,8 +87,7 @@ export class IncomingMigration {
       }
     });
     sock.on('close', () => {
-      if (!this.done)
-        this.fail('load of migration failed: the source closed the stream (Input/output error)');
+      if (!this.done) this.fail('the source closed the stream (Input/output error)');
     });
     sock.on('error', () => undefined);
   }

@@ -13,6 +13,8 @@ export const SIM_LAYOUT = {
   /** The firmware's secret area: where LAUNCH_SECRET puts the guest owner's secret by default. */
   secretGpa: 0x1000,
   secretBytes: 0x1000,
+  /** The SEV hashes table of kernel, initrd and command line (measured direct boot). */
+  hashesGpa: 0x2000,
   /** Firmware image. */
   firmwareGpa: 0x10000,
   /** Kernel, then the initrd (page aligned), loaded like a direct boot. */

@@ -21,6 +21,8 @@ export interface MigrationSource {
   setThrottle(percent: number): void;
   /** SEND_START with the target chain: what HELLO carries for RECEIVE_START. */
   sendStart?(target: NonNullable<SimMigrationSettings['sev']>): Record<string, unknown>;
+  /** SEND_FINISH after a completed migration, SEND_CANCEL after a failed one. */
+  sendEnd?(completed: boolean): void;
 }
 
 /** Pages per socket write. */
@@ -134,12 +136,18 @@ export class OutgoingMigration {
       this.stats.downtime = Date.now() - stopAt;
       this.stats.totalTime = Date.now() - this.stats.startedAt;
       this.stats.remainingPages = 0;
+      this.vm.sendEnd?.(true);
       this.setStatus('completed');
       this.vm.completed();
     } catch (err) {
       const cancelled = this.cancelled;
       this.stats.errorDesc = cancelled ? undefined : (err as Error).message;
       this.vm.setThrottle(0);
+      try {
+        this.vm.sendEnd?.(false);
+      } catch {
+        // SEND_CANCEL refused: the context was not sending; nothing to undo
+      }
       if (stoppedRunning !== undefined || cancelled) this.vm.resumeAfterMigration(stoppedRunning ?? false);
       this.setStatus(cancelled ? 'cancelled' : 'failed');
     } finally {

@@ -17,6 +17,8 @@ export interface SimSev {
   finishLaunch(): void;
   /** SEND_START with the target chain; returns what HELLO carries to the destination. */
   sendStart(target: { pdh: string; platCert: string; amdCert: string }): Record<string, unknown>;
+  /** SEND_FINISH (completed) or SEND_CANCEL (failed, cancelled): the guest runs on here after a cancel. */
+  sendEnd(completed: boolean): void;
   /** RECEIVE_START from what HELLO carried. */
   receiveStart(hello: Record<string, unknown>): void;
   /** RECEIVE_FINISH, once the last page is in. */

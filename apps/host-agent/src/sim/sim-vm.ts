@@ -269,7 +269,10 @@ export class SimVm {
       },
       setThrottle: (p: number) => (this.workload.throttle = p),
       ...(this.sev
-        ? { sendStart: (t: NonNullable<SimMigrationSettings['sev']>) => this.sev!.sendStart(t) }
+        ? {
+            sendStart: (t: NonNullable<SimMigrationSettings['sev']>) => this.sev!.sendStart(t),
+            sendEnd: (completed: boolean) => this.sev!.sendEnd(completed),
+          }
         : {}),
     };
   }

@@ -45,8 +45,9 @@ export class Workload {
     this.base = memory.pages * PAGE_SIZE - this.pages * PAGE_SIZE;
   }
 
-  /** Boot: fill the buffer with non-zero bytes, so a migration has to copy it. */
+  /** Boot: zero the counter and fill the buffer with non-zero bytes, so a migration has to copy it. */
   boot(): void {
+    this.memory.write(SIM_LAYOUT.counterGpa, Buffer.alloc(8));
     const fill = Buffer.alloc(PAGE_SIZE, 0x5a);
     for (let i = 0; i < this.pages; i++) this.memory.write(this.base + i * PAGE_SIZE, fill);
     this.console(

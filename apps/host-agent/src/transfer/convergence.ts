@@ -74,7 +74,7 @@ export function observeConvergence(
     }
   }
   next = { ...next, lastTransferred: Math.max(state.lastTransferred, s.transferredBytes) };
-  const sinceMs = s.atMs - next.lastProgressAtMs;
+  const sinceMs = Math.round(s.atMs - next.lastProgressAtMs);
   if (sinceMs >= stallTimeoutMs) {
     const best = Number.isFinite(next.bestPassStart) ? `${next.bestPassStart} bytes` : 'none yet';
     return {

@@ -13,7 +13,6 @@ import { awaitMigrationEnd, configureMigration, type MigrationInfo, type QmpClie
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type HostAgentConfig } from '../config.js';
 import { conflict, notFound, toCcmError } from '../errors.js';
-import { SevService } from '../sev/sev.service.js';
 import { HostStore, type TransferEvent } from '../store/host-store.js';
 import { transferView, type TransferRecord } from '../store/records.js';
 import { StateCell } from '../store/state-cell.js';
@@ -87,7 +86,6 @@ export class TransferService implements BeforeApplicationShutdown {
     @Inject(SERVICE_CONFIG) private readonly config: HostAgentConfig,
     private readonly vms: VmService,
     private readonly store: HostStore,
-    private readonly sev: SevService,
   ) {
     vms.onExit((vm) => {
       for (const t of this.live.values()) {
@@ -177,7 +175,7 @@ export class TransferService implements BeforeApplicationShutdown {
       this.live.set(req.migrationId, t);
       const qmp = vm.proc!.qmp;
       try {
-        if (vm.record.sev) await this.sevTransport(qmp, vm.record.sev.policy, req.sev!);
+        if (vm.record.sev) await this.sevTransport(qmp, vm, req.sev!);
         await configureMigration(qmp, {
           downtimeLimitMs: params.downtimeLimitMs,
           maxBandwidthBytesPerSec: params.maxBandwidthBytesPerSec,
@@ -222,7 +220,7 @@ export class TransferService implements BeforeApplicationShutdown {
    * Without such firmware the agent runs SEND_START's checks on the software secure processor (target
    * chain, policy); QEMU's RAM stream is then not sealed (there is no SEV hardware to seal it).
    */
-  private async sevTransport(qmp: QmpClient, policy: number, target: SevChainBase64): Promise<void> {
+  private async sevTransport(qmp: QmpClient, vm: LiveVm, target: SevChainBase64): Promise<void> {
     if (this.vms.driver.firmwareSev) {
       await qmp.executeUnchecked('migrate-set-parameters', {
         'sev-pdh': target.pdh,
@@ -231,12 +229,14 @@ export class TransferService implements BeforeApplicationShutdown {
       });
       return;
     }
-    const sp = this.sev.processor;
-    if (!sp)
-      throw new CcmError(HostErrorCodes.SevUnavailable, 'this host has no SEV to run SEND_START', {
-        retryable: false,
-      });
-    sp.checkSend({ policy, target });
+    if (!vm.agentSev) {
+      throw new CcmError(
+        HostErrorCodes.SevUnavailable,
+        `the SEV context of ${vm.vmId} is gone (the agent restarted since its launch): it cannot be sent`,
+        { retryable: false, details: { effect: 'none' } },
+      );
+    }
+    vm.agentSev.sendStart(target);
   }
 
   /** Polls query-migrate until the end, acting on what it sees, then records the outcome. */
@@ -370,6 +370,7 @@ export class TransferService implements BeforeApplicationShutdown {
       ? progressOf(info, Date.now() - t.record.startedAt.getTime())
       : t.record.progress;
     const endedAt = new Date();
+    vm.agentSev?.sendEnd(info?.status === 'completed');
     if (info?.status === 'completed') {
       const figures = figuresOf(info);
       await t.cell.update({ phase: 'Completed', figures, progress, endedAt }, [

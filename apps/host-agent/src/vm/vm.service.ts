@@ -179,22 +179,22 @@ export class VmService implements OnApplicationShutdown {
       const { data } = await proc.qmp.execute('query-sev-launch-measure');
       return Buffer.from(data, 'base64');
     }
+    const spec = vm.record.spec;
     const launch = this.sev.processor!.launch({
       vmId: vm.vmId,
       policy: sev.policy,
       godh: Buffer.from(sev.godh, 'base64'),
       session: Buffer.from(sev.session, 'base64'),
+      regions: [
+        await readFile(this.config.CCM_VM_FIRMWARE),
+        buildSevKernelHashesTable({
+          kernel: await readFile(spec.kernel!),
+          initrd: spec.initrd ? await readFile(spec.initrd) : undefined,
+          cmdline: spec.cmdline ?? '',
+        }),
+      ],
     });
     vm.agentSev = launch;
-    const spec = vm.record.spec;
-    launch.update(await readFile(this.config.CCM_VM_FIRMWARE));
-    launch.update(
-      buildSevKernelHashesTable({
-        kernel: await readFile(spec.kernel!),
-        initrd: spec.initrd ? await readFile(spec.initrd) : undefined,
-        cmdline: spec.cmdline ?? '',
-      }),
-    );
     return launch.measure();
   }
 

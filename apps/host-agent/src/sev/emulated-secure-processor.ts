@@ -1,0 +1,139 @@
+import { type SevChainBase64 } from '@ccm/contracts';
+import { LabAuthority, SoftwareSecureProcessor, sendTargetFromQemu, type SevGuest } from '@ccm/sev-emulator';
+import { type SevPlatformVersion } from '@ccm/sev';
+import { type AgentSevLaunch, type SecureProcessor } from './secure-processor.js';
+
+const PAGE = 4096;
+const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
+
+/** The platform's chain in QEMU's `migrate-set-parameters` form (PDH, PEK ‖ OCA ‖ CEK, ASK ‖ ARK). */
+export function chainOf(sp: SoftwareSecureProcessor): SevChainBase64 {
+  const exp = sp.pdhCertExport();
+  return {
+    pdh: exp.pdh.toString('base64'),
+    platCert: exp.certChain.toString('base64'),
+    amdCert: sp.amdCertChain().toString('base64'),
+  };
+}
+
+/** Opens (creating on first use) the lab that endorses this host's emulated chip, and the platform. */
+export async function openEmulator(stateDir: string, labDir: string): Promise<SoftwareSecureProcessor> {
+  const lab = await LabAuthority.openOrCreate(labDir);
+  const sp = SoftwareSecureProcessor.openOrCreate(stateDir, { lab });
+  sp.init();
+  return sp;
+}
+
+/**
+ * The software secure processor as this host's SEV, for the agent's own use: the platform identity,
+ * and launches of QEMU guests on a host without SEV firmware. Such a guest's emulator context holds a
+ * model of the guest's memory with what the launch measured (the firmware image, then the SEV hashes
+ * table of kernel, initrd and command line) and a page for the secret LAUNCH_SECRET delivers.
+ */
+export class EmulatedSecureProcessor implements SecureProcessor {
+  readonly mode = 'emulated' as const;
+  readonly version: SevPlatformVersion;
+  readonly features = { sevEs: true, sevSnp: true, cbitpos: 51, reducedPhysBits: 1 };
+
+  constructor(readonly sp: SoftwareSecureProcessor) {
+    const { apiMajor, apiMinor, build } = sp.config;
+    this.version = { apiMajor, apiMinor, build };
+    const caps = sp.qemuSevCapabilities();
+    this.features = { ...this.features, cbitpos: caps.cbitpos, reducedPhysBits: caps['reduced-phys-bits'] };
+  }
+
+  chain(): SevChainBase64 {
+    return chainOf(this.sp);
+  }
+
+  launch(input: Parameters<SecureProcessor['launch']>[0]): AgentSevLaunch {
+    // Layout: each measured region page-aligned from gpa 0, then the secret page.
+    const offsets: number[] = [];
+    let end = 0;
+    for (const r of input.regions) {
+      offsets.push(end);
+      end = alignUp(end + r.length, PAGE);
+    }
+    const secretGpa = end;
+    const guest = this.sp.launchStart({
+      policy: input.policy,
+      godh: input.godh,
+      session: input.session,
+      memoryBytes: secretGpa + PAGE,
+    });
+    try {
+      this.sp.activate(guest);
+      input.regions.forEach((r, i) => {
+        const padded = Buffer.alloc(alignUp(r.length, 16));
+        padded.set(r);
+        guest.host.write(offsets[i], padded);
+        this.sp.launchUpdateData(guest, offsets[i], padded.length);
+      });
+    } catch (err) {
+      this.release(guest);
+      throw err;
+    }
+    return new EmulatedLaunch(this.sp, guest, secretGpa, () => this.release(guest));
+  }
+
+  private release(guest: SevGuest): void {
+    try {
+      this.sp.deactivate(guest);
+    } catch {
+      // not active
+    }
+    try {
+      this.sp.decommission(guest);
+    } catch {
+      // already gone
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** One QEMU guest's launch (and later SEND_START) on the software secure processor. */
+class EmulatedLaunch implements AgentSevLaunch {
+  constructor(
+    private readonly sp: SoftwareSecureProcessor,
+    readonly guest: SevGuest,
+    readonly secretGpa: number,
+    readonly close: () => void,
+  ) {}
+
+  measure(): Buffer {
+    return this.sp.launchMeasure(this.guest).blob;
+  }
+
+  injectSecret(header: Buffer, ciphertext: Buffer, gpa?: number): void {
+    this.sp.launchSecret(this.guest, { header, data: ciphertext, gpa: gpa ?? this.secretGpa });
+  }
+
+  finish(): void {
+    if (this.guest.state === 'LSECRET') this.sp.launchFinish(this.guest);
+  }
+
+  sendStart(target: SevChainBase64): void {
+    this.finish();
+    this.sp.sendStart(
+      this.guest,
+      sendTargetFromQemu({
+        'sev-pdh': target.pdh,
+        'sev-plat-cert': target.platCert,
+        'sev-amd-cert': target.amdCert,
+      }),
+    );
+  }
+
+  sendEnd(completed: boolean): void {
+    if (this.guest.state !== 'SUPDATE') return;
+    if (completed) this.sp.sendFinish(this.guest);
+    else this.sp.sendCancel(this.guest);
+  }
+
+  secretArea(length: number): Buffer {
+    return this.guest.inGuest().memory.read(this.secretGpa, length);
+  }
+}
