@@ -1,8 +1,19 @@
 import { parseArgs } from 'node:util';
 import { isCcmError } from '@ccm/contracts';
+import {
+  cancelCommand,
+  checkMigrate,
+  listCommand,
+  migrateCommand,
+  showCommand,
+  type MigrationFlags,
+} from './commands/migration-commands.js';
 import { ping } from './commands/ping.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
+import { type CliIo } from './io.js';
+
+const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel'];
 
 const HELP = `ccm: Confidential Container Migration
 
@@ -10,7 +21,14 @@ usage: ccm <command> [flags]
 
 commands:
   ping <service> [--host ID] [--vm ID] [--message TEXT]   one signed round trip to a service
-  help                                                    this text
+  migrate <workload> --from HOST --to HOST                 request a migration; prints its id
+      [--kind container|vm] [--priority user|maintenance|evacuation]
+      [--reason TEXT] [--idempotency-key KEY] [--follow]   --follow prints progress until it ends
+  migrations [--phase PHASE] [--host HOST]                 list migrations, newest first
+      [--limit N] [--cursor C]
+  migration <id>                                           one migration with its step history
+  cancel <id> [--reason TEXT] [--follow]                   cancel (refused past the point of no return)
+  help                                                     this text
 
 common flags:
   --nats-url URL    NATS server (default: CCM_NATS_URL, else the local stack)
@@ -19,10 +37,7 @@ common flags:
   --json            machine-readable output
 `;
 
-export interface CliIo {
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
+export type { CliIo } from './io.js';
 
 /** Runs one `ccm` invocation; returns the exit code. Never throws. */
 export async function runCli(
@@ -44,6 +59,16 @@ export async function runCli(
           host: { type: 'string' },
           vm: { type: 'string' },
           message: { type: 'string' },
+          from: { type: 'string' },
+          to: { type: 'string' },
+          kind: { type: 'string' },
+          priority: { type: 'string' },
+          reason: { type: 'string' },
+          'idempotency-key': { type: 'string' },
+          follow: { type: 'boolean' },
+          phase: { type: 'string' },
+          limit: { type: 'string' },
+          cursor: { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -64,9 +89,36 @@ export async function runCli(
         `--timeout-ms must be a whole number of milliseconds from 1 to 600000, got ${JSON.stringify(values['timeout-ms'])}`,
       );
     }
-    if (command !== 'ping') throw usageError(`unknown command ${JSON.stringify(command)}`);
+    if (!COMMANDS.includes(command)) throw usageError(`unknown command ${JSON.stringify(command)}`);
+    const flags: MigrationFlags = {
+      workload: rest[0],
+      from: values.from,
+      to: values.to,
+      kind: values.kind,
+      priority: values.priority,
+      reason: values.reason,
+      idempotencyKey: values['idempotency-key'],
+      follow: values.follow,
+      phase: values.phase,
+      host: values.host,
+      limit: values.limit,
+      cursor: values.cursor,
+      json,
+      timeoutMs,
+    };
+    if (command === 'migrate') checkMigrate(flags);
     const conn = await connect({ natsUrl: values['nats-url'], keysDir: values['keys-dir'] });
     try {
+      switch (command) {
+        case 'migrate':
+          return await migrateCommand(conn, flags, io);
+        case 'migrations':
+          return await listCommand(conn, flags, io);
+        case 'migration':
+          return await showCommand(conn, rest[0], flags, io);
+        case 'cancel':
+          return await cancelCommand(conn, rest[0], flags, io);
+      }
       const r = await ping(conn, {
         service: rest[0],
         host: values.host,

@@ -7,6 +7,8 @@ export const ExitCode = {
   Usage: 2,
   Unavailable: 3,
   Refused: 4,
+  /** A followed migration ended but not in Succeeded (rolled back, cancelled, needs an operator). */
+  NotSucceeded: 5,
 } as const;
 
 /** A CLI failure: exit code, a stable code, a message and what to try next (oclif's CLIError idea). */

@@ -1,0 +1,96 @@
+import {
+  MIGRATION_EVENTS,
+  migrationEventName,
+  type MigrationEventData,
+  type MigrationEventName,
+} from '@ccm/contracts';
+import { openEnvelope } from '@ccm/messaging';
+import { type Subscription } from '@nats-io/transport-node';
+import { type Connection } from '../context.js';
+
+/** How long a missing event may hold back later ones before the follower moves past it. */
+export const GAP_WAIT_MS = 2_000;
+
+/** A migration event as the follower hands it out. */
+export type FollowedEvent = {
+  [N in MigrationEventName]: { name: N; data: MigrationEventData<N> };
+}[MigrationEventName];
+
+/** How a followed migration ended, or why following stopped. */
+export interface FollowEnd {
+  readonly phase: string;
+  readonly reason: string;
+  /** Following stopped at a refused cancel: the migration itself goes on. */
+  readonly cancelRefused?: boolean;
+}
+
+/**
+ * Follows one migration's events (`ccm.evt.migration.<id>.>`), verified as signed by the
+ * saga-coordinator, in `seq` order. Create it before publishing the request so nothing is missed; call
+ * `run` with the last `seq` already shown (from a `get-migration` answer) to skip what was.
+ */
+export class Follower {
+  private readonly sub: Subscription;
+
+  constructor(
+    private readonly conn: Connection,
+    readonly migrationId: string,
+  ) {
+    this.sub = conn.nc.subscribe(`ccm.evt.migration.${migrationId}.>`);
+  }
+
+  /** Hands each event to `on` until the migration ends (or, with `stopOnCancelRefused`, a cancel is refused). */
+  async run(
+    on: (e: FollowedEvent) => void,
+    opts: { afterSeq?: number; stopOnCancelRefused?: boolean } = {},
+  ): Promise<FollowEnd> {
+    const pending = new Map<number, FollowedEvent>();
+    let next = (opts.afterSeq ?? 0) + 1;
+    let gapSince: number | undefined;
+    try {
+      for await (const m of this.sub) {
+        const name = migrationEventName(m.subject);
+        if (!name) continue;
+        let data: { seq: number };
+        try {
+          const env = openEnvelope(m.data, this.conn.trust, MIGRATION_EVENTS[name]);
+          if (env.source !== 'saga-coordinator') continue;
+          data = env.data;
+        } catch {
+          continue;
+        }
+        if (data.seq < next) continue;
+        pending.set(data.seq, { name, data } as FollowedEvent);
+        if (!pending.has(next)) {
+          gapSince ??= Date.now();
+          if (Date.now() - gapSince < GAP_WAIT_MS) continue;
+          next = Math.min(...pending.keys());
+        }
+        gapSince = undefined;
+        for (let e = pending.get(next); e; e = pending.get(next)) {
+          pending.delete(next);
+          next += 1;
+          on(e);
+          const end = endOf(e, opts.stopOnCancelRefused ?? false);
+          if (end) return end;
+        }
+      }
+      return { phase: 'Unknown', reason: 'the event subscription closed' };
+    } finally {
+      this.stop();
+    }
+  }
+
+  stop(): void {
+    if (!this.sub.isClosed()) this.sub.unsubscribe();
+  }
+}
+
+function endOf(e: FollowedEvent, stopOnCancelRefused: boolean): FollowEnd | undefined {
+  if (e.name === 'finished') return { phase: e.data.phase, reason: e.data.reason };
+  if (e.name === 'rejected') return { phase: 'Rejected', reason: e.data.message };
+  if (e.name === 'cancel-refused' && stopOnCancelRefused) {
+    return { phase: 'Running', reason: e.data.message, cancelRefused: true };
+  }
+  return undefined;
+}

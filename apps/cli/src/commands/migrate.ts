@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import {
+  CcmError,
+  ErrorCodes,
+  IdempotencyKeySchema,
+  MigrateRequestSchema,
+  migrationIdFor,
+  subjects,
+  type MigrateRequest,
+} from '@ccm/contracts';
+import { encodeEnvelope, ensureStreams, sealEnvelope } from '@ccm/messaging';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type Connection } from '../context.js';
+import { usageError } from '../errors.js';
+
+export interface MigrateArgs {
+  workload?: string;
+  from?: string;
+  to?: string;
+  kind?: string;
+  priority?: string;
+  reason?: string;
+  idempotencyKey?: string;
+}
+
+/** What `ccm migrate` sent: the migration id is derived from the idempotency key. */
+export interface MigrateRequested {
+  migrationId: string;
+  idempotencyKey: string;
+  request: MigrateRequest;
+}
+
+/** Validates the flags into a migrate request (the same schema the coordinator applies). */
+export function buildMigrateRequest(a: MigrateArgs): { request: MigrateRequest; key: string } {
+  if (!a.workload)
+    throw usageError(
+      'migrate needs the workload to move',
+      'e.g. `ccm migrate web-1 --from host-a --to host-b`',
+    );
+  if (!a.from || !a.to) throw usageError('migrate needs --from HOST and --to HOST');
+  const parsed = MigrateRequestSchema.safeParse({
+    workload: a.workload,
+    sourceHost: a.from,
+    targetHost: a.to,
+    ...(a.kind ? { kind: a.kind } : {}),
+    ...(a.priority ? { priority: a.priority } : {}),
+    ...(a.reason ? { reason: a.reason } : {}),
+  });
+  if (!parsed.success) {
+    const flag: Record<string, string> = { sourceHost: '--from', targetHost: '--to', workload: 'workload' };
+    const problems = parsed.error.issues.map((i) => {
+      const field = String(i.path[0] ?? '');
+      return `${flag[field] ?? `--${field}`}: ${i.message}`;
+    });
+    throw usageError(`invalid migrate request: ${problems.join('; ')}`);
+  }
+  const key = a.idempotencyKey ?? randomUUID();
+  const k = IdempotencyKeySchema.safeParse(key);
+  if (!k.success) throw usageError(`--idempotency-key ${k.error.issues[0]?.message ?? 'is invalid'}`);
+  return { request: parsed.data, key };
+}
+
+/**
+ * `ccm migrate`: publishes a signed migrate request on `ccm.req.migrate` (JetStream, so it waits
+ * while no coordinator runs) and returns the migration id its idempotency key names.
+ */
+export async function publishMigrate(
+  conn: Connection,
+  request: MigrateRequest,
+  key: string,
+): Promise<MigrateRequested> {
+  const env = sealEnvelope(conn.identity, {
+    type: subjects.req('migrate'),
+    data: request,
+    idempotencykey: key,
+  });
+  try {
+    await ensureStreams(await jetstreamManager(conn.nc));
+    await jetstream(conn.nc).publish(subjects.req('migrate'), encodeEnvelope(env), { msgID: env.id });
+  } catch (cause) {
+    throw new CcmError(ErrorCodes.Unavailable, `could not queue the request: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  return { migrationId: migrationIdFor(key), idempotencyKey: key, request };
+}

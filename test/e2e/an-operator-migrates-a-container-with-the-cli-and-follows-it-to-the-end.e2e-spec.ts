@@ -1,0 +1,126 @@
+import { migrationIdFor } from '@ccm/contracts';
+import { startTestStack, type TestStack } from '@ccm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../apps/cli/src/cli.js';
+import { ExitCode } from '../../apps/cli/src/errors.js';
+import { FAST_ENV, startActors } from '../../apps/saga-coordinator/src/testing/harness.js';
+import { type OperatorClient } from '../../apps/saga-coordinator/src/testing/operator.js';
+import { type ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
+import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) }, out, err };
+}
+
+describe('an operator migrates a container with the ccm CLI and follows it to the end', () => {
+  let stack: TestStack;
+  let coordinator: ServiceProcess;
+  let operator: OperatorClient;
+  let participants: ScriptedParticipants;
+  let flags: string[];
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    ({ operator, participants } = await startActors(stack));
+    // Pre-copy reports two rounds of data-plane progress before it answers.
+    participants.setScript((c) => {
+      if (c.step !== 'pre-copy' || c.kind !== 'action') return undefined;
+      const until = (async () => {
+        for (const round of [1, 2]) {
+          await participants.publishProgress('checkpoint', {
+            migrationId: c.migrationId,
+            step: 'pre-copy',
+            stage: `pre-dump round ${round}`,
+            round,
+            bytesTransferred: round * (256 << 20),
+            bytesTotal: 512 << 20,
+            at: new Date().toISOString(),
+          });
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      })();
+      return { kind: 'hold', until };
+    });
+    coordinator = await startServiceProcess(
+      'saga-coordinator',
+      // `log` level: the launcher waits for the `ready` line.
+      stack.env({ ...FAST_ENV, CCM_INSTANCE_ID: 'coordinator-e2e', CCM_LOG_LEVEL: 'log' }),
+      { readyTimeoutMs: 60_000 },
+    );
+    flags = ['--nats-url', stack.nats.url, '--keys-dir', stack.keysDir];
+  }, 120_000);
+
+  afterAll(async () => {
+    await coordinator?.stop('SIGTERM');
+    await participants?.stop();
+    await operator?.close();
+    await stack?.stop();
+  });
+
+  it('ccm migrate --follow prints every step and the data-plane progress, and exits 0', async () => {
+    const c = capture();
+    const argv = [
+      'migrate',
+      'web-1',
+      '--from',
+      'host-a',
+      '--to',
+      'host-b',
+      '--idempotency-key',
+      'e2e-1',
+      '--follow',
+    ];
+    expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
+    const text = c.out.join('');
+    expect(text).toContain(`migration ${migrationIdFor('e2e-1')} requested: container web-1 host-a → host-b`);
+    for (const step of ['admit', 'attest-target', 'pre-copy', 'cut-over', 'verify', 'commit', 'rotate']) {
+      expect(text).toContain(`  ✓ ${step} in `);
+    }
+    expect(text).toContain('    pre-dump round 2 [####################] 100% 512.0 MiB / 512.0 MiB');
+    expect(text).toMatch(/Succeeded after [\d.]+ (ms|s): all 12 steps succeeded\n$/);
+  });
+
+  it('ccm migration and ccm migrations show it', async () => {
+    const one = capture();
+    expect(await runCli(['migration', migrationIdFor('e2e-1'), ...flags], one.io)).toBe(ExitCode.Ok);
+    expect(one.out.join('')).toContain(`${migrationIdFor('e2e-1')}  Succeeded: all 12 steps succeeded`);
+    expect(one.out.join('')).toContain('action #1 container-checkpoint pre-copy: Succeeded');
+    const all = capture();
+    expect(await runCli(['migrations', '--host', 'host-b', ...flags], all.io)).toBe(ExitCode.Ok);
+    expect(all.out.join('')).toContain(migrationIdFor('e2e-1'));
+  });
+
+  it('a migration that rolls back exits 5 and says why', async () => {
+    participants.plan(migrationIdFor('e2e-2'), (c) =>
+      c.step === 'restore' && c.kind === 'action'
+        ? {
+            kind: 'fail',
+            retryable: false,
+            effect: 'none',
+            code: 'RESTORE_FAILED',
+            message: 'criu restore: no such pid',
+          }
+        : undefined,
+    );
+    const c = capture();
+    const argv = [
+      'migrate',
+      'web-2',
+      '--from',
+      'host-a',
+      '--to',
+      'host-b',
+      '--idempotency-key',
+      'e2e-2',
+      '--follow',
+    ];
+    expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.NotSucceeded);
+    const text = c.out.join('');
+    expect(text).toContain('  ✗ restore failed after');
+    expect(text).toContain('RESTORE_FAILED: criu restore: no such pid');
+    expect(text).toContain('  ↶ freeze-dump undone in');
+    expect(text).toMatch(/RolledBack after [\d.]+ (ms|s): rolled back: /);
+  });
+});
