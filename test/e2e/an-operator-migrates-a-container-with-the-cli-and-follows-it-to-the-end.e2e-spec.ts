@@ -3,16 +3,11 @@ import { startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../apps/cli/src/cli.js';
 import { ExitCode } from '../../apps/cli/src/errors.js';
+import { capture, words } from '../../apps/cli/src/testing/capture.js';
 import { FAST_ENV, startActors } from '../../apps/saga-coordinator/src/testing/harness.js';
 import { type OperatorClient } from '../../apps/saga-coordinator/src/testing/operator.js';
 import { type ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) }, out, err };
-}
 
 describe('an operator migrates a container with the ccm CLI and follows it to the end', () => {
   let stack: TestStack;
@@ -61,17 +56,7 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
 
   it('ccm migrate --follow prints every step and the data-plane progress, and exits 0', async () => {
     const c = capture();
-    const argv = [
-      'migrate',
-      'web-1',
-      '--from',
-      'host-a',
-      '--to',
-      'host-b',
-      '--idempotency-key',
-      'e2e-1',
-      '--follow',
-    ];
+    const argv = words('migrate web-1 --from host-a --to host-b --idempotency-key e2e-1 --follow');
     expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
     const text = c.out.join('');
     expect(text).toContain(`migration ${migrationIdFor('e2e-1')} requested: container web-1 host-a → host-b`);
@@ -105,17 +90,7 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
         : undefined,
     );
     const c = capture();
-    const argv = [
-      'migrate',
-      'web-2',
-      '--from',
-      'host-a',
-      '--to',
-      'host-b',
-      '--idempotency-key',
-      'e2e-2',
-      '--follow',
-    ];
+    const argv = words('migrate web-2 --from host-a --to host-b --idempotency-key e2e-2 --follow');
     expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.NotSucceeded);
     const text = c.out.join('');
     expect(text).toContain('  ✗ restore failed after');

@@ -4,13 +4,8 @@ import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.js';
 import { ExitCode } from './errors.js';
+import { capture, words } from './testing/capture.js';
 import { FakeCoordinator } from './testing/fake-coordinator.js';
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) }, out, err };
-}
 
 describe('ccm migrate, migrations, migration and cancel against a scripted coordinator', () => {
   let stack: TestStack;
@@ -33,18 +28,9 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
 
   it('publishes a signed request and prints the id its idempotency key names', async () => {
     const c = capture();
-    const argv = [
-      'migrate',
-      'web-1',
-      '--from',
-      'host-a',
-      '--to',
-      'host-b',
-      '--idempotency-key',
-      'k-1',
-      '--priority',
-      'maintenance',
-    ];
+    const argv = words(
+      'migrate web-1 --from host-a --to host-b --idempotency-key k-1 --priority maintenance',
+    );
     expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
     const id = migrationIdFor('k-1');
     expect(c.out.join('')).toBe(
@@ -105,15 +91,9 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(objects[0]).toMatchObject({ request: { workload: 'web-3' } });
-    expect(objects.slice(1).map((o) => o['event'])).toEqual([
-      'requested',
-      'admitted',
-      'phase-changed',
-      'step-started',
-      'step-succeeded',
-      'progressed',
-      'finished',
-    ]);
+    expect(objects.slice(1).map((o) => o['event'])).toEqual(
+      words('requested admitted phase-changed step-started step-succeeded progressed finished'),
+    );
     expect(objects.slice(1).map((o) => o['seq'])).toEqual([1, 2, 3, 4, 5, 6, 7]);
   });
 
@@ -154,18 +134,7 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
 
   it('rejects a bad migrate request before connecting anywhere', async () => {
     const c = capture();
-    const argv = [
-      'migrate',
-      'w',
-      '--from',
-      'a',
-      '--to',
-      'a',
-      '--nats-url',
-      'nats://127.0.0.1:1',
-      '--keys-dir',
-      '/nope',
-    ];
+    const argv = words('migrate w --from a --to a --nats-url nats://127.0.0.1:1 --keys-dir /nope');
     expect(await runCli(argv, c.io)).toBe(ExitCode.Usage);
   });
 

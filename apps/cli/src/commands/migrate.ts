@@ -1,17 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import {
-  CcmError,
-  ErrorCodes,
   IdempotencyKeySchema,
   MigrateRequestSchema,
   migrationIdFor,
-  subjects,
   type MigrateRequest,
 } from '@ccm/contracts';
-import { encodeEnvelope, ensureStreams, sealEnvelope } from '@ccm/messaging';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type Connection } from '../context.js';
 import { usageError } from '../errors.js';
+import { queueRequest } from './requests.js';
 
 export interface MigrateArgs {
   workload?: string;
@@ -69,18 +65,6 @@ export async function publishMigrate(
   request: MigrateRequest,
   key: string,
 ): Promise<MigrateRequested> {
-  const env = sealEnvelope(conn.identity, {
-    type: subjects.req('migrate'),
-    data: request,
-    idempotencykey: key,
-  });
-  try {
-    await ensureStreams(await jetstreamManager(conn.nc));
-    await jetstream(conn.nc).publish(subjects.req('migrate'), encodeEnvelope(env), { msgID: env.id });
-  } catch (cause) {
-    throw new CcmError(ErrorCodes.Unavailable, `could not queue the request: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
+  await queueRequest(conn, 'migrate', request, key);
   return { migrationId: migrationIdFor(key), idempotencyKey: key, request };
 }

@@ -1,21 +1,17 @@
 import {
   CancelRequestSchema,
-  CcmError,
-  ErrorCodes,
   GET_MIGRATION_VERB,
   GetMigrationRequestSchema,
   LIST_MIGRATIONS_VERB,
   ListMigrationsRequestSchema,
   MigrationDetailSchema,
   MigrationPageSchema,
-  subjects,
   type MigrationDetail,
   type MigrationPage,
 } from '@ccm/contracts';
-import { encodeEnvelope, ensureStreams, sealEnvelope, signedRequest } from '@ccm/messaging';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type Connection } from '../context.js';
 import { usageError } from '../errors.js';
+import { askCoordinator, queueRequest } from './requests.js';
 
 const problems = (issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>) =>
   issues.map((i) => `--${String(i.path[0] ?? 'query')}: ${i.message}`).join('; ');
@@ -31,15 +27,7 @@ export function listMigrations(
     Object.fromEntries(Object.entries({ phase, host, limit, cursor }).filter(([, v]) => v !== undefined)),
   );
   if (!q.success) throw usageError(`invalid query: ${problems(q.error.issues)}`);
-  return signedRequest(
-    conn.nc,
-    conn.identity,
-    conn.trust,
-    subjects.cmd('saga-coordinator', LIST_MIGRATIONS_VERB),
-    q.data,
-    MigrationPageSchema,
-    { timeoutMs },
-  );
+  return askCoordinator(conn, LIST_MIGRATIONS_VERB, q.data, MigrationPageSchema, timeoutMs);
 }
 
 /** `ccm migration <id>`: one migration with its phase and step history. */
@@ -54,15 +42,7 @@ export function getMigration(
       `migration needs a migration id, got ${JSON.stringify(id ?? '')}`,
       'list them with `ccm migrations`',
     );
-  return signedRequest(
-    conn.nc,
-    conn.identity,
-    conn.trust,
-    subjects.cmd('saga-coordinator', GET_MIGRATION_VERB),
-    q.data,
-    MigrationDetailSchema,
-    { timeoutMs },
-  );
+  return askCoordinator(conn, GET_MIGRATION_VERB, q.data, MigrationDetailSchema, timeoutMs);
 }
 
 /** `ccm cancel <id>`: publishes a signed cancel request on `ccm.req.cancel`. */
@@ -73,13 +53,5 @@ export async function publishCancel(
 ): Promise<void> {
   const req = CancelRequestSchema.safeParse({ migrationId: id, ...(reason ? { reason } : {}) });
   if (!req.success) throw usageError(`cancel needs a migration id: ${problems(req.error.issues)}`);
-  const env = sealEnvelope(conn.identity, { type: subjects.req('cancel'), data: req.data });
-  try {
-    await ensureStreams(await jetstreamManager(conn.nc));
-    await jetstream(conn.nc).publish(subjects.req('cancel'), encodeEnvelope(env), { msgID: env.id });
-  } catch (cause) {
-    throw new CcmError(ErrorCodes.Unavailable, `could not queue the cancel: ${(cause as Error).message}`, {
-      cause,
-    });
-  }
+  await queueRequest(conn, 'cancel', req.data);
 }
