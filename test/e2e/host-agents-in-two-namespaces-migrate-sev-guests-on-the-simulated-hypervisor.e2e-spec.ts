@@ -1,22 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
 import { QmpClient } from '@ccm/qmp';
-import {
-  buildSevKernelHashesTable,
-  decodeQemuSevMigrationParameters,
-  SevBadMeasurementError,
-  SevLaunchDigest,
-  startSevLaunch,
-  verifySevChain,
-} from '@ccm/sev';
+import { SevBadMeasurementError, startSevLaunch, verifySevChain } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { DEFAULT_VM_FIRMWARE } from '../../apps/host-agent/src/config.js';
+import {
+  chainFromPlatform,
+  expectedLaunchDigest,
+} from '../../apps/host-agent/src/__fixtures__/guest-owner.js';
 import {
   namespacesUnavailable,
   startHostNamespaces,
@@ -155,11 +151,7 @@ describe.skipIf(skip !== undefined)(
     it('attested launch: the chain verifies to the lab, the measurement with libs/sev, and the secret lands in guest memory', async () => {
       const platform = await ns.client.send(A, 'platform', {});
       expect(platform.capabilities).toMatchObject({ driver: 'sim', sevMode: 'emulated', sev: true });
-      const chain = decodeQemuSevMigrationParameters({
-        'sev-pdh': platform.sev!.chain.pdh,
-        'sev-plat-cert': platform.sev!.chain.platCert,
-        'sev-amd-cert': platform.sev!.chain.amdCert,
-      });
+      const chain = chainFromPlatform(platform);
       expect(verifySevChain(chain).ok).toBe(false); // a lab root is not AMD's
       expect(verifySevChain(chain, { extraRoots: lab.trustAnchors().sevExtraRoots }).ok).toBe(true);
 
@@ -171,17 +163,7 @@ describe.skipIf(skip !== undefined)(
         sev: { policy: POLICY, godh: inputs.dhCertBase64, session: inputs.sessionBase64 },
       });
       expect(reply.vm.phase).toBe('Paused');
-      const firmware = await readFile(DEFAULT_VM_FIRMWARE);
-      const expected = new SevLaunchDigest()
-        .updateData(Buffer.concat([firmware, Buffer.alloc((16 - (firmware.length % 16)) % 16)]))
-        .updateData(
-          buildSevKernelHashesTable({
-            kernel: await readFile(spec.kernel),
-            initrd: await readFile(spec.initrd),
-            cmdline: spec.cmdline,
-          }),
-        )
-        .digest();
+      const expected = await expectedLaunchDigest(spec);
       const blob = Buffer.from(reply.measurement!.blob, 'base64');
       expect(() =>
         launch.verifyMeasurement(blob, { digest: Buffer.alloc(32), platform: reply.measurement!.platform }),

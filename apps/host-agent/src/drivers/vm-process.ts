@@ -118,10 +118,13 @@ function withControls(base: Omit<VmProcess, 'kill' | 'quit' | 'stderrTail'>): Vm
     stderrTail: () => tail(base.paths.stderrLog),
     kill,
     quit: async (graceMs = DEFAULT_GRACE_MS) => {
-      if (base.isAlive()) {
-        await base.qmp.execute('quit', undefined, { timeoutMs: graceMs }).catch(() => undefined);
-        await Promise.race([base.exited, new Promise((r) => setTimeout(r, graceMs))]);
-      }
+      const asked =
+        base.isAlive() &&
+        (await base.qmp.execute('quit', undefined, { timeoutMs: graceMs }).then(
+          () => true,
+          () => false,
+        ));
+      if (asked) await Promise.race([base.exited, new Promise((r) => setTimeout(r, graceMs))]);
       await kill(graceMs);
     },
   };

@@ -1,0 +1,42 @@
+import { readFile } from 'node:fs/promises';
+import { type PlatformReply } from '@ccm/contracts';
+import {
+  buildSevKernelHashesTable,
+  decodeQemuSevMigrationParameters,
+  SevLaunchDigest,
+  type SevCertificateChain,
+} from '@ccm/sev';
+import { DEFAULT_VM_FIRMWARE } from '../config.js';
+
+/**
+ * What a guest owner computes on its side of an attested launch, for tests: the host's chain decoded
+ * from the `platform` reply, and the launch digest a measured direct boot must produce.
+ */
+
+export function chainFromPlatform(p: PlatformReply): SevCertificateChain {
+  const c = p.sev!.chain;
+  return decodeQemuSevMigrationParameters({
+    'sev-pdh': c.pdh,
+    'sev-plat-cert': c.platCert,
+    'sev-amd-cert': c.amdCert,
+  });
+}
+
+/** GCTX.LD of a launch: the firmware (padded to 16 bytes), then the SEV hashes table of kernel, initrd, cmdline. */
+export async function expectedLaunchDigest(spec: {
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+}): Promise<Buffer> {
+  const firmware = await readFile(DEFAULT_VM_FIRMWARE);
+  return new SevLaunchDigest()
+    .updateData(Buffer.concat([firmware, Buffer.alloc((16 - (firmware.length % 16)) % 16)]))
+    .updateData(
+      buildSevKernelHashesTable({
+        kernel: spec.kernel ? await readFile(spec.kernel) : Buffer.alloc(0),
+        initrd: spec.initrd ? await readFile(spec.initrd) : undefined,
+        cmdline: spec.cmdline ?? '',
+      }),
+    )
+    .digest();
+}
