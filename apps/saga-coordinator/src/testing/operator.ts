@@ -29,6 +29,8 @@ export interface SeenEvent {
   readonly subject: string;
   readonly data: Record<string, unknown> & { migrationId: string; seq: number };
   readonly source: string;
+  /** `performance.now()` when it arrived here. */
+  readonly seenAt: number;
 }
 
 /**
@@ -58,7 +60,7 @@ export class OperatorClient {
           const data = env.data as SeenEvent['data'];
           if (this.seen.has(`${data.migrationId}:${data.seq}`)) continue;
           this.seen.add(`${data.migrationId}:${data.seq}`);
-          this.events.push({ name, subject: m.subject, data, source: env.source });
+          this.events.push({ name, subject: m.subject, data, source: env.source, seenAt: performance.now() });
         } catch (err) {
           this.invalidEvents.push({ subject: m.subject, error: (err as Error).message });
         }

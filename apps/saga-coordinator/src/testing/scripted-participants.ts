@@ -125,6 +125,7 @@ export class ScriptedParticipants {
   private readonly ids = new Map<Svc, Identity>();
   private readonly byKey = new Map<string, Promise<Reply | undefined>>();
   private readonly acted = new Map<string, Record<string, unknown>>();
+  private readonly replied = new Map<string, number>();
 
   private constructor(private readonly stack: ParticipantStack) {}
 
@@ -156,6 +157,11 @@ export class ScriptedParticipants {
   /** Commands received for one migration, in order. */
   receivedFor(migrationId: string): ReceivedCommand[] {
     return this.received.filter((c) => c.migrationId === migrationId);
+  }
+
+  /** `performance.now()` when the first reply for an idempotency key was sent. */
+  repliedAt(key: string): number | undefined {
+    return this.replied.get(key);
   }
 
   /** Brings a crashed participant back. */
@@ -233,6 +239,7 @@ export class ScriptedParticipants {
     const { reply, twice } = await pending;
     if (!reply) return;
     this.respond(svc, m, reply);
+    this.replied.set(key, performance.now());
     if (twice) this.respond(svc, m, reply);
   }
 
