@@ -78,7 +78,7 @@ async function request(w: World): Promise<{ id: string; at: number }> {
 }
 
 function finishedAt(w: World, id: string): number | undefined {
-  return w.operator.events.find((e) => e.name === 'finished' && e.data.migrationId === id)?.seenAt;
+  return w.operator.last(id, 'finished')?.seenAt;
 }
 
 async function latency(w: World) {
@@ -125,18 +125,14 @@ async function throughput(w: World, count: number) {
     `${count} sagas to finish`,
     () => {
       const done = ids.map((i) => finishedAt(w, i.id));
-      return done.every((d) => d !== undefined) ? (done) : undefined;
+      return done.every((d) => d !== undefined) ? done : undefined;
     },
     Boolean,
     { timeoutMs: 600_000, intervalMs: 20 },
   );
   clearInterval(sampler);
   const wallMs = Math.max(...ends) - started;
-  const failed = ids.filter(
-    (i) =>
-      w.operator.events.find((e) => e.name === 'finished' && e.data.migrationId === i.id)?.data['phase'] !==
-      'Succeeded',
-  ).length;
+  const failed = ids.filter((i) => w.operator.last(i.id, 'finished')?.data['phase'] !== 'Succeeded').length;
   return {
     wallMs,
     stepsPerSecond: (count * STEPS * 1000) / wallMs,

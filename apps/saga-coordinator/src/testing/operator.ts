@@ -42,6 +42,7 @@ export class OperatorClient {
   /** Events that broke their contract (should stay empty). */
   readonly invalidEvents: Array<{ subject: string; error: string }> = [];
   private readonly seen = new Set<string>();
+  private readonly latest = new Map<string, SeenEvent>();
   private readonly js: JetStreamClient;
 
   private constructor(
@@ -60,7 +61,9 @@ export class OperatorClient {
           const data = env.data as SeenEvent['data'];
           if (this.seen.has(`${data.migrationId}:${data.seq}`)) continue;
           this.seen.add(`${data.migrationId}:${data.seq}`);
-          this.events.push({ name, subject: m.subject, data, source: env.source, seenAt: performance.now() });
+          const seen = { name, subject: m.subject, data, source: env.source, seenAt: performance.now() };
+          this.events.push(seen);
+          this.latest.set(`${data.migrationId}:${name}`, seen);
         } catch (err) {
           this.invalidEvents.push({ subject: m.subject, error: (err as Error).message });
         }
@@ -131,6 +134,11 @@ export class OperatorClient {
       MigrationPageSchema,
       { timeoutMs: 5_000 },
     );
+  }
+
+  /** The last event named `name` seen for a migration (constant time, for benchmarks). */
+  last(migrationId: string, name: MigrationEventName): SeenEvent | undefined {
+    return this.latest.get(`${migrationId}:${name}`);
   }
 
   /** Events seen for one migration, in `seq` order. */
