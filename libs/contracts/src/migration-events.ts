@@ -33,7 +33,8 @@ const StepStarted = StepRef.extend({ timeoutMs: z.number().min(0) });
 /** A step command settled (`step-succeeded|failed|timed-out`, `compensation-...`): how long it took. */
 const StepSettled = StepRef.extend({
   durationMs: z.number().min(0),
-  error: ErrorPayloadSchema.optional(),
+  /** Failures: the participant's error (`retryable` is in the retry-scheduled event, if any). */
+  error: ErrorPayloadSchema.omit({ retryable: true }).optional(),
   /** Failed actions: whether the participant may have acted (then the step is compensated). */
   effect: z.enum(['none', 'maybe']).optional(),
 });
