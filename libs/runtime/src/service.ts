@@ -171,7 +171,11 @@ export async function runService<S extends z.ZodObject>(def: ServiceDefinition<S
   await app.listen(cfg.CCM_HTTP_PORT, cfg.CCM_HTTP_HOST);
   const server = app.getHttpServer() as Server;
   const address = server.address() as { port: number } | null;
-  const logger = jsonLogger(def.service, cfg.CCM_LOG_LEVEL);
+  // Lifecycle lines (ready, draining, stopped) are always written: supervisors and the stack wait on them.
+  const logger = jsonLogger(
+    def.service,
+    cfg.CCM_LOG_LEVEL === 'error' || cfg.CCM_LOG_LEVEL === 'warn' ? 'log' : cfg.CCM_LOG_LEVEL,
+  );
   logger.log({ message: 'ready', httpPort: address?.port, instanceId: cfg.CCM_INSTANCE_ID });
   let stopping = false;
   const shutdown = (signal: string) => {
