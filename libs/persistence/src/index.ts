@@ -7,3 +7,4 @@ export {
 export { platformTablesMigration } from './platform-migration.js';
 /** Nest injection token of the service's TypeORM DataSource (absent in services without a database). */
 export const DATA_SOURCE = Symbol.for('ccm.persistence.DataSource');
+export { updateReturning, type Queryable } from './query.js';

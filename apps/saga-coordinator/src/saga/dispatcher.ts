@@ -13,7 +13,7 @@ import { errors } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
 import { lockForRelease } from '../admission/lock.js';
-import { updateReturning } from '../db/query.js';
+import { updateReturning } from '@ccm/persistence';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { buildCommand } from './step-commands.js';
 import { type SagaRow } from './store.js';

@@ -4,7 +4,7 @@ import { DATA_SOURCE } from '@ccm/persistence';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type DataSource } from 'typeorm';
 import { type CoordinatorConfig } from '../config.js';
-import { updateReturning } from '../db/query.js';
+import { updateReturning } from '@ccm/persistence';
 import { MIGRATION } from '../db/schema.js';
 import { rowColumns, toSagaRow, type RawRow, type SagaRow } from './store.js';
 import { notify } from './wakeups.js';

@@ -1,4 +1,4 @@
-import { openDataSource } from '@ccm/persistence';
+import { openDataSource } from './data-source.js';
 import { startPostgres, type RunningPostgres } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
