@@ -3,24 +3,26 @@
  * contender, printing QEMU's own figures (total time, downtime, setup time, MB transferred) and the wall
  * time seen by the caller. Prints figures only (no assertions).
  *
- * Contenders (qmp-migrate.contenders.ts) are the ways of driving the same migration. Today there is one,
- * the bare @ccm/qmp client; the host agent adds itself there as a second contender (same pair, same
- * guest), so its overhead is the difference between the rows.
+ * Contenders (qmp-migrate.contenders.ts) are the ways of driving the same migration: the bare @ccm/qmp
+ * client, and the host-agent (two agent processes driven over NATS, host-agent.contender.ts). Same guest,
+ * same limits, runs interleaved; the last table gives each agent figure as a ratio to the bare one, so
+ * the agent's overhead is visible.
  *
  * Run after the build: `npm run bench:qmp` (node dist/tools/bench/qmp-migrate.bench.js [--runs N] [--json]).
  * Environment: QMP_BENCH_RUNS (default 5), QMP_BENCH_DIRTY_MIB (64), QMP_BENCH_DIRTY_RATE (10 MB/s; keep it
  * light: QEMU 7.2 corrupts TCG guests under heavy dirtying), QMP_BENCH_DOWNTIME_MS (300).
  */
 import { parseArgs } from 'node:util';
-import { freePort, pollUntil } from '@ccm/testing';
-import { findQemuBinary, startQemu } from '@ccm/qmp';
+import { pollUntil } from '@ccm/testing';
+import { findQemuBinary } from '@ccm/qmp';
 import {
   ensureGuestImage,
   guestKernelCommandLine,
   readCounters,
   type GuestImage,
 } from '../guest-image/guest-image.js';
-import { CONTENDERS, type Contender, type GuestPair, type RunResult } from './qmp-migrate.contenders.js';
+import { hostAgentContender } from './host-agent.contender.js';
+import { bareQmp, type Contender, type RunResult } from './qmp-migrate.contenders.js';
 
 const env = (name: string, fallback: number): number => {
   const v = Number(process.env[name] ?? fallback);
@@ -37,55 +39,42 @@ interface Sample extends RunResult {
   bootMs: number;
 }
 
-async function startPair(image: GuestImage): Promise<GuestPair & { bootMs: number }> {
-  const spec = {
+const CONTENDERS: Contender[] = [bareQmp, hostAgentContender()];
+
+async function runOnce(image: GuestImage, contender: Contender): Promise<Sample> {
+  const t0 = Date.now();
+  const pair = await contender.startPair({
     kernel: image.kernel,
     initrd: image.initrd,
     append: guestKernelCommandLine({ dirtyMiB: DIRTY_MIB, dirtyRateMBps: DIRTY_RATE }),
     memoryMiB: MEMORY_MIB,
-  };
-  const t0 = Date.now();
-  const src = await startQemu({ ...spec, name: 'bench-src' });
+  });
   try {
-    const uri = `tcp:127.0.0.1:${await freePort()}`;
-    const dst = await startQemu({ ...spec, name: 'bench-dst', incoming: uri });
     await pollUntil(
       'the source guest to print COUNTER 2',
-      () => readCounters(src.paths.serialLog),
+      () => readCounters(pair.srcSerial),
       (c) => c.length >= 2,
       {
         timeoutMs: 60_000,
         intervalMs: 50,
       },
-    ).catch(async (err: unknown) => {
-      await dst.kill();
-      throw err;
-    });
-    return { src, dst, uri, bootMs: Date.now() - t0 };
-  } catch (err) {
-    await src.kill();
-    throw err;
-  }
-}
-
-async function runOnce(image: GuestImage, contender: Contender): Promise<Sample> {
-  const pair = await startPair(image);
-  try {
+    );
+    const bootMs = Date.now() - t0;
     const result = await contender.migrate(pair, {
       downtimeLimitMs: DOWNTIME_LIMIT_MS,
       maxBandwidthBytesPerSec: MAX_BANDWIDTH_BYTES,
     });
     // A migration only counts if the guest runs on at the destination.
-    const lastOnSource = (await readCounters(pair.src.paths.serialLog)).at(-1) ?? 0;
+    const lastOnSource = (await readCounters(pair.srcSerial)).at(-1) ?? 0;
     await pollUntil(
       'the destination guest to keep counting',
-      () => readCounters(pair.dst.paths.serialLog),
+      () => readCounters(pair.dstSerial),
       (c) => (c.at(-1) ?? 0) > lastOnSource,
       { timeoutMs: 30_000, intervalMs: 50 },
     );
-    return { ...result, bootMs: pair.bootMs };
+    return { ...result, bootMs };
   } finally {
-    await Promise.all([pair.src.kill(), pair.dst.kill()]);
+    await pair.stop();
   }
 }
 
@@ -104,6 +93,22 @@ function stats(xs: number[]): { min: number; median: number; mean: number; max: 
   const mid = sorted.length >> 1;
   const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   return { min: sorted[0], median, mean: xs.reduce((a, b) => a + b, 0) / xs.length, max: sorted.at(-1)! };
+}
+
+/** Each metric's median for every contender after the first, as a ratio to the first (the baseline). */
+function printRatios(results: Map<string, Sample[]>): void {
+  const [base, ...others] = [...results];
+  if (!base) return;
+  for (const [name, samples] of others) {
+    console.log(`\n${name} / ${base[0]} (median ratio):`);
+    for (const [metric, pick] of METRICS.slice(1, 5)) {
+      const a = stats(samples.map(pick)).median;
+      const b = stats(base[1].map(pick)).median;
+      console.log(
+        `  ${metric.padEnd(18)} ${b ? (a / b).toFixed(2) : 'n/a'}  (${a.toFixed(0)} vs ${b.toFixed(0)})`,
+      );
+    }
+  }
 }
 
 function printTable(results: Map<string, Sample[]>): void {
@@ -134,20 +139,28 @@ async function main(): Promise<void> {
       `downtime-limit ${DOWNTIME_LIMIT_MS} ms; one QEMU pair at a time`,
   );
   const results = new Map<string, Sample[]>(CONTENDERS.map((c) => [c.name, []]));
-  // Interleave contenders run by run, so drift in machine load spreads evenly over them.
-  for (let i = 1; i <= runs; i++) {
-    for (const c of CONTENDERS) {
-      const s = await runOnce(image, c);
-      results.get(c.name)!.push(s);
-      const f = s.figures;
-      console.error(
-        `  run ${i} ${c.name}: total ${f.totalTimeMs} ms, downtime ${f.downtimeMs} ms, ` +
-          `${(f.transferredBytes / 1e6).toFixed(1)} MB, wall ${s.wallMs} ms, boot ${s.bootMs} ms`,
-      );
+  try {
+    for (const c of CONTENDERS) await c.setup?.();
+    // Interleave contenders run by run, so drift in machine load spreads evenly over them.
+    for (let i = 1; i <= runs; i++) {
+      for (const c of CONTENDERS) {
+        const s = await runOnce(image, c);
+        results.get(c.name)!.push(s);
+        const f = s.figures;
+        console.error(
+          `  run ${i} ${c.name}: total ${f.totalTimeMs} ms, downtime ${f.downtimeMs} ms, ` +
+            `${(f.transferredBytes / 1e6).toFixed(1)} MB, wall ${s.wallMs} ms, boot ${s.bootMs} ms`,
+        );
+      }
     }
+  } finally {
+    for (const c of CONTENDERS) await c.teardown?.();
   }
   if (values.json) console.log(JSON.stringify(Object.fromEntries(results), null, 2));
-  else printTable(results);
+  else {
+    printTable(results);
+    printRatios(results);
+  }
 }
 
 await main().catch((err: unknown) => {
