@@ -1,9 +1,13 @@
 import { envBool, envInt, serviceConfigSchema } from '@ccm/config';
 import { DEFAULT_DOWNTIME_LIMIT_MS, HYPERVISOR_DRIVERS } from '@ccm/contracts';
+import { join } from 'node:path';
 import { z } from 'zod';
 
-/** Where VM runtime dirs live unless CCM_RUN_DIR says otherwise (tmpfs: VMs do not survive a reboot either). */
-export const DEFAULT_RUN_DIR = '/run/ccm/host-agent';
+/**
+ * Root of the default runtime dirs: `<root>/<hostId>` per host, `<root>/sev-lab` for the lab shared by
+ * the hosts of one machine (tmpfs: VMs do not survive a reboot either).
+ */
+export const DEFAULT_RUN_ROOT = '/run/ccm/host-agent';
 /** The BIOS QEMU maps by default: the firmware VMs boot (the sim loads it too), measured at an SEV launch. */
 export const DEFAULT_VM_FIRMWARE = '/usr/share/seabios/bios-256k.bin';
 /** Default cap on migration bandwidth (QEMU `max-bandwidth`). */
@@ -34,8 +38,11 @@ export const configSchema = serviceConfigSchema
     CCM_HOST_ID: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "-" and "_" only'),
     /** `qemu`: qemu-system-x86_64 over QMP; `sim`: the simulated hypervisor (a process per VM). */
     CCM_HYPERVISOR: z.enum(HYPERVISOR_DRIVERS).default('qemu'),
-    /** Per-VM runtime dirs (`vms/<vmId>`: control socket, pid, spec, serial log) and the emulator state. */
-    CCM_RUN_DIR: z.string().min(1).default(DEFAULT_RUN_DIR),
+    /**
+     * Per-VM runtime dirs (`vms/<vmId>`: control socket, pid, spec, serial log) and the emulator state;
+     * default `/run/ccm/host-agent/<CCM_HOST_ID>` (see {@link hostRunDir}).
+     */
+    CCM_RUN_DIR: z.string().min(1).optional(),
     /** QEMU binary (qemu driver). */
     CCM_QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
     /** `auto` picks KVM only where it works (TCG otherwise). */
@@ -49,8 +56,9 @@ export const configSchema = serviceConfigSchema
     /** State dir of the software secure processor; default `<CCM_RUN_DIR>/sev-emulator`. */
     CCM_SEV_EMULATOR_DIR: z.string().min(1).optional(),
     /**
-     * The lab CA that endorses the emulated chip (created on first use; default `<CCM_RUN_DIR>/sev-lab`).
-     * Hosts that migrate SEV guests to each other share one lab (or trust each other's).
+     * The lab CA that endorses the emulated chip (created on first use; default
+     * `/run/ccm/host-agent/sev-lab`, shared by the hosts of one machine). Hosts that migrate SEV guests
+     * to each other share one lab.
      */
     CCM_SEV_LAB_DIR: z.string().min(1).optional(),
     /** Address incoming VMs listen on and advertise to sources (this host's data-plane address). */
@@ -79,3 +87,8 @@ export const configSchema = serviceConfigSchema
   });
 
 export type HostAgentConfig = z.infer<typeof configSchema>;
+
+/** This host's runtime dir. */
+export function hostRunDir(config: HostAgentConfig): string {
+  return config.CCM_RUN_DIR ?? join(DEFAULT_RUN_ROOT, config.CCM_HOST_ID);
+}

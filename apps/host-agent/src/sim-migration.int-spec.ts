@@ -99,4 +99,64 @@ describe('host-agents with the simulated hypervisor', () => {
     expect(onA.phase).toBe('MigratedAway');
     expect(onA.pid).toBeUndefined();
   });
+
+  it('pauses before switch-over (guest stopped) until continue, then completes', async () => {
+    const reached = h.nc.subscribe('ccm.evt.transfer.m2.switchover-reached', { max: 1 });
+    const incoming = await h.client.send(A, 'prepare-incoming', {
+      vmId: 'vm1',
+      spec: SPEC,
+      migrationId: 'm2',
+    });
+    await h.client.send(B, 'start-migration', {
+      migrationId: 'm2',
+      vmId: 'vm1',
+      uri: incoming.uri,
+      pauseBeforeSwitchover: true,
+    });
+    const waiting = await pollUntil(
+      'm2 to wait before switch-over',
+      () => transfer(B, 'm2'),
+      (t) => t?.phase === 'AwaitingSwitchover',
+    );
+    expect(waiting!.progress?.status).toBe('pre-switchover');
+    for await (const m of reached) expect(m.subject).toBe('ccm.evt.transfer.m2.switchover-reached');
+    const cont = await h.client.send(B, 'continue', { migrationId: 'm2' });
+    expect(['SwitchingOver', 'Completed']).toContain(cont.migration.phase);
+    expect((await settled(B, 'm2')).phase).toBe('Completed');
+    // A repeated continue of a completed migration answers with it.
+    expect((await h.client.send(B, 'continue', { migrationId: 'm2' })).migration.phase).toBe('Completed');
+    const onA = await pollUntil(
+      'vm1 to run on A',
+      async () => (await describeHost(A)).vms.find((v) => v.vmId === 'vm1'),
+      (v) => v?.phase === 'Running',
+    );
+    await counterReaches(
+      join(onA!.runDir, 'serial.log'),
+      lastOf(await counters(join(onA!.runDir, 'serial.log'))) + 1,
+    );
+  });
+
+  it('a pause before switch-over longer than allowed is cancelled: SWITCHOVER_TIMEOUT, and the source runs on', async () => {
+    const incoming = await h.client.send(B, 'prepare-incoming', {
+      vmId: 'vm1',
+      spec: SPEC,
+      migrationId: 'm3',
+    });
+    await h.client.send(A, 'start-migration', {
+      migrationId: 'm3',
+      vmId: 'vm1',
+      uri: incoming.uri,
+      pauseBeforeSwitchover: true,
+      switchoverTimeoutMs: 300,
+    });
+    const failed = await settled(A, 'm3');
+    expect(failed).toMatchObject({ phase: 'Failed', errorCode: 'SWITCHOVER_TIMEOUT' });
+    const onA = (await describeHost(A)).vms.find((v) => v.vmId === 'vm1')!;
+    expect(onA.phase).toBe('Running');
+    const log = join(onA.runDir, 'serial.log');
+    await counterReaches(log, lastOf(await counters(log)) + 2);
+    await expect(h.client.send(A, 'continue', { migrationId: 'm3' })).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+  });
 });

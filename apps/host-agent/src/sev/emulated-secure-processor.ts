@@ -1,3 +1,5 @@
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type SevChainBase64 } from '@ccm/contracts';
 import { LabAuthority, SoftwareSecureProcessor, sendTargetFromQemu, type SevGuest } from '@ccm/sev-emulator';
 import { type SevPlatformVersion } from '@ccm/sev';
@@ -16,12 +18,39 @@ export function chainOf(sp: SoftwareSecureProcessor): SevChainBase64 {
   };
 }
 
-/** Opens (creating on first use) the lab that endorses this host's emulated chip, and the platform. */
+/**
+ * Opens (creating on first use) the lab that endorses this host's emulated chip, and the platform. The
+ * hosts of one machine may start together and share the lab: creation runs under a lock directory.
+ */
 export async function openEmulator(stateDir: string, labDir: string): Promise<SoftwareSecureProcessor> {
-  const lab = await LabAuthority.openOrCreate(labDir);
+  const lab = await withDirLock(`${labDir}.lock`, () => LabAuthority.openOrCreate(labDir));
   const sp = SoftwareSecureProcessor.openOrCreate(stateDir, { lab });
   sp.init();
   return sp;
+}
+
+const LOCK_WAIT_MS = 60_000;
+
+/** Runs `fn` holding `dir` (made with mkdir, which is atomic); a lock older than the wait is stale. */
+async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(dirname(dir), { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await mkdir(dir);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age > LOCK_WAIT_MS || Date.now() > deadline) await rm(dir, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**

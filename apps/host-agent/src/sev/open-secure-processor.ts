@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '@ccm/config';
-import { type HostAgentConfig } from '../config.js';
+import { DEFAULT_RUN_ROOT, hostRunDir, type HostAgentConfig } from '../config.js';
 import { EmulatedSecureProcessor, openEmulator } from './emulated-secure-processor.js';
 import { type SecureProcessor } from './secure-processor.js';
 
@@ -10,12 +10,12 @@ export const SEV_DEVICE = '/dev/sev';
 
 /** The software secure processor's state dir. */
 export function sevStateDir(config: HostAgentConfig): string {
-  return config.CCM_SEV_EMULATOR_DIR ?? join(config.CCM_RUN_DIR, 'sev-emulator');
+  return config.CCM_SEV_EMULATOR_DIR ?? join(hostRunDir(config), 'sev-emulator');
 }
 
 /** The lab CA dir that endorses the emulated chip. */
 export function sevLabDir(config: HostAgentConfig): string {
-  return config.CCM_SEV_LAB_DIR ?? join(config.CCM_RUN_DIR, 'sev-lab');
+  return config.CCM_SEV_LAB_DIR ?? join(DEFAULT_RUN_ROOT, 'sev-lab');
 }
 
 /**

@@ -15,7 +15,7 @@ import {
 import { isEvent, type MigrationInfo } from '@ccm/qmp';
 import { buildSevKernelHashesTable } from '@ccm/sev';
 import { SERVICE_CONFIG } from '@ccm/runtime';
-import { type HostAgentConfig } from '../config.js';
+import { hostRunDir, type HostAgentConfig } from '../config.js';
 import { type HypervisorDriver } from '../drivers/driver.js';
 import { adoptVmProcess, readPid, vmPaths, type VmExit, type VmProcess } from '../drivers/vm-process.js';
 import { conflict, notFound, toCcmError } from '../errors.js';
@@ -70,7 +70,7 @@ export class VmService implements OnApplicationShutdown {
   }
 
   runDirOf(vmId: string): string {
-    return join(this.config.CCM_RUN_DIR, 'vms', vmId);
+    return join(hostRunDir(this.config), 'vms', vmId);
   }
 
   /** The live VM, or undefined. */
@@ -346,7 +346,7 @@ export class VmService implements OnApplicationShutdown {
     if (Buffer.byteLength(paths.qmpSocket) > 107) {
       throw new CcmError(
         ErrorCodes.ValidationFailed,
-        `VM id ${o.vmId} makes the socket path too long under ${this.config.CCM_RUN_DIR}`,
+        `VM id ${o.vmId} makes the socket path too long under ${hostRunDir(this.config)}`,
         {
           retryable: false,
           details: { effect: 'none' },
