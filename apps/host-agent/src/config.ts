@@ -49,10 +49,12 @@ export const configSchema = serviceConfigSchema
     CCM_QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
     CCM_VM_FIRMWARE: z.string().min(1).default(DEFAULT_VM_FIRMWARE),
     /**
-     * SEV source: `auto` uses the firmware when QEMU reports SEV, else the software secure processor;
-     * `hardware`, `emulated` force one; `off` disables SEV launches and transport.
+     * SEV source: `auto` uses the firmware where /dev/sev exists (QEMU driver), else the software secure
+     * processor; `hardware`, `emulated` force one; `off` disables SEV launches and transport.
      */
     CCM_SEV: z.enum(['auto', 'hardware', 'emulated', 'off']).default('auto'),
+    /** SEV hardware: ASK ‖ ARK of the platform's product line (AMD's `ask_ark_<product>.cert`). */
+    CCM_SEV_AMD_CERT_FILE: z.string().min(1).optional(),
     /** State dir of the software secure processor; default `<CCM_RUN_DIR>/sev-emulator`. */
     CCM_SEV_EMULATOR_DIR: z.string().min(1).optional(),
     /**

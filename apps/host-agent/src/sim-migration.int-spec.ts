@@ -35,6 +35,17 @@ describe('host-agents with the simulated hypervisor', () => {
       },
     ) as Promise<TransferView>;
 
+  /** Prepares vm1's destination on `dst` and starts migrating it there from `src`. */
+  async function migrateVm1(
+    src: string,
+    dst: string,
+    migrationId: string,
+    extra: Record<string, unknown>,
+  ): Promise<void> {
+    const incoming = await h.client.send(dst, 'prepare-incoming', { vmId: 'vm1', spec: SPEC, migrationId });
+    await h.client.send(src, 'start-migration', { migrationId, vmId: 'vm1', uri: incoming.uri, ...extra });
+  }
+
   beforeAll(async () => {
     h = await inProcessHosts([A, B], {
       CCM_HYPERVISOR: 'sim',
@@ -102,17 +113,7 @@ describe('host-agents with the simulated hypervisor', () => {
 
   it('pauses before switch-over (guest stopped) until continue, then completes', async () => {
     const reached = h.nc.subscribe('ccm.evt.transfer.m2.switchover-reached', { max: 1 });
-    const incoming = await h.client.send(A, 'prepare-incoming', {
-      vmId: 'vm1',
-      spec: SPEC,
-      migrationId: 'm2',
-    });
-    await h.client.send(B, 'start-migration', {
-      migrationId: 'm2',
-      vmId: 'vm1',
-      uri: incoming.uri,
-      pauseBeforeSwitchover: true,
-    });
+    await migrateVm1(B, A, 'm2', { pauseBeforeSwitchover: true });
     const waiting = await pollUntil(
       'm2 to wait before switch-over',
       () => transfer(B, 'm2'),
@@ -137,18 +138,7 @@ describe('host-agents with the simulated hypervisor', () => {
   });
 
   it('a pause before switch-over longer than allowed is cancelled: SWITCHOVER_TIMEOUT, and the source runs on', async () => {
-    const incoming = await h.client.send(B, 'prepare-incoming', {
-      vmId: 'vm1',
-      spec: SPEC,
-      migrationId: 'm3',
-    });
-    await h.client.send(A, 'start-migration', {
-      migrationId: 'm3',
-      vmId: 'vm1',
-      uri: incoming.uri,
-      pauseBeforeSwitchover: true,
-      switchoverTimeoutMs: 300,
-    });
+    await migrateVm1(A, B, 'm3', { pauseBeforeSwitchover: true, switchoverTimeoutMs: 300 });
     const failed = await settled(A, 'm3');
     expect(failed).toMatchObject({ phase: 'Failed', errorCode: 'SWITCHOVER_TIMEOUT' });
     const onA = (await describeHost(A)).vms.find((v) => v.vmId === 'vm1')!;

@@ -4,8 +4,10 @@
 //   garbage    — greets with a line that is not JSON;
 //   bad-shape  — negotiates QMP, then answers `stop` with a `return` that is not an object;
 //   bad-json   — negotiates QMP, then answers `stop` with a line that is not JSON.
+// `query-sev-capabilities` is answered with the JSON in the file CCM_FAKE_QEMU_SEV_CAPS names (a
+// stand-in for SEV firmware), or with QEMU's error when there is none.
 // It understands just enough of QEMU's command line: -qmp unix:PATH,server=on,wait=off and -pidfile PATH.
-import { writeFileSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 const mode = process.env.CCM_FAKE_QEMU_MODE ?? 'bad-shape';
@@ -32,7 +34,14 @@ createServer((sock) => {
       const msg = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
       const reply = (body) => sock.write(`${JSON.stringify({ ...body, id: msg.id })}\n`);
-      if (msg.execute === 'stop' && mode === 'bad-json') sock.write('{"return": {}, "id": \n');
+      if (msg.execute === 'query-sev-capabilities') {
+        const caps = process.env.CCM_FAKE_QEMU_SEV_CAPS;
+        reply(
+          caps
+            ? { return: JSON.parse(readFileSync(caps, 'utf8')) }
+            : { error: { class: 'GenericError', desc: 'SEV is not enabled in KVM' } },
+        );
+      } else if (msg.execute === 'stop' && mode === 'bad-json') sock.write('{"return": {}, "id": \n');
       else if (msg.execute === 'stop') reply({ return: 42 });
       else if (msg.execute === 'quit') {
         reply({ return: {} });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ConfigError } from '@ccm/config';
 import { DEFAULT_RUN_ROOT, hostRunDir, type HostAgentConfig } from '../config.js';
 import { EmulatedSecureProcessor, openEmulator } from './emulated-secure-processor.js';
+import { HardwareSecureProcessor } from './hardware-secure-processor.js';
 import { type SecureProcessor } from './secure-processor.js';
 
 /** Where the kernel exposes SEV firmware. */
@@ -19,21 +20,24 @@ export function sevLabDir(config: HostAgentConfig): string {
 }
 
 /**
- * Opens the secure processor CCM_SEV asks for: `emulated` opens (creating on first use) the software
- * secure processor; `auto` does the same where there is no SEV firmware; `off` gives none. SEV
- * firmware (/dev/sev) is detected, but driving it through QEMU is not wired: `hardware`, or `auto` on
- * such a host, is refused with a message rather than half-supported.
+ * Opens the secure processor CCM_SEV asks for: `hardware` (or `auto` where /dev/sev exists and the
+ * driver is QEMU) probes the firmware through QEMU; `emulated` (or `auto` elsewhere) opens the software
+ * secure processor, creating it on first use; `off` gives none.
  */
 export async function openSecureProcessor(config: HostAgentConfig): Promise<SecureProcessor | undefined> {
   const mode = config.CCM_SEV;
   if (mode === 'off') return undefined;
   const firmware = config.CCM_HYPERVISOR === 'qemu' && existsSync(SEV_DEVICE);
   if (mode === 'hardware' || (mode === 'auto' && firmware)) {
-    throw new ConfigError('host-agent', [
-      firmware
-        ? `CCM_SEV: SEV firmware (${SEV_DEVICE}) is present, but driving it through QEMU (query-sev-capabilities, sev-guest) is not wired yet: set CCM_SEV=emulated or off`
-        : `CCM_SEV: hardware needs SEV firmware (${SEV_DEVICE} is missing)`,
-    ]);
+    if (!config.CCM_SEV_AMD_CERT_FILE) {
+      throw new ConfigError('host-agent', [
+        'CCM_SEV_AMD_CERT_FILE: required with SEV hardware (the ASK ‖ ARK of the product line, as AMD publishes it)',
+      ]);
+    }
+    return HardwareSecureProcessor.open({
+      binary: config.CCM_QEMU_BIN,
+      amdCertFile: config.CCM_SEV_AMD_CERT_FILE,
+    });
   }
   return new EmulatedSecureProcessor(await openEmulator(sevStateDir(config), sevLabDir(config)));
 }

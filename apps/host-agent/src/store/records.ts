@@ -12,8 +12,9 @@ import {
 /** SEV facts of one VM. */
 export interface VmSev {
   policy: number;
-  /** LAUNCH_MEASURE blob, base64 (local SEV launches). */
+  /** LAUNCH_MEASURE blob, base64 (local SEV launches), and the firmware version that made it. */
   measurement?: string;
+  platform?: { apiMajor: number; apiMinor: number; build: number };
   secretInjected: boolean;
 }
 
@@ -61,7 +62,15 @@ export function vmView(hostId: string, r: VmRecord): VmView {
     ...(r.reason ? { reason: r.reason } : {}),
     ...(r.pid ? { pid: r.pid } : {}),
     spec: r.spec,
-    ...(r.sev ? { sev: r.sev } : {}),
+    ...(r.sev
+      ? {
+          sev: {
+            policy: r.sev.policy,
+            secretInjected: r.sev.secretInjected,
+            ...(r.sev.measurement ? { measurement: r.sev.measurement } : {}),
+          },
+        }
+      : {}),
     ...(r.incomingUri ? { incomingUri: r.incomingUri } : {}),
     ...(r.migrationId ? { migrationId: r.migrationId } : {}),
     runDir: r.runDir,

@@ -139,12 +139,13 @@ export class VmService implements OnApplicationShutdown {
       {
         let measurement: LaunchReply['measurement'];
         if (req.sev) {
-          const blob = await this.measureLaunch(vm, req.sev).catch(async (err: unknown) => {
+          measurement = await this.measureLaunch(vm, req.sev).catch(async (err: unknown) => {
             await this.endProcess(vm, 'Failed', `attested launch failed: ${(err as Error).message}`);
             throw toCcmError(err, `launch ${req.vmId}`);
           });
-          await vm.set({ sev: { ...vm.record.sev!, measurement: blob.toString('base64') } });
-          measurement = { blob: blob.toString('base64'), platform: this.sev.processor!.version };
+          await vm.set({
+            sev: { ...vm.record.sev!, measurement: measurement.blob, platform: measurement.platform },
+          });
         }
         await vm.set({ phase: paused ? 'Paused' : 'Running' });
         return { vm: this.view(vm), ...(measurement ? { measurement } : {}) };
@@ -161,23 +162,28 @@ export class VmService implements OnApplicationShutdown {
     const m = r.sev?.measurement;
     return {
       vm: this.view(vm),
-      ...(m && this.sev.processor ? { measurement: { blob: m, platform: this.sev.processor.version } } : {}),
+      ...(m && r.sev?.platform ? { measurement: { blob: m, platform: r.sev.platform } } : {}),
     };
   }
 
   /**
-   * LAUNCH_MEASURE. With firmware (the sim, SEV hardware) QEMU reports it; otherwise the agent runs the
+   * LAUNCH_MEASURE and the firmware version that made it. With firmware (the sim, SEV hardware) QEMU
+   * reports both (query-sev-launch-measure, query-sev); otherwise the agent runs the
    * launch on the software secure processor and measures what QEMU was given: the firmware image, then
    * the SEV hashes table of kernel, initrd and command line (as OVMF's measured direct boot does).
    */
   private async measureLaunch(
     vm: LiveVm,
     sev: { policy: number; godh: string; session: string },
-  ): Promise<Buffer> {
+  ): Promise<NonNullable<LaunchReply['measurement']>> {
     const proc = vm.proc!;
     if (this.driver.firmwareSev) {
       const { data } = await proc.qmp.execute('query-sev-launch-measure');
-      return Buffer.from(data, 'base64');
+      const info = await proc.qmp.execute('query-sev');
+      return {
+        blob: data,
+        platform: { apiMajor: info['api-major'], apiMinor: info['api-minor'], build: info['build-id'] },
+      };
     }
     const spec = vm.record.spec;
     const launch = this.sev.processor!.launch({
@@ -195,7 +201,7 @@ export class VmService implements OnApplicationShutdown {
       ],
     });
     vm.agentSev = launch;
-    return launch.measure();
+    return { blob: launch.measure().toString('base64'), platform: this.sev.processor!.version };
   }
 
   async injectSecret(req: {
