@@ -295,6 +295,31 @@ describe.skipIf(skip !== undefined)(
       expect(await guestRead(after, SECRET_GPA, secret.length)).toEqual(secret);
     });
 
+    it('a source host-agent killed mid-migration picks the migration up on restart and records its end', async () => {
+      await ns.client.send(A, 'launch', {
+        vmId: 'busy',
+        spec: { memoryMiB: 32, cmdline: 'ccm.dirty_mb=8 ccm.dirty_rate=2' },
+      });
+      await migrate(A, B, 'ms-agent-restart', {
+        vmId: 'busy',
+        sev: false,
+        extra: { maxBandwidthBytesPerSec: 4 << 20 },
+      });
+      await waitTransfer(
+        A,
+        'ms-agent-restart',
+        (t) => (t.progress?.ramTransferredBytes ?? 0) > 256 << 10,
+        'to move 256 KiB',
+      );
+      await ns.killAgent(A);
+      await ns.startAgent(A);
+      const done = await waitTransfer(A, 'ms-agent-restart', ended, 'to end');
+      expect(done.phase).toBe('Completed');
+      expect(done.figures!.totalTimeMs).toBeGreaterThan(0);
+      expect((await waitVm(A, 'MigratedAway', 'busy')).pid).toBeUndefined();
+      await keepsCounting(B, 'busy');
+    });
+
     describe('convergence control', () => {
       const hot = { memoryMiB: 32, cmdline: 'ccm.dirty_mb=8 ccm.dirty_rate=40' };
 
