@@ -119,6 +119,17 @@ describe.skipIf(skip !== undefined)(
       return incoming;
     }
 
+    /** Launches an ordinary (non-SEV) 32 MiB guest on A and starts migrating it to B. */
+    async function launchPlainAndMigrate(
+      vmId: string,
+      cmdline: string,
+      id: string,
+      extra: Record<string, unknown>,
+    ) {
+      await ns.client.send(A, 'launch', { vmId, spec: { memoryMiB: 32, cmdline } });
+      await migrate(A, B, id, { vmId, sev: false, extra });
+    }
+
     beforeAll(async () => {
       work = await mkdtemp(join(tmpdir(), 'ccm-sim-e2e-'));
       lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
@@ -296,14 +307,8 @@ describe.skipIf(skip !== undefined)(
     });
 
     it('a source host-agent killed mid-migration picks the migration up on restart and records its end', async () => {
-      await ns.client.send(A, 'launch', {
-        vmId: 'busy',
-        spec: { memoryMiB: 32, cmdline: 'ccm.dirty_mb=8 ccm.dirty_rate=2' },
-      });
-      await migrate(A, B, 'ms-agent-restart', {
-        vmId: 'busy',
-        sev: false,
-        extra: { maxBandwidthBytesPerSec: 4 << 20 },
+      await launchPlainAndMigrate('busy', 'ccm.dirty_mb=8 ccm.dirty_rate=2', 'ms-agent-restart', {
+        maxBandwidthBytesPerSec: 4 << 20,
       });
       await waitTransfer(
         A,
@@ -324,14 +329,9 @@ describe.skipIf(skip !== undefined)(
       const hot = { memoryMiB: 32, cmdline: 'ccm.dirty_mb=8 ccm.dirty_rate=40' };
 
       it('converges when the link carries what the guest dirties', async () => {
-        await ns.client.send(A, 'launch', {
-          vmId: 'calm',
-          spec: { memoryMiB: 32, cmdline: 'ccm.dirty_mb=8 ccm.dirty_rate=8' },
-        });
-        await migrate(A, B, 'mc-below', {
-          vmId: 'calm',
-          sev: false,
-          extra: { maxBandwidthBytesPerSec: 64 << 20, downtimeLimitMs: 50 },
+        await launchPlainAndMigrate('calm', 'ccm.dirty_mb=8 ccm.dirty_rate=8', 'mc-below', {
+          maxBandwidthBytesPerSec: 64 << 20,
+          downtimeLimitMs: 50,
         });
         const done = await waitTransfer(A, 'mc-below', ended, 'to end');
         expect(done.phase).toBe('Completed');
