@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * CCM's demo: brings up the embedded stack (nats-server with JetStream, embedded Postgres, every
- * service as a process), proves each service is wired (signed ping over NATS, event in the audit
- * stream, /health), then stops everything cleanly.
+ * service as a process, a host-agent for each of two hosts), proves each service is wired (signed
+ * ping, /health), live-migrates a running VM between the hosts with progress, counts the signed
+ * events in the audit stream, then stops everything cleanly.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startLocalStack } from '../stack/stack.js';
+import { demoVmMigration } from './vm-migration.js';
 
 const { values } = parseArgs({
   options: { keep: { type: 'boolean' }, state: { type: 'string' } },
@@ -52,15 +54,17 @@ try {
       `   ${`${r.service}${host ? `@${host}` : ''}`.padEnd(24)} ${(performance.now() - started).toFixed(1).padStart(6)} ms  health=${health.status}`,
     );
   }
+  say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
+  await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b');
   const jsm = await jetstreamManager(nc);
   const events = await jsm.streams.info(STREAMS.events.name);
-  say(`\n2. the audit stream ${STREAMS.events.name} holds ${events.state.messages} signed events`);
+  say(`\n3. the audit stream ${STREAMS.events.name} holds ${events.state.messages} signed events`);
   await nc.close();
 } catch (err) {
   failed = true;
   say(`demo failed: ${(err as Error).message}`);
 } finally {
-  say(`\n3. stopping: services drain on SIGTERM, then NATS and Postgres`);
+  say(`\n4. stopping: services drain on SIGTERM, then NATS and Postgres`);
   await stack.stop();
   if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
   say(`done in ${since()}`);

@@ -14,6 +14,8 @@ export interface LocalStackOptions {
   services?: ServiceName[];
   /** Host ids to start a host-agent for. */
   hosts?: string[];
+  /** Extra settings of each host's agent (driver, run dir, ...). */
+  hostEnv?: (hostId: string) => Record<string, string>;
   log?: (m: string) => void;
 }
 
@@ -84,7 +86,12 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       services.push(
         await startServiceProcess(
           'host-agent',
-          { ...env, CCM_HOST_ID: host, CCM_INSTANCE_ID: `host-agent-${host}` },
+          {
+            ...env,
+            CCM_HOST_ID: host,
+            CCM_INSTANCE_ID: `host-agent-${host}`,
+            ...(opts.hostEnv?.(host) ?? {}),
+          },
           { logFile: join(logsDir, `host-agent-${host}.log`) },
         ),
       );
