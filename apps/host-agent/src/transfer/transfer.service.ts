@@ -21,6 +21,9 @@ import { VmService } from '../vm/vm.service.js';
 import { initialConvergence, observeConvergence, type ConvergenceState } from './convergence.js';
 import { figuresOf, progressOf } from './transfer-figures.js';
 
+/** How long `cancel` waits for the hypervisor to confirm before replying. */
+const CANCEL_WAIT_MS = 3_000;
+
 /** Why the agent asked QEMU to cancel: the transfer ends `Cancelled` for a command, `Failed` otherwise. */
 interface CancelCause {
   phase: 'Cancelled' | 'Failed';
@@ -473,7 +476,8 @@ export class TransferService implements BeforeApplicationShutdown {
     }
     this.requestCancel(t, t.vm.proc!.qmp, { phase: 'Cancelled', reason });
     if (!isFinalTransferPhase(t.record.phase)) void t.cell.update({ phase: 'Cancelling' });
-    await Promise.race([t.done, new Promise((r) => setTimeout(r, this.config.CCM_QMP_COMMAND_TIMEOUT_MS))]);
+    // Bounded well inside a caller's request timeout: the reply says Cancelling if QEMU is slower.
+    await Promise.race([t.done, new Promise((r) => setTimeout(r, CANCEL_WAIT_MS))]);
     return this.view(t);
   }
 
