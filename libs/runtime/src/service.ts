@@ -10,7 +10,7 @@ import {
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
-import { loadConfig, serviceConfigSchema, type ServiceConfig } from '@ccm/config';
+import { ConfigError, loadConfig, serviceConfigSchema, type ServiceConfig } from '@ccm/config';
 import { schemaFor, type ServiceName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { MESSAGING_OPTIONS, MessagingModule, METRICS_REGISTRY, type MessagingOptions } from '@ccm/messaging';
@@ -64,7 +64,6 @@ export async function createServiceApp<S extends z.ZodObject>(
   const schema = (def.configSchema ?? serviceConfigSchema) as S;
   const config = loadConfig(def.service, schema, env) as z.infer<S> & ServiceConfig;
   if (def.database && !config.CCM_DATABASE_URL) {
-    const { ConfigError } = await import('@ccm/config');
     throw new ConfigError(def.service, ['CCM_DATABASE_URL: required by this service (it is not set)']);
   }
   const logger = jsonLogger(def.service, config.CCM_LOG_LEVEL);
@@ -159,7 +158,6 @@ export async function runService<S extends z.ZodObject>(def: ServiceDefinition<S
   try {
     created = await createServiceApp(def);
   } catch (err) {
-    const { ConfigError } = await import('@ccm/config');
     const configError = err instanceof ConfigError;
     process.stderr.write(
       `${JSON.stringify({ level: 'fatal', context: def.service, message: (err as Error).message, problems: configError ? err.problems : undefined })}\n`,
