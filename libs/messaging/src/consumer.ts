@@ -102,6 +102,8 @@ export class DurableConsumer {
       return this.park(m, `delivered ${deliveries - 1} times without success (max ${this.maxDeliver})`);
     }
     let outcome: Outcome;
+    /** Why the handler failed, when it threw: kept in the reason if the message ends parked. */
+    let failure: string | undefined;
     try {
       const env = openEnvelope(m.data, this.deps.trust, this.opts.schema);
       if (this.opts.allow && !this.opts.allow.includes(env.source as never)) {
@@ -120,14 +122,16 @@ export class DurableConsumer {
         err instanceof CcmError ? `${err.code}: ${err.message}` : `handler failed: ${(err as Error).message}`;
       if (!(err instanceof CcmError))
         this.log.error(`${m.subject} #${m.seq}: ${(err as Error).stack ?? String(err)}`);
+      failure = reason;
       outcome = retryable ? { kind: 'nak', delayMs: retryDelayMs(deliveries) } : { kind: 'term', reason };
-      if (outcome.kind === 'nak' && deliveries >= this.maxDeliver)
-        outcome = { kind: 'term', reason: `${reason} (after ${deliveries} deliveries)` };
     }
+    // The last allowed delivery: a retry (asked for or after a failure) becomes parking instead.
     if (outcome.kind === 'nak' && deliveries >= this.maxDeliver) {
       outcome = {
         kind: 'term',
-        reason: `handler asked to retry after ${deliveries} deliveries (max ${this.maxDeliver})`,
+        reason: failure
+          ? `${failure} (after ${deliveries} deliveries)`
+          : `handler asked to retry after ${deliveries} deliveries (max ${this.maxDeliver})`,
       };
     }
     this.deps.onOutcome?.(outcome.kind);
