@@ -1,10 +1,9 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OPERATOR, SERVICES, type SignerName } from '@ccm/contracts';
+import { inboxPrefix, OPERATOR, SERVICES, type SignerName } from '@ccm/contracts';
 import { generateKeys, loadIdentity, type Identity } from '@ccm/keys';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { inboxPrefix } from '@ccm/contracts';
 import { startNatsServer, type RunningNats } from './nats-server.js';
 import { startPostgres, type RunningPostgres } from './postgres.js';
 
