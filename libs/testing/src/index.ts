@@ -1,5 +1,5 @@
 export { freePort } from './ports.js';
-export { pollUntil, PollTimeoutError, type PollOptions } from './poll.js';
+export { PollAbortError, pollUntil, PollTimeoutError, type PollOptions } from './poll.js';
 export {
   ensureNatsServer,
   startNatsServer,

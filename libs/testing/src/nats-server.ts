@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
-import { pollUntil } from './poll.js';
+import { PollAbortError, pollUntil } from './poll.js';
 
 /** Where Debian's `nats-server` package puts the binary, then PATH. */
 const CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
@@ -60,6 +60,8 @@ export interface NatsServerOptions {
   /** State dir; a fresh temp dir when omitted (and removed on stop). */
   dir?: string;
   port?: number;
+  /** Where the client port comes from when `port` is not given (default: ask the kernel for a free one). */
+  pickPort?: (host: string) => Promise<number>;
   /**
    * Address the client port listens on (default 127.0.0.1). Tests that run services in network
    * namespaces give the root-side address of a link they created, so only those namespaces reach it.
@@ -87,7 +89,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
   const host = opts.listenHost ?? '127.0.0.1';
   await mkdir(join(dir, 'jetstream'), { recursive: true });
   for (let attempt = 0; ; attempt++) {
-    const port = opts.port ?? (await freePort(host));
+    const port = opts.port ?? (await (opts.pickPort ?? freePort)(host));
     const monitorPort = await freePort();
     const conf = join(dir, 'nats.conf');
     await writeFile(
@@ -119,7 +121,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
       await pollUntil(
         'nats-server /healthz',
         async () => {
-          if (exited) throw new Error(`nats-server exited: ${stderr.trim()}`);
+          if (exited) throw new PollAbortError(`nats-server exited: ${stderr.trim()}`);
           const res = await fetch(`http://127.0.0.1:${monitorPort}/healthz`);
           return res.ok;
         },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pollUntil, PollTimeoutError } from './poll.js';
+import { PollAbortError, pollUntil, PollTimeoutError } from './poll.js';
 
 describe('pollUntil', () => {
   it('returns the first accepted value', async () => {
@@ -23,5 +23,20 @@ describe('pollUntil', () => {
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PollTimeoutError);
     expect((err as PollTimeoutError).last).toBe('nope');
+  });
+
+  it('stops at once when the probe throws PollAbortError, long before the deadline', async () => {
+    let calls = 0;
+    const err = await pollUntil(
+      'a process that has exited',
+      () => {
+        calls++;
+        throw new PollAbortError('exited with status 1');
+      },
+      Boolean,
+      { timeoutMs: 60_000, intervalMs: 1 },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PollAbortError);
+    expect(calls).toBe(1);
   });
 });

@@ -10,6 +10,14 @@ export class PollTimeoutError extends Error {
   }
 }
 
+/**
+ * Thrown by a probe when waiting longer cannot help (the process it waits for has exited): pollUntil
+ * rethrows it at once instead of polling out the deadline.
+ */
+export class PollAbortError extends Error {
+  override readonly name = 'PollAbortError';
+}
+
 function describe(v: unknown): string {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
   try {
@@ -57,6 +65,7 @@ export async function pollUntil<T>(
       last = v;
       if (done(v)) return v;
     } catch (err) {
+      if (err instanceof PollAbortError) throw err;
       last = err;
     }
     if (Date.now() > deadline) throw new PollTimeoutError(what, timeoutMs, last);

