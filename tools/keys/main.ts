@@ -4,26 +4,44 @@
  * key per CCM identity, the trust store, and the nats-server authorization include whose permissions
  * let each service use only its own subjects.
  *
- *   node dist/tools/keys/main.js --out DIR [--host-id ID ...]   (one pinned host-agent identity per host)
+ *   node dist/tools/keys/main.js --out DIR [--host-id ID ...] [--deploy-dir DIR]
+ *
+ * Each --host-id also makes a host-agent identity pinned to that host's command subjects
+ * (`host-agent@<id>`). --deploy-dir also splits the
+ * keys into one dir per service identity (its own secrets and the trust store) and `nats/` (the
+ * authorization include), for deployments that give each process only its own dir; the operator key is
+ * not copied there.
  */
 import { parseArgs } from 'node:util';
 import { OPERATOR, SERVICES } from '@ccm/contracts';
-import { generateKeys } from '@ccm/keys';
+import { deployKeys, generateKeys, identitiesIn } from '@ccm/keys';
 
 try {
   const { values } = parseArgs({
-    options: { out: { type: 'string' }, 'host-id': { type: 'string' } },
+    options: {
+      out: { type: 'string' },
+      'host-id': { type: 'string', multiple: true },
+      'deploy-dir': { type: 'string' },
+    },
     strict: true,
   });
   if (!values.out) throw new Error('--out DIR is required');
   const { trust, natsAuthFile } = await generateKeys(values.out, {
     signers: [...SERVICES, OPERATOR],
-    hostId: values['host-id'],
+    hostIds: values['host-id'] ?? [],
   });
   process.stdout.write(
     `keys for ${Object.keys(trust).length} identities in ${values.out}\nnats-server include: ${natsAuthFile}\n`,
   );
+  const deployDir = values['deploy-dir'];
+  if (deployDir) {
+    const services = (await identitiesIn(values.out)).filter((id) => id !== OPERATOR);
+    await deployKeys(values.out, deployDir, services);
+    process.stdout.write(`one dir per identity in ${deployDir}: ${services.join(', ')}, nats\n`);
+  }
 } catch (err) {
-  process.stderr.write(`ccm-keys: ${(err as Error).message}\nusage: ccm-keys --out DIR [--host-id ID ...]\n`);
+  process.stderr.write(
+    `ccm-keys: ${(err as Error).message}\nusage: ccm-keys --out DIR [--host-id ID ...] [--deploy-dir DIR]\n`,
+  );
   process.exit(2);
 }

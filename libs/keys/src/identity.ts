@@ -51,7 +51,8 @@ export function keyIdOf(publicKey: KeyObject): string {
 
 const natsSeedFile = (dir: string, name: string) => join(dir, `${name}.nk`);
 const signingKeyFile = (dir: string, name: string) => join(dir, `${name}.sign.pem`);
-const TRUST_FILE = 'trust.json';
+/** The public trust store: keyId → signer (and host scope). */
+export const TRUST_FILE = 'trust.json';
 /** The nats-server include file with one NKEY user per identity and its permissions. */
 export const NATS_AUTH_FILE = 'nats-auth.conf';
 

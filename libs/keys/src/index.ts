@@ -9,3 +9,4 @@ export {
   type TrustedKey,
   type GenerateKeysOptions,
 } from './identity.js';
+export { deployKeys, identitiesIn } from './deploy.js';
