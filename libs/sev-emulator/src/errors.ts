@@ -66,6 +66,53 @@ export class SevStateStoreError extends SevFirmwareError {
   }
 }
 
+/** Why a guest context export or import was refused: the `reason` of {@link SevGuestContextError}. */
+export type SevGuestContextFault =
+  /** Shorter than its header says. */
+  | 'truncated'
+  /** Not a sealed guest context (wrong magic, non-zero reserved field, trailing bytes, bad body). */
+  | 'malformed'
+  /** A format version this firmware does not read. */
+  | 'version'
+  /** Sealed by another chip. */
+  | 'foreign-platform'
+  /** The seal does not verify: the bytes were changed. */
+  | 'integrity'
+  /** A live guest already has the context's handle. */
+  | 'handle-in-use'
+  /** A live guest holds the context's ASID, or it awaits DF_FLUSH. */
+  | 'asid-in-use'
+  /** No guest context is left (the platform's ASID count). */
+  | 'no-room'
+  /** The platform is not INIT or WORKING. */
+  | 'platform-state'
+  /** The guest is in a state or of a kind that is not exported (see `exportGuest`). */
+  | 'not-exportable';
+
+/**
+ * A guest context export or import was refused. `fault` (also `reason`) says why; `code` is the
+ * status the firmware answers with (`SECURE_DATA_INVALID` for a changed or foreign context,
+ * `INVALID_LENGTH`, `UNSUPPORTED`, `ASID_OWNED`, …).
+ */
+export class SevGuestContextError extends SevFirmwareError {
+  constructor(
+    readonly fault: SevGuestContextFault,
+    code: SevStatusName,
+    detail: string,
+    options: { readonly cause?: unknown } = {},
+  ) {
+    super(code, undefined, `guest context: ${detail}`, { ...options, reason: fault });
+  }
+}
+
+/** True for a refused guest context export or import; with `fault`, only for that cause. */
+export function isSevGuestContextError(
+  err: unknown,
+  fault?: SevGuestContextFault,
+): err is SevGuestContextError {
+  return err instanceof SevGuestContextError && (fault === undefined || err.fault === fault);
+}
+
 /** True for every emulator error; with `code`, only for that status. */
 export function isSevFirmwareError(err: unknown, code?: SevStatusName): err is SevFirmwareError {
   return err instanceof SevFirmwareError && (code === undefined || err.code === code);

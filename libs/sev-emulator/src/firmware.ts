@@ -157,6 +157,17 @@ export class Firmware {
     return ctx;
   }
 
+  /**
+   * Takes back a context that was kept sealed outside the firmware (`importGuest`), under its own handle
+   * and ASID; the caller checked both are free. Later handles never reuse it.
+   */
+  insertGuest(ctx: GuestContext): void {
+    this.guests.set(ctx.handle, ctx);
+    if (ctx.asid !== undefined) this.asidOwner.set(ctx.asid, ctx.handle);
+    this.#nextHandle = Math.max(this.#nextHandle, ctx.handle + 1);
+    this.platformState = 'WORKING';
+  }
+
   /** Drops a context (DECOMMISSION, SHUTDOWN); the platform returns to INIT with the last one. */
   removeGuest(handle: number): void {
     const ctx = this.guests.get(handle);

@@ -34,9 +34,13 @@ export { EMULATED_CPUID, EMULATED_REPORT_VERSION } from './commands/snp-report.j
 export {
   SevFirmwareError,
   SevFirmwareLengthError,
+  SevGuestContextError,
   SevStateStoreError,
   isSevFirmwareError,
+  isSevGuestContextError,
+  type SevGuestContextFault,
 } from './errors.js';
+export { readGuestContextFile, writeGuestContextFile } from './store/context-file.js';
 export {
   SEV_COMMAND,
   SEV_GUEST_STATE,

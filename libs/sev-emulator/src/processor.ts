@@ -1,5 +1,6 @@
 import type { SevCertificateChain, SevRandomSource, TcbVersion } from '@ccm/sev';
 import * as admin from './commands/guest-admin.js';
+import * as context from './commands/guest-context.js';
 import * as launch from './commands/launch.js';
 import type { GuestPacketInput } from './commands/packets.js';
 import * as platform from './commands/platform.js';
@@ -193,6 +194,27 @@ export class SoftwareSecureProcessor {
   /** DBG_ENCRYPT (refused under NODBG). */
   dbgEncrypt(guest: GuestRef, gpa: number, bytes: Uint8Array): void {
     admin.dbgEncrypt(this.#fw, guest, gpa, bytes);
+  }
+
+  // ── guest contexts kept outside the firmware ─────────────────────────────────────────────────────
+
+  /**
+   * The guest's context sealed for safekeeping outside this process (format in
+   * `commands/guest-context.ts`): AES-256-GCM under a key derived from the chip secret, bound to this
+   * chip. The guest stays in the firmware unchanged. SEV and SEV-ES guests in LSECRET, RUNNING, SUPDATE,
+   * RUPDATE or SENT; LUPDATE and SNP guests are refused (`SevGuestContextError`, `not-exportable`).
+   */
+  exportGuest(guest: GuestRef): Buffer {
+    return context.exportGuest(this.#fw, guest);
+  }
+
+  /**
+   * Takes back a context {@link exportGuest} sealed on this chip, in the state, handle and ASID it had
+   * (as if the firmware had held it all along). Refused with `SevGuestContextError`: truncated,
+   * malformed, another format version, sealed by another chip, changed, handle or ASID in use.
+   */
+  importGuest(sealed: Uint8Array): SevGuest {
+    return new SevGuest(this.#fw, context.importGuest(this.#fw, sealed));
   }
 
   // ── SEV / SEV-ES launch ──────────────────────────────────────────────────────────────────────────

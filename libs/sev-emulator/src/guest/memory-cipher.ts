@@ -2,6 +2,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 
 /** Granule of memory encryption: one AES block. */
 export const MEMORY_BLOCK_SIZE = 16;
+/** Size of a VEK's key material: the AES key and the tweak key. */
+export const VEK_SIZE = 32;
 
 function ecb(encrypt: boolean, key: Uint8Array, data: Buffer): Buffer {
   const c = encrypt ? createCipheriv('aes-128-ecb', key, null) : createDecipheriv('aes-128-ecb', key, null);
@@ -32,6 +34,20 @@ export class MemoryEncryptionKey {
   /** A fresh random VEK (LAUNCH_START, RECEIVE_START, SNP_LAUNCH_START). */
   static generate(): MemoryEncryptionKey {
     return new MemoryEncryptionKey(randomBytes(16), randomBytes(16));
+  }
+
+  /**
+   * The key material, only for sealing a guest context under the chip's context key (`exportGuest`):
+   * the VEK leaves the firmware in no other form.
+   */
+  sealableBytes(): Buffer {
+    return Buffer.concat([this.#k1, this.#k2]);
+  }
+
+  /** The VEK of an imported guest context ({@link sealableBytes} after the seal was checked). */
+  static fromSealedBytes(bytes: Uint8Array): MemoryEncryptionKey {
+    if (bytes.length !== VEK_SIZE) throw new RangeError(`a VEK is ${VEK_SIZE} bytes, got ${bytes.length}`);
+    return new MemoryEncryptionKey(Buffer.from(bytes.subarray(0, 16)), Buffer.from(bytes.subarray(16)));
   }
 
   #tweaks(address: number, length: number): Buffer {

@@ -2,7 +2,15 @@ import { MEMORY_BLOCK_SIZE, type MemoryEncryptionKey } from './memory-cipher.js'
 
 /** Guest page size. */
 export const PAGE_SIZE = 4096;
-const BLOCKS_PER_PAGE = PAGE_SIZE / MEMORY_BLOCK_SIZE;
+/** 16-byte blocks per page: the granule of the private/shared flags. */
+export const BLOCKS_PER_PAGE = PAGE_SIZE / MEMORY_BLOCK_SIZE;
+
+/** One touched page as a guest context export holds it (plaintext of private blocks, flags per block). */
+export interface GuestPageImage {
+  readonly index: number;
+  readonly data: Buffer;
+  readonly priv: Uint8Array;
+}
 /** Pages per backing allocation. */
 const SLAB_PAGES = 256;
 
@@ -106,6 +114,32 @@ export class GuestMemory {
       if (!page || page.priv[(a % PAGE_SIZE) / MEMORY_BLOCK_SIZE] === 0) return false;
     }
     return true;
+  }
+
+  /** Every page ever written, in address order (for a context export; the buffers are live views). */
+  *touchedPages(): Generator<GuestPageImage> {
+    for (const index of [...this.#pages.keys()].sort((a, b) => a - b)) {
+      const page = this.#pages.get(index) as Page;
+      yield { index, data: page.data, priv: page.priv };
+    }
+  }
+
+  /** Puts back one page of an imported context (the page must not exist yet). */
+  restorePage(image: GuestPageImage): void {
+    if (image.index < 0 || (image.index + 1) * PAGE_SIZE > this.size || this.#pages.has(image.index)) {
+      throw new RangeError(`page ${image.index} is outside the guest or given twice`);
+    }
+    if (image.data.length !== PAGE_SIZE || image.priv.length !== BLOCKS_PER_PAGE) {
+      throw new RangeError(`page ${image.index} has the wrong size`);
+    }
+    let privCount = 0;
+    for (const flag of image.priv) {
+      if (flag > 1) throw new RangeError(`page ${image.index} has a bad block flag`);
+      privCount += flag;
+    }
+    const data = this.#newPage();
+    data.set(image.data);
+    this.#pages.set(image.index, { data, priv: Uint8Array.from(image.priv), privCount });
   }
 
   /** Splits a block-aligned range at page boundaries. */

@@ -51,6 +51,18 @@ export function deriveVcek(secret: Uint8Array, tcb: TcbVersion) {
   return deriveP384(secret, 'sev-versioned-chip-endorsement-key', encodeTcbVersion(tcb));
 }
 
+/** Size of the key that seals exported guest contexts (AES-256-GCM). */
+export const CONTEXT_KEY_SIZE = 32;
+
+/**
+ * The key that seals guest contexts the firmware hands out for safekeeping (`exportGuest`): derived from
+ * the fused secret like the CEK, so it survives every reset, never exists off the chip, and a context
+ * sealed by one chip opens on no other.
+ */
+export function deriveContextKey(secret: Uint8Array): Buffer {
+  return sevKdf(secret, 'ccm-guest-context-sealing-key', new Uint8Array(0), CONTEXT_KEY_SIZE);
+}
+
 /**
  * CHIP_ID as GET_ID and SNP reports show it: 64 bytes, of which Turin-class parts use only the first 8
  * (the rest zero, which is how verifiers tell a Turin v2 report apart).

@@ -18,7 +18,7 @@ import {
 import { SevStateStoreError } from '../errors.js';
 import type { LabAuthority } from '../lab/lab-authority.js';
 import { field, type StateFiles } from '../store/state-files.js';
-import { CHIP_SECRET_SIZE, deriveCek, deriveChipId, deriveVcek } from './chip.js';
+import { CHIP_SECRET_SIZE, deriveCek, deriveChipId, deriveContextKey, deriveVcek } from './chip.js';
 import { generateSelfOwnedIdentity, loadIdentity, type PlatformIdentity, saveIdentity } from './identity.js';
 import { trustAnchorsOf } from '../lab/trust.js';
 
@@ -53,6 +53,8 @@ export interface PlatformState {
   readonly files: StateFiles;
   readonly config: PlatformConfig;
   readonly chipId: Buffer;
+  /** Seals exported guest contexts (derived from the chip secret, never stored). */
+  readonly contextKey: Buffer;
   readonly cek: { readonly cert: SevCertificate; readonly key: KeyObject };
   readonly vcek: { readonly cert: X509Certificate; readonly key: KeyObject };
   readonly ark: AmdSigningKeyCertificate;
@@ -126,6 +128,7 @@ export function createPlatformState(
     files,
     config,
     chipId,
+    contextKey: deriveContextKey(secret),
     cek: { cert: cekCert, key: cek.privateKey },
     vcek: { cert: vcekCert, key: vcek.privateKey },
     ark: lab.ark,
@@ -162,6 +165,7 @@ export function openPlatformState(files: StateFiles): PlatformState {
     files,
     config,
     chipId: deriveChipId(secret, config.generation),
+    contextKey: deriveContextKey(secret),
     cek: { cert: read('cek.cert', decodeSevCertificate), key: cek.privateKey },
     vcek: { cert: read('vcek.pem', (b) => new X509Certificate(b)), key: vcek.privateKey },
     ark: read('ark.cert', decodeAmdCertificate),
