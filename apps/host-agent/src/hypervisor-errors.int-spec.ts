@@ -1,7 +1,6 @@
 import { join } from 'node:path';
-import { isCcmError, type CcmError } from '@ccm/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { ccmFailure as failure, inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
 
 /**
  * A hypervisor that misbehaves gives typed errors, never a hang or an INTERNAL: a QEMU that dies at
@@ -14,14 +13,6 @@ const SPEC = { memoryMiB: 64, kernel: FAKE_QEMU };
 
 describe('typed errors from a misbehaving hypervisor', () => {
   let h: InProcessHosts;
-  const failure = async (p: Promise<unknown>): Promise<CcmError> => {
-    const err = await p.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    if (!isCcmError(err)) throw new Error(`expected a CcmError, got ${String(err)}`);
-    return err;
-  };
   const launch = (vmId: string, mode: string, key?: string) => {
     process.env['CCM_FAKE_QEMU_MODE'] = mode;
     return h.client.send(HOST, 'launch', { vmId, spec: SPEC }, { key });

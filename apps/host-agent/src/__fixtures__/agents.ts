@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
+import { isCcmError, type CcmError } from '@ccm/contracts';
 import { createServiceApp } from '@ccm/runtime';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { PollAbortError, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { hostAgent } from '../app.js';
 import { isVmProcess } from '../drivers/vm-process.js';
@@ -28,6 +31,16 @@ export function counterReaches(serialLog: string, n: number, timeoutMs = 20_000)
       intervalMs: 50,
     },
   );
+}
+
+/** The typed error a command's promise rejects with (fails the test if it resolves or throws another). */
+export async function ccmFailure(p: Promise<unknown>): Promise<CcmError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!isCcmError(err)) throw new Error(`expected a CcmError, got ${String(err)}`);
+  return err;
 }
 
 /** Host-agents running in this test process against one throw-away stack. */
@@ -85,6 +98,70 @@ export async function inProcessHosts(
     },
   };
   return hosts;
+}
+
+/** A host-agent running as its own process, which a test can kill like a crash. */
+export interface AgentProcess {
+  readonly pid: number;
+  /** SIGKILL, then waits until it is gone. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts `hostId` of `hosts` as its own process from the built agent (dist/, which the test run's
+ * global setup compiles), with the same environment {@link InProcessHosts.start} would give it, and
+ * waits until it answers `platform`. Its output goes to `<runRoot>/<hostId>.agent.log`.
+ */
+export async function startAgentProcess(
+  hosts: InProcessHosts,
+  hostId: string,
+  common: Record<string, string>,
+): Promise<AgentProcess> {
+  const entry = resolve(
+    import.meta.dirname,
+    '..',
+    '..',
+    '..',
+    '..',
+    'dist',
+    'apps',
+    'host-agent',
+    'src',
+    'main.js',
+  );
+  const env = hosts.stack.env({
+    CCM_HOST_ID: hostId,
+    CCM_INSTANCE_ID: `${hostId}-process`,
+    CCM_RUN_DIR: join(hosts.runRoot, hostId),
+    ...common,
+  });
+  const log = openSync(join(hosts.runRoot, `${hostId}.agent.log`), 'a');
+  const child = spawn(process.execPath, [entry], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const kill = async (): Promise<void> => {
+    if (!gone) child.kill('SIGKILL');
+    await exited;
+  };
+  await pollUntil(
+    `host-agent ${hostId} (pid ${child.pid}) to answer`,
+    () => {
+      if (gone)
+        throw new PollAbortError(`host-agent ${hostId} exited before it answered: see ${hosts.runRoot}`);
+      return hosts.client.send(hostId, 'platform', {}, { timeoutMs: 1_000 }).catch(() => undefined);
+    },
+    Boolean,
+    { timeoutMs: 60_000, intervalMs: 200 },
+  ).catch(async (err: unknown) => {
+    await kill();
+    throw err;
+  });
+  return { pid: child.pid!, kill };
 }
 
 /** Kills every VM process left under `runRoot` (`<host>/vms/<vm>/vm.pid`): agents leave VMs running. */

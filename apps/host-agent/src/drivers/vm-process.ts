@@ -13,7 +13,12 @@ export interface VmPaths {
   stderrLog: string;
   /** What the VM was started with (written before the process starts). */
   specFile: string;
+  /** The sealed SEV context of an emulated launch (QEMU without SEV firmware), 0600. */
+  sevContext: string;
 }
+
+/** File name of {@link VmPaths.sevContext}. */
+export const SEV_CONTEXT_FILE = 'sev-context.bin';
 
 export function vmPaths(runDir: string): VmPaths {
   return {
@@ -23,6 +28,7 @@ export function vmPaths(runDir: string): VmPaths {
     serialLog: join(runDir, 'serial.log'),
     stderrLog: join(runDir, 'qemu.stderr.log'),
     specFile: join(runDir, 'spec.json'),
+    sevContext: join(runDir, SEV_CONTEXT_FILE),
   };
 }
 

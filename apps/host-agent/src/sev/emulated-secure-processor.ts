@@ -1,9 +1,24 @@
+import { rmSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type SevChainBase64 } from '@ccm/contracts';
-import { LabAuthority, SoftwareSecureProcessor, sendTargetFromQemu, type SevGuest } from '@ccm/sev-emulator';
+import {
+  isSevFirmwareError,
+  isSevGuestContextError,
+  LabAuthority,
+  readGuestContextFile,
+  SoftwareSecureProcessor,
+  sendTargetFromQemu,
+  type SevGuest,
+  writeGuestContextFile,
+} from '@ccm/sev-emulator';
 import { type SevPlatformVersion } from '@ccm/sev';
-import { type AgentSevLaunch, type SecureProcessor } from './secure-processor.js';
+import {
+  type AgentSevLaunch,
+  type AgentSevRestore,
+  type SecureProcessor,
+  type SevContextLoss,
+} from './secure-processor.js';
 
 const PAGE = 4096;
 const alignUp = (n: number, to: number): number => Math.ceil(n / to) * to;
@@ -57,7 +72,9 @@ async function withDirLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
  * The software secure processor as this host's SEV, for the agent's own use: the platform identity,
  * and launches of QEMU guests on a host without SEV firmware. Such a guest's emulator context holds a
  * model of the guest's memory with what the launch measured (the firmware image, then the SEV hashes
- * table of kernel, initrd and command line) and a page for the secret LAUNCH_SECRET delivers.
+ * table of kernel, initrd and command line) and a page for the secret LAUNCH_SECRET delivers (the last
+ * page). The context is kept sealed in the VM's runtime dir after every state change, as the AMD-SP
+ * would keep holding it, so a restarted agent takes it back ({@link restore}).
  */
 export class EmulatedSecureProcessor implements SecureProcessor {
   readonly mode = 'emulated' as const;
@@ -102,7 +119,30 @@ export class EmulatedSecureProcessor implements SecureProcessor {
       this.release(guest);
       throw err;
     }
-    return new EmulatedLaunch(this.sp, guest, secretGpa, () => this.release(guest));
+    return new EmulatedLaunch(this.sp, guest, input.contextFile, () => this.release(guest));
+  }
+
+  restore(input: { vmId: string; contextFile: string }): AgentSevRestore {
+    try {
+      const sealed = readGuestContextFile(input.contextFile);
+      if (!sealed) {
+        const detail = `no sealed context at ${input.contextFile} (the launch was never measured, or the file was removed)`;
+        return { lost: { reason: 'context-missing', detail } };
+      }
+      const guest = this.sp.importGuest(sealed);
+      return { launch: new EmulatedLaunch(this.sp, guest, input.contextFile, () => this.release(guest)) };
+    } catch (err) {
+      // Never a crash of the adoption: whatever the file holds, the VM runs on without its context.
+      const loss: SevContextLoss = isSevFirmwareError(err)
+        ? {
+            reason: 'context-refused',
+            fault: isSevGuestContextError(err) ? err.fault : err.reason,
+            status: err.code,
+            detail: err.message,
+          }
+        : { reason: 'context-refused', detail: (err as Error)?.message ?? String(err) };
+      return { lost: loss };
+    }
   }
 
   private release(guest: SevGuest): void {
@@ -123,25 +163,47 @@ export class EmulatedSecureProcessor implements SecureProcessor {
   }
 }
 
-/** One QEMU guest's launch (and later SEND_START) on the software secure processor. */
+/**
+ * One QEMU guest's launch (and later SEND_START) on the software secure processor. Each step that
+ * changes the context's state rewrites its sealed copy before it returns.
+ */
 class EmulatedLaunch implements AgentSevLaunch {
+  /** The secret page: the last page of the modelled memory (see {@link EmulatedSecureProcessor.launch}). */
+  readonly secretGpa: number;
+
   constructor(
     private readonly sp: SoftwareSecureProcessor,
     readonly guest: SevGuest,
-    readonly secretGpa: number,
-    readonly close: () => void,
-  ) {}
+    private readonly contextFile: string,
+    private readonly release: () => void,
+  ) {
+    this.secretGpa = guest.host.size - PAGE;
+  }
+
+  get state(): string {
+    return this.guest.state;
+  }
+
+  /** Keeps the context sealed beside the VM (atomic, 0600). */
+  private persist(): void {
+    writeGuestContextFile(this.contextFile, this.sp.exportGuest(this.guest));
+  }
 
   measure(): Buffer {
-    return this.sp.launchMeasure(this.guest).blob;
+    const { blob } = this.sp.launchMeasure(this.guest);
+    this.persist();
+    return blob;
   }
 
   injectSecret(header: Buffer, ciphertext: Buffer, gpa?: number): void {
     this.sp.launchSecret(this.guest, { header, data: ciphertext, gpa: gpa ?? this.secretGpa });
+    this.persist();
   }
 
   finish(): void {
-    if (this.guest.state === 'LSECRET') this.sp.launchFinish(this.guest);
+    if (this.guest.state !== 'LSECRET') return;
+    this.sp.launchFinish(this.guest);
+    this.persist();
   }
 
   sendStart(target: SevChainBase64): void {
@@ -154,15 +216,22 @@ class EmulatedLaunch implements AgentSevLaunch {
         'sev-amd-cert': target.amdCert,
       }),
     );
+    this.persist();
   }
 
   sendEnd(completed: boolean): void {
     if (this.guest.state !== 'SUPDATE') return;
     if (completed) this.sp.sendFinish(this.guest);
     else this.sp.sendCancel(this.guest);
+    this.persist();
   }
 
   secretArea(length: number): Buffer {
     return this.guest.inGuest().memory.read(this.secretGpa, length);
+  }
+
+  close(): void {
+    this.release();
+    rmSync(this.contextFile, { force: true });
   }
 }

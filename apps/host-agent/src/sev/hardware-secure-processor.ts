@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type SevChainBase64 } from '@ccm/contracts';
 import { QemuStartError, QmpClient, type SevCapability } from '@ccm/qmp';
 import { decodeAmdCaChain, decodeQemuSevCapabilities, type SevPlatformVersion } from '@ccm/sev';
-import { type AgentSevLaunch, type SecureProcessor } from './secure-processor.js';
+import { type AgentSevLaunch, type AgentSevRestore, type SecureProcessor } from './secure-processor.js';
 
 /** How long the probe QEMU may take to answer. */
 export const SEV_PROBE_TIMEOUT_MS = 15_000;
@@ -96,6 +96,10 @@ export class HardwareSecureProcessor implements SecureProcessor {
 
   launch(): AgentSevLaunch {
     throw new Error('with SEV firmware the launch runs in the firmware, through QEMU');
+  }
+
+  restore(): AgentSevRestore {
+    throw new Error('with SEV firmware the guest context stays in the firmware');
   }
 
   close(): Promise<void> {

@@ -22,12 +22,40 @@ export interface SecureProcessor {
     godh: Buffer;
     session: Buffer;
     regions: readonly Uint8Array[];
+    /** Where the sealed context is kept while the VM exists (in its runtime dir). */
+    contextFile: string;
   }): AgentSevLaunch;
+  /**
+   * After an agent restart (emulated SEV only): the context of a VM's launch back from the file
+   * {@link launch} kept it in, or why it cannot be (the VM runs on; SEV migration is refused).
+   */
+  restore(input: { vmId: string; contextFile: string }): AgentSevRestore;
   close(): Promise<void>;
 }
 
-/** One guest's SEV context on the software secure processor, driven by the agent. */
+/** Why a VM's emulated SEV context could not be restored after an agent restart. */
+export interface SevContextLoss {
+  /** `context-missing`: no sealed context file; `context-refused`: the emulator refused the file. */
+  readonly reason: 'context-missing' | 'context-refused';
+  /** For `context-refused`: the emulator's fault (`integrity`, `foreign-platform`, `truncated`, …). */
+  readonly fault?: string;
+  /** For `context-refused`: the firmware status it answered with. */
+  readonly status?: string;
+  /** What went wrong, for an operator. */
+  readonly detail: string;
+}
+
+/** The outcome of {@link SecureProcessor.restore}. */
+export type AgentSevRestore = { readonly launch: AgentSevLaunch } | { readonly lost: SevContextLoss };
+
+/**
+ * One guest's SEV context on the software secure processor, driven by the agent. Every step that
+ * changes the context's state also rewrites its sealed copy, so a restarted agent finds it as the
+ * firmware would still hold it.
+ */
 export interface AgentSevLaunch {
+  /** The context's guest state (LSECRET, RUNNING, SUPDATE, SENT, …). */
+  readonly state: string;
   /** LAUNCH_MEASURE: MEASURE ‖ MNONCE (48 bytes). */
   measure(): Buffer;
   /** LAUNCH_SECRET: check the packet's MAC against this launch and place the secret. */
@@ -40,6 +68,6 @@ export interface AgentSevLaunch {
   sendEnd(completed: boolean): void;
   /** The guest's secret area as the emulator models it (what the guest reads there). */
   secretArea(length: number): Buffer;
-  /** DEACTIVATE and DECOMMISSION. */
+  /** DEACTIVATE and DECOMMISSION; the sealed copy is removed. */
   close(): void;
 }

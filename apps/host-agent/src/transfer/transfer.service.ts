@@ -233,10 +233,20 @@ export class TransferService implements BeforeApplicationShutdown {
       return;
     }
     if (!vm.agentSev) {
+      const lost = vm.agentSevLost;
       throw new CcmError(
         HostErrorCodes.SevUnavailable,
-        `the SEV context of ${vm.vmId} is gone (the agent restarted since its launch): it cannot be sent`,
-        { retryable: false, details: { effect: 'none' } },
+        lost
+          ? `the SEV context of ${vm.vmId} was not restored after the agent restarted (${lost.reason}): ${lost.detail}`
+          : `VM ${vm.vmId} has no SEV context on this host's secure processor: it cannot be sent`,
+        {
+          retryable: false,
+          details: {
+            effect: 'none',
+            reason: lost?.reason ?? 'no-context',
+            ...(lost?.fault ? { fault: lost.fault } : {}),
+          },
+        },
       );
     }
     vm.agentSev.sendStart(target);

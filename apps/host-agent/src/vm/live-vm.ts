@@ -1,6 +1,6 @@
 import { type VmPhase } from '@ccm/contracts';
 import { type VmProcess } from '../drivers/vm-process.js';
-import { type AgentSevLaunch } from '../sev/secure-processor.js';
+import { type AgentSevLaunch, type SevContextLoss } from '../sev/secure-processor.js';
 import { type VmRecord } from '../store/records.js';
 import { StateCell } from '../store/state-cell.js';
 
@@ -12,6 +12,8 @@ export class LiveVm {
   proc?: VmProcess;
   /** The agent-side SEV launch, for QEMU on a host without SEV firmware. */
   agentSev?: AgentSevLaunch;
+  /** Why {@link agentSev} is missing after a restart (its sealed context was not there or was refused). */
+  agentSevLost?: SevContextLoss;
   /** Set before the agent ends the process itself: the final phase and reason to record. */
   expectedExit?: { phase: VmPhase; reason: string };
   /** Why the process is about to end, learnt from QMP (e.g. the guest shut down). */

@@ -17,7 +17,14 @@ import { buildSevKernelHashesTable } from '@ccm/sev';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { hostRunDir, type HostAgentConfig } from '../config.js';
 import { type HypervisorDriver } from '../drivers/driver.js';
-import { adoptVmProcess, readPid, vmPaths, type VmExit, type VmProcess } from '../drivers/vm-process.js';
+import {
+  adoptVmProcess,
+  readPid,
+  SEV_CONTEXT_FILE,
+  vmPaths,
+  type VmExit,
+  type VmProcess,
+} from '../drivers/vm-process.js';
 import { conflict, notFound, toCcmError } from '../errors.js';
 import { SevService } from '../sev/sev.service.js';
 import { HostStore } from '../store/host-store.js';
@@ -42,7 +49,7 @@ export interface VmSpecFile {
 }
 
 /** Files removed when a VM ends; its logs stay for post-mortems until the id is used again. */
-const RUNTIME_FILES = ['qmp.sock', 'vm.pid', 'spec.json', 'godh.b64', 'session.b64'];
+const RUNTIME_FILES = ['qmp.sock', 'vm.pid', 'spec.json', 'godh.b64', 'session.b64', SEV_CONTEXT_FILE];
 
 /**
  * The VMs of this host: launch (with the attested-launch steps), incoming destinations, pause, resume,
@@ -199,6 +206,7 @@ export class VmService implements OnApplicationShutdown {
           cmdline: spec.cmdline ?? '',
         }),
       ],
+      contextFile: vmPaths(vm.record.runDir).sevContext,
     });
     vm.agentSev = launch;
     return { blob: launch.measure().toString('base64'), platform: this.sev.processor!.version };
@@ -515,6 +523,7 @@ export class VmService implements OnApplicationShutdown {
         died.push(r.vmId);
         continue;
       }
+      this.restoreSev(vm);
       await this.attach(vm, proc);
       const phase: VmPhase | undefined =
         status.status === 'running'
@@ -529,6 +538,27 @@ export class VmService implements OnApplicationShutdown {
       adopted.push(r.vmId);
     }
     return { adopted, died };
+  }
+
+  /**
+   * An adopted VM whose SEV launch ran on the software secure processor gets its context back from the
+   * sealed copy in its runtime dir, as the firmware would still hold it. Without it the VM runs on and
+   * SEV migration is refused, saying why ({@link LiveVm.agentSevLost}).
+   */
+  private restoreSev(vm: LiveVm): void {
+    const r = vm.record;
+    const sp = this.sev.processor;
+    if (!r.sev || r.origin !== 'local' || this.driver.firmwareSev || sp?.mode !== 'emulated') return;
+    const restored = sp.restore({ vmId: r.vmId, contextFile: vmPaths(r.runDir).sevContext });
+    if ('launch' in restored) {
+      vm.agentSev = restored.launch;
+      this.log.log(`VM ${r.vmId}: SEV context restored (${restored.launch.state})`);
+      return;
+    }
+    vm.agentSevLost = restored.lost;
+    this.log.warn(
+      `VM ${r.vmId}: SEV context not restored (${restored.lost.reason}): ${restored.lost.detail}`,
+    );
   }
 
   /** Drain: stop watching, leave every VM running for the next agent to adopt. */
