@@ -1,10 +1,12 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPostgres, type RunningPostgres } from '@ccm/testing';
+import { POSTGRES_LOG, pollUntil, startPostgres, type RunningPostgres } from '@ccm/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../tools/stack/service-process.js';
 import { STACK_FILE, startLocalStack } from '../../tools/stack/stack.js';
 
 function alive(pid: number | undefined): boolean {
@@ -22,6 +24,8 @@ describe('the local stack launcher', () => {
   let external: RunningPostgres;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ccm-stack-e2e-'));
+    // The embedded Postgres runs as the postgres user when we are root: it must be able to enter.
+    await chmod(dir, 0o755);
     external = await startPostgres();
   });
   afterAll(async () => {
@@ -58,5 +62,66 @@ describe('the local stack launcher', () => {
     for (const s of stack.services) expect((await s.exited).code).toBe(0);
     expect(pids.filter(alive)).toEqual([]);
     expect(existsSync(join(dir, 'state', STACK_FILE))).toBe(false);
+  });
+
+  it('Ctrl-C in a terminal stops every service first and the embedded Postgres last', async () => {
+    const state = join(dir, 'ctrl-c');
+    // A terminal's foreground job: its own process group, which Ctrl-C signals as a whole.
+    const launcher = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'dist/tools/stack/main.js'), '--state', state],
+      {
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    launcher.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    launcher.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    let exitCode: number | null | undefined;
+    launcher.on('exit', (code) => (exitCode = code));
+    try {
+      await pollUntil(
+        'the stack running',
+        () => out.includes('Ctrl-C stops everything') || exitCode !== undefined,
+        Boolean,
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      expect(out).toContain('Ctrl-C stops everything');
+      process.kill(-launcher.pid!, 'SIGINT');
+      await pollUntil('the launcher exited', () => exitCode !== undefined, Boolean, { timeoutMs: 60_000 });
+    } finally {
+      if (exitCode === undefined) process.kill(-launcher.pid!, 'SIGKILL');
+    }
+    expect(exitCode).toBe(0);
+
+    const logs = join(state, 'logs');
+    const stoppedAt: number[] = [];
+    for (const file of await readdir(logs)) {
+      const lines = (await readFile(join(logs, file), 'utf8'))
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map(
+          (l) =>
+            JSON.parse(l) as { level: string; message: string | { message?: string }; timestamp: number },
+        )
+        .map((l) => ({
+          ...l,
+          message: typeof l.message === 'string' ? l.message : (l.message.message ?? ''),
+        }));
+      expect(lines.filter((l) => l.level === 'error').map((l) => `${file}: ${l.message}`)).toEqual([]);
+      const stopped = lines.filter((l) => l.message === 'stopped').at(-1);
+      expect(stopped, `${file} logged 'stopped'`).toBeDefined();
+      stoppedAt.push(stopped!.timestamp);
+    }
+    expect(stoppedAt.length).toBe(5);
+    // Postgres's own log: when it was asked to shut down.
+    const pgLog = await readFile(join(state, 'postgres', POSTGRES_LOG), 'utf8');
+    const request = /^(\S+ \S+) UTC \[\d+\] LOG:\s+received fast shutdown request/m.exec(pgLog);
+    expect(request, 'Postgres received a fast shutdown request').not.toBeNull();
+    const shutdownAt = Date.parse(`${request![1].replace(' ', 'T')}Z`);
+    expect(shutdownAt).toBeGreaterThanOrEqual(Math.max(...stoppedAt));
   });
 });

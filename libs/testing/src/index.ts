@@ -7,5 +7,11 @@ export {
   type NatsServerOptions,
   type RunningNats,
 } from './nats-server.js';
-export { startPostgres, PostgresStartError, type PostgresOptions, type RunningPostgres } from './postgres.js';
+export {
+  POSTGRES_LOG,
+  startPostgres,
+  PostgresStartError,
+  type PostgresOptions,
+  type RunningPostgres,
+} from './postgres.js';
 export { startTestStack, type TestStack } from './stack.js';

