@@ -18,6 +18,8 @@ export const BASE_RETRY_DELAY_MS = 200;
 export const MAX_RETRY_DELAY_MS = 30_000;
 export const DEFAULT_ACK_WAIT_MS = 30_000;
 const NS_PER_MS = 1_000_000;
+/** Pull statuses that mean the server has lost the consumer (or its stream). */
+const LOST = new Set<string>(['consumer_deleted', 'consumer_not_found', 'stream_not_found']);
 
 export function retryDelayMs(deliveryCount: number): number {
   return Math.min(BASE_RETRY_DELAY_MS * 2 ** Math.max(0, deliveryCount - 1), MAX_RETRY_DELAY_MS);
@@ -31,6 +33,8 @@ export interface ConsumerDeps {
   jsm: JetStreamManager;
   trust: TrustStore;
   maxDeliver: number;
+  /** True once the NATS connection is closed for good: nothing to re-create a consumer on. */
+  connectionClosed?: () => boolean;
   onOutcome?: (outcome: string) => void;
   onDeadLetter?: () => void;
 }
@@ -47,6 +51,14 @@ export class DurableConsumer {
   private loop?: Promise<void>;
   private readonly inflight = new Set<Promise<void>>();
   private readonly maxDeliver: number;
+  private stopping = false;
+  /** Stream seqs delivered here and not yet acked or parked (in flight, or nak'ed for redelivery). */
+  private readonly unsettled = new Set<number>();
+  /** Highest stream seq delivered here, and the server's ack floor when we last looked. */
+  private maxSeen = 0;
+  private ackFloor = 0;
+  /** How many times the pull was re-established after the server lost the consumer. */
+  restarts = 0;
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -57,13 +69,26 @@ export class DurableConsumer {
     this.maxDeliver = opts.maxDeliver ?? deps.maxDeliver;
   }
 
+  /** Ensures the durable exists and starts pulling; a consumer lost later is re-created (see {@link run}). */
   async start(): Promise<void> {
+    await this.ensureDurable();
+    await this.pull();
+    this.loop = this.run();
+  }
+
+  /**
+   * Creates the durable, or brings an existing one to our settings; safe against a concurrent replica.
+   * A new durable starts at the stream's beginning, or at `resumeAt` when it replaces one that was lost.
+   */
+  private async ensureDurable(resumeAt?: number): Promise<void> {
     const stream = STREAMS[this.opts.stream].name;
     const config = {
       durable_name: this.opts.durable,
       filter_subject: this.opts.filterSubject,
       ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
+      ...(resumeAt
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAt }
+        : { deliver_policy: DeliverPolicy.All }),
       ack_wait: (this.opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS) * NS_PER_MS,
       // Redelivery is bounded by this class (it parks the message), so a crash on the last delivery
       // still ends in the dead-letter subject instead of a silently stuck message.
@@ -71,7 +96,8 @@ export class DurableConsumer {
       max_ack_pending: 1000,
     };
     try {
-      await this.deps.jsm.consumers.info(stream, this.opts.durable);
+      const info = await this.deps.jsm.consumers.info(stream, this.opts.durable);
+      this.ackFloor = Math.max(this.ackFloor, info.ack_floor.stream_seq);
       await this.deps.jsm.consumers.update(stream, this.opts.durable, {
         ack_wait: config.ack_wait,
         max_deliver: -1,
@@ -84,19 +110,73 @@ export class DurableConsumer {
         });
       });
     }
-    const consumer = await this.deps.js.consumers.get(stream, this.opts.durable);
-    const concurrency = this.opts.concurrency ?? 1;
-    this.messages = await consumer.consume({ max_messages: Math.max(1, concurrency) });
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
-        const p = this.process(m).finally(() => this.inflight.delete(p));
-        this.inflight.add(p);
-        if (this.inflight.size >= concurrency) await Promise.race(this.inflight);
+  }
+
+  private async pull(): Promise<void> {
+    const consumer = await this.deps.js.consumers.get(STREAMS[this.opts.stream].name, this.opts.durable);
+    const messages = await consumer.consume({ max_messages: Math.max(1, this.opts.concurrency ?? 1) });
+    this.messages = messages;
+    // The client keeps pulling from a consumer the server no longer has; end this pull so run()
+    // re-creates the durable.
+    void (async () => {
+      for await (const s of messages.status()) {
+        if (LOST.has(s.type)) {
+          this.log.warn(`consumer ${this.opts.durable}: ${s.type}`);
+          messages.stop();
+        }
       }
-    })();
+    })().catch(() => undefined);
+  }
+
+  /**
+   * Hands messages to the handler, at most `concurrency` at a time. The pull ends only when we stop
+   * or the server loses the consumer (deleted by an operator, a stream restored): then the durable is
+   * re-created and pulling resumes, with a growing pause while the server refuses, so a service never
+   * sits healthy while its consumer is gone.
+   */
+  private async run(): Promise<void> {
+    const concurrency = this.opts.concurrency ?? 1;
+    const over = () => this.stopping || (this.deps.connectionClosed?.() ?? false);
+    for (let failures = 0; !over();) {
+      try {
+        for await (const m of this.messages!) {
+          failures = 0;
+          const p = this.process(m).finally(() => this.inflight.delete(p));
+          this.inflight.add(p);
+          if (this.inflight.size >= concurrency) await Promise.race(this.inflight);
+        }
+      } catch (err) {
+        if (!over()) this.log.warn(`pulling from ${this.opts.durable} failed: ${(err as Error).message}`);
+      }
+      if (over()) break;
+      this.restarts++;
+      this.log.warn(
+        `consumer ${this.opts.durable} ended without being stopped; re-creating it from stream seq ${this.resumeAt()}`,
+      );
+      const resumeAt = this.resumeAt();
+      for (;;) {
+        try {
+          await this.ensureDurable(resumeAt);
+          await this.pull();
+          break;
+        } catch (err) {
+          failures++;
+          this.log.error(`cannot re-create consumer ${this.opts.durable}: ${(err as Error).message}`);
+          await new Promise((r) => setTimeout(r, retryDelayMs(failures)));
+          if (over()) return;
+        }
+      }
+    }
+  }
+
+  /** Where a re-created durable starts: the oldest message not settled here, else after the newest. */
+  private resumeAt(): number {
+    return this.unsettled.size ? Math.min(...this.unsettled) : Math.max(this.maxSeen, this.ackFloor) + 1;
   }
 
   private async process(m: JsMsg): Promise<void> {
+    this.unsettled.add(m.seq);
+    this.maxSeen = Math.max(this.maxSeen, m.seq);
     const deliveries = m.info.deliveryCount;
     if (deliveries > this.maxDeliver) {
       return this.park(m, `delivered ${deliveries - 1} times without success (max ${this.maxDeliver})`);
@@ -135,9 +215,16 @@ export class DurableConsumer {
       };
     }
     this.deps.onOutcome?.(outcome.kind);
-    if (outcome.kind === 'ack') await m.ackAck();
-    else if (outcome.kind === 'nak') m.nak(outcome.delayMs);
-    else await this.park(m, outcome.reason);
+    try {
+      if (outcome.kind === 'ack') {
+        await m.ackAck();
+        this.unsettled.delete(m.seq);
+      } else if (outcome.kind === 'nak') m.nak(outcome.delayMs);
+      else await this.park(m, outcome.reason);
+    } catch (err) {
+      // The server did not confirm: the message comes back after ack_wait, and handlers are idempotent.
+      this.log.warn(`${m.subject} #${m.seq}: ${outcome.kind} not confirmed: ${(err as Error).message}`);
+    }
   }
 
   private async park(m: JsMsg, reason: string): Promise<void> {
@@ -158,12 +245,14 @@ export class DurableConsumer {
       return;
     }
     this.deps.onDeadLetter?.();
+    this.unsettled.delete(m.seq);
     this.log.warn(`parked ${m.subject} #${m.seq} on the dead-letter subject: ${reason}`);
     m.term(reason.slice(0, 200));
   }
 
   /** Stops pulling, then waits for the messages in hand. */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.messages?.stop();
     await this.loop?.catch(() => undefined);
     await Promise.allSettled([...this.inflight]);

@@ -265,4 +265,27 @@ describe('messaging against a real nats-server and Postgres', () => {
     expect(parked.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
     expect(handlers.consumed.length).toBe(before);
   });
+
+  it('re-creates its durable consumer when the server loses it, and handles what comes after', async () => {
+    const handlers = app.get(ProbeHandlers);
+    const vm = await stack.connectAs('vm-lifecycle');
+    const jsm = await jetstreamManager(vm);
+    const before = handlers.consumed.length;
+    await jsm.consumers.delete(STREAMS.events.name, 'probe-events');
+    // The durable is back on the server without anybody restarting the service...
+    await pollUntil('probe-events re-created', () =>
+      jsm.consumers.info(STREAMS.events.name, 'probe-events').catch(() => undefined),
+    );
+    // ...and a message published now reaches the handler.
+    const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      type: 'ccm.vm.probed',
+      data: { poison: false },
+    });
+    await jetstream(vm).publish(PROBED('after-loss'), encodeEnvelope(env), { msgID: env.id });
+    await pollUntil('the handler to see the message', () => handlers.consumed.length > before, Boolean, {
+      timeoutMs: 15_000,
+    });
+    // It resumed where it was: nothing handled before the loss came again.
+    expect(handlers.consumed.slice(before)).toEqual([{ n: 1, deliveries: 1 }]);
+  });
 });

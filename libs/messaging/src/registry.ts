@@ -148,6 +148,7 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
         jsm: this.nats.jsm,
         trust: this.opts.trust,
         maxDeliver: this.opts.maxDeliver,
+        connectionClosed: () => this.nats.nc.isClosed(),
         onOutcome: (outcome) => this.metrics.handled.inc({ subject: o.filterSubject, outcome }),
         onDeadLetter: () => this.metrics.deadLettered.inc({ consumer: o.durable }),
       },
