@@ -96,6 +96,7 @@ describe('a migration runs every step of its saga against participants over real
       'progress on the migration',
       () => w.operator.find(id),
       (m) => m?.progress?.['round'] === 2,
+      { timeoutMs: 30_000 },
     );
     expect(during!.progress).toMatchObject({ reporter: 'container-checkpoint', bytesTransferred: 2000 });
     release();
