@@ -31,6 +31,7 @@ function describe(v: unknown): string {
 export type Truthy<T> = Exclude<T, undefined | null | false | 0 | ''>;
 
 export interface PollOptions {
+  /** Deadline (default 20 s: generous, so a slow CI machine fails only on a real hang). */
   timeoutMs?: number;
   intervalMs?: number;
 }
@@ -55,7 +56,7 @@ export async function pollUntil<T>(
   what: string,
   probe: () => T | Promise<T>,
   done: ((v: T) => boolean) | BooleanConstructor = Boolean,
-  { timeoutMs = 10_000, intervalMs = 25 }: PollOptions = {},
+  { timeoutMs = 20_000, intervalMs = 25 }: PollOptions = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
