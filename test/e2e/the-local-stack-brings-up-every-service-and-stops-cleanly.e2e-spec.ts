@@ -103,15 +103,10 @@ describe('the local stack launcher', () => {
       const lines = (await readFile(join(logs, file), 'utf8'))
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map(
-          (l) =>
-            JSON.parse(l) as { level: string; message: string | { message?: string }; timestamp: number },
-        )
-        .map((l) => ({
-          ...l,
-          message: typeof l.message === 'string' ? l.message : (l.message.message ?? ''),
-        }));
-      expect(lines.filter((l) => l.level === 'error').map((l) => `${file}: ${l.message}`)).toEqual([]);
+        .map((l) => JSON.parse(l) as { level: string; message: unknown; timestamp: number });
+      expect(
+        lines.filter((l) => l.level === 'error').map((l) => `${file}: ${JSON.stringify(l.message)}`),
+      ).toEqual([]);
       const stopped = lines.filter((l) => l.message === 'stopped').at(-1);
       expect(stopped, `${file} logged 'stopped'`).toBeDefined();
       stoppedAt.push(stopped!.timestamp);

@@ -60,12 +60,7 @@ export async function startServiceProcess(
     log?.write(chunk);
     for (const line of chunk.toString().split('\n').filter(Boolean)) {
       try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        // Nest's JSON logger nests an object message: lift its fields to the top.
-        const nested = entry['message'];
-        lines.push(
-          nested && typeof nested === 'object' ? { ...entry, ...(nested as Record<string, unknown>) } : entry,
-        );
+        lines.push(JSON.parse(line) as Record<string, unknown>);
       } catch {
         lines.push(line);
       }

@@ -43,9 +43,27 @@ export interface ServiceDefinition<S extends z.ZodObject = typeof serviceConfigS
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
+/**
+ * Nest's JSON logger, with a record's fields at the top level: `log({ message: 'ready', httpPort })`
+ * prints `{"level":"log",...,"message":"ready","httpPort":...}` rather than nesting the object under
+ * `message`, so log shippers and `jq .message` see a string. The logger's own fields win a collision.
+ */
+export class FlatJsonLogger extends ConsoleLogger {
+  protected override getJsonLogObject(
+    message: unknown,
+    options: Parameters<ConsoleLogger['getJsonLogObject']>[1],
+  ): ReturnType<ConsoleLogger['getJsonLogObject']> {
+    if (message && typeof message === 'object' && !Array.isArray(message) && !(message instanceof Error)) {
+      const { message: text, ...fields } = message as Record<string, unknown>;
+      if (typeof text === 'string') return { ...fields, ...super.getJsonLogObject(text, options) };
+    }
+    return super.getJsonLogObject(message, options);
+  }
+}
+
 /** Structured JSON logs on stdout: one object per line with level, context, message and timestamp. */
 export function jsonLogger(service: string, level: ServiceConfig['CCM_LOG_LEVEL']): ConsoleLogger {
-  return new ConsoleLogger(service, {
+  return new FlatJsonLogger(service, {
     json: true,
     colors: false,
     logLevels: LEVELS.slice(0, LEVELS.indexOf(level) + 1),
