@@ -18,6 +18,8 @@ export const BASE_RETRY_DELAY_MS = 200;
 export const MAX_RETRY_DELAY_MS = 30_000;
 export const DEFAULT_ACK_WAIT_MS = 30_000;
 const NS_PER_MS = 1_000_000;
+/** The server hands out at most this many unacknowledged messages of one consumer, over all replicas. */
+const MAX_ACK_PENDING = 1000;
 /** Pull statuses that mean the server has lost the consumer (or its stream). */
 const LOST = new Set<string>(['consumer_deleted', 'consumer_not_found', 'stream_not_found']);
 
@@ -57,8 +59,6 @@ export class DurableConsumer {
   /** Highest stream seq delivered here, and the server's ack floor when we last looked. */
   private maxSeen = 0;
   private ackFloor = 0;
-  /** How many times the pull was re-established after the server lost the consumer. */
-  restarts = 0;
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -93,7 +93,7 @@ export class DurableConsumer {
       // Redelivery is bounded by this class (it parks the message), so a crash on the last delivery
       // still ends in the dead-letter subject instead of a silently stuck message.
       max_deliver: -1,
-      max_ack_pending: 1000,
+      max_ack_pending: MAX_ACK_PENDING,
     };
     try {
       const info = await this.deps.jsm.consumers.info(stream, this.opts.durable);
@@ -137,10 +137,9 @@ export class DurableConsumer {
   private async run(): Promise<void> {
     const concurrency = this.opts.concurrency ?? 1;
     const over = () => this.stopping || (this.deps.connectionClosed?.() ?? false);
-    for (let failures = 0; !over();) {
+    while (!over()) {
       try {
         for await (const m of this.messages!) {
-          failures = 0;
           const p = this.process(m).finally(() => this.inflight.delete(p));
           this.inflight.add(p);
           if (this.inflight.size >= concurrency) await Promise.race(this.inflight);
@@ -149,12 +148,11 @@ export class DurableConsumer {
         if (!over()) this.log.warn(`pulling from ${this.opts.durable} failed: ${(err as Error).message}`);
       }
       if (over()) break;
-      this.restarts++;
-      this.log.warn(
-        `consumer ${this.opts.durable} ended without being stopped; re-creating it from stream seq ${this.resumeAt()}`,
-      );
       const resumeAt = this.resumeAt();
-      for (;;) {
+      this.log.warn(
+        `consumer ${this.opts.durable} ended without being stopped; re-creating it from stream seq ${resumeAt}`,
+      );
+      for (let failures = 0; ;) {
         try {
           await this.ensureDurable(resumeAt);
           await this.pull();
@@ -176,6 +174,9 @@ export class DurableConsumer {
 
   private async process(m: JsMsg): Promise<void> {
     this.unsettled.add(m.seq);
+    // A message nak'ed here may be settled by another replica; more than the server can have pending
+    // means the oldest entries are such, so they go.
+    if (this.unsettled.size > MAX_ACK_PENDING) this.unsettled.delete(Math.min(...this.unsettled));
     this.maxSeen = Math.max(this.maxSeen, m.seq);
     const deliveries = m.info.deliveryCount;
     if (deliveries > this.maxDeliver) {
