@@ -2,10 +2,9 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CcmError, ErrorCodes } from '@ccm/contracts';
-import { NATS_AUTH_FILE, TRUST_FILE } from './identity.js';
+import { NATS_AUTH_FILE, NATS_SEED_SUFFIX, SIGNING_KEY_SUFFIX, TRUST_FILE } from './identity.js';
 
-/** Suffixes of an identity's secret files in a keys dir (NKEY seed, Ed25519 signing key). */
-const SECRET_SUFFIXES = ['.nk', '.sign.pem'] as const;
+const SECRET_SUFFIXES = [NATS_SEED_SUFFIX, SIGNING_KEY_SUFFIX] as const;
 
 /**
  * Splits a keys dir into one dir per deployed process, so each holds only its own secrets:
@@ -51,7 +50,7 @@ async function clear(dir: string): Promise<void> {
 /** The identity stems that have secrets in a keys dir (`key-broker`, `host-agent@host-a`, ...). */
 export async function identitiesIn(keysDir: string): Promise<string[]> {
   const names = (await readdir(keysDir))
-    .filter((f) => f.endsWith('.nk'))
-    .map((f) => f.slice(0, -'.nk'.length));
-  return names.filter((n) => existsSync(join(keysDir, `${n}.sign.pem`))).sort();
+    .filter((f) => f.endsWith(NATS_SEED_SUFFIX))
+    .map((f) => f.slice(0, -NATS_SEED_SUFFIX.length));
+  return names.filter((n) => existsSync(join(keysDir, `${n}${SIGNING_KEY_SUFFIX}`))).sort();
 }

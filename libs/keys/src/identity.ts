@@ -49,8 +49,11 @@ export function keyIdOf(publicKey: KeyObject): string {
   return jwk.x;
 }
 
-const natsSeedFile = (dir: string, name: string) => join(dir, `${name}.nk`);
-const signingKeyFile = (dir: string, name: string) => join(dir, `${name}.sign.pem`);
+/** File name suffixes of an identity's two secrets: its NKEY seed and its Ed25519 signing key. */
+export const NATS_SEED_SUFFIX = '.nk';
+export const SIGNING_KEY_SUFFIX = '.sign.pem';
+const natsSeedFile = (dir: string, name: string) => join(dir, `${name}${NATS_SEED_SUFFIX}`);
+const signingKeyFile = (dir: string, name: string) => join(dir, `${name}${SIGNING_KEY_SUFFIX}`);
 /** The public trust store: keyId → signer (and host scope). */
 export const TRUST_FILE = 'trust.json';
 /** The nats-server include file with one NKEY user per identity and its permissions. */
