@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { PollAbortError, pollUntil } from './poll.js';
+import { spawnServer } from './server-process.js';
 
 /** Where Debian's `nats-server` package puts the binary, then PATH. */
 const CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
@@ -102,26 +103,14 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
         opts.extraConfig ?? '',
       ].join('\n'),
     );
-    // Detached: a terminal's Ctrl-C reaches the launcher, which stops services first and NATS last.
-    const child: ChildProcess = spawn(bin, ['-c', conf], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      detached: true,
-    });
+    const server = spawnServer(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] }, 'SIGKILL');
     let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    let exited = false;
-    // Never outlive the process that started it.
-    const reap = () => child.kill('SIGKILL');
-    process.once('exit', reap);
-    child.on('exit', () => {
-      exited = true;
-      process.removeListener('exit', reap);
-    });
+    server.child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     try {
       await pollUntil(
         'nats-server /healthz',
         async () => {
-          if (exited) throw new PollAbortError(`nats-server exited: ${stderr.trim()}`);
+          if (server.exited()) throw new PollAbortError(`nats-server exited: ${stderr.trim()}`);
           const res = await fetch(`http://127.0.0.1:${monitorPort}/healthz`);
           return res.ok;
         },
@@ -129,20 +118,14 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Run
         { timeoutMs: 15_000, intervalMs: 10 },
       );
     } catch (err) {
-      child.kill('SIGKILL');
+      await server.stop('SIGKILL', 'SIGKILL', 0);
       if (attempt < 3 && /address already in use/i.test(stderr) && !opts.port) continue;
       throw err;
     }
     const stop = async (): Promise<void> => {
-      if (!exited) {
-        const gone = new Promise<void>((r) => child.once('exit', () => r()));
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await gone;
-        clearTimeout(t);
-      }
+      await server.stop('SIGTERM', 'SIGKILL', 5_000);
       if (ownDir) await rm(dir, { recursive: true, force: true });
     };
-    return { url: `nats://${host}:${port}`, port, monitorPort, dir, pid: child.pid ?? -1, stop };
+    return { url: `nats://${host}:${port}`, port, monitorPort, dir, pid: server.child.pid ?? -1, stop };
   }
 }

@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { PollAbortError, pollUntil } from './poll.js';
 import { freePort } from './ports.js';
+import { spawnServer } from './server-process.js';
 
 export interface PostgresOptions {
   /** Cluster dir; a fresh temp dir when omitted (and removed on stop). */
@@ -74,18 +75,14 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
     const port = opts.port ?? (await (opts.pickPort ?? freePort)());
     const from = existsSync(logFile) ? (await stat(logFile)).size : 0;
     const logFd = openSync(logFile, 'a');
-    const child = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...serverFlags(opts)], {
-      detached: true,
-      stdio: ['ignore', 'ignore', logFd],
-      ...owner,
-      env: { ...process.env, LC_MESSAGES: 'C' },
-    });
+    const server = spawnServer(
+      bins.postgres,
+      ['-D', dataDir, '-p', String(port), ...serverFlags(opts)],
+      { stdio: ['ignore', 'ignore', logFd], ...owner, env: { ...process.env, LC_MESSAGES: 'C' } },
+      // An immediate shutdown if we exit without stop().
+      'SIGQUIT',
+    );
     closeSync(logFd);
-    let exited = false;
-    const gone = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
-    // Never outlive the process that started it: an immediate shutdown if we exit without stop().
-    const reap = () => child.kill('SIGQUIT');
-    process.once('exit', reap);
     const logSince = async () => (await readFile(logFile)).subarray(from).toString('utf8');
     try {
       await pollUntil(
@@ -93,16 +90,14 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
         async () => {
           const text = await logSince();
           if (text.includes(READY)) return true;
-          if (exited) throw new PollAbortError('the server exited');
+          if (server.exited()) throw new PollAbortError('the server exited');
           return false;
         },
         Boolean,
         { timeoutMs: 30_000, intervalMs: 20 },
       );
     } catch (err) {
-      child.kill('SIGQUIT');
-      await gone;
-      process.removeListener('exit', reap);
+      await server.stop('SIGQUIT', 'SIGKILL', 5_000);
       const text = await logSince();
       if (!opts.port && attempt < 3 && /address already in use/i.test(text)) continue;
       throw new PostgresStartError(
@@ -114,14 +109,8 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
       port,
       dir: base,
       stop: async () => {
-        if (!exited) {
-          // SIGINT: Postgres's fast shutdown (disconnect clients, checkpoint); immediate if it hangs.
-          child.kill('SIGINT');
-          const t = setTimeout(() => child.kill('SIGQUIT'), 15_000);
-          await gone;
-          clearTimeout(t);
-        }
-        process.removeListener('exit', reap);
+        // SIGINT: Postgres's fast shutdown (disconnect clients, checkpoint); immediate if it hangs.
+        await server.stop('SIGINT', 'SIGQUIT', 15_000);
         if (ownDir) await rm(base, { recursive: true, force: true });
         else if (!opts.persistent) await rm(dataDir, { recursive: true, force: true });
       },
