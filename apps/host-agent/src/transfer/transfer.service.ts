@@ -3,7 +3,6 @@ import {
   CcmError,
   ErrorCodes,
   HostErrorCodes,
-  isFinalTransferPhase,
   type MigrationParams,
   type SevChainBase64,
   type TransferPhase,
@@ -19,6 +18,7 @@ import { StateCell } from '../store/state-cell.js';
 import { type LiveVm } from '../vm/live-vm.js';
 import { VmService } from '../vm/vm.service.js';
 import { initialConvergence, observeConvergence, type ConvergenceState } from './convergence.js';
+import { cancelAction, continueAction } from './transfer-commands.js';
 import { figuresOf, progressOf } from './transfer-figures.js';
 
 /** How long `cancel` waits for the hypervisor to confirm before replying. */
@@ -442,20 +442,10 @@ export class TransferService implements BeforeApplicationShutdown {
 
   async continue(migrationId: string): Promise<TransferView> {
     const t = this.live.get(migrationId);
-    if (!t) {
-      const ended = await this.store.loadTransfer(migrationId);
-      if (!ended) throw notFound(`migration ${migrationId}`);
-      if (ended.phase === 'Completed') return this.view(ended);
-      throw conflict(`migration ${migrationId} is ${ended.phase}: nothing to switch over`);
-    }
-    const phase = t.record.phase;
-    if (phase === 'SwitchingOver') return this.view(t);
-    if (phase !== 'AwaitingSwitchover') {
-      throw conflict(
-        `migration ${migrationId} is ${phase}, not yet at switch-over`,
-        phase === 'Active' || phase === 'Starting',
-      );
-    }
+    const record = t?.record ?? (await this.store.loadTransfer(migrationId));
+    if (!record) throw notFound(`migration ${migrationId}`);
+    if (continueAction(migrationId, record.phase) === 'answer') return this.view(record);
+    if (!t) throw conflict(`migration ${migrationId} is ${record.phase} but not watched yet`, true);
     try {
       await t.vm.proc!.qmp.execute('migrate-continue', { state: 'pre-switchover' });
     } catch (err) {
@@ -469,23 +459,11 @@ export class TransferService implements BeforeApplicationShutdown {
   /** Cancels and waits (a little) for the hypervisor to confirm; the source guest runs on. */
   async cancel(migrationId: string, reason = 'cancelled by command'): Promise<TransferView> {
     const t = this.live.get(migrationId);
-    if (!t) {
-      const ended = await this.store.loadTransfer(migrationId);
-      if (!ended) throw notFound(`migration ${migrationId}`);
-      if (ended.phase === 'Completed') {
-        throw new CcmError(
-          ErrorCodes.Refused,
-          `migration ${migrationId} already completed: the guest runs on the destination`,
-          {
-            retryable: false,
-            details: { effect: 'none' },
-          },
-        );
-      }
-      return this.view(ended);
-    }
+    const record = t?.record ?? (await this.store.loadTransfer(migrationId));
+    if (!record) throw notFound(`migration ${migrationId}`);
+    if (cancelAction(migrationId, record.phase) === 'answer' || !t) return this.view(record);
     this.requestCancel(t, t.vm.proc!.qmp, { phase: 'Cancelled', reason });
-    if (!isFinalTransferPhase(t.record.phase)) void t.cell.update({ phase: 'Cancelling' });
+    void t.cell.update({ phase: 'Cancelling' });
     // Bounded well inside a caller's request timeout: the reply says Cancelling if QEMU is slower.
     await Promise.race([t.done, new Promise((r) => setTimeout(r, CANCEL_WAIT_MS))]);
     return this.view(t);
