@@ -1,9 +1,12 @@
 import { type INestApplication } from '@nestjs/common';
+import { OPERATOR } from '@ccm/contracts';
+import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
 import { createServiceApp } from '@ccm/runtime';
 import { startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.js';
-import { ExitCode } from './errors.js';
+import { Follower } from './commands/follow.js';
+import { CliError, ExitCode } from './errors.js';
 
 function capture() {
   const out: string[] = [];
@@ -15,12 +18,14 @@ describe('ccm CLI against a real stack', () => {
   let stack: TestStack;
   let app: INestApplication;
   let flags: string[];
+  let trust: TrustStore;
 
   beforeAll(async () => {
     stack = await startTestStack();
     ({ app } = await createServiceApp({ service: 'key-broker', database: true }, stack.env()));
     await app.init();
     flags = ['--nats-url', stack.nats.url, '--keys-dir', stack.keysDir];
+    trust = await loadTrustStore(stack.keysDir);
   });
   afterAll(async () => {
     await app?.close();
@@ -70,5 +75,20 @@ describe('ccm CLI against a real stack', () => {
       await runCli(['ping', 'key-broker', '--nats-url', 'http://x', '--keys-dir', stack.keysDir], c.io),
     ).toBe(ExitCode.Usage);
     expect(c.err.join('')).toContain('[BAD_FLAG]');
+  });
+
+  it('a follower that cannot read the events stream fails with EVENTS_UNAVAILABLE, exit 3', async () => {
+    const nc = await stack.connectAs(OPERATOR);
+    await nc.close();
+    const conn = {
+      nc,
+      identity: await loadIdentity(stack.keysDir, OPERATOR),
+      trust,
+      close: () => nc.close(),
+    };
+    const err = await new Follower(conn, 'mig-1').run(() => undefined).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect(err).toMatchObject({ code: 'EVENTS_UNAVAILABLE', exitCode: ExitCode.Unavailable });
+    expect((err as Error).message).toMatch(/^cannot read the events of mig-1 from CCM_EVENTS: .*closed/);
   });
 });

@@ -97,6 +97,36 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
     expect(objects.slice(1).map((o) => o['seq'])).toEqual([1, 2, 3, 4, 5, 6, 7]);
   });
 
+  it('--follow attached to a migration already under way prints its whole story, then follows it to the end', async () => {
+    const argv = words('migrate running-1 --from host-a --to host-b --idempotency-key k-running');
+    expect(await runCli([...argv, ...flags], capture().io)).toBe(ExitCode.Ok);
+    const id = migrationIdFor('k-running');
+    await pollUntil('the fake to run it', () => fake.details.get(id)?.eventSeq);
+    // Regression: the follower skipped every event the migration had when it attached (CI saw
+    // `ccm migrate --follow` miss the admit step when the coordinator was quick).
+    const c = capture();
+    const exit = runCli([...argv, '--follow', ...flags], c.io);
+    await pollUntil(
+      'the story so far',
+      () => c.out.join(''),
+      (out) => out.includes('  ✓ admit in 4 ms'),
+    );
+    await fake.finish(id);
+    expect(await exit).toBe(ExitCode.Ok);
+    const lines = c.out.join('').split('\n');
+    expect(lines.slice(1, -1)).toEqual([
+      'queued: container running-1 host-a → host-b (user)',
+      'admitted after 3 ms in the queue',
+      'phase Pending → Running',
+      '  ▸ admit (saga-coordinator admit)',
+      '  ✓ admit in 4 ms',
+      '    pre-dump round 2 [##########----------]  50% 512.0 MiB / 1.0 GiB',
+      '  ▸ attest-target (key-broker attest-target)',
+      '  ✓ attest-target in 7 ms',
+      'Succeeded after 2.5 s: all 12 steps succeeded',
+    ]);
+  });
+
   it('following a key that already ended says so instead of waiting', async () => {
     await runCli(
       ['migrate', 'web-4', '--from', 'a', '--to', 'b', '--idempotency-key', 'k-4', '--follow', ...flags],

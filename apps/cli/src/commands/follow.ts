@@ -1,12 +1,14 @@
 import {
   MIGRATION_EVENTS,
   migrationEventName,
+  STREAMS,
   type MigrationEventData,
   type MigrationEventName,
 } from '@ccm/contracts';
 import { openEnvelope } from '@ccm/messaging';
-import { type Subscription } from '@nats-io/transport-node';
+import { DeliverPolicy, jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import { type Connection } from '../context.js';
+import { CliError, ExitCode } from '../errors.js';
 
 /** How long a missing event may hold back later ones before the follower moves past it. */
 export const GAP_WAIT_MS = 2_000;
@@ -26,18 +28,19 @@ export interface FollowEnd {
 
 /**
  * Follows one migration's events (`ccm.evt.migration.<id>.>`), verified as signed by the
- * saga-coordinator, in `seq` order. Create it before publishing the request so nothing is missed; call
- * `run` with the last `seq` already shown (from a `get-migration` answer) to skip what was.
+ * saga-coordinator, in `seq` order. It reads them from the CCM_EVENTS stream from the migration's first
+ * event on (an ordered consumer), so it shows the whole story however late it attaches: before the
+ * request is published, while the migration runs, or after a lost connection. `afterSeq` skips what was
+ * already shown.
  */
 export class Follower {
-  private readonly sub: Subscription;
+  private messages?: ConsumerMessages;
+  private stopped = false;
 
   constructor(
     private readonly conn: Connection,
     readonly migrationId: string,
-  ) {
-    this.sub = conn.nc.subscribe(`ccm.evt.migration.${migrationId}.>`);
-  }
+  ) {}
 
   /** Hands each event to `on` until the migration ends (or, with `stopOnCancelRefused`, a cancel is refused). */
   async run(
@@ -48,7 +51,9 @@ export class Follower {
     let next = (opts.afterSeq ?? 0) + 1;
     let gapSince: number | undefined;
     try {
-      for await (const m of this.sub) {
+      const messages = await this.open();
+      if (!messages) return { phase: 'Unknown', reason: 'following was stopped' };
+      for await (const m of messages) {
         const name = migrationEventName(m.subject);
         if (!name) continue;
         let data: { seq: number };
@@ -75,14 +80,35 @@ export class Follower {
           if (end) return end;
         }
       }
-      return { phase: 'Unknown', reason: 'the event subscription closed' };
+      return { phase: 'Unknown', reason: 'the event stream closed' };
     } finally {
       this.stop();
     }
   }
 
   stop(): void {
-    if (!this.sub.isClosed()) this.sub.unsubscribe();
+    this.stopped = true;
+    void this.messages?.close().catch(() => undefined);
+  }
+
+  private async open(): Promise<ConsumerMessages | undefined> {
+    const subject = `ccm.evt.migration.${this.migrationId}.>`;
+    try {
+      const consumer = await jetstream(this.conn.nc).consumers.get(STREAMS.events.name, {
+        filter_subjects: subject,
+        deliver_policy: DeliverPolicy.All,
+      });
+      if (this.stopped) return undefined;
+      this.messages = await consumer.consume();
+      return this.messages;
+    } catch (err) {
+      throw new CliError(
+        ExitCode.Unavailable,
+        'EVENTS_UNAVAILABLE',
+        `cannot read the events of ${this.migrationId} from ${STREAMS.events.name}: ${(err as Error).message}`,
+        'is the stack running, and may this key read CCM_EVENTS? `ccm migration <id>` shows the state',
+      );
+    }
   }
 }
 

@@ -1,10 +1,4 @@
-import {
-  ErrorCodes,
-  isCcmError,
-  isFinalMigrationPhase,
-  migrationIdFor,
-  type MigrationDetail,
-} from '@ccm/contracts';
+import { ErrorCodes, isCcmError, isFinalMigrationPhase, type MigrationDetail } from '@ccm/contracts';
 import { type CliIo } from '../io.js';
 import { type Connection } from '../context.js';
 import { ExitCode } from '../errors.js';
@@ -36,16 +30,16 @@ export const checkMigrate = (f: MigrationFlags) => buildMigrateRequest(f);
 /** `ccm migrate <workload> --from H --to H [...] [--follow]`. */
 export async function migrateCommand(conn: Connection, f: MigrationFlags, io: CliIo): Promise<number> {
   const { request, key } = buildMigrateRequest(f);
-  // Subscribed before the request is published: no event of the migration can be missed.
-  const follower = f.follow ? new Follower(conn, migrationIdFor(key)) : undefined;
   const sent = await publishMigrate(conn, request, key);
   io.out(
     f.json
       ? `${JSON.stringify(sent)}\n`
       : `migration ${sent.migrationId} requested: ${request.kind} ${request.workload} ${request.sourceHost} → ${request.targetHost} (priority ${request.priority}, idempotency key ${key})\n`,
   );
-  if (!follower) return ExitCode.Ok;
-  return followMigration(conn, follower, f, io);
+  if (!f.follow) return ExitCode.Ok;
+  // The whole story, from the migration's first event: the follower reads them from CCM_EVENTS.
+  const known = await lookUp(conn, sent.migrationId, f, io);
+  return follow(conn, sent.migrationId, known, f, io, { afterSeq: 0 });
 }
 
 /** `ccm cancel <id> [--reason R] [--follow]`. */
@@ -55,32 +49,42 @@ export async function cancelCommand(
   f: MigrationFlags,
   io: CliIo,
 ): Promise<number> {
-  const follower = f.follow && id ? new Follower(conn, id) : undefined;
+  // Looked up before the cancel is sent, so following starts with the first event the cancel brings.
+  const before = f.follow && id ? await lookUp(conn, id, f, io) : undefined;
   await publishCancel(conn, id, f.reason);
   io.out(f.json ? `${JSON.stringify({ cancelRequested: id })}\n` : `cancel of ${id} requested\n`);
-  if (!follower) return ExitCode.Ok;
-  return followMigration(conn, follower, f, io, true);
+  if (!f.follow || !id) return ExitCode.Ok;
+  return follow(conn, id, before, f, io, { afterSeq: before?.eventSeq ?? 0, stopOnCancelRefused: true });
 }
 
-async function followMigration(
+/** The migration as the coordinator has it, or undefined while none knows it (the request waits). */
+async function lookUp(
   conn: Connection,
-  follower: Follower,
+  id: string,
   f: MigrationFlags,
   io: CliIo,
-  stopOnCancelRefused = false,
-): Promise<number> {
-  let known: MigrationDetail | undefined;
+): Promise<MigrationDetail | undefined> {
   try {
-    known = await getMigration(conn, follower.migrationId, f.timeoutMs);
+    return await getMigration(conn, id, f.timeoutMs);
   } catch (err) {
     if (!isCcmError(err, ErrorCodes.NotFound) && !f.json) {
       io.err(
         `ccm: no coordinator answered yet (${(err as Error).message}); the request waits in JetStream\n`,
       );
     }
+    return undefined;
   }
+}
+
+async function follow(
+  conn: Connection,
+  id: string,
+  known: MigrationDetail | undefined,
+  f: MigrationFlags,
+  io: CliIo,
+  o: { afterSeq: number; stopOnCancelRefused?: boolean },
+): Promise<number> {
   if (known && isFinalMigrationPhase(known.phase)) {
-    follower.stop();
     const end = { phase: known.phase, reason: known.reason ?? '' };
     io.out(f.json ? `${JSON.stringify(end)}\n` : `${known.id} already ended ${known.phase}: ${end.reason}\n`);
     return exitFor(end);
@@ -90,7 +94,10 @@ async function followMigration(
     const line = eventLine(e);
     if (line) io.out(`${line}\n`);
   };
-  const end = await follower.run(show, { afterSeq: known?.eventSeq ?? 0, stopOnCancelRefused });
+  const end = await new Follower(conn, id).run(show, {
+    afterSeq: o.afterSeq,
+    stopOnCancelRefused: o.stopOnCancelRefused ?? false,
+  });
   return exitFor(end);
 }
 

@@ -33,7 +33,7 @@ import { type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { type z } from 'zod';
 
 /** What the fake does with a migrate request, chosen by the workload's name. */
-type Ending = Extract<MigrationPhase, 'Succeeded' | 'RolledBack' | 'Rejected'> | 'Silent';
+type Ending = Extract<MigrationPhase, 'Succeeded' | 'RolledBack' | 'Rejected' | 'Running'> | 'Silent';
 const endingOf = (workload: string): Ending =>
   workload.startsWith('doomed')
     ? 'RolledBack'
@@ -41,7 +41,9 @@ const endingOf = (workload: string): Ending =>
       ? 'Rejected'
       : workload.startsWith('silent')
         ? 'Silent'
-        : 'Succeeded';
+        : workload.startsWith('running')
+          ? 'Running'
+          : 'Succeeded';
 
 /**
  * A scripted stand-in for the saga-coordinator, for CLI tests: it consumes the intake stream as the
@@ -118,6 +120,7 @@ export class FakeCoordinator {
     const env = openEnvelope(bytes, this.trust, MigrateRequestSchema);
     const id = migrationIdFor(env.idempotencykey ?? env.id);
     this.requests.push({ envelope: env, id });
+    if (this.details.has(id)) return; // the same key again: the migration it named goes on
     const r = env.data;
     const ending = endingOf(r.workload);
     const story: Array<[MigrationEventName, Record<string, unknown>]> = [
@@ -162,14 +165,16 @@ export class FakeCoordinator {
       if (ending === 'RolledBack') {
         story.push(['phase-changed', { from: 'Running', to: 'Compensating', reason: 'pre-copy failed' }]);
       }
-      story.push([
-        'finished',
-        {
-          phase: ending,
-          reason: ending === 'Succeeded' ? 'all 12 steps succeeded' : 'rolled back: pre-copy failed',
-          durationMs: 1500,
-        },
-      ]);
+      // A running migration stops here, before its end, until `finish`.
+      if (ending !== 'Running')
+        story.push([
+          'finished',
+          {
+            phase: ending,
+            reason: ending === 'Succeeded' ? 'all 12 steps succeeded' : 'rolled back: pre-copy failed',
+            durationMs: 1500,
+          },
+        ]);
     }
     for (const [i, [name, data]] of story.entries()) await this.emit(id, name, i + 1, data);
     const final = story.at(-1)![0];
@@ -193,6 +198,25 @@ export class FakeCoordinator {
       steps: [],
       eventSeq: story.length,
     });
+  }
+
+  /** Ends a migration left running: one more step, then Succeeded. */
+  async finish(id: string): Promise<void> {
+    const d = this.details.get(id);
+    if (!d || d.phase !== 'Running') throw new Error(`${id} is not a running migration of this fake`);
+    const step = { participant: 'key-broker', command: 'attest-target', attempt: 1 };
+    await this.emit(id, 'step-started', d.eventSeq + 1, {
+      step: 'attest-target',
+      timeoutMs: 10_000,
+      ...step,
+    });
+    await this.emit(id, 'step-succeeded', d.eventSeq + 2, { step: 'attest-target', durationMs: 7, ...step });
+    await this.emit(id, 'finished', d.eventSeq + 3, {
+      phase: 'Succeeded',
+      reason: 'all 12 steps succeeded',
+      durationMs: 2500,
+    });
+    this.details.set(id, { ...d, phase: 'Succeeded', eventSeq: d.eventSeq + 3, reason: 'scripted' });
   }
 
   private async emit(
