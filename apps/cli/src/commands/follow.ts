@@ -34,9 +34,6 @@ export interface FollowEnd {
  * already shown.
  */
 export class Follower {
-  private messages?: ConsumerMessages;
-  private stopped = false;
-
   constructor(
     private readonly conn: Connection,
     readonly migrationId: string,
@@ -50,9 +47,8 @@ export class Follower {
     const pending = new Map<number, FollowedEvent>();
     let next = (opts.afterSeq ?? 0) + 1;
     let gapSince: number | undefined;
+    const messages = await this.open();
     try {
-      const messages = await this.open();
-      if (!messages) return { phase: 'Unknown', reason: 'following was stopped' };
       for await (const m of messages) {
         const name = migrationEventName(m.subject);
         if (!name) continue;
@@ -82,25 +78,18 @@ export class Follower {
       }
       return { phase: 'Unknown', reason: 'the event stream closed' };
     } finally {
-      this.stop();
+      void messages.close().catch(() => undefined);
     }
   }
 
-  stop(): void {
-    this.stopped = true;
-    void this.messages?.close().catch(() => undefined);
-  }
-
-  private async open(): Promise<ConsumerMessages | undefined> {
+  private async open(): Promise<ConsumerMessages> {
     const subject = `ccm.evt.migration.${this.migrationId}.>`;
     try {
       const consumer = await jetstream(this.conn.nc).consumers.get(STREAMS.events.name, {
         filter_subjects: subject,
         deliver_policy: DeliverPolicy.All,
       });
-      if (this.stopped) return undefined;
-      this.messages = await consumer.consume();
-      return this.messages;
+      return await consumer.consume();
     } catch (err) {
       throw new CliError(
         ExitCode.Unavailable,
