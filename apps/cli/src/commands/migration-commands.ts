@@ -94,10 +94,7 @@ async function follow(
     const line = eventLine(e);
     if (line) io.out(`${line}\n`);
   };
-  const end = await new Follower(conn, id).run(show, {
-    afterSeq: o.afterSeq,
-    stopOnCancelRefused: o.stopOnCancelRefused ?? false,
-  });
+  const end = await new Follower(conn, id).run(show, o);
   return exitFor(end);
 }
 

@@ -440,10 +440,16 @@ export class TransferService implements BeforeApplicationShutdown {
     }
   }
 
-  async continue(migrationId: string): Promise<TransferView> {
+  /** A migration as the agent knows it: watched (with its live state) or filed. */
+  private async find(migrationId: string): Promise<{ t?: LiveTransfer; record: TransferRecord }> {
     const t = this.live.get(migrationId);
     const record = t?.record ?? (await this.store.loadTransfer(migrationId));
     if (!record) throw notFound(`migration ${migrationId}`);
+    return { t, record };
+  }
+
+  async continue(migrationId: string): Promise<TransferView> {
+    const { t, record } = await this.find(migrationId);
     if (continueAction(migrationId, record.phase) === 'answer') return this.view(record);
     if (!t) throw conflict(`migration ${migrationId} is ${record.phase} but not watched yet`, true);
     try {
@@ -458,9 +464,7 @@ export class TransferService implements BeforeApplicationShutdown {
 
   /** Cancels and waits (a little) for the hypervisor to confirm; the source guest runs on. */
   async cancel(migrationId: string, reason = 'cancelled by command'): Promise<TransferView> {
-    const t = this.live.get(migrationId);
-    const record = t?.record ?? (await this.store.loadTransfer(migrationId));
-    if (!record) throw notFound(`migration ${migrationId}`);
+    const { t, record } = await this.find(migrationId);
     if (cancelAction(migrationId, record.phase) === 'answer' || !t) return this.view(record);
     this.requestCancel(t, t.vm.proc!.qmp, { phase: 'Cancelled', reason });
     void t.cell.update({ phase: 'Cancelling' });
