@@ -2,6 +2,7 @@ import { SERVICE_CONFIG, type ServiceDefinition } from '@ccm/runtime';
 import { Admission } from './admission/admission.js';
 import { coordinatorConfigSchema, type CoordinatorConfig } from './config.js';
 import { SagaTables1764100000000 } from './db/1764100000000-saga-tables.js';
+import { ProgressSeq1795399000000 } from './db/1795399000000-progress-seq.js';
 import { IntakeConsumers } from './intake/intake.consumers.js';
 import { ProgressConsumers } from './intake/progress.consumers.js';
 import { MigrationsController } from './query/migrations.controller.js';
@@ -25,7 +26,7 @@ export const sagaCoordinator: ServiceDefinition<typeof coordinatorConfigSchema> 
   service: 'saga-coordinator',
   database: true,
   configSchema: coordinatorConfigSchema,
-  migrations: [SagaTables1764100000000],
+  migrations: [SagaTables1764100000000, ProgressSeq1795399000000],
   controllers: [MigrationsController],
   providers: [
     {

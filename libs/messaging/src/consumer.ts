@@ -196,6 +196,7 @@ export class DurableConsumer {
         subject: m.subject,
         envelope: env,
         deliveryCount: deliveries,
+        streamSeq: m.seq,
       });
     } catch (err) {
       const retryable = !(err instanceof CcmError) || err.retryable;

@@ -14,6 +14,8 @@ export interface MessageContext {
   manager?: EntityManager;
   /** JetStream consumers: how many times this message has been delivered (1 on first delivery). */
   deliveryCount?: number;
+  /** JetStream consumers: the message's sequence in its stream (publish order). */
+  streamSeq?: number;
 }
 
 export interface RequestHandlerOptions {

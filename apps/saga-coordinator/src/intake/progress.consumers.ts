@@ -11,7 +11,10 @@ import { MigrationEvents } from '../saga/events.js';
  * pre-copy rounds on `ccm.evt.checkpoint.<id>.progressed`, host-agent reports VM convergence on
  * `ccm.evt.transfer.<id>.progressed`; each becomes `ccm.evt.migration.<id>.progressed` (through the
  * outbox, numbered with the migration's other events) and the migration's last known progress.
- * Reports for migrations that are unknown or have ended are dropped.
+ * Reports for migrations that are unknown or have ended are dropped, and so is a report older (by its
+ * stream sequence) than the one the migration's progress already comes from: one replica handles
+ * reports one at a time in stream order, and this keeps progress from going back when replicas share
+ * the work or a report is redelivered.
  */
 @Injectable()
 export class ProgressConsumers {
@@ -28,7 +31,6 @@ export class ProgressConsumers {
     filterSubject: 'ccm.evt.checkpoint.*.progressed',
     schema: DataPlaneProgressSchema,
     allow: ['container-checkpoint'],
-    concurrency: 4,
   })
   checkpoint(p: DataPlaneProgress, ctx: MessageContext): Promise<Outcome> {
     return this.forward(p, ctx);
@@ -40,7 +42,6 @@ export class ProgressConsumers {
     filterSubject: 'ccm.evt.transfer.*.progressed',
     schema: DataPlaneProgressSchema,
     allow: ['host-agent'],
-    concurrency: 4,
   })
   transfer(p: DataPlaneProgress, ctx: MessageContext): Promise<Outcome> {
     return this.forward(p, ctx);
@@ -51,27 +52,32 @@ export class ProgressConsumers {
       return term(`progress for ${p.migrationId} published on another migration's subject ${ctx.subject}`);
     }
     const { migrationId, ...progress } = p;
+    const streamSeq = ctx.streamSeq ?? null;
     await this.ds.transaction(async (m) => {
-      const rows = await m.query<Array<{ event_seq: number }>>(
-        `SELECT event_seq FROM ${MIGRATION} WHERE id = $1 AND ended_at IS NULL FOR UPDATE`,
+      const rows = await m.query<Array<{ event_seq: number; progress_seq: string | null }>>(
+        `SELECT event_seq, progress_seq FROM ${MIGRATION} WHERE id = $1 AND ended_at IS NULL FOR UPDATE`,
         [migrationId],
       );
-      if (!rows[0]) {
+      const row = rows[0];
+      if (!row) {
         this.log.debug(`dropped progress for ${migrationId}: unknown or ended`);
+        return;
+      }
+      if (streamSeq !== null && row.progress_seq !== null && Number(row.progress_seq) >= streamSeq) {
+        this.log.debug(`dropped progress #${streamSeq} for ${migrationId}: #${row.progress_seq} is newer`);
         return;
       }
       const seq = await this.events.write(
         m,
         migrationId,
-        rows[0].event_seq,
+        row.event_seq,
         [{ name: 'progressed', data: { reporter: ctx.envelope.source, progress } }],
         ctx.envelope.id,
       );
-      await m.query(`UPDATE ${MIGRATION} SET event_seq = $2, progress = $3 WHERE id = $1`, [
-        migrationId,
-        seq,
-        JSON.stringify({ reporter: ctx.envelope.source, ...progress }),
-      ]);
+      await m.query(
+        `UPDATE ${MIGRATION} SET event_seq = $2, progress = $3, progress_seq = COALESCE($4, progress_seq) WHERE id = $1`,
+        [migrationId, seq, JSON.stringify({ reporter: ctx.envelope.source, ...progress }), streamSeq],
+      );
     });
     return ack();
   }

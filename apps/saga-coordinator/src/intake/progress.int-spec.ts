@@ -1,0 +1,59 @@
+import { type DataPlaneProgress } from '@ccm/contracts';
+import { sealEnvelope } from '@ccm/messaging';
+import { pollUntil } from '@ccm/testing';
+import { describe, expect, it } from 'vitest';
+import { newMigration, settled } from '../testing/operator.js';
+import { coordinatorWorld } from '../testing/world.js';
+import { ProgressConsumers } from './progress.consumers.js';
+
+/**
+ * Data-plane progress never goes back. A report handled after a newer one (another replica took the
+ * newer, or the older was redelivered) is dropped by its stream sequence, against the real database.
+ */
+describe('progress reports handled out of stream order', () => {
+  const w = coordinatorWorld();
+
+  it('keep the newest: an older report changes neither the progress nor the events', async () => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    const { key, id } = newMigration();
+    w.participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
+    await w.operator.migrate({ workload: 'out-of-order', sourceHost: 'host-a', targetHost: 'host-b' }, key);
+    await pollUntil('pre-copy to start', () =>
+      w.participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
+    );
+    const consumers = w.app.get(ProgressConsumers);
+    const checkpoint = await w.stack.identity('container-checkpoint');
+    const report = (round: number, streamSeq: number) => {
+      const data: DataPlaneProgress = {
+        migrationId: id,
+        step: 'pre-copy',
+        stage: `pre-dump round ${round}`,
+        round,
+        bytesTransferred: round * 1000,
+        bytesTotal: 2000,
+        at: new Date().toISOString(),
+      };
+      const envelope = sealEnvelope(checkpoint, { type: 'ccm.checkpoint.progressed', data });
+      return consumers.checkpoint(data, {
+        subject: `ccm.evt.checkpoint.${id}.progressed`,
+        envelope,
+        deliveryCount: 1,
+        streamSeq,
+      });
+    };
+
+    expect(await report(2, 1002)).toEqual({ kind: 'ack' });
+    expect(await report(1, 1001)).toEqual({ kind: 'ack' });
+    expect((await w.operator.find(id))?.progress).toMatchObject({ round: 2, bytesTransferred: 2000 });
+    expect(await report(3, 1003)).toEqual({ kind: 'ack' });
+    expect((await w.operator.find(id))?.progress).toMatchObject({ round: 3 });
+
+    release();
+    const { events } = await settled(w.operator, id);
+    const rounds = events
+      .filter((e) => e.name === 'progressed')
+      .map((e) => (e.data['progress'] as { round: number }).round);
+    expect(rounds).toEqual([2, 3]);
+  });
+});
