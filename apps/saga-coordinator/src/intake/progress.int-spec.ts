@@ -1,9 +1,7 @@
-import { type DataPlaneProgress } from '@ccm/contracts';
 import { sealEnvelope } from '@ccm/messaging';
-import { pollUntil } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
-import { newMigration, settled } from '../testing/operator.js';
-import { coordinatorWorld } from '../testing/world.js';
+import { settled } from '../testing/operator.js';
+import { coordinatorWorld, migrationHeldAtPreCopy, preDumpRound } from '../testing/world.js';
 import { ProgressConsumers } from './progress.consumers.js';
 
 /**
@@ -14,26 +12,11 @@ describe('progress reports handled out of stream order', () => {
   const w = coordinatorWorld();
 
   it('keep the newest: an older report changes neither the progress nor the events', async () => {
-    let release!: () => void;
-    const hold = new Promise<void>((r) => (release = r));
-    const { key, id } = newMigration();
-    w.participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
-    await w.operator.migrate({ workload: 'out-of-order', sourceHost: 'host-a', targetHost: 'host-b' }, key);
-    await pollUntil('pre-copy to start', () =>
-      w.participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
-    );
+    const { id, release } = await migrationHeldAtPreCopy(w, 'out-of-order');
     const consumers = w.app.get(ProgressConsumers);
     const checkpoint = await w.stack.identity('container-checkpoint');
     const report = (round: number, streamSeq: number) => {
-      const data: DataPlaneProgress = {
-        migrationId: id,
-        step: 'pre-copy',
-        stage: `pre-dump round ${round}`,
-        round,
-        bytesTransferred: round * 1000,
-        bytesTotal: 2000,
-        at: new Date().toISOString(),
-      };
+      const data = preDumpRound(id, round);
       const envelope = sealEnvelope(checkpoint, { type: 'ccm.checkpoint.progressed', data });
       return consumers.checkpoint(data, {
         subject: `ccm.evt.checkpoint.${id}.progressed`,

@@ -3,7 +3,7 @@ import { pollUntil } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
 import { participantSteps } from '../testing/harness.js';
 import { newMigration, settled } from '../testing/operator.js';
-import { coordinatorWorld } from '../testing/world.js';
+import { coordinatorWorld, migrationHeldAtPreCopy, preDumpRound } from '../testing/world.js';
 
 describe('a migration runs every step of its saga against participants over real NATS', () => {
   const w = coordinatorWorld();
@@ -73,24 +73,9 @@ describe('a migration runs every step of its saga against participants over real
   });
 
   it('forwards data-plane progress as migration events while pre-copy runs', async () => {
-    let release!: () => void;
-    const hold = new Promise<void>((r) => (release = r));
-    const { key, id } = newMigration();
-    w.participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
-    await w.operator.migrate({ workload: 'progress', sourceHost: 'host-a', targetHost: 'host-b' }, key);
-    await pollUntil('pre-copy to start', () =>
-      w.participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
-    );
+    const { id, release } = await migrationHeldAtPreCopy(w, 'progress');
     for (const round of [1, 2]) {
-      await w.participants.publishProgress('checkpoint', {
-        migrationId: id,
-        step: 'pre-copy',
-        stage: `pre-dump round ${round}`,
-        round,
-        bytesTransferred: round * 1000,
-        bytesTotal: 2000,
-        at: new Date().toISOString(),
-      });
+      await w.participants.publishProgress('checkpoint', preDumpRound(id, round));
     }
     const during = await pollUntil(
       'progress on the migration',

@@ -1,9 +1,10 @@
 import { type INestApplication } from '@nestjs/common';
+import { type DataPlaneProgress } from '@ccm/contracts';
 import { CONTAINER_MIGRATION, VM_MIGRATION, type SagaDefinition } from '@ccm/saga';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll } from 'vitest';
 import { startActors, startCoordinator } from './harness.js';
-import { type OperatorClient } from './operator.js';
+import { newMigration, type OperatorClient } from './operator.js';
 import { type Script, type ScriptedParticipants } from './scripted-participants.js';
 
 /** Both sagas, for table-driven specs. */
@@ -49,3 +50,33 @@ export function coordinatorWorld(env: Record<string, string> = {}, script?: Scri
   });
   return world;
 }
+
+/**
+ * Starts a container migration of `workload` (host-a → host-b) whose pre-copy the participant holds
+ * until `release` is called; resolves once pre-copy has been sent.
+ */
+export async function migrationHeldAtPreCopy(
+  w: World,
+  workload: string,
+): Promise<{ id: string; release: () => void }> {
+  let release!: () => void;
+  const hold = new Promise<void>((r) => (release = r));
+  const { key, id } = newMigration();
+  w.participants.plan(id, (c) => (c.step === 'pre-copy' ? { kind: 'hold', until: hold } : undefined));
+  await w.operator.migrate({ workload, sourceHost: 'host-a', targetHost: 'host-b' }, key);
+  await pollUntil('pre-copy to start', () =>
+    w.participants.receivedFor(id).some((c) => c.step === 'pre-copy'),
+  );
+  return { id, release };
+}
+
+/** container-checkpoint's report of pre-dump round `round` of 2 (1000 bytes a round). */
+export const preDumpRound = (migrationId: string, round: number): DataPlaneProgress => ({
+  migrationId,
+  step: 'pre-copy',
+  stage: `pre-dump round ${round}`,
+  round,
+  bytesTransferred: round * 1000,
+  bytesTotal: 2000,
+  at: new Date().toISOString(),
+});
