@@ -29,12 +29,7 @@ install_system_packages() {
 install_node_modules() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     log "installing npm dependencies (npm ci)"
-    # npm 11 can refuse its own lock file when the registry serves no other-platform optional binaries
-    # (EUSAGE "Missing: @swc/core-darwin-arm64"); the pinned versions still install with npm install.
-    npm ci --no-audit --no-fund --loglevel=error || {
-      log "npm ci refused the lock file; installing the same pinned versions with npm install"
-      npm install --no-audit --no-fund --loglevel=error
-    }
+    npm ci --no-audit --no-fund --loglevel=error
   fi
 }
 
