@@ -100,7 +100,7 @@ export class RawNatsClient {
     if (opts.seed !== undefined) {
       const seed = typeof opts.seed === 'string' ? new TextEncoder().encode(opts.seed) : opts.seed;
       const kp = fromSeed(seed);
-      const nonce = String(info['nonce'] ?? '');
+      const nonce = typeof info['nonce'] === 'string' ? info['nonce'] : '';
       connectOpts['nkey'] = kp.getPublicKey();
       connectOpts['sig'] = Buffer.from(kp.sign(new TextEncoder().encode(nonce))).toString('base64url');
     }
