@@ -43,20 +43,32 @@ export function jsonDepthExceeds(text: string, limit: number): boolean {
  * it cannot overflow the stack whatever the input.
  */
 export function unsafeJsonValue(value: unknown): string | undefined {
-  const stack: Array<[unknown, string]> = [[value, '(root)']];
+  // Paths are built only for the value reported: each frame points at its parent.
+  interface Frame {
+    v: unknown;
+    key?: string;
+    up?: Frame;
+  }
+  const pathOf = (f: Frame): string => {
+    const keys: string[] = [];
+    for (let x: Frame | undefined = f; x?.key !== undefined; x = x.up) keys.push(x.key);
+    return keys.reverse().join('.') || '(root)';
+  };
+  const stack: Frame[] = [{ v: value }];
   while (stack.length) {
-    const [v, path] = stack.pop()!;
+    const f = stack.pop()!;
+    const v = f.v;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return `${path}: contains a NUL character`;
-      if (LONE_SURROGATE.test(v)) return `${path}: contains a lone UTF-16 surrogate`;
+      if (v.includes('\u0000')) return `${pathOf(f)}: contains a NUL character`;
+      if (LONE_SURROGATE.test(v)) return `${pathOf(f)}: contains a lone UTF-16 surrogate`;
     } else if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return `${path}: number is not finite`;
+      if (!Number.isFinite(v)) return `${pathOf(f)}: number is not finite`;
     } else if (Array.isArray(v)) {
-      v.forEach((item, i) => stack.push([item, `${path}.${i}`]));
+      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], key: String(i), up: f });
     } else if (v && typeof v === 'object') {
       for (const [k, item] of Object.entries(v)) {
-        if (!cleanText(k)) return `${path}: a key is not clean Unicode text`;
-        stack.push([item, path === '(root)' ? k : `${path}.${k}`]);
+        if (!cleanText(k)) return `${pathOf(f)}: a key is not clean Unicode text`;
+        stack.push({ v: item, key: k, up: f });
       }
     }
   }
