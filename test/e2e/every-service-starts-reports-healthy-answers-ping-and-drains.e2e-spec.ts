@@ -66,9 +66,13 @@ describe('every CCM service as a real process', () => {
 
   it.each(APPS)('$app answers a signed ping and publishes its pinged event', async ({ app, ping }) => {
     const echo = randomUUID();
-    const req = sealEnvelope(await stack.identity('operator'), { type: ping, data: { message: echo } });
+    const req = sealEnvelope(await stack.identity('operator'), {
+      natssubject: ping,
+      type: ping,
+      data: { message: echo },
+    });
     const msg = await nc.request(ping, encodeEnvelope(req), { timeout: 10_000 });
-    const reply = openEnvelope(msg.data, trust, ReplySchema);
+    const reply = openEnvelope(msg.data, trust, ReplySchema, { subject: msg.subject });
     expect(reply.source).toBe(app);
     expect(reply.causationid).toBe(req.id);
     const result = PingReplySchema.parse(reply.data.ok ? reply.data.result : reply.data.error);
@@ -78,7 +82,7 @@ describe('every CCM service as a real process', () => {
       const m = await jsm.streams.getMessage(STREAMS.events.name, {
         last_by_subj: subjects.evt('service', app, 'pinged'),
       });
-      const env = m ? openEnvelope(m.data, trust, ServicePingedSchema) : undefined;
+      const env = m ? openEnvelope(m.data, trust, ServicePingedSchema, { subject: m.subject }) : undefined;
       return env?.data.echo === echo ? env : undefined;
     });
     expect(event.source).toBe(app);

@@ -110,12 +110,15 @@ export function hostAgentContender(): Contender<AgentPair> {
       await send(SRC, 'start-migration', { migrationId, vmId: pair.vmId, uri: pair.uri, ...limits });
       const outcome = await Promise.race([
         (async () => {
-          for await (const m of end) return openEnvelope(m.data, trust, TRANSFER_EVENTS.completed).data;
+          for await (const m of end)
+            return openEnvelope(m.data, trust, TRANSFER_EVENTS.completed, { subject: m.subject }).data;
           throw new Error('subscription ended');
         })(),
         (async () => {
           for await (const m of failed)
-            throw new Error(openEnvelope(m.data, trust, TRANSFER_EVENTS.failed).data.reason);
+            throw new Error(
+              openEnvelope(m.data, trust, TRANSFER_EVENTS.failed, { subject: m.subject }).data.reason,
+            );
           return new Promise<never>(() => undefined);
         })(),
       ]);

@@ -66,7 +66,7 @@ export async function demoVmMigration(ctx: DemoContext, src: string, dst: string
   const sub = nc.subscribe(`ccm.evt.transfer.${migrationId}.>`);
   const follow = (async () => {
     for await (const m of sub) {
-      const env = openEnvelope(m.data, trust, z.record(z.string(), z.unknown()));
+      const env = openEnvelope(m.data, trust, z.record(z.string(), z.unknown()), { subject: m.subject });
       const what = m.subject.split('.').pop()!;
       seen.push(what);
       const p = (env.data['progress'] ?? env.data) as {

@@ -6,6 +6,11 @@ import { envInt, natsServers, postgresUrl } from './config.js';
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 /** Default time a NATS request waits for its reply. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/**
+ * Default of CCM_ENVELOPE_MAX_SKEW_MS: how far an envelope's `time` may be from the receiver's clock
+ * (a stream message: from when the server stored it).
+ */
+export const DEFAULT_ENVELOPE_MAX_SKEW_MS = 120_000;
 /** Default outbox relay poll period when no local wake-up arrives. */
 export const DEFAULT_OUTBOX_POLL_MS = 200;
 
@@ -30,6 +35,11 @@ export const serviceConfigSchema = z.object({
   CCM_OUTBOX_POLL_MS: envInt(10, 60_000).default(DEFAULT_OUTBOX_POLL_MS),
   /** Deliveries of one JetStream message before it is parked in the dead-letter subject. */
   CCM_MAX_DELIVER: envInt(1, 1000).default(5),
+  /**
+   * How far a received envelope's time may be from the receiver's clock; below JetStream's 10-minute
+   * duplicate window so a replay the server no longer drops is refused as stale.
+   */
+  CCM_ENVELOPE_MAX_SKEW_MS: envInt(1000, 540_000).default(DEFAULT_ENVELOPE_MAX_SKEW_MS),
 });
 
 export type ServiceConfig = z.infer<typeof serviceConfigSchema>;

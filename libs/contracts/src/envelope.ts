@@ -4,12 +4,20 @@ import { ErrorPayloadSchema } from './errors.js';
 /** CloudEvents spec version of every CCM envelope. */
 export const SPEC_VERSION = '1.0' as const;
 
-/** Domain separation prefix: what a CCM key signs can never be mistaken for other signed data. */
-export const SIGNING_CONTEXT = 'ccm-envelope-v1\n';
+/**
+ * Domain separation prefix: what a CCM key signs can never be mistaken for other signed data. Version 2
+ * envelopes carry `natssubject` (the NATS subject they are addressed to) under the signature.
+ */
+export const SIGNING_CONTEXT = 'ccm-envelope-v2\n';
+/**
+ * The prefix of version 1 envelopes (before `natssubject`): bound to no subject, so live receivers
+ * refuse them; only readers of history (`ccm migrate --follow`) still verify them.
+ */
+export const SIGNING_CONTEXT_V1 = 'ccm-envelope-v1\n';
 
 /**
  * The envelope around every message on NATS: CloudEvents attribute names (specversion, id, source,
- * type, time, subject, datacontenttype, data) plus CCM's extensions: correlationid (the migration id),
+ * type, time, subject, datacontenttype, data) plus CCM's extensions: natssubject (the NATS subject it is addressed to), correlationid (the migration id),
  * causationid (the id of the message that caused this one), idempotencykey, and the Ed25519
  * signature of the sending identity (`signerkey` names the key, `signature` is over everything else).
  */
@@ -21,6 +29,8 @@ export const EnvelopeSchema = z.object({
   type: z.string().min(1).max(200),
   time: z.iso.datetime({ offset: true }),
   subject: z.string().max(500).optional(),
+  /** The NATS subject the envelope is addressed to (signed): a receiver refuses it on any other. */
+  natssubject: z.string().min(1).max(500).optional(),
   datacontenttype: z.literal('application/json').optional(),
   correlationid: z.string().max(200).optional(),
   causationid: z.string().max(200).optional(),

@@ -15,6 +15,12 @@ export const ErrorCodes = {
   SignatureInvalid: 'SIGNATURE_INVALID',
   /** The signing key is not in this receiver's trust store. */
   UnknownSigner: 'UNKNOWN_SIGNER',
+  /** The envelope arrived on a NATS subject, or with a type, other than the one it was signed for. */
+  Misaddressed: 'MISADDRESSED',
+  /** The envelope's time is further from the receiver's clock than the allowed skew. */
+  Stale: 'STALE',
+  /** An envelope with this id was already received: a replay, refused. */
+  Replayed: 'REPLAYED',
   /** The signer is known but not allowed to send this message. */
   Unauthorized: 'UNAUTHORIZED',
   /** The thing asked for does not exist. */

@@ -23,10 +23,11 @@ export const ListMigrationsRequestSchema = z.strictObject({
   /** Migrations whose source or target is this host. */
   host: IdSchema.optional(),
   limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(DEFAULT_PAGE_SIZE),
+  /** `c` and a migration's sequence number; at most 18 digits, so it always fits a Postgres bigint. */
   cursor: z
     .string()
-    .max(40)
-    .regex(/^c[0-9]+$/, 'must be the nextCursor of a previous page')
+    .max(19)
+    .regex(/^c[0-9]{1,18}$/, 'must be the nextCursor of a previous page')
     .optional(),
 });
 export type ListMigrationsRequest = z.input<typeof ListMigrationsRequestSchema>;

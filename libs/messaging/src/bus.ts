@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CcmError, ErrorCodes, ReplySchema, validationError, type Envelope } from '@ccm/contracts';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '@ccm/config';
 import { type Identity, type TrustStore } from '@ccm/keys';
-import { errors, type NatsConnection } from '@nats-io/transport-node';
+import { errors, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { type z } from 'zod';
 import { encodeEnvelope, openEnvelope, sealEnvelope, type EnvelopeFields } from './envelope-codec.js';
 import { NatsService } from './nats.service.js';
@@ -13,6 +13,8 @@ export interface RequestOptions {
   idempotencyKey?: string;
   correlationId?: string;
   causationId?: string;
+  /** How far the reply's time may be from this clock; default `DEFAULT_ENVELOPE_MAX_SKEW_MS`. */
+  maxSkewMs?: number;
 }
 
 /** Maps a nats.js failure of a request to the CCM error an operator can act on. */
@@ -57,22 +59,36 @@ export async function signedRequest<S extends z.ZodType>(
   o: RequestOptions = {},
 ): Promise<z.infer<S>> {
   const env = sealEnvelope(identity, {
+    natssubject: subject,
     type: subject,
     data,
     idempotencykey: o.idempotencyKey,
     correlationid: o.correlationId,
     causationid: o.causationId,
   });
-  let bytes: Uint8Array;
+  let msg: Msg;
   try {
-    const msg = await nc.request(subject, encodeEnvelope(env), {
+    msg = await nc.request(subject, encodeEnvelope(env), {
       timeout: o.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     });
-    bytes = msg.data;
   } catch (err) {
     throw requestFailure(subject, err);
   }
-  const reply = openEnvelope(bytes, trust, ReplySchema);
+  // The reply must be signed for our inbox, answer this very request and be fresh: an old reply
+  // replayed into the inbox is refused.
+  const reply = openEnvelope(msg.data, trust, ReplySchema, {
+    subject: msg.subject,
+    types: [`${subject}.reply`],
+    at: Date.now(),
+    maxSkewMs: o.maxSkewMs,
+  });
+  if (reply.causationid !== env.id) {
+    throw new CcmError(
+      ErrorCodes.Misaddressed,
+      `reply from ${reply.source} on ${subject} answers ${reply.causationid ?? 'nothing'}, not ${env.id}`,
+      { retryable: false },
+    );
+  }
   if (!reply.data.ok) throw CcmError.fromPayload(reply.data.error);
   const result = resultSchema.safeParse(reply.data.result);
   if (!result.success) throw validationError(`reply from ${reply.source} on ${subject}`, result.error.issues);
@@ -100,6 +116,7 @@ export class MessageBus {
   ): Promise<z.infer<S>> {
     return signedRequest(this.nats.nc, this.opts.identity, this.opts.trust, subject, data, resultSchema, {
       timeoutMs: this.opts.requestTimeoutMs,
+      maxSkewMs: this.opts.envelopeMaxSkewMs,
       ...o,
     });
   }
@@ -108,8 +125,8 @@ export class MessageBus {
    * Publishes a signed event or intake request straight to JetStream, deduplicated by envelope id.
    * Services with a database write events through the outbox instead, in their state transaction.
    */
-  async publish<T>(subject: string, fields: EnvelopeFields<T>): Promise<Envelope<T>> {
-    const env = this.seal(fields);
+  async publish<T>(subject: string, fields: Omit<EnvelopeFields<T>, 'natssubject'>): Promise<Envelope<T>> {
+    const env = this.seal({ ...fields, natssubject: subject });
     await this.nats.js.publish(subject, encodeEnvelope(env), { msgID: env.id });
     return env;
   }

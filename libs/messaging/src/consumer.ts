@@ -11,6 +11,7 @@ import {
 import { headers } from '@nats-io/transport-node';
 import { type Outcome, type ConsumerOptions, type MessageContext } from './decorators.js';
 import { openEnvelope } from './envelope-codec.js';
+import { SeenEnvelopes } from './replay.js';
 import { type TrustStore } from '@ccm/keys';
 
 /** First redelivery delay after a failure; doubles per delivery up to {@link MAX_RETRY_DELAY_MS}. */
@@ -22,6 +23,12 @@ const NS_PER_MS = 1_000_000;
 const MAX_ACK_PENDING = 1000;
 /** Pull statuses that mean the server has lost the consumer (or its stream). */
 const LOST = new Set<string>(['consumer_deleted', 'consumer_not_found', 'stream_not_found']);
+/** How long a consumer remembers the envelope ids it took (and at most how many, see SeenEnvelopes). */
+const SEEN_WINDOW_MS = 24 * 3600_000;
+/** Room kept for the headers of a dead-letter copy below the server's max_payload. */
+const DLQ_HEADER_ROOM = 2048;
+/** max_payload when the server did not say (nats-server's default, 1 MiB). */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 export function retryDelayMs(deliveryCount: number): number {
   return Math.min(BASE_RETRY_DELAY_MS * 2 ** Math.max(0, deliveryCount - 1), MAX_RETRY_DELAY_MS);
@@ -35,6 +42,10 @@ export interface ConsumerDeps {
   jsm: JetStreamManager;
   trust: TrustStore;
   maxDeliver: number;
+  /** How far an envelope's time may be from when the server stored the message. */
+  maxSkewMs?: number;
+  /** The server's max_payload, which a dead-letter copy (message plus headers) must fit. */
+  maxPayload?: () => number | undefined;
   /** True once the NATS connection is closed for good: nothing to re-create a consumer on. */
   connectionClosed?: () => boolean;
   onOutcome?: (outcome: string) => void;
@@ -59,6 +70,8 @@ export class DurableConsumer {
   /** Highest stream seq delivered here, and the server's ack floor when we last looked. */
   private maxSeen = 0;
   private ackFloor = 0;
+  /** Envelope ids taken here, by stream seq: a redelivery keeps its seq, a replay gets a new one. */
+  private readonly seen = new SeenEnvelopes(SEEN_WINDOW_MS);
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -186,7 +199,7 @@ export class DurableConsumer {
     /** Why the handler failed, when it threw: kept in the reason if the message ends parked. */
     let failure: string | undefined;
     try {
-      const env = openEnvelope(m.data, this.deps.trust, this.opts.schema);
+      const env = this.open(m);
       if (this.opts.allow && !this.opts.allow.includes(env.source as never)) {
         throw new CcmError(ErrorCodes.Unauthorized, `${env.source} may not send ${m.subject}`, {
           retryable: false,
@@ -229,17 +242,70 @@ export class DurableConsumer {
     }
   }
 
-  private async park(m: JsMsg, reason: string): Promise<void> {
-    const h = headers();
-    h.set('Ccm-Dlq-Reason', reason.slice(0, 1000).replace(/[\r\n]/g, ' '));
-    h.set('Ccm-Dlq-Subject', m.subject);
-    h.set('Ccm-Dlq-Stream-Seq', String(m.seq));
-    h.set('Ccm-Dlq-Deliveries', String(m.info.deliveryCount));
-    try {
-      await this.deps.js.publish(subjects.dlq(this.deps.service, this.opts.durable), m.data, {
-        msgID: `${m.info.stream}:${m.seq}`,
-        headers: h,
+  /**
+   * Opens a stream message: signed for the subject it was stored under, of a type this consumer takes,
+   * published with its envelope id as Nats-Msg-Id (so the server's duplicate window drops a replay),
+   * dated no later than the server stored it plus the skew (and, for intake requests, no earlier than
+   * that minus the skew; events may be relayed late from an outbox), and not an id taken here before
+   * under another stream seq. Every refusal is a typed, non-retryable CcmError: parked at once.
+   */
+  private open(m: JsMsg) {
+    const skew = this.deps.maxSkewMs;
+    const env = openEnvelope(m.data, this.deps.trust, this.opts.schema, {
+      subject: m.subject,
+      types: this.opts.types,
+      at: Math.floor(m.info.timestampNanos / NS_PER_MS),
+      maxSkewMs: skew,
+      maxAgeMs: this.opts.stream === 'events' ? Infinity : skew,
+    });
+    const msgId = m.headers?.get('Nats-Msg-Id');
+    if (msgId !== env.id) {
+      throw new CcmError(
+        ErrorCodes.Replayed,
+        `envelope ${env.id} was published with Nats-Msg-Id ${JSON.stringify(msgId ?? '')}, not its own id`,
+        { retryable: false },
+      );
+    }
+    this.seen.admit(env.id, m.seq);
+    return env;
+  }
+
+  /**
+   * Publishes the dead-letter copy: the message with the reason in headers. A message too big to carry
+   * those headers under the server's max_payload is copied in parts (`Ccm-Dlq-Part: i/n`, each with
+   * the same headers and `Ccm-Dlq-Original-Bytes`), so nothing is lost.
+   */
+  private async publishDeadLetter(m: JsMsg, reason: string): Promise<void> {
+    const h = () => {
+      const x = headers();
+      x.set('Ccm-Dlq-Reason', reason.slice(0, 1000).replace(/[\r\n]/g, ' '));
+      x.set('Ccm-Dlq-Subject', m.subject);
+      x.set('Ccm-Dlq-Stream-Seq', String(m.seq));
+      x.set('Ccm-Dlq-Deliveries', String(m.info.deliveryCount));
+      return x;
+    };
+    const subject = subjects.dlq(this.deps.service, this.opts.durable);
+    const msgID = `${m.info.stream}:${m.seq}`;
+    const room = (this.deps.maxPayload?.() ?? DEFAULT_MAX_PAYLOAD) - DLQ_HEADER_ROOM;
+    if (m.data.length <= room) {
+      await this.deps.js.publish(subject, m.data, { msgID, headers: h() });
+      return;
+    }
+    const parts = Math.ceil(m.data.length / room);
+    for (let i = 0; i < parts; i++) {
+      const part = h();
+      part.set('Ccm-Dlq-Part', `${i + 1}/${parts}`);
+      part.set('Ccm-Dlq-Original-Bytes', String(m.data.length));
+      await this.deps.js.publish(subject, m.data.subarray(i * room, (i + 1) * room), {
+        msgID: `${msgID}:${i + 1}`,
+        headers: part,
       });
+    }
+  }
+
+  private async park(m: JsMsg, reason: string): Promise<void> {
+    try {
+      await this.publishDeadLetter(m, reason);
     } catch (err) {
       // Not parked: leave it for redelivery rather than lose it.
       this.log.error(`cannot park ${m.subject} #${m.seq}: ${(err as Error).message}`);

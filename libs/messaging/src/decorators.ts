@@ -47,6 +47,8 @@ export interface ConsumerOptions {
   filterSubject: string;
   schema: z.ZodType;
   allow?: readonly SignerName[];
+  /** The envelope types this consumer takes; anything else is parked as MISADDRESSED. Default: any. */
+  types?: readonly string[];
   /** Deliveries before the message is parked on the dead-letter subject; default from config. */
   maxDeliver?: number;
   /** How long the server waits for an ack before redelivering. */

@@ -20,9 +20,13 @@ export {
   sealEnvelope,
   openEnvelope,
   verifyEnvelope,
+  checkAddress,
   encodeEnvelope,
   type EnvelopeFields,
+  type EnvelopeExpectation,
 } from './envelope-codec.js';
 export { connectNats, ensureStreams, DUPLICATE_WINDOW_MS } from './connection.js';
 export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './options.js';
 export { MessagingMetrics } from './metrics.js';
+export { SeenEnvelopes, MAX_REMEMBERED_ENVELOPES } from './replay.js';
+export { HandlerRegistry, type HandlerWiring } from './registry.js';

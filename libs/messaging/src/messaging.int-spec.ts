@@ -65,11 +65,19 @@ describe('messaging against a real nats-server and Postgres', () => {
 
   const send = async (bytes: Uint8Array, subject = PROBE): Promise<Envelope<Reply>> => {
     const msg = await nc.request(subject, bytes, { timeout: 5_000 });
-    return openEnvelope(msg.data, await stack.identity('operator').then(() => trustOf()), ReplySchema);
+    return openEnvelope(msg.data, trustOf(), ReplySchema, { subject: msg.subject });
   };
   let trustOf: () => TrustStore;
   const signed = (data: unknown, extra: { idempotencykey?: string } = {}) =>
-    encodeEnvelope(sealEnvelope(operator, { type: PROBE, data, idempotencykey: randomUUID(), ...extra }));
+    encodeEnvelope(
+      sealEnvelope(operator, {
+        natssubject: PROBE,
+        type: PROBE,
+        data,
+        idempotencykey: randomUUID(),
+        ...extra,
+      }),
+    );
 
   beforeAll(async () => {
     stack = await startTestStack();
@@ -114,7 +122,9 @@ describe('messaging against a real nats-server and Postgres', () => {
   });
 
   it('refuses a command without an idempotency key', async () => {
-    const reply = await send(encodeEnvelope(sealEnvelope(operator, { type: PROBE, data: { n: 1 } })));
+    const reply = await send(
+      encodeEnvelope(sealEnvelope(operator, { natssubject: PROBE, type: PROBE, data: { n: 1 } })),
+    );
     expect(reply.data).toMatchObject({ ok: false, error: { code: 'VALIDATION_FAILED' } });
   });
 
@@ -130,7 +140,12 @@ describe('messaging against a real nats-server and Postgres', () => {
     [
       'an unsigned envelope',
       () => {
-        const env = sealEnvelope(operator, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() });
+        const env = sealEnvelope(operator, {
+          natssubject: PROBE,
+          type: PROBE,
+          data: { n: 2 },
+          idempotencykey: randomUUID(),
+        });
         return encodeEnvelope({ ...env, signature: undefined, signerkey: undefined });
       },
       'SIGNATURE_MISSING',
@@ -138,7 +153,12 @@ describe('messaging against a real nats-server and Postgres', () => {
     [
       'a tampered payload',
       () => {
-        const env = sealEnvelope(operator, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() });
+        const env = sealEnvelope(operator, {
+          natssubject: PROBE,
+          type: PROBE,
+          data: { n: 2 },
+          idempotencykey: randomUUID(),
+        });
         return encodeEnvelope({ ...env, data: { n: 3 } });
       },
       'SIGNATURE_INVALID',
@@ -148,7 +168,12 @@ describe('messaging against a real nats-server and Postgres', () => {
       () => {
         const stranger = { ...operator, keyId: 'A'.repeat(43) };
         return encodeEnvelope(
-          sealEnvelope(stranger, { type: PROBE, data: { n: 2 }, idempotencykey: randomUUID() }),
+          sealEnvelope(stranger, {
+            natssubject: PROBE,
+            type: PROBE,
+            data: { n: 2 },
+            idempotencykey: randomUUID(),
+          }),
         );
       },
       'UNKNOWN_SIGNER',
@@ -225,6 +250,7 @@ describe('messaging against a real nats-server and Postgres', () => {
     const vm = await stack.connectAs('vm-lifecycle');
     const js = jetstream(vm);
     const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      natssubject: PROBED('poison'),
       type: 'ccm.vm.probed',
       data: { poison: true },
     });
@@ -249,6 +275,7 @@ describe('messaging against a real nats-server and Postgres', () => {
     const before = handlers.consumed.length;
     const vm = await stack.connectAs('vm-lifecycle');
     const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      natssubject: PROBED('tampered'),
       type: 'ccm.vm.probed',
       data: { poison: false },
     });
@@ -278,6 +305,7 @@ describe('messaging against a real nats-server and Postgres', () => {
     );
     // ...and a message published now reaches the handler.
     const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      natssubject: PROBED('after-loss'),
       type: 'ccm.vm.probed',
       data: { poison: false },
     });

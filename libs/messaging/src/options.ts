@@ -20,4 +20,9 @@ export interface MessagingOptions {
   /** Deliveries of a JetStream message before it is parked on the dead-letter subject. */
   maxDeliver: number;
   outboxPollMs: number;
+  /**
+   * How far an envelope's time may be from this receiver's clock (a stream message: from when the
+   * server stored it); default `DEFAULT_ENVELOPE_MAX_SKEW_MS`.
+   */
+  envelopeMaxSkewMs?: number;
 }

@@ -49,7 +49,11 @@ export class OutboxService implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /** Writes an event in the caller's transaction; it reaches JetStream once that commits. */
-  enqueue<T>(manager: EntityManager, subject: string, fields: EnvelopeFields<T>): Promise<Envelope<T>> {
+  enqueue<T>(
+    manager: EntityManager,
+    subject: string,
+    fields: Omit<EnvelopeFields<T>, 'natssubject'>,
+  ): Promise<Envelope<T>> {
     if (!this.outbox) throw new Error('this service has no database: publish events with MessageBus.publish');
     return this.outbox.enqueue(manager, subject, fields);
   }

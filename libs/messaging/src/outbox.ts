@@ -14,8 +14,12 @@ export class Outbox {
   ) {}
 
   /** Seals the event and inserts it with `manager`: it is published only if that transaction commits. */
-  async enqueue<T>(manager: EntityManager, subject: string, fields: EnvelopeFields<T>): Promise<Envelope<T>> {
-    const env = sealEnvelope(this.identity, fields);
+  async enqueue<T>(
+    manager: EntityManager,
+    subject: string,
+    fields: Omit<EnvelopeFields<T>, 'natssubject'>,
+  ): Promise<Envelope<T>> {
+    const env = sealEnvelope(this.identity, { ...fields, natssubject: subject });
     await manager.query(`INSERT INTO "${this.schema}".outbox (id, subject, envelope) VALUES ($1, $2, $3)`, [
       env.id,
       subject,

@@ -8,9 +8,18 @@ import {
 } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { DATA_SOURCE } from '@ccm/persistence';
-import { CcmError, ErrorCodes, isServiceName, type Envelope, type Reply } from '@ccm/contracts';
+import {
+  CcmError,
+  ErrorCodes,
+  isServiceName,
+  type Envelope,
+  type Reply,
+  type SignerName,
+} from '@ccm/contracts';
+import { DEFAULT_ENVELOPE_MAX_SKEW_MS } from '@ccm/config';
 import { type Msg, type Subscription } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
+import { type z } from 'zod';
 import { DurableConsumer, type ConsumerHandler } from './consumer.js';
 import {
   JETSTREAM_CONSUMER,
@@ -21,6 +30,7 @@ import {
 } from './decorators.js';
 import { encodeEnvelope, openEnvelope, sealEnvelope } from './envelope-codec.js';
 import { Inbox } from './inbox.js';
+import { SeenEnvelopes } from './replay.js';
 import { MessagingMetrics } from './metrics.js';
 import { NatsService } from './nats.service.js';
 import { MESSAGING_OPTIONS, type MessagingOptions } from './options.js';
@@ -33,6 +43,19 @@ const internalError = (id: string) =>
     retryable: true,
   });
 
+/** One handler as wired at boot. */
+export interface HandlerWiring {
+  kind: 'request' | 'consumer';
+  /** The request subject, or the consumer's filter subject. */
+  subject: string;
+  schema: z.ZodType;
+  idempotent?: boolean;
+  allow?: readonly SignerName[];
+  stream?: ConsumerOptions['stream'];
+  durable?: string;
+  types?: readonly string[];
+}
+
 /**
  * Finds every `@OnRequest` and `@OnJetStream` method at boot, logs the wiring once, subscribes them,
  * and at shutdown stops taking work and waits for the messages in hand.
@@ -44,6 +67,11 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
   private readonly consumers: DurableConsumer[] = [];
   private readonly inflight = new Set<Promise<void>>();
   private readonly inbox?: Inbox;
+  private readonly maxSkewMs: number;
+  /** Ids of requests taken by non-idempotent handlers, remembered until a replay would be stale. */
+  private readonly seen: SeenEnvelopes;
+  /** Every handler wired at boot (for operators' logs and for tests that send to each of them). */
+  readonly wiring: HandlerWiring[] = [];
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -55,6 +83,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     @Optional() @Inject(DATA_SOURCE) private readonly ds?: DataSource,
   ) {
     if (ds && opts.schema) this.inbox = new Inbox(ds, opts.schema);
+    this.maxSkewMs = opts.envelopeMaxSkewMs ?? DEFAULT_ENVELOPE_MAX_SKEW_MS;
+    this.seen = new SeenEnvelopes(2 * this.maxSkewMs);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -77,6 +107,13 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     if (o.idempotent && !this.inbox) throw new Error(`${where}: idempotent handlers need a database`);
     const sub = this.nats.nc.subscribe(subject, { queue: this.opts.service });
     this.subs.push(sub);
+    this.wiring.push({
+      kind: 'request',
+      subject,
+      schema: o.schema,
+      idempotent: !!o.idempotent,
+      allow: o.allow,
+    });
     this.log.log(
       `request ${subject} (queue ${this.opts.service}${o.idempotent ? ', idempotent' : ''}) -> ${where}`,
     );
@@ -98,8 +135,16 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     let env: Envelope | undefined;
     let reply: Reply;
     try {
-      env = openEnvelope(m.data, this.opts.trust, o.schema);
+      env = openEnvelope(m.data, this.opts.trust, o.schema, {
+        subject: m.subject,
+        types: [m.subject],
+        at: Date.now(),
+        maxSkewMs: this.maxSkewMs,
+      });
       const e = env;
+      // A command's repeat is answered from the inbox by its idempotency key (the stored reply, no
+      // second effect, on every replica); any other request is taken once per envelope id.
+      if (!o.idempotent) this.seen.admit(e.id);
       if (o.allow && !o.allow.includes(e.source as never)) {
         throw new CcmError(ErrorCodes.Unauthorized, `${e.source} may not send ${m.subject}`, {
           retryable: false,
@@ -131,6 +176,7 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     end();
     if (!m.reply) return;
     const out = sealEnvelope(this.opts.identity, {
+      natssubject: m.reply,
       type: `${m.subject}.reply`,
       data: reply,
       causationid: env?.id,
@@ -148,6 +194,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
         jsm: this.nats.jsm,
         trust: this.opts.trust,
         maxDeliver: this.opts.maxDeliver,
+        maxSkewMs: this.maxSkewMs,
+        maxPayload: () => this.nats.nc.info?.max_payload,
         connectionClosed: () => this.nats.nc.isClosed(),
         onOutcome: (outcome) => this.metrics.handled.inc({ subject: o.filterSubject, outcome }),
         onDeadLetter: () => this.metrics.deadLettered.inc({ consumer: o.durable }),
@@ -157,6 +205,15 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     );
     await c.start();
     this.consumers.push(c);
+    this.wiring.push({
+      kind: 'consumer',
+      subject: o.filterSubject,
+      schema: o.schema,
+      stream: o.stream,
+      durable: o.durable,
+      allow: o.allow,
+      types: o.types,
+    });
     this.log.log(`consumer ${o.durable} on ${o.filterSubject} (stream ${o.stream}) -> ${where}`);
   }
 

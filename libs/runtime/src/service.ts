@@ -114,6 +114,7 @@ export async function createServiceApp<S extends z.ZodObject>(
     requestTimeoutMs: config.CCM_REQUEST_TIMEOUT_MS,
     maxDeliver: config.CCM_MAX_DELIVER,
     outboxPollMs: config.CCM_OUTBOX_POLL_MS,
+    envelopeMaxSkewMs: config.CCM_ENVELOPE_MAX_SKEW_MS,
   };
 
   @Module({})

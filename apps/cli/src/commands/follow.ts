@@ -54,7 +54,12 @@ export class Follower {
         if (!name) continue;
         let data: { seq: number };
         try {
-          const env = openEnvelope(m.data, this.conn.trust, MIGRATION_EVENTS[name]);
+          // Events stored before envelopes named their subject (version 1) still verify here; newer
+          // ones must have been signed for the subject they are stored under.
+          const env = openEnvelope(m.data, this.conn.trust, MIGRATION_EVENTS[name], {
+            subject: m.subject,
+            acceptV1: true,
+          });
           if (env.source !== 'saga-coordinator') continue;
           data = env.data;
         } catch {

@@ -15,6 +15,7 @@ export async function queueRequest(
   idempotencyKey?: string,
 ): Promise<void> {
   const env = sealEnvelope(conn.identity, {
+    natssubject: subjects.req(kind),
     type: subjects.req(kind),
     data,
     ...(idempotencyKey ? { idempotencykey: idempotencyKey } : {}),

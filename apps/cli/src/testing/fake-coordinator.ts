@@ -108,7 +108,7 @@ export class FakeCoordinator {
 
   private async intake(subject: string, bytes: Uint8Array): Promise<void> {
     if (subject === subjects.req('cancel')) {
-      const env = openEnvelope(bytes, this.trust, CancelRequestSchema);
+      const env = openEnvelope(bytes, this.trust, CancelRequestSchema, { subject });
       this.cancels.push(env.data.migrationId);
       const seq = (this.details.get(env.data.migrationId)?.eventSeq ?? 0) + 1;
       await this.emit(env.data.migrationId, 'cancel-refused', seq, {
@@ -117,7 +117,7 @@ export class FakeCoordinator {
       });
       return;
     }
-    const env = openEnvelope(bytes, this.trust, MigrateRequestSchema);
+    const env = openEnvelope(bytes, this.trust, MigrateRequestSchema, { subject });
     const id = migrationIdFor(env.idempotencykey ?? env.id);
     this.requests.push({ envelope: env, id });
     if (this.details.has(id)) return; // the same key again: the migration it named goes on
@@ -226,6 +226,7 @@ export class FakeCoordinator {
     data: Record<string, unknown>,
   ): Promise<void> {
     const env = sealEnvelope(this.identity, {
+      natssubject: migrationEventSubject(id, name),
       type: migrationEventType(name),
       correlationid: id,
       data: { migrationId: id, seq, at: new Date().toISOString(), ...data },
@@ -242,12 +243,20 @@ export class FakeCoordinator {
 
   private reply<S extends z.ZodType>(m: Msg, schema: S, answer: (q: z.infer<S>) => unknown): void {
     let reply: Reply;
+    let causationid: string | undefined;
     try {
-      reply = { ok: true, result: answer(openEnvelope(m.data, this.trust, schema).data) };
+      const env = openEnvelope(m.data, this.trust, schema, { subject: m.subject });
+      causationid = env.id;
+      reply = { ok: true, result: answer(env.data) };
     } catch (err) {
       const e = err instanceof CcmError ? err : new CcmError(ErrorCodes.Internal, String(err));
       reply = { ok: false, error: e.toPayload() };
     }
-    m.respond(encodeEnvelope(sealEnvelope(this.identity, { type: `${m.subject}.reply`, data: reply })));
+    const type = `${m.subject}.reply`;
+    m.respond(
+      encodeEnvelope(
+        sealEnvelope(this.identity, { natssubject: m.reply ?? '', type, causationid, data: reply }),
+      ),
+    );
   }
 }

@@ -102,7 +102,8 @@ describe('migrate intake', () => {
         'SIGNATURE_MISSING',
         async () => {
           const env = sealEnvelope(await stack.identity('operator'), {
-            type: 'x',
+            natssubject: subjects.req('migrate'),
+            type: subjects.req('migrate'),
             data: { ...good, workload: 'bad-3' },
           });
           return encodeEnvelope({ ...env, signature: undefined, signerkey: undefined });
@@ -113,7 +114,8 @@ describe('migrate intake', () => {
         'SIGNATURE_INVALID',
         async () => {
           const env = sealEnvelope(await stack.identity('operator'), {
-            type: 'x',
+            natssubject: subjects.req('migrate'),
+            type: subjects.req('migrate'),
             data: { ...good, workload: 'bad-4' },
           });
           return encodeEnvelope({ ...env, data: { ...good, workload: 'bad-4', targetHost: 'host-z' } });
@@ -140,7 +142,8 @@ describe('migrate intake', () => {
     ];
 
     function seal(identity: Identity, data: unknown): Uint8Array {
-      return encodeEnvelope(sealEnvelope(identity, { type: subjects.req('migrate'), data }));
+      const subject = subjects.req('migrate');
+      return encodeEnvelope(sealEnvelope(identity, { natssubject: subject, type: subject, data }));
     }
 
     it.for(cases)('%s → %s', async ([, code, build]) => {

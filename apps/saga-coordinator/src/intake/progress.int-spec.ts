@@ -17,9 +17,14 @@ describe('progress reports handled out of stream order', () => {
     const checkpoint = await w.stack.identity('container-checkpoint');
     const report = (round: number, streamSeq: number) => {
       const data = preDumpRound(id, round);
-      const envelope = sealEnvelope(checkpoint, { type: 'ccm.checkpoint.progressed', data });
+      const subject = `ccm.evt.checkpoint.${id}.progressed`;
+      const envelope = sealEnvelope(checkpoint, {
+        natssubject: subject,
+        type: 'ccm.checkpoint.progressed',
+        data,
+      });
       return consumers.checkpoint(data, {
-        subject: `ccm.evt.checkpoint.${id}.progressed`,
+        subject,
         envelope,
         deliveryCount: 1,
         streamSeq,

@@ -57,7 +57,7 @@ export class OperatorClient {
         const name = migrationEventName(m.subject);
         if (!name) continue;
         try {
-          const env = openEnvelope(m.data, trust, MIGRATION_EVENTS[name]);
+          const env = openEnvelope(m.data, trust, MIGRATION_EVENTS[name], { subject: m.subject });
           const data = env.data as SeenEvent['data'];
           if (this.seen.has(`${data.migrationId}:${data.seq}`)) continue;
           this.seen.add(`${data.migrationId}:${data.seq}`);
@@ -86,6 +86,7 @@ export class OperatorClient {
   /** Publishes a migrate request; returns the migration id its key names. */
   async migrate(req: MigrateRequestInput, key: string = randomUUID(), as?: Identity): Promise<string> {
     const env = sealEnvelope(as ?? this.identity, {
+      natssubject: subjects.req('migrate'),
       type: subjects.req('migrate'),
       data: req,
       idempotencykey: key,
@@ -94,13 +95,24 @@ export class OperatorClient {
     return migrationIdFor(key);
   }
 
-  /** Publishes raw bytes on an intake subject (malformed-request tests). */
+  /**
+   * Publishes raw bytes on an intake subject (malformed-request tests), with the envelope's id as
+   * Nats-Msg-Id when the bytes carry one, as a real sender would.
+   */
   async publishRaw(subject: string, bytes: Uint8Array): Promise<void> {
-    await this.js.publish(subject, bytes);
+    let msgID: string | undefined;
+    try {
+      const id = (JSON.parse(new TextDecoder().decode(bytes)) as { id?: unknown }).id;
+      if (typeof id === 'string') msgID = id;
+    } catch {
+      // not JSON: no id to send
+    }
+    await this.js.publish(subject, bytes, msgID ? { msgID } : {});
   }
 
   async cancel(req: CancelRequest): Promise<void> {
-    const env = sealEnvelope(this.identity, { type: subjects.req('cancel'), data: req });
+    const subject = subjects.req('cancel');
+    const env = sealEnvelope(this.identity, { natssubject: subject, type: subject, data: req });
     await this.js.publish(subjects.req('cancel'), encodeEnvelope(env), { msgID: env.id });
   }
 

@@ -175,6 +175,7 @@ export class ScriptedParticipants {
     const svc: Svc = via === 'checkpoint' ? 'container-checkpoint' : 'host-agent';
     const subject = progressSubjects[via](progress.migrationId);
     const env = sealEnvelope(this.ids.get(svc)!, {
+      natssubject: subject,
       type: `ccm.${via}.progressed`,
       data: progress,
       correlationid: progress.migrationId,
@@ -201,7 +202,7 @@ export class ScriptedParticipants {
     if (!contract || !(verb in STEP_COMMANDS[svc])) return;
     let env;
     try {
-      env = openEnvelope(m.data, this.stack.trust, contract.request);
+      env = openEnvelope(m.data, this.stack.trust, contract.request, { subject: m.subject });
     } catch (err) {
       this.invalid.push({ subject: m.subject, error: (err as Error).message });
       return this.respond(svc, m, {
@@ -298,7 +299,9 @@ export class ScriptedParticipants {
 
   private respond(svc: Svc, m: Msg, reply: Reply): void {
     const env = sealEnvelope(this.ids.get(svc)!, {
+      natssubject: m.reply ?? '',
       type: `${m.subject}.reply`,
+      causationid: requestId(m),
       data: ReplySchema.parse(reply),
     });
     try {
@@ -306,5 +309,15 @@ export class ScriptedParticipants {
     } catch {
       // the connection went away (a crash): the coordinator sees a timeout
     }
+  }
+}
+
+/** The id of the request envelope `m` carries (a reply names it as its cause), if it has one. */
+function requestId(m: Msg): string | undefined {
+  try {
+    const id = (JSON.parse(new TextDecoder().decode(m.data)) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
