@@ -3,6 +3,7 @@ export * from './subjects.js';
 export * from './errors.js';
 export * from './canonical.js';
 export * from './envelope.js';
+export * from './chain.js';
 export * from './ping.js';
 export * from './permissions.js';
 export * from './migration.js';

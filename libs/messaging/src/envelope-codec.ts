@@ -7,6 +7,8 @@ import {
   SIGNING_CONTEXT,
   SPEC_VERSION,
   validationError,
+  type ChainAttributes,
+  type ChainLink,
   type Envelope,
 } from '@ccm/contracts';
 import { type z } from 'zod';
@@ -24,10 +26,22 @@ export interface EnvelopeFields<T> {
   idempotencykey?: string;
   id?: string;
   time?: Date;
+  /** The event's place in its migration's hash chain; set by the outbox or MessageBus.publish. */
+  chain?: ChainAttributes;
+  /** What the first event of a new chain commits to (a request's hash); the default genesis if unset. */
+  chainGenesis?: string;
+  /** Heads of other chains of the migration this publisher has seen (the coordinator's cross-links). */
+  chainLinks?: Record<string, ChainLink>;
 }
 
 function signingBytes(env: Omit<Envelope, 'signature'>): Buffer {
   return Buffer.from(SIGNING_CONTEXT + canonicalJson({ ...env, signature: undefined }), 'utf8');
+}
+
+function chainAttributes<T>(f: EnvelopeFields<T>): ChainAttributes {
+  if (!f.chain?.chainid) return {};
+  const links = f.chainLinks && Object.keys(f.chainLinks).length ? { chainlinks: f.chainLinks } : {};
+  return { chainid: f.chain.chainid, chainseq: f.chain.chainseq, chainprev: f.chain.chainprev, ...links };
 }
 
 /** Builds and signs an envelope with the identity's Ed25519 key. */
@@ -44,6 +58,7 @@ export function sealEnvelope<T>(identity: Identity, f: EnvelopeFields<T>): Envel
     ...(f.causationid !== undefined ? { causationid: f.causationid } : {}),
     ...(f.idempotencykey !== undefined ? { idempotencykey: f.idempotencykey } : {}),
     data: f.data,
+    ...chainAttributes(f),
     signerkey: identity.keyId,
   };
   const signature = sign(null, signingBytes(unsigned), identity.signingKey).toString('base64');
