@@ -3,6 +3,8 @@ import { Admission } from './admission/admission.js';
 import { coordinatorConfigSchema, type CoordinatorConfig } from './config.js';
 import { SagaTables1764100000000 } from './db/1764100000000-saga-tables.js';
 import { ProgressSeq1795399000000 } from './db/1795399000000-progress-seq.js';
+import { ObservedChains1796000000000 } from './db/1796000000000-observed-chains.js';
+import { ChainWitness } from './intake/chain-witness.consumers.js';
 import { IntakeConsumers } from './intake/intake.consumers.js';
 import { ProgressConsumers } from './intake/progress.consumers.js';
 import { MigrationsController } from './query/migrations.controller.js';
@@ -26,7 +28,7 @@ export const sagaCoordinator: ServiceDefinition<typeof coordinatorConfigSchema> 
   service: 'saga-coordinator',
   database: true,
   configSchema: coordinatorConfigSchema,
-  migrations: [SagaTables1764100000000, ProgressSeq1795399000000],
+  migrations: [SagaTables1764100000000, ProgressSeq1795399000000, ObservedChains1796000000000],
   controllers: [MigrationsController],
   providers: [
     {
@@ -44,6 +46,7 @@ export const sagaCoordinator: ServiceDefinition<typeof coordinatorConfigSchema> 
     SagaRunner,
     IntakeConsumers,
     ProgressConsumers,
+    ChainWitness,
     MigrationQueries,
     QueryHandlers,
   ],

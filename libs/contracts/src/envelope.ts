@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ChainAttributesSchema } from './chain.js';
 import { ErrorPayloadSchema } from './errors.js';
 
 /** CloudEvents spec version of every CCM envelope. */
@@ -38,6 +39,8 @@ export const EnvelopeSchema = z.object({
   data: z.unknown(),
   signerkey: z.string().max(100).optional(),
   signature: z.string().max(200).optional(),
+  /** The per-migration hash chain (chain.ts): signed like every other attribute. */
+  ...ChainAttributesSchema.shape,
 });
 
 export type Envelope<T = unknown> = Omit<z.infer<typeof EnvelopeSchema>, 'data'> & { data: T };

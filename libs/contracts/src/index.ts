@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './canonical.js';
 export * from './safe-json.js';
 export * from './envelope.js';
+export * from './chain.js';
 export * from './ping.js';
 export * from './permissions.js';
 export * from './migration.js';

@@ -75,6 +75,11 @@ export const MIGRATION_EVENTS = {
     targetHost: IdSchema,
     priority: z.enum(MIGRATION_PRIORITIES),
     requestedBy: z.string(),
+    /**
+     * The operator's signed request envelope, exactly as received: the coordinator's hash chain for the
+     * migration starts from its hash, so an auditor can check who asked for what without CCM_REQUESTS.
+     */
+    request: z.record(z.string(), z.unknown()).optional(),
   }),
   /** Intake refused the request (final); nothing was started. */
   rejected: Base.extend({ code: z.string(), message: z.string() }),

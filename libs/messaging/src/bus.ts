@@ -1,9 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { CcmError, ErrorCodes, ReplySchema, validationError, type Envelope } from '@ccm/contracts';
+import {
+  CcmError,
+  ErrorCodes,
+  ReplySchema,
+  validationError,
+  type ChainAttributes,
+  type Envelope,
+} from '@ccm/contracts';
 import { DEFAULT_REQUEST_TIMEOUT_MS } from '@ccm/config';
 import { type Identity, type TrustStore } from '@ccm/keys';
 import { errors, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { type z } from 'zod';
+import { MemoryChains, publisherName } from './chain.js';
 import { encodeEnvelope, openEnvelope, sealEnvelope, type EnvelopeFields } from './envelope-codec.js';
 import { NatsService } from './nats.service.js';
 import { MESSAGING_OPTIONS, type MessagingOptions } from './options.js';
@@ -98,10 +107,16 @@ export async function signedRequest<S extends z.ZodType>(
 /** Sends signed requests and events, and opens signed replies. */
 @Injectable()
 export class MessageBus {
+  private readonly chains: MemoryChains;
+
   constructor(
     private readonly nats: NatsService,
     @Inject(MESSAGING_OPTIONS) private readonly opts: MessagingOptions,
-  ) {}
+  ) {
+    // A process of its own: its chains are new ones, whatever an earlier process of this instance wrote.
+    const instance = `${opts.instanceId}-${randomBytes(4).toString('hex')}`;
+    this.chains = new MemoryChains(publisherName(opts.service, opts.scopeId, instance));
+  }
 
   seal<T>(fields: EnvelopeFields<T>): Envelope<T> {
     return sealEnvelope(this.opts.identity, fields);
@@ -124,10 +139,15 @@ export class MessageBus {
   /**
    * Publishes a signed event or intake request straight to JetStream, deduplicated by envelope id.
    * Services with a database write events through the outbox instead, in their state transaction.
+   * An event about a migration (`correlationid`) joins this process's hash chain for it.
    */
   async publish<T>(subject: string, fields: Omit<EnvelopeFields<T>, 'natssubject'>): Promise<Envelope<T>> {
-    const env = this.seal({ ...fields, natssubject: subject });
-    await this.nats.js.publish(subject, encodeEnvelope(env), { msgID: env.id });
-    return env;
+    const send = async (chain?: ChainAttributes): Promise<Envelope<T>> => {
+      const env = this.seal({ ...fields, natssubject: subject, chain });
+      await this.nats.js.publish(subject, encodeEnvelope(env), { msgID: env.id });
+      return env;
+    };
+    if (!fields.correlationid || !subject.startsWith('ccm.evt.')) return send();
+    return this.chains.append(fields.correlationid, fields.chainGenesis, send);
   }
 }

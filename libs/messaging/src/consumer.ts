@@ -208,6 +208,7 @@ export class DurableConsumer {
       outcome = await this.handler(env.data, {
         subject: m.subject,
         envelope: env,
+        raw: m.data,
         deliveryCount: deliveries,
         streamSeq: m.seq,
       });

@@ -10,6 +10,8 @@ export const JETSTREAM_CONSUMER = Symbol.for('ccm.messaging.jetstream-consumer')
 export interface MessageContext {
   subject: string;
   envelope: Envelope;
+  /** The message's bytes as received: the envelope exactly as signed (what a hash chain commits to). */
+  raw?: Uint8Array;
   /** Inside an idempotent handler: the transaction that also records the inbox row and the reply. */
   manager?: EntityManager;
   /** JetStream consumers: how many times this message has been delivered (1 on first delivery). */

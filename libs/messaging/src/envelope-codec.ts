@@ -9,6 +9,8 @@ import {
   SIGNING_CONTEXT_V1,
   SPEC_VERSION,
   validationError,
+  type ChainAttributes,
+  type ChainLink,
   type Envelope,
 } from '@ccm/contracts';
 import { DEFAULT_ENVELOPE_MAX_SKEW_MS } from '@ccm/config';
@@ -30,6 +32,12 @@ export interface EnvelopeFields<T> {
   idempotencykey?: string;
   id?: string;
   time?: Date;
+  /** The event's place in its migration's hash chain; set by the outbox or MessageBus.publish. */
+  chain?: ChainAttributes;
+  /** What the first event of a new chain commits to (a request's hash); the default genesis if unset. */
+  chainGenesis?: string;
+  /** Heads of other chains of the migration this publisher has seen (the coordinator's cross-links). */
+  chainLinks?: Record<string, ChainLink>;
 }
 
 /** What a receiver requires of an envelope besides a valid signature by a trusted signer. */
@@ -55,6 +63,12 @@ function signingBytes(env: Omit<Envelope, 'signature'>, context: string): Buffer
 const refuse = (code: string, message: string, details?: Record<string, unknown>) =>
   new CcmError(code, message, { retryable: false, ...(details ? { details } : {}) });
 
+function chainAttributes<T>(f: EnvelopeFields<T>): ChainAttributes {
+  if (!f.chain?.chainid) return {};
+  const links = f.chainLinks && Object.keys(f.chainLinks).length ? { chainlinks: f.chainLinks } : {};
+  return { chainid: f.chain.chainid, chainseq: f.chain.chainseq, chainprev: f.chain.chainprev, ...links };
+}
+
 /** Builds and signs an envelope with the identity's Ed25519 key, bound to `f.natssubject`. */
 export function sealEnvelope<T>(identity: Identity, f: EnvelopeFields<T>): Envelope<T> {
   const unsigned = {
@@ -70,6 +84,7 @@ export function sealEnvelope<T>(identity: Identity, f: EnvelopeFields<T>): Envel
     ...(f.causationid !== undefined ? { causationid: f.causationid } : {}),
     ...(f.idempotencykey !== undefined ? { idempotencykey: f.idempotencykey } : {}),
     data: f.data,
+    ...chainAttributes(f),
     signerkey: identity.keyId,
   };
   const signature = sign(null, signingBytes(unsigned, SIGNING_CONTEXT), identity.signingKey).toString(

@@ -9,6 +9,7 @@ import { DATA_SOURCE } from '@ccm/persistence';
 import { type Envelope } from '@ccm/contracts';
 import { type DataSource, type EntityManager } from 'typeorm';
 import { type EnvelopeFields } from './envelope-codec.js';
+import { publisherName } from './chain.js';
 import { MessagingMetrics } from './metrics.js';
 import { NatsService } from './nats.service.js';
 import { MESSAGING_OPTIONS, type MessagingOptions } from './options.js';
@@ -33,7 +34,12 @@ export class OutboxService implements OnApplicationBootstrap, BeforeApplicationS
       pollMs: this.opts.outboxPollMs,
       onRelayed: (n) => this.metrics.outboxRelayed.inc(n),
     });
-    this.outbox = new Outbox(this.opts.identity, this.opts.schema, () => this.relay?.kick());
+    this.outbox = new Outbox(
+      this.opts.identity,
+      this.opts.schema,
+      () => this.relay?.kick(),
+      publisherName(this.opts.service, this.opts.scopeId),
+    );
     this.relay.start();
   }
 

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { type Envelope } from '@ccm/contracts';
+import { chainIdFor, type Envelope } from '@ccm/contracts';
+import { advanceDbChain, nextDbLink } from './chain.js';
 import { type JetStreamClient } from '@nats-io/jetstream';
 import { type DataSource, type EntityManager } from 'typeorm';
 import { encodeEnvelope, sealEnvelope, type EnvelopeFields } from './envelope-codec.js';
@@ -11,24 +12,65 @@ export class Outbox {
     private readonly identity: Identity,
     private readonly schema: string,
     private readonly onEnqueued: () => void = () => undefined,
+    /** Names this publisher's chains (see chain.ts); the identity's name by default. */
+    private readonly publisher: string = identity.name,
   ) {}
 
-  /** Seals the event and inserts it with `manager`: it is published only if that transaction commits. */
+  /**
+   * Seals the event and inserts it with `manager`: it is published only if that transaction commits.
+   * An event about a migration (`correlationid`) is appended to the publisher's hash chain for it.
+   */
   async enqueue<T>(
     manager: EntityManager,
     subject: string,
     fields: Omit<EnvelopeFields<T>, 'natssubject'>,
   ): Promise<Envelope<T>> {
-    const env = sealEnvelope(this.identity, { ...fields, natssubject: subject });
-    await manager.query(`INSERT INTO "${this.schema}".outbox (id, subject, envelope) VALUES ($1, $2, $3)`, [
-      env.id,
-      subject,
-      JSON.stringify(env),
-    ]);
+    const chain = fields.correlationid
+      ? await nextDbLink(
+          manager,
+          this.schema,
+          chainIdFor(fields.correlationid, this.publisher),
+          fields.chainGenesis,
+        )
+      : undefined;
+    const env = sealEnvelope(this.identity, { ...fields, natssubject: subject, chain });
+    await manager.query(
+      `INSERT INTO "${this.schema}".outbox (id, subject, envelope, chain_id, chain_seq) VALUES ($1, $2, $3, $4, $5)`,
+      [env.id, subject, JSON.stringify(env), env.chainid ?? null, env.chainseq ?? null],
+    );
+    if (chain) await advanceDbChain(manager, this.schema, env);
     // Wake the relay once the surrounding transaction has had a chance to commit.
     setImmediate(this.onEnqueued);
     return env;
   }
+}
+
+interface OutboxRow {
+  id: string;
+  subject: string;
+  envelope: Envelope;
+  chain_id: string | null;
+  chain_seq: number | null;
+}
+
+/**
+ * The rows of a batch that may go out now, so every chain reaches the stream in its own order: for each
+ * chain, only the run of consecutive rows starting at the chain's oldest unsent one. Rows another
+ * replica holds (SKIP LOCKED) cut the run; what is left waits for a later pass.
+ */
+async function inChainOrder(manager: EntityManager, table: string, rows: OutboxRow[]): Promise<OutboxRow[]> {
+  const chains = [...new Set(rows.flatMap((r) => (r.chain_id ? [r.chain_id] : [])))];
+  if (!chains.length) return rows;
+  const mins = await manager.query<Array<{ chain_id: string; seq: number }>>(
+    `SELECT chain_id, min(chain_seq) AS seq FROM ${table} WHERE sent_at IS NULL AND chain_id = ANY($1) GROUP BY chain_id`,
+    [chains],
+  );
+  const out = rows.filter((r) => !r.chain_id);
+  for (const { chain_id, seq } of mins) {
+    const mine = new Map(rows.filter((r) => r.chain_id === chain_id).map((r) => [r.chain_seq, r]));
+    for (let next = seq, row = mine.get(next); row; row = mine.get(++next)) out.push(row);
+  }
+  return out;
 }
 
 export interface RelayOptions {
@@ -98,10 +140,11 @@ export class OutboxRelay {
   async relayOnce(): Promise<number> {
     const t = `"${this.schema}".outbox`;
     return this.ds.transaction(async (manager) => {
-      const rows = await manager.query<Array<{ id: string; subject: string; envelope: Envelope }>>(
-        `SELECT id, subject, envelope FROM ${t} WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      const taken = await manager.query<OutboxRow[]>(
+        `SELECT id, subject, envelope, chain_id, chain_seq FROM ${t} WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [this.opts.batchSize ?? 100],
       );
+      const rows = await inChainOrder(manager, t, taken);
       for (const row of rows) {
         await this.js.publish(row.subject, encodeEnvelope(row.envelope), { msgID: row.id });
         await this.opts.afterPublish?.(row.id);

@@ -30,9 +30,20 @@ describe('openDataSource', () => {
     const tables = await a.query<Array<{ table_name: string }>>(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = 'svc_a' ORDER BY table_name`,
     );
-    expect(tables.map((t) => t.table_name)).toEqual(['inbox', 'migrations', 'outbox', 'ping', 'widgets']);
+    expect(tables.map((t) => t.table_name)).toEqual([
+      'event_chain',
+      'inbox',
+      'migrations',
+      'outbox',
+      'ping',
+      'widgets',
+    ]);
     const ran = await a.query<Array<{ name: string }>>('SELECT name FROM svc_a.migrations ORDER BY id');
-    expect(ran.map((r) => r.name)).toEqual(['PlatformTables1763800000000', 'AddWidgets1763800000001']);
+    expect(ran.map((r) => r.name)).toEqual([
+      'PlatformTables1763800000000',
+      'AddWidgets1763800000001',
+      'PlatformEventChains1763800000005',
+    ]);
     await Promise.all([a.destroy(), b.destroy()]);
   });
 
@@ -41,7 +52,7 @@ describe('openDataSource', () => {
     const rows = await b.query<Array<{ n: number }>>(
       `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'svc_b'`,
     );
-    expect(rows[0]?.n).toBe(4);
+    expect(rows[0]?.n).toBe(5);
     await b.destroy();
   });
 

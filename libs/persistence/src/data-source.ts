@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DataSource, type MigrationInterface, type MixedList, type EntitySchema } from 'typeorm';
-import { platformTablesMigration } from './platform-migration.js';
+import { platformEventChainsMigration, platformTablesMigration } from './platform-migration.js';
 
 /** Thrown when the database cannot be opened or its migrations fail; carries the schema. */
 export class PersistenceError extends Error {
@@ -65,7 +65,11 @@ export async function openDataSource(opts: DataSourceOptions): Promise<DataSourc
       url: opts.url,
       schema: opts.schema,
       entities: opts.entities ?? [],
-      migrations: [platformTablesMigration(opts.schema), ...(opts.migrations ?? [])],
+      migrations: [
+        platformTablesMigration(opts.schema),
+        platformEventChainsMigration(opts.schema),
+        ...(opts.migrations ?? []),
+      ],
       migrationsTableName: 'migrations',
       migrationsTransactionMode: 'each',
       synchronize: false,

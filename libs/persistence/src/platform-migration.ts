@@ -38,3 +38,34 @@ export function platformTablesMigration(schema: string): new () => MigrationInte
     }
   };
 }
+
+/**
+ * The per-migration event hash chain (libs/contracts chain.ts): `event_chain` holds each chain's head
+ * (last seq and hash), locked by the transaction that appends to it, so replicas sharing the schema
+ * extend one chain in turn; the outbox records each row's chain position so the relay publishes a
+ * chain's events in order.
+ */
+export function platformEventChainsMigration(schema: string): new () => MigrationInterface {
+  const s = `"${schema}"`;
+  return class PlatformEventChains1763800000005 implements MigrationInterface {
+    name = 'PlatformEventChains1763800000005';
+    async up(q: QueryRunner): Promise<void> {
+      await q.query(`CREATE TABLE ${s}.event_chain (
+        chain_id text PRIMARY KEY,
+        seq integer NOT NULL,
+        head text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now())`);
+      await q.query(
+        `ALTER TABLE ${s}.outbox ADD COLUMN chain_id text NULL, ADD COLUMN chain_seq integer NULL`,
+      );
+      await q.query(
+        `CREATE INDEX outbox_unsent_chain ON ${s}.outbox (chain_id, chain_seq) WHERE sent_at IS NULL AND chain_id IS NOT NULL`,
+      );
+    }
+    async down(q: QueryRunner): Promise<void> {
+      await q.query(`DROP INDEX ${s}.outbox_unsent_chain`);
+      await q.query(`ALTER TABLE ${s}.outbox DROP COLUMN chain_seq, DROP COLUMN chain_id`);
+      await q.query(`DROP TABLE ${s}.event_chain`);
+    }
+  };
+}

@@ -4,6 +4,7 @@ import {
   CcmError,
   ErrorCodes,
   MigrateRequestSchema,
+  eventHash,
   OPERATOR,
   PRIORITY_RANK,
   migrationIdFor,
@@ -21,6 +22,11 @@ import { MigrationEvents } from '../saga/events.js';
 import { type PendingEvent } from '../saga/projection.js';
 import { SagaRunner } from '../saga/runner.js';
 import { notify } from '../saga/wakeups.js';
+
+/** The operator's request envelope exactly as signed: the first link of the migration's hash chain. */
+function signedRequest(raw: Uint8Array): Record<string, unknown> {
+  return JSON.parse(new TextDecoder().decode(raw)) as Record<string, unknown>;
+}
 
 /** Intake requests one replica handles at once. */
 export const INTAKE_CONCURRENCY = 16;
@@ -144,6 +150,7 @@ export class IntakeConsumers {
         targetHost: req.targetHost,
         priority: req.priority,
         requestedBy: ctx.envelope.source,
+        ...(ctx.raw ? { request: signedRequest(ctx.raw) } : {}),
       },
     };
   }
@@ -154,7 +161,9 @@ export class IntakeConsumers {
     events: PendingEvent[],
     cause: string,
   ): Promise<void> {
-    const seq = await this.events.write(m, id, 0, events, cause);
+    const request = events[0]?.data['request'];
+    const genesis = request ? eventHash(request) : undefined;
+    const seq = await this.events.write(m, id, 0, events, cause, genesis);
     await m.query(`UPDATE ${MIGRATION} SET event_seq = $2 WHERE id = $1`, [id, seq]);
   }
 
