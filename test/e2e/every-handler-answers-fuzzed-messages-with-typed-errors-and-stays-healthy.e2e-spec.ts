@@ -1,4 +1,4 @@
-import { OPERATOR, STREAMS, subjects, type ServiceName, type SignerName } from '@ccm/contracts';
+import { OPERATOR, STREAMS, subjects, type SignerName } from '@ccm/contracts';
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
 import { pollUntil, startTestStack, type RawNatsClient, type TestStack } from '@ccm/testing';
 import fc from 'fast-check';
@@ -99,7 +99,7 @@ describe('every handler answers fuzzed messages with typed errors and stays heal
         }),
         { numRuns: RUNS },
       );
-      const dlq = subjects.dlq(h.service as ServiceName, h.durable!);
+      const dlq = subjects.dlq(h.service, h.durable!);
       const t0 = Date.now();
       const parked = await settled(h, raw, dlq, sent, refused);
       process.stdout.write(
