@@ -12,6 +12,7 @@ import {
   CcmError,
   ErrorCodes,
   isServiceName,
+  parseSafeJson,
   type Envelope,
   type Reply,
   type SignerName,
@@ -179,7 +180,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
       natssubject: m.reply,
       type: `${m.subject}.reply`,
       data: reply,
-      causationid: env?.id,
+      // A refused request is answered too: name its id (when it has one) so the requester takes the reply.
+      causationid: env?.id ?? requestIdOf(m.data),
       correlationid: env?.correlationid,
     });
     m.respond(encodeEnvelope(out));
@@ -223,5 +225,15 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     await Promise.allSettled(this.consumers.map((c) => c.stop()));
     await Promise.allSettled([...this.inflight]);
     this.log.log('handlers stopped');
+  }
+}
+
+/** The `id` of a request that was refused before it was opened, if its text has a string one. */
+function requestIdOf(bytes: Uint8Array): string | undefined {
+  try {
+    const id = (parseSafeJson(new TextDecoder().decode(bytes)) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' && id.length <= 200 ? id : undefined;
+  } catch {
+    return undefined;
   }
 }

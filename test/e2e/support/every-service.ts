@@ -66,7 +66,7 @@ export async function startEveryService(
         stack.env({
           ...FAST_ENV,
           CCM_INSTANCE_ID: `${service}-probe`,
-          CCM_LOG_LEVEL: 'error',
+          CCM_LOG_LEVEL: process.env['CCM_PROBE_LOG_LEVEL'] ?? 'error',
           CCM_HOST_ID: PROBE_HOST,
           CCM_VM_ID: PROBE_VM,
           CCM_HYPERVISOR: 'sim',
