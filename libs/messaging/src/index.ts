@@ -26,5 +26,5 @@ export {
 export { connectNats, ensureStreams, DUPLICATE_WINDOW_MS } from './connection.js';
 export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './options.js';
 export { MessagingMetrics } from './metrics.js';
-export { publisherName } from './chain.js';
+export { publisherName, MemoryChains } from './chain.js';
 export * from './audit/index.js';
