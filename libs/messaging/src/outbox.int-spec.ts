@@ -129,7 +129,7 @@ describe('outbox relay (real Postgres and JetStream)', () => {
     await Promise.all(
       Array.from({ length: n }, (_, i) =>
         ds.transaction((m) =>
-          writers[i % 2]!.enqueue(m, subjects.evt('vm', `v${i}`, 'probed'), {
+          writers[i % 2].enqueue(m, subjects.evt('vm', `v${i}`, 'probed'), {
             type: 'ccm.vm.probed',
             correlationid: migrations[i % 3],
             data: { i },
