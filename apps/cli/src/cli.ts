@@ -8,12 +8,20 @@ import {
   showCommand,
   type MigrationFlags,
 } from './commands/migration-commands.js';
+import {
+  AUDIT_SUBCOMMANDS,
+  exportCommand,
+  replayCommand,
+  verifyCommand,
+  verifyFileCommand,
+  type AuditFlags,
+} from './audit/audit-commands.js';
 import { ping } from './commands/ping.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
 import { type CliIo } from './io.js';
 
-const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel'];
+const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel', 'audit'];
 
 const HELP = `ccm: Confidential Container Migration
 
@@ -28,6 +36,10 @@ commands:
       [--limit N] [--cursor C]
   migration <id>                                           one migration with its step history
   cancel <id> [--reason TEXT] [--follow]                   cancel (refused past the point of no return)
+  audit replay <id>                                        rebuild a migration from CCM_EVENTS alone
+  audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
+  audit export <id> [--out FILE]                           write a signed transcript for offline checks
+  audit verify-file FILE [--trust trust.json]              check a transcript without NATS
   help                                                     this text
 
 common flags:
@@ -69,6 +81,9 @@ export async function runCli(
           phase: { type: 'string' },
           limit: { type: 'string' },
           cursor: { type: 'string' },
+          since: { type: 'string' },
+          out: { type: 'string' },
+          trust: { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -107,6 +122,13 @@ export async function runCli(
       timeoutMs,
     };
     if (command === 'migrate') checkMigrate(flags);
+    const audit: AuditFlags = { json, timeoutMs, since: values.since, out: values.out, trust: values.trust };
+    const sub = rest[0];
+    if (command === 'audit') {
+      if (!AUDIT_SUBCOMMANDS.includes(sub as never))
+        throw usageError(`ccm audit takes ${AUDIT_SUBCOMMANDS.join(', ')}, got ${JSON.stringify(sub ?? '')}`);
+      if (sub === 'verify-file') return await verifyFileCommand(rest[1], audit, io);
+    }
     const conn = await connect({ natsUrl: values['nats-url'], keysDir: values['keys-dir'] });
     try {
       switch (command) {
@@ -118,6 +140,10 @@ export async function runCli(
           return await showCommand(conn, rest[0], flags, io);
         case 'cancel':
           return await cancelCommand(conn, rest[0], flags, io);
+        case 'audit':
+          if (sub === 'replay') return await replayCommand(conn, rest[1], audit, io);
+          if (sub === 'export') return await exportCommand(conn, rest[1], audit, io);
+          return await verifyCommand(conn, audit, io);
       }
       const r = await ping(conn, {
         service: rest[0],

@@ -9,6 +9,8 @@ export const ExitCode = {
   Refused: 4,
   /** A followed migration ended but not in Succeeded (rolled back, cancelled, needs an operator). */
   NotSucceeded: 5,
+  /** `ccm audit`: a record is broken (tampered, missing events) or incomplete (aged out). */
+  AuditFailed: 6,
 } as const;
 
 /** A CLI failure: exit code, a stable code, a message and what to try next (oclif's CLIError idea). */

@@ -30,5 +30,5 @@ export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './op
 export { MessagingMetrics } from './metrics.js';
 export { SeenEnvelopes, MAX_REMEMBERED_ENVELOPES } from './replay.js';
 export { HandlerRegistry, type HandlerWiring } from './registry.js';
-export { publisherName } from './chain.js';
+export { publisherName, MemoryChains } from './chain.js';
 export * from './audit/index.js';

@@ -293,6 +293,29 @@ describe('messaging against a real nats-server and Postgres', () => {
     expect(handlers.consumed.length).toBe(before);
   });
 
+  it('parks an event whose payload was altered after signing, on its signature', async () => {
+    const handlers = app.get(ProbeHandlers);
+    const before = handlers.consumed.length;
+    const vm = await stack.connectAs('vm-lifecycle');
+    const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      type: 'ccm.vm.probed',
+      data: { poison: false },
+    });
+    // The source is right and the signature is the signer's own: only the data changed.
+    const altered = { ...env, data: { poison: true } };
+    await jetstream(vm).publish(PROBED('altered'), encodeEnvelope(altered), { msgID: env.id });
+    const jsm = await jetstreamManager(nc);
+    const parked = await pollUntil('the altered message in CCM_DLQ', async () => {
+      const m = await jsm.streams.getMessage(STREAMS.deadLetters.name, {
+        last_by_subj: subjects.dlq('vm-lifecycle', 'probe-events'),
+      });
+      return m?.header.get('Ccm-Dlq-Subject') === PROBED('altered') ? m : undefined;
+    });
+    expect(parked.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
+    expect(parked.header.get('Ccm-Dlq-Reason')).toContain('does not verify');
+    expect(handlers.consumed.length).toBe(before);
+  });
+
   it('re-creates its durable consumer when the server loses it, and handles what comes after', async () => {
     const handlers = app.get(ProbeHandlers);
     const vm = await stack.connectAs('vm-lifecycle');

@@ -1,12 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { STREAMS, subjects } from '@ccm/contracts';
+import { loadTrustStore } from '@ccm/keys';
 import { openDataSource } from '@ccm/persistence';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureStreams } from './connection.js';
+import { auditEvents } from './audit/verify.js';
+import { type StoredEvent } from './audit/types.js';
 import { Outbox, OutboxRelay } from './outbox.js';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -110,5 +113,48 @@ describe('outbox relay (real Postgres and JetStream)', () => {
     await Promise.all(relays.map((r) => r.stop()));
     expect(new Set(published).size).toBe(n);
     expect(published).toHaveLength(n);
+  });
+
+  it('extends one chain per migration from concurrent writers and relays it in chain order', async () => {
+    const vm = await stack.identity('vm-lifecycle');
+    const writers = [new Outbox(vm, schema), new Outbox(vm, schema)];
+    const migrations = ['mig-chain-a', 'mig-chain-b', 'mig-chain-c'];
+    const n = 60;
+    const [a, b] = await Promise.all([stack.connectAs('vm-lifecycle'), stack.connectAs('vm-lifecycle')]);
+    const relays = [a, b].map(
+      (nc) => new OutboxRelay(ds, jetstream(nc), schema, { pollMs: 10, batchSize: 5 }),
+    );
+    relays.forEach((r) => r.start());
+    // Two writers race on the same chains in separate transactions while two relays publish.
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        ds.transaction((m) =>
+          writers[i % 2].enqueue(m, subjects.evt('vm', `v${i}`, 'probed'), {
+            type: 'ccm.vm.probed',
+            correlationid: migrations[i % 3],
+            data: { i },
+          }),
+        ),
+      ),
+    );
+    await pollUntil('chains relayed', async () => {
+      const rows = await ds.query<Array<{ c: number }>>(
+        `SELECT count(*)::int AS c FROM ${schema}.outbox WHERE sent_at IS NULL`,
+      );
+      return rows[0].c === 0;
+    });
+    await Promise.all(relays.map((r) => r.stop()));
+    const info = await jsm.streams.info(STREAMS.events.name);
+    const stored: StoredEvent[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(STREAMS.events.name, { seq });
+      if (m) stored.push({ streamSeq: m.seq, subject: m.subject, data: m.data });
+    }
+    const records = auditEvents(stored, { trust: await loadTrustStore(stack.keysDir) });
+    for (const id of migrations) {
+      const r = records.get(id)!;
+      expect(r.findings).toEqual([]);
+      expect(r.chains).toMatchObject([{ publisher: 'vm-lifecycle', firstSeq: 1, lastSeq: n / 3 }]);
+    }
   });
 });

@@ -10,7 +10,7 @@ import {
   type StepCommand,
 } from '@ccm/contracts';
 import { type Identity, type TrustStore } from '@ccm/keys';
-import { encodeEnvelope, openEnvelope, sealEnvelope } from '@ccm/messaging';
+import { encodeEnvelope, MemoryChains, openEnvelope, publisherName, sealEnvelope } from '@ccm/messaging';
 import { jetstream } from '@nats-io/jetstream';
 import { type Msg, type NatsConnection } from '@nats-io/transport-node';
 
@@ -123,6 +123,7 @@ export class ScriptedParticipants {
   private readonly plans = new Map<string, Script>();
   private readonly conns = new Map<Svc, NatsConnection>();
   private readonly ids = new Map<Svc, Identity>();
+  private readonly chains = new Map<Svc, MemoryChains>();
   private readonly byKey = new Map<string, Promise<Reply | undefined>>();
   private readonly acted = new Map<string, Record<string, unknown>>();
   private readonly replied = new Map<string, number>();
@@ -174,13 +175,20 @@ export class ScriptedParticipants {
   async publishProgress(via: 'checkpoint' | 'transfer', progress: DataPlaneProgress): Promise<void> {
     const svc: Svc = via === 'checkpoint' ? 'container-checkpoint' : 'host-agent';
     const subject = progressSubjects[via](progress.migrationId);
-    const env = sealEnvelope(this.ids.get(svc)!, {
-      natssubject: subject,
-      type: `ccm.${via}.progressed`,
-      data: progress,
-      correlationid: progress.migrationId,
+    // Like every publisher, each participant appends its events to its own chain for the migration.
+    let chains = this.chains.get(svc);
+    if (!chains) this.chains.set(svc, (chains = new MemoryChains(publisherName(svc, undefined, 'scripted'))));
+    await chains.append(progress.migrationId, undefined, async (chain) => {
+      const env = sealEnvelope(this.ids.get(svc)!, {
+        natssubject: subject,
+        type: `ccm.${via}.progressed`,
+        data: progress,
+        correlationid: progress.migrationId,
+        chain,
+      });
+      await jetstream(this.conns.get(svc)!).publish(subject, encodeEnvelope(env), { msgID: env.id });
+      return env;
     });
-    await jetstream(this.conns.get(svc)!).publish(subject, encodeEnvelope(env), { msgID: env.id });
   }
 
   async stop(): Promise<void> {
