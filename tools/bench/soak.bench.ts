@@ -143,8 +143,11 @@ async function main(): Promise<void> {
   const net = createBridgedHosts(HOSTS);
   let current: SoakContender | undefined;
   const stop = onStopSignals('bench:soak', async () => {
-    await current?.teardown();
-    net.destroy();
+    try {
+      await current?.teardown();
+    } finally {
+      net.destroy();
+    }
   });
   const cells: Cell[] = [];
   try {
@@ -172,7 +175,11 @@ async function main(): Promise<void> {
   printSoakTable(cells.map(summarize));
 }
 
-await main().catch((err: unknown) => {
-  console.error(`bench:soak failed: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
-});
+await main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench:soak failed: ${err instanceof Error ? err.message : String(err)}`);
+    // Everything was stopped on the way out; exit even if a stray handle is left.
+    process.exit(1);
+  },
+);

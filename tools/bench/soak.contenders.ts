@@ -81,7 +81,7 @@ export function bareQmpSoak(): SoakContender {
     },
     async teardown() {
       await this.reset();
-      if (root) await rm(root, { recursive: true, force: true });
+      if (root) await rm(root, { recursive: true, force: true, maxRetries: 5 }).catch(() => undefined);
     },
     async boot(host, g) {
       await this.reset();
@@ -177,7 +177,7 @@ export function hostAgentSoak(): SoakContender {
       if (runRoot) await killVmProcesses(runRoot);
       await client?.close().catch(() => undefined);
       await stack?.stop();
-      if (runRoot) await rm(runRoot, { recursive: true, force: true });
+      if (runRoot) await rm(runRoot, { recursive: true, force: true, maxRetries: 5 }).catch(() => undefined);
       agents = [];
     },
     async boot(host, g) {
