@@ -57,7 +57,7 @@ describe.skipIf(skip !== undefined)('a failed or stopped demo', () => {
       { timeoutMs: 180_000, intervalMs: 100 },
     );
     expect(ended).toBe(false);
-    const qemus = (await processesOf(tag, state)).filter((p) => /qemu-system/.test(p.cmdline));
+    const qemus = (await processesOf(tag, state)).filter((p) => /qemu-system|vm\.pid/.test(p.cmdline));
     expect(qemus.length).toBeGreaterThan(0);
     process.kill(demo.pid, 'SIGTERM');
     const { code } = await demo.exited;

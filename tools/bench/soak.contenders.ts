@@ -56,8 +56,11 @@ export function bareQmpSoak(): SoakContender {
   let root: string;
   let guestOn: { host: string; q: QemuProcess } | undefined;
   let n = 0;
-  const start = (host: string, g: SoakGuest, incoming?: string) =>
-    startQemu({
+  let closed = false;
+  const start = (host: string, g: SoakGuest, incoming?: string) => {
+    // After teardown (a signal's stop) the soak loop may still ask: start nothing more.
+    if (closed) throw new Error('the bare QMP contender was torn down');
+    return startQemu({
       binary,
       netns: net.hosts[host].ns,
       name: `soak-${host}`,
@@ -69,6 +72,7 @@ export function bareQmpSoak(): SoakContender {
       accel: 'tcg',
       incoming,
     });
+  };
   const end = async (q: QemuProcess | undefined) => {
     await q?.kill({ graceMs: 1_000 }).catch(() => undefined);
   };
@@ -77,9 +81,11 @@ export function bareQmpSoak(): SoakContender {
     async setup(hosts, qemu) {
       net = hosts;
       binary = qemu;
+      closed = false;
       root = await mkdtemp(join(tmpdir(), 'ccm-soak-qmp-'));
     },
     async teardown() {
+      closed = true;
       await this.reset();
       if (root) await rm(root, { recursive: true, force: true, maxRetries: 5 }).catch(() => undefined);
     },
