@@ -2,19 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import {
-  HOST_COMMANDS,
-  hostCommandSubject,
-  TRANSFER_EVENTS,
-  transferEventSubject,
-  type HostVerb,
-} from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
-import { openEnvelope, signedRequest } from '@ccm/messaging';
 import { startTestStack, type TestStack } from '@ccm/testing';
-import { type NatsConnection } from '@nats-io/transport-node';
-import { type z } from 'zod';
+import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
 import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
+import { agentClient, type AgentClient } from './agent-client.js';
 import { type Contender, type GuestPair } from './qmp-migrate.contenders.js';
 
 const SRC = 'bench-a';
@@ -32,15 +23,11 @@ interface AgentPair extends GuestPair {
  * so it includes the agent's polling, its database writes and the outbox relay.
  */
 export function hostAgentContender(): Contender<AgentPair> {
-  let stack: TestStack;
-  let nc: NatsConnection;
-  let runRoot: string;
+  let stack: TestStack | undefined;
+  let client: AgentClient | undefined;
+  let runRoot: string | undefined;
   const agents: ServiceProcess[] = [];
-  let send: <V extends HostVerb>(
-    host: string,
-    verb: V,
-    data: z.input<(typeof HOST_COMMANDS)[V]['request']>,
-  ) => Promise<z.infer<(typeof HOST_COMMANDS)[V]['reply']>>;
+  const send: AgentClient['send'] = (host, verb, data) => client!.send(host, verb, data);
   let n = 0;
 
   return {
@@ -64,20 +51,13 @@ export function hostAgentContender(): Contender<AgentPair> {
           ),
         );
       }
-      nc = await stack.connectAs('operator');
-      const [identity, trust] = await Promise.all([
-        loadIdentity(stack.keysDir, 'operator'),
-        loadTrustStore(stack.keysDir),
-      ]);
-      send = (host, verb, data) =>
-        signedRequest(nc, identity, trust, hostCommandSubject(host, verb), data, HOST_COMMANDS[verb].reply, {
-          idempotencyKey: randomUUID(),
-          timeoutMs: 60_000,
-        }) as Promise<z.infer<(typeof HOST_COMMANDS)[typeof verb]['reply']>>;
+      client = await agentClient(stack);
     },
     async teardown() {
       await Promise.allSettled(agents.map((a) => a.stop('SIGTERM')));
-      await nc?.close();
+      // Agents leave their VMs running when they stop: end whatever a failed run left.
+      if (runRoot) await killVmProcesses(runRoot);
+      await client?.close();
       await stack?.stop();
       if (runRoot) await rm(runRoot, { recursive: true, force: true });
     },
@@ -103,29 +83,11 @@ export function hostAgentContender(): Contender<AgentPair> {
     },
     async migrate(pair, limits) {
       const migrationId = `bench-m-${randomUUID().slice(0, 8)}`;
-      const trust = await loadTrustStore(stack.keysDir);
-      const end = nc.subscribe(transferEventSubject(migrationId, 'completed'), { max: 1 });
-      const failed = nc.subscribe(transferEventSubject(migrationId, 'failed'), { max: 1 });
-      const t0 = Date.now();
-      await send(SRC, 'start-migration', { migrationId, vmId: pair.vmId, uri: pair.uri, ...limits });
-      const outcome = await Promise.race([
-        (async () => {
-          for await (const m of end)
-            return openEnvelope(m.data, trust, TRANSFER_EVENTS.completed, { subject: m.subject }).data;
-          throw new Error('subscription ended');
-        })(),
-        (async () => {
-          for await (const m of failed)
-            throw new Error(
-              openEnvelope(m.data, trust, TRANSFER_EVENTS.failed, { subject: m.subject }).data.reason,
-            );
-          return new Promise<never>(() => undefined);
-        })(),
-      ]);
-      const wallMs = Date.now() - t0;
-      end.unsubscribe();
-      failed.unsubscribe();
-      const f = outcome.figures;
+      const { figures: f, wallMs } = await client!.migrate(
+        SRC,
+        { migrationId, vmId: pair.vmId, uri: pair.uri, ...limits },
+        120_000,
+      );
       return {
         wallMs,
         figures: {

@@ -9,12 +9,15 @@
  * the agent's overhead is visible.
  *
  * Run after the build: `npm run bench:qmp` (node dist/tools/bench/qmp-migrate.bench.js [--runs N] [--json]).
- * Environment: QMP_BENCH_RUNS (default 5), QMP_BENCH_DIRTY_MIB (64), QMP_BENCH_DIRTY_RATE (10 MB/s; keep it
- * light: QEMU 7.2 corrupts TCG guests under heavy dirtying), QMP_BENCH_DOWNTIME_MS (300).
+ * Environment: QMP_BENCH_RUNS (default 5), QMP_BENCH_DIRTY_MIB (64), QMP_BENCH_DIRTY_RATE (10 MB/s),
+ * QMP_BENCH_DOWNTIME_MS (300). Both contenders run CCM's default QEMU (trixie's QEMU 10 when its rootfs
+ * is built; CCM_QEMU_BIN overrides): Debian 12's QEMU 7.2 loses TCG guests (docs/data-plane.md).
+ * A failed run ends the bench with one line and exit code 1; Ctrl-C and SIGTERM stop everything too.
  */
 import { parseArgs } from 'node:util';
 import { pollUntil } from '@ccm/testing';
-import { findQemuBinary } from '@ccm/qmp';
+import { chooseQemuBinary, findQemuBinary, qemuVersion } from '@ccm/qmp';
+import { onStopSignals } from '../run/stop-signals.js';
 import {
   ensureGuestImage,
   guestKernelCommandLine,
@@ -41,6 +44,9 @@ interface Sample extends RunResult {
 
 const CONTENDERS: Contender[] = [bareQmp, hostAgentContender()];
 
+/** The pair of the run in progress, stopped by a signal's handler. */
+let running: { stop(): Promise<void> } | undefined;
+
 async function runOnce(image: GuestImage, contender: Contender): Promise<Sample> {
   const t0 = Date.now();
   const pair = await contender.startPair({
@@ -49,6 +55,7 @@ async function runOnce(image: GuestImage, contender: Contender): Promise<Sample>
     append: guestKernelCommandLine({ dirtyMiB: DIRTY_MIB, dirtyRateMBps: DIRTY_RATE }),
     memoryMiB: MEMORY_MIB,
   });
+  running = pair;
   try {
     await pollUntil(
       'the source guest to print COUNTER 2',
@@ -74,6 +81,7 @@ async function runOnce(image: GuestImage, contender: Contender): Promise<Sample>
     );
     return { ...result, bootMs };
   } finally {
+    running = undefined;
     await pair.stop();
   }
 }
@@ -131,6 +139,10 @@ async function main(): Promise<void> {
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   if (!findQemuBinary())
     throw new Error('qemu-system-x86_64 is not installed (bash tools/dev.sh setup installs it)');
+  const qemu = chooseQemuBinary();
+  console.error(
+    `QEMU: ${qemuVersion(qemu.binary)?.banner ?? '(no version)'} — ${qemu.binary} (${qemu.reason})`,
+  );
 
   const image = await ensureGuestImage({ log: (m) => console.error(m) });
   console.error(`guest image ${image.key} (${image.cached ? 'cached' : `built in ${image.elapsedMs} ms`})`);
@@ -139,6 +151,10 @@ async function main(): Promise<void> {
       `downtime-limit ${DOWNTIME_LIMIT_MS} ms; one QEMU pair at a time`,
   );
   const results = new Map<string, Sample[]>(CONTENDERS.map((c) => [c.name, []]));
+  const signals = onStopSignals('bench:qmp', async () => {
+    await running?.stop();
+    for (const c of CONTENDERS) await c.teardown?.();
+  });
   try {
     for (const c of CONTENDERS) await c.setup?.();
     // Interleave contenders run by run, so drift in machine load spreads evenly over them.
@@ -155,6 +171,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const c of CONTENDERS) await c.teardown?.();
+    signals.dispose();
   }
   if (values.json) console.log(JSON.stringify(Object.fromEntries(results), null, 2));
   else {
@@ -163,7 +180,11 @@ async function main(): Promise<void> {
   }
 }
 
-await main().catch((err: unknown) => {
-  console.error(`bench:qmp failed: ${err instanceof Error ? err.message : String(err)}`);
-  process.exitCode = 1;
-});
+await main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench:qmp failed: ${err instanceof Error ? err.message : String(err)}`);
+    // Everything was stopped on the way out; exit even if a stray handle is left.
+    process.exit(1);
+  },
+);

@@ -4,6 +4,11 @@
  * service as a process, a host-agent for each of two hosts), proves each service is wired (signed
  * ping, /health), live-migrates a running VM between the hosts with progress, counts the signed
  * events in the audit stream, then stops everything cleanly.
+ *
+ * Whatever happens — a failed step, Ctrl-C, SIGTERM — it stops everything it started (services, NATS,
+ * Postgres and the VMs' QEMUs, which host-agents leave running when they stop) and exits non-zero
+ * with one line saying why. `--fail-destination` kills host-b's QEMU before the migration starts: the
+ * demo must then fail that way (the test of the failure path uses it).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,31 +18,68 @@ import { OPERATOR, PING_VERB, PingReplySchema, STREAMS, subjects, type ServiceNa
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { startLocalStack } from '../stack/stack.js';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { onStopSignals } from '../run/stop-signals.js';
+import { startLocalStack, type LocalStack } from '../stack/stack.js';
 import { demoVmMigration } from './vm-migration.js';
 
-const { values } = parseArgs({
-  options: { keep: { type: 'boolean' }, state: { type: 'string' } },
-  strict: true,
-});
+let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean };
+try {
+  ({ values } = parseArgs({
+    options: {
+      keep: { type: 'boolean' },
+      state: { type: 'string' },
+      'fail-destination': { type: 'boolean' },
+    },
+    strict: true,
+  }));
+} catch (err) {
+  process.stderr.write(
+    `ccm demo: ${(err as Error).message}\nusage: demo [--state DIR] [--keep] [--fail-destination]\n`,
+  );
+  process.exit(2);
+}
 const say = (m: string) => process.stdout.write(`${m}\n`);
 const t0 = Date.now();
 const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
 
 const stateDir = values.state ?? (await mkdtemp(join(tmpdir(), 'ccm-demo-')));
-say(`CCM demo — state in ${stateDir}`);
-const stack = await startLocalStack({
-  stateDir,
-  hosts: ['host-a', 'host-b'],
-  log: (m) => say(`  [${since()}] ${m}`),
-});
-let failed = false;
+/** The host-agents' runtime dirs (a VM's QMP socket, pid, serial log): inside the state dir. */
+const runRoot = join(stateDir, 'run');
+let stack: LocalStack | undefined;
+let nc: NatsConnection | undefined;
+
+/** Stops everything this demo started; safe to call twice and from a signal. */
+let stopped: Promise<void> | undefined;
+const stopEverything = (): Promise<void> =>
+  (stopped ??= (async () => {
+    await nc?.close().catch(() => undefined);
+    try {
+      await stack?.stop();
+    } finally {
+      // Host-agents leave their VMs running when they stop (VMs outlive their agent): end them.
+      const vms = await killVmProcesses(runRoot);
+      if (vms.length) say(`   ended ${vms.length} VM process(es) the host-agents left: ${vms.join(', ')}`);
+    }
+    if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
+  })());
+const signals = onStopSignals('ccm demo', stopEverything);
+
+let failure: string | undefined;
 try {
+  say(`CCM demo — state in ${stateDir}`);
+  stack = await startLocalStack({
+    stateDir,
+    hosts: ['host-a', 'host-b'],
+    hostEnv: (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
+    log: (m) => say(`  [${since()}] ${m}`),
+  });
   const [identity, trust] = await Promise.all([
     loadIdentity(stack.keysDir, OPERATOR),
     loadTrustStore(stack.keysDir),
   ]);
-  const nc = await connectNats([stack.natsUrl], identity, 'ccm-demo');
+  nc = await connectNats([stack.natsUrl], identity, 'ccm-demo');
   say(`\n1. every service answers a signed ping (reply signature verified against the trust store)`);
   for (const p of stack.services) {
     const app = p.app as ServiceName;
@@ -55,18 +97,24 @@ try {
     );
   }
   say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
-  await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b');
+  await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b', {
+    failDestination: values['fail-destination'] ?? false,
+  });
   const jsm = await jetstreamManager(nc);
   const events = await jsm.streams.info(STREAMS.events.name);
   say(`\n3. the audit stream ${STREAMS.events.name} holds ${events.state.messages} signed events`);
-  await nc.close();
 } catch (err) {
-  failed = true;
-  say(`demo failed: ${(err as Error).message}`);
+  failure = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ');
 } finally {
-  say(`\n4. stopping: services drain on SIGTERM, then NATS and Postgres`);
-  await stack.stop();
-  if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
+  say(`\n4. stopping: services drain on SIGTERM, then NATS and Postgres; VMs left are ended`);
+  await stopEverything().catch((err: unknown) => {
+    failure ??= `stopping failed: ${String(err)}`;
+  });
   say(`done in ${since()}`);
 }
-process.exitCode = failed ? 1 : 0;
+const signalled = signals.exitCode();
+signals.dispose();
+// After a signal its line said why; what failed then is only the consequence of stopping.
+if (failure && !signalled) process.stderr.write(`ccm demo failed: ${failure}\n`);
+// Exit now: nothing the demo started is left, and no stray handle may keep it alive.
+process.exit(signalled ?? (failure ? 1 : 0));

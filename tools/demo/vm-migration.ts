@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   DescribeReplySchema,
   LaunchReplySchema,
+  PlatformReplySchema,
   PrepareIncomingReplySchema,
   TransferReplySchema,
   subjects,
@@ -29,7 +30,12 @@ const last = (xs: number[]) => xs[xs.length - 1] ?? -1;
  * launch on A, wait for its counter, prepare the destination on B, start the migration on A, follow
  * the signed transfer events live, then show the guest's counter carrying on at B.
  */
-export async function demoVmMigration(ctx: DemoContext, src: string, dst: string): Promise<void> {
+export async function demoVmMigration(
+  ctx: DemoContext,
+  src: string,
+  dst: string,
+  opts: { failDestination: boolean },
+): Promise<void> {
   const { nc, identity, trust, say } = ctx;
   const send = <S extends z.ZodType>(host: string, verb: string, data: unknown, schema: S, key: string) =>
     signedRequest(nc, identity, trust, subjects.hostCmd(host, verb), data, schema, {
@@ -37,6 +43,13 @@ export async function demoVmMigration(ctx: DemoContext, src: string, dst: string
       timeoutMs: 60_000,
     });
 
+  for (const host of [src, dst]) {
+    const p = await send(host, 'platform', {}, PlatformReplySchema, `platform:${host}:${Date.now()}`);
+    const q = p.capabilities.hypervisor;
+    say(
+      `   ${host}: ${p.capabilities.driver} (${p.capabilities.accelerator}), ${q?.banner ?? q?.binary ?? 'no QEMU'}`,
+    );
+  }
   const image = await ensureGuestImage();
   say(
     `   guest image ${image.cached ? 'from cache' : `built in ${(image.elapsedMs / 1000).toFixed(1)} s`}: Debian kernel + busybox, a workload printing COUNTER n`,
@@ -93,6 +106,10 @@ export async function demoVmMigration(ctx: DemoContext, src: string, dst: string
     `${migrationId}:prepare`,
   );
   say(`   ${dst} waits for the stream at ${incoming.uri}`);
+  if (opts.failDestination && incoming.vm.pid) {
+    process.kill(incoming.vm.pid, 'SIGKILL');
+    say(`   --fail-destination: killed ${dst}'s QEMU (pid ${incoming.vm.pid}) before the migration starts`);
+  }
   await send(
     src,
     'start-migration',

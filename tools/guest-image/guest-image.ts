@@ -12,11 +12,17 @@ import {
   resolveKernelPackage,
   run,
 } from './debian.js';
-import { COUNTER_PATTERN, GUEST_READY_MARKER, INIT_SCRIPT, WORKLOAD_C } from './guest-sources.js';
+import {
+  COUNTER_PATTERN,
+  GUEST_FAULT_PATTERN,
+  GUEST_READY_MARKER,
+  INIT_SCRIPT,
+  WORKLOAD_C,
+} from './guest-sources.js';
 import { extractVmlinux } from './kernel.js';
 
 export { GuestImageBuildError } from './debian.js';
-export { COUNTER_PATTERN, GUEST_READY_MARKER } from './guest-sources.js';
+export { COUNTER_PATTERN, GUEST_FAULT_PATTERN, GUEST_READY_MARKER } from './guest-sources.js';
 
 /** Overrides the cache root (images live in `<root>/<key>/`). */
 export const GUEST_IMAGE_DIR_ENV = 'CCM_GUEST_IMAGE_DIR';
@@ -102,6 +108,12 @@ export function countersIn(serialText: string): number[] {
 /** Reads a serial log (missing file = nothing yet) and returns its heartbeat numbers. */
 export async function readCounters(serialLog: string): Promise<number[]> {
   return countersIn(await readFile(serialLog, 'utf8').catch(() => ''));
+}
+
+/** The first line of a serial log that shows the guest kernel faulting (oops, BUG, panic), if any. */
+export async function guestFault(serialLog: string): Promise<string | undefined> {
+  const text = await readFile(serialLog, 'utf8').catch(() => '');
+  return GUEST_FAULT_PATTERN.exec(text)?.[0].trim();
 }
 
 /** Whether the serial log shows the guest's userspace is up. */

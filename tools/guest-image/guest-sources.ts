@@ -97,3 +97,10 @@ echo "CCM-GUEST-READY uptime=$(cut -d' ' -f1 /proc/uptime) dirty_mb=$mb dirty_ra
 /bin/ccm-workload "$mb" "$rate" &
 while :; do sleep 3600; done
 `;
+
+/**
+ * What a guest kernel prints when it is corrupted or dying (a lost guest, whatever its counter did):
+ * an oops, a BUG, a general protection fault, a panic.
+ */
+export const GUEST_FAULT_PATTERN =
+  /^.*(Kernel panic|Oops|BUG: |general protection fault|stack-protector|Fatal exception).*$/m;

@@ -1,5 +1,6 @@
 import { envBool, envInt, serviceConfigSchema } from '@ccm/config';
 import { DEFAULT_DOWNTIME_LIMIT_MS, HYPERVISOR_DRIVERS } from '@ccm/contracts';
+import { chooseQemuBinary, defaultSeabios } from '@ccm/qmp';
 import { join } from 'node:path';
 import { z } from 'zod';
 
@@ -8,8 +9,12 @@ import { z } from 'zod';
  * the hosts of one machine (tmpfs: VMs do not survive a reboot either).
  */
 export const DEFAULT_RUN_ROOT = '/run/ccm/host-agent';
-/** The BIOS QEMU maps by default: the firmware VMs boot (the sim loads it too), measured at an SEV launch. */
-export const DEFAULT_VM_FIRMWARE = '/usr/share/seabios/bios-256k.bin';
+/**
+ * The BIOS the default QEMU maps: the firmware VMs boot (the sim loads it too), measured at an SEV
+ * launch. trixie's SeaBIOS from CCM's rootfs when that is built (the default QEMU is then trixie's),
+ * else Debian's /usr/share/seabios/bios-256k.bin.
+ */
+export const defaultVmFirmware = (): string => defaultSeabios();
 /** Default cap on migration bandwidth (QEMU `max-bandwidth`). */
 export const DEFAULT_MAX_BANDWIDTH_BYTES_PER_SEC = 1024 * 1024 * 1024;
 /** A migration whose remaining dirty memory reaches no new low for this long has stalled. */
@@ -43,11 +48,17 @@ export const configSchema = serviceConfigSchema
      * default `/run/ccm/host-agent/<CCM_HOST_ID>` (see {@link hostRunDir}).
      */
     CCM_RUN_DIR: z.string().min(1).optional(),
-    /** QEMU binary (qemu driver). */
-    CCM_QEMU_BIN: z.string().min(1).default('qemu-system-x86_64'),
+    /**
+     * QEMU binary (qemu driver). Default: CCM's trixie QEMU 10 (tools/trixie/qemu-system-x86_64) when
+     * its rootfs is built, else qemu-system-x86_64 on PATH (see `chooseQemuBinary`).
+     */
+    CCM_QEMU_BIN: z
+      .string()
+      .min(1)
+      .default(() => chooseQemuBinary(undefined, {}).binary),
     /** `auto` picks KVM only where it works (TCG otherwise). */
     CCM_QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
-    CCM_VM_FIRMWARE: z.string().min(1).default(DEFAULT_VM_FIRMWARE),
+    CCM_VM_FIRMWARE: z.string().min(1).default(defaultVmFirmware),
     /**
      * SEV source: `auto` uses the firmware where /dev/sev exists (QEMU driver), else the software secure
      * processor; `hardware`, `emulated` force one; `off` disables SEV launches and transport.

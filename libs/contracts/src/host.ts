@@ -94,6 +94,21 @@ export const SevChainBase64Schema = z.object({
 });
 export type SevChainBase64 = z.infer<typeof SevChainBase64Schema>;
 
+/**
+ * The hypervisor program a host runs its VMs with (the qemu driver): operators and tests see which
+ * QEMU and which version a host uses (Debian 12's QEMU 7.2 corrupts TCG guests migrated under heavy
+ * dirtying; CCM's default is trixie's QEMU 10).
+ */
+export const HypervisorBinarySchema = z.object({
+  /** The binary or wrapper as configured (CCM_QEMU_BIN). */
+  binary: z.string(),
+  /** `10.0.13`; absent when `--version` did not answer. */
+  version: z.string().optional(),
+  /** The first line of `--version`. */
+  banner: z.string().optional(),
+});
+export type HypervisorBinary = z.infer<typeof HypervisorBinarySchema>;
+
 /** What a host can do: registered with the host and reported by `platform`. */
 export const HostCapabilitiesSchema = z.object({
   driver: z.enum(HYPERVISOR_DRIVERS),
@@ -109,6 +124,8 @@ export const HostCapabilitiesSchema = z.object({
   reducedPhysBits: z.number().int().min(0).optional(),
   memoryMiB: z.number().int().min(0),
   cpus: z.number().int().min(1),
+  /** The QEMU this host runs (qemu driver). */
+  hypervisor: HypervisorBinarySchema.optional(),
 });
 export type HostCapabilities = z.infer<typeof HostCapabilitiesSchema>;
 
@@ -402,6 +419,8 @@ export const DescribeReplySchema = z.object({
   hostId: IdSchema,
   vms: z.array(VmViewSchema),
   migrations: z.array(TransferViewSchema),
+  /** The QEMU this host runs (qemu driver). */
+  hypervisor: HypervisorBinarySchema.optional(),
 });
 export type DescribeReply = z.infer<typeof DescribeReplySchema>;
 
@@ -442,6 +461,8 @@ export const HOST_EVENTS = {
     uptimeMs: z.number().min(0),
     vms: z.record(z.string(), z.number().int().min(0)),
     activeMigrations: z.number().int().min(0),
+    /** The QEMU this host runs (qemu driver). */
+    hypervisor: HypervisorBinarySchema.optional(),
   }),
   /** A VM changed phase. */
   'vm-changed': HostBase.extend({

@@ -298,6 +298,7 @@ describe('messaging against a real nats-server and Postgres', () => {
     const before = handlers.consumed.length;
     const vm = await stack.connectAs('vm-lifecycle');
     const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      natssubject: PROBED('altered'),
       type: 'ccm.vm.probed',
       data: { poison: false },
     });

@@ -86,11 +86,21 @@ export { buildQemuArgs, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, type QemuGuestSpec } f
 export {
   startQemu,
   findQemuBinary,
-  QEMU_BIN_ENV,
-  DEFAULT_QEMU_BINARY,
   DEFAULT_START_TIMEOUT_MS,
   type QemuExit,
   type QemuPaths,
   type QemuProcess,
   type StartQemuOptions,
 } from './qemu.js';
+export {
+  chooseQemuBinary,
+  defaultSeabios,
+  trixieQemu,
+  parseQemuVersion,
+  qemuVersion,
+  QEMU_BIN_ENV,
+  DEFAULT_QEMU_BINARY,
+  TRIXIE_QEMU_WRAPPER,
+  type QemuBinaryChoice,
+  type QemuBinarySource,
+} from './qemu-binary.js';

@@ -7,9 +7,8 @@ import { detectAccelerator, type Accelerator, type AcceleratorChoice } from './a
 import { QmpClient } from './client.js';
 import { QemuConfigError, QemuStartError, QmpConnectTimeoutError } from './errors.js';
 import { buildQemuArgs, type QemuGuestSpec } from './qemu-args.js';
+import { chooseQemuBinary } from './qemu-binary.js';
 
-export const QEMU_BIN_ENV = 'CCM_QEMU_BIN';
-export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
 export const DEFAULT_START_TIMEOUT_MS = 20_000;
 export const DEFAULT_KILL_GRACE_MS = 3_000;
 const STDERR_TAIL_BYTES = 8 * 1024;
@@ -29,7 +28,7 @@ export interface StartQemuOptions extends QemuGuestSpec {
   /** Run QEMU inside this network namespace (`ip netns exec NAME`). */
   netns?: string;
   name?: string;
-  /** QEMU binary; default $CCM_QEMU_BIN, then qemu-system-x86_64 on PATH. */
+  /** QEMU binary; default {@link chooseQemuBinary}'s choice ($CCM_QEMU_BIN, CCM's trixie QEMU, PATH). */
   binary?: string;
   /** How long QEMU may take to open its QMP socket. */
   startTimeoutMs?: number;
@@ -73,9 +72,7 @@ export interface QemuProcess {
 }
 
 /** The QEMU binary to use, or undefined when none is installed (for skip decisions). */
-export function findQemuBinary(
-  binary = process.env[QEMU_BIN_ENV] || DEFAULT_QEMU_BINARY,
-): string | undefined {
+export function findQemuBinary(binary = chooseQemuBinary().binary): string | undefined {
   if (binary.includes('/')) return existsSync(binary) ? binary : undefined;
   const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', binary], { encoding: 'utf8' });
   const found = r.stdout.trim();
@@ -120,7 +117,7 @@ export async function startQemu(opts: StartQemuOptions): Promise<QemuProcess> {
   }
   await Promise.all([rm(paths.qmpSocket, { force: true }), rm(paths.pidfile, { force: true })]);
 
-  const binary = opts.binary ?? (process.env[QEMU_BIN_ENV] || DEFAULT_QEMU_BINARY);
+  const binary = opts.binary ?? chooseQemuBinary().binary;
   const qemuArgs = buildQemuArgs(opts, accel.accel, paths, { name, incoming: opts.incoming });
   const argv = opts.netns ? ['ip', 'netns', 'exec', opts.netns, binary, ...qemuArgs] : [binary, ...qemuArgs];
 

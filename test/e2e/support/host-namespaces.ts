@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { netnsUnavailable } from '../../../tools/guest-image/__fixtures__/netns.js';
+import { bridgedHostsUnavailable, createBridgedHosts } from '../../../tools/netns/bridged-hosts.js';
 import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
 import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
 import { hostClient, type HostClient } from '../../../apps/host-agent/src/__fixtures__/host-client.js';
@@ -22,20 +21,8 @@ import { hostClient, type HostClient } from '../../../apps/host-agent/src/__fixt
  * the pid, so concurrent runs do not collide. Everything is removed in {@link HostNamespaces.close}.
  */
 
-function ip(...args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  return { ok: r.status === 0, out: `${r.stderr ?? ''}${r.stdout ?? ''}${r.error?.message ?? ''}`.trim() };
-}
-
 /** Why namespaces and a bridge cannot be made here (undefined when they can): probed by making them. */
-export function namespacesUnavailable(): string | undefined {
-  const netns = netnsUnavailable();
-  if (netns) return netns;
-  const br = ip('link', 'add', `ccmhp${process.pid % 10000}`, 'type', 'bridge');
-  if (!br.ok) return `cannot make a bridge: ${br.out}`;
-  ip('link', 'del', `ccmhp${process.pid % 10000}`);
-  return undefined;
-}
+export const namespacesUnavailable = bridgedHostsUnavailable;
 
 export interface NamespacedHost {
   id: string;
@@ -65,49 +52,18 @@ export async function startHostNamespaces(
   ids: [string, string],
   agentEnv: Record<string, string>,
 ): Promise<HostNamespaces> {
-  const n = 100 + (process.pid % 150);
-  const tag = `ccmha${process.pid % 10000}`;
-  const bridge = `${tag}br`;
-  const net = `10.77.${n}`;
-  const steps: string[][] = [
-    ['link', 'add', bridge, 'type', 'bridge'],
-    ['addr', 'add', `${net}.1/24`, 'dev', bridge],
-    ['link', 'set', bridge, 'up'],
-  ];
+  const net = createBridgedHosts(ids);
   const hosts: Record<string, NamespacedHost> = {};
   const runRoot = await mkdtemp(join(tmpdir(), 'ccm-ha-ns-'));
-  ids.forEach((id, i) => {
-    const ns = `${tag}-${id}`;
-    const addr = `${net}.${i + 2}`;
-    const [outer, inner] = [`${tag}h${i}`, `${tag}g${i}`];
-    steps.push(
-      ['netns', 'add', ns],
-      ['-n', ns, 'link', 'set', 'lo', 'up'],
-      ['link', 'add', outer, 'type', 'veth', 'peer', 'name', inner],
-      ['link', 'set', inner, 'netns', ns],
-      ['link', 'set', outer, 'master', bridge, 'up'],
-      ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', inner],
-      ['-n', ns, 'link', 'set', inner, 'up'],
-    );
+  for (const { id, ns, addr } of Object.values(net.hosts)) {
     hosts[id] = { id, ns, addr, runDir: join(runRoot, id), env: {} };
-  });
-  const teardownNet = (): void => {
-    ids.forEach((_, i) => ip('link', 'del', `${tag}h${i}`));
-    for (const h of Object.values(hosts)) ip('netns', 'del', h.ns);
-    ip('link', 'del', bridge);
-  };
-  for (const step of steps) {
-    const r = ip(...step);
-    if (!r.ok) {
-      teardownNet();
-      throw new Error(`ip ${step.join(' ')} failed: ${r.out}`);
-    }
   }
+  const teardownNet = (): void => net.destroy();
   let stack: TestStack | undefined;
   try {
     stack = await startTestStack({
       hostIds: ids,
-      listen: { host: `${net}.1`, clientCidrs: [`${net}.0/24`] },
+      listen: { host: net.bridgeAddr, clientCidrs: [net.cidr] },
     });
     const nc = await stack.connectAs('operator');
     const client = await hostClient(nc, stack.keysDir);
@@ -127,7 +83,7 @@ export async function startHostNamespaces(
       nc,
       client,
       hosts,
-      bridgeAddr: `${net}.1`,
+      bridgeAddr: net.bridgeAddr,
       async startAgent(id) {
         const h = hosts[id];
         h.agent = await startServiceProcess('host-agent', h.env, {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
@@ -9,7 +9,7 @@ import { createServiceApp } from '@ccm/runtime';
 import { PollAbortError, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { hostAgent } from '../app.js';
-import { isVmProcess } from '../drivers/vm-process.js';
+import { killVmProcesses } from '../drivers/vm-process.js';
 import { hostClient, type HostClient } from './host-client.js';
 
 /** The heartbeats of the serial console (`COUNTER n`), in order. */
@@ -164,19 +164,4 @@ export async function startAgentProcess(
   return { pid: child.pid!, kill };
 }
 
-/** Kills every VM process left under `runRoot` (`<host>/vms/<vm>/vm.pid`): agents leave VMs running. */
-export async function killVmProcesses(runRoot: string): Promise<void> {
-  for (const host of await readdir(runRoot).catch(() => [])) {
-    for (const vm of await readdir(join(runRoot, host, 'vms')).catch(() => [])) {
-      const dir = join(runRoot, host, 'vms', vm);
-      const pid = Number.parseInt(await readFile(join(dir, 'vm.pid'), 'utf8').catch(() => ''), 10);
-      if (pid > 0 && (await isVmProcess(pid, dir))) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-    }
-  }
-}
+export { killVmProcesses };

@@ -6,7 +6,7 @@ import {
   SevLaunchDigest,
   type SevCertificateChain,
 } from '@ccm/sev';
-import { DEFAULT_VM_FIRMWARE } from '../config.js';
+import { defaultVmFirmware } from '../config.js';
 
 /**
  * What a guest owner computes on its side of an attested launch, for tests: the host's chain decoded
@@ -28,7 +28,7 @@ export async function expectedLaunchDigest(spec: {
   initrd?: string;
   cmdline?: string;
 }): Promise<Buffer> {
-  const firmware = await readFile(DEFAULT_VM_FIRMWARE);
+  const firmware = await readFile(defaultVmFirmware());
   return new SevLaunchDigest()
     .updateData(Buffer.concat([firmware, Buffer.alloc((16 - (firmware.length % 16)) % 16)]))
     .updateData(

@@ -1,4 +1,4 @@
-import { type HypervisorDriver as DriverKind, type VmSpec } from '@ccm/contracts';
+import { type HypervisorBinary, type HypervisorDriver as DriverKind, type VmSpec } from '@ccm/contracts';
 import { type VmPaths, type VmProcess } from './vm-process.js';
 
 /** SEV launch inputs handed to a VM whose firmware does the launch (the sim, or QEMU on SEV hardware). */
@@ -32,6 +32,8 @@ export interface HypervisorDriver {
   readonly kind: DriverKind;
   /** The accelerator VMs get, and why. */
   readonly accelerator: { accelerator: 'kvm' | 'tcg' | 'sim'; reason: string };
+  /** The hypervisor program and its version (the qemu driver; the sim has none). */
+  readonly binary?: HypervisorBinary;
   /**
    * Whether SEV launch and transport steps go to the VM's firmware over QMP (query-sev-launch-measure,
    * sev-inject-launch-secret, migrate-set-parameters sev-*). Otherwise the agent runs them on the

@@ -1,5 +1,5 @@
-import { CcmError, ErrorCodes } from '@ccm/contracts';
-import { detectAccelerator, startQemu, type AcceleratorChoice } from '@ccm/qmp';
+import { CcmError, ErrorCodes, type HypervisorBinary } from '@ccm/contracts';
+import { detectAccelerator, qemuVersion, startQemu, type AcceleratorChoice } from '@ccm/qmp';
 import { type HypervisorDriver, type StartVmOptions, type FirmwareSevLaunch } from './driver.js';
 import { fromQemuProcess, type VmPaths, type VmProcess } from './vm-process.js';
 import { writeFile } from 'node:fs/promises';
@@ -48,12 +48,16 @@ export async function qemuSevArgs(
 export class QemuDriver implements HypervisorDriver {
   readonly kind = 'qemu' as const;
   readonly accelerator: { accelerator: 'kvm' | 'tcg'; reason: string };
+  readonly binary: HypervisorBinary;
   private readonly accel: AcceleratorChoice;
 
   constructor(private readonly opts: QemuDriverOptions) {
     this.accel =
       opts.accel === 'auto' ? detectAccelerator() : { accel: opts.accel, reason: 'set by CCM_QEMU_ACCEL' };
     this.accelerator = { accelerator: this.accel.accel, reason: this.accel.reason };
+    // Once at start: which QEMU this host runs is reported with its capabilities and heartbeats.
+    const v = qemuVersion(opts.binary);
+    this.binary = { binary: opts.binary, ...(v ? { version: v.version, banner: v.banner } : {}) };
   }
 
   get firmwareSev(): boolean {

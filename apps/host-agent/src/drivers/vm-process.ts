@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QmpClient, type QemuProcess } from '@ccm/qmp';
 
@@ -208,4 +208,26 @@ export async function adoptVmProcess(
     void qmp.closed.then(() => clearInterval(slow));
   });
   return withControls({ pid, qmp, paths, adopted: true, exited, isAlive: () => !gone && pidAlive(pid) });
+}
+
+/**
+ * SIGKILLs every VM process left under `runRoot` (`<host>/vms/<vm>/vm.pid`, each checked to be that
+ * VM's process) and waits until they are gone: agents leave VMs running when they stop, so whoever
+ * started agents for a while (a test, the demo, a benchmark) ends their VMs with this. Returns the pids.
+ */
+export async function killVmProcesses(runRoot: string, timeoutMs = 5_000): Promise<number[]> {
+  const killed: number[] = [];
+  for (const host of await readdir(runRoot).catch(() => [])) {
+    for (const vm of await readdir(join(runRoot, host, 'vms')).catch(() => [])) {
+      const dir = join(runRoot, host, 'vms', vm);
+      const pid = await readPid(vmPaths(dir));
+      if (pid && (await isVmProcess(pid, dir))) {
+        signal(pid, 'SIGKILL');
+        killed.push(pid);
+      }
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (killed.some(pidAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return killed;
 }

@@ -63,7 +63,8 @@ export class HostService implements OnApplicationBootstrap, OnApplicationShutdow
       at: new Date().toISOString(),
     });
     this.log.log(
-      `host ${this.hostId} registered: driver ${this.vms.driver.kind} (${this.vms.driver.accelerator.accelerator}), ` +
+      `host ${this.hostId} registered: driver ${this.vms.driver.kind} (${this.vms.driver.accelerator.accelerator}` +
+        `${this.vms.driver.binary ? `, ${this.vms.driver.binary.banner ?? this.vms.driver.binary.binary}` : ''}), ` +
         `SEV ${platform.capabilities.sevMode}, ${adopted.length} VM(s) re-adopted, ${died.length} died while down`,
     );
     this.heartbeat = setInterval(() => void this.beat(), this.config.CCM_HEARTBEAT_INTERVAL_MS);
@@ -81,6 +82,7 @@ export class HostService implements OnApplicationBootstrap, OnApplicationShutdow
       uptimeMs: Date.now() - this.startedAt,
       vms,
       activeMigrations: this.transfers.activeCount(),
+      ...(this.vms.driver.binary ? { hypervisor: this.vms.driver.binary } : {}),
       at: new Date().toISOString(),
     };
     // Liveness, not state: published directly (no outbox row per beat); a missed beat is just missed.
@@ -103,6 +105,7 @@ export class HostService implements OnApplicationBootstrap, OnApplicationShutdow
       ...(sp ? { cbitpos: sp.features.cbitpos, reducedPhysBits: sp.features.reducedPhysBits } : {}),
       memoryMiB: Math.floor(totalmem() / (1024 * 1024)),
       cpus: availableParallelism(),
+      ...(this.vms.driver.binary ? { hypervisor: this.vms.driver.binary } : {}),
     };
   }
 
@@ -126,7 +129,8 @@ export class HostService implements OnApplicationBootstrap, OnApplicationShutdow
     const liveTransfers = new Map(this.transfers.liveViews().map((t) => [t.migrationId, t]));
     const vms = vmRows.map((r) => liveVms.get(r.vmId) ?? this.vms.view(r));
     const migrations = transferRows.map((r) => liveTransfers.get(r.migrationId) ?? this.transfers.view(r));
-    return { hostId: this.hostId, vms, migrations };
+    const hypervisor = this.vms.driver.binary;
+    return { hostId: this.hostId, vms, migrations, ...(hypervisor ? { hypervisor } : {}) };
   }
 
   onApplicationShutdown(): void {
