@@ -1,10 +1,13 @@
 import { type ServiceDefinition } from '@ccm/runtime';
+import { CheckpointService } from './checkpoint/checkpoint.service.js';
+import { GuestCommands } from './checkpoint/guest-commands.handler.js';
 import { configSchema } from './config.js';
 
-/** The guest-agent: runs inside a confidential VM: checkpoint/restore, image encryption, in-guest WireGuard. */
+/** The guest-agent: runs inside a confidential VM: containers, checkpoint/restore, sealed image streams. */
 export const guestAgent: ServiceDefinition<typeof configSchema> = {
   service: 'guest-agent',
   database: false,
   configSchema,
   scopeId: (c) => c.CCM_VM_ID,
+  providers: [CheckpointService, GuestCommands],
 };

@@ -1,7 +1,24 @@
 import { serviceConfigSchema } from '@ccm/config';
 import { z } from 'zod';
 
-/** guest-agent settings: the common service settings plus CCM_VM_ID, the id its command subjects carry. */
+/**
+ * guest-agent settings: the common service settings plus CCM_VM_ID (its command subjects carry it),
+ * the checkpoint driver, and where it listens for image streams from other guests.
+ */
 export const configSchema = serviceConfigSchema.extend({
   CCM_VM_ID: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "-" and "_" only'),
+  /** `sim`: a process model with pages and a dirty rate (the CRIU driver needs a guest). */
+  CCM_GUEST_DRIVER: z.enum(['sim']).default('sim'),
+  /** The address image streams from other guests arrive on (the guest's underlay address). */
+  CCM_GUEST_STREAM_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Longest wait for the target's verdict on one round. */
+  /** Plaintext bytes per sealed chunk of an image stream (libs/sealing allows up to 4 MiB). */
+  CCM_GUEST_STREAM_CHUNK_BYTES: z.coerce
+    .number()
+    .int()
+    .min(4096)
+    .max(4 * 1024 * 1024)
+    .default(1024 * 1024),
+  CCM_GUEST_STREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
 });
+export type GuestAgentConfig = z.infer<typeof configSchema>;

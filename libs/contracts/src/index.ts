@@ -12,3 +12,4 @@ export * from './migration-steps.js';
 export * from './migration-events.js';
 export * from './migration-queries.js';
 export * from './host.js';
+export * from './guest.js';

@@ -1,0 +1,114 @@
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  type ContainerInfo,
+  ContainerRefSchema,
+  GUEST_VERBS,
+  type GuestVerb,
+  LoadKeySchema,
+  MigrationRefSchema,
+  RestoreSchema,
+  type RoundReport,
+  RoundRefSchema,
+  RunContainerSchema,
+  SendRoundSchema,
+  type SignerName,
+  subjects,
+} from '@ccm/contracts';
+import { OnRequest } from '@ccm/messaging';
+import { SERVICE_CONFIG } from '@ccm/runtime';
+import { z } from 'zod';
+import { type GuestAgentConfig } from '../config.js';
+import { CheckpointService } from './checkpoint.service.js';
+
+/** Who may drive a guest's checkpoints: container-checkpoint (CALLS in libs/contracts) and the operator. */
+const CALLERS: readonly SignerName[] = ['container-checkpoint', 'operator'];
+
+const on = (verb: GuestVerb, schema: z.ZodType) =>
+  OnRequest({
+    subject: (self) => subjects.guestCmd((self as GuestCommands).vmId, verb),
+    schema,
+    allow: CALLERS,
+  });
+
+const Empty = z.object({}).loose();
+
+/**
+ * The guest-agent's commands on `ccm.cmd.guest.<vmId>.<verb>`. The guest has no database, so each
+ * command is idempotent by what it names (container, migration, round), not by an inbox row.
+ */
+@Injectable()
+export class GuestCommands {
+  constructor(
+    @Inject(SERVICE_CONFIG) private readonly config: GuestAgentConfig,
+    private readonly cp: CheckpointService,
+  ) {}
+
+  get vmId(): string {
+    return this.config.CCM_VM_ID;
+  }
+
+  @on(GUEST_VERBS.identity, Empty)
+  identity(): Promise<{ vmId: string; publicKey: string }> {
+    return Promise.resolve({ vmId: this.vmId, publicKey: this.cp.identity.publicKey.toString('base64') });
+  }
+
+  @on(GUEST_VERBS.runContainer, RunContainerSchema)
+  run(req: z.infer<typeof RunContainerSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.run(req.id, req.pages, req.dirtyPagesPerSec));
+  }
+
+  @on(GUEST_VERBS.listContainers, Empty)
+  list(): Promise<{ containers: ContainerInfo[] }> {
+    return Promise.resolve({ containers: this.cp.list() });
+  }
+
+  @on(GUEST_VERBS.describe, ContainerRefSchema)
+  describe(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.container(req.id).info());
+  }
+
+  @on(GUEST_VERBS.loadKey, LoadKeySchema)
+  loadKey(req: z.infer<typeof LoadKeySchema>): Promise<{ keyId: string }> {
+    return Promise.resolve(this.cp.loadKey(req.migrationId, req.keyId, Buffer.from(req.sealedKey, 'base64')));
+  }
+
+  @on(GUEST_VERBS.receive, RoundRefSchema)
+  receive(req: z.infer<typeof RoundRefSchema>): Promise<{ host: string; port: number }> {
+    return this.cp.receive(req.migrationId, req.containerId, req.round);
+  }
+
+  @on(GUEST_VERBS.preDump, SendRoundSchema)
+  preDump(req: z.infer<typeof SendRoundSchema>): Promise<RoundReport> {
+    return this.cp.sendRound(req.migrationId, req.containerId, req.round, req.target, false);
+  }
+
+  @on(GUEST_VERBS.dump, SendRoundSchema)
+  dump(req: z.infer<typeof SendRoundSchema>): Promise<RoundReport> {
+    return this.cp.sendRound(req.migrationId, req.containerId, req.round, req.target, true);
+  }
+
+  @on(GUEST_VERBS.restore, RestoreSchema)
+  restore(req: z.infer<typeof RestoreSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.restore(req.migrationId, req.containerId, req.rounds));
+  }
+
+  @on(GUEST_VERBS.resume, ContainerRefSchema)
+  resume(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.resume(req.id));
+  }
+
+  @on(GUEST_VERBS.thaw, ContainerRefSchema)
+  thaw(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.thaw(req.id));
+  }
+
+  @on(GUEST_VERBS.kill, ContainerRefSchema)
+  kill(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
+    return Promise.resolve(this.cp.kill(req.id));
+  }
+
+  @on(GUEST_VERBS.discard, MigrationRefSchema)
+  discard(req: z.infer<typeof MigrationRefSchema>): Promise<{ rounds: number }> {
+    return Promise.resolve(this.cp.discard(req.migrationId));
+  }
+}

@@ -1,0 +1,247 @@
+import { randomBytes } from 'node:crypto';
+import { isCcmError, type CcmError } from '@ccm/contracts';
+import { generateIdentityKey, sealMigrationKey } from '@ccm/sealing';
+import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  guestClient,
+  type GuestClient,
+  type GuestProcess,
+  startGuest,
+  type Tamper,
+  tamperingProxy,
+} from './__fixtures__/guests.js';
+
+/** Two guest-agent processes (sim driver) on a real NATS; image streams over real TCP between them. */
+describe('guest-to-guest container migration (sim driver)', () => {
+  let stack: TestStack;
+  let nc: NatsConnection;
+  let g: GuestClient;
+  let a: GuestProcess;
+  let b: GuestProcess;
+  let pubA: Buffer;
+  let pubB: Buffer;
+  let n = 0;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ postgres: false });
+    nc = await stack.connectAs('operator');
+    g = await guestClient(nc, stack.keysDir);
+    // 16 KiB chunks, so even a final dump of a few dirty pages spans several chunks.
+    const env = { CCM_GUEST_STREAM_CHUNK_BYTES: '16384', CCM_GUEST_STREAM_TIMEOUT_MS: '10000' };
+    [a, b] = await Promise.all([
+      startGuest(stack, 'vm-a', g.send, env),
+      startGuest(stack, 'vm-b', g.send, env),
+    ]);
+    pubA = Buffer.from((await g.send('vm-a', 'identity', {})).publicKey as string, 'base64');
+    pubB = Buffer.from((await g.send('vm-b', 'identity', {})).publicKey as string, 'base64');
+  });
+  afterAll(async () => {
+    await Promise.allSettled([a?.stop(), b?.stop()]);
+    await nc?.close().catch(() => undefined);
+    await stack?.stop();
+  });
+
+  const counter = async (vm: string, id: string) => (await g.send(vm, 'describe', { id })).counter as number;
+  const fail = async (p: Promise<unknown>): Promise<CcmError> => {
+    const e = await p.then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    if (!isCcmError(e)) throw new Error(`expected a typed error, got ${String(e)}`);
+    return e;
+  };
+
+  /** A running container on A and the migration key sealed to both guests (the key-broker's part). */
+  async function prepare(pages = 2048, dirtyPagesPerSec = 400) {
+    const id = `c${++n}`;
+    const migrationId = `mig-test-${n}`;
+    await g.send('vm-a', 'run-container', { id, pages, dirtyPagesPerSec });
+    await pollUntil(
+      'the container counts',
+      () => counter('vm-a', id),
+      (c) => c > 3,
+    );
+    const key = randomBytes(32);
+    for (const [vm, pub] of [
+      ['vm-a', pubA],
+      ['vm-b', pubB],
+    ] as const) {
+      const sealedKey = sealMigrationKey(key, pub, { migrationId, keyId: 'mk-1' }).toString('base64');
+      await g.send(vm, 'load-key', { migrationId, keyId: 'mk-1', sealedKey });
+    }
+    return { id, migrationId };
+  }
+
+  async function round(
+    migrationId: string,
+    containerId: string,
+    r: number,
+    verb: 'pre-dump' | 'dump',
+    tamper?: Tamper,
+  ) {
+    const to = (await g.send('vm-b', 'receive', { migrationId, containerId, round: r })) as {
+      host: string;
+      port: number;
+    };
+    const target = tamper
+      ? { host: '127.0.0.1', port: (await tamperingProxy(to, { migrationId, round: r }, tamper, 0)).port }
+      : to;
+    return g.send('vm-a', verb, { migrationId, containerId, round: r, target });
+  }
+
+  it('moves a counting container A → B with two pre-copy rounds; it counts on at B from where A froze', async () => {
+    const { id, migrationId } = await prepare();
+    const r1 = await round(migrationId, id, 1, 'pre-dump');
+    const r2 = await round(migrationId, id, 2, 'pre-dump');
+    const r3 = await round(migrationId, id, 3, 'dump');
+    expect(r1.pages).toBe(2048);
+    expect(r2.pages as number).toBeLessThan(2048);
+    expect(r3.pages as number).toBeLessThan(2048);
+    const frozenAt = await counter('vm-a', id);
+    expect((await g.send('vm-a', 'describe', { id })).state).toBe('frozen');
+
+    const restored = await g.send('vm-b', 'restore', { migrationId, containerId: id, rounds: 3 });
+    expect(restored).toMatchObject({ state: 'restored', counter: frozenAt });
+    await g.send('vm-b', 'resume', { id });
+    await pollUntil(
+      'B counts on',
+      () => counter('vm-b', id),
+      (c) => c > frozenAt + 3,
+    );
+    expect(await g.send('vm-a', 'kill', { id })).toMatchObject({ state: 'killed' });
+    console.log(
+      `[guest] rounds: ${[r1, r2, r3].map((r) => `${String(r.pages)} pages/${String(r.imageBytes)} B/${(r.durationMs as number).toFixed(0)} ms`).join(', ')}`,
+    );
+  });
+
+  it('a repeated round answers with its first report and sends nothing again', async () => {
+    const { id, migrationId } = await prepare(256);
+    const to = await g.send('vm-b', 'receive', { migrationId, containerId: id, round: 1 });
+    const first = await g.send('vm-a', 'pre-dump', { migrationId, containerId: id, round: 1, target: to });
+    const again = await g.send('vm-a', 'pre-dump', { migrationId, containerId: id, round: 1, target: to });
+    expect(again).toEqual(first);
+    await g.send('vm-a', 'kill', { id });
+  });
+
+  it.each(['alter', 'drop', 'replay', 'reorder'] as const)(
+    'a %s chunk in the final dump: restore refused, source thawed and counting, the failure names the chunk',
+    async (tamper) => {
+      const { id, migrationId } = await prepare(1024, 2000);
+      await round(migrationId, id, 1, 'pre-dump');
+      const err = await fail(round(migrationId, id, 2, 'dump', tamper));
+      expect(err.code).toBe('STREAM_REFUSED');
+      const chunk = err.details?.chunk as { round: number; expectedSeq: number; seq?: number };
+      expect(chunk).toMatchObject({ round: 2, expectedSeq: tamper === 'replay' ? 1 : 0 });
+      expect(err.details?.sealing).toBe(
+        {
+          alter: 'CHUNK_AUTH_FAILED',
+          drop: 'CHUNK_OUT_OF_ORDER',
+          replay: 'CHUNK_REPLAYED',
+          reorder: 'CHUNK_OUT_OF_ORDER',
+        }[tamper],
+      );
+      const refused = await fail(g.send('vm-b', 'restore', { migrationId, containerId: id, rounds: 2 }));
+      expect(refused).toMatchObject({ code: 'IMAGES_INCOMPLETE', details: { round: 2, status: 'refused' } });
+      const frozen = await counter('vm-a', id);
+      expect(await g.send('vm-a', 'thaw', { id })).toMatchObject({ state: 'running' });
+      await pollUntil(
+        'A counts on after the thaw',
+        () => counter('vm-a', id),
+        (c) => c > frozen + 3,
+      );
+      await g.send('vm-b', 'discard', { migrationId });
+      await g.send('vm-a', 'kill', { id });
+    },
+  );
+
+  it('the stream cut mid-way: the source is told (retryable) and its container runs on', async () => {
+    const { id, migrationId } = await prepare(1024);
+    const err = await fail(round(migrationId, id, 1, 'pre-dump', 'cut'));
+    expect(err).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+    const c = await counter('vm-a', id);
+    await pollUntil(
+      'A runs on',
+      () => counter('vm-a', id),
+      (x) => x > c + 2,
+    );
+    await g.send('vm-a', 'kill', { id });
+  });
+
+  it('refuses bad input to every command with a typed error and loses nothing', async () => {
+    await g.send('vm-a', 'run-container', { id: 'keep', pages: 16, dirtyPagesPerSec: 0 });
+    const bad: Array<[string, unknown, string]> = [
+      ['run-container', { id: 'x', pages: 0, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
+      ['run-container', { id: '../etc', pages: 1, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
+      ['load-key', { migrationId: 'm', keyId: 'k', sealedKey: 'not base64!' }, 'VALIDATION_FAILED'],
+      [
+        'load-key',
+        { migrationId: 'm', keyId: 'k', sealedKey: randomBytes(100).toString('base64') },
+        'KEY_UNSEAL_FAILED',
+      ],
+      ['receive', { migrationId: 'm', containerId: 'keep', round: 0 }, 'VALIDATION_FAILED'],
+      ['receive', { migrationId: 'm-nokey', containerId: 'keep', round: 1 }, 'NO_MIGRATION_KEY'],
+      [
+        'pre-dump',
+        { migrationId: 'm', containerId: 'keep', round: 1, target: { host: 'h', port: 70000 } },
+        'VALIDATION_FAILED',
+      ],
+      [
+        'pre-dump',
+        { migrationId: 'm-nokey', containerId: 'keep', round: 1, target: { host: '127.0.0.1', port: 9 } },
+        'NO_MIGRATION_KEY',
+      ],
+      ['dump', { migrationId: 'm', containerId: 'keep' }, 'VALIDATION_FAILED'],
+      ['restore', { migrationId: 'm', containerId: 'keep', rounds: 1 }, 'BAD_CONTAINER_STATE'],
+      ['restore', { migrationId: 'm', containerId: 'none', rounds: 1 }, 'IMAGES_INCOMPLETE'],
+      ['resume', { id: 'none' }, 'NOT_FOUND'],
+      ['thaw', { id: 'none' }, 'NOT_FOUND'],
+      ['kill', { id: 42 }, 'VALIDATION_FAILED'],
+      ['discard', {}, 'VALIDATION_FAILED'],
+      ['describe', { id: 'none' }, 'NOT_FOUND'],
+    ];
+    const seen = [];
+    for (const [verb, data, code] of bad) {
+      const e = await fail(g.send('vm-a', verb, data));
+      seen.push(`${verb}:${e.code}`);
+      expect(`${verb}:${e.code}`).toBe(`${verb}:${code}`);
+      expect(e.code).not.toBe('INTERNAL');
+    }
+    // a key sealed to B does not open in A
+    const sealedKey = sealMigrationKey(randomBytes(32), pubB, { migrationId: 'm-b', keyId: 'k' }).toString(
+      'base64',
+    );
+    expect((await fail(g.send('vm-a', 'load-key', { migrationId: 'm-b', keyId: 'k', sealedKey }))).code).toBe(
+      'KEY_UNSEAL_FAILED',
+    );
+    expect((await g.send('vm-a', 'describe', { id: 'keep' })).state).toBe('running');
+  });
+
+  it('a compromised service identity may not drive a guest', async () => {
+    const attacker = await guestClient(nc, stack.keysDir, 'operator');
+    // network-overlay may call guests (CALLS) but not their checkpoint verbs: sign as it over the operator's connection.
+    const overlay = await guestClient(nc, stack.keysDir, 'network-overlay');
+    await attacker.send('vm-a', 'run-container', { id: 'victim', pages: 16, dirtyPagesPerSec: 0 });
+    for (const verb of ['kill', 'thaw', 'describe']) {
+      expect((await fail(overlay.send('vm-a', verb, { id: 'victim' }))).code).toBe('UNAUTHORIZED');
+    }
+    const unsealable = generateIdentityKey();
+    const sealedKey = sealMigrationKey(randomBytes(32), unsealable.publicKey, {
+      migrationId: 'm-x',
+      keyId: 'k',
+    });
+    expect(
+      (
+        await fail(
+          overlay.send('vm-a', 'load-key', {
+            migrationId: 'm-x',
+            keyId: 'k',
+            sealedKey: sealedKey.toString('base64'),
+          }),
+        )
+      ).code,
+    ).toBe('UNAUTHORIZED');
+    expect((await g.send('vm-a', 'describe', { id: 'victim' })).state).toBe('running');
+  });
+});

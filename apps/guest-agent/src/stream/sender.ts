@@ -1,0 +1,94 @@
+import { connect, type Socket } from 'node:net';
+import { CHALLENGE_BYTES, DEFAULT_CHUNK_BYTES, StreamSealer } from '@ccm/sealing';
+import { CcmError, ErrorCodes, GuestErrorCodes } from '@ccm/contracts';
+
+/** What the target said about a stream. */
+export interface SendResult {
+  readonly chunks: number;
+  readonly bytes: number;
+}
+
+/**
+ * Sends one round's image to the target guest: reads the target's challenge, seals the image in
+ * chunks bound to (migration, round, challenge), writes them with backpressure, and waits for the
+ * target's verdict. A refusal comes back as STREAM_REFUSED naming the chunk; a target that dies or
+ * does not answer within `timeoutMs` is UNAVAILABLE (retryable).
+ */
+export function sendRound(
+  key: Buffer,
+  to: { host: string; port: number },
+  binding: { migrationId: string; round: number },
+  image: Buffer,
+  timeoutMs: number,
+  chunkBytes = DEFAULT_CHUNK_BYTES,
+): Promise<SendResult> {
+  return new Promise((resolve, reject) => {
+    const sock: Socket = connect(to.port, to.host);
+    let got = Buffer.alloc(0);
+    let sent = false;
+    let settled = false;
+    let chunks = 0;
+    let bytes = 0;
+    const finish = (err: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve({ chunks, bytes });
+    };
+    const unavailable = (why: string) =>
+      new CcmError(ErrorCodes.Unavailable, `image stream to ${to.host}:${to.port} failed: ${why}`, {
+        retryable: true,
+        details: { round: binding.round, chunksSent: chunks },
+      });
+    const timer = setTimeout(() => finish(unavailable(`no verdict within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('error', (e) => finish(unavailable(e.message)));
+    sock.on('close', () => finish(unavailable('the target closed the connection without a verdict')));
+    sock.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (!sent && got.length >= CHALLENGE_BYTES) {
+        sent = true;
+        const challenge = got.subarray(0, CHALLENGE_BYTES);
+        got = got.subarray(CHALLENGE_BYTES);
+        void write(new StreamSealer(key, { ...binding, challenge }), image, chunkBytes).catch((e: Error) =>
+          finish(unavailable(e.message)),
+        );
+      }
+      const nl = sent ? got.indexOf('\n') : -1;
+      if (nl < 0) return;
+      const line = got.subarray(0, nl).toString('utf8');
+      if (line === 'OK') return finish(undefined);
+      finish(refusal(line, binding.round));
+    });
+    async function write(sealer: StreamSealer, data: Buffer, size: number): Promise<void> {
+      for (const frame of sealer.sealAll(data, size)) {
+        if (settled) return;
+        chunks++;
+        bytes += frame.length;
+        if (!sock.write(frame)) await new Promise<void>((r) => sock.once('drain', r));
+      }
+    }
+  });
+}
+
+function refusal(line: string, round: number): CcmError {
+  let wire: { code?: string; message?: string; chunk?: unknown } = {};
+  try {
+    wire = JSON.parse(line.replace(/^ERR /, '')) as typeof wire;
+  } catch {
+    wire = { message: line };
+  }
+  return new CcmError(
+    GuestErrorCodes.StreamRefused,
+    `the target refused round ${round}: ${wire.message ?? 'no reason'}`,
+    {
+      retryable: false,
+      details: {
+        round,
+        ...(wire.code ? { sealing: wire.code } : {}),
+        ...(wire.chunk ? { chunk: wire.chunk } : {}),
+      },
+    },
+  );
+}

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { IdSchema } from './migration.js';
+
+/**
+ * The guest-agent's contract: commands on `ccm.cmd.guest.<vmId>.<verb>` (ARCHITECTURE §2, §9). The
+ * guest-agent lives in the guest owner's domain; nothing here carries key material in the clear: the
+ * migration key arrives sealed to the guest's identity key (libs/sealing `sealMigrationKey`), and images
+ * travel guest to guest over TCP as sealed chunks, never over NATS.
+ */
+export const GUEST_VERBS = {
+  /** The guest's identity public key (X25519, base64), which attestation binds. */
+  identity: 'identity',
+  /** Start a container (sim: a process model with pages and a dirty rate). */
+  runContainer: 'run-container',
+  listContainers: 'list-containers',
+  /** Take the migration key sealed to this guest's identity key. */
+  loadKey: 'load-key',
+  /** Target: listen for one round's sealed image stream; replies the address to send to. */
+  receive: 'receive',
+  /** Source: pre-dump round N (container keeps running) and stream it to the target. */
+  preDump: 'pre-dump',
+  /** Source: freeze, final dump, stream it; the container stays frozen until kill or thaw. */
+  dump: 'dump',
+  /** Target: restore from the received rounds, not resumed. */
+  restore: 'restore',
+  /** Target: resume the restored container. */
+  resume: 'resume',
+  /** Source: thaw the frozen container and continue (rollback). */
+  thaw: 'thaw',
+  kill: 'kill',
+  /** Drop a migration's images and key. */
+  discard: 'discard',
+  describe: 'describe',
+} as const;
+export type GuestVerb = (typeof GUEST_VERBS)[keyof typeof GUEST_VERBS];
+
+/** Error codes of guest-agent replies beyond `ErrorCodes`. The CHUNK_* codes are libs/sealing's. */
+export const GuestErrorCodes = {
+  /** The sealed key does not open with this guest's identity key (not for this guest, or altered). */
+  KeyUnsealFailed: 'KEY_UNSEAL_FAILED',
+  /** No migration key loaded for this migration. */
+  NoMigrationKey: 'NO_MIGRATION_KEY',
+  /** The image stream was refused: `details.chunk` names the chunk, `details.sealing` the sealing code. */
+  StreamRefused: 'STREAM_REFUSED',
+  /** Restore refused: a round is missing or was refused. */
+  ImagesIncomplete: 'IMAGES_INCOMPLETE',
+  /** The container is not in a state that allows the command (details.state says which). */
+  BadContainerState: 'BAD_CONTAINER_STATE',
+} as const;
+
+export const ContainerIdSchema = IdSchema;
+const b64 = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+
+export const ContainerStateSchema = z.enum(['running', 'frozen', 'restored', 'killed']);
+export type ContainerState = z.infer<typeof ContainerStateSchema>;
+
+export const ContainerInfoSchema = z.object({
+  id: ContainerIdSchema,
+  state: ContainerStateSchema,
+  pages: z.number().int(),
+  /** Sim: the workload's counter (the test's proof that the process carried on). */
+  counter: z.number().int(),
+  migrationId: IdSchema.optional(),
+});
+export type ContainerInfo = z.infer<typeof ContainerInfoSchema>;
+
+export const IdentityReplySchema = z.object({ vmId: IdSchema, publicKey: b64(64) });
+
+export const RunContainerSchema = z.object({
+  id: ContainerIdSchema,
+  /** Sim: memory size in 4 KiB pages (32 MiB = 8192). */
+  pages: z.number().int().min(1).max(262_144),
+  /** Sim: pages dirtied per second. */
+  dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
+});
+
+export const ContainerRefSchema = z.object({ id: ContainerIdSchema });
+
+export const LoadKeySchema = z.object({
+  migrationId: IdSchema,
+  keyId: z.string().min(1).max(200),
+  /** libs/sealing's sealed key (100 bytes), base64. */
+  sealedKey: b64(200),
+});
+
+export const RoundRefSchema = z.object({
+  migrationId: IdSchema,
+  containerId: ContainerIdSchema,
+  /** 1.. for pre-dump rounds; the final dump is the round after the last pre-dump. */
+  round: z.number().int().min(1).max(1000),
+});
+
+export const ReceiveReplySchema = z.object({ host: z.string(), port: z.number().int().min(1).max(65535) });
+
+export const StreamTargetSchema = z.object({
+  host: z.string().min(1).max(255),
+  port: z.number().int().min(1).max(65535),
+});
+
+export const SendRoundSchema = RoundRefSchema.extend({ target: StreamTargetSchema });
+
+export const RoundReportSchema = z.object({
+  round: z.number().int(),
+  pages: z.number().int(),
+  imageBytes: z.number().int(),
+  chunks: z.number().int(),
+  durationMs: z.number(),
+  /** Pages dirtied since this round's snapshot (what the next round would send). */
+  dirtyPages: z.number().int(),
+});
+export type RoundReport = z.infer<typeof RoundReportSchema>;
+
+export const RestoreSchema = z.object({
+  migrationId: IdSchema,
+  containerId: ContainerIdSchema,
+  /** The rounds the target must hold, 1..rounds (the last is the final dump). */
+  rounds: z.number().int().min(1).max(1000),
+});
+
+export const MigrationRefSchema = z.object({ migrationId: IdSchema });

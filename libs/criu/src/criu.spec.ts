@@ -1,0 +1,218 @@
+import { describe, expect, it } from 'vitest';
+import { Criu } from './criu.js';
+import { CriuCheckError, CriuFailedError, CriuInvalidArgumentError, CriuTimeoutError } from './errors.js';
+import { Runc } from './runc.js';
+import { type CommandRunner, type RunResult } from './runner.js';
+
+/** A runner that records argv and answers as told (unit tests of argv building only). */
+function recorder(result: Partial<RunResult> = {}) {
+  const calls: string[][] = [];
+  const runner: CommandRunner = {
+    run: (argv) => {
+      calls.push([...argv]);
+      return Promise.resolve({
+        exitCode: 0,
+        signal: null,
+        stdout: '',
+        stderr: '',
+        timedOut: false,
+        ...result,
+      });
+    },
+  };
+  return { calls, runner };
+}
+
+describe('Criu argv', () => {
+  it('pre-dump round 2 tracks memory against the previous round', async () => {
+    const { calls, runner } = recorder();
+    await new Criu({ runner }).preDump({ pid: 42, imagesDir: '/img/round-2', prevImagesDir: '../round-1' });
+    expect(calls[0]).toEqual([
+      'criu',
+      'pre-dump',
+      '-t',
+      '42',
+      '--track-mem',
+      '--prev-images-dir',
+      '../round-1',
+      '-D',
+      '/img/round-2',
+      '-o',
+      'pre-dump.log',
+      '-v4',
+    ]);
+  });
+
+  it('final dump with tcp-established and the network lock chosen', async () => {
+    const { calls, runner } = recorder();
+    await new Criu({ runner }).dump({
+      pid: 42,
+      imagesDir: '/img/final',
+      prevImagesDir: '../round-2',
+      tcpEstablished: true,
+      networkLock: 'nftables',
+    });
+    expect(calls[0]).toEqual([
+      'criu',
+      'dump',
+      '-t',
+      '42',
+      '--track-mem',
+      '--prev-images-dir',
+      '../round-2',
+      '--tcp-established',
+      '--network-lock',
+      'nftables',
+      '-D',
+      '/img/final',
+      '-o',
+      'dump.log',
+      '-v4',
+    ]);
+  });
+
+  it('restore detached, stopped, with a pid file', async () => {
+    const { calls, runner } = recorder();
+    await new Criu({ runner }).restore({
+      imagesDir: '/img/final',
+      tcpEstablished: true,
+      pidFile: '/run/p',
+      leaveStopped: true,
+    });
+    expect(calls[0]).toEqual([
+      'criu',
+      'restore',
+      '-d',
+      '--tcp-established',
+      '--pidfile',
+      '/run/p',
+      '--leave-stopped',
+      '-D',
+      '/img/final',
+      '-o',
+      'restore.log',
+      '-v4',
+    ]);
+  });
+
+  it.each([
+    ['a pid that is not an integer', { pid: '42; rm -rf /', imagesDir: '/img' }, 'pid'],
+    ['a negative pid', { pid: -1, imagesDir: '/img' }, 'pid'],
+    ['a relative images dir', { pid: 1, imagesDir: 'img' }, 'imagesDir'],
+    ['an images dir with ..', { pid: 1, imagesDir: '/img/../etc' }, 'imagesDir'],
+    ['an images dir that reads as an option', { pid: 1, imagesDir: '--exec-cmd' }, 'imagesDir'],
+    ['a NUL in a path', { pid: 1, imagesDir: '/img\0x' }, 'imagesDir'],
+    ['an absolute prev dir', { pid: 1, imagesDir: '/img/2', prevImagesDir: '/img/1' }, 'prevImagesDir'],
+  ])('refuses %s before running anything', async (_what, o, field) => {
+    const { calls, runner } = recorder();
+    const err = await new Criu({ runner }).preDump(o as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuInvalidArgumentError);
+    expect((err as CriuInvalidArgumentError).field).toBe(field);
+    expect(calls).toHaveLength(0);
+  });
+
+  it('refuses an unknown network lock', async () => {
+    const { runner } = recorder();
+    await expect(
+      new Criu({ runner }).dump({
+        pid: 1,
+        imagesDir: '/i',
+        tcpEstablished: false,
+        networkLock: 'none' as never,
+      }),
+    ).rejects.toThrow(CriuInvalidArgumentError);
+  });
+
+  it('a non-zero exit is a CriuFailedError, diagnosed from stderr when no log was written', async () => {
+    const { runner } = recorder({ exitCode: 1, stderr: '(00.1) Error (criu/x.c:1): pid 7 is busy\n' });
+    const err = await new Criu({ runner })
+      .restore({ imagesDir: '/nonexistent', tcpEstablished: false })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuFailedError);
+    expect((err as CriuFailedError).diagnosis.reason).toBe('PID_IN_USE');
+  });
+
+  it('a run past its deadline is a retryable CriuTimeoutError', async () => {
+    const { runner } = recorder({ exitCode: null, signal: 'SIGKILL', timedOut: true });
+    const err = await new Criu({ runner, timeoutMs: 5 })
+      .dump({ pid: 1, imagesDir: '/i', tcpEstablished: false, networkLock: 'skip' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuTimeoutError);
+    expect((err as CriuTimeoutError).retryable).toBe(true);
+  });
+
+  it('check passes only on "Looks good." and lists every problem otherwise, even with exit 0', async () => {
+    await new Criu({ runner: recorder({ stdout: 'Looks good.\n' }).runner }).check();
+    const vdso = [
+      'Error (criu/vdso.c:381): vdso: Unexpected rt vDSO area bounds',
+      'Error (criu/crtools.c:260): Could not initialize kernel features detection.',
+    ].join('\n');
+    const err = await new Criu({ runner: recorder({ stderr: vdso }).runner })
+      .check()
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CriuCheckError);
+    expect((err as CriuCheckError).problems).toHaveLength(2);
+  });
+});
+
+describe('Runc argv', () => {
+  const runc = new Runc({ runner: recorder().runner, root: '/run/ccm/runc' });
+  it('pre-dump checkpoint with a parent', () => {
+    expect(
+      runc.checkpointArgs({
+        id: 'web-1',
+        imagePath: '/img/2',
+        workPath: '/work/2',
+        parentPath: '../1',
+        preDump: true,
+      }),
+    ).toEqual([
+      'runc',
+      '--root',
+      '/run/ccm/runc',
+      'checkpoint',
+      '--image-path',
+      '/img/2',
+      '--work-path',
+      '/work/2',
+      '--parent-path',
+      '../1',
+      '--pre-dump',
+      '--manage-cgroups-mode',
+      'soft',
+      'web-1',
+    ]);
+  });
+  it('restore detached', () => {
+    expect(
+      runc.restoreArgs({
+        id: 'web-1',
+        bundle: '/b',
+        imagePath: '/img',
+        workPath: '/w',
+        tcpEstablished: true,
+        noPivot: true,
+      }),
+    ).toEqual([
+      'runc',
+      '--root',
+      '/run/ccm/runc',
+      'restore',
+      '--detach',
+      '--image-path',
+      '/img',
+      '--work-path',
+      '/w',
+      '--bundle',
+      '/b',
+      '--tcp-established',
+      '--no-pivot',
+      'web-1',
+    ]);
+  });
+  it.each(['-rf', '../x', 'a b', '', 'x'.repeat(129)])('refuses container id %j', (id) => {
+    expect(() => runc.checkpointArgs({ id, imagePath: '/i', workPath: '/w' })).toThrow(
+      CriuInvalidArgumentError,
+    );
+  });
+});
