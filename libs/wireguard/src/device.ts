@@ -92,12 +92,12 @@ export async function setPeers(t: WgTarget, peers: readonly PeerSpec[]): Promise
 /** Parses `wg show <if> dump` (tab separated; the first line is the interface, one line per peer). */
 export function parseDump(text: string): DeviceState {
   const lines = text.trim().split('\n');
-  const dev = lines[0]!.split('\t');
+  const dev = lines[0].split('\t');
   const peers = lines.slice(1).map((line): PeerState => {
     const f = line.split('\t');
     const hs = Number(f[4]);
     return {
-      publicKey: f[0]!,
+      publicKey: f[0],
       endpoint: f[2] === '(none)' ? undefined : f[2],
       allowedIps: f[3] === '(none)' || !f[3] ? [] : f[3].split(','),
       latestHandshakeMs: hs > 0 ? hs * 1000 : undefined,
@@ -105,7 +105,7 @@ export function parseDump(text: string): DeviceState {
       txBytes: Number(f[6]),
     };
   });
-  return { publicKey: dev[1]!, listenPort: Number(dev[2]), peers };
+  return { publicKey: dev[1], listenPort: Number(dev[2]), peers };
 }
 
 export async function showDevice(t: WgTarget): Promise<DeviceState> {

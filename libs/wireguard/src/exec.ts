@@ -26,7 +26,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
   const full = inNetns(argv, opts.netns);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
-    const child = spawn(full[0]!, full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(full[0], full.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -37,7 +37,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
     }, timeoutMs);
     child.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(err.code === 'ENOENT' ? new WgToolMissingError(full[0]!, { cause: err }) : err);
+      reject(err.code === 'ENOENT' ? new WgToolMissingError(full[0], { cause: err }) : err);
     });
     child.on('close', (code) => {
       clearTimeout(timer);

@@ -46,16 +46,16 @@ export async function createInterface(t: WgTarget, opts: CreateOptions = {}): Pr
 
 async function startWireguardGo(t: WgTarget, opts: CreateOptions): Promise<WgInterface> {
   const argv = inNetns([opts.wireguardGo ?? 'wireguard-go', t.name], t.netns);
-  const child = spawn(argv[0]!, argv.slice(1), {
+  const child = spawn(argv[0], argv.slice(1), {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, WG_PROCESS_FOREGROUND: '1' },
   });
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 4000)));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 4000)));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const spawnError = new Promise<never>((_, reject) =>
     child.on('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' ? new WgToolMissingError(argv[0]!, { cause: err }) : err),
+      reject(err.code === 'ENOENT' ? new WgToolMissingError(argv[0], { cause: err }) : err),
     ),
   );
   const iface: WgInterface = {

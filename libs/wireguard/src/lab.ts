@@ -74,11 +74,16 @@ export class WgLab {
     await run(['ip', '-n', netns, 'link', 'set', 'eth0', 'up']);
     const iface = await createInterface({ name: `wg${n}-${this.tag}`.slice(0, 15), netns });
     const keys = generateKeyPair();
-    await configureDevice(iface, { privateKey: keys.privateKey, listenPort: LISTEN_PORT });
     const overlayIp = intToIpv4(parseCidr(this.overlayCidr).network + n);
-    if (ownAddress) await addAddress(iface, `${overlayIp}/32`);
-    await linkUp(iface);
-    await addRoute(iface, this.overlayCidr);
+    try {
+      await configureDevice(iface, { privateKey: keys.privateKey, listenPort: LISTEN_PORT });
+      if (ownAddress) await addAddress(iface, `${overlayIp}/32`);
+      await linkUp(iface);
+      await addRoute(iface, this.overlayCidr);
+    } catch (err) {
+      await iface.destroy();
+      throw err;
+    }
     const node: LabNode = { id, netns, iface, keys, endpoint: `${under}:${LISTEN_PORT}`, overlayIp };
     this.nodes.set(id, node);
     return node;

@@ -33,11 +33,11 @@ const once = () => new Promise((res) => {
 export async function serveName(netns: string, name: string, port: number): Promise<ChildProcess> {
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(name)) throw new Error(`bad server name ${name}`);
   const argv = inNetns([process.execPath, '-e', SERVE, name, String(port)], netnsName(netns));
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`server ${name} exited (${code})`)));
-    child.stdout!.once('data', () => resolve());
+    child.stdout.once('data', () => resolve());
   });
   return child;
 }
@@ -60,9 +60,9 @@ export function startProber(
     [process.execPath, '-e', PROBE, ip, String(port), String(opts.timeoutMs ?? 100), String(opts.gapMs ?? 1)],
     netnsName(netns),
   );
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
   const samples: ProbeSample[] = [];
-  lines({ input: child.stdout! }).on('line', (line) => {
+  lines({ input: child.stdout }).on('line', (line) => {
     const [t, by] = line.split(' ');
     samples.push({ t: Number(t), by: by === '-' ? undefined : by });
   });
@@ -70,7 +70,7 @@ export function startProber(
   return {
     samples,
     stop: async () => {
-      child.stdin!.end();
+      child.stdin.end();
       const killer = setTimeout(() => child.kill('SIGKILL'), 2_000);
       await exited;
       clearTimeout(killer);
@@ -87,7 +87,7 @@ export function brownoutOf(samples: readonly ProbeSample[], from: string, to: st
   const firstTo = samples.findIndex((s) => s.by === to);
   if (firstTo < 0) return undefined;
   let lastFrom = -1;
-  for (let i = firstTo - 1; i >= 0; i--) if (samples[i]!.by === from) { lastFrom = i; break; }
+  for (let i = firstTo - 1; i >= 0; i--) if (samples[i].by === from) { lastFrom = i; break; }
   if (lastFrom < 0) return undefined;
-  return samples[firstTo]!.t - samples[lastFrom]!.t;
+  return samples[firstTo].t - samples[lastFrom].t;
 }

@@ -53,7 +53,7 @@ export function parseCidr(text: string, strict = true): Cidr {
   if (!m) throw new WgInvalidArgumentError('CIDR', text, 'expected a.b.c.d/n');
   const prefix = Number(m[2]);
   if (prefix > 32) throw new WgInvalidArgumentError('CIDR', text, 'prefix longer than 32');
-  const addr = ipv4ToInt(m[1]!);
+  const addr = ipv4ToInt(m[1]);
   const network = prefix === 0 ? 0 : (addr & maskOf(prefix)) >>> 0;
   if (strict && network !== addr) {
     throw new WgInvalidArgumentError('CIDR', text, `host bits set (network is ${intToIpv4(network)}/${prefix})`);
@@ -84,7 +84,7 @@ export function endpoint(text: string): string {
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
     throw new WgInvalidArgumentError('endpoint', text, 'expected a.b.c.d:port');
   }
-  ipv4ToInt(m[1]!);
+  ipv4ToInt(m[1]);
   return text;
 }
 
@@ -96,5 +96,5 @@ export function allowedIps(list: readonly string[]): string[] {
 /** An interface address `a.b.c.d/n` (host bits kept), normalized. */
 export function interfaceAddress(text: string): string {
   const { prefix } = parseCidr(text, false);
-  return `${intToIpv4(ipv4ToInt(text.split('/')[0]!))}/${prefix}`;
+  return `${intToIpv4(ipv4ToInt(text.split('/')[0]))}/${prefix}`;
 }

@@ -49,7 +49,6 @@ export function observerFor(peers: readonly MeshPeer[], from: string, to: string
  * guest drops the address. A probe from an observer node runs throughout and gives the brownout.
  */
 export async function moveAddress(driver: OverlayDriver, req: MoveRequest): Promise<MoveFigures> {
-  const t0 = performance.now();
   const observer = observerFor(req.peers, req.from, req.to);
   const watch = observer === undefined ? undefined : driver.watch(observer, req.ip, req.port);
   // The observer's first probe runs before anything changes, so a source that still answers is seen.
@@ -57,6 +56,7 @@ export async function moveAddress(driver: OverlayDriver, req: MoveRequest): Prom
   while (watch && watch.samples.length === 0 && performance.now() < ready) {
     await new Promise((r) => setTimeout(r, 2));
   }
+  const t0 = performance.now();
   const moved = req.peers.filter((p) => p.vmId === req.from || p.vmId === req.to).map(peerSpec);
   await driver.addAddress(req.to, req.ip);
   await Promise.all(
@@ -86,11 +86,11 @@ export function brownout(
   const first = samples.findIndex((s) => s.by === to);
   let last: ProbeSample | undefined;
   for (let i = (first < 0 ? samples.length : first) - 1; i >= 0; i--) {
-    if (samples[i]!.by === from) {
+    if (samples[i].by === from) {
       last = samples[i];
       break;
     }
   }
-  const brownoutMs = first < 0 ? null : Math.max(0, samples[first]!.t - (last?.t ?? t0));
+  const brownoutMs = first < 0 ? null : Math.max(0, samples[first].t - (last?.t ?? t0));
   return { brownoutMs, sourceAnswered: last !== undefined };
 }

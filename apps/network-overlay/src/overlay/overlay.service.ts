@@ -151,7 +151,7 @@ export class OverlayService {
   }
 
   async describe(m: EntityManager, overlayId: string): Promise<{ overlayId: string; cidr: string; peers: Peer[] }> {
-    const rows = (await m.query(`SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`, [overlayId])) as Array<{ cidr: string }>;
+    const rows = (await m.query<Array<{ cidr: string }>>(`SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`, [overlayId]));
     if (!rows[0]) throw new CcmError(ErrorCodes.NotFound, `no overlay ${overlayId}`, { retryable: false });
     const peers = await db.meshPeers(m, overlayId);
     const out: Peer[] = [];

@@ -38,7 +38,7 @@ export async function insertOverlay(m: EntityManager, overlayId: string, cidr: s
   } catch (err) {
     if ((err as { code?: string }).code !== '23P01') throw err;
     await m.query('ROLLBACK TO SAVEPOINT create_overlay');
-    const [other] = (await m.query(`SELECT overlay_id, cidr::text AS cidr FROM ${s}.overlay WHERE cidr && $1::cidr`, [c])) as Array<{ overlay_id: string; cidr: string }>;
+    const [other] = (await m.query<Array<{ overlay_id: string; cidr: string }>>(`SELECT overlay_id, cidr::text AS cidr FROM ${s}.overlay WHERE cidr && $1::cidr`, [c]));
     throw new CcmError(ErrorCodes.Conflict, `overlay ${c} overlaps overlay ${other?.overlay_id} (${other?.cidr})`, {
       retryable: false,
       details: { overlaps: other?.overlay_id, effect: 'none' },
@@ -52,7 +52,7 @@ export async function insertOverlay(m: EntityManager, overlayId: string, cidr: s
 
 /** Takes the overlay's row lock (one writer per overlay, across replicas); returns its CIDR. */
 export async function lockOverlay(m: EntityManager, overlayId: string): Promise<string> {
-  const rows = (await m.query(`SELECT cidr::text AS cidr FROM ${s}.overlay WHERE overlay_id = $1 FOR UPDATE`, [overlayId])) as Array<{ cidr: string }>;
+  const rows = (await m.query<Array<{ cidr: string }>>(`SELECT cidr::text AS cidr FROM ${s}.overlay WHERE overlay_id = $1 FOR UPDATE`, [overlayId]));
   if (!rows[0]) throw notFound(`no overlay ${overlayId}`);
   return rows[0].cidr;
 }
@@ -66,9 +66,9 @@ export async function allocate(
   m: EntityManager,
   a: { overlayId: string; cidr: string; kind: 'node' | 'workload'; owner: string; holder: string; port?: number },
 ): Promise<string> {
-  const [mine] = (await m.query(`SELECT host(ip) AS ip FROM ${s}.address WHERE overlay_id = $1 AND kind = $2 AND owner_id = $3`, [a.overlayId, a.kind, a.owner])) as Array<{ ip: string }>;
+  const [mine] = (await m.query<Array<{ ip: string }>>(`SELECT host(ip) AS ip FROM ${s}.address WHERE overlay_id = $1 AND kind = $2 AND owner_id = $3`, [a.overlayId, a.kind, a.owner]));
   if (mine) return mine.ip;
-  const used = new Set(((await m.query(`SELECT host(ip) AS ip FROM ${s}.address WHERE overlay_id = $1`, [a.overlayId])) as Array<{ ip: string }>).map((r) => ipv4ToInt(r.ip)));
+  const used = new Set(((await m.query<Array<{ ip: string }>>(`SELECT host(ip) AS ip FROM ${s}.address WHERE overlay_id = $1`, [a.overlayId]))).map((r) => ipv4ToInt(r.ip)));
   const { network, prefix } = parseCidr(a.cidr);
   const size = 2 ** (32 - prefix);
   for (let i = 1; i < size - 1; i++) {
@@ -82,13 +82,13 @@ export async function allocate(
 
 /** Every admitted peer of an overlay with its node address and the workloads it holds. */
 export async function meshPeers(m: EntityManager, overlayId: string): Promise<MeshPeer[]> {
-  const rows = (await m.query(
+  const rows = (await m.query<Array<{ vm_id: string; public_key: string; endpoint: string | null; node_ip: string; workloads: string[] }>>(
     `SELECT p.vm_id, p.public_key, p.endpoint,
             (SELECT host(ip) FROM ${s}.address a WHERE a.overlay_id = p.overlay_id AND a.kind = 'node' AND a.owner_id = p.vm_id) AS node_ip,
             COALESCE((SELECT array_agg(host(ip) ORDER BY ip) FROM ${s}.address a WHERE a.overlay_id = p.overlay_id AND a.kind = 'workload' AND a.holder_vm = p.vm_id), '{}') AS workloads
        FROM ${s}.peer p WHERE p.overlay_id = $1 ORDER BY p.vm_id`,
     [overlayId],
-  )) as Array<{ vm_id: string; public_key: string; endpoint: string | null; node_ip: string; workloads: string[] }>;
+  ));
   return rows.map((r) => ({
     vmId: r.vm_id,
     publicKey: r.public_key,
@@ -99,7 +99,7 @@ export async function meshPeers(m: EntityManager, overlayId: string): Promise<Me
 }
 
 export async function peerRow(m: EntityManager, overlayId: string, vmId: string): Promise<{ publicKey: string; evidenceDigest: string } | undefined> {
-  const [r] = (await m.query(`SELECT public_key, evidence_digest FROM ${s}.peer WHERE overlay_id = $1 AND vm_id = $2`, [overlayId, vmId])) as Array<{ public_key: string; evidence_digest: string }>;
+  const [r] = (await m.query<Array<{ public_key: string; evidence_digest: string }>>(`SELECT public_key, evidence_digest FROM ${s}.peer WHERE overlay_id = $1 AND vm_id = $2`, [overlayId, vmId]));
   return r && { publicKey: r.public_key, evidenceDigest: r.evidence_digest };
 }
 
@@ -122,17 +122,17 @@ export async function upsertPeer(
 /** Deletes a peer and its node address from an overlay; true when it was there. */
 export async function deletePeer(m: EntityManager, overlayId: string, vmId: string): Promise<boolean> {
   await m.query(`DELETE FROM ${s}.address WHERE overlay_id = $1 AND kind = 'node' AND owner_id = $2`, [overlayId, vmId]);
-  const [, count] = (await m.query(`DELETE FROM ${s}.peer WHERE overlay_id = $1 AND vm_id = $2`, [overlayId, vmId])) as [unknown, number];
+  const [, count] = (await m.query<[unknown, number]>(`DELETE FROM ${s}.peer WHERE overlay_id = $1 AND vm_id = $2`, [overlayId, vmId]));
   return count > 0;
 }
 
 export async function overlaysOf(m: EntityManager, vmId: string): Promise<string[]> {
-  const rows = (await m.query(`SELECT overlay_id FROM ${s}.peer WHERE vm_id = $1 ORDER BY overlay_id`, [vmId])) as Array<{ overlay_id: string }>;
+  const rows = (await m.query<Array<{ overlay_id: string }>>(`SELECT overlay_id FROM ${s}.peer WHERE vm_id = $1 ORDER BY overlay_id`, [vmId]));
   return rows.map((r) => r.overlay_id);
 }
 
 export async function revocation(m: EntityManager, vmId: string): Promise<string | undefined> {
-  const [r] = (await m.query(`SELECT reason FROM ${s}.revoked_vm WHERE vm_id = $1`, [vmId])) as Array<{ reason: string }>;
+  const [r] = (await m.query<Array<{ reason: string }>>(`SELECT reason FROM ${s}.revoked_vm WHERE vm_id = $1`, [vmId]));
   return r?.reason;
 }
 
@@ -141,7 +141,7 @@ export async function insertRevocation(m: EntityManager, vmId: string, reason: s
 }
 
 export async function workloadRow(m: EntityManager, workloadId: string): Promise<WorkloadRow | undefined> {
-  const [r] = (await m.query(`SELECT overlay_id, host(ip) AS ip, holder_vm, port FROM ${s}.address WHERE kind = 'workload' AND owner_id = $1`, [workloadId])) as Array<{ overlay_id: string; ip: string; holder_vm: string; port: number }>;
+  const [r] = (await m.query<Array<{ overlay_id: string; ip: string; holder_vm: string; port: number }>>(`SELECT overlay_id, host(ip) AS ip, holder_vm, port FROM ${s}.address WHERE kind = 'workload' AND owner_id = $1`, [workloadId]));
   return r && { overlayId: r.overlay_id, workloadId, ip: r.ip, holder: r.holder_vm, port: r.port };
 }
 
@@ -150,7 +150,7 @@ export async function setHolder(m: EntityManager, overlayId: string, ip: string,
 }
 
 export async function moveRow(m: EntityManager, migrationId: string): Promise<MoveRow | undefined> {
-  const [r] = (await m.query(`SELECT * , host(ip) AS host_ip FROM ${s}.move WHERE migration_id = $1`, [migrationId])) as Array<Record<string, unknown>>;
+  const [r] = (await m.query<Array<Record<string, unknown>>>(`SELECT * , host(ip) AS host_ip FROM ${s}.move WHERE migration_id = $1`, [migrationId]));
   if (!r) return undefined;
   return {
     migrationId,

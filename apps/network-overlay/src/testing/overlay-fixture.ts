@@ -67,9 +67,9 @@ export class OverlayFixture {
     vmId: string,
     wgPublicKey: string,
     opts: { signer?: SignerName; verifiedAgoMs?: number; endpoint?: string } = {},
-  ): Promise<Envelope<OverlayAdmission>> {
+  ): Promise<Envelope<OverlayAdmission> & { type: typeof OVERLAY_ADMISSION_TYPE }> {
     const verifiedAt = Date.now() - (opts.verifiedAgoMs ?? 0);
-    return sealEnvelope(await this.stack.identity(opts.signer ?? 'key-broker'), {
+    const env = sealEnvelope(await this.stack.identity(opts.signer ?? 'key-broker'), {
       type: OVERLAY_ADMISSION_TYPE,
       data: {
         vmId,
@@ -80,6 +80,7 @@ export class OverlayFixture {
         ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
       },
     });
+    return { ...env, type: OVERLAY_ADMISSION_TYPE };
   }
 
   /** A saga step command as the coordinator sends it. */
