@@ -1,7 +1,30 @@
-import { type ServiceDefinition } from '@ccm/runtime';
+import { type FactoryProvider } from '@nestjs/common';
+import { SERVICE_CONFIG, type ServiceDefinition } from '@ccm/runtime';
+import { configSchema, type OverlayConfig } from './config.js';
+import { OverlayTables1795500000000 } from './db/migrations.js';
+import { OVERLAY_DRIVER, type OverlayDriver } from './driver/driver.js';
+import { SimOverlayDriver } from './driver/sim-driver.js';
+import { OverlayHandlers } from './overlay/overlay.handlers.js';
+import { OverlayService } from './overlay/overlay.service.js';
+import { StepHandlers } from './overlay/step.handlers.js';
 
-/** The network-overlay: owns the WireGuard overlay: addresses, peers and cut-over. */
-export const networkOverlay: ServiceDefinition = {
+/** The driver CCM_OVERLAY_DRIVER names. */
+export const driverProvider: FactoryProvider<OverlayDriver> = {
+  provide: OVERLAY_DRIVER,
+  inject: [SERVICE_CONFIG],
+  useFactory: (config: OverlayConfig) => {
+    switch (config.CCM_OVERLAY_DRIVER) {
+      case 'sim':
+        return new SimOverlayDriver();
+    }
+  },
+};
+
+/** The network-overlay: owns the WireGuard overlay: addresses, peers, admission and cut-over. */
+export const networkOverlay: ServiceDefinition<typeof configSchema> = {
   service: 'network-overlay',
   database: true,
+  configSchema,
+  migrations: [OverlayTables1795500000000],
+  providers: [driverProvider, OverlayService, OverlayHandlers, StepHandlers],
 };

@@ -13,3 +13,4 @@ export * from './migration-events.js';
 export * from './migration-queries.js';
 export * from './host.js';
 export * from './guest.js';
+export * from './overlay.js';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ErrorCodes, type ErrorPayload } from './errors.js';
 import { IdSchema, WORKLOAD_KINDS } from './migration.js';
+import { MoveFiguresSchema, SignedAdmissionSchema } from './overlay.js';
 
 /**
  * The commands the saga-coordinator sends to participants for each saga step, and their replies.
@@ -23,9 +24,15 @@ export const StepContextSchema = z.object({
   overlayIp: z.string().max(64).optional(),
   /** The key-broker's SEV transport session of a VM migration. */
   transportSessionId: IdSchema.optional(),
+  /**
+   * The key-broker's signed statement that the target guest's WireGuard key is bound in evidence it
+   * verified (`release-migration-key` returns it; `add-peer` needs it unless the guest is a peer
+   * already). The overlay checks the signature itself: the coordinator only carries it.
+   */
+  overlayAdmission: SignedAdmissionSchema.optional(),
 });
 export type StepContext = z.infer<typeof StepContextSchema>;
-export const STEP_CONTEXT_KEYS = ['targetVmId', 'overlayIp', 'transportSessionId'] as const;
+export const STEP_CONTEXT_KEYS = ['targetVmId', 'overlayIp', 'transportSessionId', 'overlayAdmission'] as const;
 
 /** Fields every step command has. Participants must accept (and ignore) fields they do not know. */
 export const StepCommandSchema = z.object({
@@ -82,12 +89,15 @@ export const PreCopyReplySchema = z
 /** container-checkpoint `freeze-dump`: the final image, written while the source is frozen. */
 export const FreezeDumpReplySchema = z.object({ imageBytes: z.number().int().min(0) }).loose();
 
-/** network-overlay `cut-over`: the /32 points at the target and the target runs; blackout length. */
-export const CutOverReplySchema = z.object({ blackoutMs: z.number().min(0) }).loose();
+/**
+ * network-overlay `cut-over`: the /32 points at the target on every peer; the move's figures
+ * (brownout of the /32 beside the checkpoint's blackout, which container-checkpoint reports).
+ */
+export const CutOverReplySchema = MoveFiguresSchema.extend({ overlayIp: z.string().max(64) }).loose();
 
 /** network-overlay `probe-workload` (the coordinator's `verify` step): the workload answered. */
 export const ProbeWorkloadReplySchema = z
-  .object({ answered: z.literal(true), latencyMs: z.number().min(0) })
+  .object({ answered: z.literal(true), latencyMs: z.number().min(0), from: z.string().max(100).optional() })
   .loose();
 
 /** key-broker `open-transport-session`: TEK/TIK wrapped for the target PDH, held by the broker. */

@@ -102,7 +102,7 @@ export function defaultResult(verb: string, cmd: StepCommand): Record<string, un
     case 'freeze-dump':
       return { imageBytes: 8 << 20 };
     case 'cut-over':
-      return { blackoutMs: 42 };
+      return { overlayIp: '10.77.0.9', cutOverMs: 3, brownoutMs: 12, sourceAnswered: false, peersUpdated: 2 };
     case 'probe-workload':
       return { answered: true, latencyMs: 1 };
     case 'open-transport-session':

@@ -1,0 +1,22 @@
+import { envInt, serviceConfigSchema } from '@ccm/config';
+import { z } from 'zod';
+
+/** Longest an admission statement's evidence may have been verified before it is used. */
+export const DEFAULT_ADMISSION_MAX_AGE_MS = 5 * 60_000;
+/** How long cut-over waits for the target's first answer to measure the brownout. */
+export const DEFAULT_ANSWER_WAIT_MS = 2_000;
+/** How long `probe-workload` probes before it reports the workload unreachable. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 3_000;
+
+/**
+ * network-overlay settings. CCM_OVERLAY_DRIVER: `sim` is the in-memory peer table per node. The
+ * WireGuard driver (libs/wireguard on lab namespaces) is built in-process by the tests and the
+ * benchmark; inside guests the guest-agent will carry the same calls (see docs/network-overlay.md).
+ */
+export const configSchema = serviceConfigSchema.extend({
+  CCM_OVERLAY_DRIVER: z.enum(['sim']).default('sim'),
+  CCM_OVERLAY_ADMISSION_MAX_AGE_MS: envInt(1_000, 24 * 3_600_000).default(DEFAULT_ADMISSION_MAX_AGE_MS),
+  CCM_OVERLAY_ANSWER_WAIT_MS: envInt(0, 600_000).default(DEFAULT_ANSWER_WAIT_MS),
+  CCM_OVERLAY_PROBE_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_PROBE_TIMEOUT_MS),
+});
+export type OverlayConfig = z.infer<typeof configSchema>;

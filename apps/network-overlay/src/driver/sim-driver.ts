@@ -1,0 +1,118 @@
+import { cidrContains, ipv4ToInt, parseCidr, type PeerSpec, type ProbeSample } from '@ccm/wireguard';
+import { type NodeSpec, type OverlayDriver, type Watch } from './driver.js';
+
+interface SimPeer {
+  endpoint?: string;
+  allowedIps: string[];
+}
+
+interface SimNode {
+  readonly spec: NodeSpec;
+  readonly peers: Map<string, SimPeer>;
+  readonly addresses: Set<string>;
+}
+
+/**
+ * The overlay's simulated nodes: an in-memory peer table per node with WireGuard's rules. An
+ * allowed-IPs entry belongs to one peer of an interface at a time (giving it to another takes it
+ * away), a packet goes to the peer whose allowed IPs hold the destination (longest prefix), and the
+ * receiver accepts it only when the sender's peer entry there allows the source address.
+ */
+export class SimOverlayDriver implements OverlayDriver {
+  private readonly nodes = new Map<string, SimNode>();
+  /** Gap between two probes of a watch. */
+  constructor(private readonly probeGapMs = 1) {}
+
+  joinNode(vmId: string, spec: NodeSpec): Promise<void> {
+    const existing = this.nodes.get(vmId);
+    if (existing?.spec.publicKey === spec.publicKey) return Promise.resolve();
+    this.nodes.set(vmId, { spec, peers: new Map(), addresses: new Set([spec.nodeIp]) });
+    return Promise.resolve();
+  }
+
+  leaveNode(vmId: string): Promise<void> {
+    this.nodes.delete(vmId);
+    return Promise.resolve();
+  }
+
+  setPeers(vmId: string, peers: readonly PeerSpec[]): Promise<void> {
+    const node = this.node(vmId);
+    for (const p of peers) {
+      if (p.remove) {
+        node.peers.delete(p.publicKey);
+        continue;
+      }
+      const peer = node.peers.get(p.publicKey) ?? { allowedIps: [] };
+      if (p.endpoint !== undefined) peer.endpoint = p.endpoint;
+      if (p.allowedIps !== undefined) {
+        peer.allowedIps = [...p.allowedIps];
+        for (const [key, other] of node.peers) {
+          if (key !== p.publicKey) other.allowedIps = other.allowedIps.filter((c) => !p.allowedIps!.includes(c));
+        }
+      }
+      node.peers.set(p.publicKey, peer);
+    }
+    return Promise.resolve();
+  }
+
+  addAddress(vmId: string, ip: string): Promise<void> {
+    this.node(vmId).addresses.add(ip);
+    return Promise.resolve();
+  }
+
+  removeAddress(vmId: string, ip: string): Promise<void> {
+    this.node(vmId).addresses.delete(ip);
+    return Promise.resolve();
+  }
+
+  /** Which node answers `ip` when node `fromVmId` sends to it, or undefined when nothing does. */
+  route(fromVmId: string, ip: string): string | undefined {
+    const from = this.nodes.get(fromVmId);
+    if (!from) return undefined;
+    if (from.addresses.has(ip)) return fromVmId;
+    const dst = ipv4ToInt(ip);
+    let best: { key: string; prefix: number } | undefined;
+    for (const [key, peer] of from.peers) {
+      for (const c of peer.allowedIps) {
+        const cidr = parseCidr(c, false);
+        if (cidrContains(cidr, dst) && (!best || cidr.prefix > best.prefix)) best = { key, prefix: cidr.prefix };
+      }
+    }
+    if (!best) return undefined;
+    const [toId, to] = [...this.nodes].find(([, n]) => n.spec.publicKey === best.key) ?? [];
+    if (!toId || !to || !to.addresses.has(ip)) return undefined;
+    const back = to.peers.get(from.spec.publicKey);
+    const src = ipv4ToInt(from.spec.nodeIp);
+    return back?.allowedIps.some((c) => cidrContains(parseCidr(c, false), src)) ? toId : undefined;
+  }
+
+  /** A node's peer table, for tests: public key → allowed IPs. */
+  peersOf(vmId: string): Map<string, string[]> {
+    return new Map([...this.node(vmId).peers].map(([k, p]) => [k, [...p.allowedIps]]));
+  }
+
+  watch(fromVmId: string, ip: string): Watch {
+    const samples: ProbeSample[] = [];
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        samples.push({ t: performance.now(), by: this.route(fromVmId, ip) });
+        await new Promise((r) => setTimeout(r, this.probeGapMs));
+      }
+    })();
+    return {
+      samples,
+      stop: async () => {
+        stopped = true;
+        await loop;
+        return samples;
+      },
+    };
+  }
+
+  private node(vmId: string): SimNode {
+    const n = this.nodes.get(vmId);
+    if (!n) throw new Error(`sim overlay: node ${vmId} has not joined`);
+    return n;
+  }
+}

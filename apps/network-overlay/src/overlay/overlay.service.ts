@@ -1,0 +1,201 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CcmError, ErrorCodes, type Envelope, type MoveFigures, type Peer } from '@ccm/contracts';
+import { MESSAGING_OPTIONS, type MessagingOptions } from '@ccm/messaging';
+import { SERVICE_CONFIG } from '@ccm/runtime';
+import { formatCidr, parseCidr } from '@ccm/wireguard';
+import { type EntityManager } from 'typeorm';
+import { type OverlayConfig } from '../config.js';
+import { OVERLAY_SCHEMA } from '../db/migrations.js';
+import { OVERLAY_DRIVER, type OverlayDriver } from '../driver/driver.js';
+import { verifyAdmission } from './admission.js';
+import { moveAddress, peerSpec, peerSpecsFor, type MeshPeer } from './move.js';
+import * as db from './store.js';
+
+/**
+ * The overlay's state changes. Each runs in the caller's transaction with the overlay's row locked
+ * (one writer per overlay across replicas), changes the nodes through the driver, and commits only
+ * when the nodes took the change; a driver failure rolls the rows back and is retryable.
+ */
+@Injectable()
+export class OverlayService {
+  constructor(
+    @Inject(SERVICE_CONFIG) private readonly config: OverlayConfig,
+    @Inject(MESSAGING_OPTIONS) private readonly messaging: MessagingOptions,
+    @Inject(OVERLAY_DRIVER) private readonly driver: OverlayDriver,
+  ) {}
+
+  async createOverlay(m: EntityManager, overlayId: string, cidr: string): Promise<{ overlayId: string; cidr: string }> {
+    let c: string;
+    try {
+      c = formatCidr(parseCidr(cidr));
+    } catch (err) {
+      throw new CcmError(ErrorCodes.ValidationFailed, (err as Error).message, { retryable: false, details: { effect: 'none' } });
+    }
+    await db.insertOverlay(m, overlayId, c);
+    return { overlayId, cidr: c };
+  }
+
+  /**
+   * Admits the guest a key-broker statement names (verified here, whoever carried it), or rotates
+   * its key when it is a peer already with another key: every other node gets the new entry and
+   * loses the old one in one step.
+   */
+  async admit(m: EntityManager, overlayId: string, statement: Envelope, vmId?: string): Promise<Peer> {
+    const a = verifyAdmission(statement, this.messaging.trust, {
+      now: Date.now(),
+      maxAgeMs: this.config.CCM_OVERLAY_ADMISSION_MAX_AGE_MS,
+      vmId,
+    });
+    const revoked = await db.revocation(m, a.vmId);
+    if (revoked !== undefined) {
+      throw new CcmError(ErrorCodes.Refused, `admission refused: ${a.vmId} was revoked (${revoked})`, {
+        retryable: false,
+        details: { reason: 'revoked', effect: 'none' },
+      });
+    }
+    const cidr = await db.lockOverlay(m, overlayId);
+    const before = await db.peerRow(m, overlayId, a.vmId);
+    await db.upsertPeer(m, { overlayId, vmId: a.vmId, publicKey: a.wgPublicKey, endpoint: a.endpoint, evidenceDigest: a.evidenceDigest, admissionId: statement.id });
+    const nodeIp = await db.allocate(m, { overlayId, cidr, kind: 'node', owner: a.vmId, holder: a.vmId });
+    const peers = await db.meshPeers(m, overlayId);
+    const self = peers.find((p) => p.vmId === a.vmId)!;
+    await this.nodes(async () => {
+      await this.driver.joinNode(a.vmId, { publicKey: a.wgPublicKey, nodeIp, overlayCidr: cidr, endpoint: a.endpoint });
+      await this.driver.setPeers(a.vmId, peerSpecsFor(a.vmId, peers));
+      const stale = before && before.publicKey !== a.wgPublicKey ? [{ publicKey: before.publicKey, remove: true }] : [];
+      await Promise.all(
+        peers.filter((p) => p.vmId !== a.vmId).map((p) => this.driver.setPeers(p.vmId, [...stale, peerSpec(self)])),
+      );
+    });
+    return this.describePeer(overlayId, self, a.evidenceDigest);
+  }
+
+  /** Removes a guest from one overlay (compensation of add-peer); absent is fine. */
+  async removePeer(m: EntityManager, overlayId: string, vmId: string): Promise<boolean> {
+    await db.lockOverlay(m, overlayId);
+    const peers = await db.meshPeers(m, overlayId);
+    const gone = peers.find((p) => p.vmId === vmId);
+    if (!gone) return false;
+    if (gone.workloadIps.length > 0) {
+      throw new CcmError(ErrorCodes.Conflict, `${vmId} still holds ${gone.workloadIps.join(', ')}: move it back first`, {
+        retryable: true,
+        details: { effect: 'none' },
+      });
+    }
+    await db.deletePeer(m, overlayId, vmId);
+    await this.nodes(() => this.unlink(gone, peers));
+    return true;
+  }
+
+  /** Revokes a guest: removed from every peer of every overlay, and never admitted again. */
+  async revoke(m: EntityManager, vmId: string, reason: string): Promise<string[]> {
+    await db.insertRevocation(m, vmId, reason);
+    const overlays = await db.overlaysOf(m, vmId);
+    for (const overlayId of overlays) {
+      await db.lockOverlay(m, overlayId);
+      const peers = await db.meshPeers(m, overlayId);
+      await db.deletePeer(m, overlayId, vmId);
+      await this.nodes(() => this.unlink(peers.find((p) => p.vmId === vmId)!, peers));
+    }
+    return overlays;
+  }
+
+  /** Gives a workload its /32 on the peer that runs it (the guest adds it; every node routes it). */
+  async assignWorkload(m: EntityManager, r: { overlayId: string; workloadId: string; vmId: string; port: number }) {
+    const existing = await db.workloadRow(m, r.workloadId);
+    if (existing && existing.overlayId !== r.overlayId) {
+      throw new CcmError(ErrorCodes.Conflict, `workload ${r.workloadId} has an address in overlay ${existing.overlayId}`, {
+        retryable: false,
+        details: { effect: 'none' },
+      });
+    }
+    const cidr = await db.lockOverlay(m, r.overlayId);
+    if (!(await db.peerRow(m, r.overlayId, r.vmId))) throw this.unknownPeer(r.overlayId, r.vmId);
+    if (existing) return { ...r, ip: existing.ip, vmId: existing.holder, port: existing.port };
+    const ip = await db.allocate(m, { overlayId: r.overlayId, cidr, kind: 'workload', owner: r.workloadId, holder: r.vmId, port: r.port });
+    const peers = await db.meshPeers(m, r.overlayId);
+    const self = peers.find((p) => p.vmId === r.vmId)!;
+    await this.nodes(async () => {
+      await this.driver.addAddress(r.vmId, ip);
+      await Promise.all(peers.filter((p) => p !== self).map((p) => this.driver.setPeers(p.vmId, [peerSpec(self)])));
+    });
+    return { ...r, ip };
+  }
+
+  /** Moves a workload's /32 to `to` on every peer (a cut-over, or its revert when `to` is the source). */
+  async move(m: EntityManager, w: db.WorkloadRow, to: string): Promise<MoveFigures> {
+    await db.lockOverlay(m, w.overlayId);
+    if (!(await db.peerRow(m, w.overlayId, to))) throw this.unknownPeer(w.overlayId, to);
+    const current = await db.workloadRow(m, w.workloadId);
+    const from = current!.holder;
+    await db.setHolder(m, w.overlayId, w.ip, to);
+    const peers = await db.meshPeers(m, w.overlayId);
+    return this.nodes(() =>
+      moveAddress(this.driver, { ip: w.ip, from, to, port: w.port, peers, answerWaitMs: this.config.CCM_OVERLAY_ANSWER_WAIT_MS }),
+    );
+  }
+
+  /** Probes the workload from a peer other than its holder until it answers or the timeout ends. */
+  async probe(m: EntityManager, w: db.WorkloadRow): Promise<{ latencyMs: number; from: string } | undefined> {
+    const peers = await db.meshPeers(m, w.overlayId);
+    const from = peers.find((p) => p.vmId !== w.holder)?.vmId;
+    if (!from) return undefined;
+    const t0 = performance.now();
+    const watch = this.driver.watch(from, w.ip, w.port);
+    const deadline = t0 + this.config.CCM_OVERLAY_PROBE_TIMEOUT_MS;
+    while (!watch.samples.some((s) => s.by === w.holder) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const hit = (await watch.stop()).find((s) => s.by === w.holder);
+    return hit ? { latencyMs: Math.max(0, hit.t - t0), from } : undefined;
+  }
+
+  async describe(m: EntityManager, overlayId: string): Promise<{ overlayId: string; cidr: string; peers: Peer[] }> {
+    const rows = (await m.query<Array<{ cidr: string }>>(`SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`, [overlayId]));
+    if (!rows[0]) throw new CcmError(ErrorCodes.NotFound, `no overlay ${overlayId}`, { retryable: false });
+    const peers = await db.meshPeers(m, overlayId);
+    const out: Peer[] = [];
+    for (const p of peers) out.push(this.describePeer(overlayId, p, (await db.peerRow(m, overlayId, p.vmId))!.evidenceDigest));
+    return { overlayId, cidr: rows[0].cidr, peers: out };
+  }
+
+  private describePeer(overlayId: string, p: MeshPeer, evidenceDigest: string): Peer {
+    return {
+      overlayId,
+      vmId: p.vmId,
+      publicKey: p.publicKey,
+      ...(p.endpoint ? { endpoint: p.endpoint } : {}),
+      nodeIp: p.nodeIp,
+      evidenceDigest,
+      workloadIps: [...p.workloadIps],
+    };
+  }
+
+  private async unlink(gone: MeshPeer, peers: readonly MeshPeer[]): Promise<void> {
+    await Promise.all(
+      peers.filter((p) => p.vmId !== gone.vmId).map((p) => this.driver.setPeers(p.vmId, [{ publicKey: gone.publicKey, remove: true }])),
+    );
+    await this.driver.leaveNode(gone.vmId);
+  }
+
+  private unknownPeer(overlayId: string, vmId: string): CcmError {
+    return new CcmError(ErrorCodes.NotFound, `${vmId} is not a peer of overlay ${overlayId}`, {
+      retryable: false,
+      details: { effect: 'none' },
+    });
+  }
+
+  /** Runs node changes; a failure there is UNAVAILABLE (retryable) and the rows roll back. */
+  private async nodes<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof CcmError) throw err;
+      throw new CcmError(ErrorCodes.Unavailable, `the overlay's nodes did not take the change: ${(err as Error).message}`, {
+        retryable: true,
+        details: { effect: 'maybe' },
+        cause: err,
+      });
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { Injectable } from '@nestjs/common';
+import { CcmError, ErrorCodes, STEP_COMMANDS, subjects, type StepCommand } from '@ccm/contracts';
+import { OnRequest, type MessageContext } from '@ccm/messaging';
+import { type EntityManager } from 'typeorm';
+import { OverlayService } from './overlay.service.js';
+import * as db from './store.js';
+
+const STEPS = STEP_COMMANDS['network-overlay'];
+const step = (verb: keyof typeof STEPS) =>
+  OnRequest({
+    subject: subjects.cmd('network-overlay', verb),
+    schema: STEPS[verb].request,
+    idempotent: true,
+    allow: ['saga-coordinator'],
+  });
+
+/**
+ * The container and VM sagas' overlay steps (STEP_COMMANDS['network-overlay']). Each acts at most
+ * once per migration: cut-over and its revert are keyed by the migration's move row, add-peer and
+ * remove-peer by the peer's presence; a retry under a new attempt finds the work done.
+ */
+@Injectable()
+export class StepHandlers {
+  constructor(private readonly overlays: OverlayService) {}
+
+  /** Admits the target guest on the key-broker's statement the coordinator carries in the context. */
+  @step('add-peer')
+  async addPeer(cmd: StepCommand, ctx: MessageContext) {
+    const m = ctx.manager!;
+    const w = await this.workload(m, cmd);
+    const target = cmd.context.targetVmId!;
+    if (!(await db.peerRow(m, w.overlayId, target))) {
+      if (!cmd.context.overlayAdmission) {
+        throw new CcmError(ErrorCodes.Refused, `no key-broker admission statement for ${target}`, {
+          retryable: false,
+          details: { reason: 'no-statement', effect: 'none' },
+        });
+      }
+      await this.overlays.admit(m, w.overlayId, cmd.context.overlayAdmission, target);
+    }
+    return { peerId: target, overlayIp: w.ip, overlayId: w.overlayId };
+  }
+
+  @step('remove-peer')
+  async removePeer(cmd: StepCommand, ctx: MessageContext) {
+    const m = ctx.manager!;
+    const target = cmd.context.targetVmId;
+    const w = await db.workloadRow(m, cmd.workload.id);
+    if (!target || !w) return { removed: false };
+    return { removed: await this.overlays.removePeer(m, w.overlayId, target) };
+  }
+
+  @step('cut-over')
+  async cutOver(cmd: StepCommand, ctx: MessageContext) {
+    const m = ctx.manager!;
+    const done = await db.moveRow(m, cmd.migrationId);
+    if (done?.state === 'moved') return { overlayIp: done.ip, ...done.figures };
+    const w = await this.workload(m, cmd);
+    const target = cmd.context.targetVmId!;
+    if (w.holder === target) {
+      throw new CcmError(ErrorCodes.Conflict, `${w.ip} is on ${target} already, not through this migration`, {
+        retryable: false,
+        details: { effect: 'none' },
+      });
+    }
+    const figures = await this.overlays.move(m, w, target);
+    await db.saveMove(m, { migrationId: cmd.migrationId, overlayId: w.overlayId, workloadId: w.workloadId, ip: w.ip, source: w.holder, target, state: 'moved', figures });
+    return { overlayIp: w.ip, ...figures };
+  }
+
+  @step('revert-cut-over')
+  async revertCutOver(cmd: StepCommand, ctx: MessageContext) {
+    const m = ctx.manager!;
+    const row = await db.moveRow(m, cmd.migrationId);
+    if (!row || row.state === 'reverted') return { reverted: false };
+    const w = (await db.workloadRow(m, row.workloadId))!;
+    const figures = await this.overlays.move(m, w, row.source);
+    await db.saveMove(m, { ...row, state: 'reverted', figures: row.figures });
+    return { reverted: true, overlayIp: row.ip, revert: figures };
+  }
+
+  /** The coordinator's verify step: the workload answers at its /32 from a peer other than its holder. */
+  @step('probe-workload')
+  async probe(cmd: StepCommand, ctx: MessageContext) {
+    const m = ctx.manager!;
+    const w = await this.workload(m, cmd);
+    const hit = await this.overlays.probe(m, w);
+    if (!hit) {
+      throw new CcmError(ErrorCodes.Unavailable, `workload ${w.workloadId} does not answer at ${w.ip}:${w.port}`, {
+        retryable: true,
+        details: { effect: 'none', holder: w.holder },
+      });
+    }
+    const move = await db.moveRow(m, cmd.migrationId);
+    return { answered: true as const, ...hit, overlayIp: w.ip, ...(move ? { brownoutMs: move.figures.brownoutMs } : {}) };
+  }
+
+  private async workload(m: EntityManager, cmd: StepCommand): Promise<db.WorkloadRow> {
+    const w = await db.workloadRow(m, cmd.workload.id);
+    if (!w) {
+      throw new CcmError(ErrorCodes.NotFound, `workload ${cmd.workload.id} has no overlay address`, {
+        retryable: false,
+        details: { effect: 'none' },
+      });
+    }
+    return w;
+  }
+}
