@@ -10,3 +10,4 @@ export * from './migration-steps.js';
 export * from './migration-events.js';
 export * from './migration-queries.js';
 export * from './host.js';
+export * from './key-broker.js';
