@@ -1,0 +1,44 @@
+import { schemaFor } from '@ccm/contracts';
+import { type MigrationInterface, type QueryRunner } from 'typeorm';
+
+/** The key-broker's Postgres schema: the guest owner's domain, read by no operator service. */
+export const KEY_BROKER_SCHEMA = schemaFor('key-broker');
+const s = `"${KEY_BROKER_SCHEMA}"`;
+
+/**
+ * - `owner_policy`: every version of every workload class's policy (never updated, only appended);
+ * - `attestation`: one platform verdict per (migration, step), granted or refused, with the public
+ *   evidence it was reached on (the platform's certificate chain) so later steps use what was verified.
+ */
+export class KeyBrokerTables1795500000000 implements MigrationInterface {
+  name = 'KeyBrokerTables1795500000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`CREATE TABLE ${s}.owner_policy (
+      workload_class text NOT NULL,
+      version integer NOT NULL CHECK (version >= 1),
+      document jsonb NOT NULL,
+      digest text NOT NULL,
+      changed_by text NOT NULL,
+      changed_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (workload_class, version))`);
+    await q.query(`CREATE TABLE ${s}.attestation (
+      id text PRIMARY KEY,
+      migration_id text NOT NULL,
+      step text NOT NULL,
+      host_id text NOT NULL,
+      workload_id text NOT NULL,
+      workload_class text NULL,
+      policy_version integer NULL,
+      ok boolean NOT NULL,
+      verdict jsonb NOT NULL,
+      evidence jsonb NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      UNIQUE (migration_id, step))`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP TABLE ${s}.attestation`);
+    await q.query(`DROP TABLE ${s}.owner_policy`);
+  }
+}
