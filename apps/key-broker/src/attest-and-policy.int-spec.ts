@@ -8,11 +8,17 @@ import {
   PlatformVerdictSchema,
   PutPolicyReplySchema,
   GetPolicyReplySchema,
+  HOST_COMMANDS,
+  hostCommandSubject,
+  StepDoneSchema,
   subjects,
+  TransportSessionReplySchema,
   type OwnerPolicyInput,
   type SignerName,
 } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
+import { decodeQemuSevMigrationParameters, encodeSevCertificate, verifySevChain } from '@ccm/sev';
+import { createHash } from 'node:crypto';
 import { policy, labPin } from './__fixtures__/platforms.js';
 import { ccmFailure, startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
 
@@ -211,6 +217,109 @@ describe('key-broker: owner policies and platform attestation over NATS', () => 
         ),
       );
       expect(err.code).toBe(ErrorCodes.ValidationFailed);
+    });
+  });
+
+  describe('open-transport-session (the transport-session step of a VM migration)', () => {
+    const open = subjects.cmd('key-broker', 'open-transport-session');
+    const close = subjects.cmd('key-broker', 'close-transport-session');
+    const vmStep = (migrationId: string, step: string, attempt = 1) =>
+      stepCommand({ migrationId, step, attempt, workload: { id: 'web-2', kind: 'vm' } });
+    const attested = async () => {
+      const cmd = vmStep(stepCommand().migrationId, 'attest-target');
+      await kb.send('saga-coordinator', attest, cmd, AttestPlatformReplySchema);
+      return cmd.migrationId;
+    };
+
+    it('releases the attested target chain, verifiable by libs/sev, once per migration', async () => {
+      const mig = await attested();
+      const s1 = await kb.send(
+        'saga-coordinator',
+        open,
+        vmStep(mig, 'transport-session'),
+        TransportSessionReplySchema,
+      );
+      const platform = await kb.send(
+        'operator',
+        hostCommandSubject('host-b', 'platform'),
+        {},
+        HOST_COMMANDS.platform.reply,
+      );
+      expect(s1.sevTarget).toEqual(platform.sev!.chain);
+      const chain = decodeQemuSevMigrationParameters({
+        'sev-pdh': s1.sevTarget.pdh,
+        'sev-plat-cert': s1.sevTarget.platCert,
+        'sev-amd-cert': s1.sevTarget.amdCert,
+      });
+      expect(createHash('sha256').update(encodeSevCertificate(chain.pdh)).digest('hex')).toBe(s1.pdhSha256);
+      expect(verifySevChain(chain, { extraRoots: [{ ark: kb.lab.ark, generation: 'milan' }] }).ok).toBe(true);
+      const s2 = await kb.send(
+        'saga-coordinator',
+        open,
+        vmStep(mig, 'transport-session', 2),
+        TransportSessionReplySchema,
+      );
+      expect(s2.transportSessionId).toBe(s1.transportSessionId);
+      await pollUntil('transport-session-opened event', () =>
+        kb.events.find((e) => e.subject === `ccm.evt.key.${mig}.transport-session-opened`),
+      );
+      // Closing is the compensation: once closed, the session is not released again.
+      const closed = await kb.send(
+        'saga-coordinator',
+        close,
+        { ...vmStep(mig, 'transport-session'), kind: 'compensation' },
+        StepDoneSchema,
+      );
+      expect(closed).toEqual({ closed: true });
+      const again = await ccmFailure(
+        kb.send('saga-coordinator', open, vmStep(mig, 'transport-session', 3), TransportSessionReplySchema),
+      );
+      expect(again.details).toMatchObject({ rule: 'session-open', reason: 'closed' });
+    });
+
+    it('refuses a migration whose target was never attested, and a caller that is not the coordinator', async () => {
+      const never = await ccmFailure(
+        kb.send(
+          'saga-coordinator',
+          open,
+          vmStep(stepCommand().migrationId, 'transport-session'),
+          TransportSessionReplySchema,
+        ),
+      );
+      expect(never).toMatchObject({ code: KeyBrokerErrorCodes.AttestationRefused, retryable: false });
+      expect(never.details).toMatchObject({ rule: 'target-attested' });
+      const mig = await attested();
+      const op = await ccmFailure(
+        kb.send('operator', open, vmStep(mig, 'transport-session'), TransportSessionReplySchema),
+      );
+      expect(op.code).toBe(ErrorCodes.Unauthorized);
+    });
+
+    it('refuses once the owner stopped allowing the target host, though it was attested before', async () => {
+      const mig = await attested();
+      const cur = await kb.send('guest-owner', get, { workloadClass: 'dev-web' }, GetPolicyReplySchema);
+      await kb.send(
+        'guest-owner',
+        put,
+        {
+          policy: { ...cur.policy, migration: { allowed: true, targetHosts: ['host-z'] } },
+          expectedVersion: cur.version,
+        },
+        PutPolicyReplySchema,
+      );
+      try {
+        const err = await ccmFailure(
+          kb.send('saga-coordinator', open, vmStep(mig, 'transport-session'), TransportSessionReplySchema),
+        );
+        expect(err.details).toMatchObject({ rule: 'target-host-allowed', reason: 'host-not-allowed' });
+      } finally {
+        await kb.send(
+          'guest-owner',
+          put,
+          { policy: cur.policy, expectedVersion: cur.version + 1 },
+          PutPolicyReplySchema,
+        );
+      }
     });
   });
 });

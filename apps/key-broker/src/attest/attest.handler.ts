@@ -119,7 +119,7 @@ export class AttestHandler {
         HOST_COMMANDS.platform.reply,
         { correlationId: cmd.migrationId, causationId: ctx.envelope.id },
       );
-      evidence = platform.sev ?? null;
+      evidence = platform;
       const j = judgePlatform(cmd.targetHost, platform, policy.policy);
       verdict = { ...head, workloadClass: policy.workloadClass, policyVersion: policy.version, ...j };
     }

@@ -8,7 +8,8 @@ const s = `"${KEY_BROKER_SCHEMA}"`;
 /**
  * - `owner_policy`: every version of every workload class's policy (never updated, only appended);
  * - `attestation`: one platform verdict per (migration, step), granted or refused, with the public
- *   evidence it was reached on (the platform's certificate chain) so later steps use what was verified.
+ *   evidence it was reached on (the host's `platform` reply) so later steps use what was verified;
+ * - `transport_session`: the target chain released for a VM migration's SEND_START, one per migration.
  */
 export class KeyBrokerTables1795500000000 implements MigrationInterface {
   name = 'KeyBrokerTables1795500000000';
@@ -35,9 +36,21 @@ export class KeyBrokerTables1795500000000 implements MigrationInterface {
       evidence jsonb NULL,
       created_at timestamptz NOT NULL DEFAULT now(),
       UNIQUE (migration_id, step))`);
+    await q.query(`CREATE TABLE ${s}.transport_session (
+      id text PRIMARY KEY,
+      migration_id text NOT NULL UNIQUE,
+      host_id text NOT NULL,
+      attestation_id text NOT NULL REFERENCES ${s}.attestation (id),
+      policy_version integer NOT NULL,
+      pdh_sha256 text NOT NULL,
+      chain jsonb NOT NULL,
+      state text NOT NULL CHECK (state IN ('open', 'closed')),
+      created_at timestamptz NOT NULL DEFAULT now(),
+      closed_at timestamptz NULL)`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP TABLE ${s}.transport_session`);
     await q.query(`DROP TABLE ${s}.attestation`);
     await q.query(`DROP TABLE ${s}.owner_policy`);
   }
