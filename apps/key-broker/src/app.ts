@@ -2,6 +2,7 @@ import { type ServiceDefinition } from '@ccm/runtime';
 import { AttestHandler } from './attest/attest.handler.js';
 import { TransportHandler } from './attest/transport.handler.js';
 import { KeyBrokerTables1795500000000 } from './db/migrations.js';
+import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyStore } from './policy/policy.store.js';
 
@@ -13,5 +14,5 @@ export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
   migrations: [KeyBrokerTables1795500000000],
-  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler],
+  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler, LaunchHandler],
 };

@@ -14,7 +14,14 @@ export const KEY_BROKER_VERBS = {
   putPolicy: 'put-policy',
   /** Guest owner: read a workload class's policy (latest or one version). */
   getPolicy: 'get-policy',
+  /** vm-lifecycle: GODH and session blob for an attested SEV launch on a host the broker attests. */
+  launchSession: 'launch-session',
+  /** vm-lifecycle: check a launch's measurement and, when accepted, seal its LAUNCH_SECRET. */
+  launchSecret: 'launch-secret',
 } as const;
+
+/** Who may run attested launches: the VM registry, and the coordinator provisioning a target VM. */
+export const LAUNCH_CALLERS = ['vm-lifecycle', 'saga-coordinator'] as const;
 
 export const keyBrokerSubject = (verb: string): string => subjects.cmd('key-broker', verb);
 
@@ -28,6 +35,8 @@ export const KeyBrokerErrorCodes = {
   AttestationRefused: 'ATTESTATION_REFUSED',
   /** No owner policy covers the workload (or class) asked about. */
   PolicyNotFound: 'POLICY_NOT_FOUND',
+  /** A launch measurement matched no digest the owner accepts: no secret is released. */
+  MeasurementRejected: 'MEASUREMENT_REJECTED',
   /** A policy change was refused: it contradicts itself or another class (details say how). */
   PolicyRejected: 'POLICY_REJECTED',
 } as const;
@@ -164,3 +173,46 @@ export const PlatformVerdictSchema = z.object({
   failure: RuleResultSchema.optional(),
 });
 export type PlatformVerdict = z.infer<typeof PlatformVerdictSchema>;
+
+const Base64 = z
+  .string()
+  .max(1 << 20)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+
+/** `launch-session`: an attested launch of `vmId` (a workload of an owner's class) on `hostId`. */
+export const LaunchSessionRequestSchema = z.object({ vmId: IdSchema, hostId: IdSchema, workloadId: IdSchema });
+/** What the host-agent's `launch` takes as `sev` (policy, GODH certificate, session blob; public). */
+export const LaunchSessionReplySchema = z.object({
+  launchSessionId: IdSchema,
+  policy: z.number().int().min(0).max(0xffffffff),
+  godh: Base64,
+  session: Base64,
+  pdhSha256: hex(32),
+});
+export type LaunchSessionReply = z.infer<typeof LaunchSessionReplySchema>;
+
+/** `launch-secret`: the LAUNCH_MEASURE blob the host returned, and the firmware version it names. */
+export const LaunchSecretRequestSchema = z.object({
+  launchSessionId: IdSchema,
+  measurement: z.object({
+    blob: Base64,
+    platform: z.object({ apiMajor: u8, apiMinor: u8, build: u8 }),
+  }),
+});
+/** A LAUNCH_SECRET packet for the host-agent's `inject-secret` (sealed: only that launch opens it). */
+export const LaunchSecretReplySchema = z.object({
+  launchSessionId: IdSchema,
+  packetHeader: Base64,
+  secret: Base64,
+  /** The accepted launch digest the measurement matched. */
+  launchDigest: hex(32),
+});
+export type LaunchSecretReply = z.infer<typeof LaunchSecretReplySchema>;
+
+/** GUIDs of the entries of the secret table a launch receives (EFI secret area). */
+export const LAUNCH_SECRET_GUIDS = {
+  /** The VM's identity secret: it MACs the broker's nonces to prove who it is (SEV/SEV-ES). */
+  identity: 'a7c3b9e2-5d41-4f0e-9b6a-3c8e1d2f4a50',
+  /** The VM's disk key. */
+  disk: 'b8d4cae3-6e52-4a1f-8c7b-4d9f2e3a5b61',
+} as const;

@@ -67,8 +67,7 @@ function judgeRoot(
  * and reported; the verdict is granted only when all pass. Pure: the caller fetched the chain.
  *
  * Rules: `migration-allowed`, `target-host-allowed`, `guest-policy-allows-send` (NOSEND forbids
- * migration), `platform-has-sev`, `chain-decodes`, `root-trusted`, `chain:<link>` for each signature
- * of ARK→ASK→CEK→PEK(←OCA)→PDH, and `firmware-minimum` (the PEK's signed API version).
+ * migration), then those of {@link judgeChain}.
  */
 export function judgePlatform(
   hostId: string,
@@ -95,6 +94,23 @@ export function judgePlatform(
         )
       : pass('guest-policy-allows-send'),
   );
+  // The verdict is recorded and published: it carries digests, not the decoded chain.
+  const { chain: _chain, ...judgement } = judgeChain(hostId, platform, policy, rules);
+  return judgement;
+}
+
+/**
+ * Whether a host's SEV chain is genuine under the policy's roots (for a launch there, or as part of
+ * {@link judgePlatform}). Rules: `platform-has-sev`, `chain-decodes`, `root-trusted`, `chain:<link>`
+ * for each signature of ARK→ASK→CEK→PEK(←OCA)→PDH, and `firmware-minimum` (the PEK's signed API
+ * version). The decoded chain is returned with a granted verdict.
+ */
+export function judgeChain(
+  hostId: string,
+  platform: PlatformReply,
+  policy: OwnerPolicy,
+  rules: RuleResult[] = [],
+): PlatformJudgement & { chain?: SevCertificateChain } {
   const es = (policy.sev.guestPolicy & SevPolicyBit.ES) !== 0;
   const base = { platform: es ? ('sev-es' as const) : ('sev' as const) };
   if (platform.hostId !== hostId) {
@@ -140,12 +156,13 @@ export function judgePlatform(
           `firmware ${apiMajor}.${apiMinor} < ${min.apiMajor}.${min.apiMinor}`,
         ),
   );
-  return finish(rules, {
+  const judged = finish(rules, {
     ...base,
     generation: verdict.generation,
     root: root.root,
     pdhSha256: sha256(encodeSevCertificate(chain.pdh)),
   });
+  return judged.ok ? { ...judged, chain } : judged;
 }
 
 function finish(

@@ -9,7 +9,9 @@ const s = `"${KEY_BROKER_SCHEMA}"`;
  * - `owner_policy`: every version of every workload class's policy (never updated, only appended);
  * - `attestation`: one platform verdict per (migration, step), granted or refused, with the public
  *   evidence it was reached on (the host's `platform` reply) so later steps use what was verified;
- * - `transport_session`: the target chain released for a VM migration's SEND_START, one per migration.
+ * - `transport_session`: the target chain released for a VM migration's SEND_START, one per migration;
+ * - `launch_session`: one attested SEV launch per (host, VM): its TEK/TIK and the VM's identity secret
+ *   and disk key. These are the guest owner's secrets; only this schema holds them.
  */
 export class KeyBrokerTables1795500000000 implements MigrationInterface {
   name = 'KeyBrokerTables1795500000000';
@@ -47,9 +49,30 @@ export class KeyBrokerTables1795500000000 implements MigrationInterface {
       state text NOT NULL CHECK (state IN ('open', 'closed')),
       created_at timestamptz NOT NULL DEFAULT now(),
       closed_at timestamptz NULL)`);
+    await q.query(`CREATE TABLE ${s}.launch_session (
+      id text PRIMARY KEY,
+      host_id text NOT NULL,
+      vm_id text NOT NULL,
+      workload_id text NOT NULL,
+      workload_class text NOT NULL,
+      policy_version integer NOT NULL,
+      pdh_sha256 text NOT NULL,
+      policy bigint NOT NULL,
+      godh text NOT NULL,
+      session text NOT NULL,
+      tek text NOT NULL,
+      tik text NOT NULL,
+      state text NOT NULL CHECK (state IN ('started', 'secret-released')),
+      launch_digest text NULL,
+      identity_secret text NULL,
+      disk_key text NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      released_at timestamptz NULL,
+      UNIQUE (host_id, vm_id))`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP TABLE ${s}.launch_session`);
     await q.query(`DROP TABLE ${s}.transport_session`);
     await q.query(`DROP TABLE ${s}.attestation`);
     await q.query(`DROP TABLE ${s}.owner_policy`);
