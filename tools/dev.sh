@@ -37,6 +37,7 @@ setup() {
   command -v node >/dev/null || { log "Node.js 20.19+ is required (Debian: apt-get install nodejs npm)"; exit 1; }
   install_system_packages
   install_node_modules
+  bash tools/trixie/rootfs.sh >/dev/null
   node tools/build.mjs
 }
 

@@ -15,3 +15,4 @@ export {
   type RunningPostgres,
 } from './postgres.js';
 export { startTestStack, type TestStack } from './stack.js';
+export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
