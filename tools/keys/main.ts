@@ -13,7 +13,7 @@
  * not copied there.
  */
 import { parseArgs } from 'node:util';
-import { OPERATOR, SERVICES } from '@ccm/contracts';
+import { PERSON_SIGNERS, SERVICES } from '@ccm/contracts';
 import { deployKeys, generateKeys, identitiesIn } from '@ccm/keys';
 
 try {
@@ -27,7 +27,7 @@ try {
   });
   if (!values.out) throw new Error('--out DIR is required');
   const { trust, natsAuthFile } = await generateKeys(values.out, {
-    signers: [...SERVICES, OPERATOR],
+    signers: [...SERVICES, ...PERSON_SIGNERS],
     hostIds: values['host-id'] ?? [],
   });
   process.stdout.write(
@@ -35,7 +35,9 @@ try {
   );
   const deployDir = values['deploy-dir'];
   if (deployDir) {
-    const services = (await identitiesIn(values.out)).filter((id) => id !== OPERATOR);
+    const services = (await identitiesIn(values.out)).filter(
+      (id) => !(PERSON_SIGNERS as readonly string[]).includes(id),
+    );
     await deployKeys(values.out, deployDir, services);
     process.stdout.write(`one dir per identity in ${deployDir}: ${services.join(', ')}, nats\n`);
   }

@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OPERATOR, SERVICES, type ServiceName } from '@ccm/contracts';
+import { PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
 import { generateKeys } from '@ccm/keys';
 import { startNatsServer, startPostgres, type RunningNats, type RunningPostgres } from '@ccm/testing';
 import { startServiceProcess, type ServiceProcess } from './service-process.js';
@@ -45,7 +45,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   // The embedded Postgres runs as the postgres user when we are root: it must be able to enter.
   await chmod(opts.stateDir, 0o755);
   const { natsAuthFile } = await generateKeys(keysDir, {
-    signers: [...SERVICES, OPERATOR],
+    signers: [...SERVICES, ...PERSON_SIGNERS],
     hostIds: opts.hosts,
   });
   const started = Date.now();

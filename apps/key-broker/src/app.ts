@@ -1,7 +1,18 @@
 import { type ServiceDefinition } from '@ccm/runtime';
+import { AttestHandler } from './attest/attest.handler.js';
+import { TransportHandler } from './attest/transport.handler.js';
+import { KeyBrokerTables1795500000000 } from './db/migrations.js';
+import { LaunchHandler } from './launch/launch.handler.js';
+import { PolicyHandlers } from './policy/policy.handlers.js';
+import { PolicyStore } from './policy/policy.store.js';
 
-/** The key-broker: verifies platform evidence and releases keys only to attested guests. */
+/**
+ * The key-broker: the guest owner's trust anchor. It keeps the owner's policies in its own schema and
+ * judges platforms from evidence it fetched and verified itself.
+ */
 export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
+  migrations: [KeyBrokerTables1795500000000],
+  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler, LaunchHandler],
 };

@@ -14,3 +14,4 @@ export * from './migration-queries.js';
 export * from './host.js';
 export * from './guest.js';
 export * from './overlay.js';
+export * from './key-broker.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorCodes, type ErrorPayload } from './errors.js';
+import { SevChainBase64Schema } from './host.js';
 import { IdSchema, WORKLOAD_KINDS } from './migration.js';
 import { MoveFiguresSchema, SignedAdmissionSchema } from './overlay.js';
 
@@ -30,9 +31,20 @@ export const StepContextSchema = z.object({
    * already). The overlay checks the signature itself: the coordinator only carries it.
    */
   overlayAdmission: SignedAdmissionSchema.optional(),
+  /**
+   * The target platform's chain the key-broker verified under the owner's policy, in QEMU's
+   * `migrate-set-parameters` form: what the source's SEND_START must be given (public certificates).
+   */
+  sevTarget: SevChainBase64Schema.optional(),
 });
 export type StepContext = z.infer<typeof StepContextSchema>;
-export const STEP_CONTEXT_KEYS = ['targetVmId', 'overlayIp', 'transportSessionId', 'overlayAdmission'] as const;
+export const STEP_CONTEXT_KEYS = [
+  'targetVmId',
+  'overlayIp',
+  'transportSessionId',
+  'overlayAdmission',
+  'sevTarget',
+] as const;
 
 /** Fields every step command has. Participants must accept (and ignore) fields they do not know. */
 export const StepCommandSchema = z.object({
@@ -100,8 +112,19 @@ export const ProbeWorkloadReplySchema = z
   .object({ answered: z.literal(true), latencyMs: z.number().min(0), from: z.string().max(100).optional() })
   .loose();
 
-/** key-broker `open-transport-session`: TEK/TIK wrapped for the target PDH, held by the broker. */
-export const TransportSessionReplySchema = z.object({ transportSessionId: IdSchema }).loose();
+/**
+ * key-broker `open-transport-session`: the target chain released for SEND_START, only after the target
+ * platform was attested for this migration and its chain still verifies under the owner's policy.
+ */
+export const TransportSessionReplySchema = z
+  .object({
+    transportSessionId: IdSchema,
+    sevTarget: SevChainBase64Schema,
+    /** SHA-256 of the target PDH certificate the session is for. */
+    pdhSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    attestationId: z.string().min(1).max(200),
+  })
+  .loose();
 
 /** host-agent `await-convergence`: the migration reached pause-before-switchover within budget. */
 export const ConvergedReplySchema = z

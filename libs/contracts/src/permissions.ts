@@ -1,4 +1,4 @@
-import { type ServiceName, type SignerName, OPERATOR } from './services.js';
+import { type ServiceName, type SignerName, GUEST_OWNER, OPERATOR } from './services.js';
 import { inboxPrefix, STREAMS } from './subjects.js';
 
 /** What one identity may publish and subscribe to on NATS; the server enforces it. */
@@ -9,7 +9,7 @@ export interface SubjectPermissions {
 
 /** The event aggregates each service owns: only it may publish `ccm.evt.<aggregate>.>`. */
 export const EVENT_AGGREGATES: Record<ServiceName, readonly string[]> = {
-  'key-broker': ['key', 'attestation', 'secret'],
+  'key-broker': ['key', 'attestation', 'secret', 'policy'],
   'host-agent': ['host', 'transfer'],
   'vm-lifecycle': ['vm', 'placement'],
   'container-checkpoint': ['checkpoint', 'container'],
@@ -20,7 +20,7 @@ export const EVENT_AGGREGATES: Record<ServiceName, readonly string[]> = {
 
 /** Which services each service sends commands to (`host` and `guest` are the per-host/per-VM subjects). */
 export const CALLS: Record<ServiceName, readonly (ServiceName | 'host' | 'guest')[]> = {
-  'key-broker': [],
+  'key-broker': ['host'],
   'host-agent': [],
   'vm-lifecycle': ['host', 'key-broker'],
   'container-checkpoint': ['guest'],
@@ -69,6 +69,13 @@ export function natsPermissionsFor(
     return {
       publish: ['ccm.req.>', 'ccm.cmd.>', ...JETSTREAM_CLIENT, '$JS.API.STREAM.NAMES', '$JS.API.STREAM.LIST'],
       subscribe: ['ccm.evt.>', inbox],
+    };
+  }
+  if (signer === GUEST_OWNER) {
+    // The owner talks to its key-broker only, and may follow the broker's own facts.
+    return {
+      publish: [`${commandSubjects('key-broker')}`],
+      subscribe: [...EVENT_AGGREGATES['key-broker'].map((a) => `ccm.evt.${a}.>`), inbox],
     };
   }
   const own =

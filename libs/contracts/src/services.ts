@@ -17,8 +17,18 @@ export type ServiceName = (typeof SERVICES)[number];
 /** The `ccm` CLI acts for a human operator: it signs with an operator key, not a service key. */
 export const OPERATOR = 'operator' as const;
 
-/** A signer is a service or the operator identity used by the CLI and tools. */
-export type SignerName = ServiceName | typeof OPERATOR;
+/**
+ * The guest owner: the one identity that may change the key-broker's owner policies (trusted roots,
+ * reference measurements, where a workload may migrate). Distinct from the operator on purpose: the
+ * operator runs the hosts and is trusted for availability only (ARCHITECTURE §1).
+ */
+export const GUEST_OWNER = 'guest-owner' as const;
+
+/** The identities that act for people rather than run as services: keys kept out of service volumes. */
+export const PERSON_SIGNERS = [OPERATOR, GUEST_OWNER] as const;
+
+/** A signer is a service, the operator identity used by the CLI and tools, or the guest owner. */
+export type SignerName = ServiceName | typeof OPERATOR | typeof GUEST_OWNER;
 
 export function isServiceName(v: string): v is ServiceName {
   return (SERVICES as readonly string[]).includes(v);

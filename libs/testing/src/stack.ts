@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inboxPrefix, OPERATOR, SERVICES, type SignerName } from '@ccm/contracts';
+import { inboxPrefix, PERSON_SIGNERS, SERVICES, type SignerName } from '@ccm/contracts';
 import { generateKeys, loadIdentity, type Identity } from '@ccm/keys';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type RunningNats } from './nats-server.js';
@@ -35,7 +35,7 @@ export async function startTestStack(
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
   const { natsAuthFile } = await generateKeys(keysDir, {
-    signers: [...SERVICES, OPERATOR],
+    signers: [...SERVICES, ...PERSON_SIGNERS],
     hostId: opts.hostId,
     hostIds: opts.hostIds,
   });

@@ -30,12 +30,15 @@ import { HostService } from './host.service.js';
 /** Who may drive a host: the services that call hosts (CALLS in libs/contracts) and the operator CLI. */
 const CALLERS: readonly SignerName[] = ['vm-lifecycle', 'saga-coordinator', 'operator'];
 
-const on = (verb: HostVerb, schema: z.ZodType, idempotent = true) =>
+/** The platform chain is public evidence: the key-broker also fetches it, to attest the host itself. */
+const PLATFORM_READERS: readonly SignerName[] = [...CALLERS, 'key-broker'];
+
+const on = (verb: HostVerb, schema: z.ZodType, idempotent = true, allow = CALLERS) =>
   OnRequest({
     subject: (self) => subjects.hostCmd((self as HostCommands).hostId, verb),
     schema,
     idempotent,
-    allow: CALLERS,
+    allow,
   });
 
 /**
@@ -66,7 +69,7 @@ export class HostCommands {
     }
   }
 
-  @on(HOST_VERBS.platform, PlatformRequestSchema, false)
+  @on(HOST_VERBS.platform, PlatformRequestSchema, false, PLATFORM_READERS)
   platform(): Promise<PlatformReply> {
     return this.run('platform', () => Promise.resolve(this.host.platform()));
   }

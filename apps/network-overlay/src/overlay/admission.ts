@@ -1,4 +1,12 @@
-import { CcmError, ErrorCodes, isCcmError, OverlayAdmissionSchema, type Envelope, type OverlayAdmission } from '@ccm/contracts';
+import {
+  CcmError,
+  ErrorCodes,
+  isCcmError,
+  OVERLAY_ADMISSION_TYPE,
+  OverlayAdmissionSchema,
+  type Envelope,
+  type OverlayAdmission,
+} from '@ccm/contracts';
 import { type TrustStore } from '@ccm/keys';
 import { verifyEnvelope } from '@ccm/messaging';
 
@@ -28,8 +36,15 @@ export function verifyAdmission(
   try {
     verifyEnvelope(env, trust);
   } catch (err) {
-    if (isCcmError(err)) throw refused('signature', `the statement's signature does not hold (${err.code})`, err);
+    if (isCcmError(err))
+      throw refused('signature', `the statement's signature does not hold (${err.code})`, err);
     throw err;
+  }
+  if (env.type !== OVERLAY_ADMISSION_TYPE || env.natssubject !== OVERLAY_ADMISSION_TYPE) {
+    throw refused(
+      'shape',
+      `the statement is a ${env.type} bound to ${env.natssubject}, not an overlay admission`,
+    );
   }
   if (env.source !== ADMISSION_SIGNER) {
     throw refused('signer', `the statement is signed by ${env.source}, not the key-broker`);

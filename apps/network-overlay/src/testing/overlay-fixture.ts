@@ -70,6 +70,8 @@ export class OverlayFixture {
   ): Promise<Envelope<OverlayAdmission> & { type: typeof OVERLAY_ADMISSION_TYPE }> {
     const verifiedAt = Date.now() - (opts.verifiedAgoMs ?? 0);
     const env = sealEnvelope(await this.stack.identity(opts.signer ?? 'key-broker'), {
+      // A statement travels inside step commands, on no subject of its own: it is bound to its type.
+      natssubject: OVERLAY_ADMISSION_TYPE,
       type: OVERLAY_ADMISSION_TYPE,
       data: {
         vmId,

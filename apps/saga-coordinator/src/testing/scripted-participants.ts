@@ -106,7 +106,13 @@ export function defaultResult(verb: string, cmd: StepCommand): Record<string, un
     case 'probe-workload':
       return { answered: true, latencyMs: 1 };
     case 'open-transport-session':
-      return { transportSessionId: `ts-${short}` };
+      return {
+        transportSessionId: `ts-${short}`,
+        // Placeholder certificates: scripted hosts never run SEND_START on them.
+        sevTarget: { pdh: 'AA==', platCert: 'AA==', amdCert: 'AA==' },
+        pdhSha256: '0'.repeat(64),
+        attestationId: `att-${short}`,
+      };
     case 'await-convergence':
       return { expectedDowntimeMs: 80, bytesTransferred: 512 << 20 };
     default:

@@ -1,12 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-/** shared/vectors next to the repository root (test-only; found by walking up to nx.json). */
+/** shared/vectors: the nearest ancestor with one (beside the repository root or its worktree's dir). */
 function vectorsDir(): string {
   for (let dir = import.meta.dirname; dirname(dir) !== dir; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'nx.json'))) return join(dir, '..', 'shared', 'vectors');
+    if (existsSync(join(dir, 'shared', 'vectors'))) return join(dir, 'shared', 'vectors');
   }
-  throw new Error('repository root (nx.json) not found');
+  throw new Error('no shared/vectors above this checkout');
 }
 
 /** Bytes of a vector file, path relative to shared/vectors. */

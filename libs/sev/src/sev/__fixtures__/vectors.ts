@@ -1,18 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { findVectorsDir } from '../../__fixtures__/vectors-dir.js';
 
-/** shared/vectors beside the repository (libs/sev/src/sev/__fixtures__ is five levels below the root). */
-export const VECTORS_DIR = resolve(
-  import.meta.dirname,
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  'shared',
-  'vectors',
-);
+/** shared/vectors beside the repository. */
+export const VECTORS_DIR = findVectorsDir(import.meta.dirname);
 
 /** Bytes of a file under shared/vectors, e.g. `sev/amd-ca/rome/ark.cert`. */
 export function readVector(path: string): Buffer {

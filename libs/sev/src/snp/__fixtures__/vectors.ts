@@ -1,20 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { findVectorsDir } from '../../__fixtures__/vectors-dir.js';
 
 /**
  * Test access to the shared real-data vectors (../shared/vectors next to the repository root). Test-only:
  * the library itself does no I/O. Lives under __fixtures__ so the build skips it.
  */
 
-function repoRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'nx.json'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no nx.json above ${from}`);
-  }
-}
-
 /** Absolute path of shared/vectors. */
-export const VECTORS_DIR = join(repoRoot(import.meta.dirname), '..', 'shared', 'vectors');
+export const VECTORS_DIR = findVectorsDir(import.meta.dirname);
 
 /** Bytes of a vector file (path relative to shared/vectors). */
 export function vectorBytes(path: string): Uint8Array {

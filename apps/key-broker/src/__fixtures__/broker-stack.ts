@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type INestApplication } from '@nestjs/common';
+import { isCcmError, migrationIdFor, type CcmError, type SignerName, type StepCommand } from '@ccm/contracts';
+import { loadIdentity, loadTrustStore } from '@ccm/keys';
+import { signedRequest } from '@ccm/messaging';
+import { createServiceApp } from '@ccm/runtime';
+import { LabAuthority } from '@ccm/sev-emulator';
+import { startTestStack, type TestStack } from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { type z } from 'zod';
+import { keyBroker } from '../app.js';
+import { startHostAgent, type HostProcess } from './host-process.js';
+
+/**
+ * A key-broker (in this process) on a throw-away stack, with real host-agents (built, as processes:
+ * the simulated hypervisor and the software secure processor endorsed by one lab), and signed clients
+ * for any identity.
+ */
+export interface BrokerStack {
+  stack: TestStack;
+  lab: LabAuthority;
+  broker: INestApplication;
+  hosts: Map<string, HostProcess>;
+  /** A signed request as `signer`; a fresh idempotency key unless given. */
+  send<S extends z.ZodType>(
+    signer: SignerName,
+    subject: string,
+    data: unknown,
+    reply: S,
+    key?: string,
+  ): Promise<z.infer<S>>;
+  /** Every message seen on `ccm.evt.>` (subject and raw text). */
+  events: Array<{ subject: string; text: string }>;
+  close(): Promise<void>;
+}
+
+export async function startBrokerStack(hostIds: string[]): Promise<BrokerStack> {
+  const stack = await startTestStack({ hostIds });
+  const work = await mkdtemp(join(tmpdir(), 'ccm-kb-'));
+  const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
+  const hosts = new Map<string, HostProcess>();
+  const conns = new Map<SignerName, NatsConnection>();
+  const trust = await loadTrustStore(stack.keysDir);
+  const events: BrokerStack['events'] = [];
+  let broker: INestApplication | undefined;
+  const close = async () => {
+    await broker?.close();
+    await Promise.allSettled([...hosts.values()].map((h) => h.stop()));
+    await stack.stop();
+    await rm(work, { recursive: true, force: true });
+  };
+  try {
+    for (const hostId of hostIds) {
+      hosts.set(
+        hostId,
+        await startHostAgent(
+          stack.env({
+            CCM_HOST_ID: hostId,
+            CCM_INSTANCE_ID: `${hostId}-kb-test`,
+            CCM_HYPERVISOR: 'sim',
+            CCM_SEV: 'emulated',
+            CCM_SEV_LAB_DIR: join(work, 'lab'),
+            CCM_RUN_DIR: join(work, hostId),
+          }),
+        ),
+      );
+    }
+    ({ app: broker } = await createServiceApp(keyBroker, stack.env({ CCM_INSTANCE_ID: 'kb-test' })));
+    await broker.init();
+    const spy = await stack.connectAs('operator');
+    const sub = spy.subscribe('ccm.evt.>');
+    void (async () => {
+      for await (const m of sub) events.push({ subject: m.subject, text: m.string() });
+    })();
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    stack,
+    lab,
+    broker,
+    hosts,
+    events,
+    async send(signer, subject, data, reply, key) {
+      let nc = conns.get(signer);
+      if (!nc) conns.set(signer, (nc = await stack.connectAs(signer)));
+      const identity = await loadIdentity(stack.keysDir, signer);
+      return signedRequest(nc, identity, trust, subject, data, reply, {
+        idempotencyKey: key ?? randomUUID(),
+        timeoutMs: 20_000,
+      });
+    },
+    close,
+  };
+}
+
+/** A saga step command as the coordinator builds it. */
+export function stepCommand(
+  over: Partial<StepCommand> & { workload?: StepCommand['workload'] } = {},
+): StepCommand {
+  return {
+    migrationId: migrationIdFor(randomUUID()),
+    saga: 'container-migration@1',
+    step: 'attest-target',
+    kind: 'action',
+    attempt: 1,
+    workload: { id: 'web-1', kind: 'container' },
+    sourceHost: 'host-a',
+    targetHost: 'host-b',
+    context: {},
+    ...over,
+  };
+}
+
+/** The typed error a promise rejects with (fails when it resolves or throws something else). */
+export async function ccmFailure(p: Promise<unknown>): Promise<CcmError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!isCcmError(err)) throw new Error(`expected a CcmError, got ${String(err)}`);
+  return err;
+}

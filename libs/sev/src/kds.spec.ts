@@ -1,0 +1,60 @@
+import { X509Certificate } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { amdAskArkUrl, kdsCekUrl, kdsCertChainUrl, kdsCrlUrl, kdsVcekUrl, KdsRequestError } from './kds.js';
+import { parseAttestationReport, readVekInfo } from './snp/index.js';
+import { hex, vectorBytes } from './snp/__fixtures__/vectors.js';
+
+describe('AMD KDS addresses', () => {
+  it('names the VCEK of the real Milan report by its CHIP_ID and REPORTED_TCB', () => {
+    const report = parseAttestationReport(vectorBytes('snp/reports/virtee-milan-vcek/report_milan.bin'));
+    const url = kdsVcekUrl('Milan', report.chipId, report.reportedTcb);
+    expect(url).toBe(
+      `https://kdsintf.amd.com/vcek/v1/Milan/${hex(report.chipId)}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`,
+    );
+  });
+
+  it('the URL names the chip and TCB of the VCEK the KDS served for that report', () => {
+    const report = parseAttestationReport(vectorBytes('snp/reports/virtee-milan-vcek/report_milan.bin'));
+    const vcek = readVekInfo(
+      new X509Certificate(vectorBytes('snp/reports/virtee-milan-vcek/vcek_milan.der')),
+    );
+    const url = new URL(kdsVcekUrl('Milan', report.chipId, report.reportedTcb));
+    expect(url.pathname.split('/').pop()).toBe(hex(vcek.hwId!));
+    expect(Number(url.searchParams.get('snpSPL'))).toBe(vcek.tcb.snp);
+    expect(Number(url.searchParams.get('ucodeSPL'))).toBe(vcek.tcb.microcode);
+  });
+
+  it('names a Turin chip by the first 8 bytes of its id and adds the FMC SPL', () => {
+    const chipId = new Uint8Array(64);
+    chipId.set(Buffer.from('1e550a8ee5cf9f4d', 'hex'));
+    const url = kdsVcekUrl('Turin', chipId, {
+      layout: 'turin',
+      fmc: 1,
+      bootLoader: 2,
+      tee: 3,
+      snp: 4,
+      microcode: 5,
+    });
+    expect(url).toBe(
+      'https://kdsintf.amd.com/vcek/v1/Turin/1e550a8ee5cf9f4d?fmcSPL=1&blSPL=2&teeSPL=3&snpSPL=4&ucodeSPL=5',
+    );
+  });
+
+  it('refuses a masked (zero) chip id, a short id, and a Turin TCB without FMC', () => {
+    const tcb = { layout: 'milan-genoa', bootLoader: 1, tee: 0, snp: 1, microcode: 1 } as const;
+    expect(() => kdsVcekUrl('Milan', new Uint8Array(64), tcb)).toThrow(KdsRequestError);
+    expect(() => kdsVcekUrl('Milan', new Uint8Array(8).fill(1), tcb)).toThrow(/64 bytes/);
+    expect(() => kdsVcekUrl('Turin', new Uint8Array(64).fill(1), { ...tcb, layout: 'turin' })).toThrow(/FMC/);
+  });
+
+  it('builds chain, CRL, CEK and ASK/ARK addresses', () => {
+    expect(kdsCertChainUrl('Genoa')).toBe('https://kdsintf.amd.com/vcek/v1/Genoa/cert_chain');
+    expect(kdsCertChainUrl('Milan', 'vlek')).toBe('https://kdsintf.amd.com/vlek/v1/Milan/cert_chain');
+    expect(kdsCrlUrl('Turin')).toBe('https://kdsintf.amd.com/vcek/v1/Turin/crl');
+    expect(kdsCekUrl(new Uint8Array(64).fill(0xab))).toBe(
+      `https://kdsintf.amd.com/cek/id/${'ab'.repeat(64)}`,
+    );
+    expect(() => kdsCekUrl(new Uint8Array(10))).toThrow(KdsRequestError);
+    expect(amdAskArkUrl('rome')).toBe('https://developer.amd.com/wp-content/resources/ask_ark_rome.cert');
+  });
+});

@@ -1,0 +1,93 @@
+import type { SevGeneration } from './sev/generation.js';
+import type { SnpGeneration } from './snp/generation.js';
+import type { TcbVersion } from './snp/tcb.js';
+
+/**
+ * AMD Key Distribution Service (KDS) addresses of the certificates a verifier needs and cannot get from
+ * the platform itself: the VCEK of a chip at a TCB, the product line's CA chains and CRL, and a SEV
+ * chip's CEK. Pure: this builds the URL, production code fetches it (CCM's broker has no network and
+ * reads a cache the owner fills from these addresses).
+ */
+
+/** The public KDS endpoint. */
+export const AMD_KDS_BASE_URL = 'https://kdsintf.amd.com';
+
+/** Which key family a chain or CRL is for: VCEK (per chip) or VLEK (per cloud provider). */
+export type KdsKeyFamily = 'vcek' | 'vlek';
+
+const SNP_PRODUCTS: Readonly<Record<SnpGeneration, string>> = {
+  Milan: 'Milan',
+  Genoa: 'Genoa',
+  Turin: 'Turin',
+};
+
+/** Lowercase hex of `bytes` (a chip id). */
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+
+/** Thrown for a chip id or TCB that cannot name a KDS certificate. */
+export class KdsRequestError extends Error {
+  override readonly name = 'KdsRequestError';
+  readonly code = 'KDS_REQUEST_INVALID';
+}
+
+function chipIdFor(generation: SnpGeneration, chipId: Uint8Array): string {
+  if (chipId.length !== 64) throw new KdsRequestError(`CHIP_ID must be 64 bytes, got ${chipId.length}`);
+  if (chipId.every((b) => b === 0)) {
+    throw new KdsRequestError('CHIP_ID is zero (MASK_CHIP_ID or a VLEK-signed report): no VCEK to fetch');
+  }
+  // Turin's KDS names a chip by the first 8 bytes of its id (the rest is zero).
+  return generation === 'Turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
+}
+
+/**
+ * The URL of the VCEK of chip `chipId` at `tcb` (the report's REPORTED_TCB): `/vcek/v1/<product>/<hwid>`
+ * with the SPL query parameters the KDS expects (`fmcSPL` for Turin). The answer is DER.
+ */
+export function kdsVcekUrl(
+  generation: SnpGeneration,
+  chipId: Uint8Array,
+  tcb: TcbVersion,
+  base: string = AMD_KDS_BASE_URL,
+): string {
+  const q = new URLSearchParams();
+  if (generation === 'Turin') {
+    if (tcb.fmc === undefined) throw new KdsRequestError('a Turin VCEK needs the FMC SPL of the TCB');
+    q.set('fmcSPL', String(tcb.fmc));
+  }
+  q.set('blSPL', String(tcb.bootLoader));
+  q.set('teeSPL', String(tcb.tee));
+  q.set('snpSPL', String(tcb.snp));
+  q.set('ucodeSPL', String(tcb.microcode));
+  return `${base}/vcek/v1/${SNP_PRODUCTS[generation]}/${chipIdFor(generation, chipId)}?${q.toString()}`;
+}
+
+/** The product line's ASK (or ASVK for VLEK) and ARK, PEM: `/<family>/v1/<product>/cert_chain`. */
+export function kdsCertChainUrl(
+  generation: SnpGeneration,
+  family: KdsKeyFamily = 'vcek',
+  base: string = AMD_KDS_BASE_URL,
+): string {
+  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/cert_chain`;
+}
+
+/** The product line's certificate revocation list: `/<family>/v1/<product>/crl`. */
+export function kdsCrlUrl(
+  generation: SnpGeneration,
+  family: KdsKeyFamily = 'vcek',
+  base: string = AMD_KDS_BASE_URL,
+): string {
+  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/crl`;
+}
+
+/** The CEK of a SEV chip by its GET_ID value (64 bytes, or 128 for two-socket ids): `/cek/id/<hex>`. */
+export function kdsCekUrl(chipId: Uint8Array, base: string = AMD_KDS_BASE_URL): string {
+  if (chipId.length !== 64 && chipId.length !== 128) {
+    throw new KdsRequestError(`a SEV GET_ID value is 64 bytes, got ${chipId.length}`);
+  }
+  return `${base}/cek/id/${hex(chipId)}`;
+}
+
+/** AMD's legacy-format ASK ‖ ARK of a SEV product line (what `sevctl` and QEMU's `sev-amd-cert` take). */
+export function amdAskArkUrl(generation: SevGeneration): string {
+  return `https://developer.amd.com/wp-content/resources/ask_ark_${generation}.cert`;
+}
