@@ -3,6 +3,8 @@ import { configSchema } from './config.js';
 import { driverProvider, secureProcessorProvider } from './providers.js';
 import { HostCommands } from './host/host-commands.handler.js';
 import { HostService } from './host/host.service.js';
+import { HostStepCommands } from './saga/host-steps.handler.js';
+import { HostSteps } from './saga/host-steps.service.js';
 import { SevService } from './sev/sev.service.js';
 import { HostStore } from './store/host-store.js';
 import { HostAgentTables1795400000000 } from './store/migrations.js';
@@ -25,5 +27,7 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     TransferService,
     HostService,
     HostCommands,
+    HostSteps,
+    HostStepCommands,
   ],
 };

@@ -26,8 +26,8 @@ export function toCcmError(err: unknown, what: string): CcmError {
       {
         retryable: false,
         cause: err,
+        effect: 'none',
         details: {
-          effect: 'none',
           exitCode: err.exitCode,
           signal: err.signal,
           stderrTail: err.stderrTail.slice(-2000),
@@ -39,56 +39,61 @@ export function toCcmError(err: unknown, what: string): CcmError {
     return new CcmError(HostErrorCodes.HypervisorProtocol, `${what}: ${err.message}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'maybe', reason: err.reason, excerpt: err.excerpt, command: err.command },
+      effect: 'maybe',
+      details: { reason: err.reason, excerpt: err.excerpt, command: err.command },
     });
   }
   if (err instanceof QmpCommandError) {
     return new CcmError(HostErrorCodes.HypervisorRefused, `${what}: ${err.errorClass}: ${err.desc}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'none', command: err.command, errorClass: err.errorClass },
+      effect: 'none',
+      details: { command: err.command, errorClass: err.errorClass },
     });
   }
   if (err instanceof QmpSocketClosedError) {
     return new CcmError(HostErrorCodes.HypervisorGone, `${what}: the VM process is gone (${err.reason})`, {
       retryable: false,
       cause: err,
-      details: { effect: 'maybe' },
+      effect: 'maybe',
     });
   }
   if (err instanceof QmpCommandTimeoutError || err instanceof QmpConnectTimeoutError) {
     return new CcmError(ErrorCodes.Timeout, `${what}: ${err.message}`, {
       retryable: true,
       cause: err,
-      details: { effect: 'maybe' },
+      effect: 'maybe',
     });
   }
   if (err instanceof QemuConfigError) {
     return new CcmError(ErrorCodes.ValidationFailed, `${what}: ${err.message}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'none' },
+      effect: 'none',
     });
   }
   if (err instanceof QmpError) {
     return new CcmError(HostErrorCodes.HypervisorProtocol, `${what}: ${err.message}`, {
       retryable: err.retryable,
       cause: err,
-      details: { effect: 'maybe', qmpCode: err.code },
+      effect: 'maybe',
+      details: { qmpCode: err.code },
     });
   }
   if (isSevFirmwareError(err)) {
     return new CcmError(HostErrorCodes.SecureProcessorRefused, `${what}: ${err.message}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'none', status: err.code, command: err.command, reason: err.reason },
+      effect: 'none',
+      details: { status: err.code, command: err.command, reason: err.reason },
     });
   }
   if (err instanceof SevError) {
     return new CcmError(HostErrorCodes.SecureProcessorRefused, `${what}: ${err.message}`, {
       retryable: false,
       cause: err,
-      details: { effect: 'none', sevError: err.code },
+      effect: 'none',
+      details: { sevError: err.code },
     });
   }
   return new CcmError(ErrorCodes.Internal, `${what}: ${(err as Error)?.message ?? String(err)}`, {
@@ -100,8 +105,8 @@ export function toCcmError(err: unknown, what: string): CcmError {
 export const notFound = (what: string): CcmError =>
   new CcmError(ErrorCodes.NotFound, `${what} is not known on this host`, {
     retryable: false,
-    details: { effect: 'none' },
+    effect: 'none',
   });
 
 export const conflict = (message: string, retryable = false): CcmError =>
-  new CcmError(ErrorCodes.Conflict, message, { retryable, details: { effect: 'none' } });
+  new CcmError(ErrorCodes.Conflict, message, { retryable, effect: 'none' });

@@ -245,11 +245,11 @@ describe('key-broker: owner policies and platform attestation over NATS', () => 
         {},
         HOST_COMMANDS.platform.reply,
       );
-      expect(s1.sevTarget).toEqual(platform.sev!.chain);
+      expect(s1.targetChain).toEqual(platform.sev!.chain);
       const chain = decodeQemuSevMigrationParameters({
-        'sev-pdh': s1.sevTarget.pdh,
-        'sev-plat-cert': s1.sevTarget.platCert,
-        'sev-amd-cert': s1.sevTarget.amdCert,
+        'sev-pdh': s1.targetChain.pdh,
+        'sev-plat-cert': s1.targetChain.platCert,
+        'sev-amd-cert': s1.targetChain.amdCert,
       });
       expect(createHash('sha256').update(encodeSevCertificate(chain.pdh)).digest('hex')).toBe(s1.pdhSha256);
       expect(verifySevChain(chain, { extraRoots: [{ ark: kb.lab.ark, generation: 'milan' }] }).ok).toBe(true);

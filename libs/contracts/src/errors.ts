@@ -41,11 +41,20 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes] | (string &
 
 const RETRYABLE_BY_DEFAULT = new Set<string>([ErrorCodes.Timeout, ErrorCodes.Unavailable]);
 
+/**
+ * Whether a failed command may have changed anything: `none` (the responder knows it did nothing, so
+ * nothing needs undoing) or `maybe`. A saga decides from it whether a failed step needs compensating.
+ */
+export const ERROR_EFFECTS = ['none', 'maybe'] as const;
+export type ErrorEffect = (typeof ERROR_EFFECTS)[number];
+
 /** The error as it travels in a reply or an event. */
 export const ErrorPayloadSchema = z.object({
   code: z.string().min(1),
   retryable: z.boolean(),
   message: z.string(),
+  /** Whether the failed command may have taken effect; unset when the responder does not say. */
+  effect: z.enum(ERROR_EFFECTS).optional(),
   details: z.record(z.string(), z.unknown()).optional(),
 });
 export type ErrorPayload = z.infer<typeof ErrorPayloadSchema>;
@@ -57,13 +66,21 @@ export type ErrorPayload = z.infer<typeof ErrorPayloadSchema>;
 export class CcmError extends Error {
   override readonly name: string = 'CcmError';
   readonly retryable: boolean;
+  /** Whether the failed command may have taken effect (see {@link ErrorEffect}); unset: not said. */
+  readonly effect: ErrorEffect | undefined;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    opts: { retryable?: boolean; details?: Record<string, unknown>; cause?: unknown } = {},
+    opts: {
+      retryable?: boolean;
+      effect?: ErrorEffect;
+      details?: Record<string, unknown>;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: opts.cause });
     this.retryable = opts.retryable ?? RETRYABLE_BY_DEFAULT.has(code);
+    this.effect = opts.effect;
     this.details = opts.details;
   }
   readonly details: Record<string, unknown> | undefined;
@@ -73,12 +90,17 @@ export class CcmError extends Error {
       code: this.code,
       retryable: this.retryable,
       message: this.message,
+      ...(this.effect ? { effect: this.effect } : {}),
       ...(this.details ? { details: this.details } : {}),
     };
   }
 
   static fromPayload(p: ErrorPayload): CcmError {
-    return new CcmError(p.code, p.message, { retryable: p.retryable, details: p.details });
+    return new CcmError(p.code, p.message, {
+      retryable: p.retryable,
+      ...(p.effect ? { effect: p.effect } : {}),
+      details: p.details,
+    });
   }
 }
 

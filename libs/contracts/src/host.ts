@@ -58,6 +58,13 @@ export const HostErrorCodes = {
   SecureProcessorRefused: 'SECURE_PROCESSOR_REFUSED',
   /** The request needs SEV and this host has none (neither firmware nor emulator). */
   SevUnavailable: 'SEV_UNAVAILABLE',
+  /**
+   * A migrated guest did not prove alive on its destination: not running, or its workload made no
+   * progress within the deadline. Details: `serialTail`, the last lines of its console.
+   */
+  GuestNotProgressing: 'GUEST_NOT_PROGRESSING',
+  /** The source cannot resume: its SEV context was sent (SEND_FINISH) or its process ended. */
+  SourceNotResumable: 'SOURCE_NOT_RESUMABLE',
 } as const;
 
 /** The hypervisor drivers: real QEMU over QMP, or the simulated hypervisor. */
@@ -301,6 +308,12 @@ export const MigrationParamsSchema = z.object({
   stallTimeoutMs: z.number().int().min(100),
   /** Longest wait in `AwaitingSwitchover` (the guest is paused there) before the agent cancels. */
   switchoverTimeoutMs: z.number().int().min(100),
+  /**
+   * After completion keep the source guest paused (VM phase `Paused`) instead of ending it, until a
+   * `destroy` (the move is verified) or a `resume` (rollback). Not for SEV guests: SEND_FINISH leaves
+   * the source context SENT, which the firmware only decommissions, so the source ends as without it.
+   */
+  holdSource: z.boolean().optional(),
 });
 export type MigrationParams = z.infer<typeof MigrationParamsSchema>;
 
@@ -319,6 +332,7 @@ export const StartMigrationRequestSchema = z.object({
   pauseBeforeSwitchover: z.boolean().optional(),
   stallTimeoutMs: MigrationParamsSchema.shape.stallTimeoutMs.optional(),
   switchoverTimeoutMs: MigrationParamsSchema.shape.switchoverTimeoutMs.optional(),
+  holdSource: z.boolean().optional(),
   sev: SevChainBase64Schema.optional(),
   /** The saga step this migration serves, copied into progress events. */
   step: z.string().min(1).max(100).optional(),

@@ -1,8 +1,16 @@
 import { z } from 'zod';
-import { ErrorCodes, type ErrorPayload } from './errors.js';
+import { ErrorCodes, type ErrorEffect, type ErrorPayload } from './errors.js';
+import { HOST_STEP_COMMANDS } from './host-steps.js';
+import { IdSchema } from './migration.js';
+import {
+  StepCommandSchema,
+  StepDoneSchema,
+  withContext,
+  type StepCommand,
+  type StepCommandContract,
+} from './step-command.js';
 import { SevChainBase64Schema } from './host.js';
-import { IdSchema, WORKLOAD_KINDS } from './migration.js';
-import { MoveFiguresSchema, SignedAdmissionSchema } from './overlay.js';
+import { MoveFiguresSchema } from './overlay.js';
 
 /**
  * The commands the saga-coordinator sends to participants for each saga step, and their replies.
@@ -12,65 +20,6 @@ import { MoveFiguresSchema, SignedAdmissionSchema } from './overlay.js';
  * `<migrationId>:<step>:compensate:<attempt>`); a participant acts at most once per (migration, step,
  * kind), also when a retry arrives under a new attempt number after an ambiguous timeout.
  */
-
-/**
- * What earlier steps learned that later ones need. A reply field with one of these names is carried
- * into the `context` of every later command of the same migration (absent until a step supplies it,
- * and possibly absent in a compensation that follows an ambiguous timeout: find by migration id then).
- */
-export const StepContextSchema = z.object({
-  /** The VM on the target host: the provisioned confidential VM, or the incoming VM of a VM migration. */
-  targetVmId: IdSchema.optional(),
-  /** The workload's overlay address (it keeps it across the move). */
-  overlayIp: z.string().max(64).optional(),
-  /** The key-broker's SEV transport session of a VM migration. */
-  transportSessionId: IdSchema.optional(),
-  /**
-   * The key-broker's signed statement that the target guest's WireGuard key is bound in evidence it
-   * verified (`release-migration-key` returns it; `add-peer` needs it unless the guest is a peer
-   * already). The overlay checks the signature itself: the coordinator only carries it.
-   */
-  overlayAdmission: SignedAdmissionSchema.optional(),
-  /**
-   * The target platform's chain the key-broker verified under the owner's policy, in QEMU's
-   * `migrate-set-parameters` form: what the source's SEND_START must be given (public certificates).
-   */
-  sevTarget: SevChainBase64Schema.optional(),
-});
-export type StepContext = z.infer<typeof StepContextSchema>;
-export const STEP_CONTEXT_KEYS = [
-  'targetVmId',
-  'overlayIp',
-  'transportSessionId',
-  'overlayAdmission',
-  'sevTarget',
-] as const;
-
-/** Fields every step command has. Participants must accept (and ignore) fields they do not know. */
-export const StepCommandSchema = z.object({
-  migrationId: IdSchema,
-  /** `name@version` of the saga definition. */
-  saga: z.string().min(1).max(100),
-  step: z.string().min(1).max(100),
-  kind: z.enum(['action', 'compensation']),
-  attempt: z.number().int().min(1),
-  workload: z.object({ id: IdSchema, kind: z.enum(WORKLOAD_KINDS) }),
-  sourceHost: IdSchema,
-  targetHost: IdSchema,
-  context: StepContextSchema,
-});
-export type StepCommand = z.infer<typeof StepCommandSchema>;
-
-/** A command that needs some context keys: the coordinator refuses to send it without them. */
-const withContext = (...keys: Array<keyof StepContext>): z.ZodType<StepCommand> =>
-  StepCommandSchema.extend({
-    context: StepContextSchema.required(
-      Object.fromEntries(keys.map((k) => [k, true])) as Partial<Record<keyof StepContext, true>>,
-    ),
-  });
-
-/** A reply with nothing to report beyond success; participants may add fields. */
-export const StepDoneSchema = z.object({}).loose();
 
 /** key-broker `attest-platform`: the target host's platform passed chain, TCB and policy checks. */
 export const AttestPlatformReplySchema = z
@@ -119,23 +68,13 @@ export const ProbeWorkloadReplySchema = z
 export const TransportSessionReplySchema = z
   .object({
     transportSessionId: IdSchema,
-    sevTarget: SevChainBase64Schema,
+    targetChain: SevChainBase64Schema,
     /** SHA-256 of the target PDH certificate the session is for. */
     pdhSha256: z.string().regex(/^[0-9a-f]{64}$/),
     attestationId: z.string().min(1).max(200),
   })
   .loose();
 
-/** host-agent `await-convergence`: the migration reached pause-before-switchover within budget. */
-export const ConvergedReplySchema = z
-  .object({ expectedDowntimeMs: z.number().min(0), bytesTransferred: z.number().int().min(0) })
-  .loose();
-
-/** The request and reply schema of one command. */
-export interface StepCommandContract {
-  readonly request: z.ZodType<StepCommand>;
-  readonly reply: z.ZodType;
-}
 const c = (request: z.ZodType<StepCommand>, reply: z.ZodType = StepDoneSchema): StepCommandContract => ({
   request,
   reply,
@@ -175,16 +114,8 @@ export const STEP_COMMANDS = {
     'kill-target': c(any),
     commit: c(any),
   },
-  'host-agent': {
-    'prepare-incoming': c(withContext('transportSessionId'), TargetVmReplySchema),
-    'destroy-incoming': c(any),
-    'start-migration': c(withContext('transportSessionId', 'targetVmId')),
-    'cancel-migration': c(any),
-    'await-convergence': c(any, ConvergedReplySchema),
-    'switch-over': c(any),
-    'switch-back': c(any),
-    'destroy-vm': c(any),
-  },
+  /** Served by the host-agent itself on `ccm.cmd.host.<hostId>.step.<verb>` (libs/contracts host-steps). */
+  'host-agent': HOST_STEP_COMMANDS,
 } as const satisfies Record<string, Record<string, StepCommandContract>>;
 
 export type StepParticipant = keyof typeof STEP_COMMANDS;
@@ -195,30 +126,14 @@ export function stepCommandContract(participant: string, verb: string): StepComm
   return verbs?.[verb];
 }
 
-/** Which host a host-agent verb goes to: `ccm.cmd.host.<sourceHost|targetHost>.<verb>`. */
-export const HOST_COMMAND_ROLE: Readonly<
-  Record<keyof (typeof STEP_COMMANDS)['host-agent'], 'source' | 'target'>
-> = Object.freeze({
-  'prepare-incoming': 'target',
-  'destroy-incoming': 'target',
-  'start-migration': 'source',
-  'cancel-migration': 'source',
-  'await-convergence': 'source',
-  'switch-over': 'source',
-  'switch-back': 'source',
-  'destroy-vm': 'source',
-});
-
 /**
  * Whether a failed step command may have changed anything. A participant states it in the error's
- * `details.effect` (`'none'`: it knows it did nothing, no compensation needed; `'maybe'`). Without a
+ * `effect` (`'none'`: it knows it did nothing, no compensation needed; `'maybe'`). Without a
  * statement, refusals made before any handler ran (validation, signature, authorization) count as
  * `'none'` and everything else as `'maybe'`.
  */
-export function stepFailureEffect(error: ErrorPayload): 'none' | 'maybe' {
-  const declared = error.details?.['effect'];
-  if (declared === 'none' || declared === 'maybe') return declared;
-  return NO_EFFECT_CODES.has(error.code) ? 'none' : 'maybe';
+export function stepFailureEffect(error: ErrorPayload): ErrorEffect {
+  return error.effect ?? (NO_EFFECT_CODES.has(error.code) ? 'none' : 'maybe');
 }
 
 const NO_EFFECT_CODES: ReadonlySet<string> = new Set([

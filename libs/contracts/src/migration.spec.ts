@@ -13,12 +13,8 @@ import {
   progressSubjects,
 } from './migration-events.js';
 import { ListMigrationsRequestSchema } from './migration-queries.js';
-import {
-  HOST_COMMAND_ROLE,
-  STEP_COMMANDS,
-  stepCommandContract,
-  stepFailureEffect,
-} from './migration-steps.js';
+import { HOST_COMMAND_ROLE } from './host-steps.js';
+import { STEP_COMMANDS, stepCommandContract, stepFailureEffect } from './migration-steps.js';
 
 const command = {
   migrationId: 'mig-1',
@@ -92,8 +88,10 @@ describe('step commands', () => {
   it.each([
     [{ code: ErrorCodes.ValidationFailed }, 'none'],
     [{ code: ErrorCodes.Internal }, 'maybe'],
-    [{ code: ErrorCodes.Internal, details: { effect: 'none' } }, 'none'],
-    [{ code: ErrorCodes.Unauthorized, details: { effect: 'maybe' } }, 'maybe'],
+    [{ code: ErrorCodes.Internal, effect: 'none' as const }, 'none'],
+    [{ code: ErrorCodes.Unauthorized, effect: 'maybe' as const }, 'maybe'],
+    // the typed field decides; an `effect` left in the details bag is no statement
+    [{ code: ErrorCodes.Internal, details: { effect: 'none' } }, 'maybe'],
   ])('the effect of a failure %j is %s', (e, effect) => {
     expect(stepFailureEffect({ retryable: false, message: 'm', ...e })).toBe(effect);
   });

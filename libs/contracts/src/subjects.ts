@@ -31,6 +31,8 @@ export const subjects = {
   cmd: (service: ServiceName, verb: string): string => `${ROOT}.cmd.${tok(service)}.${tok(verb)}`,
   /** `ccm.cmd.host.<hostId>.<verb>`: a request to the one host-agent of a host. */
   hostCmd: (hostId: string, verb: string): string => `${ROOT}.cmd.host.${tok(hostId)}.${tok(verb)}`,
+  /** `ccm.cmd.host.<hostId>.step.<verb>`: a saga step command to one host-agent (`HOST_STEP_COMMANDS`). */
+  hostStep: (hostId: string, verb: string): string => `${ROOT}.cmd.host.${tok(hostId)}.step.${tok(verb)}`,
   /** `ccm.cmd.guest.<vmId>.<verb>`: a request to the guest-agent inside one VM. */
   guestCmd: (vmId: string, verb: string): string => `${ROOT}.cmd.guest.${tok(vmId)}.${tok(verb)}`,
   /** `ccm.evt.<aggregate>.<id>.<pastTense>`: a fact, in JetStream stream CCM_EVENTS. */

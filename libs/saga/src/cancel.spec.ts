@@ -25,6 +25,7 @@ function reverseCompensable(def: SagaDefinition, index: number): string[] {
 describe.each(CASES)('%s saga cancellation', (_name, def) => {
   const machine = createSagaMachine(def);
   const beforePivot = def.steps.slice(0, def.pivotIndex).map((s, i) => [s.name, i] as const);
+  const waitsForInFlight = beforePivot.filter(([, i]) => !def.steps[i].interruptible);
   const afterPivotSent = def.steps.slice(def.pivotIndex).map((s) => s.name);
 
   it('before Started: Cancelled at once, nothing sent', () => {
@@ -35,7 +36,7 @@ describe.each(CASES)('%s saga cancellation', (_name, def) => {
     expect(d.of('Finished')[0].reason).toContain('operator changed their mind');
   });
 
-  it.each(beforePivot)(
+  it.each(waitsForInFlight)(
     'while %s is in flight: waits for it, compensates in reverse, Cancelled',
     (step, i) => {
       const d = new SagaDriver(machine).runUntil(step);
@@ -153,4 +154,33 @@ describe.each(CASES)('%s saga cancellation', (_name, def) => {
     expect(d.state.phase).toBe(SagaPhase.NeedsOperator);
     expect(d.state.reason).toMatch(/release-admission.*LOCK_LOST.*because: user asked/);
   });
+});
+
+describe('vm saga: a step that only waits', () => {
+  const def = VM_MIGRATION;
+  const machine = createSagaMachine(def);
+  const interruptible = def.steps
+    .map((s, i) => [s.name, i] as const)
+    .filter(([, i]) => def.steps[i].interruptible);
+
+  it('converge is the one that a cancel abandons', () => {
+    expect(interruptible.map(([name]) => name)).toEqual(['converge']);
+  });
+
+  it.each(interruptible)(
+    'while %s (it only waits) is in flight: abandoned at once, earlier steps compensated, its late reply ignored',
+    (step, i) => {
+      const d = new SagaDriver(machine).runUntil(step);
+      const sent = d.awaited()!;
+      d.feed({ type: 'CancelRequested', reason: 'user asked' });
+      expect(d.state.steps[i]).toMatchObject({ status: StepStatus.Failed });
+      expect(d.state.steps[i].actions.at(-1)).toMatchObject({ effect: 'none', error: { code: 'ABANDONED' } });
+      expect(d.awaited()).toMatchObject({ kind: CommandKind.Compensation });
+      const late = d.feed({ type: 'StepSucceeded', step, attempt: sent.attempt, result: {} });
+      expect(late.ignored?.reason).toBe(IgnoreReason.NotAwaited);
+      while (d.awaited()) d.succeed();
+      expect(d.compensated()).toEqual(reverseCompensable(def, i - 1));
+      expect(d.state.phase).toBe(SagaPhase.Cancelled);
+    },
+  );
 });

@@ -64,6 +64,14 @@ export function defineSaga(spec: SagaSpec): SagaDefinition {
     if (step.class !== StepClass.Compensable && step.compensation) {
       throw new UnexpectedCompensationError(saga, step.name, step.class);
     }
+    if (step.interruptible && (step.compensation || i >= pivotIndex)) {
+      throw new InvalidStepCommandError(
+        saga,
+        step.name,
+        'interruptible',
+        'only a step before the pivot without a compensation can be abandoned',
+      );
+    }
   });
 
   const steps = spec.steps.map((step) => resolveStep(saga, step));
@@ -84,6 +92,7 @@ function resolveStep(saga: string, spec: StepSpec): StepDefinition {
     description: spec.description ?? spec.name,
     collaborators: [...(spec.collaborators ?? [])],
     action,
+    interruptible: spec.interruptible ?? false,
     ...(comp
       ? {
           compensation: command(saga, spec.name, 'compensation', {

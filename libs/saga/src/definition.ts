@@ -67,6 +67,8 @@ export interface StepDefinition {
   readonly action: CommandDefinition;
   /** Undoes the action; absent when there is nothing to undo (a check) or the step is not compensable. */
   readonly compensation?: CommandDefinition;
+  /** A cancel abandons its action in flight (see `StepSpec.interruptible`). */
+  readonly interruptible: boolean;
 }
 
 /** A validated saga definition, as returned by `defineSaga`. Deeply frozen. */
@@ -100,6 +102,12 @@ export interface StepSpec {
   /** Defaults by class: see `defaultRetryFor`. */
   readonly retry?: RetryPolicy;
   readonly compensation?: CompensationSpec;
+  /**
+   * The action only waits on work an earlier step started (e.g. a VM migration converging), so a
+   * cancel abandons it at once (recorded failed, effect none) instead of waiting for its reply or
+   * timeout; the earlier step's compensation stops that work. Only for steps without compensation.
+   */
+  readonly interruptible?: boolean;
 }
 
 /** The input of `defineSaga`. */

@@ -55,6 +55,18 @@ export function requestCancel(tx: Transition, reason: string): void {
   tx.setPhase(SagaPhase.Cancelling, reason);
   const index = tx.state.cursor;
   const step = tx.state.steps[index];
+  if (step.status === StepStatus.InFlight && tx.def.steps[index].interruptible) {
+    // It only waits: abandon it (its late reply is then not awaited) and undo what it waited on.
+    recordOutcome(tx, index, CommandKind.Action, {
+      kind: 'failed',
+      retryable: false,
+      effect: 'none',
+      error: { code: 'ABANDONED', message: `abandoned by the cancel: ${reason}` },
+    });
+    step.status = StepStatus.Failed;
+    compensateFrom(tx, index);
+    return;
+  }
   if (step.status !== StepStatus.Scheduled) return;
   for (const t of tx.state.timers.filter((t) => t.step === step.name && t.purpose === 'retry')) {
     tx.disarm(t.timerId);

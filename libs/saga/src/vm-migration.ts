@@ -37,10 +37,11 @@ const { KeyBroker, VmLifecycle, HostAgent, NetworkOverlay } = Participant;
 /**
  * The VM migration saga: the hypervisor moves the whole confidential VM (SEV SEND_* and RECEIVE_* commands).
  *
- * **Pivot: `verify`**, for the same reason as the container saga: it only probes the VM at its overlay
- * IP, so its failure can still roll everything back (switch back to the paused source, cancel the
- * migration, destroy the incoming VM), while `destroy-source` is irreversible and is retried until done
- * after it.
+ * **Pivot: `verify`**: the target host-agent watches the destination guest make progress. The source
+ * host-agent keeps the source guest paused after switch-over (not ended) until `destroy-source`, so a
+ * failed verify still rolls everything back: `switch-back` stops the destination (target host), then
+ * `cancel-migration` resumes the paused source (source host), then `destroy-incoming` removes the
+ * destination. `destroy-source` is irreversible and is retried until done after the pivot.
  */
 export const VM_MIGRATION: SagaDefinition = defineSaga({
   name: 'vm-migration',
@@ -84,17 +85,19 @@ export const VM_MIGRATION: SagaDefinition = defineSaga({
       action: 'await-convergence',
       timeoutMs: T.converge,
       retry: TRANSFER_RETRY,
+      interruptible: true, // a cancel stops the transfer through cancel-migration at once
     },
     {
       name: VmStep.SwitchOver,
       class: StepClass.Compensable,
-      description: 'in the pause, move the overlay address to the target, then let the target run',
+      description:
+        'in the pause, move the overlay address to the target, then let the target run; the source stays paused',
       participant: HostAgent,
       collaborators: [NetworkOverlay],
       action: 'switch-over',
       timeoutMs: T['switch-over'],
       retry: BLACKOUT_RETRY,
-      compensation: { command: 'switch-back' },
+      compensation: { command: 'switch-back' }, // stops the destination, so the source may resume
     },
     verifyStep(T.verify),
     {

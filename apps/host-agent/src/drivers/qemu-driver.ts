@@ -71,7 +71,7 @@ export class QemuDriver implements HypervisorDriver {
         'the qemu driver needs spec.kernel (a file on this host)',
         {
           retryable: false,
-          details: { effect: 'none' },
+          effect: 'none',
         },
       );
     }

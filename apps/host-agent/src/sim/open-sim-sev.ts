@@ -132,6 +132,11 @@ class EmulatedSimSev implements SimSev {
     });
   }
 
+  /** Whether the guest may execute: not once SEND_FINISH made its context SENT. */
+  canRun(): boolean {
+    return this.memory.guest?.state !== 'SENT';
+  }
+
   finishLaunch(): void {
     if (this.guest.state === 'LSECRET') this.sp.launchFinish(this.guest);
   }

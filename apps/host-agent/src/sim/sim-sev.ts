@@ -13,6 +13,8 @@ export interface SimSev {
   measurement(): string;
   /** LAUNCH_SECRET (sev-inject-launch-secret); the firmware secret area when `gpa` is omitted. */
   injectSecret(headerBase64: string, secretBase64: string, gpa?: number): void;
+  /** False once SEND_FINISH made the context SENT: the firmware then only decommissions it. */
+  canRun(): boolean;
   /** LAUNCH_FINISH, at the first `cont`. */
   finishLaunch(): void;
   /** SEND_START with the target chain; returns what HELLO carries to the destination. */

@@ -7,7 +7,7 @@ import { type SimMigrationSettings } from './migration-stats.js';
 import { OutgoingMigration } from './outgoing.js';
 import { QmpServer, QmpServerError, type QmpHandler } from './qmp-server.js';
 import { type SimSev } from './sim-sev.js';
-import { Workload, workloadSettings, type WorkloadState } from './workload.js';
+import { PANIC_LINE, panicsOnArrival, Workload, workloadSettings, type WorkloadState } from './workload.js';
 
 const MIB = 1024 * 1024;
 /** QEMU's default migration settings. */
@@ -141,12 +141,13 @@ export class SimVm {
     });
     h.set('cont', () => {
       if (this.runState === 'running') return;
-      if (
-        this.runState === 'inmigrate' ||
-        this.runState === 'postmigrate' ||
-        this.runState === 'finish-migrate'
-      ) {
+      if (this.runState === 'inmigrate' || this.runState === 'finish-migrate') {
         throw new QmpServerError('GenericError', `cannot continue a VM in state ${this.runState}`);
+      }
+      // As QEMU: a source whose migration completed may run again (a rollback), unless its SEV
+      // context was sent (SEND_FINISH leaves it SENT: the firmware only decommissions it then).
+      if (this.runState === 'postmigrate' && this.sev && !this.sev.canRun()) {
+        throw new QmpServerError('GenericError', 'the SEV guest context is SENT: it cannot run again');
       }
       if (this.runState === 'prelaunch') this.sev?.finishLaunch();
       this.run();
@@ -293,7 +294,12 @@ export class SimVm {
           this.workload.restore(w);
           this.booted = true;
           this.sev?.receiveFinish();
-          if (running) {
+          if (panicsOnArrival(this.s.spec.cmdline)) {
+            // A guest that arrives broken: it "runs" (vCPUs spin) but its workload never goes on.
+            this.runState = 'running';
+            this.workload.console(PANIC_LINE);
+            this.emit('RESUME');
+          } else if (running) {
             this.run();
             this.emit('RESUME');
           } else this.runState = 'paused';

@@ -23,6 +23,17 @@ export function workloadSettings(cmdline: string | undefined): { dirtyMiB: numbe
 }
 
 /**
+ * `ccm.panic_on_arrival=1`: the guest's kernel panics as soon as it arrives on a migration
+ * destination (the failure issue 9 saw with QEMU 7.2), so tests can make a destination die after
+ * switch-over deterministically.
+ */
+export const panicsOnArrival = (cmdline: string | undefined): boolean =>
+  /(?:^|\s)ccm\.panic_on_arrival=1(?:\s|$)/.test(cmdline ?? '');
+
+/** What the panicking guest prints on its console, as a Linux guest would. */
+export const PANIC_LINE = 'Kernel panic - not syncing: Fatal exception in interrupt (ccm.panic_on_arrival)';
+
+/**
  * The simulated guest's workload, the model of tools/guest-image's ccm-workload: it touches one byte in
  * each page of a buffer round robin at a steady rate (MB/s), and once a second increments a counter in
  * guest memory and prints `COUNTER n` on the serial console. auto-converge's throttle slows it down.

@@ -31,7 +31,7 @@ export function cancelAction(migrationId: string, phase: TransferPhase): Transfe
     throw new CcmError(
       ErrorCodes.Refused,
       `migration ${migrationId} already completed: the guest runs on the destination`,
-      { retryable: false, details: { effect: 'none' } },
+      { retryable: false, effect: 'none' },
     );
   }
   return phase === 'Cancelled' || phase === 'Failed' ? 'answer' : 'act';

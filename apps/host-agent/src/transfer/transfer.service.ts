@@ -133,6 +133,7 @@ export class TransferService implements BeforeApplicationShutdown {
     pauseBeforeSwitchover?: boolean;
     stallTimeoutMs?: number;
     switchoverTimeoutMs?: number;
+    holdSource?: boolean;
     sev?: SevChainBase64;
     step?: string;
   }): Promise<TransferView> {
@@ -157,7 +158,7 @@ export class TransferService implements BeforeApplicationShutdown {
           `VM ${req.vmId} is an SEV guest: start-migration needs the target's chain (sev)`,
           {
             retryable: false,
-            details: { effect: 'none' },
+            effect: 'none',
           },
         );
       }
@@ -214,6 +215,7 @@ export class TransferService implements BeforeApplicationShutdown {
       pauseBeforeSwitchover: req.pauseBeforeSwitchover ?? false,
       stallTimeoutMs: req.stallTimeoutMs ?? c.CCM_MIGRATION_STALL_TIMEOUT_MS,
       switchoverTimeoutMs: req.switchoverTimeoutMs ?? c.CCM_SWITCHOVER_TIMEOUT_MS,
+      ...(req.holdSource ? { holdSource: true } : {}),
     };
   }
 
@@ -241,8 +243,8 @@ export class TransferService implements BeforeApplicationShutdown {
           : `VM ${vm.vmId} has no SEV context on this host's secure processor: it cannot be sent`,
         {
           retryable: false,
+          effect: 'none',
           details: {
-            effect: 'none',
             reason: lost?.reason ?? 'no-context',
             ...(lost?.fault ? { fault: lost.fault } : {}),
           },
@@ -392,13 +394,20 @@ export class TransferService implements BeforeApplicationShutdown {
       this.log.log(
         `migration ${t.record.migrationId} completed: total ${figures.totalTimeMs} ms, downtime ${figures.downtimeMs} ms`,
       );
-      if (this.vms.get(vm.vmId) === vm) {
-        await this.vms.endProcess(
-          vm,
-          'MigratedAway',
-          `moved by migration ${t.record.migrationId} to ${t.record.uri}`,
-        );
+      if (this.vms.get(vm.vmId) !== vm) return;
+      if (t.record.params.holdSource && !vm.record.sev) {
+        // Held for the saga's verify: resumable (rollback) until destroyed (the move is verified).
+        await vm.set({
+          phase: 'Paused',
+          reason: `migrated by ${t.record.migrationId} to ${t.record.uri}; held paused until the move is verified`,
+        });
+        return;
       }
+      await this.vms.endProcess(
+        vm,
+        'MigratedAway',
+        `moved by migration ${t.record.migrationId} to ${t.record.uri}`,
+      );
       return;
     }
     const cause: CancelCause =
@@ -438,6 +447,11 @@ export class TransferService implements BeforeApplicationShutdown {
         .execute('cont')
         .catch((err: unknown) => this.log.error(`could not resume ${vm.vmId}: ${String(err)}`));
     }
+  }
+
+  /** A migration's record as the agent knows it now (watched or filed), undefined when unknown. */
+  async current(migrationId: string): Promise<TransferRecord | undefined> {
+    return this.live.get(migrationId)?.record ?? (await this.store.loadTransfer(migrationId));
   }
 
   /** A migration as the agent knows it: watched (with its live state) or filed. */

@@ -129,7 +129,7 @@ export class VmService implements OnApplicationShutdown {
           `host ${this.hostId} has no SEV (CCM_SEV=${this.config.CCM_SEV})`,
           {
             retryable: false,
-            details: { effect: 'none' },
+            effect: 'none',
           },
         );
       }
@@ -363,7 +363,7 @@ export class VmService implements OnApplicationShutdown {
         `VM id ${o.vmId} makes the socket path too long under ${hostRunDir(this.config)}`,
         {
           retryable: false,
-          details: { effect: 'none' },
+          effect: 'none',
         },
       );
     }
@@ -588,7 +588,7 @@ function listeningPort(info: MigrationInfo): number {
       'query-migrate did not say which port the destination listens on',
       {
         retryable: false,
-        details: { effect: 'maybe' },
+        effect: 'maybe',
       },
     );
   }

@@ -39,8 +39,8 @@ export function refusal(v: PlatformVerdict): CcmError {
     `platform of ${v.hostId} refused for ${v.workloadId}: ${f.rule} (${f.reason ?? 'failed'}): ${f.detail ?? ''}`.trim(),
     {
       retryable: false,
+      effect: 'none',
       details: {
-        effect: 'none',
         attestationId: v.attestationId,
         rule: f.rule,
         reason: f.reason,

@@ -22,7 +22,7 @@ const kb = STEP_COMMANDS['key-broker'];
 /** The `open-transport-session` reply (see `TransportSessionReplySchema`). */
 export interface TransportSessionResult {
   transportSessionId: string;
-  sevTarget: SevChainBase64;
+  targetChain: SevChainBase64;
   pdhSha256: string;
   attestationId: string;
 }
@@ -31,7 +31,7 @@ function refused(cmd: StepCommand, rule: string, reason: string, detail: string)
   return new CcmError(
     KeyBrokerErrorCodes.AttestationRefused,
     `no transport session for ${cmd.migrationId} to ${cmd.targetHost}: ${rule} (${reason}): ${detail}`,
-    { retryable: false, details: { effect: 'none', rule, reason } },
+    { retryable: false, effect: 'none', details: { rule, reason } },
   );
 }
 
@@ -90,7 +90,7 @@ export class TransportHandler {
       throw refused(cmd, now.failure!.rule, now.failure!.reason ?? 'failed', now.failure!.detail ?? '');
     const result: TransportSessionResult = {
       transportSessionId: `ts-${randomUUID()}`,
-      sevTarget: platform.sev!.chain,
+      targetChain: platform.sev!.chain,
       pdhSha256: now.pdhSha256!,
       attestationId: att.id,
     };
@@ -104,12 +104,12 @@ export class TransportHandler {
         att.id,
         policy.version,
         result.pdhSha256,
-        JSON.stringify(result.sevTarget),
+        JSON.stringify(result.targetChain),
       ],
     );
     await this.outbox.enqueue(m, subjects.evt('key', cmd.migrationId, 'transport-session-opened'), {
       type: 'key.transport-session-opened',
-      data: { ...result, hostId: cmd.targetHost, policyVersion: policy.version, sevTarget: undefined },
+      data: { ...result, hostId: cmd.targetHost, policyVersion: policy.version, targetChain: undefined },
       correlationid: cmd.migrationId,
       causationid: ctx.envelope.id,
     });
@@ -152,7 +152,7 @@ export class TransportHandler {
     if (!r) return undefined;
     const result = {
       transportSessionId: r.id,
-      sevTarget: r.chain,
+      targetChain: r.chain,
       pdhSha256: r.pdh_sha256,
       attestationId: r.attestation_id,
     };

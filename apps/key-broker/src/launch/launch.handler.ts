@@ -48,7 +48,7 @@ interface LaunchRow {
 }
 
 const refuse = (code: string, rule: string, reason: string, message: string) =>
-  new CcmError(code, message, { retryable: false, details: { effect: 'none', rule, reason } });
+  new CcmError(code, message, { retryable: false, effect: 'none', details: { rule, reason } });
 
 const replyOf = (r: LaunchRow): LaunchSessionReply => ({
   launchSessionId: r.id,

@@ -61,6 +61,7 @@ export class OverlayTables1795500000000 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
-    for (const t of ['move', 'revoked_vm', 'address', 'peer', 'overlay']) await q.query(`DROP TABLE ${s}.${t}`);
+    for (const t of ['move', 'revoked_vm', 'address', 'peer', 'overlay'])
+      await q.query(`DROP TABLE ${s}.${t}`);
   }
 }

@@ -47,7 +47,8 @@ export class SimOverlayDriver implements OverlayDriver {
       if (p.allowedIps !== undefined) {
         peer.allowedIps = [...p.allowedIps];
         for (const [key, other] of node.peers) {
-          if (key !== p.publicKey) other.allowedIps = other.allowedIps.filter((c) => !p.allowedIps!.includes(c));
+          if (key !== p.publicKey)
+            other.allowedIps = other.allowedIps.filter((c) => !p.allowedIps!.includes(c));
         }
       }
       node.peers.set(p.publicKey, peer);
@@ -75,7 +76,8 @@ export class SimOverlayDriver implements OverlayDriver {
     for (const [key, peer] of from.peers) {
       for (const c of peer.allowedIps) {
         const cidr = parseCidr(c, false);
-        if (cidrContains(cidr, dst) && (!best || cidr.prefix > best.prefix)) best = { key, prefix: cidr.prefix };
+        if (cidrContains(cidr, dst) && (!best || cidr.prefix > best.prefix))
+          best = { key, prefix: cidr.prefix };
       }
     }
     if (!best) return undefined;

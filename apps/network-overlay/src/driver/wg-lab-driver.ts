@@ -21,7 +21,10 @@ export class WgLabDriver implements OverlayDriver {
   async leaveNode(vmId: string): Promise<void> {
     const node = this.lab.node(vmId);
     const others = [...this.lab.nodes.values()].filter((n) => n !== node);
-    await setPeers(node.iface, others.map((n) => ({ publicKey: n.keys.publicKey, remove: true })));
+    await setPeers(
+      node.iface,
+      others.map((n) => ({ publicKey: n.keys.publicKey, remove: true })),
+    );
   }
 
   setPeers(vmId: string, peers: readonly PeerSpec[]): Promise<void> {

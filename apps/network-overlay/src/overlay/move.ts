@@ -19,7 +19,12 @@ export function allowedIpsOf(p: MeshPeer): string[] {
 
 /** The peer entry other nodes hold for `p`. */
 export function peerSpec(p: MeshPeer): PeerSpec {
-  return { publicKey: p.publicKey, endpoint: p.endpoint, allowedIps: allowedIpsOf(p), persistentKeepaliveS: 25 };
+  return {
+    publicKey: p.publicKey,
+    endpoint: p.endpoint,
+    allowedIps: allowedIpsOf(p),
+    persistentKeepaliveS: 25,
+  };
 }
 
 /** Every peer entry node `self` needs: all the other peers of the overlay. */
@@ -60,7 +65,12 @@ export async function moveAddress(driver: OverlayDriver, req: MoveRequest): Prom
   const moved = req.peers.filter((p) => p.vmId === req.from || p.vmId === req.to).map(peerSpec);
   await driver.addAddress(req.to, req.ip);
   await Promise.all(
-    req.peers.map((n) => driver.setPeers(n.vmId, moved.filter((s) => s.publicKey !== n.publicKey))),
+    req.peers.map((n) =>
+      driver.setPeers(
+        n.vmId,
+        moved.filter((s) => s.publicKey !== n.publicKey),
+      ),
+    ),
   );
   await driver.removeAddress(req.from, req.ip).catch(() => undefined);
   const cutOverMs = performance.now() - t0;

@@ -11,15 +11,31 @@ import { OverlayFixture } from '../testing/overlay-fixture.js';
 describe('network-overlay (sim nodes)', () => {
   let f: OverlayFixture;
   const sim = new SimOverlayDriver();
-  const keys = { a: OverlayFixture.newKey(), b: OverlayFixture.newKey(), c: OverlayFixture.newKey(), d: OverlayFixture.newKey() };
-  const describeOverlay = async () => (await f.send('operator', 'describe-overlay', { overlayId: 'ov1' })) as { peers: Array<{ vmId: string; workloadIps: string[] }> };
+  const keys = {
+    a: OverlayFixture.newKey(),
+    b: OverlayFixture.newKey(),
+    c: OverlayFixture.newKey(),
+    d: OverlayFixture.newKey(),
+  };
+  const describeOverlay = async () =>
+    (await f.send('operator', 'describe-overlay', { overlayId: 'ov1' })) as {
+      peers: Array<{ vmId: string; workloadIps: string[] }>;
+    };
   const code = (r: unknown) => (r instanceof CcmError ? r.code : 'OK');
 
   beforeAll(async () => {
     f = await OverlayFixture.start(sim);
-    expect(await f.send('operator', 'create-overlay', { overlayId: 'ov1', cidr: '10.77.0.0/24' })).toEqual({ overlayId: 'ov1', cidr: '10.77.0.0/24' });
+    expect(await f.send('operator', 'create-overlay', { overlayId: 'ov1', cidr: '10.77.0.0/24' })).toEqual({
+      overlayId: 'ov1',
+      cidr: '10.77.0.0/24',
+    });
     for (const vm of ['a', 'b', 'c'] as const) {
-      expect(await f.send('operator', 'admit-peer', { overlayId: 'ov1', admission: await f.admission(vm, keys[vm]) })).toMatchObject({ vmId: vm });
+      expect(
+        await f.send('operator', 'admit-peer', {
+          overlayId: 'ov1',
+          admission: await f.admission(vm, keys[vm]),
+        }),
+      ).toMatchObject({ vmId: vm });
     }
   }, 120_000);
   afterAll(async () => f?.stop());
@@ -50,7 +66,9 @@ describe('network-overlay (sim nodes)', () => {
     }
     const badKey = await f.admission('d', keys.d);
     (badKey.data as { wgPublicKey: string }).wgPublicKey = 'not-a-key';
-    expect(code(await f.send('operator', 'admit-peer', { overlayId: 'ov1', admission: badKey }))).toBe('REFUSED');
+    expect(code(await f.send('operator', 'admit-peer', { overlayId: 'ov1', admission: badKey }))).toBe(
+      'REFUSED',
+    );
     expect((await describeOverlay()).peers.map((p) => p.vmId)).toEqual(['a', 'b', 'c']);
     expect(code(await f.send('operator', 'describe-overlay', { overlayId: 'ov2' }))).toBe('NOT_FOUND');
   });
@@ -59,7 +77,13 @@ describe('network-overlay (sim nodes)', () => {
     const refusals: Array<[string, unknown]> = [
       // a compromised coordinator signs its own statement
       ['signer', await f.admission('d', keys.d, { signer: 'saga-coordinator' })],
-      ['signature', { ...(await f.admission('d', keys.d)), data: { ...(await f.admission('d', keys.d)).data, wgPublicKey: keys.a } }],
+      [
+        'signature',
+        {
+          ...(await f.admission('d', keys.d)),
+          data: { ...(await f.admission('d', keys.d)).data, wgPublicKey: keys.a },
+        },
+      ],
       ['stale', await f.admission('d', keys.d, { verifiedAgoMs: 10 * 60_000 })],
     ];
     for (const [reason, admission] of refusals) {
@@ -67,36 +91,72 @@ describe('network-overlay (sim nodes)', () => {
       expect([reason, r.code, r.details?.['reason']]).toEqual([reason, 'REFUSED', reason]);
     }
     // add-peer for one guest carrying a statement about another
-    const wrongVm = await f.send('saga-coordinator', 'add-peer', f.step('add-peer', 'm-wrong', 'w-1', { targetVmId: 'd', overlayAdmission: await f.admission('c', keys.c) }));
+    const wrongVm = await f.send(
+      'saga-coordinator',
+      'add-peer',
+      f.step('add-peer', 'm-wrong', 'w-1', {
+        targetVmId: 'd',
+        overlayAdmission: await f.admission('c', keys.c),
+      }),
+    );
     expect(code(wrongVm)).toMatch(/REFUSED|NOT_FOUND/);
     expect((await describeOverlay()).peers.map((p) => p.vmId)).toEqual(['a', 'b', 'c']);
     expect(sim.route('a', '10.77.0.4')).toBeUndefined();
   });
 
   it('moves a workload /32 to the target at cut-over, answers the probe there, and moves it back', async () => {
-    const w = (await f.send('operator', 'assign-workload', { overlayId: 'ov1', workloadId: 'w-1', vmId: 'a', port: 8080 })) as { ip: string };
+    const w = (await f.send('operator', 'assign-workload', {
+      overlayId: 'ov1',
+      workloadId: 'w-1',
+      vmId: 'a',
+      port: 8080,
+    })) as { ip: string };
     expect(sim.route('c', w.ip)).toBe('a');
-    const join = await f.send('saga-coordinator', 'add-peer', f.step('add-peer', 'm-1', 'w-1', { targetVmId: 'd', overlayAdmission: await f.admission('d', keys.d) }));
+    const join = await f.send(
+      'saga-coordinator',
+      'add-peer',
+      f.step('add-peer', 'm-1', 'w-1', { targetVmId: 'd', overlayAdmission: await f.admission('d', keys.d) }),
+    );
     expect(join).toEqual({ peerId: 'd', overlayIp: w.ip, overlayId: 'ov1' });
-    const cut = (await f.send('saga-coordinator', 'cut-over', f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' }))) as Record<string, unknown>;
+    const cut = (await f.send(
+      'saga-coordinator',
+      'cut-over',
+      f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' }),
+    )) as Record<string, unknown>;
     expect(cut).toMatchObject({ overlayIp: w.ip, peersUpdated: 4, sourceAnswered: true });
     expect(cut['brownoutMs']).toEqual(expect.any(Number));
     for (const from of ['a', 'b', 'c']) expect([from, sim.route(from, w.ip)]).toEqual([from, 'd']);
-    expect(await f.send('saga-coordinator', 'cut-over', f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' }))).toEqual(cut);
+    expect(
+      await f.send('saga-coordinator', 'cut-over', f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' })),
+    ).toEqual(cut);
     const probe = await f.send('saga-coordinator', 'probe-workload', f.step('verify', 'm-1', 'w-1', {}));
     expect(probe).toMatchObject({ answered: true, overlayIp: w.ip, brownoutMs: cut['brownoutMs'] });
     expect((probe as { from: string }).from).not.toBe('d');
-    const back = await f.send('saga-coordinator', 'revert-cut-over', f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' }, 'compensation'));
+    const back = await f.send(
+      'saga-coordinator',
+      'revert-cut-over',
+      f.step('cut-over', 'm-1', 'w-1', { targetVmId: 'd' }, 'compensation'),
+    );
     expect(back).toMatchObject({ reverted: true, overlayIp: w.ip });
     for (const from of ['b', 'c', 'd']) expect([from, sim.route(from, w.ip)]).toEqual([from, 'a']);
-    expect(await f.send('saga-coordinator', 'remove-peer', f.step('join-overlay', 'm-1', 'w-1', { targetVmId: 'd' }, 'compensation'))).toEqual({ removed: true });
+    expect(
+      await f.send(
+        'saga-coordinator',
+        'remove-peer',
+        f.step('join-overlay', 'm-1', 'w-1', { targetVmId: 'd' }, 'compensation'),
+      ),
+    ).toEqual({ removed: true });
     expect([...sim.peersOf('a').keys()]).not.toContain(keys.d);
   });
 
   it('refuses step commands from any identity but the coordinator', async () => {
     const r = await f.send('operator', 'cut-over', f.step('cut-over', 'm-x', 'w-1', { targetVmId: 'b' }));
     expect(code(r)).toBe('UNAUTHORIZED');
-    const unknown = await f.send('saga-coordinator', 'cut-over', f.step('cut-over', 'm-y', 'w-1', { targetVmId: 'nobody' }));
+    const unknown = await f.send(
+      'saga-coordinator',
+      'cut-over',
+      f.step('cut-over', 'm-y', 'w-1', { targetVmId: 'nobody' }),
+    );
     expect(code(unknown)).toBe('NOT_FOUND');
     expect(sim.route('c', '10.77.0.4')).toBe('a');
   });
@@ -104,12 +164,18 @@ describe('network-overlay (sim nodes)', () => {
   it('cuts a revoked guest off from every peer and never admits it again', async () => {
     const cIp = '10.77.0.3';
     expect(sim.route('a', cIp)).toBe('c');
-    expect(await f.send('operator', 'revoke-peer', { vmId: 'c', reason: 'evidence revoked' })).toEqual({ vmId: 'c', removedFrom: ['ov1'] });
+    expect(await f.send('operator', 'revoke-peer', { vmId: 'c', reason: 'evidence revoked' })).toEqual({
+      vmId: 'c',
+      removedFrom: ['ov1'],
+    });
     for (const n of ['a', 'b']) {
       expect([...sim.peersOf(n).keys()]).not.toContain(keys.c);
       expect(sim.route(n, cIp)).toBeUndefined();
     }
-    const again = (await f.send('operator', 'admit-peer', { overlayId: 'ov1', admission: await f.admission('c', keys.c) })) as CcmError;
+    const again = (await f.send('operator', 'admit-peer', {
+      overlayId: 'ov1',
+      admission: await f.admission('c', keys.c),
+    })) as CcmError;
     expect([again.code, again.details?.['reason']]).toEqual(['REFUSED', 'revoked']);
   });
 });

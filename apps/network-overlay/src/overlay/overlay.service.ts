@@ -24,12 +24,19 @@ export class OverlayService {
     @Inject(OVERLAY_DRIVER) private readonly driver: OverlayDriver,
   ) {}
 
-  async createOverlay(m: EntityManager, overlayId: string, cidr: string): Promise<{ overlayId: string; cidr: string }> {
+  async createOverlay(
+    m: EntityManager,
+    overlayId: string,
+    cidr: string,
+  ): Promise<{ overlayId: string; cidr: string }> {
     let c: string;
     try {
       c = formatCidr(parseCidr(cidr));
     } catch (err) {
-      throw new CcmError(ErrorCodes.ValidationFailed, (err as Error).message, { retryable: false, details: { effect: 'none' } });
+      throw new CcmError(ErrorCodes.ValidationFailed, (err as Error).message, {
+        retryable: false,
+        effect: 'none',
+      });
     }
     await db.insertOverlay(m, overlayId, c);
     return { overlayId, cidr: c };
@@ -50,21 +57,37 @@ export class OverlayService {
     if (revoked !== undefined) {
       throw new CcmError(ErrorCodes.Refused, `admission refused: ${a.vmId} was revoked (${revoked})`, {
         retryable: false,
-        details: { reason: 'revoked', effect: 'none' },
+        effect: 'none',
+        details: { reason: 'revoked' },
       });
     }
     const cidr = await db.lockOverlay(m, overlayId);
     const before = await db.peerRow(m, overlayId, a.vmId);
-    await db.upsertPeer(m, { overlayId, vmId: a.vmId, publicKey: a.wgPublicKey, endpoint: a.endpoint, evidenceDigest: a.evidenceDigest, admissionId: statement.id });
+    await db.upsertPeer(m, {
+      overlayId,
+      vmId: a.vmId,
+      publicKey: a.wgPublicKey,
+      endpoint: a.endpoint,
+      evidenceDigest: a.evidenceDigest,
+      admissionId: statement.id,
+    });
     const nodeIp = await db.allocate(m, { overlayId, cidr, kind: 'node', owner: a.vmId, holder: a.vmId });
     const peers = await db.meshPeers(m, overlayId);
     const self = peers.find((p) => p.vmId === a.vmId)!;
     await this.nodes(async () => {
-      await this.driver.joinNode(a.vmId, { publicKey: a.wgPublicKey, nodeIp, overlayCidr: cidr, endpoint: a.endpoint });
+      await this.driver.joinNode(a.vmId, {
+        publicKey: a.wgPublicKey,
+        nodeIp,
+        overlayCidr: cidr,
+        endpoint: a.endpoint,
+      });
       await this.driver.setPeers(a.vmId, peerSpecsFor(a.vmId, peers));
-      const stale = before && before.publicKey !== a.wgPublicKey ? [{ publicKey: before.publicKey, remove: true }] : [];
+      const stale =
+        before && before.publicKey !== a.wgPublicKey ? [{ publicKey: before.publicKey, remove: true }] : [];
       await Promise.all(
-        peers.filter((p) => p.vmId !== a.vmId).map((p) => this.driver.setPeers(p.vmId, [...stale, peerSpec(self)])),
+        peers
+          .filter((p) => p.vmId !== a.vmId)
+          .map((p) => this.driver.setPeers(p.vmId, [...stale, peerSpec(self)])),
       );
     });
     return this.describePeer(overlayId, self, a.evidenceDigest);
@@ -77,10 +100,14 @@ export class OverlayService {
     const gone = peers.find((p) => p.vmId === vmId);
     if (!gone) return false;
     if (gone.workloadIps.length > 0) {
-      throw new CcmError(ErrorCodes.Conflict, `${vmId} still holds ${gone.workloadIps.join(', ')}: move it back first`, {
-        retryable: true,
-        details: { effect: 'none' },
-      });
+      throw new CcmError(
+        ErrorCodes.Conflict,
+        `${vmId} still holds ${gone.workloadIps.join(', ')}: move it back first`,
+        {
+          retryable: true,
+          effect: 'none',
+        },
+      );
     }
     await db.deletePeer(m, overlayId, vmId);
     await this.nodes(() => this.unlink(gone, peers));
@@ -95,29 +122,50 @@ export class OverlayService {
       await db.lockOverlay(m, overlayId);
       const peers = await db.meshPeers(m, overlayId);
       await db.deletePeer(m, overlayId, vmId);
-      await this.nodes(() => this.unlink(peers.find((p) => p.vmId === vmId)!, peers));
+      await this.nodes(() =>
+        this.unlink(
+          peers.find((p) => p.vmId === vmId)!,
+          peers,
+        ),
+      );
     }
     return overlays;
   }
 
   /** Gives a workload its /32 on the peer that runs it (the guest adds it; every node routes it). */
-  async assignWorkload(m: EntityManager, r: { overlayId: string; workloadId: string; vmId: string; port: number }) {
+  async assignWorkload(
+    m: EntityManager,
+    r: { overlayId: string; workloadId: string; vmId: string; port: number },
+  ) {
     const existing = await db.workloadRow(m, r.workloadId);
     if (existing && existing.overlayId !== r.overlayId) {
-      throw new CcmError(ErrorCodes.Conflict, `workload ${r.workloadId} has an address in overlay ${existing.overlayId}`, {
-        retryable: false,
-        details: { effect: 'none' },
-      });
+      throw new CcmError(
+        ErrorCodes.Conflict,
+        `workload ${r.workloadId} has an address in overlay ${existing.overlayId}`,
+        {
+          retryable: false,
+          effect: 'none',
+        },
+      );
     }
     const cidr = await db.lockOverlay(m, r.overlayId);
     if (!(await db.peerRow(m, r.overlayId, r.vmId))) throw this.unknownPeer(r.overlayId, r.vmId);
     if (existing) return { ...r, ip: existing.ip, vmId: existing.holder, port: existing.port };
-    const ip = await db.allocate(m, { overlayId: r.overlayId, cidr, kind: 'workload', owner: r.workloadId, holder: r.vmId, port: r.port });
+    const ip = await db.allocate(m, {
+      overlayId: r.overlayId,
+      cidr,
+      kind: 'workload',
+      owner: r.workloadId,
+      holder: r.vmId,
+      port: r.port,
+    });
     const peers = await db.meshPeers(m, r.overlayId);
     const self = peers.find((p) => p.vmId === r.vmId)!;
     await this.nodes(async () => {
       await this.driver.addAddress(r.vmId, ip);
-      await Promise.all(peers.filter((p) => p !== self).map((p) => this.driver.setPeers(p.vmId, [peerSpec(self)])));
+      await Promise.all(
+        peers.filter((p) => p !== self).map((p) => this.driver.setPeers(p.vmId, [peerSpec(self)])),
+      );
     });
     return { ...r, ip };
   }
@@ -131,7 +179,14 @@ export class OverlayService {
     await db.setHolder(m, w.overlayId, w.ip, to);
     const peers = await db.meshPeers(m, w.overlayId);
     return this.nodes(() =>
-      moveAddress(this.driver, { ip: w.ip, from, to, port: w.port, peers, answerWaitMs: this.config.CCM_OVERLAY_ANSWER_WAIT_MS }),
+      moveAddress(this.driver, {
+        ip: w.ip,
+        from,
+        to,
+        port: w.port,
+        peers,
+        answerWaitMs: this.config.CCM_OVERLAY_ANSWER_WAIT_MS,
+      }),
     );
   }
 
@@ -150,12 +205,19 @@ export class OverlayService {
     return hit ? { latencyMs: Math.max(0, hit.t - t0), from } : undefined;
   }
 
-  async describe(m: EntityManager, overlayId: string): Promise<{ overlayId: string; cidr: string; peers: Peer[] }> {
-    const rows = (await m.query<Array<{ cidr: string }>>(`SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`, [overlayId]));
+  async describe(
+    m: EntityManager,
+    overlayId: string,
+  ): Promise<{ overlayId: string; cidr: string; peers: Peer[] }> {
+    const rows = await m.query<Array<{ cidr: string }>>(
+      `SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`,
+      [overlayId],
+    );
     if (!rows[0]) throw new CcmError(ErrorCodes.NotFound, `no overlay ${overlayId}`, { retryable: false });
     const peers = await db.meshPeers(m, overlayId);
     const out: Peer[] = [];
-    for (const p of peers) out.push(this.describePeer(overlayId, p, (await db.peerRow(m, overlayId, p.vmId))!.evidenceDigest));
+    for (const p of peers)
+      out.push(this.describePeer(overlayId, p, (await db.peerRow(m, overlayId, p.vmId))!.evidenceDigest));
     return { overlayId, cidr: rows[0].cidr, peers: out };
   }
 
@@ -173,7 +235,9 @@ export class OverlayService {
 
   private async unlink(gone: MeshPeer, peers: readonly MeshPeer[]): Promise<void> {
     await Promise.all(
-      peers.filter((p) => p.vmId !== gone.vmId).map((p) => this.driver.setPeers(p.vmId, [{ publicKey: gone.publicKey, remove: true }])),
+      peers
+        .filter((p) => p.vmId !== gone.vmId)
+        .map((p) => this.driver.setPeers(p.vmId, [{ publicKey: gone.publicKey, remove: true }])),
     );
     await this.driver.leaveNode(gone.vmId);
   }
@@ -181,7 +245,7 @@ export class OverlayService {
   private unknownPeer(overlayId: string, vmId: string): CcmError {
     return new CcmError(ErrorCodes.NotFound, `${vmId} is not a peer of overlay ${overlayId}`, {
       retryable: false,
-      details: { effect: 'none' },
+      effect: 'none',
     });
   }
 
@@ -191,11 +255,15 @@ export class OverlayService {
       return await fn();
     } catch (err) {
       if (err instanceof CcmError) throw err;
-      throw new CcmError(ErrorCodes.Unavailable, `the overlay's nodes did not take the change: ${(err as Error).message}`, {
-        retryable: true,
-        details: { effect: 'maybe' },
-        cause: err,
-      });
+      throw new CcmError(
+        ErrorCodes.Unavailable,
+        `the overlay's nodes did not take the change: ${(err as Error).message}`,
+        {
+          retryable: true,
+          effect: 'maybe',
+          cause: err,
+        },
+      );
     }
   }
 }

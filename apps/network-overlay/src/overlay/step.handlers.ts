@@ -64,7 +64,16 @@ export class StepHandlers {
       });
     }
     const figures = await this.overlays.move(m, w, target);
-    await db.saveMove(m, { migrationId: cmd.migrationId, overlayId: w.overlayId, workloadId: w.workloadId, ip: w.ip, source: w.holder, target, state: 'moved', figures });
+    await db.saveMove(m, {
+      migrationId: cmd.migrationId,
+      overlayId: w.overlayId,
+      workloadId: w.workloadId,
+      ip: w.ip,
+      source: w.holder,
+      target,
+      state: 'moved',
+      figures,
+    });
     return { overlayIp: w.ip, ...figures };
   }
 
@@ -86,13 +95,22 @@ export class StepHandlers {
     const w = await this.workload(m, cmd);
     const hit = await this.overlays.probe(m, w);
     if (!hit) {
-      throw new CcmError(ErrorCodes.Unavailable, `workload ${w.workloadId} does not answer at ${w.ip}:${w.port}`, {
-        retryable: true,
-        details: { effect: 'none', holder: w.holder },
-      });
+      throw new CcmError(
+        ErrorCodes.Unavailable,
+        `workload ${w.workloadId} does not answer at ${w.ip}:${w.port}`,
+        {
+          retryable: true,
+          details: { effect: 'none', holder: w.holder },
+        },
+      );
     }
     const move = await db.moveRow(m, cmd.migrationId);
-    return { answered: true as const, ...hit, overlayIp: w.ip, ...(move ? { brownoutMs: move.figures.brownoutMs } : {}) };
+    return {
+      answered: true as const,
+      ...hit,
+      overlayIp: w.ip,
+      ...(move ? { brownoutMs: move.figures.brownoutMs } : {}),
+    };
   }
 
   private async workload(m: EntityManager, cmd: StepCommand): Promise<db.WorkloadRow> {

@@ -20,25 +20,51 @@ describe.skipIf(!support.ok)('a workload /32 moving between real WireGuard peers
   const probers: Prober[] = [];
   let ip: string;
   const step = (verb: string, kind: 'action' | 'compensation' = 'action') =>
-    f.send('saga-coordinator', verb, f.step(verb === 'revert-cut-over' ? 'cut-over' : verb, 'm-wg', 'w-wg', { targetVmId: 'b' }, kind));
+    f.send(
+      'saga-coordinator',
+      verb,
+      f.step(verb === 'revert-cut-over' ? 'cut-over' : verb, 'm-wg', 'w-wg', { targetVmId: 'b' }, kind),
+    );
   const watchUntil = async (by: string) => {
     const p = startProber(lab.node('c').netns, ip, 8080);
     probers.push(p);
-    await pollUntil(`requests from C answered by ${by}`, () => p.samples.filter((s) => s.by === by).length, (n) => n >= 5, { timeoutMs: 15_000 });
+    await pollUntil(
+      `requests from C answered by ${by}`,
+      () => p.samples.filter((s) => s.by === by).length,
+      (n) => n >= 5,
+      { timeoutMs: 15_000 },
+    );
     return p;
   };
 
   beforeAll(async () => {
     lab = await WgLab.create(`o${process.pid}`, '10.99.0.0/24');
-    for (const [id, n] of [['a', 1], ['b', 2], ['c', 3]] as const) await lab.addNode(id, n, false);
+    for (const [id, n] of [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ] as const)
+      await lab.addNode(id, n, false);
     f = await OverlayFixture.start(new WgLabDriver(lab), 1, { CCM_OVERLAY_ANSWER_WAIT_MS: '5000' });
     await f.send('operator', 'create-overlay', { overlayId: 'wg', cidr: '10.99.0.0/24' });
     for (const n of lab.nodes.values()) {
       const admission = await f.admission(n.id, n.keys.publicKey, { endpoint: n.endpoint });
-      expect(await f.send('operator', 'admit-peer', { overlayId: 'wg', admission })).toMatchObject({ vmId: n.id });
+      expect(await f.send('operator', 'admit-peer', { overlayId: 'wg', admission })).toMatchObject({
+        vmId: n.id,
+      });
     }
-    servers.push(await serveName(lab.node('a').netns, 'a', 8080), await serveName(lab.node('b').netns, 'b', 8080));
-    ip = ((await f.send('operator', 'assign-workload', { overlayId: 'wg', workloadId: 'w-wg', vmId: 'a', port: 8080 })) as { ip: string }).ip;
+    servers.push(
+      await serveName(lab.node('a').netns, 'a', 8080),
+      await serveName(lab.node('b').netns, 'b', 8080),
+    );
+    ip = (
+      (await f.send('operator', 'assign-workload', {
+        overlayId: 'wg',
+        workloadId: 'w-wg',
+        vmId: 'a',
+        port: 8080,
+      })) as { ip: string }
+    ).ip;
   }, 120_000);
   afterAll(async () => {
     await Promise.allSettled(probers.map((p) => p.stop()));
@@ -49,13 +75,25 @@ describe.skipIf(!support.ok)('a workload /32 moving between real WireGuard peers
 
   it('C reaches the workload in A, then in B after cut-over, with the brownout measured, and in A again after the revert', async () => {
     const before = await watchUntil('a');
-    const cut = (await step('cut-over')) as { brownoutMs: number | null; cutOverMs: number; sourceAnswered: boolean; peersUpdated: number };
+    const cut = (await step('cut-over')) as {
+      brownoutMs: number | null;
+      cutOverMs: number;
+      sourceAnswered: boolean;
+      peersUpdated: number;
+    };
     expect(cut).toMatchObject({ peersUpdated: 3, sourceAnswered: true });
     expect(cut.brownoutMs).toEqual(expect.any(Number));
-    await pollUntil('C answered by B', () => before.samples.filter((s) => s.by === 'b').length, (n) => n >= 5, { timeoutMs: 15_000 });
+    await pollUntil(
+      'C answered by B',
+      () => before.samples.filter((s) => s.by === 'b').length,
+      (n) => n >= 5,
+      { timeoutMs: 15_000 },
+    );
     const seen = await before.stop();
     const clientBrownout = brownoutOf(seen, 'a', 'b');
-    console.log(`wireguard-go cut-over: ${cut.cutOverMs.toFixed(1)} ms to update 3 peers; brownout ${cut.brownoutMs!.toFixed(1)} ms (overlay probe from C), ${clientBrownout?.toFixed(1)} ms (client in C)`);
+    console.log(
+      `wireguard-go cut-over: ${cut.cutOverMs.toFixed(1)} ms to update 3 peers; brownout ${cut.brownoutMs!.toFixed(1)} ms (overlay probe from C), ${clientBrownout?.toFixed(1)} ms (client in C)`,
+    );
     expect(clientBrownout).toEqual(expect.any(Number));
     const after = seen.slice(seen.findIndex((s) => s.by === 'b'));
     expect(after.every((s) => s.by === 'b')).toBe(true);
@@ -67,6 +105,8 @@ describe.skipIf(!support.ok)('a workload /32 moving between real WireGuard peers
     expect(await step('revert-cut-over', 'compensation')).toMatchObject({ reverted: true, overlayIp: ip });
     const back = await watchUntil('a');
     await back.stop();
-    expect(back.samples.slice(back.samples.findIndex((s) => s.by === 'a')).every((s) => s.by === 'a')).toBe(true);
+    expect(back.samples.slice(back.samples.findIndex((s) => s.by === 'a')).every((s) => s.by === 'a')).toBe(
+      true,
+    );
   }, 120_000);
 });

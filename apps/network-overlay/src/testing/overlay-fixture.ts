@@ -33,11 +33,18 @@ export class OverlayFixture {
     readonly driver: OverlayDriver,
   ) {}
 
-  static async start(driver: OverlayDriver, replicas = 1, env: Record<string, string> = {}): Promise<OverlayFixture> {
+  static async start(
+    driver: OverlayDriver,
+    replicas = 1,
+    env: Record<string, string> = {},
+  ): Promise<OverlayFixture> {
     const stack = await startTestStack();
     const f = new OverlayFixture(stack, await loadTrustStore(stack.keysDir), driver);
     const providers = (networkOverlay.providers ?? []).filter((p) => p !== driverProvider);
-    const def = { ...networkOverlay, providers: [{ provide: OVERLAY_DRIVER, useValue: driver }, ...providers] };
+    const def = {
+      ...networkOverlay,
+      providers: [{ provide: OVERLAY_DRIVER, useValue: driver }, ...providers],
+    };
     for (let i = 1; i <= replicas; i++) {
       const { app } = await createServiceApp(def, stack.env({ CCM_INSTANCE_ID: `overlay-${i}`, ...env }));
       await app.init();
@@ -54,12 +61,13 @@ export class OverlayFixture {
       this.conns.set(as, c);
     }
     const subject = subjects.cmd('network-overlay', verb);
-    return signedRequest(c.nc, c.id, this.trust, subject, data, z.unknown(), { idempotencyKey: key, timeoutMs: 20_000 }).catch(
-      (err: unknown) => {
-        if (err instanceof CcmError) return err;
-        throw err;
-      },
-    );
+    return signedRequest(c.nc, c.id, this.trust, subject, data, z.unknown(), {
+      idempotencyKey: key,
+      timeoutMs: 20_000,
+    }).catch((err: unknown) => {
+      if (err instanceof CcmError) return err;
+      throw err;
+    });
   }
 
   /** An admission statement signed by `signer` (the key-broker unless a test plays an attacker). */
@@ -86,7 +94,13 @@ export class OverlayFixture {
   }
 
   /** A saga step command as the coordinator sends it. */
-  step(verb: string, migrationId: string, workloadId: string, context: StepCommand['context'], kind: StepCommand['kind'] = 'action'): StepCommand {
+  step(
+    verb: string,
+    migrationId: string,
+    workloadId: string,
+    context: StepCommand['context'],
+    kind: StepCommand['kind'] = 'action',
+  ): StepCommand {
     return {
       migrationId,
       saga: 'container-migration@1',

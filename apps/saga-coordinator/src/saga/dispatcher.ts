@@ -17,6 +17,7 @@ import { updateReturning } from '@ccm/persistence';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { buildCommand } from './step-commands.js';
 import { type SagaRow } from './store.js';
+import { readSourceVm } from './vm-admission.js';
 import { notify } from './wakeups.js';
 
 type Send = SendAction | SendCompensation;
@@ -27,12 +28,20 @@ export const LocalVerb = {
   Admit: 'admit',
   /** Gives the slot back (compensation of admit) so the next queued migration may start. */
   ReleaseAdmission: 'release-admission',
-  /** The pivot: asks network-overlay to probe the workload at its overlay IP. */
+  /**
+   * The pivot: a container is probed by network-overlay at its overlay IP; a VM by the target
+   * host-agent, which watches the destination guest make progress.
+   */
   VerifyWorkload: 'verify-workload',
 } as const;
 
-/** Where the coordinator's `verify` step is delegated: the overlay can reach the workload's /32. */
-export const VERIFY_DELEGATE = { participant: 'network-overlay', verb: 'probe-workload' } as const;
+/** Where the coordinator's `verify` step is delegated, by workload kind. */
+export const VERIFY_DELEGATE = {
+  /** The overlay can reach the container's /32. */
+  container: { participant: 'network-overlay', verb: 'probe-workload' },
+  /** The target host sees the destination guest's console: its counter must advance. */
+  vm: { participant: 'host-agent', verb: 'verify-vm' },
+} as const;
 
 /**
  * Carries out one send decision and reports what was observed as a fact: success, a typed failure
@@ -58,11 +67,11 @@ export class StepDispatcher {
       if (d.participant !== Participant.Coordinator) return success(d, await this.remote(row, state, d));
       switch (d.command) {
         case LocalVerb.Admit:
-          return success(d, await this.admit(row.id));
+          return success(d, await this.admit(row, d));
         case LocalVerb.ReleaseAdmission:
           return success(d, await this.release(row.id));
         case LocalVerb.VerifyWorkload:
-          return success(d, await this.remote(row, state, d, VERIFY_DELEGATE));
+          return success(d, await this.remote(row, state, d, VERIFY_DELEGATE[row.kind]));
         default:
           throw new CcmError(ErrorCodes.Internal, `the coordinator has no local verb ${d.command}`, {
             retryable: false,
@@ -90,7 +99,14 @@ export class StepDispatcher {
     return reply.data;
   }
 
-  private async admit(id: string): Promise<unknown> {
+  /** Confirms the slot; for a VM also reads what the destination needs from the source host. */
+  private async admit(row: SagaRow, d: Send): Promise<unknown> {
+    const slot = await this.confirmSlot(row.id);
+    if (row.kind !== 'vm') return slot;
+    return { ...slot, ...(await readSourceVm(this.bus, row, Math.max(1, d.deadlineAt - Date.now()))) };
+  }
+
+  private async confirmSlot(id: string): Promise<Record<string, unknown>> {
     const rows = await this.ds.query<Array<{ admitted_at: Date | null; waited_ms: number }>>(
       `SELECT admitted_at, GREATEST(0, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000) AS waited_ms
        FROM ${MIGRATION} WHERE id = $1`,
@@ -100,7 +116,7 @@ export class StepDispatcher {
     if (!r?.admitted_at) {
       throw new CcmError(ErrorCodes.Conflict, `migration ${id} holds no admission slot`, {
         retryable: false,
-        details: { effect: 'none' },
+        effect: 'none',
       });
     }
     return { admittedAt: r.admitted_at.toISOString(), waitedMs: Math.round(Number(r.waited_ms)) };

@@ -55,11 +55,20 @@ describe('a migration runs every step of its saga against participants over real
     await settled(w.operator, id);
     const got = w.participants.receivedFor(id);
     const prepare = got.find((c) => c.verb === 'prepare-incoming')!;
-    expect(prepare.subject).toBe('ccm.cmd.host.dst-1.prepare-incoming');
-    expect(prepare.payload.context.transportSessionId).toBeDefined();
+    expect(prepare.subject).toBe('ccm.cmd.host.dst-1.step.prepare-incoming');
+    // the spec the source host reported at admission goes to the target
+    expect(prepare.payload.context).toMatchObject({
+      transportSessionId: expect.any(String),
+      vmSpec: { memoryMiB: 32 },
+    });
     const start = got.find((c) => c.verb === 'start-migration')!;
-    expect(start.subject).toBe('ccm.cmd.host.src-1.start-migration');
-    expect(start.payload.context).toMatchObject({ targetVmId: expect.any(String) });
+    expect(start.subject).toBe('ccm.cmd.host.src-1.step.start-migration');
+    expect(start.payload.context).toMatchObject({
+      targetVmId: 'vm-ctx',
+      incomingUri: expect.stringMatching(/^tcp:/),
+    });
+    const verify = got.find((c) => c.verb === 'verify-vm')!;
+    expect(verify.subject).toBe('ccm.cmd.host.dst-1.step.verify-vm');
     expect(start.key).toBe(`${id}:start-migration:1`);
   });
 

@@ -39,16 +39,19 @@ describe('step commands', () => {
     },
   );
 
-  it('delegates verify to a command with a contract', () => {
-    expect(stepCommandContract(VERIFY_DELEGATE.participant, VERIFY_DELEGATE.verb)).toBeDefined();
-  });
+  it.each(Object.entries(VERIFY_DELEGATE))(
+    'delegates verify of a %s to a command with a contract',
+    (_, d) => {
+      expect(stepCommandContract(d.participant, d.verb)).toBeDefined();
+    },
+  );
 
   it.each(commands.filter((c) => c.participant === Participant.HostAgent))(
     '$def.name $step: host-agent $command goes to the $command host',
     ({ command }) => {
       const role = HOST_COMMAND_ROLE[command as keyof typeof HOST_COMMAND_ROLE];
       expect(subjectFor(row, 'host-agent', command)).toBe(
-        `ccm.cmd.host.${role === 'source' ? 'src' : 'dst'}.${command}`,
+        `ccm.cmd.host.${role === 'source' ? 'src' : 'dst'}.step.${command}`,
       );
     },
   );
@@ -61,13 +64,13 @@ describe('step commands', () => {
     const m = createSagaMachine(VM_MIGRATION);
     let s = m.advance(m.create('mig-1', 0), { type: 'Started' }, 0).state;
     for (const [step, result] of [
-      ['admit', {}],
+      ['admit', { vmSpec: { memoryMiB: 32, cpus: 1 } }],
       ['attest-target', {}],
       ['transport-session', { transportSessionId: 'ts-1', secret: 'ignored' }],
     ] as const) {
       s = m.advance(s, { type: 'StepSucceeded', step, attempt: 1, result }, 1).state;
     }
-    expect(stepContext(s)).toEqual({ transportSessionId: 'ts-1' });
+    expect(stepContext(s)).toEqual({ transportSessionId: 'ts-1', vmSpec: { memoryMiB: 32, cpus: 1 } });
     const send = {
       type: 'SendAction' as const,
       step: 'start-migration',
@@ -79,10 +82,16 @@ describe('step commands', () => {
       deadlineAt: 2,
     };
     expect(() => buildCommand(row, s, send)).toThrow(/context.targetVmId/);
+    expect(() => buildCommand(row, s, send)).toThrow(/context.incomingUri/);
     const prepare = buildCommand(row, s, { ...send, step: 'prepare-incoming', command: 'prepare-incoming' });
     expect(prepare).toMatchObject({
-      subject: 'ccm.cmd.host.dst.prepare-incoming',
-      payload: { migrationId: 'mig-1', kind: 'action', workload: { id: 'vm-7', kind: 'vm' } },
+      subject: 'ccm.cmd.host.dst.step.prepare-incoming',
+      payload: {
+        migrationId: 'mig-1',
+        kind: 'action',
+        workload: { id: 'vm-7', kind: 'vm' },
+        context: { vmSpec: { memoryMiB: 32 } },
+      },
     });
   });
 });

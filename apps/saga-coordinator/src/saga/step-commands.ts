@@ -47,14 +47,14 @@ export function stepContext(state: SagaState): StepContext {
 
 /**
  * The subject of `verb` for `participant`. Host-agent verbs go to the migration's source or target
- * host as `HOST_COMMAND_ROLE` says (`ccm.cmd.host.<hostId>.<verb>`); every other participant is a
+ * host as `HOST_COMMAND_ROLE` says (`ccm.cmd.host.<hostId>.step.<verb>`); every other participant is a
  * service with a queue group (`ccm.cmd.<service>.<verb>`).
  */
 export function subjectFor(row: SagaRow, participant: string, verb: string): string {
   if (participant === 'host-agent') {
     const role = HOST_COMMAND_ROLE[verb as keyof typeof HOST_COMMAND_ROLE];
     if (!role) throw new CcmError(ErrorCodes.Internal, `no host role for host-agent verb ${verb}`);
-    return subjects.hostCmd(role === 'source' ? row.sourceHost : row.targetHost, verb);
+    return subjects.hostStep(role === 'source' ? row.sourceHost : row.targetHost, verb);
   }
   return subjects.cmd(participant as ServiceName, verb);
 }

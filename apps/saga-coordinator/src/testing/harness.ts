@@ -5,7 +5,7 @@ import { type SagaDefinition } from '@ccm/saga';
 import { type TestStack } from '@ccm/testing';
 import { sagaCoordinator } from '../app.js';
 import { OperatorClient } from './operator.js';
-import { ScriptedParticipants, type Script } from './scripted-participants.js';
+import { ScriptedParticipants, type Script, type Svc } from './scripted-participants.js';
 
 /**
  * Settings that make the real sagas quick in tests: every step timeout and retry delay at 1/100
@@ -40,12 +40,13 @@ export async function startCoordinator(
 export async function startActors(
   stack: TestStack,
   script?: Script,
+  without: readonly Svc[] = [],
 ): Promise<{ operator: OperatorClient; participants: ScriptedParticipants }> {
   const trust = await loadTrustStore(stack.keysDir);
   const actors = { connectAs: stack.connectAs, identity: stack.identity, trust };
   return {
     operator: await OperatorClient.connect(actors),
-    participants: await ScriptedParticipants.start(actors, script),
+    participants: await ScriptedParticipants.start(actors, script, without),
   };
 }
 

@@ -1,9 +1,11 @@
 import {
+  DescribeRequestSchema,
   ReplySchema,
   STEP_COMMANDS,
   progressSubjects,
   stepCommandContract,
   type DataPlaneProgress,
+  type DescribeReply,
   type ErrorPayload,
   type Reply,
   type SignerName,
@@ -80,7 +82,7 @@ const SERVICES = [
   'container-checkpoint',
   'host-agent',
 ] as const;
-type Svc = (typeof SERVICES)[number];
+export type Svc = (typeof SERVICES)[number];
 
 const subscription = (svc: Svc) => (svc === 'host-agent' ? 'ccm.cmd.host.*.>' : `ccm.cmd.${svc}.>`);
 
@@ -91,8 +93,9 @@ export function defaultResult(verb: string, cmd: StepCommand): Record<string, un
     case 'attest-platform':
       return { hostId: cmd.targetHost, platform: 'sev-snp', attestationId: `att-${short}` };
     case 'provision-vm':
-    case 'prepare-incoming':
       return { targetVmId: `vm-${short}` };
+    case 'prepare-incoming':
+      return { targetVmId: cmd.workload.id, incomingUri: 'tcp:10.77.0.3:49152' };
     case 'release-migration-key':
       return { keyId: `key-${short}` };
     case 'add-peer':
@@ -109,15 +112,55 @@ export function defaultResult(verb: string, cmd: StepCommand): Record<string, un
       return {
         transportSessionId: `ts-${short}`,
         // Placeholder certificates: scripted hosts never run SEND_START on them.
-        sevTarget: { pdh: 'AA==', platCert: 'AA==', amdCert: 'AA==' },
+        targetChain: { pdh: 'AA==', platCert: 'AA==', amdCert: 'AA==' },
         pdhSha256: '0'.repeat(64),
         attestationId: `att-${short}`,
       };
     case 'await-convergence':
       return { expectedDowntimeMs: 80, bytesTransferred: 512 << 20 };
+    case 'switch-over':
+      return { figures: SCRIPTED_FIGURES, sourceHeld: true };
+    case 'verify-vm':
+      return { alive: true, counterFrom: 1, counterTo: 2, waitedMs: 1 };
     default:
       return {};
   }
+}
+
+const SCRIPTED_FIGURES = {
+  status: 'completed',
+  totalTimeMs: 900,
+  downtimeMs: 40,
+  setupTimeMs: 2,
+  transferredBytes: 512 << 20,
+  passes: 3,
+  mbps: 4000,
+};
+
+/**
+ * The scripted host-agents' answer to the coordinator's `describe` at a VM's admission: the VM runs
+ * on the source host with a small spec.
+ */
+function describedVm(subject: string, vmId: string): DescribeReply {
+  const hostId = subject.split('.')[3];
+  const at = new Date().toISOString();
+  return {
+    hostId,
+    vms: [
+      {
+        vmId,
+        hostId,
+        driver: 'sim',
+        origin: 'local',
+        phase: 'Running',
+        spec: { memoryMiB: 32, cpus: 1 },
+        runDir: `/run/ccm/host-agent/${hostId}/vms/${vmId}`,
+        createdAt: at,
+        phaseChangedAt: at,
+      },
+    ],
+    migrations: [],
+  };
 }
 
 export class ScriptedParticipants {
@@ -136,10 +179,18 @@ export class ScriptedParticipants {
 
   private constructor(private readonly stack: ParticipantStack) {}
 
-  static async start(stack: ParticipantStack, script?: Script): Promise<ScriptedParticipants> {
+  /**
+   * Starts every scripted participant but those in `without` (e.g. `host-agent` when real host-agents
+   * answer the host subjects).
+   */
+  static async start(
+    stack: ParticipantStack,
+    script?: Script,
+    without: readonly Svc[] = [],
+  ): Promise<ScriptedParticipants> {
     const p = new ScriptedParticipants(stack);
     if (script) p.script = script;
-    for (const svc of SERVICES) {
+    for (const svc of SERVICES.filter((s) => !without.includes(s))) {
       p.ids.set(svc, await stack.identity(svc));
       await p.connect(svc);
     }
@@ -212,6 +263,7 @@ export class ScriptedParticipants {
 
   private async handle(svc: Svc, m: Msg): Promise<void> {
     const verb = m.subject.split('.').at(-1)!;
+    if (svc === 'host-agent' && verb === 'describe') return this.describe(m);
     const contract = stepCommandContract(svc, verb);
     if (!contract || !(verb in STEP_COMMANDS[svc])) return;
     let env;
@@ -297,7 +349,7 @@ export class ScriptedParticipants {
           code: b.code ?? 'INJECTED_FAILURE',
           retryable: b.retryable,
           message: b.message ?? `${svc} ${c.verb} failed on purpose`,
-          details: { effect: b.effect },
+          effect: b.effect,
         };
         return { reply: { ok: false, error } };
       }
@@ -308,6 +360,16 @@ export class ScriptedParticipants {
         if (b.takeEffect) effect();
         await this.conns.get(svc)!.close();
         return {};
+    }
+  }
+
+  /** A host's `describe`: the VM asked for runs there (the coordinator reads it at admission). */
+  private describe(m: Msg): void {
+    try {
+      const env = openEnvelope(m.data, this.stack.trust, DescribeRequestSchema, { subject: m.subject });
+      this.respond('host-agent', m, { ok: true, result: describedVm(m.subject, env.data.vmId ?? 'vm') });
+    } catch (err) {
+      this.invalid.push({ subject: m.subject, error: (err as Error).message });
     }
   }
 
