@@ -18,7 +18,8 @@ export const ADMISSION_CLOCK_SKEW_MS = 60_000;
 const refused = (reason: string, message: string, cause?: unknown) =>
   new CcmError(ErrorCodes.Refused, `admission refused: ${message}`, {
     retryable: false,
-    details: { reason, effect: 'none' },
+    effect: 'none',
+    details: { reason },
     cause,
   });
 

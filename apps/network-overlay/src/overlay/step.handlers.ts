@@ -33,7 +33,8 @@ export class StepHandlers {
       if (!cmd.context.overlayAdmission) {
         throw new CcmError(ErrorCodes.Refused, `no key-broker admission statement for ${target}`, {
           retryable: false,
-          details: { reason: 'no-statement', effect: 'none' },
+          effect: 'none',
+          details: { reason: 'no-statement' },
         });
       }
       await this.overlays.admit(m, w.overlayId, cmd.context.overlayAdmission, target);
@@ -60,7 +61,7 @@ export class StepHandlers {
     if (w.holder === target) {
       throw new CcmError(ErrorCodes.Conflict, `${w.ip} is on ${target} already, not through this migration`, {
         retryable: false,
-        details: { effect: 'none' },
+        effect: 'none',
       });
     }
     const figures = await this.overlays.move(m, w, target);
@@ -100,7 +101,8 @@ export class StepHandlers {
         `workload ${w.workloadId} does not answer at ${w.ip}:${w.port}`,
         {
           retryable: true,
-          details: { effect: 'none', holder: w.holder },
+          effect: 'none',
+          details: { holder: w.holder },
         },
       );
     }
@@ -118,7 +120,7 @@ export class StepHandlers {
     if (!w) {
       throw new CcmError(ErrorCodes.NotFound, `workload ${cmd.workload.id} has no overlay address`, {
         retryable: false,
-        details: { effect: 'none' },
+        effect: 'none',
       });
     }
     return w;

@@ -51,7 +51,8 @@ export async function insertOverlay(m: EntityManager, overlayId: string, cidr: s
       `overlay ${c} overlaps overlay ${other?.overlay_id} (${other?.cidr})`,
       {
         retryable: false,
-        details: { overlaps: other?.overlay_id, effect: 'none' },
+        effect: 'none',
+        details: { overlaps: other?.overlay_id },
       },
     );
   }
