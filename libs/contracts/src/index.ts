@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './canonical.js';
 export * from './envelope.js';
 export * from './ping.js';
+export * from './consumers.js';
 export * from './permissions.js';
 export * from './migration.js';
 export * from './migration-steps.js';

@@ -2,12 +2,12 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
   CancelRequestSchema,
   CcmError,
+  durableConsumer,
   ErrorCodes,
   MigrateRequestSchema,
   OPERATOR,
   PRIORITY_RANK,
   migrationIdFor,
-  subjects,
   type CancelRequest,
   type MigrateRequest,
 } from '@ccm/contracts';
@@ -47,9 +47,7 @@ export class IntakeConsumers {
   ) {}
 
   @OnJetStream({
-    stream: 'requests',
-    durable: 'migrate-intake',
-    filterSubject: subjects.req('migrate'),
+    ...durableConsumer('saga-coordinator', 'migrate-intake'),
     schema: MigrateRequestSchema,
     allow: [OPERATOR],
     concurrency: INTAKE_CONCURRENCY,
@@ -158,9 +156,7 @@ export class IntakeConsumers {
   }
 
   @OnJetStream({
-    stream: 'requests',
-    durable: 'cancel-intake',
-    filterSubject: subjects.req('cancel'),
+    ...durableConsumer('saga-coordinator', 'cancel-intake'),
     schema: CancelRequestSchema,
     allow: [OPERATOR],
     concurrency: INTAKE_CONCURRENCY,
