@@ -11,7 +11,7 @@ import { DATA_SOURCE } from '@ccm/persistence';
 import { CcmError, ErrorCodes, isServiceName, type Envelope, type Reply } from '@ccm/contracts';
 import { type Msg, type Subscription } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
-import { DurableConsumer, type ConsumerHandler } from './consumer.js';
+import { DurableConsumer, type ConsumerHandler, type ConsumerHealth } from './consumer.js';
 import {
   JETSTREAM_CONSUMER,
   REQUEST_HANDLER,
@@ -55,6 +55,12 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     @Optional() @Inject(DATA_SOURCE) private readonly ds?: DataSource,
   ) {
     if (ds && opts.schema) this.inbox = new Inbox(ds, opts.schema);
+    metrics.consumerHealth = () => this.consumerHealth();
+  }
+
+  /** Every durable consumer's state: lost and not re-created, or stalled at max-ack-pending. */
+  consumerHealth(): Promise<ConsumerHealth[]> {
+    return Promise.all(this.consumers.map((c) => c.health()));
   }
 
   async onApplicationBootstrap(): Promise<void> {
