@@ -2,8 +2,9 @@
 # Builds (once) and prints the path of a Debian trixie minbase rootfs holding the host tools that
 # Debian 12 ships too old or broken for CCM (ARCHITECTURE §10):
 #   - nats-server 2.10+: per-filter consumer permissions, TERM with a reason honoured (2.9 lacks both);
-#   - qemu-system-x86 10: QEMU 7.2 corrupts TCG guests during live migration under heavy dirtying.
-# The rootfs is cached outside the repository, keyed by a hash of this script (its package list), in
+#   - qemu-system-x86 10: QEMU 7.2 corrupts TCG guests during live migration under heavy dirtying;
+#   - criu 4: CRIU 3.17 fails on this kernel's vDSO (it runs inside a pivoted mount namespace, FEASIBILITY §3.2).
+# The rootfs is cached outside the repository, keyed by a hash of its package list, in
 # ${CCM_CACHE_DIR:-~/.cache/ccm}/trixie-<hash>; a concurrent caller waits on a lock and reuses it.
 # Packages come from the Debian mirror the host's own apt sources name; nothing is installed on the host
 # except debootstrap (tools/system-packages.txt).
@@ -11,11 +12,11 @@
 #   bash tools/trixie/rootfs.sh --check  # exit 0 and print the path only if it is already built
 set -euo pipefail
 
-PACKAGES=(nats-server qemu-system-x86 seabios)
+PACKAGES=(nats-server qemu-system-x86 seabios criu)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${CCM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccm}"
-key="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
+key="$(printf 'trixie minbase %s\n' "${PACKAGES[*]}" | sha256sum | cut -c1-12)"
 root="$cache/trixie-$key"
 
 log() { printf '[ccm trixie] %s\n' "$*" >&2; }
@@ -60,10 +61,6 @@ rm -rf "$tmp/var/cache/apt/archives"/*.deb "$tmp/usr/share/doc" "$tmp/usr/share/
   printf 'built %s from %s\n' "$(date -u +%FT%TZ)" "$url"
   chroot "$tmp" dpkg-query -W -f='${Package} ${Version}\n' "${PACKAGES[@]}"
 } >"$tmp/.complete"
-# Earlier rootfs versions (another package list) are no longer used.
-for old in "$cache"/trixie-*; do
-  [ -d "$old" ] && [ "$old" != "$root" ] && [ "$old" != "$tmp" ] && rm -rf "$old"
-done
 mv "$tmp" "$root"
 trap - EXIT
 log "trixie rootfs ready in $(( $(date +%s) - start )) s: $(tr '\n' ' ' < "$root/.complete")"
