@@ -1,7 +1,10 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
-import { generateKeys } from '@ccm/keys';
+import { BOOTSTRAP, inboxPrefix, OPERATOR, PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
+import { generateKeys, loadIdentity } from '@ccm/keys';
+import { ensureStreams } from '@ccm/messaging';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import { startNatsServer, startPostgres, type RunningNats, type RunningPostgres } from '@ccm/testing';
 import { startServiceProcess, type ServiceProcess } from './service-process.js';
 
@@ -45,7 +48,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   // The embedded Postgres runs as the postgres user when we are root: it must be able to enter.
   await chmod(opts.stateDir, 0o755);
   const { natsAuthFile } = await generateKeys(keysDir, {
-    signers: [...SERVICES, ...PERSON_SIGNERS],
+    signers: [...SERVICES, ...PERSON_SIGNERS, BOOTSTRAP],
     hostIds: opts.hosts,
   });
   const started = Date.now();
@@ -55,6 +58,19 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       ? Promise.resolve(undefined)
       : startPostgres({ dir: join(opts.stateDir, 'postgres'), persistent: true }),
   ]);
+  // Services only check that the streams exist: the bootstrap identity creates them.
+  try {
+    const boot = await loadIdentity(keysDir, BOOTSTRAP);
+    const nc = await connect({
+      servers: nats.url,
+      authenticator: nkeyAuthenticator(boot.natsSeed),
+      inboxPrefix: inboxPrefix(BOOTSTRAP),
+    });
+    await ensureStreams(await jetstreamManager(nc)).finally(() => nc.close());
+  } catch (err) {
+    await Promise.allSettled([nats.stop(), pg?.stop()]);
+    throw err;
+  }
   const databaseUrl = opts.databaseUrl ?? (pg as RunningPostgres).url;
   log(
     `nats ${nats.url} and postgres ${opts.databaseUrl ? '(external)' : (pg as RunningPostgres).url} up in ${Date.now() - started} ms`,

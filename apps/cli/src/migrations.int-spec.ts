@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.js';
 import { ExitCode } from './errors.js';
 import { capture, words } from './testing/capture.js';
-import { FakeCoordinator } from './testing/fake-coordinator.js';
+import { FAKE_COORDINATOR_CONSUMER, FakeCoordinator } from './testing/fake-coordinator.js';
 
 describe('ccm migrate, migrations, migration and cancel against a scripted coordinator', () => {
   let stack: TestStack;
@@ -13,7 +13,10 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
   let flags: string[];
 
   beforeAll(async () => {
-    stack = await startTestStack({ postgres: false });
+    stack = await startTestStack({
+      postgres: false,
+      extraConsumers: { 'saga-coordinator': [FAKE_COORDINATOR_CONSUMER] },
+    });
     fake = await FakeCoordinator.start(
       await stack.connectAs('saga-coordinator'),
       await stack.identity('saga-coordinator'),

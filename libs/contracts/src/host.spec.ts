@@ -24,7 +24,8 @@ describe('host-agent contract', () => {
 
   it('publishes only on the aggregates the host-agent owns', () => {
     const pub = natsPermissionsFor('host-agent', { hostId: 'h1' }).publish;
-    expect(pub).toContain('ccm.evt.host.>');
+    expect(pub).toContain('ccm.evt.host.h1.>');
+    expect(pub).not.toContain('ccm.evt.host.>');
     expect(pub).toContain('ccm.evt.transfer.>');
     expect(hostEventSubject('h1', 'vm-changed')).toBe('ccm.evt.host.h1.vm-changed');
     expect(transferEventSubject('mig-1', 'progressed')).toBe('ccm.evt.transfer.mig-1.progressed');

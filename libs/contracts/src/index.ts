@@ -6,6 +6,7 @@ export * from './safe-json.js';
 export * from './envelope.js';
 export * from './chain.js';
 export * from './ping.js';
+export * from './consumers.js';
 export * from './permissions.js';
 export * from './migration.js';
 export * from './step-command.js';

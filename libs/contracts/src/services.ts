@@ -30,6 +30,16 @@ export const PERSON_SIGNERS = [OPERATOR, GUEST_OWNER] as const;
 /** A signer is a service, the operator identity used by the CLI and tools, or the guest owner. */
 export type SignerName = ServiceName | typeof OPERATOR | typeof GUEST_OWNER;
 
+/**
+ * The admin identity that creates and changes CCM's JetStream streams (the stack launcher, the compose
+ * `streams` job, test stacks). It has a NATS user only for that: it signs nothing, is in no trust
+ * store, and no service holds its keys, so no service identity can change or shrink a stream.
+ */
+export const BOOTSTRAP = 'bootstrap' as const;
+
+/** Every identity ccm-keys makes: the signers and the stream bootstrap. */
+export type IdentityName = SignerName | typeof BOOTSTRAP;
+
 export function isServiceName(v: string): v is ServiceName {
   return (SERVICES as readonly string[]).includes(v);
 }

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from './canonical.js';
 import { CcmError, ErrorCodes, validationError } from './errors.js';
+import { DURABLE_CONSUMERS } from './consumers.js';
 import { natsPermissionsFor } from './permissions.js';
+import { BOOTSTRAP, SERVICES } from './services.js';
 import { InvalidSubjectTokenError, inboxPrefix, subjects } from './subjects.js';
 
 describe('subject builders', () => {
@@ -64,5 +66,21 @@ describe('natsPermissionsFor', () => {
   });
   it('pins a host-agent to its host id', () => {
     expect(natsPermissionsFor('host-agent', { hostId: 'h1' }).subscribe[0]).toBe('ccm.cmd.host.h1.>');
+  });
+  it('gives no service the API to change a stream or read it by sequence, only its own consumers', () => {
+    for (const s of SERVICES) {
+      const api = natsPermissionsFor(s, { hostId: 'h1', vmId: 'v1' }).publish.filter((p) =>
+        p.startsWith('$JS'),
+      );
+      expect(
+        api.filter((p) => /STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG)|DIRECT|CONSUMER\.DELETE/.test(p)),
+      ).toEqual([]);
+      for (const p of api.filter((p) => p.includes('CONSUMER.')))
+        expect(DURABLE_CONSUMERS[s]?.some((c) => p.includes(`.${c.durable}`))).toBe(true);
+    }
+    expect(natsPermissionsFor('saga-coordinator').publish).toContain(
+      '$JS.API.CONSUMER.CREATE.CCM_REQUESTS.migrate-intake.ccm.req.migrate',
+    );
+    expect(natsPermissionsFor(BOOTSTRAP).publish).toContain('$JS.API.STREAM.UPDATE.CCM_EVENTS');
   });
 });

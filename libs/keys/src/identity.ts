@@ -2,7 +2,15 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CcmError, ErrorCodes, natsPermissionsFor, type SignerName } from '@ccm/contracts';
+import {
+  BOOTSTRAP,
+  CcmError,
+  ErrorCodes,
+  natsPermissionsFor,
+  type DurableConsumerContract,
+  type IdentityName,
+  type ServiceName,
+} from '@ccm/contracts';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 
 /**
@@ -11,7 +19,7 @@ import { createUser, fromSeed } from '@nats-io/nkeys';
  * so it must never be the key that makes messages authentic.
  */
 export interface Identity {
-  name: SignerName;
+  name: IdentityName;
   natsSeed: Uint8Array;
   natsPublicKey: string;
   signingKey: KeyObject;
@@ -66,7 +74,7 @@ const stem = (name: string, scope?: string) => (scope ? `${name}@${scope}` : nam
  * Loads one identity from a keys dir made by {@link generateKeys}. With a scope (a host-agent's host
  * id) it prefers the identity pinned to that scope and falls back to the unpinned one.
  */
-export async function loadIdentity(dir: string, name: SignerName, scope?: string): Promise<Identity> {
+export async function loadIdentity(dir: string, name: IdentityName, scope?: string): Promise<Identity> {
   const file = scope && existsSync(natsSeedFile(dir, stem(name, scope))) ? stem(name, scope) : name;
   try {
     const natsSeed = new TextEncoder().encode((await readFile(natsSeedFile(dir, file), 'utf8')).trim());
@@ -99,11 +107,14 @@ export async function loadTrustStore(dir: string): Promise<TrustStore> {
 }
 
 export interface GenerateKeysOptions {
-  signers: readonly SignerName[];
+  /** Identities to make; the stream bootstrap gets a NATS user but no place in `trust.json`. */
+  signers: readonly IdentityName[];
   /** Pins the unpinned host-agent identity to one host's command subjects when set. */
   hostId?: string;
   /** Also make one host-agent identity per host (`host-agent@<id>`), each pinned to its host. */
   hostIds?: readonly string[];
+  /** Durable consumers granted beyond those declared in libs/contracts (test probes). */
+  extraConsumers?: Partial<Record<ServiceName, readonly DurableConsumerContract[]>>;
 }
 
 /**
@@ -118,7 +129,7 @@ export async function generateKeys(
   const trust: Record<string, string> = {};
   const scopes: Record<string, string> = {};
   const users: string[] = [];
-  const entries: Array<{ name: SignerName; scope?: string }> = [
+  const entries: Array<{ name: IdentityName; scope?: string }> = [
     ...opts.signers.map((name) => ({ name })),
     ...(opts.hostIds ?? []).map((scope) => ({ name: 'host-agent' as const, scope })),
   ];
@@ -138,9 +149,15 @@ export async function generateKeys(
     }
     await chmod(natsSeedFile(dir, file), 0o600);
     const id = await loadIdentity(dir, name, scope);
-    trust[id.keyId] = name;
+    if (name !== BOOTSTRAP) trust[id.keyId] = name;
     if (scope) scopes[id.keyId] = scope;
-    const perms = natsPermissionsFor(name, name === 'host-agent' ? { hostId: scope ?? opts.hostId } : {});
+    const perms = natsPermissionsFor(
+      name,
+      name === 'host-agent' ? { hostId: scope ?? opts.hostId } : {},
+      name === BOOTSTRAP || name === 'operator' || name === 'guest-owner'
+        ? []
+        : (opts.extraConsumers?.[name] ?? []),
+    );
     users.push(
       `    { nkey: "${id.natsPublicKey}", permissions: { publish: { allow: ${JSON.stringify(perms.publish)} }, subscribe: { allow: ${JSON.stringify(perms.subscribe)} }, allow_responses: true } } # ${file}`,
     );

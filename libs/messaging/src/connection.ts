@@ -39,13 +39,19 @@ export async function connectNats(
   }
 }
 
-const STREAM_CONFIGS: Array<Partial<StreamConfig> & { name: string; subjects: string[] }> = [
+/**
+ * CCM's streams as the bootstrap creates them. The audit log (CCM_EVENTS) denies deleting and purging
+ * messages through the API, so not even an identity allowed to update the stream can erase an event.
+ */
+export const STREAM_CONFIGS: Array<Partial<StreamConfig> & { name: string; subjects: string[] }> = [
   {
     name: STREAMS.events.name,
     subjects: [...STREAMS.events.subjects],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
+    deny_delete: true,
+    deny_purge: true,
   },
   {
     name: STREAMS.requests.name,
@@ -63,23 +69,48 @@ const STREAM_CONFIGS: Array<Partial<StreamConfig> & { name: string; subjects: st
   },
 ];
 
-/** Creates CCM's streams when missing; safe to call from every replica at once. */
+/**
+ * Creates CCM's streams, or brings existing ones to {@link STREAM_CONFIGS}; run by the bootstrap
+ * identity (the stack launcher, the compose `streams` job, test stacks), never by a service. Safe to
+ * run from several places at once.
+ */
 export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
   for (const cfg of STREAM_CONFIGS) {
-    try {
-      await jsm.streams.info(cfg.name);
+    const existing = await jsm.streams.info(cfg.name).catch(() => undefined);
+    if (existing) {
+      await jsm.streams.update(cfg.name, { ...existing.config, ...cfg });
       continue;
-    } catch {
-      // missing: create below
     }
     try {
       await jsm.streams.add(cfg);
     } catch (err) {
-      // Another replica may have created it in between.
+      // Another bootstrap may have created it in between.
       await jsm.streams.info(cfg.name).catch(() => {
         throw err;
       });
     }
+  }
+}
+
+/** Thrown at start when a stream the bootstrap makes is missing: services do not create streams. */
+export class StreamMissingError extends CcmError {
+  constructor(stream: string, cause: unknown) {
+    super(
+      ErrorCodes.Unavailable,
+      `JetStream stream ${stream} does not exist or cannot be read (${(cause as Error).message}); ` +
+        'streams are created by the bootstrap identity: start the stack launcher, run the compose ' +
+        '`streams` job, or `node dist/tools/streams/main.js` first',
+      { retryable: true, cause },
+    );
+  }
+}
+
+/** Checks that CCM's streams exist; a service calls it at start instead of creating them. */
+export async function checkStreams(jsm: JetStreamManager): Promise<void> {
+  for (const cfg of STREAM_CONFIGS) {
+    await jsm.streams.info(cfg.name).catch((err: unknown) => {
+      throw new StreamMissingError(cfg.name, err);
+    });
   }
 }
 

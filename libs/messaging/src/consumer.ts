@@ -21,6 +21,21 @@ export const DEFAULT_ACK_WAIT_MS = 30_000;
 const NS_PER_MS = 1_000_000;
 /** The server hands out at most this many unacknowledged messages of one consumer, over all replicas. */
 const MAX_ACK_PENDING = 1000;
+/** What a service reports about one of its consumers on /health and /metrics. */
+export interface ConsumerHealth {
+  durable: string;
+  stream: string;
+  /** The server lost it and it could not be re-created yet (`error` says why). */
+  lost: boolean;
+  error?: string;
+  /** Unacknowledged messages the server counts against max-ack-pending; `undefined` when unknown. */
+  ackPending?: number;
+  /** Messages waiting in the stream for this consumer. */
+  pending?: number;
+  /** At max-ack-pending: the server hands out nothing more until something is settled. */
+  stalled: boolean;
+}
+
 /** Pull statuses that mean the server has lost the consumer (or its stream). */
 const LOST = new Set<string>(['consumer_deleted', 'consumer_not_found', 'stream_not_found']);
 /** How long a consumer remembers the envelope ids it took (and at most how many, see SeenEnvelopes). */
@@ -72,6 +87,8 @@ export class DurableConsumer {
   private ackFloor = 0;
   /** Envelope ids taken here, by stream seq: a redelivery keeps its seq, a replay gets a new one. */
   private readonly seen = new SeenEnvelopes(SEEN_WINDOW_MS);
+  /** Why the consumer could not be re-created, while it cannot. */
+  private lostError?: string;
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -92,6 +109,8 @@ export class DurableConsumer {
   /**
    * Creates the durable, or brings an existing one to our settings; safe against a concurrent replica.
    * A new durable starts at the stream's beginning, or at `resumeAt` when it replaces one that was lost.
+   * On a work-queue stream it always delivers all: the server refuses any other start there, and what
+   * was acknowledged is already gone from the stream, so nothing handled comes again.
    */
   private async ensureDurable(resumeAt?: number): Promise<void> {
     const stream = STREAMS[this.opts.stream].name;
@@ -161,18 +180,23 @@ export class DurableConsumer {
         if (!over()) this.log.warn(`pulling from ${this.opts.durable} failed: ${(err as Error).message}`);
       }
       if (over()) break;
-      const resumeAt = this.resumeAt();
+      // A work-queue stream (CCM_REQUESTS) keeps only unacknowledged messages and refuses any start but
+      // deliver-all: the re-created consumer takes them all.
+      const resumeAt = STREAMS[this.opts.stream] === STREAMS.requests ? undefined : this.resumeAt();
       this.log.warn(
-        `consumer ${this.opts.durable} ended without being stopped; re-creating it from stream seq ${resumeAt}`,
+        `consumer ${this.opts.durable} ended without being stopped; re-creating it from ${resumeAt ? `stream seq ${resumeAt}` : 'the work queue'}`,
       );
       for (let failures = 0; ;) {
         try {
           await this.ensureDurable(resumeAt);
           await this.pull();
+          this.lostError = undefined;
           break;
         } catch (err) {
           failures++;
-          this.log.error(`cannot re-create consumer ${this.opts.durable}: ${(err as Error).message}`);
+          // Reported on /health until it works: a service never sits healthy without its consumer.
+          this.lostError = (err as Error).message;
+          this.log.error(`cannot re-create consumer ${this.opts.durable}: ${this.lostError}`);
           await new Promise((r) => setTimeout(r, retryDelayMs(failures)));
           if (over()) return;
         }
@@ -316,7 +340,29 @@ export class DurableConsumer {
     this.deps.onDeadLetter?.();
     this.unsettled.delete(m.seq);
     this.log.warn(`parked ${m.subject} #${m.seq} on the dead-letter subject: ${reason}`);
-    m.term(reason.slice(0, 200));
+    // A bare TERM: nats-server 2.9 ignores `+TERM <reason>` and would redeliver the message forever;
+    // the reason is in the parked copy's headers.
+    m.term();
+  }
+
+  /** Lost (and why), and whether the server has stopped handing it messages (at max-ack-pending). */
+  async health(): Promise<ConsumerHealth> {
+    const stream = STREAMS[this.opts.stream].name;
+    const base = { durable: this.opts.durable, stream };
+    if (this.lostError) return { ...base, lost: true, error: this.lostError, stalled: false };
+    try {
+      const info = await this.deps.jsm.consumers.info(stream, this.opts.durable);
+      const max = info.config.max_ack_pending ?? MAX_ACK_PENDING;
+      return {
+        ...base,
+        lost: false,
+        ackPending: info.num_ack_pending,
+        pending: info.num_pending,
+        stalled: max > 0 && info.num_ack_pending >= max,
+      };
+    } catch (err) {
+      return { ...base, lost: true, error: (err as Error).message, stalled: false };
+    }
   }
 
   /** Stops pulling, then waits for the messages in hand. */

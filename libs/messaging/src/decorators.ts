@@ -1,5 +1,5 @@
 import { SetMetadata } from '@nestjs/common';
-import { type Envelope, type SignerName } from '@ccm/contracts';
+import { type Envelope, type SignerName, type StreamKey } from '@ccm/contracts';
 import { type EntityManager } from 'typeorm';
 import { type z } from 'zod';
 
@@ -43,7 +43,7 @@ export const nak = (delayMs: number): Outcome => ({ kind: 'nak', delayMs });
 export const term = (reason: string): Outcome => ({ kind: 'term', reason });
 
 export interface ConsumerOptions {
-  stream: 'events' | 'requests';
+  stream: StreamKey;
   /** Durable consumer name, shared by every replica of the service. */
   durable: string;
   filterSubject: string;

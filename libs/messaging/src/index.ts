@@ -4,7 +4,13 @@ export { MessageBus, requestFailure, signedRequest, type RequestOptions } from '
 export { OutboxService } from './outbox.service.js';
 export { Outbox, OutboxRelay, type RelayOptions } from './outbox.js';
 export { Inbox } from './inbox.js';
-export { DurableConsumer, retryDelayMs, BASE_RETRY_DELAY_MS, MAX_RETRY_DELAY_MS } from './consumer.js';
+export {
+  DurableConsumer,
+  retryDelayMs,
+  BASE_RETRY_DELAY_MS,
+  MAX_RETRY_DELAY_MS,
+  type ConsumerHealth,
+} from './consumer.js';
 export {
   OnRequest,
   OnJetStream,
@@ -25,7 +31,14 @@ export {
   type EnvelopeFields,
   type EnvelopeExpectation,
 } from './envelope-codec.js';
-export { connectNats, ensureStreams, DUPLICATE_WINDOW_MS } from './connection.js';
+export {
+  connectNats,
+  ensureStreams,
+  checkStreams,
+  StreamMissingError,
+  STREAM_CONFIGS,
+  DUPLICATE_WINDOW_MS,
+} from './connection.js';
 export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './options.js';
 export { MessagingMetrics } from './metrics.js';
 export { SeenEnvelopes, MAX_REMEMBERED_ENVELOPES } from './replay.js';

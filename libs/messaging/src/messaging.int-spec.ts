@@ -4,7 +4,11 @@ import { CcmError, ReplySchema, STREAMS, subjects, type Envelope, type Reply } f
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { pollUntil, startNatsServer, startTestStack, type RunningNats, type TestStack } from '@ccm/testing';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NATS_AUTH_FILE } from '@ccm/keys';
+import { ensureStreams } from './connection.js';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +17,9 @@ import { z } from 'zod';
 import { ack, OnJetStream, OnRequest, type MessageContext, type Outcome } from './decorators.js';
 import { encodeEnvelope, openEnvelope, sealEnvelope } from './envelope-codec.js';
 import { OutboxService } from './outbox.service.js';
+import { METRICS_REGISTRY } from './options.js';
+import { HandlerRegistry } from './registry.js';
+import { type Registry } from 'prom-client';
 
 const PROBE = 'ccm.cmd.vm-lifecycle.probe';
 const PROBED = (id: string) => subjects.evt('vm', id, 'probed');
@@ -80,7 +87,11 @@ describe('messaging against a real nats-server and Postgres', () => {
     );
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({
+      extraConsumers: {
+        'vm-lifecycle': [{ stream: 'events', durable: 'probe-events', filterSubject: 'ccm.evt.vm.*.probed' }],
+      },
+    });
     const trust = await loadTrustStore(stack.keysDir);
     trustOf = () => trust;
     ({ app } = await createServiceApp(
@@ -320,7 +331,8 @@ describe('messaging against a real nats-server and Postgres', () => {
   it('re-creates its durable consumer when the server loses it, and handles what comes after', async () => {
     const handlers = app.get(ProbeHandlers);
     const vm = await stack.connectAs('vm-lifecycle');
-    const jsm = await jetstreamManager(vm);
+    // An operator with the bootstrap identity deletes it (no service identity may).
+    const jsm = await jetstreamManager(await stack.connectAs('bootstrap'));
     const before = handlers.consumed.length;
     await jsm.consumers.delete(STREAMS.events.name, 'probe-events');
     // The durable is back on the server without anybody restarting the service...
@@ -339,5 +351,69 @@ describe('messaging against a real nats-server and Postgres', () => {
     });
     // It resumed where it was: nothing handled before the loss came again.
     expect(handlers.consumed.slice(before)).toEqual([{ n: 1, deliveries: 1 }]);
+  });
+});
+
+describe('a durable consumer the server loses and cannot give back', () => {
+  let stack: TestStack;
+  let app: INestApplication;
+  let restarted: RunningNats | undefined;
+  beforeAll(async () => {
+    stack = await startTestStack({
+      postgres: false,
+      extraConsumers: {
+        'guest-agent': [{ stream: 'events', durable: 'probe-lost', filterSubject: 'ccm.evt.vm.*.probed' }],
+      },
+    });
+    @Injectable()
+    class LostProbe {
+      @OnJetStream({
+        stream: 'events',
+        durable: 'probe-lost',
+        filterSubject: 'ccm.evt.vm.*.probed',
+        schema: z.unknown(),
+      })
+      handle(): Promise<Outcome> {
+        return Promise.resolve(ack());
+      }
+    }
+    ({ app } = await createServiceApp(
+      { service: 'guest-agent', database: false, providers: [LostProbe] },
+      stack.env({ CCM_VM_ID: 'vm-1' }),
+    ));
+    await app.init();
+  });
+  afterAll(async () => {
+    await app?.close();
+    await restarted?.stop();
+    await stack?.stop();
+  });
+
+  it('is reported lost on /health and /metrics until it can be re-created, then healthy again', async () => {
+    // NATS comes back on the same port with an empty JetStream store: the stream and consumer are gone.
+    const { port } = stack.nats;
+    await stack.nats.stop();
+    const auth = await readFile(join(stack.keysDir, NATS_AUTH_FILE), 'utf8');
+    restarted = await startNatsServer({ port, extraConfig: auth });
+    const registry = app.get(HandlerRegistry);
+    const lost = await pollUntil(
+      'probe-lost reported lost',
+      async () => (await registry.consumerHealth()).find((h) => h.durable === 'probe-lost'),
+      (h) => h?.lost === true && !!h.error,
+      { timeoutMs: 40_000 },
+    );
+    expect(lost?.error).toBeTruthy();
+    const metrics = await app.get<Registry>(METRICS_REGISTRY).metrics();
+    expect(metrics).toMatch(/ccm_consumer_lost\{[^}]*consumer="probe-lost"[^}]*\} 1/);
+    // The bootstrap restores the streams: the service re-creates its consumer by itself.
+    const nc = await stack.connectAs('bootstrap');
+    await ensureStreams(await jetstreamManager(nc));
+    await nc.close();
+    await pollUntil(
+      'probe-lost re-created',
+      async () => (await registry.consumerHealth()).find((h) => h.durable === 'probe-lost'),
+      (h) => h?.lost === false && h.stalled === false,
+      { timeoutMs: 40_000 },
+    );
   });
 });

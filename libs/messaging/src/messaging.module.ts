@@ -18,7 +18,7 @@ export class MessagingModule {
       global: true,
       imports: [DiscoveryModule],
       providers: [NatsService, MessagingMetrics, MessageBus, OutboxService, HandlerRegistry],
-      exports: [NatsService, MessageBus, OutboxService],
+      exports: [NatsService, MessageBus, OutboxService, HandlerRegistry],
     };
   }
 }

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { type ConsumerHealth } from './consumer.js';
 import { METRICS_REGISTRY } from './options.js';
 
 /** Messaging counters and latencies, exported on the service's /metrics. */
@@ -9,6 +10,8 @@ export class MessagingMetrics {
   readonly duration: Histogram<'subject'>;
   readonly outboxRelayed: Counter;
   readonly deadLettered: Counter<'consumer'>;
+  /** Set by the handler registry: reads every consumer's state when /metrics is scraped. */
+  consumerHealth?: () => Promise<ConsumerHealth[]>;
 
   constructor(@Inject(METRICS_REGISTRY) registry: Registry) {
     this.handled = new Counter({
@@ -35,5 +38,44 @@ export class MessagingMetrics {
       labelNames: ['consumer'],
       registers: [registry],
     });
+    // A scrape collects the four gauges at once: they share one read of every consumer.
+    let read: Promise<ConsumerHealth[]> | undefined;
+    const shared = () => {
+      read ??= (this.consumerHealth?.() ?? Promise.resolve([])).finally(() =>
+        setTimeout(() => (read = undefined), 100).unref(),
+      );
+      return read;
+    };
+    const consumerGauge = (name: string, help: string, value: (h: ConsumerHealth) => number | undefined) => {
+      const g: Gauge<'consumer'> = new Gauge({
+        name,
+        help,
+        labelNames: ['consumer'],
+        registers: [registry],
+        collect: async () => {
+          g.reset();
+          for (const h of await shared()) {
+            const v = value(h);
+            if (v !== undefined) g.set({ consumer: h.durable }, v);
+          }
+        },
+      });
+    };
+    consumerGauge(
+      'ccm_consumer_ack_pending',
+      'Unacknowledged messages of a durable consumer',
+      (h) => h.ackPending,
+    );
+    consumerGauge(
+      'ccm_consumer_pending',
+      'Messages waiting in the stream for a durable consumer',
+      (h) => h.pending,
+    );
+    consumerGauge('ccm_consumer_stalled', '1 while a consumer is at max-ack-pending (gets nothing)', (h) =>
+      h.stalled ? 1 : 0,
+    );
+    consumerGauge('ccm_consumer_lost', '1 while a lost consumer cannot be re-created', (h) =>
+      h.lost ? 1 : 0,
+    );
   }
 }

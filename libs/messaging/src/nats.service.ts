@@ -1,11 +1,12 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { connectNats, ensureStreams } from './connection.js';
+import { checkStreams, connectNats } from './connection.js';
 import { MESSAGING_OPTIONS, type MessagingOptions } from './options.js';
 
 /**
- * The service's one NATS connection. Connects and creates CCM's streams at start; drains last at
+ * The service's one NATS connection. Connects and checks that CCM's streams exist at start (the
+ * bootstrap identity creates them); drains last at
  * shutdown, after handlers and the outbox relay have stopped taking work.
  */
 @Injectable()
@@ -25,7 +26,7 @@ export class NatsService implements OnModuleInit, OnApplicationShutdown {
     );
     this.jsManager = await jetstreamManager(this.connection);
     this.jsClient = jetstream(this.connection);
-    await ensureStreams(this.jsManager);
+    await checkStreams(this.jsManager);
     this.log.log(`connected to ${this.connection.getServer()} as ${this.opts.identity.natsPublicKey}`);
   }
 

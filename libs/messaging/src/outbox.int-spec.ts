@@ -7,7 +7,6 @@ import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureStreams } from './connection.js';
 import { auditEvents } from './audit/verify.js';
 import { type StoredEvent } from './audit/types.js';
 import { Outbox, OutboxRelay } from './outbox.js';
@@ -26,7 +25,6 @@ describe('outbox relay (real Postgres and JetStream)', () => {
     ds = await openDataSource({ url: stack.postgres.url, schema });
     const nc = await stack.connectAs('saga-coordinator');
     jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm);
     outbox = new Outbox(await stack.identity('saga-coordinator'), schema);
   });
   afterAll(async () => {

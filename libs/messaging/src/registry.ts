@@ -21,7 +21,7 @@ import { DEFAULT_ENVELOPE_MAX_SKEW_MS } from '@ccm/config';
 import { type Msg, type Subscription } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
 import { type z } from 'zod';
-import { DurableConsumer, type ConsumerHandler } from './consumer.js';
+import { DurableConsumer, type ConsumerHandler, type ConsumerHealth } from './consumer.js';
 import {
   JETSTREAM_CONSUMER,
   REQUEST_HANDLER,
@@ -86,6 +86,12 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     if (ds && opts.schema) this.inbox = new Inbox(ds, opts.schema);
     this.maxSkewMs = opts.envelopeMaxSkewMs ?? DEFAULT_ENVELOPE_MAX_SKEW_MS;
     this.seen = new SeenEnvelopes(2 * this.maxSkewMs);
+    metrics.consumerHealth = () => this.consumerHealth();
+  }
+
+  /** Every durable consumer's state: lost and not re-created, or stalled at max-ack-pending. */
+  consumerHealth(): Promise<ConsumerHealth[]> {
+    return Promise.all(this.consumers.map((c) => c.health()));
   }
 
   async onApplicationBootstrap(): Promise<void> {

@@ -2,59 +2,71 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
 import { PollAbortError, pollUntil } from './poll.js';
 import { spawnServer } from './server-process.js';
 
-/** Where Debian's `nats-server` package puts the binary, then PATH. */
-const CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+/** The oldest nats-server CCM runs on: per-filter consumer permissions and TERM with a reason. */
+export const MIN_NATS_SERVER_VERSION = [2, 10] as const;
 
 export class NatsServerMissingError extends Error {
   override readonly name = 'NatsServerMissingError';
 }
 
-function onPath(bin: string): string | undefined {
-  const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
-  const p = r.stdout.trim();
-  return r.status === 0 && p ? p : undefined;
+/** The repository's `tools/trixie/nats-server` wrapper (trixie's 2.10 from the cached rootfs). */
+function trixieWrapper(): string | undefined {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const p = join(dir, 'tools', 'trixie', 'nats-server');
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+const checked = new Map<string, string>();
+
+/** Refuses a nats-server older than {@link MIN_NATS_SERVER_VERSION}, naming what it found. */
+function checkVersion(bin: string): string {
+  const known = checked.get(bin);
+  if (known) return known;
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 15_000 });
+  const m = /v(\d+)\.(\d+)\.(\d+)/.exec(`${r.stdout}${r.stderr}`);
+  if (r.status !== 0 || !m)
+    throw new NatsServerMissingError(`${bin} --version failed: ${(r.stderr || r.stdout || '').trim()}`);
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  const [wantMajor, wantMinor] = MIN_NATS_SERVER_VERSION;
+  if (major < wantMajor || (major === wantMajor && minor < wantMinor))
+    throw new NatsServerMissingError(
+      `${bin} is nats-server ${m[0]}; CCM needs ${wantMajor}.${wantMinor} or newer ` +
+        '(per-filter consumer permissions, TERM with a reason): `bash tools/dev.sh setup` builds one',
+    );
+  checked.set(bin, m[0]);
+  return m[0];
 }
 
 /**
- * Finds nats-server; when missing on a Debian/Ubuntu host and running as root, installs Debian's
- * `nats-server` package (no npm package ships the server). Elsewhere it says exactly what to install.
+ * The nats-server to run: `CCM_NATS_SERVER_BIN` when set, else trixie's 2.10 through the repository's
+ * `tools/trixie/nats-server` (the rootfs `bash tools/trixie/rootfs.sh` builds once). Fails with what
+ * to do when neither is there or the server is older than 2.10.
  */
-export function ensureNatsServer(opts: { install?: boolean; log?: (m: string) => void } = {}): string {
+export function ensureNatsServer(): string {
   const fromEnv = process.env['CCM_NATS_SERVER_BIN'];
   if (fromEnv) {
     if (!existsSync(fromEnv))
       throw new NatsServerMissingError(`CCM_NATS_SERVER_BIN=${fromEnv} does not exist`);
+    checkVersion(fromEnv);
     return fromEnv;
   }
-  const found = CANDIDATES.find((c) => existsSync(c)) ?? onPath('nats-server');
-  if (found) return found;
-  const isDebian = existsSync('/etc/debian_version') && existsSync('/usr/bin/apt-get');
-  if (opts.install !== false && isDebian && process.getuid?.() === 0) {
-    opts.log?.('nats-server not found: installing Debian package nats-server');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    let r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nats-server'], {
-      env,
-      stdio: 'ignore',
-    });
-    if (r.status !== 0) {
-      spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore' });
-      r = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nats-server'], {
-        env,
-        stdio: 'ignore',
-      });
-    }
-    const after = CANDIDATES.find((c) => existsSync(c));
-    if (r.status === 0 && after) return after;
-  }
-  throw new NatsServerMissingError(
-    'nats-server (2.9 or newer, with JetStream) is not installed. On Debian/Ubuntu: `sudo apt-get install nats-server`; ' +
-      'on macOS: `brew install nats-server`; elsewhere download it from the NATS project and set CCM_NATS_SERVER_BIN.',
-  );
+  const wrapper = trixieWrapper();
+  const built = wrapper && spawnSync('bash', [join(dirname(wrapper), 'rootfs.sh'), '--check']).status === 0;
+  if (!wrapper || !built)
+    throw new NatsServerMissingError(
+      'nats-server 2.10 is not available: run `bash tools/dev.sh setup` (it builds the trixie rootfs that ' +
+        'tools/trixie/nats-server runs), or set CCM_NATS_SERVER_BIN to a nats-server 2.10 or newer',
+    );
+  checkVersion(wrapper);
+  return wrapper;
 }
 
 export interface NatsServerOptions {
@@ -84,7 +96,7 @@ export interface RunningNats {
 
 /** Starts nats-server with JetStream on free ports (loopback unless `listenHost`) and waits until /healthz says ok. */
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<RunningNats> {
-  const bin = ensureNatsServer({ log: opts.log });
+  const bin = ensureNatsServer();
   const ownDir = !opts.dir;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'ccm-nats-')));
   const host = opts.listenHost ?? '127.0.0.1';

@@ -1,8 +1,18 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inboxPrefix, PERSON_SIGNERS, SERVICES, type SignerName } from '@ccm/contracts';
+import {
+  BOOTSTRAP,
+  inboxPrefix,
+  PERSON_SIGNERS,
+  SERVICES,
+  type DurableConsumerContract,
+  type IdentityName,
+  type ServiceName,
+} from '@ccm/contracts';
 import { generateKeys, loadIdentity, type Identity } from '@ccm/keys';
+import { ensureStreams } from '@ccm/messaging';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type RunningNats } from './nats-server.js';
 import { startPostgres, type RunningPostgres } from './postgres.js';
@@ -14,15 +24,17 @@ export interface TestStack {
   /** The environment a service process or `createServiceApp` needs to join this stack. */
   env(extra?: Record<string, string>): Record<string, string>;
   /** An identity's keys; `scope` picks a host-agent pinned to that host (made with `hostIds`). */
-  identity(signer: SignerName, scope?: string): Promise<Identity>;
+  identity(signer: IdentityName, scope?: string): Promise<Identity>;
   /** A raw NATS connection as one identity (its NKEY user and inbox prefix), for probing permissions. */
-  connectAs(signer: SignerName, scope?: string): Promise<NatsConnection>;
+  connectAs(signer: IdentityName, scope?: string): Promise<NatsConnection>;
   stop(): Promise<void>;
 }
 
 /**
  * A throw-away CCM stack for one test suite: keys for every identity, a nats-server with JetStream
- * that enforces the per-identity NKEY permissions, and a Postgres; all on free ports in temp dirs.
+ * that enforces the per-identity NKEY permissions, CCM's streams (made by the bootstrap identity, as
+ * services only check them), and a Postgres; all on free ports in temp dirs. The unpinned host-agent
+ * identity is made too (scripted participants answer for every host with it); `hostIds` adds pinned ones.
  */
 export async function startTestStack(
   opts: {
@@ -31,19 +43,29 @@ export async function startTestStack(
     postgres?: boolean;
     /** Serve NATS and Postgres on this address to these client networks (see `startPostgres`). */
     listen?: { host: string; clientCidrs: readonly string[] };
+    /** Durable consumers granted beyond libs/contracts' (test probes and fakes). */
+    extraConsumers?: Partial<Record<ServiceName, readonly DurableConsumerContract[]>>;
   } = {},
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
   const { natsAuthFile } = await generateKeys(keysDir, {
-    signers: [...SERVICES, ...PERSON_SIGNERS],
+    signers: [...SERVICES, ...PERSON_SIGNERS, BOOTSTRAP],
     hostId: opts.hostId,
     hostIds: opts.hostIds,
+    extraConsumers: opts.extraConsumers,
   });
   const [nats, postgres] = await Promise.all([
     startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8'), listenHost: opts.listen?.host }),
     opts.postgres === false ? Promise.resolve(undefined) : startPostgres({ listen: opts.listen }),
   ]);
   const conns: NatsConnection[] = [];
+  try {
+    const bootstrap = await connectIdentity(nats.url, await loadIdentity(keysDir, BOOTSTRAP));
+    await ensureStreams(await jetstreamManager(bootstrap)).finally(() => bootstrap.close());
+  } catch (err) {
+    await Promise.allSettled([nats.stop(), postgres?.stop()]);
+    throw err;
+  }
   return {
     nats,
     postgres: postgres as RunningPostgres,
@@ -58,12 +80,7 @@ export async function startTestStack(
     }),
     identity: (signer, scope) => loadIdentity(keysDir, signer, scope),
     connectAs: async (signer, scope) => {
-      const id = await loadIdentity(keysDir, signer, scope);
-      const nc = await connect({
-        servers: nats.url,
-        authenticator: nkeyAuthenticator(id.natsSeed),
-        inboxPrefix: inboxPrefix(signer),
-      });
+      const nc = await connectIdentity(nats.url, await loadIdentity(keysDir, signer, scope));
       conns.push(nc);
       return nc;
     },
@@ -73,4 +90,12 @@ export async function startTestStack(
       await rm(keysDir, { recursive: true, force: true });
     },
   };
+}
+
+function connectIdentity(url: string, id: Identity): Promise<NatsConnection> {
+  return connect({
+    servers: url,
+    authenticator: nkeyAuthenticator(id.natsSeed),
+    inboxPrefix: inboxPrefix(id.name),
+  });
 }

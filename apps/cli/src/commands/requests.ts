@@ -1,12 +1,12 @@
 import { CcmError, ErrorCodes, subjects } from '@ccm/contracts';
-import { encodeEnvelope, ensureStreams, sealEnvelope, signedRequest } from '@ccm/messaging';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { encodeEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
+import { jetstream } from '@nats-io/jetstream';
 import { type z } from 'zod';
 import { type Connection } from '../context.js';
 
 /**
- * Publishes a signed intake request on `ccm.req.<kind>` to JetStream (stream CCM_REQUESTS, created
- * when missing), so it waits there while no coordinator runs. @throws CcmError UNAVAILABLE
+ * Publishes a signed intake request on `ccm.req.<kind>` to JetStream (stream CCM_REQUESTS, which the
+ * stack's bootstrap creates), so it waits there while no coordinator runs. @throws CcmError UNAVAILABLE
  */
 export async function queueRequest(
   conn: Connection,
@@ -21,7 +21,6 @@ export async function queueRequest(
     ...(idempotencyKey ? { idempotencykey: idempotencyKey } : {}),
   });
   try {
-    await ensureStreams(await jetstreamManager(conn.nc));
     await jetstream(conn.nc).publish(subjects.req(kind), encodeEnvelope(env), { msgID: env.id });
   } catch (cause) {
     throw new CcmError(

@@ -17,11 +17,12 @@ import {
   type MigrateRequest,
   type MigrationDetail,
   type MigrationEventName,
+  type DurableConsumerContract,
   type MigrationPhase,
   type Reply,
 } from '@ccm/contracts';
 import { type Identity, type TrustStore } from '@ccm/keys';
-import { encodeEnvelope, ensureStreams, openEnvelope, sealEnvelope } from '@ccm/messaging';
+import { encodeEnvelope, openEnvelope, sealEnvelope } from '@ccm/messaging';
 import {
   AckPolicy,
   jetstream,
@@ -44,6 +45,13 @@ const endingOf = (workload: string): Ending =>
         : workload.startsWith('running')
           ? 'Running'
           : 'Succeeded';
+
+/** The fake's intake consumer; a test stack grants it to the saga-coordinator identity. */
+export const FAKE_COORDINATOR_CONSUMER = {
+  stream: 'requests',
+  durable: 'fake-coordinator',
+  filterSubject: 'ccm.req.>',
+} as const satisfies DurableConsumerContract;
 
 /**
  * A scripted stand-in for the saga-coordinator, for CLI tests: it consumes the intake stream as the
@@ -70,13 +78,14 @@ export class FakeCoordinator {
   static async start(nc: NatsConnection, identity: Identity, trust: TrustStore): Promise<FakeCoordinator> {
     const f = new FakeCoordinator(nc, identity, trust);
     const jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm);
     await jsm.consumers.add(STREAMS.requests.name, {
-      durable_name: 'fake-coordinator',
-      filter_subject: 'ccm.req.>',
+      durable_name: FAKE_COORDINATOR_CONSUMER.durable,
+      filter_subject: FAKE_COORDINATOR_CONSUMER.filterSubject,
       ack_policy: AckPolicy.Explicit,
     });
-    const messages = await (await f.js.consumers.get(STREAMS.requests.name, 'fake-coordinator')).consume();
+    const messages = await (
+      await f.js.consumers.get(STREAMS.requests.name, FAKE_COORDINATOR_CONSUMER.durable)
+    ).consume();
     f.messages = messages;
     f.loop = (async () => {
       for await (const m of messages) {

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { eventHash, type Envelope } from '@ccm/contracts';
+import { durableConsumer, eventHash, type Envelope } from '@ccm/contracts';
 import { OnJetStream, ack, type MessageContext, type Outcome } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { type DataSource } from 'typeorm';
@@ -17,9 +17,7 @@ export class ChainWitness {
   constructor(@Inject(DATA_SOURCE) private readonly ds: DataSource) {}
 
   @OnJetStream({
-    stream: 'events',
-    durable: 'chain-witness',
-    filterSubject: 'ccm.evt.>',
+    ...durableConsumer('saga-coordinator', 'chain-witness'),
     schema: z.unknown(),
   })
   async witness(_data: unknown, ctx: MessageContext): Promise<Outcome> {

@@ -2,13 +2,14 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
   CancelRequestSchema,
   CcmError,
+  durableConsumer,
   ErrorCodes,
   MigrateRequestSchema,
   eventHash,
   OPERATOR,
   PRIORITY_RANK,
-  migrationIdFor,
   subjects,
+  migrationIdFor,
   type CancelRequest,
   type MigrateRequest,
 } from '@ccm/contracts';
@@ -53,9 +54,7 @@ export class IntakeConsumers {
   ) {}
 
   @OnJetStream({
-    stream: 'requests',
-    durable: 'migrate-intake',
-    filterSubject: subjects.req('migrate'),
+    ...durableConsumer('saga-coordinator', 'migrate-intake'),
     types: [subjects.req('migrate')],
     schema: MigrateRequestSchema,
     allow: [OPERATOR],
@@ -168,9 +167,7 @@ export class IntakeConsumers {
   }
 
   @OnJetStream({
-    stream: 'requests',
-    durable: 'cancel-intake',
-    filterSubject: subjects.req('cancel'),
+    ...durableConsumer('saga-coordinator', 'cancel-intake'),
     types: [subjects.req('cancel')],
     schema: CancelRequestSchema,
     allow: [OPERATOR],

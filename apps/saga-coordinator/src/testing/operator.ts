@@ -18,7 +18,7 @@ import {
   type SignerName,
 } from '@ccm/contracts';
 import { type Identity, type TrustStore } from '@ccm/keys';
-import { encodeEnvelope, ensureStreams, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
+import { encodeEnvelope, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { pollUntil } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -78,8 +78,6 @@ export class OperatorClient {
   }): Promise<OperatorClient> {
     const nc = await stack.connectAs('operator');
     const c = new OperatorClient(nc, await stack.identity('operator'), stack.trust);
-    // Requests may be published before any service has created the streams.
-    await ensureStreams(await jetstreamManager(nc));
     return c;
   }
 

@@ -35,10 +35,14 @@ export interface World {
  * Registers hooks that start a test stack, one coordinator replica with `env`, the operator client and
  * scripted participants before the suite, and stop them after it.
  */
-export function coordinatorWorld(env: Record<string, string> = {}, script?: Script): World {
+export function coordinatorWorld(
+  env: Record<string, string> = {},
+  script?: Script,
+  stack: Parameters<typeof startTestStack>[0] = {},
+): World {
   const world = {} as World;
   beforeAll(async () => {
-    world.stack = await startTestStack();
+    world.stack = await startTestStack(stack);
     world.app = await startCoordinator(world.stack, env);
     Object.assign(world, await startActors(world.stack, script));
   });
