@@ -1,6 +1,6 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BOOTSTRAP, inboxPrefix, OPERATOR, PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
+import { BOOTSTRAP, inboxPrefix, PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
 import { generateKeys, loadIdentity } from '@ccm/keys';
 import { ensureStreams } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
