@@ -25,7 +25,7 @@ if (!compose)
 
 describe('the docker compose deployment', () => {
   describe.skipIf(!compose)('docker-compose.yml', () => {
-    it('passes `compose config` and defines NATS, Postgres, the key generator and every service', () => {
+    it('passes `compose config` and defines NATS, Postgres, the key generator, the streams job and every service', () => {
       const [cmd, ...args] = compose!;
       const services = execFileSync(cmd, [...args, 'config', '--services'], {
         cwd: REPO_ROOT,
@@ -34,7 +34,7 @@ describe('the docker compose deployment', () => {
         .trim()
         .split('\n');
       expect(services.sort()).toEqual(
-        ['keys', 'nats', 'postgres', ...SERVICES.filter((s) => s !== 'guest-agent')].sort(),
+        ['keys', 'streams', 'nats', 'postgres', ...SERVICES.filter((s) => s !== 'guest-agent')].sort(),
       );
     });
 
@@ -54,6 +54,9 @@ describe('the docker compose deployment', () => {
         expect(mounts(svc)).toEqual([`keys-${svc}:/keys`]);
       expect(mounts('nats')).toContain('keys-nats:/etc/nats/keys');
       expect(mounts('keys')).toContain('keys:/keys');
+      // Only the streams job holds the bootstrap identity, the one allowed to create or change streams.
+      expect(mounts('streams')).toEqual(['keys-bootstrap:/keys']);
+      for (const svc of SERVICES) expect(mounts(svc)).not.toContain('keys-bootstrap:/keys');
     });
   });
 

@@ -6,14 +6,15 @@
  *
  *   node dist/tools/keys/main.js --out DIR [--host-id ID ...] [--deploy-dir DIR]
  *
- * Each --host-id also makes a host-agent identity pinned to that host's command subjects
+ * The bootstrap identity (the only one that may create or change streams, used by ccm-streams) is
+ * made too. Each --host-id also makes a host-agent identity pinned to that host's command subjects
  * (`host-agent@<id>`). --deploy-dir also splits the
  * keys into one dir per service identity (its own secrets and the trust store) and `nats/` (the
  * authorization include), for deployments that give each process only its own dir; the operator key is
  * not copied there.
  */
 import { parseArgs } from 'node:util';
-import { PERSON_SIGNERS, SERVICES } from '@ccm/contracts';
+import { BOOTSTRAP, PERSON_SIGNERS, SERVICES } from '@ccm/contracts';
 import { deployKeys, generateKeys, identitiesIn } from '@ccm/keys';
 
 try {
@@ -27,7 +28,7 @@ try {
   });
   if (!values.out) throw new Error('--out DIR is required');
   const { trust, natsAuthFile } = await generateKeys(values.out, {
-    signers: [...SERVICES, ...PERSON_SIGNERS],
+    signers: [...SERVICES, ...PERSON_SIGNERS, BOOTSTRAP],
     hostIds: values['host-id'] ?? [],
   });
   process.stdout.write(

@@ -1,11 +1,9 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BOOTSTRAP, inboxPrefix, PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
-import { generateKeys, loadIdentity } from '@ccm/keys';
-import { ensureStreams } from '@ccm/messaging';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
+import { BOOTSTRAP, PERSON_SIGNERS, SERVICES, type ServiceName } from '@ccm/contracts';
+import { generateKeys } from '@ccm/keys';
 import { startNatsServer, startPostgres, type RunningNats, type RunningPostgres } from '@ccm/testing';
+import { createStreams } from '../streams/streams.js';
 import { startServiceProcess, type ServiceProcess } from './service-process.js';
 
 export interface LocalStackOptions {
@@ -60,13 +58,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   ]);
   // Services only check that the streams exist: the bootstrap identity creates them.
   try {
-    const boot = await loadIdentity(keysDir, BOOTSTRAP);
-    const nc = await connect({
-      servers: nats.url,
-      authenticator: nkeyAuthenticator(boot.natsSeed),
-      inboxPrefix: inboxPrefix(BOOTSTRAP),
-    });
-    await ensureStreams(await jetstreamManager(nc)).finally(() => nc.close());
+    await createStreams(nats.url, keysDir);
   } catch (err) {
     await Promise.allSettled([nats.stop(), pg?.stop()]);
     throw err;
