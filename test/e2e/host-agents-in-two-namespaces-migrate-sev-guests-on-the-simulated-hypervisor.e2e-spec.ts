@@ -73,6 +73,21 @@ describe.skipIf(skip !== undefined)(
         },
       ) as Promise<TransferView>;
     const ended = (t: TransferView) => ['Completed', 'Cancelled', 'Failed'].includes(t.phase);
+    // The registration is published through the outbox, after the agent answers describe: wait for
+    // the one published after `since` (a count of events seen before the restart).
+    const registeredAfter = (host: string, since: number) =>
+      pollUntil(
+        `${host} to publish its registration`,
+        () =>
+          Promise.resolve(
+            seen
+              .slice(since)
+              .filter((e) => e.subject === `ccm.evt.host.${host}.registered`)
+              .pop(),
+          ),
+        (e) => !!e,
+        { timeoutMs: 20_000, intervalMs: 50 },
+      ).then((e) => JSON.parse(e!.data).data as { adopted: string[]; died: string[] });
     const serial = (v: VmView) => join(v.runDir, 'serial.log');
     const chainOf = async (host: string) => (await ns.client.send(host, 'platform', {})).sev!.chain;
     /** What a program inside the guest reads at `gpa` (the simulator's in-guest window). */
@@ -284,25 +299,25 @@ describe.skipIf(skip !== undefined)(
         'to move 256 KiB',
       );
       await ns.crashHost(B);
+      const since = seen.length;
       const failed = await waitTransfer(A, 'ms-crash', ended, 'to end');
       expect(failed.phase).toBe('Failed');
       figures.push(`destination host crashed: ${failed.reason}`);
       await keepsCounting(A);
       await ns.startAgent(B);
       expect((await waitVm(B, 'Failed')).reason).toMatch(/ended while the host-agent was down/);
-      const registered = seen.filter((e) => e.subject === `ccm.evt.host.${B}.registered`).pop();
-      expect(JSON.parse(registered!.data).data.died).toContain(VM);
+      expect((await registeredAfter(B, since)).died).toContain(VM);
     });
 
     it('a host-agent killed while its VM runs re-adopts it on restart', async () => {
       const before = (await vmOn(A))!;
       await ns.killAgent(A);
+      const since = seen.length;
       await ns.startAgent(A);
       const after = await waitVm(A, 'Running');
       expect(after.pid).toBe(before.pid);
       await keepsCounting(A);
-      const registered = seen.filter((e) => e.subject === `ccm.evt.host.${A}.registered`).pop();
-      expect(JSON.parse(registered!.data).data.adopted).toContain(VM);
+      expect((await registeredAfter(A, since)).adopted).toContain(VM);
       expect(await guestRead(after, SECRET_GPA, secret.length)).toEqual(secret);
     });
 

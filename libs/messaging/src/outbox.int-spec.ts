@@ -9,6 +9,7 @@ import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents } from './audit/verify.js';
 import { type StoredEvent } from './audit/types.js';
+import { publisherName } from './chain.js';
 import { Outbox, OutboxRelay } from './outbox.js';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..');
@@ -21,10 +22,10 @@ describe('outbox relay (real Postgres and JetStream)', () => {
   const schema = 'saga_coordinator';
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ hostIds: ['ha', 'hb'] });
     ds = await openDataSource({ url: stack.postgres.url, schema });
-    const nc = await stack.connectAs('saga-coordinator');
-    jsm = await jetstreamManager(nc);
+    // The auditor's view of the stream: only the operator may read its messages.
+    jsm = await jetstreamManager(await stack.connectAs('operator'));
     outbox = new Outbox(await stack.identity('saga-coordinator'), schema);
   });
   afterAll(async () => {
@@ -153,6 +154,46 @@ describe('outbox relay (real Postgres and JetStream)', () => {
       const r = records.get(id)!;
       expect(r.findings).toEqual([]);
       expect(r.chains).toMatchObject([{ publisher: 'vm-lifecycle', firstSeq: 1, lastSeq: n / 3 }]);
+    }
+  });
+
+  it('host-agents of two hosts sharing a schema each relay only their own rows (each may publish only its host)', async () => {
+    // Regression: host a's relay took host b's row, was refused by NATS, and failed every pass, so
+    // neither host's events reached the stream.
+    const hostSchema = 'host_agent';
+    const hds = await openDataSource({ url: stack.postgres.url, schema: hostSchema });
+    try {
+      const hosts = ['ha', 'hb'] as const;
+      const relays = await Promise.all(
+        hosts.map(async (h) => {
+          const id = await stack.identity('host-agent', h);
+          const nc = await stack.connectAs('host-agent', h);
+          return {
+            h,
+            outbox: new Outbox(id, hostSchema, () => undefined, publisherName('host-agent', h)),
+            relay: new OutboxRelay(hds, jetstream(nc), hostSchema, {
+              pollMs: 10,
+              publisher: publisherName('host-agent', h),
+            }),
+          };
+        }),
+      );
+      for (const { h, outbox: o } of relays) {
+        await hds.transaction((m) =>
+          o.enqueue(m, `ccm.evt.host.${h}.registered`, { type: 'ccm.host.registered', data: { hostId: h } }),
+        );
+      }
+      relays.forEach((r) => r.relay.start());
+      await pollUntil('both hosts relayed', async () => {
+        const rows = await hds.query<Array<{ c: number }>>(
+          `SELECT count(*)::int AS c FROM ${hostSchema}.outbox WHERE sent_at IS NULL`,
+        );
+        return rows[0].c === 0;
+      });
+      await Promise.all(relays.map((r) => r.relay.stop()));
+      for (const h of hosts) expect(await countInStream(`ccm.evt.host.${h}.registered`)).toBe(1);
+    } finally {
+      await hds.destroy();
     }
   });
 });

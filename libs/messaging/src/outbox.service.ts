@@ -30,16 +30,13 @@ export class OutboxService implements OnApplicationBootstrap, BeforeApplicationS
 
   onApplicationBootstrap(): void {
     if (!this.ds || !this.opts.schema) return;
+    const publisher = publisherName(this.opts.service, this.opts.scopeId);
     this.relay = new OutboxRelay(this.ds, this.nats.js, this.opts.schema, {
       pollMs: this.opts.outboxPollMs,
+      publisher,
       onRelayed: (n) => this.metrics.outboxRelayed.inc(n),
     });
-    this.outbox = new Outbox(
-      this.opts.identity,
-      this.opts.schema,
-      () => this.relay?.kick(),
-      publisherName(this.opts.service, this.opts.scopeId),
-    );
+    this.outbox = new Outbox(this.opts.identity, this.opts.schema, () => this.relay?.kick(), publisher);
     this.relay.start();
   }
 

@@ -35,8 +35,8 @@ export class Outbox {
       : undefined;
     const env = sealEnvelope(this.identity, { ...fields, natssubject: subject, chain });
     await manager.query(
-      `INSERT INTO "${this.schema}".outbox (id, subject, envelope, chain_id, chain_seq) VALUES ($1, $2, $3, $4, $5)`,
-      [env.id, subject, JSON.stringify(env), env.chainid ?? null, env.chainseq ?? null],
+      `INSERT INTO "${this.schema}".outbox (id, subject, envelope, chain_id, chain_seq, publisher) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [env.id, subject, JSON.stringify(env), env.chainid ?? null, env.chainseq ?? null, this.publisher],
     );
     if (chain) await advanceDbChain(manager, this.schema, env);
     // Wake the relay once the surrounding transaction has had a chance to commit.
@@ -76,6 +76,12 @@ async function inChainOrder(manager: EntityManager, table: string, rows: OutboxR
 export interface RelayOptions {
   batchSize?: number;
   pollMs: number;
+  /**
+   * Relay only the rows this publisher wrote (and rows from before publishers were recorded): several
+   * scoped instances (host-agents of different hosts) may share a schema, and each may publish only
+   * its own subjects. Unset: every row of the schema.
+   */
+  publisher?: string;
   /** Test hook: runs after a row is published and before it is marked sent (a crash point). */
   afterPublish?: (id: string) => void | Promise<void>;
   onRelayed?: (n: number) => void;
@@ -140,9 +146,10 @@ export class OutboxRelay {
   async relayOnce(): Promise<number> {
     const t = `"${this.schema}".outbox`;
     return this.ds.transaction(async (manager) => {
+      const mine = this.opts.publisher === undefined ? '' : 'AND (publisher IS NULL OR publisher = $2)';
       const taken = await manager.query<OutboxRow[]>(
-        `SELECT id, subject, envelope, chain_id, chain_seq FROM ${t} WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [this.opts.batchSize ?? 100],
+        `SELECT id, subject, envelope, chain_id, chain_seq FROM ${t} WHERE sent_at IS NULL ${mine} ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [this.opts.batchSize ?? 100, ...(this.opts.publisher === undefined ? [] : [this.opts.publisher])],
       );
       const rows = await inChainOrder(manager, t, taken);
       for (const row of rows) {

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DataSource, type MigrationInterface, type MixedList, type EntitySchema } from 'typeorm';
-import { platformEventChainsMigration, platformTablesMigration } from './platform-migration.js';
+import {
+  platformEventChainsMigration,
+  platformOutboxPublisherMigration,
+  platformTablesMigration,
+} from './platform-migration.js';
 
 /** Thrown when the database cannot be opened or its migrations fail; carries the schema. */
 export class PersistenceError extends Error {
@@ -68,6 +72,7 @@ export async function openDataSource(opts: DataSourceOptions): Promise<DataSourc
       migrations: [
         platformTablesMigration(opts.schema),
         platformEventChainsMigration(opts.schema),
+        platformOutboxPublisherMigration(opts.schema),
         ...(opts.migrations ?? []),
       ],
       migrationsTableName: 'migrations',

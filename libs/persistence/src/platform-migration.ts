@@ -69,3 +69,26 @@ export function platformEventChainsMigration(schema: string): new () => Migratio
     }
   };
 }
+
+/**
+ * Who may relay an outbox row: `publisher` names the identity and scope that wrote it (`host-agent@a`).
+ * Instances of one service with different scopes (host-agents of several hosts) may share a schema, and
+ * each may publish only its own scope's subjects, so each relay takes only its own rows. Rows written
+ * before this column existed have none and any relay of the schema may take them.
+ */
+export function platformOutboxPublisherMigration(schema: string): new () => MigrationInterface {
+  const s = `"${schema}"`;
+  return class PlatformOutboxPublisher1763800000006 implements MigrationInterface {
+    name = 'PlatformOutboxPublisher1763800000006';
+    async up(q: QueryRunner): Promise<void> {
+      await q.query(`ALTER TABLE ${s}.outbox ADD COLUMN publisher text NULL`);
+      await q.query(
+        `CREATE INDEX outbox_unsent_publisher ON ${s}.outbox (publisher, created_at) WHERE sent_at IS NULL`,
+      );
+    }
+    async down(q: QueryRunner): Promise<void> {
+      await q.query(`DROP INDEX ${s}.outbox_unsent_publisher`);
+      await q.query(`ALTER TABLE ${s}.outbox DROP COLUMN publisher`);
+    }
+  };
+}
