@@ -15,12 +15,13 @@ import {
   PutPolicyReplySchema,
   type OwnerPolicyInput,
 } from '@ccm/contracts';
+import { defaultSeabios } from '@ccm/qmp';
 import { buildSevKernelHashesTable, SevLaunchDigest } from '@ccm/sev';
 import { ccmFailure, startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { labPin, policy } from './__fixtures__/platforms.js';
 
 /** The firmware the host-agent's VMs boot by default (the simulated hypervisor measures it too). */
-const FIRMWARE = '/usr/share/seabios/bios-256k.bin';
+const FIRMWARE = defaultSeabios();
 
 /** GCTX.LD of a measured direct boot: the firmware (padded to 16 bytes), then the SEV hashes table. */
 async function launchDigest(spec: { kernel: string; initrd: string; cmdline: string }): Promise<string> {

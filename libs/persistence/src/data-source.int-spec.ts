@@ -43,6 +43,7 @@ describe('openDataSource', () => {
       'PlatformTables1763800000000',
       'AddWidgets1763800000001',
       'PlatformEventChains1763800000005',
+      'PlatformOutboxPublisher1763800000006',
     ]);
     await Promise.all([a.destroy(), b.destroy()]);
   });

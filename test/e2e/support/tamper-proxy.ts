@@ -40,12 +40,14 @@ export async function startTamperProxy(
       if (out.length) upstream.write(Buffer.concat(out));
     });
     upstream.on('data', (d: Buffer) => client.write(d));
+    // A side that closes is ended on the other (end, not destroy: destroy would drop what is still
+    // queued, such as the destination's NACK on its way to the source); an error tears both down.
     const end = (): void => {
       client.destroy();
       upstream.destroy();
     };
-    client.on('close', end);
-    upstream.on('close', end);
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.end());
     client.on('error', end);
     upstream.on('error', end);
   });
