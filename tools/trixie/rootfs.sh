@@ -14,7 +14,6 @@ set -euo pipefail
 
 PACKAGES=(nats-server qemu-system-x86 seabios criu)
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${CCM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ccm}"
 key="$(printf 'trixie minbase %s\n' "${PACKAGES[*]}" | sha256sum | cut -c1-12)"
 root="$cache/trixie-$key"
@@ -28,7 +27,7 @@ if [ "${1:-}" = "--check" ]; then exit 1; fi
 mirror() {
   local uri
   uri=$(awk '/^URIs:/{u=$2} /^Suites:/{ for (i=2;i<=NF;i++) if ($i !~ /security|updates|backports/) { print u; exit } }' \
-    /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)
+    /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
   if [ -z "$uri" ]; then
     uri=$(awk '$1=="deb" && $0 !~ /security/ {for (i=2;i<=NF;i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
       /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)

@@ -138,7 +138,7 @@ export class RawNatsClient {
     payload: Uint8Array | string = '',
     opts: { reply?: string; headers?: Record<string, string> } = {},
   ): void {
-    const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload);
+    const data = Buffer.from(payload);
     const reply = opts.reply ? ` ${opts.reply}` : '';
     if (opts.headers && Object.keys(opts.headers).length > 0) {
       const hdr = Buffer.from(
