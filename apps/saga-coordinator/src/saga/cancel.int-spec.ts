@@ -2,6 +2,7 @@ import { type SagaDefinition } from '@ccm/saga';
 import { pollUntil } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
 import { newMigration, settled } from '../testing/operator.js';
+import { VERIFY_DELEGATE } from './dispatcher.js';
 import { SAGAS, compensationsFrom, coordinatorWorld, kindOf } from '../testing/world.js';
 
 /** Every step before the pivot that a participant carries out: a cancel can arrive while it runs. */
@@ -89,7 +90,9 @@ describe('cancelling a migration', () => {
   it.for(SAGAS)(
     '$name: cancel after the point of no return is refused, saying why, and it completes',
     async (def) => {
-      const { id, release } = await holdAt(def, 'verify', 'probe-workload');
+      // Hold the command the verify step delegates to for this kind (regression: a VM's verify is
+      // host-agent `verify-vm`; holding `probe-workload` held nothing, so it raced to Succeeded).
+      const { id, release } = await holdAt(def, 'verify', VERIFY_DELEGATE[kindOf(def)].verb);
       await w.operator.cancel({ migrationId: id, reason: 'too late?' });
       const refused = await pollUntil('the refusal', () => w.operator.eventsOf(id, 'cancel-refused')[0]);
       expect(refused.data).toMatchObject({ reason: 'PastPointOfNoReturn' });
