@@ -7,10 +7,9 @@ import { type CcmError, type SevChainBase64, type VmView } from '@ccm/contracts'
 import { findQemuBinary } from '@ccm/qmp';
 import { SevPolicyBit, startSevLaunch } from '@ccm/sev';
 import { LabAuthority, SoftwareSecureProcessor } from '@ccm/sev-emulator';
-import { pollUntil } from '@ccm/testing';
+import { ccmFailure as failure, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ccmFailure as failure,
   inProcessHosts,
   startAgentProcess,
   type AgentProcess,

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ccmFailure as failure, inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { ccmFailure as failure } from '@ccm/testing';
+import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
 
 /**
  * A hypervisor that misbehaves gives typed errors, never a hang or an INTERNAL: a QEMU that dies at

@@ -16,11 +16,11 @@ import {
   type OwnerPolicyInput,
   type SignerName,
 } from '@ccm/contracts';
-import { pollUntil } from '@ccm/testing';
+import { ccmFailure, pollUntil } from '@ccm/testing';
 import { decodeQemuSevMigrationParameters, encodeSevCertificate, verifySevChain } from '@ccm/sev';
 import { createHash } from 'node:crypto';
 import { policy, labPin } from './__fixtures__/platforms.js';
-import { ccmFailure, startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
 
 const put = keyBrokerSubject(KEY_BROKER_VERBS.putPolicy);
 const get = keyBrokerSubject(KEY_BROKER_VERBS.getPolicy);

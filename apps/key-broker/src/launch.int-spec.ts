@@ -16,8 +16,9 @@ import {
   type OwnerPolicyInput,
 } from '@ccm/contracts';
 import { defaultSeabios } from '@ccm/qmp';
+import { ccmFailure } from '@ccm/testing';
 import { buildSevKernelHashesTable, SevLaunchDigest } from '@ccm/sev';
-import { ccmFailure, startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { labPin, policy } from './__fixtures__/platforms.js';
 
 /** The firmware the host-agent's VMs boot by default (the simulated hypervisor measures it too). */

@@ -16,3 +16,4 @@ export {
 } from './postgres.js';
 export { startTestStack, type TestStack } from './stack.js';
 export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
+export { ccmFailure } from './ccm-failure.js';

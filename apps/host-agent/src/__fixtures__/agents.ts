@@ -4,7 +4,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
-import { isCcmError, type CcmError } from '@ccm/contracts';
 import { createServiceApp } from '@ccm/runtime';
 import { PollAbortError, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -31,16 +30,6 @@ export function counterReaches(serialLog: string, n: number, timeoutMs = 20_000)
       intervalMs: 50,
     },
   );
-}
-
-/** The typed error a command's promise rejects with (fails the test if it resolves or throws another). */
-export async function ccmFailure(p: Promise<unknown>): Promise<CcmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isCcmError(err)) throw new Error(`expected a CcmError, got ${String(err)}`);
-  return err;
 }
 
 /** Host-agents running in this test process against one throw-away stack. */

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
-import { isCcmError, migrationIdFor, type CcmError, type SignerName, type StepCommand } from '@ccm/contracts';
+import { migrationIdFor, type SignerName, type StepCommand } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
@@ -114,14 +114,4 @@ export function stepCommand(
     context: {},
     ...over,
   };
-}
-
-/** The typed error a promise rejects with (fails when it resolves or throws something else). */
-export async function ccmFailure(p: Promise<unknown>): Promise<CcmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isCcmError(err)) throw new Error(`expected a CcmError, got ${String(err)}`);
-  return err;
 }
