@@ -1,16 +1,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
-import { findQemuBinary } from '@ccm/qmp';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
 import { pidAlive } from '../../apps/host-agent/src/drivers/vm-process.js';
-import {
-  namespacesUnavailable,
-  startHostNamespaces,
-  type HostNamespaces,
-} from './support/host-namespaces.js';
+import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
 
 /**
@@ -20,9 +15,7 @@ import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-imag
  * says why), an agent killed while its VM runs (re-adopted on restart), and a QEMU that dies at start.
  * One guest is booted once and moved back and forth; never more than two QEMUs run at a time.
  */
-const skip = !findQemuBinary()
-  ? 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86)'
-  : namespacesUnavailable();
+const skip = qemuHostsUnavailable();
 if (skip) console.warn(`[host-agent qemu e2e] skipped: ${skip}`);
 
 const A = 'qa';

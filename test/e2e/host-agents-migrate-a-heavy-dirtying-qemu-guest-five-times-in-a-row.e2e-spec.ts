@@ -4,11 +4,7 @@ import { findQemuBinary, qemuVersion } from '@ccm/qmp';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import {
-  namespacesUnavailable,
-  startHostNamespaces,
-  type HostNamespaces,
-} from './support/host-namespaces.js';
+import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 import { ensureGuestImage, guestFault, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
 
 /**
@@ -18,9 +14,7 @@ import { ensureGuestImage, guestFault, guestKernelCommandLine } from '../../tool
  * such guests; docs/data-plane.md). Then the same guest through a link far too slow for its dirty
  * rate: the migration stalls, fails with MIGRATION_STALLED, and the guest runs on at the source.
  */
-const skip = !findQemuBinary()
-  ? 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86)'
-  : namespacesUnavailable();
+const skip = qemuHostsUnavailable();
 if (skip) console.warn(`[heavy-dirtying qemu e2e] skipped: ${skip}`);
 
 const A = 'ha';

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findQemuBinary } from '@ccm/qmp';
 import { startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { bridgedHostsUnavailable, createBridgedHosts } from '../../../tools/netns/bridged-hosts.js';
@@ -23,6 +24,13 @@ import { hostClient, type HostClient } from '../../../apps/host-agent/src/__fixt
 
 /** Why namespaces and a bridge cannot be made here (undefined when they can): probed by making them. */
 export const namespacesUnavailable = bridgedHostsUnavailable;
+
+/** Why QEMU hosts in namespaces cannot run here (no QEMU, or no namespaces), undefined when they can. */
+export function qemuHostsUnavailable(): string | undefined {
+  return findQemuBinary()
+    ? namespacesUnavailable()
+    : 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86)';
+}
 
 export interface NamespacedHost {
   id: string;
