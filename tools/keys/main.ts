@@ -7,8 +7,8 @@
  *   node dist/tools/keys/main.js --out DIR [--host-id ID ...] [--deploy-dir DIR]
  *
  * The bootstrap identity (the only one that may create or change streams, used by ccm-streams) is
- * made too. Each --host-id also makes a host-agent identity pinned to that host's command subjects
- * (`host-agent@<id>`). --deploy-dir also splits the
+ * made too. Host-agents get only pinned identities: each --host-id makes one host-agent identity pinned
+ * to that host's subjects (`host-agent@<id>`); there is no identity that speaks for every host. --deploy-dir also splits the
  * keys into one dir per service identity (its own secrets and the trust store) and `nats/` (the
  * authorization include), for deployments that give each process only its own dir; the operator key is
  * not copied there.
@@ -28,7 +28,7 @@ try {
   });
   if (!values.out) throw new Error('--out DIR is required');
   const { trust, natsAuthFile } = await generateKeys(values.out, {
-    signers: [...SERVICES, ...PERSON_SIGNERS, BOOTSTRAP],
+    signers: [...SERVICES.filter((s) => s !== 'host-agent'), ...PERSON_SIGNERS, BOOTSTRAP],
     hostIds: values['host-id'] ?? [],
   });
   process.stdout.write(

@@ -2,6 +2,9 @@
 /**
  * The local stack launcher: `node dist/tools/stack/main.js [--state DIR] [--database-url URL] [--host ID...]`
  * brings up NATS, Postgres and every service, prints where they listen, and runs until Ctrl-C.
+ * A service that dies is reported and restarted with backoff; one that dies 5 times within 60 s is
+ * reported as a crash loop and left down while the rest keep running (the launcher does not exit).
+ * SIGTERM/SIGINT stop everything it started; if the launcher itself is killed, its watchdog does.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';

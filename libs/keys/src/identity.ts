@@ -148,6 +148,7 @@ export async function generateKeys(
       });
     }
     await chmod(natsSeedFile(dir, file), 0o600);
+    await chmod(signingKeyFile(dir, file), 0o600);
     const id = await loadIdentity(dir, name, scope);
     if (name !== BOOTSTRAP) trust[id.keyId] = name;
     if (scope) scopes[id.keyId] = scope;

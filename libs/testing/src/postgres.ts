@@ -33,6 +33,8 @@ export interface RunningPostgres {
   url: string;
   port: number;
   dir: string;
+  /** The postmaster's pid (its own process group). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -108,6 +110,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Running
       url: `postgres://postgres:${PASSWORD}@${opts.listen?.host ?? '127.0.0.1'}:${port}/postgres`,
       port,
       dir: base,
+      pid: server.child.pid ?? -1,
       stop: async () => {
         // SIGINT: Postgres's fast shutdown (disconnect clients, checkpoint); immediate if it hangs.
         await server.stop('SIGINT', 'SIGQUIT', 15_000);

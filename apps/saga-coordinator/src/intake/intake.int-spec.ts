@@ -1,8 +1,9 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { type INestApplication } from '@nestjs/common';
-import { subjects } from '@ccm/contracts';
+import { STREAMS, subjects } from '@ccm/contracts';
 import { keyIdOf, type Identity } from '@ccm/keys';
 import { encodeEnvelope, sealEnvelope } from '@ccm/messaging';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startActors, startCoordinator } from '../testing/harness.js';
@@ -81,6 +82,30 @@ describe('migrate intake', () => {
     expect(participants.receivedFor(second.id)).toEqual([]);
     release();
     expect((await settled(operator, first.id)).detail.phase).toBe('Succeeded');
+  });
+
+  it('a deleted migrate-intake consumer comes back on the work-queue stream, and a request sent while it was gone is carried out', async () => {
+    // Regression: the coordinator re-created it with a start sequence, which a work-queue stream
+    // refuses ("consumer must be deliver all on workqueue stream"); it retried forever while healthy.
+    const jsm = await jetstreamManager(await stack.connectAs('bootstrap'));
+    const first = await jsm.consumers.info(STREAMS.requests.name, 'migrate-intake');
+    await jsm.consumers.delete(STREAMS.requests.name, 'migrate-intake');
+    const during = newMigration();
+    await operator.migrate(
+      { workload: 'while-gone', sourceHost: 'host-a', targetHost: 'host-b' },
+      during.key,
+    );
+    const back = await pollUntil(
+      'migrate-intake re-created',
+      () => jsm.consumers.info(STREAMS.requests.name, 'migrate-intake').catch(() => undefined),
+      (info) => info !== undefined && info.created !== first.created,
+      { timeoutMs: 20_000 },
+    );
+    expect(back?.config.deliver_policy).toBe('all');
+    expect((await settled(operator, during.id)).detail).toMatchObject({
+      phase: 'Succeeded',
+      workload: 'while-gone',
+    });
   });
 
   describe('requests that are not what they claim are dead-lettered with a typed reason and start nothing', () => {
