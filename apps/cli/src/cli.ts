@@ -40,6 +40,8 @@ commands:
   audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
   audit export <id> [--out FILE]                           write a signed transcript for offline checks
   audit verify-file FILE [--trust trust.json]              check a transcript without NATS
+      audit commands exit 6 on a broken record, and on events aged out of CCM_EVENTS
+      unless --allow-aged-out (the gap is still printed)
   help                                                     this text
 
 common flags:
@@ -84,6 +86,7 @@ export async function runCli(
           since: { type: 'string' },
           out: { type: 'string' },
           trust: { type: 'string' },
+          'allow-aged-out': { type: 'boolean' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -122,7 +125,14 @@ export async function runCli(
       timeoutMs,
     };
     if (command === 'migrate') checkMigrate(flags);
-    const audit: AuditFlags = { json, timeoutMs, since: values.since, out: values.out, trust: values.trust };
+    const audit: AuditFlags = {
+      json,
+      timeoutMs,
+      since: values.since,
+      out: values.out,
+      trust: values.trust,
+      allowAgedOut: values['allow-aged-out'] ?? false,
+    };
     const sub = rest[0];
     if (command === 'audit') {
       if (!AUDIT_SUBCOMMANDS.includes(sub as never))

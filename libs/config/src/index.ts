@@ -7,3 +7,4 @@ export {
   DEFAULT_OUTBOX_POLL_MS,
   DEFAULT_ENVELOPE_MAX_SKEW_MS,
 } from './service-config.js';
+export { eventsRetentionFromEnv, eventsRetentionSchema } from './events-retention.js';

@@ -19,9 +19,37 @@ function tok(t: string): string {
 /** Root of every CCM subject. */
 export const ROOT = 'ccm';
 
+/**
+ * How long CCM_EVENTS keeps the audit log, and what it does when full. A limit of 0 means none.
+ * `discard: 'old'` drops the oldest events (they show in `ccm audit` as aged out); `'new'` refuses new
+ * events instead (the outboxes keep them and retry, so nothing is lost, but migrations stall).
+ */
+export interface EventsRetention {
+  /** Age after which an event is dropped; env CCM_EVENTS_MAX_AGE_MS. */
+  maxAgeMs: number;
+  /** Total size the stream may hold; env CCM_EVENTS_MAX_BYTES. */
+  maxBytes: number;
+  /** Number of events the stream may hold; env CCM_EVENTS_MAX_MSGS. */
+  maxMsgs: number;
+  /** Which side gives way at a limit; env CCM_EVENTS_DISCARD (`old` or `new`). */
+  discard: 'old' | 'new';
+}
+
+/**
+ * CCM_EVENTS' retention unless the bootstrap is configured otherwise: a year, 10 GiB, any number of
+ * events, oldest dropped first. Set an audit-driven retention explicitly in production.
+ */
+export const DEFAULT_EVENTS_RETENTION: Readonly<EventsRetention> = Object.freeze({
+  maxAgeMs: 365 * 24 * 3600_000,
+  maxBytes: 10 * 1024 ** 3,
+  maxMsgs: 0,
+  discard: 'old',
+});
+
 /** Stream names: events (file storage, kept), intake requests (work queue), dead letters (kept). */
 export const STREAMS = {
-  events: { name: 'CCM_EVENTS', subjects: ['ccm.evt.>'] },
+  /** The audit log; its limits are {@link DEFAULT_EVENTS_RETENTION} unless configured. */
+  events: { name: 'CCM_EVENTS', subjects: ['ccm.evt.>'], retention: DEFAULT_EVENTS_RETENTION },
   requests: { name: 'CCM_REQUESTS', subjects: ['ccm.req.>'] },
   deadLetters: { name: 'CCM_DLQ', subjects: ['ccm.dlq.>'] },
 } as const;

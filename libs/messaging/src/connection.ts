@@ -1,5 +1,13 @@
-import { CcmError, ErrorCodes, inboxPrefix, STREAMS } from '@ccm/contracts';
 import {
+  CcmError,
+  DEFAULT_EVENTS_RETENTION,
+  ErrorCodes,
+  inboxPrefix,
+  STREAMS,
+  type EventsRetention,
+} from '@ccm/contracts';
+import {
+  DiscardPolicy,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -39,43 +47,61 @@ export async function connectNats(
   }
 }
 
-/**
- * CCM's streams as the bootstrap creates them. The audit log (CCM_EVENTS) denies deleting and purging
- * messages through the API, so not even an identity allowed to update the stream can erase an event.
- */
-export const STREAM_CONFIGS: Array<Partial<StreamConfig> & { name: string; subjects: string[] }> = [
-  {
-    name: STREAMS.events.name,
-    subjects: [...STREAMS.events.subjects],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
-    deny_delete: true,
-    deny_purge: true,
-  },
-  {
-    name: STREAMS.requests.name,
-    subjects: [...STREAMS.requests.subjects],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Workqueue,
-    duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
-  },
-  {
-    name: STREAMS.deadLetters.name,
-    subjects: [...STREAMS.deadLetters.subjects],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
-  },
-];
+/** A NATS stream limit from a CCM one: 0 (none) is -1 to NATS. */
+const natsLimit = (n: number) => (n > 0 ? n : -1);
 
 /**
- * Creates CCM's streams, or brings existing ones to {@link STREAM_CONFIGS}; run by the bootstrap
+ * CCM's streams as the bootstrap creates them. The audit log (CCM_EVENTS) denies deleting and purging
+ * messages through the API, so not even an identity allowed to update the stream can erase an event;
+ * only its configured retention (`retention`, see {@link EventsRetention}) drops the oldest.
+ */
+export function streamConfigs(
+  retention: EventsRetention = DEFAULT_EVENTS_RETENTION,
+): Array<Partial<StreamConfig> & { name: string; subjects: string[] }> {
+  return [
+    {
+      name: STREAMS.events.name,
+      subjects: [...STREAMS.events.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
+      deny_delete: true,
+      deny_purge: true,
+      max_age: retention.maxAgeMs * NS_PER_MS, // 0: no limit to NATS too
+      max_bytes: natsLimit(retention.maxBytes),
+      max_msgs: natsLimit(retention.maxMsgs),
+      discard: retention.discard === 'new' ? DiscardPolicy.New : DiscardPolicy.Old,
+    },
+    {
+      name: STREAMS.requests.name,
+      subjects: [...STREAMS.requests.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
+    },
+    {
+      name: STREAMS.deadLetters.name,
+      subjects: [...STREAMS.deadLetters.subjects],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      duplicate_window: DUPLICATE_WINDOW_MS * NS_PER_MS,
+    },
+  ];
+}
+
+/** {@link streamConfigs} with the default retention. */
+export const STREAM_CONFIGS = streamConfigs();
+
+/**
+ * Creates CCM's streams, or brings existing ones to {@link streamConfigs}; run by the bootstrap
  * identity (the stack launcher, the compose `streams` job, test stacks), never by a service. Safe to
  * run from several places at once.
  */
-export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
-  for (const cfg of STREAM_CONFIGS) {
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  retention: EventsRetention = DEFAULT_EVENTS_RETENTION,
+): Promise<void> {
+  for (const cfg of streamConfigs(retention)) {
     const existing = await jsm.streams.info(cfg.name).catch(() => undefined);
     if (existing) {
       await jsm.streams.update(cfg.name, { ...existing.config, ...cfg });

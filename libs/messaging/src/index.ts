@@ -37,6 +37,7 @@ export {
   checkStreams,
   StreamMissingError,
   STREAM_CONFIGS,
+  streamConfigs,
   DUPLICATE_WINDOW_MS,
 } from './connection.js';
 export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './options.js';

@@ -7,6 +7,7 @@ import {
   PERSON_SIGNERS,
   SERVICES,
   type DurableConsumerContract,
+  type EventsRetention,
   type IdentityName,
   type ServiceName,
 } from '@ccm/contracts';
@@ -45,6 +46,8 @@ export async function startTestStack(
     listen?: { host: string; clientCidrs: readonly string[] };
     /** Durable consumers granted beyond libs/contracts' (test probes and fakes). */
     extraConsumers?: Partial<Record<ServiceName, readonly DurableConsumerContract[]>>;
+    /** CCM_EVENTS' limits (default: libs/contracts' DEFAULT_EVENTS_RETENTION). */
+    eventsRetention?: EventsRetention;
   } = {},
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
@@ -61,7 +64,9 @@ export async function startTestStack(
   const conns: NatsConnection[] = [];
   try {
     const bootstrap = await connectIdentity(nats.url, await loadIdentity(keysDir, BOOTSTRAP));
-    await ensureStreams(await jetstreamManager(bootstrap)).finally(() => bootstrap.close());
+    await ensureStreams(await jetstreamManager(bootstrap), opts.eventsRetention).finally(() =>
+      bootstrap.close(),
+    );
   } catch (err) {
     await Promise.allSettled([nats.stop(), postgres?.stop()]);
     throw err;

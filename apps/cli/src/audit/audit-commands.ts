@@ -21,11 +21,18 @@ export interface AuditFlags {
   since?: string;
   out?: string;
   trust?: string;
+  /** Accept records whose only flaw is events aged out of CCM_EVENTS (still printed). */
+  allowAgedOut?: boolean;
 }
 
 export const AUDIT_SUBCOMMANDS = ['replay', 'verify', 'export', 'verify-file'] as const;
 
-const failed = (r: MigrationRecord) => r.verdict === 'broken' || r.verdict === 'incomplete';
+/**
+ * Whether a record fails the audit: broken always; incomplete (events aged out of the stream by its
+ * retention) unless `--allow-aged-out`, so a gap is never a silent pass.
+ */
+const failsWith = (f: AuditFlags) => (r: MigrationRecord) =>
+  r.verdict === 'broken' || (r.verdict === 'incomplete' && !f.allowAgedOut);
 
 /** `--since`: an ISO time, or an age such as `30m`, `12h`, `7d`. */
 export function parseSince(v: string, now = Date.now()): number {
@@ -71,7 +78,7 @@ export async function replayCommand(
   const r = one((await records(conn, f.timeoutMs)).records, id);
   const t = buildTimeline(r);
   io.out(f.json ? `${JSON.stringify(t)}\n` : renderTimeline(t));
-  return failed(r) ? ExitCode.AuditFailed : ExitCode.Ok;
+  return failsWith(f)(r) ? ExitCode.AuditFailed : ExitCode.Ok;
 }
 
 /** `ccm audit verify [--since T]`: every migration with events since T; names the first broken record. */
@@ -87,7 +94,7 @@ export async function verifyCommand(conn: Connection, f: AuditFlags, io: CliIo):
       ].map((s) => Date.parse(storedAt.get(s) ?? '') || 0),
     );
   const picked = [...all.values()].filter((r) => since === undefined || latest(r) >= since);
-  const broken = picked.filter(failed);
+  const broken = picked.filter(failsWith(f));
   const firstBroken = broken
     .flatMap((r) => r.findings.map((x) => ({ migrationId: r.migrationId, ...x })))
     .sort((a, b) => (a.streamSeq ?? 0) - (b.streamSeq ?? 0))[0];
@@ -110,7 +117,11 @@ export async function verifyCommand(conn: Connection, f: AuditFlags, io: CliIo):
       for (const x of r.findings) io.out(`    ${findingLine(x)}\n`);
     }
     io.out(
-      `checked ${picked.length} migrations (${events.length} events in the stream): ${broken.length} broken or incomplete\n`,
+      `checked ${picked.length} migrations (${events.length} events in the stream): ${broken.length} broken or incomplete${
+        f.allowAgedOut
+          ? ` (aged-out gaps allowed: ${picked.filter((r) => r.verdict === 'incomplete').length} incomplete)`
+          : ''
+      }\n`,
     );
   }
   if (!firstBroken) return ExitCode.Ok;
@@ -140,7 +151,7 @@ export async function exportCommand(
       ? `${JSON.stringify({ file, events: mine.length, verdict: r.verdict })}\n`
       : `wrote ${file}: ${mine.length} events, record ${r.verdict}\n`,
   );
-  return failed(r) ? ExitCode.AuditFailed : ExitCode.Ok;
+  return failsWith(f)(r) ? ExitCode.AuditFailed : ExitCode.Ok;
 }
 
 async function readTrust(path: string): Promise<TrustStore> {
@@ -179,7 +190,7 @@ export async function verifyFileCommand(file: string | undefined, f: AuditFlags,
     return ExitCode.AuditFailed;
   }
   const ok =
-    check.transcriptSignature === 'valid' && check.keyMismatches.length === 0 && !failed(check.record);
+    check.transcriptSignature === 'valid' && check.keyMismatches.length === 0 && !failsWith(f)(check.record);
   const trustNote = check.pinned
     ? check.keyMismatches.length
       ? `keys NOT as in ${f.trust}: ${check.keyMismatches.join('; ')}`

@@ -104,13 +104,13 @@ export function checkChains(
       const expected = prev ? (prev.env.chainseq ?? 0) + 1 : 1;
       if (seq > expected) {
         const agedOut = truncated && !prev;
+        const many = seq - 1 > expected;
+        const range = `${expected}${many ? `..${seq - 1}` : ''}`;
         findings.push({
           kind: agedOut ? 'aged-out' : 'missing',
-          reason: `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ''} of the chain ${
-            agedOut
-              ? `is gone: the stream now starts at #${opts.streamFirstSeq} (retention)`
-              : 'is missing before this event'
-          }`,
+          reason: agedOut
+            ? `${many ? 'events' : 'event'} ${range} of chain ${chainId} ${many ? 'are' : 'is'} no longer in the stream (retention: its first stored seq is #${opts.streamFirstSeq}); not checkable`
+            : `seq ${range} of the chain is missing before this event`,
           ...refOf(e),
         });
       }
@@ -141,12 +141,16 @@ export function checkChains(
       head: last.hash,
     });
   }
-  findings.push(...crossLinks(events, bySeq));
+  findings.push(...crossLinks(events, bySeq, truncated ? opts.streamFirstSeq : undefined));
   return { chains: summaries, findings };
 }
 
 /** Every head the coordinator committed to must be there, unchanged. */
-function crossLinks(events: AuditedEvent[], bySeq: Map<string, Map<number, AuditedEvent>>): Finding[] {
+function crossLinks(
+  events: AuditedEvent[],
+  bySeq: Map<string, Map<number, AuditedEvent>>,
+  streamFirstSeq: number | undefined,
+): Finding[] {
   const findings: Finding[] = [];
   const reported = new Set<string>();
   for (const e of events) {
@@ -156,6 +160,16 @@ function crossLinks(events: AuditedEvent[], bySeq: Map<string, Map<number, Audit
       const target = bySeq.get(chainId)?.get(link.seq);
       if (target?.hash === link.hash) continue;
       reported.add(key);
+      // In a stream that lost its oldest messages, a head older than what is left of its chain aged out.
+      const held = bySeq.get(chainId);
+      if (!target && streamFirstSeq !== undefined && (!held || link.seq < Math.min(...held.keys()))) {
+        findings.push({
+          kind: 'aged-out',
+          reason: `commits to seq ${link.seq} of ${chainId}, which is no longer in the stream (retention: its first stored seq is #${streamFirstSeq})`,
+          ...refOf(e),
+        });
+        continue;
+      }
       findings.push({
         kind: 'cross-link',
         reason: target
