@@ -64,7 +64,10 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
       expect(text).toContain(`  ✓ ${step} in `);
     }
     expect(text).toContain('    pre-dump round 2 [####################] 100% 512.0 MiB / 512.0 MiB');
-    expect(text).toMatch(/Succeeded after [\d.]+ (ms|s): all 12 steps succeeded\n$/);
+    // The last line puts the overlay's brownout (the scripted cut-over reply's) beside the blackout.
+    expect(text).toMatch(
+      /Succeeded after [\d.]+ (ms|s): all 12 steps succeeded; blackout [\d.]+ (ms|s), brownout 12 ms \(cut-over 3 ms, 2 peers\)\n$/,
+    );
   });
 
   it('ccm migration and ccm migrations show it', async () => {
@@ -72,6 +75,9 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
     expect(await runCli(['migration', migrationIdFor('e2e-1'), ...flags], one.io)).toBe(ExitCode.Ok);
     expect(one.out.join('')).toContain(`${migrationIdFor('e2e-1')}  Succeeded: all 12 steps succeeded`);
     expect(one.out.join('')).toContain('action #1 container-checkpoint pre-copy: Succeeded');
+    expect(one.out.join('')).toMatch(
+      /\n {2}figures blackout [\d.]+ (ms|s), brownout 12 ms \(cut-over 3 ms, 2 peers\)\n/,
+    );
     const all = capture();
     expect(await runCli(['migrations', '--host', 'host-b', ...flags], all.io)).toBe(ExitCode.Ok);
     expect(all.out.join('')).toContain(migrationIdFor('e2e-1'));

@@ -65,7 +65,9 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
     expect(lines).toContain('  ▸ admit (saga-coordinator admit)');
     expect(lines).toContain('  ✓ admit in 4 ms');
     expect(lines).toContain('    pre-dump round 2 [##########----------]  50% 512.0 MiB / 1.0 GiB');
-    expect(lines.at(-2)).toBe('Succeeded after 1.5 s: all 12 steps succeeded');
+    expect(lines.at(-2)).toBe(
+      'Succeeded after 1.5 s: all 12 steps succeeded; blackout 180 ms, brownout 47 ms (cut-over 31 ms, 16 peers)',
+    );
   });
 
   it('--follow exits 5 when the migration rolls back and 4 when it is rejected', async () => {

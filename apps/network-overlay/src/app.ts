@@ -4,6 +4,7 @@ import { configSchema, type OverlayConfig } from './config.js';
 import { OverlayTables1795500000000 } from './db/migrations.js';
 import { OVERLAY_DRIVER, type OverlayDriver } from './driver/driver.js';
 import { SimOverlayDriver } from './driver/sim-driver.js';
+import { OverlayEvents } from './overlay/events.js';
 import { OverlayHandlers } from './overlay/overlay.handlers.js';
 import { OverlayService } from './overlay/overlay.service.js';
 import { StepHandlers } from './overlay/step.handlers.js';
@@ -26,5 +27,5 @@ export const networkOverlay: ServiceDefinition<typeof configSchema> = {
   database: true,
   configSchema,
   migrations: [OverlayTables1795500000000],
-  providers: [driverProvider, OverlayService, OverlayHandlers, StepHandlers],
+  providers: [driverProvider, OverlayEvents, OverlayService, OverlayHandlers, StepHandlers],
 };

@@ -16,5 +16,6 @@ export * from './migration-queries.js';
 export * from './host.js';
 export * from './guest.js';
 export * from './overlay.js';
+export * from './overlay-events.js';
 export * from './key-broker.js';
 export * from './host-steps.js';

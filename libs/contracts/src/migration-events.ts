@@ -65,6 +65,23 @@ export const progressSubjects = {
   transfer: (migrationId: string): string => subjects.evt('transfer', migrationId, 'progressed'),
 };
 
+/**
+ * What a migration measured, as the coordinator reads it from its step replies. Containers: the
+ * blackout runs from the freeze-dump command to the cut-over reply (the workload ran nowhere), the
+ * brownout is the overlay's: how long its /32 answered from nowhere during the cut-over (null when the
+ * overlay could not see the target answer within its wait). VMs: the blackout is the switch-over step.
+ */
+export const MigrationFiguresSchema = z.object({
+  blackoutMs: z.number().min(0).optional(),
+  brownoutMs: z.number().min(0).nullable().optional(),
+  /** The overlay's cut-over: move started to every peer updated. */
+  cutOverMs: z.number().min(0).optional(),
+  peersUpdated: z.number().int().min(0).optional(),
+  /** VMs: the stop-and-copy downtime the hypervisor reported. */
+  downtimeMs: z.number().min(0).optional(),
+});
+export type MigrationFigures = z.infer<typeof MigrationFiguresSchema>;
+
 /** Every migration event by its subject's last token (past tense), with its data schema. */
 export const MIGRATION_EVENTS = {
   /** Intake accepted the request; the migration waits for admission. */
@@ -122,6 +139,8 @@ export const MIGRATION_EVENTS = {
     phase: z.enum(MIGRATION_PHASES),
     reason: z.string(),
     durationMs: z.number().min(0),
+    /** Blackout and brownout, when the migration got far enough to measure them. */
+    figures: MigrationFiguresSchema.optional(),
   }),
 } as const;
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorPayloadSchema } from './errors.js';
+import { MigrationFiguresSchema } from './migration-events.js';
 import { IdSchema, MIGRATION_PHASES, MIGRATION_PRIORITIES, WORKLOAD_KINDS } from './migration.js';
 
 /**
@@ -86,6 +87,8 @@ export const MigrationDetailSchema = MigrationSummarySchema.extend({
   progress: z.record(z.string(), z.unknown()).optional(),
   /** `seq` of the last event published for it: follow events with a larger seq. */
   eventSeq: z.number().int().min(0),
+  /** Blackout beside the overlay's brownout, once measured (see MigrationFiguresSchema). */
+  figures: MigrationFiguresSchema.optional(),
 });
 export type MigrationDetail = z.infer<typeof MigrationDetailSchema>;
 

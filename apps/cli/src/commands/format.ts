@@ -3,6 +3,7 @@ import {
   type MigrationDetail,
   type MigrationEventData,
   type MigrationEventName,
+  type MigrationFigures,
   type MigrationSummary,
 } from '@ccm/contracts';
 
@@ -77,8 +78,24 @@ export function eventLine(e: AnyEvent): string | undefined {
     case 'cancel-refused':
       return `cancel refused (${e.data.reason}): ${e.data.message}`;
     case 'finished':
-      return `${e.data.phase} after ${duration(e.data.durationMs)}: ${e.data.reason}`;
+      return `${e.data.phase} after ${duration(e.data.durationMs)}: ${e.data.reason}${figuresText(e.data.figures)}`;
   }
+}
+
+/** `; blackout 1.2 s, brownout 48 ms (cut-over 330 ms, 3 peers)`, or '' when nothing was measured. */
+export function figuresText(f: MigrationFigures | undefined): string {
+  if (!f) return '';
+  const parts: string[] = [];
+  if (f.blackoutMs !== undefined) parts.push(`blackout ${duration(f.blackoutMs)}`);
+  if (f.downtimeMs !== undefined) parts.push(`hypervisor downtime ${duration(f.downtimeMs)}`);
+  if (f.brownoutMs !== undefined) {
+    const cut =
+      f.cutOverMs === undefined
+        ? ''
+        : ` (cut-over ${duration(f.cutOverMs)}${f.peersUpdated === undefined ? '' : `, ${f.peersUpdated} peers`})`;
+    parts.push(`brownout ${f.brownoutMs === null ? 'not measured' : duration(f.brownoutMs)}${cut}`);
+  }
+  return parts.length ? `; ${parts.join(', ')}` : '';
 }
 
 /** The `ccm migrations` table. */
@@ -108,6 +125,7 @@ export function detailView(m: MigrationDetail): string {
     `${m.id}  ${m.phase}${m.reason ? `: ${m.reason}` : ''}`,
     `  ${m.kind} ${m.workload}  ${m.sourceHost} → ${m.targetHost}  priority ${m.priority}  by ${m.requestedBy}`,
     `  saga ${m.saga}  idempotency key ${m.idempotencyKey}`,
+    ...(m.figures ? [`  figures${figuresText(m.figures).slice(1)}`] : []),
     'phases:',
     ...m.phaseHistory.map((h) => `  ${h.at}  ${h.phase}${h.reason ? `: ${h.reason}` : ''}`),
     'steps:',

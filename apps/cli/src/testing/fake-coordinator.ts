@@ -182,6 +182,9 @@ export class FakeCoordinator {
             phase: ending,
             reason: ending === 'Succeeded' ? 'all 12 steps succeeded' : 'rolled back: pre-copy failed',
             durationMs: 1500,
+            ...(ending === 'Succeeded'
+              ? { figures: { blackoutMs: 180, brownoutMs: 47, cutOverMs: 31, peersUpdated: 16 } }
+              : {}),
           },
         ]);
     }

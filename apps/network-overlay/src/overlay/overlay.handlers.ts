@@ -38,12 +38,17 @@ export class OverlayHandlers {
 
   @on(OVERLAY_VERBS.admitPeer, AdmitPeerRequestSchema)
   admit(req: z.infer<typeof AdmitPeerRequestSchema>, ctx: MessageContext): Promise<Peer> {
-    return this.overlays.admit(ctx.manager!, req.overlayId, req.admission);
+    return this.overlays.admit(ctx.manager!, req.overlayId, req.admission, { causationId: ctx.envelope.id });
   }
 
   @on(OVERLAY_VERBS.revokePeer, RevokePeerRequestSchema, ['operator'])
   async revoke(req: z.infer<typeof RevokePeerRequestSchema>, ctx: MessageContext) {
-    return { vmId: req.vmId, removedFrom: await this.overlays.revoke(ctx.manager!, req.vmId, req.reason) };
+    return {
+      vmId: req.vmId,
+      removedFrom: await this.overlays.revoke(ctx.manager!, req.vmId, req.reason, {
+        causationId: ctx.envelope.id,
+      }),
+    };
   }
 
   @on(OVERLAY_VERBS.assignWorkload, AssignWorkloadRequestSchema)

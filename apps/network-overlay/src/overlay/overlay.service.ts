@@ -8,6 +8,7 @@ import { type OverlayConfig } from '../config.js';
 import { OVERLAY_SCHEMA } from '../db/migrations.js';
 import { OVERLAY_DRIVER, type OverlayDriver } from '../driver/driver.js';
 import { verifyAdmission } from './admission.js';
+import { OverlayEvents, type EventCause } from './events.js';
 import { moveAddress, peerSpec, peerSpecsFor, type MeshPeer } from './move.js';
 import * as db from './store.js';
 
@@ -22,6 +23,7 @@ export class OverlayService {
     @Inject(SERVICE_CONFIG) private readonly config: OverlayConfig,
     @Inject(MESSAGING_OPTIONS) private readonly messaging: MessagingOptions,
     @Inject(OVERLAY_DRIVER) private readonly driver: OverlayDriver,
+    private readonly events: OverlayEvents,
   ) {}
 
   async createOverlay(
@@ -47,7 +49,13 @@ export class OverlayService {
    * its key when it is a peer already with another key: every other node gets the new entry and
    * loses the old one in one step.
    */
-  async admit(m: EntityManager, overlayId: string, statement: Envelope, vmId?: string): Promise<Peer> {
+  async admit(
+    m: EntityManager,
+    overlayId: string,
+    statement: Envelope,
+    cause: EventCause,
+    vmId?: string,
+  ): Promise<Peer> {
     const a = verifyAdmission(statement, this.messaging.trust, {
       now: Date.now(),
       maxAgeMs: this.config.CCM_OVERLAY_ADMISSION_MAX_AGE_MS,
@@ -74,6 +82,22 @@ export class OverlayService {
     const nodeIp = await db.allocate(m, { overlayId, cidr, kind: 'node', owner: a.vmId, holder: a.vmId });
     const peers = await db.meshPeers(m, overlayId);
     const self = peers.find((p) => p.vmId === a.vmId)!;
+    const rotated = before && before.publicKey !== a.wgPublicKey ? before.publicKey : undefined;
+    if (!before || rotated) {
+      const admitted = {
+        overlayId,
+        vmId: a.vmId,
+        publicKey: a.wgPublicKey,
+        nodeIp,
+        admissionId: statement.id,
+      };
+      await this.events.record(
+        m,
+        'peer-admitted',
+        { ...admitted, evidenceDigest: a.evidenceDigest, ...(rotated ? { previousKey: rotated } : {}) },
+        cause,
+      );
+    }
     await this.nodes(async () => {
       await this.driver.joinNode(a.vmId, {
         publicKey: a.wgPublicKey,
@@ -82,8 +106,7 @@ export class OverlayService {
         endpoint: a.endpoint,
       });
       await this.driver.setPeers(a.vmId, peerSpecsFor(a.vmId, peers));
-      const stale =
-        before && before.publicKey !== a.wgPublicKey ? [{ publicKey: before.publicKey, remove: true }] : [];
+      const stale = rotated ? [{ publicKey: rotated, remove: true }] : [];
       await Promise.all(
         peers
           .filter((p) => p.vmId !== a.vmId)
@@ -115,13 +138,14 @@ export class OverlayService {
   }
 
   /** Revokes a guest: removed from every peer of every overlay, and never admitted again. */
-  async revoke(m: EntityManager, vmId: string, reason: string): Promise<string[]> {
+  async revoke(m: EntityManager, vmId: string, reason: string, cause: EventCause): Promise<string[]> {
     await db.insertRevocation(m, vmId, reason);
     const overlays = await db.overlaysOf(m, vmId);
     for (const overlayId of overlays) {
       await db.lockOverlay(m, overlayId);
       const peers = await db.meshPeers(m, overlayId);
       await db.deletePeer(m, overlayId, vmId);
+      await this.events.record(m, 'peer-revoked', { overlayId, vmId, reason }, cause);
       await this.nodes(() =>
         this.unlink(
           peers.find((p) => p.vmId === vmId)!,

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { CcmError, ErrorCodes, STEP_COMMANDS, subjects, type StepCommand } from '@ccm/contracts';
 import { OnRequest, type MessageContext } from '@ccm/messaging';
 import { type EntityManager } from 'typeorm';
+import { OverlayEvents, type EventCause } from './events.js';
 import { OverlayService } from './overlay.service.js';
 import * as db from './store.js';
 
@@ -21,7 +22,10 @@ const step = (verb: keyof typeof STEPS) =>
  */
 @Injectable()
 export class StepHandlers {
-  constructor(private readonly overlays: OverlayService) {}
+  constructor(
+    private readonly overlays: OverlayService,
+    private readonly events: OverlayEvents,
+  ) {}
 
   /** Admits the target guest on the key-broker's statement the coordinator carries in the context. */
   @step('add-peer')
@@ -37,7 +41,7 @@ export class StepHandlers {
           details: { reason: 'no-statement' },
         });
       }
-      await this.overlays.admit(m, w.overlayId, cmd.context.overlayAdmission, target);
+      await this.overlays.admit(m, w.overlayId, cmd.context.overlayAdmission, cause(cmd, ctx), target);
     }
     return { peerId: target, overlayIp: w.ip, overlayId: w.overlayId };
   }
@@ -75,6 +79,8 @@ export class StepHandlers {
       state: 'moved',
       figures,
     });
+    const moved = { overlayId: w.overlayId, workloadId: w.workloadId, ip: w.ip, from: w.holder, to: target };
+    await this.events.record(m, 'cut-over-done', { ...moved, ...figures }, cause(cmd, ctx));
     return { overlayIp: w.ip, ...figures };
   }
 
@@ -86,6 +92,14 @@ export class StepHandlers {
     const w = (await db.workloadRow(m, row.workloadId))!;
     const figures = await this.overlays.move(m, w, row.source);
     await db.saveMove(m, { ...row, state: 'reverted', figures: row.figures });
+    const moved = {
+      overlayId: row.overlayId,
+      workloadId: row.workloadId,
+      ip: row.ip,
+      from: w.holder,
+      to: row.source,
+    };
+    await this.events.record(m, 'cut-over-reverted', { ...moved, ...figures }, cause(cmd, ctx));
     return { reverted: true, overlayIp: row.ip, revert: figures };
   }
 
@@ -125,4 +139,9 @@ export class StepHandlers {
     }
     return w;
   }
+}
+
+/** A saga step's change belongs to its migration. */
+function cause(cmd: StepCommand, ctx: MessageContext): EventCause {
+  return { causationId: ctx.envelope.id, migrationId: cmd.migrationId };
 }

@@ -11,6 +11,7 @@ import { DATA_SOURCE } from '@ccm/persistence';
 import { type SagaState } from '@ccm/saga';
 import { type DataSource } from 'typeorm';
 import { MIGRATION, STEP_ATTEMPT } from '../db/schema.js';
+import { figuresOf } from '../saga/figures.js';
 
 interface SummaryRow {
   id: string;
@@ -106,6 +107,7 @@ export class MigrationQueries {
       at: new Date(h.at).toISOString(),
       ...(h.reason ? { reason: h.reason } : {}),
     })) ?? [{ phase: r.phase, at: r.created_at.toISOString(), ...(r.reason ? { reason: r.reason } : {}) }];
+    const figures = r.state ? figuresOf(r.state) : undefined;
     return {
       ...summary(r),
       idempotencyKey: r.idempotency_key,
@@ -113,6 +115,7 @@ export class MigrationQueries {
       steps,
       ...(r.progress && ACTIVE.has(r.phase) ? { progress: r.progress } : {}),
       eventSeq: r.event_seq,
+      ...(figures ? { figures } : {}),
     };
   }
 

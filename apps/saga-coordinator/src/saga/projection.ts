@@ -8,6 +8,7 @@ import {
   type SagaDefinition,
   type SagaState,
 } from '@ccm/saga';
+import { figuresOf } from './figures.js';
 
 /** An event to publish for a migration, before the store stamps `migrationId`, `seq` and `at`. */
 export interface PendingEvent {
@@ -137,15 +138,18 @@ function eventOfDecision(state: SagaState, d: SagaDecision): PendingEvent | unde
       };
     case 'CancelRefused':
       return { name: 'cancel-refused', data: { reason: d.reason, message: d.message } };
-    case 'Finished':
+    case 'Finished': {
+      const figures = figuresOf(state);
       return {
         name: 'finished',
         data: {
           phase: d.phase,
           reason: d.reason,
           durationMs: Math.max(0, state.updatedAt - state.createdAt),
+          ...(figures ? { figures } : {}),
         },
       };
+    }
     default:
       return undefined;
   }
