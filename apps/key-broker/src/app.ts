@@ -2,9 +2,11 @@ import { type ServiceDefinition } from '@ccm/runtime';
 import { AttestHandler } from './attest/attest.handler.js';
 import { TransportHandler } from './attest/transport.handler.js';
 import { KeyBrokerTables1795500000000 } from './db/migrations.js';
+import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyStore } from './policy/policy.store.js';
+import { RotateHandler } from './rotate/rotate.handler.js';
 
 /**
  * The key-broker: the guest owner's trust anchor. It keeps the owner's policies in its own schema and
@@ -13,6 +15,6 @@ import { PolicyStore } from './policy/policy.store.js';
 export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
-  migrations: [KeyBrokerTables1795500000000],
-  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler, LaunchHandler],
+  migrations: [KeyBrokerTables1795500000000, KeyBrokerRotation1796200000000],
+  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler, LaunchHandler, RotateHandler],
 };

@@ -11,6 +11,7 @@ import {
 } from '@ccm/contracts';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type HostAgentConfig } from '../config.js';
+import { HostStore } from '../store/host-store.js';
 import { type TransferRecord } from '../store/records.js';
 import { TransferService } from '../transfer/transfer.service.js';
 import { VmService } from '../vm/vm.service.js';
@@ -36,6 +37,7 @@ export class HostSteps {
     @Inject(SERVICE_CONFIG) private readonly config: HostAgentConfig,
     private readonly vms: VmService,
     private readonly transfers: TransferService,
+    private readonly store: HostStore,
   ) {}
 
   /** Target: the destination VM with the source's spec, listening for the stream. */
@@ -157,10 +159,26 @@ export class HostSteps {
     const tail = await serialTail(serialLog);
     throw new CcmError(
       HostErrorCodes.GuestNotProgressing,
-      `VM ${cmd.workload.id} on ${this.config.CCM_HOST_ID} did not prove alive: ${verdict.why}; ` +
+      `VM ${cmd.workload.id} on ${this.config.CCM_HOST_ID} did not prove alive: ${await this.how(cmd, verdict.why)}; ` +
         `last console lines: ${tail.slice(-5).join(' | ') || '(none)'}`,
       { retryable: false, effect: 'none', details: { serialTail: tail, waitedMs: verdict.waitedMs } },
     );
+  }
+
+  /**
+   * What became of a destination that is no longer live: its recorded end (phase and why, e.g. the
+   * process killed by a signal), read back from the store once the agent has recorded it.
+   */
+  private async how(cmd: StepCommand, why: string): Promise<string> {
+    if (!why.startsWith('the destination VM is')) return why;
+    // the exit handler records the end a moment after the VM leaves the live set
+    let ended = await this.store.loadVm(cmd.workload.id);
+    for (let i = 0; i < 20 && ended?.migrationId === cmd.migrationId && !isFinalVmPhase(ended.phase); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      ended = await this.store.loadVm(cmd.workload.id);
+    }
+    if (!ended || ended.migrationId !== cmd.migrationId || !isFinalVmPhase(ended.phase)) return why;
+    return `the destination VM is ${ended.phase}${ended.reason ? ` (${ended.reason})` : ''}`;
   }
 
   /** Source, after the pivot: the guest moved for good; end the held source. */

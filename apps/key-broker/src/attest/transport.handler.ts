@@ -11,6 +11,7 @@ import {
   type StepCommand,
 } from '@ccm/contracts';
 import { OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
+import { updateReturning } from '@ccm/persistence';
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
@@ -125,7 +126,8 @@ export class TransportHandler {
   })
   async close(cmd: StepCommand, ctx: MessageContext): Promise<{ closed: boolean }> {
     const m = ctx.manager!;
-    const rows = await m.query<Array<{ id: string }>>(
+    const rows = await updateReturning<{ id: string }>(
+      m,
       `UPDATE ${s}.transport_session SET state = 'closed', closed_at = now()
        WHERE migration_id = $1 AND state = 'open' RETURNING id`,
       [cmd.migrationId],

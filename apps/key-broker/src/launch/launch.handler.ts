@@ -45,6 +45,7 @@ interface LaunchRow {
   tik: string;
   identity_secret: string | null;
   disk_key: string | null;
+  state: string;
 }
 
 const refuse = (code: string, rule: string, reason: string, message: string) =>
@@ -57,6 +58,15 @@ const replyOf = (r: LaunchRow): LaunchSessionReply => ({
   session: r.session,
   pdhSha256: r.pdh_sha256,
 });
+
+/** A launch whose placement was rotated away (`rotate-keys`): its secrets are gone for good. */
+const revokedRefusal = (r: LaunchRow) =>
+  refuse(
+    KeyBrokerErrorCodes.AttestationRefused,
+    'launch-session-live',
+    'revoked',
+    `launch session ${r.id} of ${r.vm_id} on ${r.host_id} was revoked after the VM migrated away`,
+  );
 
 /**
  * Attested SEV launches (ARCHITECTURE §5 step 3): `launch-session` attests the host's chain under the
@@ -87,6 +97,7 @@ export class LaunchHandler {
       req.hostId,
       req.vmId,
     ]);
+    if (existing?.state === 'revoked') throw revokedRefusal(existing);
     if (existing) return replyOf(existing);
     const policy = await this.policies.forWorkload(req.workloadId, m);
     if (!policy) {
@@ -161,6 +172,7 @@ export class LaunchHandler {
         `no launch session ${req.launchSessionId}`,
       );
     }
+    if (row.state === 'revoked') throw revokedRefusal(row);
     const policy = await this.policies.get(row.workload_class);
     const started = new SevLaunchStarted({
       policy: Number(row.policy),
