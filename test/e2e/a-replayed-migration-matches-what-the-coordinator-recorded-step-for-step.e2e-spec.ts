@@ -1,5 +1,8 @@
 import { type INestApplication } from '@nestjs/common';
 import { startTestStack, type TestStack } from '@ccm/testing';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startActors, startCoordinator } from '../../apps/saga-coordinator/src/testing/harness.js';
@@ -178,5 +181,41 @@ describe('ccm audit replay of a migration the real coordinator ran matches its P
       error: { code: 'RESTORE_FAILED' },
     });
     expect(replay.steps.filter((s) => s.kind === 'compensation').length).toBeGreaterThan(0);
+  });
+
+  it('an exported transcript verifies offline with ccm, and one changed byte in the file fails it', async () => {
+    const { key: k, id } = newMigration();
+    await operator.migrate({ workload: 'audit-export', sourceHost: 'host-a', targetHost: 'host-b' }, k);
+    expect((await settled(operator, id)).detail.phase).toBe('Succeeded');
+    const dir = await mkdtemp(join(tmpdir(), 'ccm-transcript-'));
+    try {
+      const file = join(dir, 'transcript.json');
+      const exported = await ccm(['audit', 'export', id, '--out', file, ...flags]);
+      expect(exported.code).toBe(0);
+      expect(JSON.parse(exported.stdout)).toMatchObject({ file, verdict: 'intact' });
+      expect(JSON.parse(exported.stdout).events).toBeGreaterThan(12);
+
+      // Offline: no NATS flag, the trust store made by ccm-keys pins every signer.
+      const trust = ['--trust', join(stack.keysDir, 'trust.json')];
+      const ok = await ccm(['audit', 'verify-file', file, ...trust, '--json']);
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, transcriptSignature: 'valid' });
+
+      // One byte of one event's payload changed inside the file (still valid JSON).
+      const text = await readFile(file, 'utf8');
+      const at = text.indexOf('audit-export');
+      expect(at).toBeGreaterThan(0);
+      const flipped = join(dir, 'flipped.json');
+      await writeFile(flipped, `${text.slice(0, at)}X${text.slice(at + 1)}`);
+      const bad = await ccm(['audit', 'verify-file', flipped, ...trust, '--json']);
+      expect(bad.code).toBe(6);
+      expect(bad.stdout + bad.stderr).toMatch(/signature|invalid|broken/i);
+
+      // The same check of the whole range on the live stream passes.
+      const all = await ccm(['audit', 'verify', '--since', '1h', ...flags]);
+      expect(all.code).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
