@@ -32,7 +32,13 @@ export const AttestPlatformReplySchema = z
   .loose();
 
 /** vm-lifecycle `provision-vm` and host-agent `prepare-incoming`: the VM now on the target host. */
-export const TargetVmReplySchema = z.object({ targetVmId: IdSchema }).loose();
+/**
+ * vm-lifecycle `provision-vm`: the target VM, and for a container the source VM that runs it (both go
+ * into the saga's context for later steps).
+ */
+export const TargetVmReplySchema = z
+  .object({ targetVmId: IdSchema, sourceVmId: IdSchema.optional() })
+  .loose();
 
 /** key-broker `release-migration-key`: which key was released (never the key itself). */
 export const KeyReleasedReplySchema = z.object({ keyId: z.string().min(1).max(200) }).loose();

@@ -16,6 +16,12 @@ import { SignedAdmissionSchema } from './overlay.js';
 export const StepContextSchema = z.object({
   /** The VM on the target host: the provisioned confidential VM, or the incoming VM of a VM migration. */
   targetVmId: IdSchema.optional(),
+  /**
+   * Container saga: the confidential VM on the source host that runs the workload. vm-lifecycle's
+   * `provision-vm` reply supplies it (its registry knows where each workload runs); the key-broker
+   * asks this guest for evidence and container-checkpoint drives its guest-agent.
+   */
+  sourceVmId: IdSchema.optional(),
   /** The workload's overlay address (it keeps it across the move). */
   overlayIp: z.string().max(64).optional(),
   /** The key-broker's SEV transport session of a VM migration. */
@@ -44,6 +50,7 @@ export const StepContextSchema = z.object({
 export type StepContext = z.infer<typeof StepContextSchema>;
 export const STEP_CONTEXT_KEYS = [
   'targetVmId',
+  'sourceVmId',
   'overlayIp',
   'transportSessionId',
   'vmSpec',
