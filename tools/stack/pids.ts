@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
- * What the launcher records of each process it starts, one file per process in `<state>/run/`: its pid,
+ * What the launcher records of each process it starts, one file per process in `<state>/launcher-pids/`: its pid,
  * the kernel's start time of that pid (so a pid reused by an unrelated process is never signalled), the
  * signal that stops it gracefully and whether it is a server (stopped after the services).
  */
@@ -15,7 +15,11 @@ export interface PidRecord {
   server: boolean;
 }
 
-export const RUN_DIR = 'run';
+/**
+ * The launcher's own records, apart from anything a host-agent keeps under the state dir (the demo
+ * gives host-agents `<state>/run/<host>/vms`, which must outlive the launcher's stop).
+ */
+export const RUN_DIR = 'launcher-pids';
 const file = (stateDir: string, name: string) => join(stateDir, RUN_DIR, `${name}.pid`);
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined when pid is gone. */

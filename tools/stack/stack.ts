@@ -50,7 +50,7 @@ const UNPINNED_SIGNERS = [...SERVICES.filter((s) => s !== 'host-agent'), ...PERS
  * embedded Postgres (or the one given by URL), and every service as its own process; each must
  * report healthy. Services are supervised (see {@link Supervisor}); a watchdog process stops
  * everything if the launcher dies without stopping it, and a start first stops what a crashed run left
- * (recorded in `<state>/run/`). Stops everything in reverse order, services first with SIGTERM.
+ * (recorded in `<state>/launcher-pids/`). Stops everything in reverse order, services first with SIGTERM.
  */
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
   const log = opts.log ?? (() => undefined);

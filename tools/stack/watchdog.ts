@@ -4,7 +4,7 @@
  * stdin and in its own session, so neither Ctrl-C nor a kill of the launcher's group reaches it. Node
  * has no prctl(PR_SET_PDEATHSIG); instead the kernel closes the pipe when the launcher dies, however it
  * dies. A launcher that stops cleanly writes `bye` first; on EOF without it the watchdog stops every
- * process recorded in `<stateDir>/run/` (services, then NATS and Postgres) and exits.
+ * process recorded in `<stateDir>/launcher-pids/` (services, then NATS and Postgres) and exits.
  */
 import { stopRecorded } from './pids.js';
 
