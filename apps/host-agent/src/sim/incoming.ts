@@ -4,6 +4,9 @@ import { MigrationStats, type SimMigrationStatus } from './migration-stats.js';
 import { decodePage, encodeFrame, FrameReader, FrameType, jsonFrame, parseJson, type Frame } from './wire.js';
 import { type WorkloadState } from './workload.js';
 
+/** How long a refusing destination keeps a refused stream open for the source to read the NACK. */
+const NACK_LINGER_MS = 2_000;
+
 /** What the destination VM lends an incoming migration. */
 export interface MigrationDestination {
   readonly memory: SimMemory;
@@ -67,8 +70,13 @@ export class IncomingMigration {
     let hello = false;
     const refuse = (reason: string): void => {
       if (this.done) return;
+      // The VM process exits when the load fails. Exiting with the source's pages still unread would
+      // reset the connection, and the source would see a broken pipe before it reads why: so go on
+      // reading (and dropping) until the source closes after the NACK, or NACK_LINGER_MS.
       sock.end(jsonFrame(FrameType.Nack, { error: reason }));
-      this.fail(reason);
+      const linger = setTimeout(() => sock.destroy(), NACK_LINGER_MS);
+      sock.once('close', () => clearTimeout(linger));
+      this.fail(reason, sock);
     };
     sock.on('data', (chunk: Buffer) => {
       if (this.done) return;
@@ -141,12 +149,14 @@ export class IncomingMigration {
     }
   }
 
-  private fail(reason: string): void {
+  /** Fails the load; the VM is told once `lingering` (the refused stream, if any) has closed. */
+  private fail(reason: string, lingering?: Socket): void {
     if (this.done) return;
     this.done = true;
     this.stats.errorDesc = reason;
     this.server?.close();
     this.setStatus('failed');
-    this.vm.failed(reason);
+    if (lingering && !lingering.destroyed) lingering.once('close', () => this.vm.failed(reason));
+    else this.vm.failed(reason);
   }
 }
