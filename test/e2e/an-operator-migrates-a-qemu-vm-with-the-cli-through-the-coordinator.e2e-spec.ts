@@ -172,7 +172,10 @@ describe.skipIf(skip !== undefined)('an operator migrates a QEMU VM with ccm thr
     expect(out.indexOf('  ✓ verify in ')).toBeLessThan(out.indexOf('  ▸ destroy-source'));
     // the host-agent's data-plane progress reached the operator's screen as bars
     expect(out).toMatch(/^ {4}Active \(active\) \[[#-]{20}\] +\d+% [\d.]+ \w+ \/ [\d.]+ MiB$/m);
-    expect(out).toMatch(/Succeeded after [\d.]+ (ms|s): all 10 steps succeeded\n$/);
+    // The last line: the outcome, then the figures the coordinator recorded (blackout = switch-over).
+    expect(out).toMatch(
+      /Succeeded after [\d.]+ (ms|s): all 10 steps succeeded; blackout \d+ ms, hypervisor downtime \d+ ms\n$/,
+    );
     figures.push(...out.split('\n').filter((l) => / in |Succeeded/.test(l)));
 
     const target = await vmOn(B, 'tiny-moves');
