@@ -65,11 +65,13 @@ export class ProvisionHandlers {
     if (done && done.desired === 'Running') return { targetVmId: done.vmId, hostId: done.hostId };
     const spec = await this.specFor(m, cmd);
     const host = cmd.targetHost;
-    await this.queries.place(
-      { memoryMiB: spec.memoryMiB, cpus: spec.cpus, sourceHost: cmd.sourceHost, candidates: [host] },
+    const vmId = targetVmIdFor(cmd.migrationId);
+    await this.queries.checkTarget(
+      host,
+      `${vmId} of ${cmd.workload.id} on ${host}`,
+      { memoryMiB: spec.memoryMiB, cpus: spec.cpus, sourceHost: cmd.sourceHost },
       m,
     );
-    const vmId = targetVmIdFor(cmd.migrationId);
     const cause = { causationId: ctx.envelope.id, correlationId: cmd.migrationId };
     const session = await this.call(
       keyBrokerSubject(KEY_BROKER_VERBS.launchSession),
@@ -230,8 +232,11 @@ export class ProvisionHandlers {
     schema: S,
     o: { causationId: string; correlationId: string },
   ): Promise<z.infer<S>> {
+    // Keyed by the step command's delivery: the callee's inbox answers a resent call alike, and the
+    // next attempt of the step (a new envelope) acts anew on what the callee already has.
     return this.bus.request(subject, data, schema, {
       ...o,
+      idempotencyKey: `${o.causationId}:${subject}`,
       timeoutMs: this.config.CCM_PROVISION_CALL_TIMEOUT_MS,
     });
   }

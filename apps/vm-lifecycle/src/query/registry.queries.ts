@@ -70,4 +70,15 @@ export class RegistryQueries {
     if (!r.ok) throw placementRefused(`a VM of ${req.memoryMiB} MiB and ${req.cpus} vCPU(s)`, r.rejected);
     return { hostId: r.hostId, rejected: r.rejected };
   }
+
+  /** Whether placement accepts `target` for the VM. @throws PLACEMENT_REFUSED naming why `target` was rejected */
+  async checkTarget(target: string, what: string, req: PlacementRequest, m: EntityManager): Promise<void> {
+    const { hosts } = await this.hosts(m);
+    const r = placeVm(hosts.map(placementHost), { ...req, candidates: [target] });
+    if (!r.ok)
+      throw placementRefused(
+        what,
+        r.rejected.filter((x) => x.hostId === target),
+      );
+  }
 }
