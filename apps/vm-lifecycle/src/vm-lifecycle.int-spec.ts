@@ -34,9 +34,9 @@ import { loadIdentity } from '@ccm/keys';
 import { encodeEnvelope, sealEnvelope } from '@ccm/messaging';
 import { defaultSeabios } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
-import { builtServiceEntry, ccmFailure, pollUntil } from '@ccm/testing';
+import { builtServiceEntry, ccmFailure, pollUntil, stepCommand } from '@ccm/testing';
 import { jetstream } from '@nats-io/jetstream';
-import { startLifecycleStack, stepCommand, type LifecycleStack } from './__fixtures__/lifecycle-stack.js';
+import { startLifecycleStack, type LifecycleStack } from './__fixtures__/lifecycle-stack.js';
 import { targetVmIdFor } from './provision/provision.handlers.js';
 
 const LIVENESS_MS = 2_000;

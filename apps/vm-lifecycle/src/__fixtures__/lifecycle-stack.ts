@@ -4,7 +4,7 @@ import { type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
-import { migrationIdFor, type SignerName, type StepCommand } from '@ccm/contracts';
+import { type SignerName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
@@ -119,21 +119,5 @@ export async function startLifecycleStack(
       );
     },
     close,
-  };
-}
-
-/** A `provision-vm`/`destroy-vm` step command as the coordinator builds it. */
-export function stepCommand(over: Partial<StepCommand> = {}): StepCommand {
-  return {
-    migrationId: migrationIdFor(randomUUID()),
-    saga: 'container-migration@1',
-    step: 'provision-target',
-    kind: 'action',
-    attempt: 1,
-    workload: { id: 'web-1', kind: 'container' },
-    sourceHost: 'host-a',
-    targetHost: 'host-b',
-    context: {},
-    ...over,
   };
 }
