@@ -39,6 +39,14 @@ export function targetVmIdFor(migrationId: string): string {
 }
 
 /**
+ * Serializes the steps of one migration across replicas (an attempt resent while the last one still
+ * runs waits for it, then finds its work done): a transaction-scoped advisory lock on the migration id.
+ */
+async function oneAtATime(m: EntityManager, migrationId: string): Promise<void> {
+  await m.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`vm-lifecycle:${migrationId}`]);
+}
+
+/**
  * The container saga's `provision-vm` and its compensation `destroy-vm` (STEP_COMMANDS['vm-lifecycle']).
  * `provision-vm` checks the target host with placement (live, SEV, TCB not below the source's, room,
  * not the source), then runs an attested launch there: a launch session from the key-broker (which
@@ -61,6 +69,7 @@ export class ProvisionHandlers {
   @step('provision-vm')
   async provision(cmd: StepCommand, ctx: MessageContext) {
     const m = ctx.manager!;
+    await oneAtATime(m, cmd.migrationId);
     const done = await provisionedBy(m, cmd.migrationId);
     if (done && done.desired === 'Running') return { targetVmId: done.vmId, hostId: done.hostId };
     const spec = await this.specFor(m, cmd);
@@ -147,6 +156,7 @@ export class ProvisionHandlers {
   @step('destroy-vm')
   async destroy(cmd: StepCommand, ctx: MessageContext) {
     const m = ctx.manager!;
+    await oneAtATime(m, cmd.migrationId);
     const row = await provisionedBy(m, cmd.migrationId);
     const host = row?.hostId ?? cmd.targetHost;
     const vmId = row?.vmId ?? targetVmIdFor(cmd.migrationId);
