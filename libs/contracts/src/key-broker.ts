@@ -180,11 +180,7 @@ const Base64 = z
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 
 /** `launch-session`: an attested launch of `vmId` (a workload of an owner's class) on `hostId`. */
-export const LaunchSessionRequestSchema = z.object({
-  vmId: IdSchema,
-  hostId: IdSchema,
-  workloadId: IdSchema,
-});
+export const LaunchSessionRequestSchema = z.object({ vmId: IdSchema, hostId: IdSchema, workloadId: IdSchema });
 /** What the host-agent's `launch` takes as `sev` (policy, GODH certificate, session blob; public). */
 export const LaunchSessionReplySchema = z.object({
   launchSessionId: IdSchema,
