@@ -17,11 +17,12 @@ import {
   type AuditFlags,
 } from './audit/audit-commands.js';
 import { ping } from './commands/ping.js';
+import { hostsCommand, vmsCommand } from './commands/registry.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
 import { type CliIo } from './io.js';
 
-const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel', 'audit'];
+const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel', 'audit', 'hosts', 'vms'];
 
 const HELP = `ccm: Confidential Container Migration
 
@@ -36,6 +37,8 @@ commands:
       [--limit N] [--cursor C]
   migration <id>                                           one migration with its step history
   cancel <id> [--reason TEXT] [--follow]                   cancel (refused past the point of no return)
+  hosts                                                    registered hosts: liveness, SEV, TCB, capacity
+  vms [--host HOST] [--phase PHASE] [--limit N]            confidential VMs: desired and observed phase
   audit replay <id>                                        rebuild a migration from CCM_EVENTS alone
   audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
   audit export <id> [--out FILE]                           write a signed transcript for offline checks
@@ -150,6 +153,14 @@ export async function runCli(
           return await showCommand(conn, rest[0], flags, io);
         case 'cancel':
           return await cancelCommand(conn, rest[0], flags, io);
+        case 'hosts':
+          return await hostsCommand(conn, { json, timeoutMs }, io);
+        case 'vms':
+          return await vmsCommand(
+            conn,
+            { json, timeoutMs, host: values.host, phase: values.phase, limit: values.limit },
+            io,
+          );
         case 'audit':
           if (sub === 'replay') return await replayCommand(conn, rest[1], audit, io);
           if (sub === 'export') return await exportCommand(conn, rest[1], audit, io);

@@ -27,6 +27,8 @@ export const DURABLE_CONSUMERS: Partial<Record<ServiceName, readonly DurableCons
     // Records the heads of participants' hash chains that the coordinator's events commit to (audit).
     { stream: 'events', durable: 'chain-witness', filterSubject: 'ccm.evt.>' },
   ],
+  // The host registry: every host-agent's registration, heartbeats and VM phase changes.
+  'vm-lifecycle': [{ stream: 'events', durable: 'host-registry', filterSubject: 'ccm.evt.host.>' }],
 };
 
 /** The declared consumer `durable` of `service`; throws when it is not declared (a wiring bug). */

@@ -19,3 +19,4 @@ export * from './overlay.js';
 export * from './overlay-events.js';
 export * from './key-broker.js';
 export * from './host-steps.js';
+export * from './vm-lifecycle.js';

@@ -9,3 +9,4 @@ export {
 export { HealthController } from './health.controller.js';
 export { MetricsController } from './metrics.controller.js';
 export { PingHandler } from './ping.handler.js';
+export { CcmErrorFilter, parseInput } from './http-errors.js';

@@ -17,3 +17,5 @@ export {
 export { startTestStack, type TestStack } from './stack.js';
 export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
 export { ccmFailure } from './ccm-failure.js';
+export { builtServiceEntry, startServiceProcess, type ServiceProcess } from './service-process.js';
+export { stepCommand } from './step-command.js';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
-import { migrationIdFor, type SignerName, type StepCommand } from '@ccm/contracts';
+import { type SignerName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
@@ -98,20 +98,4 @@ export async function startBrokerStack(hostIds: string[]): Promise<BrokerStack> 
   };
 }
 
-/** A saga step command as the coordinator builds it. */
-export function stepCommand(
-  over: Partial<StepCommand> & { workload?: StepCommand['workload'] } = {},
-): StepCommand {
-  return {
-    migrationId: migrationIdFor(randomUUID()),
-    saga: 'container-migration@1',
-    step: 'attest-target',
-    kind: 'action',
-    attempt: 1,
-    workload: { id: 'web-1', kind: 'container' },
-    sourceHost: 'host-a',
-    targetHost: 'host-b',
-    context: {},
-    ...over,
-  };
-}
+export { stepCommand } from '@ccm/testing';

@@ -38,3 +38,4 @@ export * from './launch-secret.js';
 export * from './launch-session.js';
 export * from './migration.js';
 export * from './transport-session.js';
+export * from './direct-boot.js';
