@@ -1,5 +1,5 @@
 import { envInt, serviceConfigSchema } from '@ccm/config';
-import { z } from 'zod';
+import { type z } from 'zod';
 
 /** Pre-copy stops once a round leaves at most this many dirty pages (4 KiB each) behind. */
 export const DEFAULT_DIRTY_THRESHOLD_PAGES = 256;

@@ -85,9 +85,7 @@ export class CheckpointService {
   async freezeDump(run: StepRun) {
     const { row } = run;
     const all = await db.rounds(run.m, row.migrationId);
-    const final =
-      all.find((r) => r.kind === 'dump') ??
-(await this.round(run, all.length + 1, 'dump', all));
+    const final = all.find((r) => r.kind === 'dump') ?? (await this.round(run, all.length + 1, 'dump', all));
     await db.markDumped(run.m, row.migrationId, final.round);
     return {
       imageBytes: final.imageBytes,
@@ -111,7 +109,14 @@ export class CheckpointService {
       });
     }
     const args = { migrationId: row.migrationId, containerId: row.containerId, rounds: row.finalRound };
-    await this.guests.call(row.targetVm, GUEST_VERBS.restore, args, ContainerInfoSchema, cause, refusedDidNothing);
+    await this.guests.call(
+      row.targetVm,
+      GUEST_VERBS.restore,
+      args,
+      ContainerInfoSchema,
+      cause,
+      refusedDidNothing,
+    );
     const resumed = await this.guests.call(
       row.targetVm,
       GUEST_VERBS.resume,
@@ -164,7 +169,10 @@ export class CheckpointService {
         throw e;
       });
     if (!info || info.migrationId !== row.migrationId || info.state === 'killed') {
-      return { killed: false, reason: !info ? 'no container at the target' : 'not restored by this migration' };
+      return {
+        killed: false,
+        reason: !info ? 'no container at the target' : 'not restored by this migration',
+      };
     }
     const c = await this.guests.call(
       row.targetVm,
@@ -219,7 +227,14 @@ export class CheckpointService {
         throw e;
       });
     const discard = (vm: string) =>
-      this.guests.call(vm, GUEST_VERBS.discard, { migrationId: row.migrationId }, DiscardReplySchema, cause, 'maybe');
+      this.guests.call(
+        vm,
+        GUEST_VERBS.discard,
+        { migrationId: row.migrationId },
+        DiscardReplySchema,
+        cause,
+        'maybe',
+      );
     await discard(row.sourceVm);
     await discard(row.targetVm);
     return { source: killed, targetCounter: at.counter, frozenMs: row.frozenMs };
@@ -272,7 +287,9 @@ export class CheckpointService {
         bytesTransferred: sum(before, 'imageBytes') + r.imageBytes,
         ...(pages !== undefined ? { bytesTotal: pages * PAGE_BYTES } : {}),
         remainingBytes: r.dirtyPages * PAGE_BYTES,
-        ...(r.durationMs > 0 ? { dirtyBytesPerSecond: (r.dirtyPages * PAGE_BYTES * 1000) / r.durationMs } : {}),
+        ...(r.durationMs > 0
+          ? { dirtyBytesPerSecond: (r.dirtyPages * PAGE_BYTES * 1000) / r.durationMs }
+          : {}),
       });
     });
     return r;

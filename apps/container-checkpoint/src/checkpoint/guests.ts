@@ -60,5 +60,9 @@ export class Guests {
 export function isGone(err: CcmError): boolean {
   if (err.code !== ErrorCodes.Unavailable) return false;
   const cause = err.cause instanceof CcmError ? err.cause.cause : err.cause;
-  return cause instanceof errors.NoRespondersError || err.details?.['guest'] === 'not-running';
+  return (
+    cause instanceof errors.NoRespondersError ||
+    (cause instanceof errors.RequestError && cause.isNoResponders()) ||
+    err.details?.['guest'] === 'not-running'
+  );
 }

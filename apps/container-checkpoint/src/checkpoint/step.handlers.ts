@@ -1,5 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import { CcmError, CheckpointErrorCodes, ErrorCodes, STEP_COMMANDS, subjects, type StepCommand } from '@ccm/contracts';
+import {
+  CcmError,
+  CheckpointErrorCodes,
+  ErrorCodes,
+  STEP_COMMANDS,
+  subjects,
+  type StepCommand,
+} from '@ccm/contracts';
 import { OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
 import { CheckpointService, type StepRun } from './checkpoint.service.js';
 import * as db from './store.js';
@@ -69,7 +76,10 @@ export class CheckpointSteps {
   /** An action: the context must name both guests; the migration's row is made on first sight. */
   private async action(cmd: StepCommand, ctx: MessageContext, fn: (r: StepRun) => Promise<object>) {
     if (cmd.workload.kind !== 'container') {
-      throw refuse(CheckpointErrorCodes.NotAContainer, `${cmd.workload.id} is a ${cmd.workload.kind}, not a container`);
+      throw refuse(
+        CheckpointErrorCodes.NotAContainer,
+        `${cmd.workload.id} is a ${cmd.workload.kind}, not a container`,
+      );
     }
     const { sourceVmId, targetVmId } = cmd.context;
     if (!sourceVmId) {
@@ -78,9 +88,13 @@ export class CheckpointSteps {
         `${cmd.step}: the command's context has no sourceVmId (vm-lifecycle's provision-vm supplies the guest that runs ${cmd.workload.id})`,
       );
     }
-    if (!targetVmId) throw refuse(ErrorCodes.ValidationFailed, `${cmd.step}: the command's context has no targetVmId`);
+    if (!targetVmId)
+      throw refuse(ErrorCodes.ValidationFailed, `${cmd.step}: the command's context has no targetVmId`);
     if (sourceVmId === targetVmId) {
-      throw refuse(ErrorCodes.ValidationFailed, `${cmd.step}: source and target are the same guest ${sourceVmId}`);
+      throw refuse(
+        ErrorCodes.ValidationFailed,
+        `${cmd.step}: source and target are the same guest ${sourceVmId}`,
+      );
     }
     const row = await this.outbox.transaction((m) =>
       db.ensureCheckpoint(m, {

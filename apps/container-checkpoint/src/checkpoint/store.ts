@@ -115,8 +115,10 @@ export async function saveStepResult(
   kind: string,
   result: Record<string, unknown>,
 ): Promise<void> {
-  await m.query(
-    `INSERT INTO ${s}.step_result (migration_id, step, kind, result) VALUES ($1, $2, $3, $4)`,
-    [migrationId, step, kind, JSON.stringify(result)],
-  );
+  await m.query(`INSERT INTO ${s}.step_result (migration_id, step, kind, result) VALUES ($1, $2, $3, $4)`, [
+    migrationId,
+    step,
+    kind,
+    JSON.stringify(result),
+  ]);
 }
