@@ -69,7 +69,7 @@ describe('container-checkpoint steps with two real guest-agents (sim)', () => {
     const sub = nc.subscribe(`ccm.evt.checkpoint.${migrationId}.progressed`);
     const seen: DataPlaneProgress[] = [];
     void (async () => {
-      for await (const m of sub) seen.push((m.json() as { data: DataPlaneProgress }).data);
+      for await (const m of sub) seen.push(m.json<{ data: DataPlaneProgress }>().data);
     })();
     return { seen, sub };
   }
@@ -87,7 +87,7 @@ describe('container-checkpoint steps with two real guest-agents (sim)', () => {
     ).toBeGreaterThanOrEqual(2);
     expect(rounds.length).toBeLessThanOrEqual(4);
     expect(rounds[0]).toMatchObject({ round: 1, kind: 'pre-dump', pages: 8192 });
-    expect(rounds[1]!.pages).toBeLessThan(8192);
+    expect(rounds[1].pages).toBeLessThan(8192);
     for (const r of rounds) {
       expect(r.imageBytes).toBeGreaterThan(r.pages * 4096);
       expect(r.durationMs).toBeGreaterThan(0);
@@ -137,7 +137,7 @@ describe('container-checkpoint steps with two real guest-agents (sim)', () => {
     ]);
     expect(seen.map((p) => p.step)).toEqual([...rounds.map(() => 'pre-copy'), 'freeze-dump', 'restore']);
     expect(seen.at(-1)!.stage).toBe('resumed at target');
-    expect(seen[0]!.bytesTotal).toBe(8192 * 4096);
+    expect(seen[0].bytesTotal).toBe(8192 * 4096);
     console.log(
       `[checkpoint] ${rounds.map((r) => `round ${r.round}: ${r.pages} pages ${r.imageBytes} B ${r.durationMs.toFixed(0)} ms`).join('; ')}; final ${String(dump.pages)} pages ${String(dump.imageBytes)} B; frozen ${(restored.frozenMs as number).toFixed(0)} ms`,
     );
@@ -236,7 +236,7 @@ describe('container-checkpoint steps with two real guest-agents (sim)', () => {
       ['restore', 'kill-target'],
     ]) {
       const c = { ...checkpointCommand(id), step, kind: 'compensation' as const };
-      expect(ok(await f.step(c, verb!))).toEqual({ nothingToUndo: true });
+      expect(ok(await f.step(c, verb))).toEqual({ nothingToUndo: true });
     }
     // nothing lost: the container runs on at the source, nothing went to the target
     const c0 = await f.counter(SOURCE, id);
