@@ -10,13 +10,14 @@ import {
   progressSubjects,
   type CheckpointRound,
   type DataPlaneProgress,
+  type GuestVerb,
 } from '@ccm/contracts';
 import { OutboxService } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type EntityManager } from 'typeorm';
 import { z } from 'zod';
 import { type CheckpointConfig } from '../config.js';
-import { type Cause, Guests, isGone, refusedDidNothing } from './guests.js';
+import { type Cause, type EffectOf, Guests, isGone, refusedDidNothing } from './guests.js';
 import * as db from './store.js';
 
 const PAGE_BYTES = 4096;
@@ -49,14 +50,7 @@ export class CheckpointService {
     const { row, cause } = run;
     const threshold = this.config.CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES;
     const limit = this.config.CCM_CHECKPOINT_MAX_ROUNDS;
-    const src = await this.guests.call(
-      row.sourceVm,
-      GUEST_VERBS.describe,
-      { id: row.containerId },
-      ContainerInfoSchema,
-      cause,
-      'none',
-    );
+    const src = await this.onContainer(row.sourceVm, GUEST_VERBS.describe, row, cause, 'none');
     const done = (await db.rounds(run.m, row.migrationId)).filter((r) => r.kind === 'pre-dump');
     if (src.state !== 'running' && done.length === 0) {
       throw new CcmError(GuestErrorCodes.BadContainerState, `container ${row.containerId} is ${src.state}`, {
@@ -117,14 +111,7 @@ export class CheckpointService {
       cause,
       refusedDidNothing,
     );
-    const resumed = await this.guests.call(
-      row.targetVm,
-      GUEST_VERBS.resume,
-      { id: row.containerId },
-      ContainerInfoSchema,
-      cause,
-      'maybe',
-    );
+    const resumed = await this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe');
     const at = new Date();
     const frozenMs = row.frozenAt ? Math.max(0, at.getTime() - new Date(row.frozenAt).getTime()) : null;
     await db.markResumed(run.m, row.migrationId, at, frozenMs);
@@ -145,14 +132,7 @@ export class CheckpointService {
 
   /** Compensates freeze-dump: the source container runs on (a running one is left as it is). */
   async thawSource({ row, cause }: StepRun) {
-    const c = await this.guests.call(
-      row.sourceVm,
-      GUEST_VERBS.thaw,
-      { id: row.containerId },
-      ContainerInfoSchema,
-      cause,
-      'maybe',
-    );
+    const c = await this.onContainer(row.sourceVm, GUEST_VERBS.thaw, row, cause, 'maybe');
     return { containerId: row.containerId, sourceVmId: row.sourceVm, state: c.state, counter: c.counter };
   }
 
@@ -162,41 +142,30 @@ export class CheckpointService {
    * step's destroy-vm removes its VM).
    */
   async killTarget({ row, cause }: StepRun) {
-    const info = await this.guests
-      .call(row.targetVm, GUEST_VERBS.describe, { id: row.containerId }, ContainerInfoSchema, cause, 'none')
-      .catch((e: unknown) => {
+    const info = await this.onContainer(row.targetVm, GUEST_VERBS.describe, row, cause, 'none').catch(
+      (e: unknown) => {
         if (e instanceof CcmError && (e.code === ErrorCodes.NotFound || isGone(e))) return undefined;
         throw e;
-      });
+      },
+    );
     if (!info || info.migrationId !== row.migrationId || info.state === 'killed') {
       return {
         killed: false,
         reason: !info ? 'no container at the target' : 'not restored by this migration',
       };
     }
-    const c = await this.guests.call(
-      row.targetVm,
-      GUEST_VERBS.kill,
-      { id: row.containerId },
-      ContainerInfoSchema,
-      cause,
-      'maybe',
-    );
+    const c = await this.onContainer(row.targetVm, GUEST_VERBS.kill, row, cause, 'maybe');
     return { killed: true, state: c.state };
   }
 
   /** Compensates pre-copy: both guests drop the migration's images and key. */
   async discardImages({ row, cause }: StepRun) {
-    const discard = (vm: string) =>
-      this.guests
-        .call(vm, GUEST_VERBS.discard, { migrationId: row.migrationId }, DiscardReplySchema, cause, 'maybe')
-        .then((r) => r.rounds as number | 'guest-not-running');
-    const target = await discard(row.targetVm).catch((e: unknown) => {
+    const target = await this.discard(row.targetVm, row, cause).catch((e: unknown) => {
       // A target guest-agent that is gone took its in-memory images with it.
       if (e instanceof CcmError && isGone(e)) return 'guest-not-running' as const;
       throw e;
     });
-    return { discarded: { source: await discard(row.sourceVm), target } };
+    return { discarded: { source: await this.discard(row.sourceVm, row, cause), target } };
   }
 
   /**
@@ -204,14 +173,7 @@ export class CheckpointService {
    * target does not run the container this migration restored (that would leave it nowhere).
    */
   async commit({ row, cause }: StepRun) {
-    const at = await this.guests.call(
-      row.targetVm,
-      GUEST_VERBS.describe,
-      { id: row.containerId },
-      ContainerInfoSchema,
-      cause,
-      'none',
-    );
+    const at = await this.onContainer(row.targetVm, GUEST_VERBS.describe, row, cause, 'none');
     if (at.state !== 'running' || at.migrationId !== row.migrationId) {
       throw new CcmError(
         ErrorCodes.Conflict,
@@ -219,25 +181,33 @@ export class CheckpointService {
         { retryable: false, effect: 'none', details: { state: at.state } },
       );
     }
-    const killed = await this.guests
-      .call(row.sourceVm, GUEST_VERBS.kill, { id: row.containerId }, ContainerInfoSchema, cause, 'maybe')
+    const killed = await this.onContainer(row.sourceVm, GUEST_VERBS.kill, row, cause, 'maybe')
       .then((c) => c.state)
       .catch((e: unknown) => {
         if (e instanceof CcmError && e.code === ErrorCodes.NotFound) return 'gone' as const;
         throw e;
       });
-    const discard = (vm: string) =>
-      this.guests.call(
-        vm,
-        GUEST_VERBS.discard,
-        { migrationId: row.migrationId },
-        DiscardReplySchema,
-        cause,
-        'maybe',
-      );
-    await discard(row.sourceVm);
-    await discard(row.targetVm);
+    await this.discard(row.sourceVm, row, cause);
+    await this.discard(row.targetVm, row, cause);
     return { source: killed, targetCounter: at.counter, frozenMs: row.frozenMs };
+  }
+
+  /** A guest command about the migration's container (`{ id }`), answered with its state. */
+  private onContainer(vm: string, verb: GuestVerb, row: db.CheckpointRow, cause: Cause, effect: EffectOf) {
+    return this.guests.call(vm, verb, { id: row.containerId }, ContainerInfoSchema, cause, effect);
+  }
+
+  /** A guest drops the migration's images and key; how many rounds it held. */
+  private async discard(vm: string, row: db.CheckpointRow, cause: Cause): Promise<number> {
+    const r = await this.guests.call(
+      vm,
+      GUEST_VERBS.discard,
+      { migrationId: row.migrationId },
+      DiscardReplySchema,
+      cause,
+      'maybe',
+    );
+    return r.rounds;
   }
 
   /** One round: the target listens, the source sends (pre-dump or final dump); recorded at once. */
