@@ -25,6 +25,9 @@ export async function tamperingProxy(
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     client.on('data', (d: Buffer) => {
+      // Once the target has answered and closed, drop what the source still sends: writing to the
+      // closed upstream would reset the source's connection and could lose the verdict it carries.
+      if (!upstream.writable) return;
       for (const f of reader.push(d)) {
         const i = n++;
         if (i !== at && !(tamper === 'reorder' && i === at + 1)) {
