@@ -28,8 +28,12 @@ export async function startGuest(
     env: { ...process.env, ...stack.env({ CCM_VM_ID: vmId, CCM_INSTANCE_ID: `guest-${vmId}`, ...extra }) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  await pollUntil(`guest-agent ${vmId} answers`, () =>
-    send(vmId, 'identity', {}, { timeoutMs: 1000 }).then(() => true),
+  // A loaded machine may take a while to boot a Nest process: wait up to a minute.
+  await pollUntil(
+    `guest-agent ${vmId} answers`,
+    () => send(vmId, 'identity', {}, { timeoutMs: 1000 }).then(() => true),
+    Boolean,
+    { timeoutMs: 60_000 },
   );
   return {
     vmId,
