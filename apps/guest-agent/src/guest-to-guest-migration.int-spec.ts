@@ -156,10 +156,12 @@ describe('guest-to-guest container migration (sim driver)', () => {
     },
   );
 
-  it('the stream cut mid-way: the source is told (retryable) and its container runs on', async () => {
+  it('the stream cut mid-way: the source is told (retryable), its container runs on, the retry sends every page', async () => {
     const { id, migrationId } = await prepare(1024);
     const err = await fail(round(migrationId, id, 1, 'pre-dump', 'cut'));
     expect(err).toMatchObject({ code: 'UNAVAILABLE', retryable: true });
+    // the cut round's pages stayed dirty: its retry carries all of them, not just those dirtied since
+    expect((await round(migrationId, id, 1, 'pre-dump')).pages).toBe(1024);
     const c = await counter('vm-a', id);
     await pollUntil(
       'A runs on',

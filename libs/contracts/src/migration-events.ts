@@ -79,6 +79,11 @@ export const MigrationFiguresSchema = z.object({
   peersUpdated: z.number().int().min(0).optional(),
   /** VMs: the stop-and-copy downtime the hypervisor reported. */
   downtimeMs: z.number().min(0).optional(),
+  /**
+   * Containers: the frozen time container-checkpoint measured, from the source's freeze to the resume
+   * at the target (its restore step); the blackout adds the cut-over to it.
+   */
+  frozenMs: z.number().min(0).optional(),
 });
 export type MigrationFigures = z.infer<typeof MigrationFiguresSchema>;
 

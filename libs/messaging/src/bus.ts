@@ -29,7 +29,11 @@ export interface RequestOptions {
 /** Maps a nats.js failure of a request to the CCM error an operator can act on. */
 export function requestFailure(subject: string, err: unknown): CcmError {
   if (err instanceof CcmError) return err;
-  if (err instanceof errors.NoRespondersError) {
+  // nats.js v3 reports "no responders" to a request as a RequestError wrapping NoRespondersError.
+  if (
+    err instanceof errors.NoRespondersError ||
+    (err instanceof errors.RequestError && err.isNoResponders())
+  ) {
     return new CcmError(ErrorCodes.Unavailable, `no service answers on ${subject}`, {
       retryable: true,
       cause: err,

@@ -87,6 +87,7 @@ export function figuresText(f: MigrationFigures | undefined): string {
   if (!f) return '';
   const parts: string[] = [];
   if (f.blackoutMs !== undefined) parts.push(`blackout ${duration(f.blackoutMs)}`);
+  if (f.frozenMs !== undefined) parts.push(`container frozen ${duration(f.frozenMs)}`);
   if (f.downtimeMs !== undefined) parts.push(`hypervisor downtime ${duration(f.downtimeMs)}`);
   if (f.brownoutMs !== undefined) {
     const cut =

@@ -1,82 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Server } from 'node:net';
-import { resolve } from 'node:path';
-import { type SignerName, subjects } from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
-import { signedRequest } from '@ccm/messaging';
 import { FrameReader } from '@ccm/sealing';
-import { pollUntil, type TestStack } from '@ccm/testing';
-import { type NatsConnection } from '@nats-io/transport-node';
-import { z } from 'zod';
 
-const entry = resolve(import.meta.dirname, '../../../../dist/apps/guest-agent/src/main.js');
-
-/** A guest-agent as its own process (from dist/, built by the test run's global setup). */
-export interface GuestProcess {
-  readonly vmId: string;
-  readonly child: ChildProcess;
-  stop(): Promise<void>;
-}
-
-export async function startGuest(
-  stack: TestStack,
-  vmId: string,
-  send: GuestClient['send'],
-  extra: Record<string, string> = {},
-): Promise<GuestProcess> {
-  const child = spawn(process.execPath, [entry], {
-    env: { ...process.env, ...stack.env({ CCM_VM_ID: vmId, CCM_INSTANCE_ID: `guest-${vmId}`, ...extra }) },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  await pollUntil(`guest-agent ${vmId} answers`, () =>
-    send(vmId, 'identity', {}, { timeoutMs: 1000 }).then(() => true),
-  );
-  return {
-    vmId,
-    child,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000).unref())]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-  };
-}
-
-export interface GuestClient {
-  send(
-    vmId: string,
-    verb: string,
-    data: unknown,
-    o?: { timeoutMs?: number },
-  ): Promise<Record<string, unknown>>;
-}
-
-/** Guest-agent commands signed as `signer` (the operator, or an identity playing an attacker). */
-export async function guestClient(
-  nc: NatsConnection,
-  keysDir: string,
-  signer: SignerName = 'operator',
-): Promise<GuestClient> {
-  const [identity, trust] = await Promise.all([loadIdentity(keysDir, signer), loadTrustStore(keysDir)]);
-  return {
-    send: (vmId, verb, data, o = {}) =>
-      signedRequest(
-        nc,
-        identity,
-        trust,
-        subjects.guestCmd(vmId, verb),
-        data,
-        z.record(z.string(), z.unknown()),
-        {
-          idempotencyKey: `${verb}-${randomUUID()}`,
-          timeoutMs: o.timeoutMs ?? 30_000,
-        },
-      ),
-  };
-}
+export { guestClient, startGuest, type GuestClient, type GuestProcess } from '@ccm/testing';
 
 export type Tamper = 'alter' | 'drop' | 'replay' | 'reorder' | 'cut';
 
@@ -100,6 +25,9 @@ export async function tamperingProxy(
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     client.on('data', (d: Buffer) => {
+      // Once the target has answered and closed, drop what the source still sends: writing to the
+      // closed upstream would reset the source's connection and could lose the verdict it carries.
+      if (!upstream.writable) return;
       for (const f of reader.push(d)) {
         const i = n++;
         if (i !== at && !(tamper === 'reorder' && i === at + 1)) {

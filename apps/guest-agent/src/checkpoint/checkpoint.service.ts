@@ -125,6 +125,7 @@ export class CheckpointService implements OnModuleDestroy {
       indices,
       data,
     );
+    // A round that did not arrive whole leaves its pages dirty: the round's retry sends them again.
     const r = await sendRound(
       key,
       target,
@@ -132,7 +133,10 @@ export class CheckpointService implements OnModuleDestroy {
       image,
       this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
       this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
-    );
+    ).catch((e: unknown) => {
+      c.markDirty(indices);
+      throw e;
+    });
     const report: RoundReport = {
       round,
       pages: indices.length,

@@ -73,6 +73,11 @@ export class SimContainer {
     return this.dirtyCount;
   }
 
+  /** Marks pages dirty again (a round that carried them failed). */
+  markDirty(indices: readonly number[]): void {
+    for (const p of indices) this.mark(p);
+  }
+
   /** Takes the dirty pages (a copy, consistent at this instant) and clears the dirty log. */
   takeDirty(): { indices: number[]; data: Buffer } {
     const indices: number[] = [];

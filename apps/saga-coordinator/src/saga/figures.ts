@@ -18,7 +18,8 @@ function succeeded(state: SagaState, step: string): (AttemptRecord & { result?: 
  * The figures a migration measured, from its step records: the blackout from the first freeze-dump
  * command to the cut-over reply (the audit timeline's definition), the overlay's brownout and
  * cut-over from the cut-over reply (the verify probe's brownout when the cut-over could not see the
- * target answer yet); for VMs the switch-over step and the hypervisor's downtime. Undefined when
+ * target answer yet); container-checkpoint's frozen time (restore reply); for VMs
+ * the switch-over step and the hypervisor's downtime. Undefined when
  * nothing was measured.
  */
 export function figuresOf(state: SagaState): MigrationFigures | undefined {
@@ -35,6 +36,8 @@ export function figuresOf(state: SagaState): MigrationFigures | undefined {
     if (num(r['cutOverMs']) !== undefined) out.cutOverMs = num(r['cutOverMs']);
     if (num(r['peersUpdated']) !== undefined) out.peersUpdated = num(r['peersUpdated']);
   }
+  const frozen = num(succeeded(state, 'restore')?.result?.['frozenMs']);
+  if (frozen !== undefined) out.frozenMs = frozen;
   const switchOver = succeeded(state, 'switch-over');
   if (switchOver?.endedAt !== undefined) {
     out.blackoutMs = Math.max(0, switchOver.endedAt - switchOver.sentAt);
