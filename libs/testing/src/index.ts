@@ -17,3 +17,14 @@ export {
 export { startTestStack, type TestStack } from './stack.js';
 export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
 export { ccmFailure } from './ccm-failure.js';
+export {
+  ask,
+  bytesOf,
+  codeOf,
+  consumerBacklog,
+  deadLetters,
+  publishToStream,
+  rawAs,
+  sealed,
+  type DeadLetter,
+} from './envelope-probe.js';
