@@ -40,12 +40,23 @@ try {
   }
   const started = performance.now();
   let sent = 0;
+  const took: Array<[string, number, number]> = [];
   for (const target of fz.targets) {
     const cases = casesFor(target, RUNS, SEED);
     sent += cases.length;
+    const t = performance.now();
     if (target.kind === 'request') await fuzzRequest(fz, target, cases, tally);
     else await fuzzStream(fz, target, cases, tally, { settleMs: 120_000 });
+    took.push([target.subject, cases.length, performance.now() - t]);
   }
+  took.sort((a, b) => b[2] - a[2]);
+  process.stdout.write(
+    `slowest subjects: ${took
+      .slice(0, 5)
+      .map(([s, n, ms]) => `${s} ${n} cases in ${(ms / 1000).toFixed(1)} s`)
+      .join('; ')}
+`,
+  );
   const seconds = (performance.now() - started) / 1000;
   const exited = fz.exited();
   const health = await fz.health();

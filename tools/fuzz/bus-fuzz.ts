@@ -66,6 +66,9 @@ export const TYPED_CODES: ReadonlySet<string> = new Set(
 const REFUSALS =
   /^(VALIDATION_FAILED|MALFORMED_MESSAGE|SIGNATURE_MISSING|SIGNATURE_INVALID|UNKNOWN_SIGNER|UNAUTHORIZED|MISADDRESSED|STALE|REPLAYED)\b/;
 
+/** Verbs whose valid cases leave workloads running (guest containers, host VMs). */
+const STARTS_WORK = ['run-container', 'launch', 'prepare-incoming'];
+
 /** A fuzzed subject and who sends to it. */
 export interface FuzzTarget extends ContractSubject {
   sender: SignerName;
@@ -209,6 +212,10 @@ export async function startFuzzStack(): Promise<FuzzStack> {
       typeChecked: c.kind === 'request' || handlers.some((h) => h.subject === c.subject),
     });
   }
+  // Valid cases of these start sim containers and VMs that keep running (and dirtying memory) until
+  // the stack stops: fuzzed last, they do not slow every subject after them on a two-core machine.
+  const startsWork = (t: FuzzTarget) => STARTS_WORK.some((verb) => t.subject.endsWith(`.${verb}`));
+  targets.sort((a, b) => Number(startsWork(a)) - Number(startsWork(b)));
   const uncontracted = wiring.filter((w) =>
     w.kind === 'request'
       ? !contract.some((c) => c.subject === w.subject)
