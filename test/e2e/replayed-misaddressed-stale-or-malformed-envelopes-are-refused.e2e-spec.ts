@@ -16,7 +16,7 @@ import {
   type TestStack,
 } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEveryService, type EveryService } from './support/every-service.js';
+import { PROBE_HOST, startEveryService, type EveryService } from './support/every-service.js';
 
 /** Mutations of an envelope's JSON text that once came back INTERNAL: name, mutation, typed code. */
 const BAD_INPUTS: Array<[string, (json: string) => string | Buffer, string]> = [
@@ -57,7 +57,7 @@ describe('envelopes that are replayed, misaddressed, stale or malformed are refu
   const INTAKE_DLQ = subjects.dlq('saga-coordinator', 'migrate-intake');
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ hostIds: [PROBE_HOST] });
     services = await startEveryService(stack);
     trust = await loadTrustStore(stack.keysDir);
     operator = await stack.identity(OPERATOR);
