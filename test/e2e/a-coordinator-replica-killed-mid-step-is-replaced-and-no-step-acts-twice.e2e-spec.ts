@@ -32,7 +32,7 @@ describe('two coordinator replicas, one killed with SIGKILL in the middle of a s
   let orphaned: string[];
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     ({ operator, participants } = await startActors(stack));
     db = new pg.Client(stack.postgres.url);
     await db.connect();

@@ -65,7 +65,7 @@ describe('ccm audit replay of a migration the real coordinator ran matches its P
   let flags: string[];
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     app = await startCoordinator(stack);
     ({ operator, participants } = await startActors(stack));
     db = new pg.Client(stack.postgres.url);

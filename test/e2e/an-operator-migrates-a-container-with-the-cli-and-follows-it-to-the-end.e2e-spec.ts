@@ -17,7 +17,7 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
   let flags: string[];
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     ({ operator, participants } = await startActors(stack));
     // Pre-copy reports two rounds of data-plane progress before it answers.
     participants.setScript((c) => {

@@ -32,7 +32,7 @@ describe('every CCM service as a real process', () => {
   const procs = new Map<string, ServiceProcess>();
 
   beforeAll(async () => {
-    stack = await startTestStack({ hostId: 'host-a' });
+    stack = await startTestStack({ hostIds: ['host-a'] });
     trust = await loadTrustStore(stack.keysDir);
     nc = await stack.connectAs('operator');
     // Two at a time: this machine has two cores.

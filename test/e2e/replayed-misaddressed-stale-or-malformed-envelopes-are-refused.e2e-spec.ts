@@ -2,18 +2,21 @@ import { sign } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { canonicalJson, OPERATOR, SIGNING_CONTEXT_V1, subjects, type Envelope } from '@ccm/contracts';
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
-import { pollUntil, startTestStack, type RawNatsClient, type TestStack } from '@ccm/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEveryService, type EveryService } from './support/every-service.js';
 import {
   ask,
   bytesOf,
   codeOf,
   deadLetters,
+  pollUntil,
   publishToStream,
   rawAs,
   sealed,
-} from './support/envelope-probe.js';
+  startTestStack,
+  type RawNatsClient,
+  type TestStack,
+} from '@ccm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROBE_HOST, startEveryService, type EveryService } from './support/every-service.js';
 
 /** Mutations of an envelope's JSON text that once came back INTERNAL: name, mutation, typed code. */
 const BAD_INPUTS: Array<[string, (json: string) => string | Buffer, string]> = [
@@ -54,7 +57,7 @@ describe('envelopes that are replayed, misaddressed, stale or malformed are refu
   const INTAKE_DLQ = subjects.dlq('saga-coordinator', 'migrate-intake');
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ hostIds: [PROBE_HOST] });
     services = await startEveryService(stack);
     trust = await loadTrustStore(stack.keysDir);
     operator = await stack.identity(OPERATOR);

@@ -144,7 +144,7 @@ async function throughput(w: World, count: number) {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { json: { type: 'boolean' } } });
-  const stack = await startTestStack();
+  const stack = await startTestStack({ scriptedHosts: true });
   const trust = await loadTrustStore(stack.keysDir);
   const actors = { connectAs: stack.connectAs, identity: stack.identity, trust };
   const w: World = {

@@ -310,7 +310,9 @@ export class DurableConsumer {
       return x;
     };
     const subject = subjects.dlq(this.deps.service, this.opts.durable);
-    const msgID = `${m.info.stream}:${m.seq}`;
+    // Per consumer: two consumers that park the same stream message (chain-witness and a progress
+    // consumer both read CCM_EVENTS) each keep their copy; the server's duplicate window would drop one.
+    const msgID = `${m.info.stream}:${this.opts.durable}:${m.seq}`;
     const room = (this.deps.maxPayload?.() ?? DEFAULT_MAX_PAYLOAD) - DLQ_HEADER_ROOM;
     if (m.data.length <= room) {
       await this.deps.js.publish(subject, m.data, { msgID, headers: h() });

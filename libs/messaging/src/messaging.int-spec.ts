@@ -62,6 +62,17 @@ class ProbeHandlers {
     if (data.poison) return Promise.reject(new Error('cannot digest this'));
     return Promise.resolve(ack());
   }
+
+  /** A second reader of the same events (as the coordinator's chain-witness reads every event). */
+  @OnJetStream({
+    stream: 'events',
+    durable: 'probe-every-vm-event',
+    filterSubject: 'ccm.evt.vm.>',
+    schema: z.unknown(),
+  })
+  onAnyVmEvent(): Promise<Outcome> {
+    return Promise.resolve(ack());
+  }
 }
 
 describe('messaging against a real nats-server and Postgres', () => {
@@ -89,7 +100,10 @@ describe('messaging against a real nats-server and Postgres', () => {
   beforeAll(async () => {
     stack = await startTestStack({
       extraConsumers: {
-        'vm-lifecycle': [{ stream: 'events', durable: 'probe-events', filterSubject: 'ccm.evt.vm.*.probed' }],
+        'vm-lifecycle': [
+          { stream: 'events', durable: 'probe-events', filterSubject: 'ccm.evt.vm.*.probed' },
+          { stream: 'events', durable: 'probe-every-vm-event', filterSubject: 'ccm.evt.vm.>' },
+        ],
       },
     });
     const trust = await loadTrustStore(stack.keysDir);
@@ -302,6 +316,30 @@ describe('messaging against a real nats-server and Postgres', () => {
     });
     expect(parked.header.get('Ccm-Dlq-Reason')).toContain('SIGNATURE_INVALID');
     expect(handlers.consumed.length).toBe(before);
+  });
+
+  it('two consumers that refuse the same event each park their own copy (neither is dropped as a duplicate)', async () => {
+    const vm = await stack.connectAs('vm-lifecycle');
+    const env = sealEnvelope(await stack.identity('vm-lifecycle'), {
+      natssubject: PROBED('refused-twice'),
+      type: 'ccm.vm.probed',
+      data: { poison: false },
+    });
+    const ack = await jetstream(vm).publish(
+      PROBED('refused-twice'),
+      encodeEnvelope({ ...env, source: 'key-broker' }),
+      { msgID: env.id },
+    );
+    const jsm = await jetstreamManager(nc);
+    for (const durable of ['probe-events', 'probe-every-vm-event']) {
+      const parked = await pollUntil(`the refused event parked by ${durable}`, async () => {
+        const m = await jsm.streams.getMessage(STREAMS.deadLetters.name, {
+          last_by_subj: subjects.dlq('vm-lifecycle', durable),
+        });
+        return m?.header.get('Ccm-Dlq-Stream-Seq') === String(ack.seq) ? m : undefined;
+      });
+      expect(parked.header.get('Ccm-Dlq-Reason'), durable).toContain('SIGNATURE_INVALID');
+    }
   });
 
   it('parks an event whose payload was altered after signing, on its signature', async () => {

@@ -21,7 +21,7 @@ async function nextPermissionError(
 describe('NATS permissions per identity (enforced by the server)', () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startTestStack({ postgres: false, hostId: 'host-a', hostIds: ['h1', 'h2'] });
+    stack = await startTestStack({ postgres: false, hostIds: ['host-a', 'h1', 'h2'] });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -37,7 +37,7 @@ describe('NATS permissions per identity (enforced by the server)', () => {
   });
 
   it('refuses a host-agent subscribing to the key-broker commands', async () => {
-    const nc = await stack.connectAs('host-agent');
+    const nc = await stack.connectAs('host-agent', 'host-a');
     const sub = nc.subscribe('ccm.cmd.key-broker.>');
     const err = await sub.closed;
     expect(err).toBeInstanceOf(errors.PermissionViolationError);
@@ -45,7 +45,7 @@ describe('NATS permissions per identity (enforced by the server)', () => {
   });
 
   it('refuses a host-agent taking another host’s commands, and allows its own', async () => {
-    const nc = await stack.connectAs('host-agent');
+    const nc = await stack.connectAs('host-agent', 'host-a');
     const own = nc.subscribe('ccm.cmd.host.host-a.>');
     const other = nc.subscribe('ccm.cmd.host.host-b.>');
     expect(await other.closed).toBeInstanceOf(errors.PermissionViolationError);

@@ -122,7 +122,7 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
       allow: o.allow,
     });
     this.log.log(
-      `request ${subject} (queue ${this.opts.service}${o.idempotent ? ', idempotent' : ''}) -> ${where}`,
+      `request ${subject} (queue ${this.opts.service}${o.idempotent ? ', idempotent' : ''}${fromWhom(o.allow)}) -> ${where}`,
     );
     void (async () => {
       for await (const m of sub) {
@@ -222,7 +222,9 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
       allow: o.allow,
       types: o.types,
     });
-    this.log.log(`consumer ${o.durable} on ${o.filterSubject} (stream ${o.stream}) -> ${where}`);
+    this.log.log(
+      `consumer ${o.durable} on ${o.filterSubject} (stream ${o.stream}${fromWhom(o.allow)}) -> ${where}`,
+    );
   }
 
   /** Stop taking work: drain subscriptions and consumers, then wait for handlers in flight. */
@@ -233,6 +235,9 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     this.log.log('handlers stopped');
   }
 }
+
+/** `, from a|b` when a handler takes messages from those signers only (the wiring log states it). */
+const fromWhom = (allow?: readonly string[]): string => (allow ? `, from ${allow.join('|')}` : '');
 
 /** The `id` of a request that was refused before it was opened, if its text has a string one. */
 function requestIdOf(bytes: Uint8Array): string | undefined {

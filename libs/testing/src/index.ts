@@ -20,3 +20,14 @@ export { ccmFailure } from './ccm-failure.js';
 export { builtServiceEntry, startServiceProcess, type ServiceProcess } from './service-process.js';
 export { stepCommand } from './step-command.js';
 export { guestClient, startGuest, type GuestClient, type GuestProcess } from './guest-agents.js';
+export {
+  ask,
+  bytesOf,
+  codeOf,
+  consumerBacklog,
+  deadLetters,
+  publishToStream,
+  rawAs,
+  sealed,
+  type DeadLetter,
+} from './envelope-probe.js';

@@ -34,13 +34,19 @@ export interface TestStack {
 /**
  * A throw-away CCM stack for one test suite: keys for every identity, a nats-server with JetStream
  * that enforces the per-identity NKEY permissions, CCM's streams (made by the bootstrap identity, as
- * services only check them), and a Postgres; all on free ports in temp dirs. The unpinned host-agent
- * identity is made too (scripted participants answer for every host with it); `hostIds` adds pinned ones.
+ * services only check them), and a Postgres; all on free ports in temp dirs. Host-agents get only
+ * pinned identities (`host-agent@<id>`, one per `hostIds` entry), as ccm-keys makes them.
  */
 export async function startTestStack(
   opts: {
-    hostId?: string;
+    /** A host-agent identity pinned to each of these hosts. */
     hostIds?: string[];
+    /**
+     * Also the unpinned host-agent identity, which may take every host's commands: only for scripted
+     * participants that play every host at once (apps/saga-coordinator testing). No real host-agent
+     * uses it, and ccm-keys never makes it.
+     */
+    scriptedHosts?: boolean;
     postgres?: boolean;
     /** Serve NATS and Postgres on this address to these client networks (see `startPostgres`). */
     listen?: { host: string; clientCidrs: readonly string[] };
@@ -52,8 +58,11 @@ export async function startTestStack(
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
   const { natsAuthFile } = await generateKeys(keysDir, {
-    signers: [...SERVICES, ...PERSON_SIGNERS, BOOTSTRAP],
-    hostId: opts.hostId,
+    signers: [
+      ...SERVICES.filter((s) => s !== 'host-agent' || opts.scriptedHosts),
+      ...PERSON_SIGNERS,
+      BOOTSTRAP,
+    ],
     hostIds: opts.hostIds,
     extraConsumers: opts.extraConsumers,
   });

@@ -22,7 +22,7 @@ describe('ccm audit on a CCM_EVENTS whose retention dropped a migration’s firs
   async function publish(r: ScriptedRecord): Promise<void> {
     for (const e of r.stored) {
       const source = (JSON.parse(String(e.data)) as { source: SignerName }).source;
-      const nc = await stack.connectAs(source);
+      const nc = await stack.connectAs(source, source === 'host-agent' ? 'host-a' : undefined);
       await jetstream(nc).publish(e.subject, String(e.data));
     }
   }
@@ -48,11 +48,12 @@ describe('ccm audit on a CCM_EVENTS whose retention dropped a migration’s firs
   beforeAll(async () => {
     stack = await startTestStack({
       postgres: false,
+      hostIds: ['host-a'],
       eventsRetention: { maxAgeMs: 0, maxBytes: 0, maxMsgs: MAX_MSGS, discard: 'old' },
     });
     flags = ['--nats-url', stack.nats.url, '--keys-dir', stack.keysDir, '--json'];
     for (const s of ['operator', 'saga-coordinator', 'key-broker', 'host-agent'] as const)
-      ids[s] = await stack.identity(s);
+      ids[s] = await stack.identity(s, s === 'host-agent' ? 'host-a' : undefined);
     old = migration();
     recent = migration();
     await publish(old);

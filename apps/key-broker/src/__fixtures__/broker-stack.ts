@@ -87,8 +87,10 @@ export async function startBrokerStack(hostIds: string[]): Promise<BrokerStack> 
     events,
     async send(signer, subject, data, reply, key) {
       let nc = conns.get(signer);
-      if (!nc) conns.set(signer, (nc = await stack.connectAs(signer)));
-      const identity = await loadIdentity(stack.keysDir, signer);
+      // A host-agent speaks as the first host's pinned identity (the stack makes no unpinned one).
+      const scope = signer === 'host-agent' ? hostIds[0] : undefined;
+      if (!nc) conns.set(signer, (nc = await stack.connectAs(signer, scope)));
+      const identity = await loadIdentity(stack.keysDir, signer, scope);
       return signedRequest(nc, identity, trust, subject, data, reply, {
         idempotencyKey: key ?? randomUUID(),
         timeoutMs: 20_000,

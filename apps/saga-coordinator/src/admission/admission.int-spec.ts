@@ -37,7 +37,7 @@ describe('admission control with 200 queued migrations', () => {
   let rows: Row[];
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     app = await startCoordinator(stack, {
       CCM_SAGA_MAX_ACTIVE: String(LIMITS.global),
       CCM_SAGA_MAX_PER_SOURCE_HOST: String(LIMITS.perSource),

@@ -18,7 +18,7 @@ describe('migrate intake', () => {
   const early = newMigration();
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     ({ operator, participants } = await startActors(stack));
     // Published while no coordinator runs: JetStream keeps it until one does.
     await operator.migrate({ workload: 'early', sourceHost: 'host-a', targetHost: 'host-b' }, early.key);

@@ -62,7 +62,9 @@ export class ProgressConsumers {
     reporter?: { host: string | null },
   ): Promise<Outcome> {
     if (ctx.subject.split('.')[3] !== p.migrationId) {
-      return term(`progress for ${p.migrationId} published on another migration's subject ${ctx.subject}`);
+      return term(
+        `${ErrorCodes.Misaddressed}: progress for ${p.migrationId} published on another migration's subject ${ctx.subject}`,
+      );
     }
     const { migrationId, ...progress } = p;
     const streamSeq = ctx.streamSeq ?? null;

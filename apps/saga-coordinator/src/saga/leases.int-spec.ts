@@ -26,7 +26,7 @@ describe('leases move a saga to another replica', () => {
   let ds: DataSource;
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     a = await startCoordinator(stack, ENV, 'replica-a');
     ds = a.get<DataSource>(DATA_SOURCE);
     ({ operator, participants } = await startActors(stack));
@@ -106,7 +106,7 @@ describe('lease queries (regression: UPDATE ... RETURNING through TypeORM answer
   let leases: Leases;
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     // A tick far in the future: the replica itself stays out of the way of the leases under test.
     app = await startCoordinator(
       stack,

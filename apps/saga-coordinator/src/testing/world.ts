@@ -42,7 +42,7 @@ export function coordinatorWorld(
 ): World {
   const world = {} as World;
   beforeAll(async () => {
-    world.stack = await startTestStack(stack);
+    world.stack = await startTestStack({ scriptedHosts: true, ...stack });
     world.app = await startCoordinator(world.stack, env);
     Object.assign(world, await startActors(world.stack, script));
   });

@@ -8,7 +8,8 @@ import {
 } from '@ccm/contracts';
 import { type Identity, type TrustStore } from '@ccm/keys';
 import { encodeEnvelope, openEnvelope, sealEnvelope, type EnvelopeFields } from '@ccm/messaging';
-import { RawNatsClient, type TestStack } from '@ccm/testing';
+import { RawNatsClient } from './raw-nats.js';
+import { type TestStack } from './stack.js';
 
 /** A raw-protocol connection (no nats.js) as one identity, with its own reply inbox. */
 export async function rawAs(stack: TestStack, signer: SignerName, scope?: string): Promise<RawNatsClient> {

@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { natsPermissionsFor, OPERATOR, SERVICES, type SignerName } from '@ccm/contracts';
 import { type Identity } from '@ccm/keys';
 import fc from 'fast-check';
 import { type z } from 'zod';
-import { bytesOf, sealed } from './envelope-probe.js';
+import { bytesOf, sealed } from '@ccm/testing';
 import { mutatedPayload, zodArbitrary } from './zod-arbitrary.js';
 
 /** What is done to a well-formed signed envelope before it is sent. */
@@ -34,7 +33,35 @@ export interface FuzzCase {
   payload: unknown;
   envelope: (typeof ENVELOPE_MUTATIONS)[number];
   text: (typeof TEXT_MUTATIONS)[number];
+  /** Where a text mutation goes: a field of the envelope or of its `data` (when that is an object). */
+  at: 'envelope' | 'data';
   depth: number;
+}
+
+/** A string that once got INTERNAL as a list cursor: a number too large for any integer type. */
+export const FORTY_DIGIT_CURSOR = `c${'9'.repeat(40)}`;
+
+/**
+ * Issue 8's inputs that once got INTERNAL, for one subject, on a valid payload from its schema: every
+ * text mutation in its data (NUL, lone surrogate, 1e400, nesting 10,000 and 100,000 deep, truncated,
+ * not UTF-8), nesting 10,000 deep beside the envelope's fields, and each top-level field of the payload set to a 40-digit cursor and to
+ * a string with a NUL and a lone surrogate.
+ */
+export function knownBadInputs(schema: z.ZodType, seed: number): FuzzCase[] {
+  const [valid] = fc.sample(zodArbitrary(schema), { numRuns: 1, seed });
+  const base = { payload: valid, envelope: 'none' as const, depth: 10_000 };
+  const out: FuzzCase[] = [];
+  for (const text of TEXT_MUTATIONS.filter((t) => t !== 'none')) out.push({ ...base, text, at: 'data' });
+  out.push({ ...base, text: 'deep', at: 'envelope' }, { ...base, text: 'deep', at: 'data', depth: 100_000 });
+  const shape = (schema as { shape?: Record<string, unknown> }).shape;
+  const keys = shape ? Object.keys(shape) : [];
+  for (const key of keys) {
+    for (const value of [FORTY_DIGIT_CURSOR, 'a\u0000b\ud800c']) {
+      const payload = { ...(valid as Record<string, unknown>), [key]: value };
+      out.push({ ...base, payload, text: 'none', at: 'data' });
+    }
+  }
+  return out;
 }
 
 /** Payloads from the handler's own schema (valid, mutated, or any JSON) and the mutations to apply. */
@@ -53,6 +80,7 @@ export function fuzzCases(schema: z.ZodType): fc.Arbitrary<FuzzCase> {
       { arbitrary: fc.constant('none' as const), weight: 4 },
       { arbitrary: fc.constantFrom(...TEXT_MUTATIONS), weight: 2 },
     ),
+    at: fc.constantFrom('envelope' as const, 'data' as const),
     depth: fc.integer({ min: 65, max: 20_000 }),
   });
 }
@@ -62,7 +90,11 @@ export function buildFuzzMessage(
   c: FuzzCase,
   identity: Identity,
   subject: string,
-  opts: { typeChecked: boolean },
+  opts: {
+    typeChecked: boolean;
+    /** Events may be relayed late from an outbox: an old time is no refusal on CCM_EVENTS. */
+    lateAccepted?: boolean;
+  },
 ): { bytes: Buffer; msgId: string; refused: boolean } {
   const over = {
     idempotencykey: c.envelope === 'no-idempotency-key' ? undefined : randomUUID(),
@@ -80,7 +112,9 @@ export function buildFuzzMessage(
     env['source'] = identity.name === 'operator' ? 'key-broker' : 'operator';
   const msgId = env['id'] as string;
   const json = JSON.stringify(env);
-  const field = (v: string) => `{"zz":${v},${json.slice(1)}`;
+  const inData = c.at === 'data' && json.includes('"data":{');
+  const field = (v: string) =>
+    inData ? json.replace('"data":{', `"data":{"zz":${v},`) : `{"zz":${v},${json.slice(1)}`;
   const text: Record<FuzzCase['text'], () => Buffer> = {
     none: () => bytesOf(json),
     nul: () => bytesOf(field('"a\\u0000b"')),
@@ -94,7 +128,8 @@ export function buildFuzzMessage(
   const envelopeRefused =
     c.envelope !== 'none' &&
     c.envelope !== 'no-idempotency-key' &&
-    (c.envelope !== 'wrong-type' || opts.typeChecked);
+    (c.envelope !== 'wrong-type' || opts.typeChecked) &&
+    (c.envelope !== 'dated-2001' || !opts.lateAccepted);
   return { bytes: text[c.text](), msgId, refused: envelopeRefused || c.text !== 'none' };
 }
 
@@ -107,19 +142,4 @@ export function subjectMatches(pattern: string, subject: string): boolean {
     if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
   }
   return p.length === s.length;
-}
-
-/** A concrete subject a filter subject covers (`*` and `>` become a fuzz token). */
-export const concreteSubject = (filter: string): string =>
-  filter
-    .split('.')
-    .map((t) => (t === '*' || t === '>' ? 'fz1' : t))
-    .join('.');
-
-/** The first identity, of those a handler allows, whose NATS user may publish on `subject`. */
-export function senderFor(subject: string, allow?: readonly SignerName[]): SignerName {
-  const candidates: readonly SignerName[] = allow ?? [OPERATOR, ...SERVICES];
-  const found = candidates.find((s) => natsPermissionsFor(s).publish.some((p) => subjectMatches(p, subject)));
-  if (!found) throw new Error(`no identity may publish ${subject}`);
-  return found;
 }

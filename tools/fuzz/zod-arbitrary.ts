@@ -27,7 +27,8 @@ const anyJson = fc.jsonValue({ maxDepth: 2 });
 function stringArb(d: Def): fc.Arbitrary<string> {
   const checks = checksOf(d);
   const min = checks.find((c) => c.check === 'min_length')?.minimum ?? 0;
-  const max = checks.find((c) => c.check === 'max_length')?.maximum ?? 40;
+  const maxCheck = checks.find((c) => c.check === 'max_length')?.maximum;
+  const max = maxCheck ?? 40;
   const format = checks.find((c) => c.check === 'string_format');
   if (format?.format === 'uuid') return fc.uuid();
   if (format?.format === 'datetime') {
@@ -35,8 +36,12 @@ function stringArb(d: Def): fc.Arbitrary<string> {
       .date({ min: new Date('2020-01-01Z'), max: new Date('2040-01-01Z'), noInvalidDate: true })
       .map((t) => t.toISOString());
   }
-  if (format?.pattern)
-    return fc.stringMatching(format.pattern).filter((s) => s.length >= min && s.length <= max);
+  if (format?.pattern) {
+    // Only the schema's own length bounds: a default one can exclude every match (64 hex digits),
+    // and a filter no value passes never returns.
+    const fits = (s: string) => s.length >= min && s.length <= (maxCheck ?? Infinity);
+    return fc.stringMatching(format.pattern).map((s) => (fits(s) ? s : s.slice(0, maxCheck)));
+  }
   return fc.string({ minLength: min, maxLength: Math.min(max, min + 40) });
 }
 
