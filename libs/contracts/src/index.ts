@@ -18,4 +18,5 @@ export * from './guest.js';
 export * from './overlay.js';
 export * from './overlay-events.js';
 export * from './key-broker.js';
+export * from './key-release.js';
 export * from './host-steps.js';

@@ -16,6 +16,11 @@ import { SignedAdmissionSchema } from './overlay.js';
 export const StepContextSchema = z.object({
   /** The VM on the target host: the provisioned confidential VM, or the incoming VM of a VM migration. */
   targetVmId: IdSchema.optional(),
+  /**
+   * Container saga: the confidential VM the container runs in on the source host (its guest-agent is
+   * `ccm.cmd.guest.<sourceVmId>.>`); the coordinator's `admit` carries it from the request's `sourceVm`.
+   */
+  sourceVmId: IdSchema.optional(),
   /** The workload's overlay address (it keeps it across the move). */
   overlayIp: z.string().max(64).optional(),
   /** The key-broker's SEV transport session of a VM migration. */
@@ -44,6 +49,7 @@ export const StepContextSchema = z.object({
 export type StepContext = z.infer<typeof StepContextSchema>;
 export const STEP_CONTEXT_KEYS = [
   'targetVmId',
+  'sourceVmId',
   'overlayIp',
   'transportSessionId',
   'vmSpec',
