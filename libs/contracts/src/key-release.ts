@@ -195,8 +195,12 @@ export function verifyReleaseLog(
     const r = parsed.data;
     const seq = r.decision.seq;
     if (seq !== prev.seq + 1) {
-      return seq > prev.seq + 1
-        ? bad('gap', `record seq ${seq} follows seq ${prev.seq}: ${seq - prev.seq - 1} missing`, seq)
+      const next = prev.seq + 1;
+      const later = records
+        .slice(index + 1)
+        .some((x) => ReleaseRecordSchema.safeParse(x).data?.decision.seq === next);
+      return seq > next && !later
+        ? bad('gap', `record seq ${seq} follows seq ${prev.seq}: ${seq - next} missing`, seq)
         : bad('order', `record seq ${seq} follows seq ${prev.seq}: out of order or repeated`, seq);
     }
     if (releaseRecordHash(r.decision, r.prevHash) !== r.hash)

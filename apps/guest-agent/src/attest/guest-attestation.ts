@@ -1,8 +1,12 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { CcmError, guestEvidenceReportData, GuestErrorCodes, type EvidenceReply } from '@ccm/contracts';
+import { CcmError, GuestErrorCodes, type EvidenceReply } from '@ccm/contracts';
 import { SERVICE_CONFIG } from '@ccm/runtime';
-import { kdsVcekUrl, parseAttestationReport } from '@ccm/sev';
-import { launchSimSnpGuest, SoftwareSecureProcessor, type SevGuest } from '@ccm/sev-emulator';
+import {
+  launchSimSnpGuest,
+  simGuestEvidence,
+  SoftwareSecureProcessor,
+  type SevGuest,
+} from '@ccm/sev-emulator';
 import { type GuestAgentConfig } from '../config.js';
 import { CheckpointService } from '../checkpoint/checkpoint.service.js';
 
@@ -36,34 +40,17 @@ export class GuestAttestation implements OnModuleInit {
   }
 
   /** Evidence for the key-broker: a fresh report binding this guest's identity key, nonce and migration. */
-  evidence(nonceHex: string, migrationId: string): EvidenceReply {
+  evidence(nonce: string, migrationId: string): EvidenceReply {
     if (!this.sp || !this.guest) {
       throw new CcmError(
         GuestErrorCodes.NoAttestation,
         `guest ${this.config.CCM_VM_ID} has no secure processor`,
-        {
-          retryable: false,
-        },
+        { retryable: false },
       );
     }
-    const publicKey = this.cp.identity.publicKey;
-    const reportData = guestEvidenceReportData(publicKey, Buffer.from(nonceHex, 'hex'), migrationId);
-    const report = this.guest.inGuest().attestationReport(reportData);
-    const chain = this.sp.snpCertChain();
-    const parsed = parseAttestationReport(report, { generation: this.sp.config.generation });
-    return {
-      vmId: this.config.CCM_VM_ID,
-      nonce: nonceHex,
+    return simGuestEvidence(this.sp, this.guest, this.config.CCM_VM_ID, this.cp.identity.publicKey, {
+      nonce,
       migrationId,
-      platform: 'sev-snp',
-      report: report.toString('base64'),
-      publicKey: publicKey.toString('base64'),
-      vcekChain: {
-        ark: chain.ark.raw.toString('base64'),
-        ask: chain.ask.raw.toString('base64'),
-        vcek: chain.vek.raw.toString('base64'),
-      },
-      vcekUrl: kdsVcekUrl(this.sp.config.generation, parsed.chipId, parsed.reportedTcb),
-    };
+    });
   }
 }

@@ -3,15 +3,17 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pollUntil } from '@ccm/testing';
 
-/** The built host-agent (tests that need a real one run it from dist/, as its own process). */
-function hostAgentEntry(): string {
+/** A built agent (tests that need a real one run it from dist/, as its own process). */
+function agentEntry(app: AgentApp): string {
   for (let dir = import.meta.dirname; dirname(dir) !== dir; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'nx.json'))) return join(dir, 'dist', 'apps', 'host-agent', 'src', 'main.js');
+    if (existsSync(join(dir, 'nx.json'))) return join(dir, 'dist', 'apps', app, 'src', 'main.js');
   }
   throw new Error('repository root (nx.json) not found');
 }
 
-/** A host-agent process: stopped with SIGTERM (its drain), killed if it does not exit in time. */
+export type AgentApp = 'host-agent' | 'guest-agent';
+
+/** An agent process: stopped with SIGTERM (its drain), killed if it does not exit in time. */
 export interface HostProcess {
   readonly child: ChildProcess;
   readonly output: string[];
@@ -19,8 +21,12 @@ export interface HostProcess {
 }
 
 /** Starts the built host-agent with `env` and waits for its `ready` line. */
-export async function startHostAgent(env: Record<string, string>): Promise<HostProcess> {
-  const entry = hostAgentEntry();
+export const startHostAgent = (env: Record<string, string>): Promise<HostProcess> =>
+  startAgent('host-agent', env);
+
+/** Starts a built agent with `env` and waits for its `ready` line. */
+export async function startAgent(app: AgentApp, env: Record<string, string>): Promise<HostProcess> {
+  const entry = agentEntry(app);
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run node tools/build.mjs first`);
   const child = spawn(process.execPath, [entry], {
     env: { ...process.env, ...env },
@@ -39,9 +45,9 @@ export async function startHostAgent(env: Record<string, string>): Promise<HostP
   };
   try {
     await pollUntil(
-      'host-agent ready',
+      `${app} ready`,
       () => {
-        if (child.exitCode !== null) throw new Error(`host-agent exited: ${output.join('').slice(-500)}`);
+        if (child.exitCode !== null) throw new Error(`${app} exited: ${output.join('').slice(-500)}`);
         return output.join('').includes('"message":"ready"');
       },
       Boolean,

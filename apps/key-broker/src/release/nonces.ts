@@ -12,7 +12,7 @@ import {
   type NonceReply,
 } from '@ccm/contracts';
 import { OnRequest, type MessageContext } from '@ccm/messaging';
-import { DATA_SOURCE } from '@ccm/persistence';
+import { DATA_SOURCE, updateReturning } from '@ccm/persistence';
 import { type DataSource } from 'typeorm';
 import { type z } from 'zod';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
@@ -60,7 +60,8 @@ export class NonceStore {
    * nonce bound to another migration or audience is spent all the same (it was shown to the wrong party).
    */
   async use(nonce: string, migrationId: string, audience: string): Promise<void> {
-    const used = await this.ds.query<Array<{ migration_id: string | null; audience: string }>>(
+    const used = await updateReturning<{ migration_id: string | null; audience: string }>(
+      this.ds,
       `UPDATE ${t} SET used_at = now() WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()
        RETURNING migration_id, audience`,
       [nonce],

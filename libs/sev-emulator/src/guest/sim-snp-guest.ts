@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { SNP_PAGE_SIZE, SnpLaunchDigest } from '@ccm/sev';
+import { guestEvidenceReportData, type EvidenceReply } from '@ccm/contracts';
+import { kdsVcekUrl, parseAttestationReport, SNP_PAGE_SIZE, SnpLaunchDigest } from '@ccm/sev';
 import type { SoftwareSecureProcessor } from '../processor.js';
 import type { SevGuest } from './sev-guest.js';
 
@@ -51,4 +52,36 @@ export function launchSimSnpGuest(
   sp.snpLaunchUpdateVmsa(guest, vmsa);
   sp.snpLaunchFinish(guest);
   return guest;
+}
+
+/**
+ * A guest's evidence for the key-broker (libs/contracts `EvidenceReply`): an attestation report asked
+ * for from inside `guest`, whose REPORT_DATA binds `publicKey` (the guest's own identity key) to the
+ * broker's nonce and the migration, with the platform's VCEK chain and the KDS URL of its VCEK.
+ */
+export function simGuestEvidence(
+  sp: SoftwareSecureProcessor,
+  guest: SevGuest,
+  vmId: string,
+  publicKey: Buffer,
+  ask: { readonly nonce: string; readonly migrationId: string },
+): EvidenceReply {
+  const reportData = guestEvidenceReportData(publicKey, Buffer.from(ask.nonce, 'hex'), ask.migrationId);
+  const report = guest.inGuest().attestationReport(reportData);
+  const chain = sp.snpCertChain();
+  const parsed = parseAttestationReport(report, { generation: sp.config.generation });
+  return {
+    vmId,
+    nonce: ask.nonce,
+    migrationId: ask.migrationId,
+    platform: 'sev-snp',
+    report: report.toString('base64'),
+    publicKey: publicKey.toString('base64'),
+    vcekChain: {
+      ark: chain.ark.raw.toString('base64'),
+      ask: chain.ask.raw.toString('base64'),
+      vcek: chain.vek.raw.toString('base64'),
+    },
+    vcekUrl: kdsVcekUrl(sp.config.generation, parsed.chipId, parsed.reportedTcb),
+  };
 }
