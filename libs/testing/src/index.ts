@@ -17,3 +17,4 @@ export {
 export { startTestStack, type TestStack } from './stack.js';
 export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
 export { ccmFailure } from './ccm-failure.js';
+export { startBuiltService, type ServiceProcess } from './built-service.js';
