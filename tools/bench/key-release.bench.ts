@@ -78,7 +78,7 @@ try {
     name: 'bench-lab',
     generation: 'milan' as const,
     arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex'),
-    arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0]!,
+    arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0],
   };
   const dirs = ['a', 'b'].map((h) => SoftwareSecureProcessor.create(join(work, `sp-${h}`), { lab }).stateDir);
   for (const [i, vmId] of ['vm-src', 'vm-tgt'].entries()) {
@@ -89,7 +89,7 @@ try {
           CCM_VM_ID: vmId,
           CCM_INSTANCE_ID: `bench-${vmId}`,
           CCM_GUEST_SEV: 'emulated',
-          CCM_GUEST_SEV_DIR: dirs[i]!,
+          CCM_GUEST_SEV_DIR: dirs[i],
           CCM_GUEST_IMAGE: IMAGE,
         }),
       ),
@@ -148,7 +148,7 @@ try {
   const concurrentSeconds = (performance.now() - t0) / 1000;
 
   // libs/sev's bound on the same kind of evidence: one guest's report and chain, verified in a loop.
-  const sp = SoftwareSecureProcessor.open(dirs[0]!);
+  const sp = SoftwareSecureProcessor.open(dirs[0]);
   sp.snpInit();
   sp.init();
   const g = launchSimSnpGuest(sp, { image: IMAGE });

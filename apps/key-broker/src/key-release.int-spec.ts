@@ -462,9 +462,7 @@ describe('key-broker release-migration-key', () => {
     const foreign = copy();
     const op = await kb.stack.identity('operator');
     foreign[1].signerKey = op.keyId;
-    foreign[1].signature = sign(null, Buffer.from(foreign[1].hash, 'hex'), op.signingKey).toString(
-      'base64',
-    );
+    foreign[1].signature = sign(null, Buffer.from(foreign[1].hash, 'hex'), op.signingKey).toString('base64');
     expect(failure(foreign)).toMatchObject({ seq: 2, reason: 'signer' });
   });
 

@@ -10,7 +10,6 @@ import {
   AMD_SNP_CA_SHA256,
   formatTcb,
   policyViolations,
-  SevPolicyBit,
   SNP_GENERATIONS,
   tcbShortfall,
   verifySnpEvidence,
@@ -19,19 +18,10 @@ import {
   type SnpTrustedArks,
 } from '@ccm/sev';
 
+import { fail, migrationPolicyRules, pass } from '../attest/platform-verdict.js';
+
 export type GuestRole = 'source' | 'target';
 
-export const pass = (rule: string, detail?: string): RuleResult => ({
-  rule,
-  ok: true,
-  ...(detail ? { detail } : {}),
-});
-export const fail = (rule: string, reason: string, detail: string): RuleResult => ({
-  rule,
-  ok: false,
-  reason,
-  detail,
-});
 const hash = (alg: string, b: Uint8Array | string): string => createHash(alg).update(b).digest('hex');
 
 const lineOf = (g: SnpGeneration): ProductLine => g.toLowerCase() as ProductLine;
@@ -198,25 +188,7 @@ export function judgeAcross(
   targetHost: string,
   policy: OwnerPolicy,
 ): RuleResult[] {
-  const rules: RuleResult[] = [
-    policy.migration.allowed
-      ? pass('migration-allowed')
-      : fail('migration-allowed', 'migration-forbidden', `policy ${policy.workloadClass} forbids migration`),
-    policy.migration.targetHosts.includes(targetHost)
-      ? pass('target-host-allowed')
-      : fail(
-          'target-host-allowed',
-          'host-not-allowed',
-          `host ${targetHost} is not a target this policy allows`,
-        ),
-    policy.sev.guestPolicy & SevPolicyBit.NOSEND
-      ? fail(
-          'guest-policy-allows-send',
-          'nosend',
-          'the guest policy has NOSEND: its guests may never be sent',
-        )
-      : pass('guest-policy-allows-send'),
-  ];
+  const rules = migrationPolicyRules(targetHost, policy);
   const distinct =
     source.vmId !== target.vmId &&
     !(source.publicKey && target.publicKey && source.publicKey.equals(target.publicKey));

@@ -26,14 +26,8 @@ import { type DataSource, type EntityManager } from 'typeorm';
 import { z } from 'zod';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
-import {
-  fail,
-  judgeAcross,
-  judgeGuestEvidence,
-  pass,
-  type GuestRole,
-  type JudgedGuest,
-} from './judge-evidence.js';
+import { fail, pass } from '../attest/platform-verdict.js';
+import { judgeAcross, judgeGuestEvidence, type GuestRole, type JudgedGuest } from './judge-evidence.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
