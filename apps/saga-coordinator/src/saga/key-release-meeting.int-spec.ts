@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +21,7 @@ import { LabAuthority, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/s
 import {
   ccmFailure,
   startBuiltService,
+  pollUntil,
   startTestStack,
   type ServiceProcess,
   type TestStack,
@@ -32,6 +34,7 @@ import { newMigration, settled, type OperatorClient } from '../testing/operator.
 import { type ScriptedParticipants } from '../testing/scripted-participants.js';
 
 const IMAGE = 'web-image';
+const cliEntry = join(import.meta.dirname, '../../../../dist/apps/cli/src/main.js');
 
 /**
  * The container saga's key steps served by the REAL key-broker (a process from dist/): `attest-target`
@@ -173,6 +176,33 @@ describe('container saga: release-key served by the real key-broker and real gue
       ),
     );
     expect(noKey.code).toBe('NO_MIGRATION_KEY');
+    // The operator's audit replay of the migration (the built CLI) shows the release decision.
+    const replay = await pollUntil(
+      'ccm audit replay to list the release',
+      () => {
+        const r = spawnSync(
+          process.execPath,
+          [
+            cliEntry,
+            'audit',
+            'replay',
+            id,
+            '--json',
+            '--nats-url',
+            stack.nats.url,
+            '--keys-dir',
+            stack.keysDir,
+          ],
+          { encoding: 'utf8', timeout: 30_000 },
+        );
+        return JSON.parse(r.stdout || '{}') as { keyReleases?: Array<{ subject: string; name: string }> };
+      },
+      (t) => (t.keyReleases ?? []).some((e) => e.subject === subjects.evt('key', id, 'release-decided')),
+      { timeoutMs: 20_000 },
+    );
+    expect(replay.keyReleases!.map((e) => e.name)).toEqual(
+      expect.arrayContaining(['release-decided', 'revoked']),
+    );
     expect(participants.invalid).toEqual([]);
   });
 });
