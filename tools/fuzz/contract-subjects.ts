@@ -6,10 +6,21 @@ import {
   CreateOverlayRequestSchema,
   DataPlaneProgressSchema,
   DescribeOverlayRequestSchema,
+  DropKeySchema,
+  EvidenceRequestSchema,
+  GetVmRequestSchema,
+  ListHostsRequestSchema,
+  ListVmsRequestSchema,
+  NonceRequestSchema,
+  PlaceRequestSchema,
+  ReleaseLogRequestSchema,
+  RevokeGuestRequestSchema,
+  type VmLifecycleVerb,
   GET_MIGRATION_VERB,
   GetMigrationRequestSchema,
   GetPolicyRequestSchema,
   HOST_COMMANDS,
+  HOST_EVENTS,
   type KEY_BROKER_VERBS,
   LaunchSecretRequestSchema,
   LaunchSessionRequestSchema,
@@ -70,6 +81,8 @@ const GUEST_REQUESTS: Record<GuestVerb, z.ZodType> = {
   kill: ContainerRefSchema,
   discard: MigrationRefSchema,
   describe: ContainerRefSchema,
+  evidence: EvidenceRequestSchema,
+  'drop-key': DropKeySchema,
 };
 
 const KEY_BROKER_REQUESTS: Record<(typeof KEY_BROKER_VERBS)[keyof typeof KEY_BROKER_VERBS], z.ZodType> = {
@@ -77,6 +90,16 @@ const KEY_BROKER_REQUESTS: Record<(typeof KEY_BROKER_VERBS)[keyof typeof KEY_BRO
   'get-policy': GetPolicyRequestSchema,
   'launch-session': LaunchSessionRequestSchema,
   'launch-secret': LaunchSecretRequestSchema,
+  nonce: NonceRequestSchema,
+  'release-log': ReleaseLogRequestSchema,
+  'revoke-guest': RevokeGuestRequestSchema,
+};
+
+const VM_LIFECYCLE_REQUESTS: Record<VmLifecycleVerb, z.ZodType> = {
+  'list-hosts': ListHostsRequestSchema,
+  'list-vms': ListVmsRequestSchema,
+  'get-vm': GetVmRequestSchema,
+  place: PlaceRequestSchema,
 };
 
 const OVERLAY_REQUESTS: Record<(typeof OVERLAY_VERBS)[keyof typeof OVERLAY_VERBS], z.ZodType> = {
@@ -123,6 +146,9 @@ export function contractSubjects(hostId: string, vmId: string): ContractSubject[
   for (const [verb, schema] of Object.entries(KEY_BROKER_REQUESTS)) {
     out.push(req('key-broker', subjects.cmd('key-broker', verb), schema));
   }
+  for (const [verb, schema] of Object.entries(VM_LIFECYCLE_REQUESTS)) {
+    out.push(req('vm-lifecycle', subjects.cmd('vm-lifecycle', verb), schema));
+  }
   for (const [verb, schema] of Object.entries(OVERLAY_REQUESTS)) {
     out.push(req('network-overlay', subjects.cmd('network-overlay', verb), schema));
   }
@@ -137,8 +163,13 @@ export function contractSubjects(hostId: string, vmId: string): ContractSubject[
       ListMigrationsRequestSchema,
     ),
   );
-  const stream = (subject: string, schema: z.ZodType, key: StreamKey): ContractSubject => ({
-    service: 'saga-coordinator',
+  const stream = (
+    subject: string,
+    schema: z.ZodType,
+    key: StreamKey,
+    service: ServiceName = 'saga-coordinator',
+  ): ContractSubject => ({
+    service,
     subject,
     schema,
     kind: 'stream',
@@ -149,6 +180,10 @@ export function contractSubjects(hostId: string, vmId: string): ContractSubject[
     stream(subjects.req('cancel'), CancelRequestSchema, 'requests'),
     stream(subjects.evt('checkpoint', FUZZ_TOKEN, 'progressed'), DataPlaneProgressSchema, 'events'),
     stream(subjects.evt('transfer', FUZZ_TOKEN, 'progressed'), DataPlaneProgressSchema, 'events'),
+    // vm-lifecycle's host registry reads every host-agent's own events.
+    ...Object.entries(HOST_EVENTS).map(([name, schema]) =>
+      stream(subjects.evt('host', hostId, name), schema, 'events', 'vm-lifecycle'),
+    ),
   );
   return out;
 }

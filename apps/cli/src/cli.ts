@@ -33,6 +33,7 @@ commands:
   migrate <workload> --from HOST --to HOST                 request a migration; prints its id
       [--kind container|vm] [--priority user|maintenance|evacuation]
       [--reason TEXT] [--idempotency-key KEY] [--follow]   --follow prints progress until it ends
+      [--vm ID]                                            a container's VM on the source host
   migrations [--phase PHASE] [--host HOST]                 list migrations, newest first
       [--limit N] [--cursor C]
   migration <id>                                           one migration with its step history
@@ -119,6 +120,7 @@ export async function runCli(
       priority: values.priority,
       reason: values.reason,
       idempotencyKey: values['idempotency-key'],
+      vm: values.vm,
       follow: values.follow,
       phase: values.phase,
       host: values.host,

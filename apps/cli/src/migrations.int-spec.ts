@@ -32,7 +32,7 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
   it('publishes a signed request and prints the id its idempotency key names', async () => {
     const c = capture();
     const argv = words(
-      'migrate web-1 --from host-a --to host-b --idempotency-key k-1 --priority maintenance',
+      'migrate web-1 --from host-a --to host-b --idempotency-key k-1 --priority maintenance --vm vm-src',
     );
     expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
     const id = migrationIdFor('k-1');
@@ -49,6 +49,7 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
         sourceHost: 'host-a',
         targetHost: 'host-b',
         priority: 'maintenance',
+        sourceVm: 'vm-src',
       },
     });
   });

@@ -1,4 +1,5 @@
 import { type ServiceDefinition } from '@ccm/runtime';
+import { GuestAttestation } from './attest/guest-attestation.js';
 import { CheckpointService } from './checkpoint/checkpoint.service.js';
 import { GuestCommands } from './checkpoint/guest-commands.handler.js';
 import { configSchema } from './config.js';
@@ -9,5 +10,5 @@ export const guestAgent: ServiceDefinition<typeof configSchema> = {
   database: false,
   configSchema,
   scopeId: (c) => c.CCM_VM_ID,
-  providers: [CheckpointService, GuestCommands],
+  providers: [CheckpointService, GuestAttestation, GuestCommands],
 };

@@ -19,6 +19,19 @@ export const configSchema = serviceConfigSchema.extend({
     .min(4096)
     .max(4 * 1024 * 1024)
     .default(1024 * 1024),
+  /**
+   * How this guest attests: `none` (no secure processor: `evidence` is refused), or `emulated`: a
+   * simulated SNP guest launched on the software secure processor whose state is CCM_GUEST_SEV_DIR (the
+   * host's platform, made by libs/sev-emulator with a lab), booted from the image labelled
+   * CCM_GUEST_IMAGE with SNP guest policy CCM_GUEST_SNP_POLICY.
+   */
+  CCM_GUEST_SEV: z.enum(['none', 'emulated']).default('none'),
+  CCM_GUEST_SEV_DIR: z.string().min(1).optional(),
+  CCM_GUEST_IMAGE: z.string().min(1).max(200).default('ccm-guest'),
+  CCM_GUEST_SNP_POLICY: z
+    .string()
+    .regex(/^0x[0-9a-fA-F]{1,16}$/, 'a 64-bit hex SNP guest policy, e.g. 0x30000')
+    .default('0x30000'),
   CCM_GUEST_STREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
 });
 export type GuestAgentConfig = z.infer<typeof configSchema>;

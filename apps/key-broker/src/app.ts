@@ -3,18 +3,36 @@ import { AttestHandler } from './attest/attest.handler.js';
 import { TransportHandler } from './attest/transport.handler.js';
 import { KeyBrokerTables1795500000000 } from './db/migrations.js';
 import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
+import { KeyBrokerRelease1796300000000 } from './db/1796300000000-key-release.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyStore } from './policy/policy.store.js';
+import { MigrationKeys } from './release/migration-keys.js';
+import { NonceHandler, NonceStore } from './release/nonces.js';
+import { ReleaseHandler } from './release/release.handler.js';
+import { ReleaseLog } from './release/release-log.js';
 import { RotateHandler } from './rotate/rotate.handler.js';
 
 /**
  * The key-broker: the guest owner's trust anchor. It keeps the owner's policies in its own schema and
- * judges platforms from evidence it fetched and verified itself.
+ * judges platforms and guests from evidence it fetched and verified itself; it releases a migration's
+ * key only to the two guests whose fresh evidence it verified.
  */
 export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
-  migrations: [KeyBrokerTables1795500000000, KeyBrokerRotation1796200000000],
-  providers: [PolicyStore, PolicyHandlers, AttestHandler, TransportHandler, LaunchHandler, RotateHandler],
+  migrations: [KeyBrokerTables1795500000000, KeyBrokerRotation1796200000000, KeyBrokerRelease1796300000000],
+  providers: [
+    PolicyStore,
+    PolicyHandlers,
+    AttestHandler,
+    TransportHandler,
+    LaunchHandler,
+    RotateHandler,
+    NonceStore,
+    NonceHandler,
+    ReleaseLog,
+    MigrationKeys,
+    ReleaseHandler,
+  ],
 };

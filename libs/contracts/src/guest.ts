@@ -13,6 +13,10 @@ export const GUEST_VERBS = {
   /** Start a container (sim: a process model with pages and a dirty rate). */
   runContainer: 'run-container',
   listContainers: 'list-containers',
+  /** SNP evidence binding the identity key to a broker nonce and a migration (key-broker only). */
+  evidence: 'evidence',
+  /** Forget one migration's key (revocation by the key-broker). */
+  dropKey: 'drop-key',
   /** Take the migration key sealed to this guest's identity key. */
   loadKey: 'load-key',
   /** Target: listen for one round's sealed image stream; replies the address to send to. */
@@ -44,6 +48,8 @@ export const GuestErrorCodes = {
   StreamRefused: 'STREAM_REFUSED',
   /** Restore refused: a round is missing or was refused. */
   ImagesIncomplete: 'IMAGES_INCOMPLETE',
+  /** This guest has no secure processor to attest with (`CCM_GUEST_SEV=none`). */
+  NoAttestation: 'NO_ATTESTATION',
   /** The container is not in a state that allows the command (details.state says which). */
   BadContainerState: 'BAD_CONTAINER_STATE',
 } as const;

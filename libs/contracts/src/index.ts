@@ -19,5 +19,6 @@ export * from './checkpoint.js';
 export * from './overlay.js';
 export * from './overlay-events.js';
 export * from './key-broker.js';
+export * from './key-release.js';
 export * from './host-steps.js';
 export * from './vm-lifecycle.js';

@@ -18,6 +18,12 @@ export const KEY_BROKER_VERBS = {
   launchSession: 'launch-session',
   /** vm-lifecycle: check a launch's measurement and, when accepted, seal its LAUNCH_SECRET. */
   launchSecret: 'launch-secret',
+  /** Coordinator and guest-agents: a fresh single-use nonce (32 bytes, 30 s). */
+  nonce: 'nonce',
+  /** Guest owner and coordinator: the signed, hash-chained release log. */
+  releaseLog: 'release-log',
+  /** Guest owner and coordinator: refuse a guest's evidence from now on and make it drop its keys. */
+  revokeGuest: 'revoke-guest',
 } as const;
 
 /** Who may run attested launches: the VM registry, and the coordinator provisioning a target VM. */
@@ -39,6 +45,10 @@ export const KeyBrokerErrorCodes = {
   MeasurementRejected: 'MEASUREMENT_REJECTED',
   /** A policy change was refused: it contradicts itself or another class (details say how). */
   PolicyRejected: 'POLICY_REJECTED',
+  /** A nonce is unknown, used already or expired (`details.reason` says which, `details.nonce` names it). */
+  NonceRefused: 'NONCE_REFUSED',
+  /** A migration key release was refused; `details.rule` names the failed rule, `details.decision` its log seq. */
+  KeyReleaseRefused: 'KEY_RELEASE_REFUSED',
 } as const;
 
 /** AMD EPYC product lines, one spelling (lowercase) for SEV and SNP alike. */
@@ -55,6 +65,8 @@ export const LabRootSchema = z.object({
   generation: z.enum(PRODUCT_LINES),
   /** SHA-256 of the legacy-format ARK's signed body (header, exponent, modulus). */
   arkBodySha256: hex(32),
+  /** SHA-256 of the lab's X.509 ARK (DER): the root of its SNP (VCEK) chains. */
+  arkX509Sha256: hex(32).optional(),
 });
 
 /** SNP TCB components (SPL values) the platform must reach. */
@@ -180,7 +192,11 @@ const Base64 = z
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 
 /** `launch-session`: an attested launch of `vmId` (a workload of an owner's class) on `hostId`. */
-export const LaunchSessionRequestSchema = z.object({ vmId: IdSchema, hostId: IdSchema, workloadId: IdSchema });
+export const LaunchSessionRequestSchema = z.object({
+  vmId: IdSchema,
+  hostId: IdSchema,
+  workloadId: IdSchema,
+});
 /** What the host-agent's `launch` takes as `sev` (policy, GODH certificate, session blob; public). */
 export const LaunchSessionReplySchema = z.object({
   launchSessionId: IdSchema,

@@ -78,6 +78,11 @@ export const MigrateRequestSchema = z
     sourceHost: IdSchema,
     targetHost: IdSchema,
     priority: z.enum(MIGRATION_PRIORITIES).default('user'),
+    /**
+     * Container migrations: the confidential VM the container runs in on the source host, whose guest
+     * the key-broker attests for the migration key (see key-broker `release-migration-key`).
+     */
+    sourceVm: IdSchema.optional(),
     /** Free text for the audit trail ("kernel update on host-a"). */
     reason: z.string().max(500).optional(),
   })

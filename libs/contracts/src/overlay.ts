@@ -20,9 +20,13 @@ export const WgPublicKeySchema = z
   .string()
   .regex(/^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/, 'must be a WireGuard key (base64 of 32 bytes)');
 /** `a.b.c.d/n`, checked further by the service (host bits, overlaps). */
-export const Ipv4CidrSchema = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR a.b.c.d/n');
+export const Ipv4CidrSchema = z
+  .string()
+  .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be an IPv4 CIDR a.b.c.d/n');
 export const Ipv4Schema = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'must be an IPv4 address');
-export const UnderlayEndpointSchema = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/, 'must be a.b.c.d:port');
+export const UnderlayEndpointSchema = z
+  .string()
+  .regex(/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/, 'must be a.b.c.d:port');
 
 /** The envelope type of an admission statement. */
 export const OVERLAY_ADMISSION_TYPE = 'ccm.overlay.admission.v1';

@@ -31,7 +31,7 @@ const SCOPED_AGGREGATES: Partial<Record<ServiceName, readonly string[]>> = {
 
 /** Which services each service sends commands to (`host` and `guest` are the per-host/per-VM subjects). */
 export const CALLS: Record<ServiceName, readonly (ServiceName | 'host' | 'guest')[]> = {
-  'key-broker': ['host'],
+  'key-broker': ['host', 'guest'],
   'host-agent': [],
   'vm-lifecycle': ['host', 'key-broker'],
   'container-checkpoint': ['guest'],

@@ -17,9 +17,9 @@ export const StepContextSchema = z.object({
   /** The VM on the target host: the provisioned confidential VM, or the incoming VM of a VM migration. */
   targetVmId: IdSchema.optional(),
   /**
-   * Container saga: the confidential VM on the source host that runs the workload. vm-lifecycle's
-   * `provision-vm` reply supplies it (its registry knows where each workload runs); the key-broker
-   * asks this guest for evidence and container-checkpoint drives its guest-agent.
+   * Container saga: the confidential VM the container runs in on the source host (its guest-agent is
+   * `ccm.cmd.guest.<sourceVmId>.>`); the coordinator's `admit` carries it from the request's `sourceVm`.
+   * The key-broker asks this guest for evidence and container-checkpoint drives its guest-agent.
    */
   sourceVmId: IdSchema.optional(),
   /** The workload's overlay address (it keeps it across the move). */

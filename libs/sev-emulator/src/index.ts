@@ -53,3 +53,9 @@ export {
   type SevPlatformStateName,
   type SevStatusName,
 } from './status.js';
+export {
+  SIM_SNP_POLICY,
+  launchSimSnpGuest,
+  simGuestEvidence,
+  simSnpMeasurement,
+} from './guest/sim-snp-guest.js';

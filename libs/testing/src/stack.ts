@@ -12,6 +12,7 @@ import {
   type ServiceName,
 } from '@ccm/contracts';
 import { generateKeys, loadIdentity, type Identity } from '@ccm/keys';
+import { createUser } from '@nats-io/nkeys';
 import { ensureStreams } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
@@ -28,6 +29,11 @@ export interface TestStack {
   identity(signer: IdentityName, scope?: string): Promise<Identity>;
   /** A raw NATS connection as one identity (its NKEY user and inbox prefix), for probing permissions. */
   connectAs(signer: IdentityName, scope?: string): Promise<NatsConnection>;
+  /**
+   * A NATS connection that may subscribe to `>` and publish nothing (only with `busSpy`): a test's
+   * wiretap, to prove what never crosses the bus. No CCM identity has this right.
+   */
+  connectSpy(): Promise<NatsConnection>;
   stop(): Promise<void>;
 }
 
@@ -54,6 +60,8 @@ export async function startTestStack(
     extraConsumers?: Partial<Record<ServiceName, readonly DurableConsumerContract[]>>;
     /** CCM_EVENTS' limits (default: libs/contracts' DEFAULT_EVENTS_RETENTION). */
     eventsRetention?: EventsRetention;
+    /** Add a NATS user that may subscribe to everything (see `connectSpy`). */
+    busSpy?: boolean;
   } = {},
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
@@ -66,8 +74,15 @@ export async function startTestStack(
     hostIds: opts.hostIds,
     extraConsumers: opts.extraConsumers,
   });
+  let natsAuth = await readFile(natsAuthFile, 'utf8');
+  const spy = opts.busSpy ? createUser() : undefined;
+  if (spy) {
+    const user = `    { nkey: "${spy.getPublicKey()}", permissions: { publish: { deny: [">"] }, subscribe: { allow: [">"] } } } # bus spy (tests only)\n`;
+    natsAuth = natsAuth.replace(/\n {2}\]\n\}\n$/, `\n${user}  ]\n}\n`);
+    if (!natsAuth.includes('bus spy')) throw new Error('could not add the bus spy to the NATS users');
+  }
   const [nats, postgres] = await Promise.all([
-    startNatsServer({ extraConfig: await readFile(natsAuthFile, 'utf8'), listenHost: opts.listen?.host }),
+    startNatsServer({ extraConfig: natsAuth, listenHost: opts.listen?.host }),
     opts.postgres === false ? Promise.resolve(undefined) : startPostgres({ listen: opts.listen }),
   ]);
   const conns: NatsConnection[] = [];
@@ -95,6 +110,12 @@ export async function startTestStack(
     identity: (signer, scope) => loadIdentity(keysDir, signer, scope),
     connectAs: async (signer, scope) => {
       const nc = await connectIdentity(nats.url, await loadIdentity(keysDir, signer, scope));
+      conns.push(nc);
+      return nc;
+    },
+    connectSpy: async () => {
+      if (!spy) throw new Error('start the stack with busSpy: true to connect a bus spy');
+      const nc = await connect({ servers: nats.url, authenticator: nkeyAuthenticator(spy.getSeed()) });
       conns.push(nc);
       return nc;
     },

@@ -17,6 +17,8 @@ export interface MigrateArgs {
   priority?: string;
   reason?: string;
   idempotencyKey?: string;
+  /** A container's VM on the source host (`--vm`): the guest the key-broker attests for its key. */
+  vm?: string;
 }
 
 /** What `ccm migrate` sent: the migration id is derived from the idempotency key. */
@@ -41,9 +43,15 @@ export function buildMigrateRequest(a: MigrateArgs): { request: MigrateRequest; 
     ...(a.kind ? { kind: a.kind } : {}),
     ...(a.priority ? { priority: a.priority } : {}),
     ...(a.reason ? { reason: a.reason } : {}),
+    ...(a.vm ? { sourceVm: a.vm } : {}),
   });
   if (!parsed.success) {
-    const flag: Record<string, string> = { sourceHost: '--from', targetHost: '--to', workload: 'workload' };
+    const flag: Record<string, string> = {
+      sourceHost: '--from',
+      targetHost: '--to',
+      workload: 'workload',
+      sourceVm: '--vm',
+    };
     const problems = parsed.error.issues.map((i) => {
       const field = String(i.path[0] ?? '');
       return `${flag[field] ?? `--${field}`}: ${i.message}`;

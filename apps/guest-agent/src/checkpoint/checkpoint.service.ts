@@ -71,6 +71,13 @@ export class CheckpointService implements OnModuleDestroy {
     }
   }
 
+  /** Forgets a migration's key (zeroed first); true when there was one. */
+  dropKey(migrationId: string): boolean {
+    const k = this.keys.get(migrationId);
+    k?.key.fill(0);
+    return this.keys.delete(migrationId);
+  }
+
   private key(migrationId: string): Buffer {
     const k = this.keys.get(migrationId);
     if (!k)
@@ -225,8 +232,7 @@ export class CheckpointService implements OnModuleDestroy {
       }
     }
     for (const k of this.sent.keys()) if (k.startsWith(`${migrationId}:`)) this.sent.delete(k);
-    this.keys.get(migrationId)?.key.fill(0);
-    this.keys.delete(migrationId);
+    this.dropKey(migrationId);
     return { rounds };
   }
 }

@@ -2,6 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import {
   type ContainerInfo,
   ContainerRefSchema,
+  DropKeySchema,
+  EvidenceRequestSchema,
+  type EvidenceReply,
   GUEST_VERBS,
   type GuestVerb,
   LoadKeySchema,
@@ -17,17 +20,21 @@ import {
 import { OnRequest } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { z } from 'zod';
+import { GuestAttestation } from '../attest/guest-attestation.js';
 import { type GuestAgentConfig } from '../config.js';
 import { CheckpointService } from './checkpoint.service.js';
 
 /** Who may drive a guest's checkpoints: container-checkpoint (CALLS in libs/contracts) and the operator. */
 const CALLERS: readonly SignerName[] = ['container-checkpoint', 'operator'];
 
-const on = (verb: GuestVerb, schema: z.ZodType) =>
+/** Who may attest this guest and hand it (or take away) a migration key: the key-broker alone. */
+const KEY_CALLERS: readonly SignerName[] = ['key-broker'];
+
+const on = (verb: GuestVerb, schema: z.ZodType, allow: readonly SignerName[] = CALLERS) =>
   OnRequest({
     subject: (self) => subjects.guestCmd((self as GuestCommands).vmId, verb),
     schema,
-    allow: CALLERS,
+    allow: [...allow],
   });
 
 const Empty = z.object({}).loose();
@@ -41,6 +48,7 @@ export class GuestCommands {
   constructor(
     @Inject(SERVICE_CONFIG) private readonly config: GuestAgentConfig,
     private readonly cp: CheckpointService,
+    private readonly attestation: GuestAttestation,
   ) {}
 
   get vmId(): string {
@@ -67,7 +75,18 @@ export class GuestCommands {
     return Promise.resolve(this.cp.container(req.id).info());
   }
 
-  @on(GUEST_VERBS.loadKey, LoadKeySchema)
+  @on(GUEST_VERBS.evidence, EvidenceRequestSchema, KEY_CALLERS)
+  evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<EvidenceReply> {
+    return Promise.resolve(this.attestation.evidence(req.nonce, req.migrationId));
+  }
+
+  /** The key-broker revoked this migration's key (or this guest): forget it. */
+  @on(GUEST_VERBS.dropKey, DropKeySchema, KEY_CALLERS)
+  dropKey(req: z.infer<typeof DropKeySchema>): Promise<{ dropped: boolean }> {
+    return Promise.resolve({ dropped: this.cp.dropKey(req.migrationId) });
+  }
+
+  @on(GUEST_VERBS.loadKey, LoadKeySchema, [...KEY_CALLERS, ...CALLERS])
   loadKey(req: z.infer<typeof LoadKeySchema>): Promise<{ keyId: string }> {
     return Promise.resolve(this.cp.loadKey(req.migrationId, req.keyId, Buffer.from(req.sealedKey, 'base64')));
   }

@@ -22,6 +22,8 @@ import { startHostAgent, type HostProcess } from './host-process.js';
 export interface BrokerStack {
   stack: TestStack;
   lab: LabAuthority;
+  /** A temp dir of the stack (removed with it), for platforms a test makes. */
+  work: string;
   broker: INestApplication;
   hosts: Map<string, HostProcess>;
   /** A signed request as `signer`; a fresh idempotency key unless given. */
@@ -37,8 +39,11 @@ export interface BrokerStack {
   close(): Promise<void>;
 }
 
-export async function startBrokerStack(hostIds: string[]): Promise<BrokerStack> {
-  const stack = await startTestStack({ hostIds });
+export async function startBrokerStack(
+  hostIds: string[],
+  opts: { busSpy?: boolean } = {},
+): Promise<BrokerStack> {
+  const stack = await startTestStack({ hostIds, busSpy: opts.busSpy });
   const work = await mkdtemp(join(tmpdir(), 'ccm-kb-'));
   const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
   const hosts = new Map<string, HostProcess>();
@@ -82,6 +87,7 @@ export async function startBrokerStack(hostIds: string[]): Promise<BrokerStack> 
   return {
     stack,
     lab,
+    work,
     broker,
     hosts,
     events,

@@ -24,12 +24,12 @@ export interface PlatformJudgement {
   readonly failure?: RuleResult;
 }
 
-const pass = (rule: string, detail?: string): RuleResult => ({
+export const pass = (rule: string, detail?: string): RuleResult => ({
   rule,
   ok: true,
   ...(detail ? { detail } : {}),
 });
-const fail = (rule: string, reason: string, detail: string): RuleResult => ({
+export const fail = (rule: string, reason: string, detail: string): RuleResult => ({
   rule,
   ok: false,
   reason,
@@ -62,6 +62,28 @@ function judgeRoot(
 }
 
 /**
+ * What the owner's policy says of moving its workloads to `hostId` at all: `migration-allowed`,
+ * `target-host-allowed` and `guest-policy-allows-send` (NOSEND forbids migration).
+ */
+export function migrationPolicyRules(hostId: string, policy: OwnerPolicy): RuleResult[] {
+  return [
+    policy.migration.allowed
+      ? pass('migration-allowed')
+      : fail('migration-allowed', 'migration-forbidden', `policy ${policy.workloadClass} forbids migration`),
+    policy.migration.targetHosts.includes(hostId)
+      ? pass('target-host-allowed')
+      : fail('target-host-allowed', 'host-not-allowed', `host ${hostId} is not a target this policy allows`),
+    policy.sev.guestPolicy & SevPolicyBit.NOSEND
+      ? fail(
+          'guest-policy-allows-send',
+          'nosend',
+          'the guest policy has NOSEND: its guests may never be sent',
+        )
+      : pass('guest-policy-allows-send'),
+  ];
+}
+
+/**
  * The owner's decision on a target platform for one workload: may its workloads migrate there, and is
  * the SEV chain the host exported genuine under the roots this policy trusts? Every rule is evaluated
  * and reported; the verdict is granted only when all pass. Pure: the caller fetched the chain.
@@ -74,26 +96,7 @@ export function judgePlatform(
   platform: PlatformReply,
   policy: OwnerPolicy,
 ): PlatformJudgement {
-  const rules: RuleResult[] = [];
-  rules.push(
-    policy.migration.allowed
-      ? pass('migration-allowed')
-      : fail('migration-allowed', 'migration-forbidden', `policy ${policy.workloadClass} forbids migration`),
-  );
-  rules.push(
-    policy.migration.targetHosts.includes(hostId)
-      ? pass('target-host-allowed')
-      : fail('target-host-allowed', 'host-not-allowed', `host ${hostId} is not a target this policy allows`),
-  );
-  rules.push(
-    policy.sev.guestPolicy & SevPolicyBit.NOSEND
-      ? fail(
-          'guest-policy-allows-send',
-          'nosend',
-          'the guest policy has NOSEND: its guests may never be sent',
-        )
-      : pass('guest-policy-allows-send'),
-  );
+  const rules = migrationPolicyRules(hostId, policy);
   // The verdict is recorded and published: it carries digests, not the decoded chain.
   const { chain: _chain, ...judgement } = judgeChain(hostId, platform, policy, rules);
   return judgement;

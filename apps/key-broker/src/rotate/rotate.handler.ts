@@ -4,6 +4,7 @@ import { OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
 import { updateReturning } from '@ccm/persistence';
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
+import { MigrationKeys } from '../release/migration-keys.js';
 
 const s = `"${KEY_BROKER_SCHEMA}"`;
 const contract = STEP_COMMANDS['key-broker']['rotate-keys'];
@@ -15,12 +16,15 @@ export interface RotationResult {
   transportSessionClosed?: string;
   /** The source placement's launch sessions whose secrets were scrubbed. */
   sourceLaunchSessionsRevoked: string[];
+  /** The container migration key revoked now (absent when none was released). */
+  migrationKeyRevoked?: string;
 }
 
 /**
  * `rotate` (verb `rotate-keys`), the last step of both sagas, sent only after the pivot: the
  * workload now lives on the target for good, so what was issued for the move and for the source
- * placement is revoked. Here: the migration's SEV transport session is closed, and every launch
+ * placement is revoked. Here: the migration's SEV transport session is closed, its container key
+ * (if one was released) revoked and dropped by both guests, and every launch
  * session of the workload on the source host is marked `revoked` with its TEK/TIK and secrets scrubbed
  * (no launch secret is ever released for it again). Only the saga-coordinator may ask, and only for a
  * migration whose target this broker attested and granted (a made-up migration revokes nothing).
@@ -28,7 +32,10 @@ export interface RotationResult {
  */
 @Injectable()
 export class RotateHandler {
-  constructor(private readonly outbox: OutboxService) {}
+  constructor(
+    private readonly outbox: OutboxService,
+    private readonly keys: MigrationKeys,
+  ) {}
 
   @OnRequest({
     subject: subjects.cmd('key-broker', 'rotate-keys'),
@@ -57,10 +64,12 @@ export class RotateHandler {
        WHERE host_id = $1 AND vm_id = $2 AND state <> 'revoked' RETURNING id`,
       [cmd.sourceHost, cmd.workload.id],
     );
+    const key = await this.keys.revoke(m, cmd.migrationId, 'rotate', ctx.envelope.id);
     const result: RotationResult = {
       migrationId: cmd.migrationId,
       ...(closed[0] ? { transportSessionClosed: closed[0].id } : {}),
       sourceLaunchSessionsRevoked: revoked.map((r) => r.id),
+      ...(key.keyId ? { migrationKeyRevoked: key.keyId } : {}),
     };
     await m.query(
       `INSERT INTO ${s}.rotation (migration_id, workload_id, source_host, target_host, result)

@@ -107,8 +107,11 @@ export class StepDispatcher {
   }
 
   private async confirmSlot(id: string): Promise<Record<string, unknown>> {
-    const rows = await this.ds.query<Array<{ admitted_at: Date | null; waited_ms: number }>>(
-      `SELECT admitted_at, GREATEST(0, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000) AS waited_ms
+    const rows = await this.ds.query<
+      Array<{ admitted_at: Date | null; waited_ms: number; source_vm: string | null }>
+    >(
+      `SELECT admitted_at, GREATEST(0, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000) AS waited_ms,
+         request->>'sourceVm' AS source_vm
        FROM ${MIGRATION} WHERE id = $1`,
       [id],
     );
@@ -119,7 +122,12 @@ export class StepDispatcher {
         effect: 'none',
       });
     }
-    return { admittedAt: r.admitted_at.toISOString(), waitedMs: Math.round(Number(r.waited_ms)) };
+    return {
+      admittedAt: r.admitted_at.toISOString(),
+      waitedMs: Math.round(Number(r.waited_ms)),
+      // A container's source guest, named by the request: the key-broker attests it for the key.
+      ...(r.source_vm ? { sourceVmId: r.source_vm } : {}),
+    };
   }
 
   private async release(id: string): Promise<unknown> {

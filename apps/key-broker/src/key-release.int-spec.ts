@@ -1,0 +1,482 @@
+import { sign } from 'node:crypto';
+import { join } from 'node:path';
+import { type INestApplication } from '@nestjs/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GUEST_OWNER,
+  KEY_BROKER_VERBS,
+  KeyBrokerErrorCodes,
+  keyBrokerSubject,
+  KeyReleaseResultSchema,
+  PolicyVersionSchema,
+  ReleaseLogReplySchema,
+  releaseRecordHash,
+  RevokeGuestReplySchema,
+  subjects,
+  verifyReleaseLog,
+  type OwnerPolicyInput,
+  type ReleaseRecord,
+  type RuleResult,
+  type SignerName,
+  type StepCommand,
+} from '@ccm/contracts';
+import { loadTrustStore, type TrustStore } from '@ccm/keys';
+import { DATA_SOURCE } from '@ccm/persistence';
+import { createServiceApp } from '@ccm/runtime';
+import { SevPolicyBit } from '@ccm/sev';
+import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/sev-emulator';
+import { ccmFailure, pollUntil } from '@ccm/testing';
+import { type DataSource } from 'typeorm';
+import { z } from 'zod';
+import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
+import { NonceStore } from './release/nonces.js';
+import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
+import { labPin, policy } from './__fixtures__/platforms.js';
+
+const IMAGE = 'web-image';
+const Any = z.record(z.string(), z.unknown());
+
+/**
+ * The two-sided migration key release against real NATS and Postgres, real guest-agents (built, as
+ * processes, each a simulated SNP guest on a software secure processor of one lab) and a guest in this
+ * process that plays a compromised guest-agent. A bus spy records every message from the start.
+ */
+describe('key-broker release-migration-key', () => {
+  let kb: BrokerStack;
+  let ds: DataSource;
+  let trust: TrustStore;
+  let inproc: INestApplication;
+  let evil: GuestBehaviour;
+  const guests: HostProcess[] = [];
+  const spied: Array<{ subject: string; data: Buffer }> = [];
+  let policyVersion = 0;
+  let labRoot: { name: string; generation: 'milan'; arkBodySha256: string; arkX509Sha256: string };
+
+  const platform = (name: string, lowerTcb = false) => {
+    const base = SoftwareSecureProcessor.create(join(kb.work, `sp-${name}`), { lab: kb.lab });
+    if (!lowerTcb) return base.stateDir;
+    const tcb = base.config.tcb;
+    return SoftwareSecureProcessor.create(join(kb.work, `sp-${name}-low`), {
+      lab: kb.lab,
+      tcb: { ...tcb, snp: tcb.snp - 1 },
+    }).stateDir;
+  };
+  const startGuest = async (vmId: string, spDir: string) => {
+    guests.push(
+      await startAgent(
+        'guest-agent',
+        kb.stack.env({
+          CCM_VM_ID: vmId,
+          CCM_INSTANCE_ID: `guest-${vmId}`,
+          CCM_GUEST_SEV: 'emulated',
+          CCM_GUEST_SEV_DIR: spDir,
+          CCM_GUEST_IMAGE: IMAGE,
+        }),
+      ),
+    );
+  };
+
+  /** The owner's policy for `web-1`, with `over` replacing top-level fields; a new version each call. */
+  const putPolicy = async (over: Partial<OwnerPolicyInput> = {}) => {
+    const p = policy({
+      environment: 'lab',
+      trustedRoots: { amd: [], lab: [labRoot] },
+      snp: {
+        launchDigests: [simSnpMeasurement(IMAGE).toString('hex')],
+        minTcb: {},
+        allowDebug: false,
+        allowSmt: true,
+      },
+      migration: { allowed: true, targetHosts: ['host-b'] },
+      ...over,
+    });
+    const v = await kb.send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
+      { policy: p, expectedVersion: policyVersion },
+      PolicyVersionSchema,
+    );
+    policyVersion = v.version;
+  };
+
+  const releaseCmd = (sourceVmId: string, targetVmId: string, over: Partial<StepCommand> = {}) =>
+    stepCommand({ step: 'release-key', context: { sourceVmId, targetVmId }, ...over });
+  const release = (cmd: StepCommand, signer: SignerName = 'saga-coordinator') =>
+    kb.send(signer, subjects.cmd('key-broker', 'release-migration-key'), cmd, KeyReleaseResultSchema);
+  const guest = (signer: SignerName, vmId: string, verb: string, data: unknown) =>
+    kb.send(signer, subjects.guestCmd(vmId, verb), data, Any);
+  const releaseLog = async (): Promise<ReleaseRecord[]> =>
+    (await kb.send(GUEST_OWNER, keyBrokerSubject(KEY_BROKER_VERBS.releaseLog), {}, ReleaseLogReplySchema))
+      .records;
+  const brokerKey = (keyId: string) => {
+    const k = trust.lookup(keyId);
+    return k?.signer === 'key-broker' ? k.key : undefined;
+  };
+
+  beforeAll(async () => {
+    kb = await startBrokerStack([], { busSpy: true });
+    const spy = await kb.stack.connectSpy();
+    const sub = spy.subscribe('>');
+    void (async () => {
+      for await (const m of sub) spied.push({ subject: m.subject, data: Buffer.from(m.data) });
+    })();
+    ds = kb.broker.get<DataSource>(DATA_SOURCE);
+    trust = await loadTrustStore(kb.stack.keysDir);
+    labRoot = {
+      name: 'ccm-lab',
+      generation: 'milan',
+      arkBodySha256: labPin(kb.lab),
+      arkX509Sha256: [...kb.lab.trustAnchors().snpTrustedArks.keys()][0],
+    };
+    const [a, b, low] = [platform('host-a'), platform('host-b'), platform('host-b2', true)];
+    await Promise.all([
+      startGuest('vm-src', a),
+      startGuest('vm-tgt', b),
+      startGuest('vm-third', b),
+      startGuest('vm-low', low),
+    ]);
+    // The compromised guest: a real SNP guest on host-b's platform, answering as the test says.
+    const sp = SoftwareSecureProcessor.open(b);
+    sp.snpInit();
+    sp.init();
+    const foreign = SoftwareSecureProcessor.open(a).snpCertChain();
+    const g = inprocGuest('vm-evil', sp, launchSimSnpGuest(sp, { image: IMAGE }), async (nonce) => {
+      await ds.query(
+        `UPDATE key_broker.nonce SET expires_at = now() - interval '1 second' WHERE nonce = $1`,
+        [nonce],
+      );
+    });
+    evil = g.behaviour;
+    evil.foreignChain = {
+      ark: foreign.ark.raw.toString('base64'),
+      ask: foreign.ask.raw.toString('base64'),
+      vcek: foreign.vek.raw.toString('base64'),
+    };
+    ({ app: inproc } = await createServiceApp(
+      g.definition,
+      kb.stack.env({ CCM_INSTANCE_ID: 'guest-vm-evil' }),
+    ));
+    await inproc.init();
+    await putPolicy();
+  }, 180_000);
+
+  afterAll(async () => {
+    await inproc?.close();
+    await Promise.allSettled(guests.map((g) => g.stop()));
+    await kb?.close();
+  });
+
+  let granted: { cmd: StepCommand; keyId: string; decision: number };
+
+  it('grants one key to two attested guests: both unseal the same key (the image stream opens), a third cannot', async () => {
+    const cmd = releaseCmd('vm-src', 'vm-tgt');
+    const r = await release(cmd);
+    expect(r).toMatchObject({ migrationId: cmd.migrationId, sourceVmId: 'vm-src', targetVmId: 'vm-tgt' });
+    expect(r.keyId).toMatch(/^mk-/);
+    granted = { cmd, keyId: r.keyId, decision: r.decision };
+
+    // The same key on both sides: a sealed image stream from the source opens on the target.
+    await guest('operator', 'vm-src', 'run-container', { id: 'c1', pages: 16, dirtyPagesPerSec: 0 });
+    const at = await guest('operator', 'vm-tgt', 'receive', {
+      migrationId: cmd.migrationId,
+      containerId: 'c1',
+      round: 1,
+    });
+    await guest('operator', 'vm-src', 'dump', {
+      migrationId: cmd.migrationId,
+      containerId: 'c1',
+      round: 1,
+      target: at,
+    });
+    const restored = await guest('operator', 'vm-tgt', 'restore', {
+      migrationId: cmd.migrationId,
+      containerId: 'c1',
+      rounds: 1,
+    });
+    expect(restored).toMatchObject({ id: 'c1', state: 'restored' });
+
+    // The target's sealed key, as anyone on the bus saw it, does not open in a third guest.
+    const sealedToTarget = spied
+      .filter((m) => m.subject === subjects.guestCmd('vm-tgt', 'load-key'))
+      .map(
+        (m) => (JSON.parse(m.data.toString()) as { data: { sealedKey: string; migrationId: string } }).data,
+      )
+      .find((d) => d.migrationId === cmd.migrationId);
+    expect(sealedToTarget).toBeDefined();
+    const third = await ccmFailure(
+      guest('operator', 'vm-third', 'load-key', { ...sealedToTarget, keyId: r.keyId }),
+    );
+    expect(third.code).toBe('KEY_UNSEAL_FAILED');
+  });
+
+  it('a retry of a granted release answers the same key id and decides nothing new', async () => {
+    const before = (await releaseLog()).length;
+    const again = await release({ ...granted.cmd, attempt: 2 });
+    expect(again).toMatchObject({ keyId: granted.keyId, decision: granted.decision });
+    expect(await releaseLog()).toHaveLength(before);
+  });
+
+  it('the in-process guest, answering honestly, is granted and unseals the key (the cases below break one thing each)', async () => {
+    evil.mode = 'honest';
+    const cmd = releaseCmd('vm-src', 'vm-evil');
+    const r = await release(cmd);
+    expect(evil.keys.get(cmd.migrationId)).toHaveLength(32);
+    expect(r.targetVmId).toBe('vm-evil');
+  });
+
+  /** Each case breaks one rule; `failed` is every rule that must fail (and nothing else may). */
+  const cases: Array<{
+    name: string;
+    failed: string[];
+    reason?: string;
+    source?: string;
+    target?: string;
+    mode?: GuestMode;
+    policy?: Partial<OwnerPolicyInput>;
+    before?: () => Promise<void>;
+  }> = [
+    {
+      name: 'stale nonce',
+      target: 'vm-evil',
+      mode: 'stale',
+      failed: ['target:nonce-fresh'],
+      reason: 'nonce-expired',
+    },
+    {
+      name: 'replayed nonce',
+      target: 'vm-evil',
+      mode: 'replay',
+      failed: ['target:nonce-fresh'],
+      reason: 'nonce-used',
+    },
+    {
+      name: 'evidence of another migration',
+      target: 'vm-evil',
+      mode: 'other-migration',
+      failed: ['target:nonce-fresh'],
+      reason: 'nonce-other-migration',
+    },
+    {
+      name: 'bit-flipped report',
+      target: 'vm-evil',
+      mode: 'bit-flip',
+      failed: ['target:report-verifies'],
+    },
+    {
+      name: 'report shown with another platform’s VCEK chain',
+      target: 'vm-evil',
+      mode: 'foreign-chain',
+      failed: ['target:report-verifies'],
+    },
+    {
+      name: 'measurement not in policy',
+      policy: { snp: { launchDigests: ['ab'.repeat(48)], minTcb: {}, allowDebug: false, allowSmt: true } },
+      failed: ['source:measurement-accepted', 'target:measurement-accepted'],
+    },
+    { name: 'lower target TCB', target: 'vm-low', failed: ['target-tcb-not-lower'], reason: 'tcb-rollback' },
+    {
+      name: 'NOSEND in the owner policy',
+      policy: {
+        sev: {
+          minFirmware: { apiMajor: 0, apiMinor: 14 },
+          guestPolicy: 0x1 | SevPolicyBit.NOSEND,
+          launchDigests: [],
+        },
+      },
+      failed: ['guest-policy-allows-send'],
+      reason: 'nosend',
+    },
+    {
+      name: 'target host not allowed',
+      policy: { migration: { allowed: true, targetHosts: ['host-c'] } },
+      failed: ['target-host-allowed'],
+    },
+    {
+      name: 'guest policy bit the owner forbids (SMT)',
+      policy: {
+        snp: {
+          launchDigests: [simSnpMeasurement(IMAGE).toString('hex')],
+          minTcb: {},
+          allowDebug: false,
+          allowSmt: false,
+        },
+      },
+      failed: ['source:guest-policy', 'target:guest-policy'],
+    },
+    {
+      name: 'lab root under a production policy',
+      policy: { environment: 'production', trustedRoots: { amd: ['milan', 'genoa', 'turin'], lab: [] } },
+      failed: ['source:report-verifies', 'target:report-verifies'],
+      reason: 'chain:untrusted-root',
+    },
+    {
+      name: 'revoked guest',
+      target: 'vm-third',
+      before: async () => {
+        const r = await kb.send(
+          GUEST_OWNER,
+          keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
+          { vmId: 'vm-third', reason: 'test: compromised' },
+          RevokeGuestReplySchema,
+        );
+        expect(r.vmId).toBe('vm-third');
+      },
+      failed: ['target:guest-not-revoked'],
+      reason: 'revoked',
+    },
+  ];
+
+  it.each(cases)('refuses on its own: $name', async (c) => {
+    if (c.policy) await putPolicy(c.policy);
+    await c.before?.();
+    evil.mode = c.mode ?? 'honest';
+    const cmd = releaseCmd(c.source ?? 'vm-src', c.target ?? 'vm-tgt');
+    try {
+      const err = await ccmFailure(release(cmd));
+      expect(err.code).toBe(KeyBrokerErrorCodes.KeyReleaseRefused);
+      const details = err.details as { rule: string; reason: string; rules: RuleResult[]; decision: number };
+      expect(details.rules.filter((r) => !r.ok).map((r) => r.rule)).toEqual(c.failed);
+      expect(details.rule).toBe(c.failed[0]);
+      if (c.reason) expect(details.reason).toBe(c.reason);
+      expect(err.message).toContain(c.failed[0]);
+      // The refusal is on the log, with the evidence digests it was reached on.
+      const last = (await releaseLog()).at(-1)!;
+      expect(last.decision).toMatchObject({
+        seq: details.decision,
+        migrationId: cmd.migrationId,
+        granted: false,
+      });
+      expect(last.decision.failure?.rule).toBe(c.failed[0]);
+    } finally {
+      if (c.policy) await putPolicy();
+    }
+  });
+
+  it('refuses a caller that is not the saga-coordinator (before any evidence is asked for)', async () => {
+    for (const signer of ['vm-lifecycle', 'operator', 'guest-agent', GUEST_OWNER] as const) {
+      const err = await ccmFailure(release(releaseCmd('vm-src', 'vm-tgt'), signer));
+      expect(err.code, signer).toBe('UNAUTHORIZED');
+    }
+    const evidence = await ccmFailure(
+      guest('operator', 'vm-src', 'evidence', { nonce: '00'.repeat(32), migrationId: 'mig-x' }),
+    );
+    expect(evidence.code).toBe('UNAUTHORIZED');
+  });
+
+  it('nonce: 32 fresh bytes for the coordinator, expiring within 30 s; the operator gets none', async () => {
+    const n = await kb.send(
+      'saga-coordinator',
+      keyBrokerSubject(KEY_BROKER_VERBS.nonce),
+      {},
+      z.object({ nonce: z.string(), expiresAt: z.string() }),
+    );
+    expect(n.nonce).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Date(n.expiresAt).getTime() - Date.now()).toBeLessThanOrEqual(30_000);
+    const err = await ccmFailure(kb.send('operator', keyBrokerSubject(KEY_BROKER_VERBS.nonce), {}, Any));
+    expect(err.code).toBe('UNAUTHORIZED');
+
+    // Single use, and each refusal is typed and names the nonce.
+    const store = kb.broker.get(NonceStore);
+    const refused = async (nonce: string, migrationId: string, audience: string) =>
+      (await ccmFailure(store.use(nonce, migrationId, audience))).details;
+    const fresh = await store.issue('vm-x', 'mig-1');
+    await store.use(fresh.nonce, 'mig-1', 'vm-x');
+    expect(await refused(fresh.nonce, 'mig-1', 'vm-x')).toEqual({ nonce: fresh.nonce, reason: 'used' });
+    const old = await store.issue('vm-x', 'mig-1');
+    await ds.query(`UPDATE key_broker.nonce SET expires_at = now() - interval '1 second' WHERE nonce = $1`, [
+      old.nonce,
+    ]);
+    expect(await refused(old.nonce, 'mig-1', 'vm-x')).toEqual({ nonce: old.nonce, reason: 'expired' });
+    expect(await refused('ab'.repeat(32), 'mig-1', 'vm-x')).toMatchObject({ reason: 'unknown' });
+    const elsewhere = await store.issue('vm-x', 'mig-1');
+    expect(await refused(elsewhere.nonce, 'mig-1', 'vm-y')).toMatchObject({ reason: 'other-audience' });
+  });
+
+  it('revoke-migration-key: both guests drop the key; a retry revokes nothing new', async () => {
+    const revoke = (attempt: number) =>
+      kb.send(
+        'saga-coordinator',
+        subjects.cmd('key-broker', 'revoke-migration-key'),
+        { ...granted.cmd, kind: 'compensation', attempt },
+        Any,
+      );
+    const r = await revoke(1);
+    expect(r).toMatchObject({ revoked: true, keyId: granted.keyId, droppedBy: ['vm-src', 'vm-tgt'] });
+    const noKey = await ccmFailure(
+      guest('operator', 'vm-tgt', 'receive', {
+        migrationId: granted.cmd.migrationId,
+        containerId: 'c1',
+        round: 2,
+      }),
+    );
+    expect(noKey.code).toBe('NO_MIGRATION_KEY');
+    expect(await revoke(2)).toMatchObject({ revoked: true, keyId: granted.keyId });
+    await pollUntil('key.revoked event', () =>
+      kb.events.some((e) => e.subject === subjects.evt('key', granted.cmd.migrationId, 'revoked')),
+    );
+  });
+
+  it('the release log verifies, is published as events, and names the record a tamperer touched', async () => {
+    const log = await releaseLog();
+    const verdict = verifyReleaseLog(log, brokerKey);
+    expect(verdict).toMatchObject({ ok: true, records: log.length });
+    expect(log.length).toBeGreaterThanOrEqual(cases.length + 2);
+    await pollUntil('every decision published', () =>
+      log.every((r) =>
+        kb.events.some(
+          (e) =>
+            e.subject === subjects.evt('key', r.decision.migrationId, 'release-decided') &&
+            e.text.includes(r.hash),
+        ),
+      ),
+    );
+
+    const copy = (): ReleaseRecord[] => structuredClone(log);
+    const failure = (records: ReleaseRecord[]) => {
+      const v = verifyReleaseLog(records, brokerKey);
+      if (v.ok) throw new Error('a tampered log verified');
+      return v.failure;
+    };
+    const payload = copy();
+    payload[2].decision.granted = !payload[2].decision.granted;
+    expect(failure(payload)).toMatchObject({ index: 2, seq: 3, reason: 'hash' });
+
+    const rehashed = copy();
+    rehashed[3].decision.rules = [];
+    rehashed[3].hash = releaseRecordHash(rehashed[3].decision, rehashed[3].prevHash);
+    expect(failure(rehashed)).toMatchObject({ seq: 4, reason: 'signature' });
+
+    const signature = copy();
+    signature[1].signature = signature[0].signature;
+    expect(failure(signature)).toMatchObject({ seq: 2, reason: 'signature' });
+
+    const order = copy();
+    [order[4], order[5]] = [order[5], order[4]];
+    expect(failure(order)).toMatchObject({ index: 4, seq: 6, reason: 'order' });
+
+    const deleted = copy();
+    deleted.splice(3, 1);
+    expect(failure(deleted)).toMatchObject({ index: 3, seq: 5, reason: 'gap' });
+
+    const foreign = copy();
+    const op = await kb.stack.identity('operator');
+    foreign[1].signerKey = op.keyId;
+    foreign[1].signature = sign(null, Buffer.from(foreign[1].hash, 'hex'), op.signingKey).toString('base64');
+    expect(failure(foreign)).toMatchObject({ seq: 2, reason: 'signer' });
+  });
+
+  it('bus spy: no migration key crossed the bus, raw, hex or base64', () => {
+    const keys = [...evil.keys.values()];
+    expect(keys.length).toBeGreaterThan(0);
+    expect(spied.some((m) => m.subject.endsWith('.load-key'))).toBe(true);
+    const all = Buffer.concat(spied.map((m) => m.data));
+    const text = all.toString('latin1');
+    for (const key of keys) {
+      expect(all.includes(key)).toBe(false);
+      for (const form of [key.toString('hex'), key.toString('base64'), key.toString('base64url')]) {
+        expect(text.includes(form), form.slice(0, 6)).toBe(false);
+      }
+    }
+  });
+});

@@ -1,0 +1,336 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  CcmError,
+  EvidenceReplySchema,
+  GUEST_OWNER,
+  GUEST_VERBS,
+  KEY_BROKER_VERBS,
+  KeyBrokerErrorCodes,
+  keyBrokerSubject,
+  OPERATOR,
+  ReleaseLogRequestSchema,
+  RevokeGuestRequestSchema,
+  STEP_COMMANDS,
+  subjects,
+  type KeyReleaseResult,
+  type ReleaseDecision,
+  type ReleaseRecord,
+  type RuleResult,
+  type StepCommand,
+} from '@ccm/contracts';
+import { MessageBus, OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
+import { DATA_SOURCE } from '@ccm/persistence';
+import { sealMigrationKey } from '@ccm/sealing';
+import { type DataSource, type EntityManager } from 'typeorm';
+import { z } from 'zod';
+import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
+import { PolicyStore } from '../policy/policy.store.js';
+import { fail, pass } from '../attest/platform-verdict.js';
+import { judgeAcross, judgeGuestEvidence, type GuestRole, type JudgedGuest } from './judge-evidence.js';
+import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
+import { NonceRefusedError, NonceStore } from './nonces.js';
+import { ReleaseLog } from './release-log.js';
+
+const s = `"${KEY_BROKER_SCHEMA}"`;
+const EVIDENCE_TIMEOUT_MS = 10_000;
+const COORDINATOR = ['saga-coordinator'] as const;
+
+/** Rules whose failure a retry may cure (a guest that did not answer): the refusal is retryable. */
+const TRANSIENT = /:evidence-received$|^key-delivered$/;
+
+type Body = Omit<ReleaseDecision, 'seq' | 'decidedAt'>;
+
+/**
+ * The migration key, released only to two attested guests (ARCHITECTURE §9 step 5):
+ *
+ * - `release-migration-key` (saga step `release-key`, coordinator only): the broker asks the source
+ *   and target guests itself for fresh SNP evidence over nonces it issued for this migration, judges
+ *   each guest (nonce fresh and bound, report verified to a root the owner trusts, REPORT_DATA binding
+ *   the guest's key, measurement, TCB floor and guest policy of the workload's class, not revoked) and
+ *   both together (migration allowed to that host, no NOSEND, distinct guests, target TCB ≥ source),
+ *   then seals a fresh AES-256 key to each guest's attested key and delivers it (`load-key`). Every
+ *   decision goes to the signed release log. A migration gets one key: a retry answers the grant.
+ * - `revoke-migration-key` (its compensation; `rotate-keys` does the same after the move);
+ * - `revoke-guest`: a guest's evidence is refused from then on and it drops its keys;
+ * - `release-log`: the signed records.
+ */
+@Injectable()
+export class ReleaseHandler {
+  constructor(
+    @Inject(DATA_SOURCE) private readonly ds: DataSource,
+    private readonly bus: MessageBus,
+    private readonly outbox: OutboxService,
+    private readonly policies: PolicyStore,
+    private readonly nonces: NonceStore,
+    private readonly log: ReleaseLog,
+    private readonly keys: MigrationKeys,
+  ) {}
+
+  @OnRequest({
+    subject: subjects.cmd('key-broker', 'release-migration-key'),
+    schema: STEP_COMMANDS['key-broker']['release-migration-key'].request,
+    idempotent: true,
+    allow: [...COORDINATOR],
+  })
+  async release(cmd: StepCommand, ctx: MessageContext): Promise<KeyReleaseResult> {
+    const m = ctx.manager!;
+    await m.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`key-release:${cmd.migrationId}`]);
+    const done = await this.keys.granted(m, cmd.migrationId);
+    if (done) return done;
+    const decision = await this.decide(m, cmd, ctx);
+    if (!decision.ok) throw await this.refuse(decision.body, ctx.envelope.id);
+    return this.grant(m, cmd, decision.body, decision.source, decision.target, ctx.envelope.id);
+  }
+
+  @OnRequest({
+    subject: subjects.cmd('key-broker', 'revoke-migration-key'),
+    schema: STEP_COMMANDS['key-broker']['revoke-migration-key'].request,
+    idempotent: true,
+    allow: [...COORDINATOR],
+  })
+  revokeKey(cmd: StepCommand, ctx: MessageContext): Promise<KeyRevocation> {
+    return this.keys.revoke(ctx.manager!, cmd.migrationId, `${cmd.step} ${cmd.kind}`, ctx.envelope.id);
+  }
+
+  @OnRequest({
+    subject: keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
+    schema: RevokeGuestRequestSchema,
+    idempotent: true,
+    allow: [GUEST_OWNER, ...COORDINATOR],
+  })
+  async revokeGuest(
+    req: z.infer<typeof RevokeGuestRequestSchema>,
+    ctx: MessageContext,
+  ): Promise<{ vmId: string; revokedAt: string; keysDropped: string[] }> {
+    const m = ctx.manager!;
+    await m.query(
+      `INSERT INTO ${s}.revoked_guest (vm_id, reason, revoked_by) VALUES ($1, $2, $3) ON CONFLICT (vm_id) DO NOTHING`,
+      [req.vmId, req.reason, ctx.envelope.source],
+    );
+    const [row] = await m.query<Array<{ revoked_at: Date }>>(
+      `SELECT revoked_at FROM ${s}.revoked_guest WHERE vm_id = $1`,
+      [req.vmId],
+    );
+    const held = await m.query<Array<{ migration_id: string }>>(
+      `SELECT migration_id FROM ${s}.key_release WHERE state = 'granted' AND $1 IN (source_vm, target_vm)`,
+      [req.vmId],
+    );
+    const keysDropped: string[] = [];
+    for (const h of held) {
+      if (await this.keys.drop(req.vmId, h.migration_id, ctx.envelope.id)) keysDropped.push(h.migration_id);
+    }
+    const revokedAt = new Date(row.revoked_at).toISOString();
+    await this.outbox.enqueue(m, subjects.evt('key', req.vmId, 'guest-revoked'), {
+      type: 'key.guest-revoked',
+      data: { vmId: req.vmId, reason: req.reason, by: ctx.envelope.source, revokedAt, keysDropped },
+      causationid: ctx.envelope.id,
+    });
+    return { vmId: req.vmId, revokedAt, keysDropped };
+  }
+
+  @OnRequest({
+    subject: keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
+    schema: ReleaseLogRequestSchema,
+    allow: [GUEST_OWNER, OPERATOR, ...COORDINATOR],
+  })
+  async releaseLog(req: z.infer<typeof ReleaseLogRequestSchema>): Promise<{ records: ReleaseRecord[] }> {
+    return { records: await this.log.read(req.fromSeq, req.limit, req.migrationId) };
+  }
+
+  /** The source guest: named by the coordinator, else the VM this broker launched for the workload there. */
+  private async sourceVm(m: EntityManager, cmd: StepCommand): Promise<string | undefined> {
+    if (cmd.context.sourceVmId) return cmd.context.sourceVmId;
+    const [row] = await m.query<Array<{ vm_id: string }>>(
+      `SELECT vm_id FROM ${s}.launch_session WHERE host_id = $1 AND workload_id = $2 AND state <> 'revoked'
+       ORDER BY created_at DESC LIMIT 1`,
+      [cmd.sourceHost, cmd.workload.id],
+    );
+    return row?.vm_id;
+  }
+
+  private async decide(
+    m: EntityManager,
+    cmd: StepCommand,
+    ctx: MessageContext,
+  ): Promise<{ ok: boolean; body: Body; source?: JudgedGuest; target?: JudgedGuest }> {
+    const body = (rules: RuleResult[], extra: Partial<Body> = {}): Body => {
+      const failure = rules.find((r) => !r.ok);
+      return {
+        migrationId: cmd.migrationId,
+        workloadId: cmd.workload.id,
+        granted: false,
+        evidence: [],
+        rules,
+        ...(failure ? { failure } : {}),
+        ...extra,
+      };
+    };
+    const targetVm = cmd.context.targetVmId!;
+    const sourceVm = await this.sourceVm(m, cmd);
+    if (!sourceVm) {
+      const rule = fail(
+        'source-guest-known',
+        'no-source-guest',
+        `no source VM named (context.sourceVmId) and no attested launch of ${cmd.workload.id} on ${cmd.sourceHost}`,
+      );
+      return { ok: false, body: body([rule]) };
+    }
+    const policy = await this.policies.forWorkload(cmd.workload.id, m);
+    if (!policy) {
+      const rule = fail(
+        'policy-covers-workload',
+        'no-policy',
+        `no owner policy covers workload ${cmd.workload.id}`,
+      );
+      return { ok: false, body: body([rule]) };
+    }
+    const meta = { workloadClass: policy.workloadClass, policyVersion: policy.version };
+    const [source, target] = await Promise.all([
+      this.judgeGuest('source', sourceVm, cmd, policy.policy, ctx),
+      this.judgeGuest('target', targetVm, cmd, policy.policy, ctx),
+    ]);
+    const rules = [
+      pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
+      ...source.rules,
+      ...target.rules,
+      ...judgeAcross(source, target, cmd.targetHost, policy.policy),
+    ];
+    const evidence = [source, target].map((g) => ({ role: g.role, vmId: g.vmId, ...g.digests }));
+    const b = body(rules, { ...meta, evidence });
+    return { ok: !b.failure, body: b, source, target };
+  }
+
+  /** Fetches one guest's evidence over a nonce issued for it, spends the nonce and judges the evidence. */
+  private async judgeGuest(
+    role: GuestRole,
+    vmId: string,
+    cmd: StepCommand,
+    policy: Parameters<typeof judgeGuestEvidence>[4],
+    ctx: MessageContext,
+  ): Promise<JudgedGuest> {
+    const r = (name: string) => `${role}:${name}`;
+    const rules: RuleResult[] = [];
+    const out = (): JudgedGuest => ({ role, vmId, rules, digests: {} });
+    const [revoked] = await this.ds.query<unknown[]>(`SELECT 1 FROM ${s}.revoked_guest WHERE vm_id = $1`, [
+      vmId,
+    ]);
+    if (revoked) {
+      rules.push(
+        fail(r('guest-not-revoked'), 'revoked', `guest ${vmId} was revoked: its evidence is refused`),
+      );
+      return out();
+    }
+    rules.push(pass(r('guest-not-revoked')));
+    const asked = await this.nonces.issue(vmId, cmd.migrationId);
+    let evidence: z.infer<typeof EvidenceReplySchema>;
+    try {
+      evidence = await this.bus.request(
+        subjects.guestCmd(vmId, GUEST_VERBS.evidence),
+        { nonce: asked.nonce, migrationId: cmd.migrationId },
+        EvidenceReplySchema,
+        { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: cmd.migrationId, causationId: ctx.envelope.id },
+      );
+    } catch (err) {
+      const e = err instanceof CcmError ? err : undefined;
+      rules.push(fail(r('evidence-received'), e?.code ?? 'no-evidence', (err as Error).message));
+      return out();
+    }
+    rules.push(pass(r('evidence-received')));
+    try {
+      await this.nonces.use(evidence.nonce, cmd.migrationId, vmId);
+      rules.push(pass(r('nonce-fresh')));
+    } catch (err) {
+      if (!(err instanceof NonceRefusedError)) throw err;
+      rules.push(fail(r('nonce-fresh'), `nonce-${err.fault}`, err.message));
+      return { ...out(), rules };
+    }
+    const judged = judgeGuestEvidence(
+      role,
+      vmId,
+      evidence,
+      { nonce: evidence.nonce, migrationId: cmd.migrationId },
+      policy,
+    );
+    return { ...judged, rules: [...rules, ...judged.rules] };
+  }
+
+  /** Logs a refusal (in a transaction of its own: the handler's is rolled back) and builds its error. */
+  private async refuse(body: Body, causationId: string): Promise<CcmError> {
+    const record = await this.outbox.transaction((m2) => this.log.append(m2, body, causationId));
+    const f = body.failure!;
+    return new CcmError(
+      KeyBrokerErrorCodes.KeyReleaseRefused,
+      `migration key for ${body.migrationId} refused: ${f.rule} (${f.reason ?? 'failed'}): ${f.detail ?? ''}`.trim(),
+      {
+        retryable: TRANSIENT.test(f.rule),
+        effect: 'none',
+        details: { rule: f.rule, reason: f.reason, decision: record.decision.seq, rules: body.rules },
+      },
+    );
+  }
+
+  /** Seals a fresh key to both attested keys, delivers it, and records the grant. */
+  private async grant(
+    m: EntityManager,
+    cmd: StepCommand,
+    body: Body,
+    source: JudgedGuest | undefined,
+    target: JudgedGuest | undefined,
+    causationId: string,
+  ): Promise<KeyReleaseResult> {
+    const keyId = `mk-${randomUUID()}`;
+    const guests = [source!, target!];
+    const key = randomBytes(32);
+    const sealed = guests.map((g) =>
+      sealMigrationKey(key, g.publicKey!, { migrationId: cmd.migrationId, keyId }),
+    );
+    key.fill(0);
+    const delivered = await Promise.allSettled(
+      guests.map((g, i) =>
+        this.bus.request(
+          subjects.guestCmd(g.vmId, GUEST_VERBS.loadKey),
+          { migrationId: cmd.migrationId, keyId, sealedKey: sealed[i].toString('base64') },
+          z.object({ keyId: z.string() }).loose(),
+          { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: cmd.migrationId, causationId },
+        ),
+      ),
+    );
+    const lost = delivered.flatMap((d, i) => (d.status === 'rejected' ? [guests[i].vmId] : []));
+    if (lost.length > 0) {
+      await Promise.all(guests.map((g) => this.keys.drop(g.vmId, cmd.migrationId, causationId)));
+      const rule = fail(
+        'key-delivered',
+        'guest-did-not-take-key',
+        `the sealed key did not reach ${lost.join(', ')}`,
+      );
+      throw await this.refuse({ ...body, rules: [...body.rules, rule], failure: rule }, causationId);
+    }
+    const record = await this.log.append(
+      m,
+      { ...body, granted: true, keyId, rules: [...body.rules, pass('key-delivered')] },
+      causationId,
+    );
+    const result: KeyReleaseResult = {
+      keyId,
+      migrationId: cmd.migrationId,
+      sourceVmId: source!.vmId,
+      targetVmId: target!.vmId,
+      decision: record.decision.seq,
+    };
+    await m.query(
+      `INSERT INTO ${s}.key_release (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'granted')`,
+      [
+        cmd.migrationId,
+        keyId,
+        cmd.workload.id,
+        result.sourceVmId,
+        result.targetVmId,
+        result.decision,
+        JSON.stringify(result),
+      ],
+    );
+    return result;
+  }
+}
