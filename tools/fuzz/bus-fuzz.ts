@@ -6,6 +6,8 @@ import {
   GuestErrorCodes,
   HostErrorCodes,
   KeyBrokerErrorCodes,
+  CheckpointErrorCodes,
+  VmLifecycleErrorCodes,
   natsPermissionsFor,
   OPERATOR,
   SERVICES,
@@ -57,7 +59,14 @@ export const FUZZ_VM = 'fuzz-vm';
 
 /** Every typed error code a CCM reply may carry; INTERNAL is the one that is not a typed answer. */
 export const TYPED_CODES: ReadonlySet<string> = new Set(
-  [ErrorCodes, HostErrorCodes, GuestErrorCodes, KeyBrokerErrorCodes]
+  [
+    ErrorCodes,
+    HostErrorCodes,
+    GuestErrorCodes,
+    KeyBrokerErrorCodes,
+    CheckpointErrorCodes,
+    VmLifecycleErrorCodes,
+  ]
     .flatMap((codes) => Object.values(codes) as string[])
     .filter((c) => c !== ErrorCodes.Internal),
 );
@@ -329,8 +338,7 @@ export async function fuzzStream(
     sent.set(ack.seq, c);
     if (m.refused) refused.add(ack.seq);
   }
-  // The coordinator's own identity may read its consumers' state; the operator may read CCM_DLQ.
-  const { raw: coordinator } = await fz.client('saga-coordinator');
+  // Each service's own identity may read its consumers' state; the operator may read CCM_DLQ.
   const { raw: operator } = await fz.client(OPERATOR);
   const stream = STREAMS[target.stream!].name;
   for (const [i, consumer] of target.consumers.entries()) {
@@ -343,7 +351,7 @@ export async function fuzzStream(
       ({ parked } = await pollUntil(
         `${consumer.durable} to take ${sent.size} fuzzed messages`,
         async () => ({
-          backlog: await consumerBacklog(coordinator, stream, consumer.durable!),
+          backlog: await consumerBacklog((await fz.client(consumer.service)).raw, stream, consumer.durable!),
           parked: await ours(),
         }),
         ({ backlog, parked: p }) => {

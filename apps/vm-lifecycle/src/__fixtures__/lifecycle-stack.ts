@@ -47,7 +47,8 @@ export async function startLifecycleStack(
   hostIds: string[],
   env: Record<string, string> = {},
 ): Promise<LifecycleStack> {
-  const stack = await startTestStack({ hostIds });
+  // scriptedHosts: the unpinned host-agent key exists too, so the spec can show the registry refuses it.
+  const stack = await startTestStack({ hostIds, scriptedHosts: true });
   const work = await mkdtemp(join(tmpdir(), 'ccm-vml-'));
   const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
   const trust = await loadTrustStore(stack.keysDir);
