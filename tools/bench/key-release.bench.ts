@@ -24,7 +24,6 @@ import {
   KEY_BROKER_VERBS,
   keyBrokerSubject,
   KeyReleaseResultSchema,
-  migrationIdFor,
   OwnerPolicySchema,
   PolicyVersionSchema,
   subjects,
@@ -41,7 +40,7 @@ import {
   simSnpMeasurement,
   SoftwareSecureProcessor,
 } from '@ccm/sev-emulator';
-import { startServiceProcess, startTestStack, type ServiceProcess } from '@ccm/testing';
+import { startServiceProcess, startTestStack, stepCommand, type ServiceProcess } from '@ccm/testing';
 import { type z } from 'zod';
 import { keyBroker } from '../../apps/key-broker/src/app.js';
 
@@ -114,17 +113,7 @@ try {
     send(
       'saga-coordinator',
       subjects.cmd('key-broker', 'release-migration-key'),
-      {
-        migrationId: migrationIdFor(randomUUID()),
-        saga: 'container-migration@1',
-        step: 'release-key',
-        kind: 'action',
-        attempt: 1,
-        workload: { id: 'web-1', kind: 'container' },
-        sourceHost: 'host-a',
-        targetHost: 'host-b',
-        context: { sourceVmId: 'vm-src', targetVmId: 'vm-tgt' },
-      },
+      stepCommand({ step: 'release-key', context: { sourceVmId: 'vm-src', targetVmId: 'vm-tgt' } }),
       KeyReleaseResultSchema,
     );
 

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { type INestApplication } from '@nestjs/common';
-import { CcmError, migrationIdFor, subjects, type SignerName, type StepCommand } from '@ccm/contracts';
+import { CcmError, subjects, type SignerName, type StepCommand } from '@ccm/contracts';
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
@@ -10,6 +10,7 @@ import {
   pollUntil,
   startGuest,
   startTestStack,
+  stepCommand,
   type GuestClient,
   type GuestProcess,
   type TestStack,
@@ -155,16 +156,10 @@ export function checkpointCommand(
   containerId: string,
   over: Partial<StepCommand> & { migrationId?: string } = {},
 ): StepCommand {
-  return {
-    migrationId: migrationIdFor(randomUUID()),
-    saga: 'container-migration@1',
+  return stepCommand({
     step: 'pre-copy',
-    kind: 'action',
-    attempt: 1,
     workload: { id: containerId, kind: 'container' },
-    sourceHost: 'host-a',
-    targetHost: 'host-b',
     context: { sourceVmId: SOURCE, targetVmId: TARGET },
     ...over,
-  };
+  });
 }
