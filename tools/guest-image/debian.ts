@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -98,4 +98,50 @@ export function extractFromDeb(deb: string, into: string, pattern: string): void
     into,
     pattern,
   ]);
+}
+
+/** Overrides the Debian mirror debootstrap uses. */
+export const DEBIAN_MIRROR_ENV = 'CCM_DEBIAN_MIRROR';
+export const FALLBACK_DEBIAN_MIRROR = 'http://deb.debian.org/debian';
+
+/**
+ * The main Debian archive named by apt sources (deb822 `.sources` texts first, then one-line `.list`
+ * texts), skipping security, updates and backports suites; undefined when none is named.
+ */
+export function mirrorFromAptSources(
+  deb822: readonly string[],
+  oneLine: readonly string[],
+): string | undefined {
+  for (const text of deb822) {
+    for (const stanza of text.split(/\n\s*\n/)) {
+      const uri = /^URIs:\s*(\S+)/m.exec(stanza)?.[1];
+      const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
+      if (uri && suites.some((s) => !/security|updates|backports/.test(s))) return uri;
+    }
+  }
+  for (const text of oneLine) {
+    for (const line of text.split('\n')) {
+      const m = /^deb\s+(?:\[[^\]]*\]\s+)?((?:https?|file):\S+)\s+(\S+)/.exec(line.trim());
+      if (m && !/security|updates|backports/.test(m[2])) return m[1];
+    }
+  }
+  return undefined;
+}
+
+/** $CCM_DEBIAN_MIRROR, else the host's apt sources' main archive, else deb.debian.org. */
+export async function debianMirror(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const fromEnv = env[DEBIAN_MIRROR_ENV]?.trim();
+  if (fromEnv) return fromEnv;
+  const read = async (dir: string, ext: string): Promise<string[]> => {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    return Promise.all(
+      names.filter((n) => n.endsWith(ext)).map((n) => readFile(join(dir, n), 'utf8').catch(() => '')),
+    );
+  };
+  const deb822 = await read('/etc/apt/sources.list.d', '.sources');
+  const lists = [
+    await readFile('/etc/apt/sources.list', 'utf8').catch(() => ''),
+    ...(await read('/etc/apt/sources.list.d', '.list')),
+  ];
+  return mirrorFromAptSources(deb822, lists) ?? FALLBACK_DEBIAN_MIRROR;
 }

@@ -127,26 +127,42 @@ export async function guestIsReady(serialLog: string): Promise<boolean> {
  * statically linked workload. Concurrent callers (parallel test files) share one build through a lock.
  */
 export async function ensureGuestImage(opts: EnsureGuestImageOptions = {}): Promise<GuestImage> {
-  const started = Date.now();
   const root = opts.cacheDir ?? defaultCacheDir();
   const key = guestImageKey();
   const dir = join(root, key);
-  await mkdir(root, { recursive: true });
-  const cachedImage = async (): Promise<GuestImage | undefined> => {
-    const manifest = await readManifest(dir);
-    return manifest && { ...paths(dir, key), cached: true, elapsedMs: Date.now() - started, manifest };
-  };
-  if (!opts.force) {
-    const hit = await cachedImage();
-    if (hit) return hit;
-  }
-  return withLock(join(root, `${key}.lock`), async () => {
-    if (!opts.force) {
-      const hit = await cachedImage(); // another process built it while we waited
-      if (hit) return hit;
-    }
-    const manifest = await build(root, key, opts.log ?? (() => undefined));
-    return { ...paths(dir, key), cached: false, elapsedMs: Date.now() - started, manifest };
+  const out = await cachedBuild({
+    root,
+    key,
+    force: opts.force,
+    read: () => readManifest(dir),
+    build: () => build(root, key, opts.log ?? (() => undefined)),
+  });
+  return { ...paths(dir, key), ...out };
+}
+
+/**
+ * The cache protocol both guest flavors share: the manifest in `<root>/<key>/` when `read` finds it
+ * complete, else `build` under the `<root>/<key>.lock` lock (looking again once the lock is held:
+ * another process may have built it meanwhile). `canBuild` runs before a build is attempted.
+ */
+export async function cachedBuild<M>(opts: {
+  root: string;
+  key: string;
+  force?: boolean;
+  read: () => Promise<M | undefined>;
+  build: () => Promise<M>;
+  canBuild?: () => void;
+}): Promise<{ manifest: M; cached: boolean; elapsedMs: number }> {
+  const started = Date.now();
+  await mkdir(opts.root, { recursive: true });
+  const hit = async (): Promise<M | undefined> => (opts.force ? undefined : opts.read());
+  const found = await hit();
+  if (found) return { manifest: found, cached: true, elapsedMs: Date.now() - started };
+  opts.canBuild?.();
+  return withLock(join(opts.root, `${opts.key}.lock`), async () => {
+    const meanwhile = await hit();
+    const manifest = meanwhile ?? (await opts.build());
+    return { manifest, cached: meanwhile !== undefined, elapsedMs: Date.now() - started };
   });
 }
 

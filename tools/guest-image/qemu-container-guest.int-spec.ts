@@ -1,0 +1,153 @@
+import { pollUntil } from '@ccm/testing';
+import { findQemuBinary, startQemu, type QemuProcess } from '@ccm/qmp';
+import { spawnSync } from 'node:child_process';
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { netnsUnavailable } from './__fixtures__/netns.js';
+import {
+  BOOT_FAILED_MARKER,
+  containerBuildUnavailable,
+  containerGuestSpec,
+  ensureContainerImage,
+  RUN_DONE_PATTERN,
+  type ContainerImage,
+} from './container-image.js';
+import { listCpio } from './cpio.js';
+import { GUEST_READY_MARKER } from './guest-image.js';
+
+/**
+ * The container guest image (container-image.ts) built from Debian packages (cached after the first
+ * run) and booted under the project's QEMU with TCG. The smoke script (__fixtures__/container-smoke.sh)
+ * goes in over fw_cfg; the guest runs it once ready and prints one CCM-SMOKE line per result: Node's
+ * version, `criu check`, and a runc container whose counter survives `runc checkpoint` + `runc restore`.
+ * When network namespaces work the guest gets a tap in a private namespace and configures eth0 from
+ * the kernel command line.
+ */
+
+const qemuBinary = findQemuBinary();
+const skipReason = !qemuBinary
+  ? 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86 from tools/system-packages.txt)'
+  : containerBuildUnavailable();
+if (skipReason) console.warn(`[container guest] skipping: ${skipReason}`);
+const netSkip = skipReason ? undefined : netnsUnavailable();
+if (netSkip) console.warn(`[container guest] booting without a network: ${netSkip}`);
+
+const SMOKE = join(import.meta.dirname, '__fixtures__', 'container-smoke.sh');
+const NET = { ns: `ccm-gi-${process.pid}`, tap: 'ccmtap0', host: '10.213.0.1', guest: '10.213.0.2/24' };
+
+/** `CCM-SMOKE <name> <value>` lines → name → value (the last one wins). */
+function smokeResults(serial: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of serial.matchAll(/^CCM-SMOKE (\S+) ?(.*?)\r?$/gm)) out.set(m[1], m[2]);
+  return out;
+}
+const field = (value: string | undefined, name: string): number =>
+  Number(new RegExp(`\\b${name}=(\\d+)`).exec(value ?? '')?.[1] ?? Number.NaN);
+
+function ipIn(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+}
+
+describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)', () => {
+  let image: ContainerImage;
+  let guest: QemuProcess | undefined;
+  let netns: string | undefined;
+
+  beforeAll(async () => {
+    image = await ensureContainerImage({ log: (m) => console.log(`[container guest] ${m}`) });
+    const m = image.manifest;
+    console.log(
+      `[container guest] image ${image.key} ${image.cached ? 'from cache' : 'built'} in ${image.elapsedMs} ms; ` +
+        `root disk ${(m.rootDiskBytes / 1e6).toFixed(1)} MB (${(m.rootfsBytes / 1e6).toFixed(1)} MB of files), ` +
+        `initramfs ${(m.initrdBytes / 1e6).toFixed(1)} MB, ${m.rootModules} modules; ${JSON.stringify(m.packageVersions)}`,
+    );
+  }, 900_000);
+  afterAll(async () => {
+    await guest?.kill();
+    if (netns) spawnSync('ip', ['netns', 'del', netns]);
+  });
+
+  it('holds a PVH kernel, an initramfs that mounts the ext4 root, and trixie userspace', async () => {
+    expect((await readFile(image.kernel)).subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    const entries = new Map(listCpio(await readFile(image.initrd)).map((e) => [e.path, e]));
+    expect(entries.get('init')?.mode).toBe(0o100755);
+    expect(entries.has('lib/modules/virtio_blk.ko')).toBe(true);
+    expect(entries.has('lib/modules/ext4.ko')).toBe(true);
+    const ext4Magic = Buffer.alloc(2);
+    const fh = await open(image.rootDisk, 'r');
+    await fh.read(ext4Magic, 0, 2, 1024 + 0x38).finally(() => fh.close());
+    expect(ext4Magic.readUInt16LE(0)).toBe(0xef53);
+    expect(image.manifest.packageVersions['nodejs']).toMatch(/^20\.(19|[2-9]\d)\./);
+    expect(image.manifest.packageVersions['criu']).toMatch(/^4\./);
+    expect(image.manifest.rootModules).toBeGreaterThan(40);
+  });
+
+  it('boots to ready, runs node and criu check, and a runc container survives checkpoint + restore', async () => {
+    const net = netSkip === undefined;
+    if (net) {
+      netns = NET.ns;
+      ipIn('netns', 'add', netns);
+      ipIn('-n', netns, 'link', 'set', 'lo', 'up');
+      ipIn('-n', netns, 'tuntap', 'add', 'dev', NET.tap, 'mode', 'tap');
+      ipIn('-n', netns, 'addr', 'add', `${NET.host}/24`, 'dev', NET.tap);
+      ipIn('-n', netns, 'link', 'set', NET.tap, 'up');
+    }
+    const spec = containerGuestSpec(image, {
+      runScript: SMOKE,
+      poweroff: true,
+      hostname: 'smoke',
+      ...(net ? { tap: NET.tap, ip: NET.guest, gateway: NET.host } : {}),
+    });
+    const t0 = Date.now();
+    guest = await startQemu({ ...spec, name: 'container-smoke', netns, accel: 'tcg' });
+    const serial = (): Promise<string> => readFile(guest!.paths.serialLog, 'utf8').catch(() => '');
+    const ready = await pollUntil(
+      'the container guest to print its ready marker',
+      serial,
+      (s) => s.includes(GUEST_READY_MARKER) || s.includes(BOOT_FAILED_MARKER),
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
+    const readyMs = Date.now() - t0;
+    expect(ready).not.toContain(BOOT_FAILED_MARKER);
+    const uptime = /CCM-GUEST-READY uptime=([\d.]+)/.exec(ready)?.[1];
+    const text = await pollUntil('the smoke script to finish', serial, (s) => RUN_DONE_PATTERN.test(s), {
+      timeoutMs: 180_000,
+      intervalMs: 250,
+    });
+    const doneMs = Date.now() - t0;
+    const r = smokeResults(text);
+    console.log(
+      `[container guest] boot to ready ${readyMs} ms (guest uptime ${uptime} s), smoke done at ${doneMs} ms\n` +
+        [...r].map(([k, v]) => `  ${k} ${v}`).join('\n'),
+    );
+    expect(RUN_DONE_PATTERN.exec(text)?.[1]).toBe('0');
+
+    const [major, minor] = (r.get('node') ?? '').replace(/^v/, '').split('.').map(Number);
+    expect(major > 20 || (major === 20 && minor >= 19)).toBe(true);
+    expect(r.get('criu-check')).toBe('Looks good.');
+    if (net) {
+      expect(r.get('eth0')).toContain(NET.guest);
+      expect(r.get('ping')).toBe(`${NET.host} ok`);
+    }
+
+    expect(field(r.get('run'), 'rc')).toBe(0);
+    expect(Number(r.get('counting'))).toBeGreaterThan(5);
+    expect(field(r.get('checkpoint'), 'rc')).toBe(0);
+    expect(field(r.get('checkpoint'), 'kib')).toBeGreaterThan(0);
+    const after = r.get('after-checkpoint') ?? '';
+    expect(after).toContain('state=gone'); // runc checkpoint ends the container…
+    expect(field(after, 'later')).toBe(field(after, 'at')); // …so its counter stands still
+    expect(field(r.get('restore'), 'rc')).toBe(0);
+    const restored = r.get('restored');
+    expect(field(restored, 'at')).toBe(field(after, 'at'));
+    expect(field(restored, 'now')).toBeGreaterThan(field(restored, 'at') + 5); // counting on from where it stood
+
+    const exit = await pollUntil('the guest to power off', () => guest!.exitStatus(), Boolean, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    expect(exit?.code).toBe(0);
+  }, 300_000);
+});
