@@ -109,6 +109,8 @@ export interface ContainerGuestOptions {
   run?: string;
   /** A host file QEMU passes as fw_cfg `opt/ccm/run`; the guest runs it once ready. */
   runScript?: string;
+  /** A second read-only disk (/dev/vdb in the guest), e.g. an app disk from app-disk.ts. */
+  appDisk?: string;
   /** Power the guest off when the run command ends. */
   poweroff?: boolean;
   /** A host tap device for eth0 (virtio-net). */
@@ -172,6 +174,8 @@ export function containerGuestSpec(
     `file=${escapeOptionValue(image.rootDisk)},if=virtio,format=raw,readonly=on`,
     '-no-reboot',
   ];
+  if (opts.appDisk !== undefined)
+    extraArgs.push('-drive', `file=${escapeOptionValue(opts.appDisk)},if=virtio,format=raw,readonly=on`);
   if (opts.runScript !== undefined)
     extraArgs.push('-fw_cfg', `name=${FW_CFG_RUN},file=${escapeOptionValue(opts.runScript)}`);
   if (opts.tap !== undefined) {

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { netnsUnavailable } from './__fixtures__/netns.js';
+import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
 import {
   BOOT_FAILED_MARKER,
   containerBuildUnavailable,
@@ -45,11 +45,6 @@ function smokeResults(serial: string): Map<string, string> {
 const field = (value: string | undefined, name: string): number =>
   Number(new RegExp(`\\b${name}=(\\d+)`).exec(value ?? '')?.[1] ?? Number.NaN);
 
-function ipIn(...args: string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
-}
-
 describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)', () => {
   let image: ContainerImage;
   let guest: QemuProcess | undefined;
@@ -88,11 +83,11 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     const net = netSkip === undefined;
     if (net) {
       netns = NET.ns;
-      ipIn('netns', 'add', netns);
-      ipIn('-n', netns, 'link', 'set', 'lo', 'up');
-      ipIn('-n', netns, 'tuntap', 'add', 'dev', NET.tap, 'mode', 'tap');
-      ipIn('-n', netns, 'addr', 'add', `${NET.host}/24`, 'dev', NET.tap);
-      ipIn('-n', netns, 'link', 'set', NET.tap, 'up');
+      ipOrThrow('netns', 'add', netns);
+      ipOrThrow('-n', netns, 'link', 'set', 'lo', 'up');
+      ipOrThrow('-n', netns, 'tuntap', 'add', 'dev', NET.tap, 'mode', 'tap');
+      ipOrThrow('-n', netns, 'addr', 'add', `${NET.host}/24`, 'dev', NET.tap);
+      ipOrThrow('-n', netns, 'link', 'set', NET.tap, 'up');
     }
     const spec = containerGuestSpec(image, {
       runScript: SMOKE,

@@ -62,3 +62,9 @@ export function createHostPair(prefix = `ccm-${process.pid}`): HostPair {
   }
   return { a, b, inode: (ns) => statSync(`/run/netns/${ns}`).ino, destroy };
 }
+
+/** Runs `ip ARGS…`, throwing with its output when it fails (test setup steps). */
+export function ipOrThrow(...args: string[]): void {
+  const r = ip(...args);
+  if (!r.ok) throw new Error(`ip ${args.join(' ')} failed: ${r.out}`);
+}
