@@ -1,9 +1,11 @@
 import { pollUntil } from '@ccm/testing';
 import { findQemuBinary, startQemu, type QemuProcess } from '@ccm/qmp';
 import { spawnSync } from 'node:child_process';
-import { open, readFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { guestScript } from './__fixtures__/guest-scripts.js';
 import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
 import {
   BOOT_FAILED_MARKER,
@@ -33,7 +35,6 @@ if (skipReason) console.warn(`[container guest] skipping: ${skipReason}`);
 const netSkip = skipReason ? undefined : netnsUnavailable();
 if (netSkip) console.warn(`[container guest] booting without a network: ${netSkip}`);
 
-const SMOKE = join(import.meta.dirname, '__fixtures__', 'container-smoke.sh');
 const NET = { ns: `ccm-gi-${process.pid}`, tap: 'ccmtap0', host: '10.213.0.1', guest: '10.213.0.2/24' };
 
 /** `CCM-SMOKE <name> <value>` lines → name → value (the last one wins). */
@@ -49,8 +50,10 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
   let image: ContainerImage;
   let guest: QemuProcess | undefined;
   let netns: string | undefined;
+  let work: string;
 
   beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'ccm-gimg-'));
     image = await ensureContainerImage({ log: (m) => console.log(`[container guest] ${m}`) });
     const m = image.manifest;
     console.log(
@@ -62,6 +65,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
   afterAll(async () => {
     await guest?.kill();
     if (netns) spawnSync('ip', ['netns', 'del', netns]);
+    if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('holds a PVH kernel, an initramfs that mounts the ext4 root, and trixie userspace', async () => {
@@ -90,7 +94,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
       ipOrThrow('-n', netns, 'link', 'set', NET.tap, 'up');
     }
     const spec = containerGuestSpec(image, {
-      runScript: SMOKE,
+      runScript: await guestScript(join(work, 'smoke.sh'), ['container-smoke.sh']),
       poweroff: true,
       hostname: 'smoke',
       ...(net ? { tap: NET.tap, ip: NET.guest, gateway: NET.host } : {}),
@@ -145,4 +149,78 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     });
     expect(exit?.code).toBe(0);
   }, 300_000);
+
+  describe.skipIf(netSkip !== undefined)('two guests on a bridge', () => {
+    const ns = `ccm-gi2-${process.pid}`;
+    const guests: QemuProcess[] = [];
+    let made = false;
+    afterAll(async () => {
+      await Promise.all(guests.map((g) => g.kill()));
+      if (made) spawnSync('ip', ['netns', 'del', ns]);
+    });
+
+    it('runc checkpoint in guest A, the images over virtio-net, runc restore in guest B: the counter goes on', async () => {
+      ipOrThrow('netns', 'add', ns);
+      made = true;
+      ipOrThrow('-n', ns, 'link', 'set', 'lo', 'up');
+      ipOrThrow('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
+      ipOrThrow('-n', ns, 'addr', 'add', '10.215.0.1/24', 'dev', 'br0');
+      ipOrThrow('-n', ns, 'link', 'set', 'br0', 'up');
+      for (const tap of ['tapa', 'tapb']) {
+        ipOrThrow('-n', ns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
+        ipOrThrow('-n', ns, 'link', 'set', tap, 'master', 'br0');
+        ipOrThrow('-n', ns, 'link', 'set', tap, 'up');
+      }
+      const boot = async (name: string, tap: string, ip: string, mac: string, parts: string[], vars = {}) => {
+        const spec = containerGuestSpec(image, {
+          runScript: await guestScript(join(work, `${name}.sh`), parts, vars),
+          tap,
+          ip,
+          gateway: '10.215.0.1',
+          mac,
+          hostname: name,
+        });
+        const q = await startQemu({ ...spec, name, netns: ns, accel: 'tcg' });
+        guests.push(q);
+        return q;
+      };
+      const t0 = Date.now();
+      const a = await boot('guest-a', 'tapa', '10.215.0.2/24', '52:54:00:cc:00:0a', [
+        'container-migrate-a.sh',
+      ]);
+      const b = await boot(
+        'guest-b',
+        'tapb',
+        '10.215.0.3/24',
+        '52:54:00:cc:00:0b',
+        ['container-migrate-b.sh'],
+        {
+          CCM_PEER: '10.215.0.2',
+        },
+      );
+      const serial = (q: QemuProcess) => (): Promise<string> =>
+        readFile(q.paths.serialLog, 'utf8').catch(() => '');
+      const done = (s: string): boolean => RUN_DONE_PATTERN.test(s);
+      const textB = await pollUntil('guest B to restore the container', serial(b), done, {
+        timeoutMs: 240_000,
+        intervalMs: 250,
+      });
+      const textA = await serial(a)();
+      const ra = smokeResults(textA);
+      const rb = smokeResults(textB);
+      console.log(
+        `[container guest] two guests: B done ${Date.now() - t0} ms after A started\n` +
+          [...ra].map(([k, v]) => `  A ${k} ${v}`).join('\n') +
+          '\n' +
+          [...rb].map(([k, v]) => `  B ${k} ${v}`).join('\n'),
+      );
+      expect(field(ra.get('checkpoint'), 'rc')).toBe(0);
+      const atA = field(ra.get('after-checkpoint'), 'at');
+      expect(field(ra.get('after-checkpoint'), 'later')).toBe(atA); // gone from A
+      expect(rb.get('fetched')).toMatch(/kib=[1-9]/);
+      expect(field(rb.get('restore'), 'rc')).toBe(0);
+      expect(field(rb.get('restored'), 'at')).toBe(atA);
+      expect(field(rb.get('restored'), 'now')).toBeGreaterThan(atA + 5); // counting on in B
+    }, 300_000);
+  });
 });
