@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
 import { buildAppDisk, shellEnvFile, type AppDisk } from './app-disk.js';
 import {
@@ -40,6 +41,10 @@ describe.skipIf(skipReason !== undefined)('the guest-agent in the container gues
   let work: string;
   let disk: AppDisk;
   let tapMade = false;
+  const unhook = killOnSignal(
+    () => (guest && !guest.exitStatus() ? [guest.pid] : []),
+    () => tapMade && spawnSync('ip', ['link', 'del', TAP]),
+  );
 
   beforeAll(async () => {
     image = await ensureContainerImage();
@@ -74,6 +79,7 @@ describe.skipIf(skipReason !== undefined)('the guest-agent in the container gues
     await stack?.stop();
     if (tapMade) spawnSync('ip', ['link', 'del', TAP]);
     if (work) await rm(work, { recursive: true, force: true });
+    unhook();
   });
 
   it('starts from the app disk, reaches NATS over the tap and answers ping', async () => {

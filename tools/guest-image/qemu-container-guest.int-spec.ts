@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guestScript } from './__fixtures__/guest-scripts.js';
+import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
 import {
   BOOT_FAILED_MARKER,
@@ -51,6 +52,12 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
   let guest: QemuProcess | undefined;
   let netns: string | undefined;
   let work: string;
+  const started: QemuProcess[] = [];
+  const namespaces: string[] = [];
+  const unhook = killOnSignal(
+    () => started.filter((q) => !q.exitStatus()).map((q) => q.pid),
+    () => namespaces.forEach((ns) => spawnSync('ip', ['netns', 'del', ns])),
+  );
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'ccm-gimg-'));
@@ -66,6 +73,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     await guest?.kill();
     if (netns) spawnSync('ip', ['netns', 'del', netns]);
     if (work) await rm(work, { recursive: true, force: true });
+    unhook();
   });
 
   it('holds a PVH kernel, an initramfs that mounts the ext4 root, and trixie userspace', async () => {
@@ -87,6 +95,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     const net = netSkip === undefined;
     if (net) {
       netns = NET.ns;
+      namespaces.push(netns);
       ipOrThrow('netns', 'add', netns);
       ipOrThrow('-n', netns, 'link', 'set', 'lo', 'up');
       ipOrThrow('-n', netns, 'tuntap', 'add', 'dev', NET.tap, 'mode', 'tap');
@@ -101,6 +110,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     });
     const t0 = Date.now();
     guest = await startQemu({ ...spec, name: 'container-smoke', netns, accel: 'tcg' });
+    started.push(guest);
     const serial = (): Promise<string> => readFile(guest!.paths.serialLog, 'utf8').catch(() => '');
     const ready = await pollUntil(
       'the container guest to print its ready marker',
@@ -160,6 +170,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
     });
 
     it('runc checkpoint in guest A, the images over virtio-net, runc restore in guest B: the counter goes on', async () => {
+      namespaces.push(ns);
       ipOrThrow('netns', 'add', ns);
       made = true;
       ipOrThrow('-n', ns, 'link', 'set', 'lo', 'up');
@@ -182,6 +193,7 @@ describe.skipIf(skipReason !== undefined)('the container guest under QEMU (TCG)'
         });
         const q = await startQemu({ ...spec, name, netns: ns, accel: 'tcg' });
         guests.push(q);
+        started.push(q);
         return q;
       };
       const t0 = Date.now();
