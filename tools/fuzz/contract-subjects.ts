@@ -19,6 +19,7 @@ import {
   GET_MIGRATION_VERB,
   GetMigrationRequestSchema,
   GetPolicyRequestSchema,
+  ListPoliciesRequestSchema,
   HOST_COMMANDS,
   HOST_EVENTS,
   type KEY_BROKER_VERBS,
@@ -88,6 +89,7 @@ const GUEST_REQUESTS: Record<GuestVerb, z.ZodType> = {
 const KEY_BROKER_REQUESTS: Record<(typeof KEY_BROKER_VERBS)[keyof typeof KEY_BROKER_VERBS], z.ZodType> = {
   'put-policy': PutPolicyRequestSchema,
   'get-policy': GetPolicyRequestSchema,
+  'list-policies': ListPoliciesRequestSchema,
   'launch-session': LaunchSessionRequestSchema,
   'launch-secret': LaunchSecretRequestSchema,
   nonce: NonceRequestSchema,

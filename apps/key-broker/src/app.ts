@@ -1,3 +1,4 @@
+import { APP_FILTER } from '@nestjs/core';
 import { type ServiceDefinition } from '@ccm/runtime';
 import { AttestHandler } from './attest/attest.handler.js';
 import { TransportHandler } from './attest/transport.handler.js';
@@ -6,6 +7,7 @@ import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
 import { KeyBrokerRelease1796300000000 } from './db/1796300000000-key-release.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
+import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
 import { PolicyStore } from './policy/policy.store.js';
 import { MigrationKeys } from './release/migration-keys.js';
 import { NonceHandler, NonceStore } from './release/nonces.js';
@@ -22,7 +24,9 @@ export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
   migrations: [KeyBrokerTables1795500000000, KeyBrokerRotation1796200000000, KeyBrokerRelease1796300000000],
+  controllers: [PolicyHttpController],
   providers: [
+    { provide: APP_FILTER, useClass: PolicyHttpErrorFilter },
     PolicyStore,
     PolicyHandlers,
     AttestHandler,

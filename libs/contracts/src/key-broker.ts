@@ -14,6 +14,8 @@ export const KEY_BROKER_VERBS = {
   putPolicy: 'put-policy',
   /** Guest owner: read a workload class's policy (latest or one version). */
   getPolicy: 'get-policy',
+  /** Guest owner: the latest version of every workload class's policy. */
+  listPolicies: 'list-policies',
   /** vm-lifecycle: GODH and session blob for an attested SEV launch on a host the broker attests. */
   launchSession: 'launch-session',
   /** vm-lifecycle: check a launch's measurement and, when accepted, seal its LAUNCH_SECRET. */
@@ -149,6 +151,28 @@ export const GetPolicyRequestSchema = z.object({
 });
 export const GetPolicyReplySchema = PolicyVersionSchema.extend({ policy: OwnerPolicySchema });
 export type GetPolicyReply = z.infer<typeof GetPolicyReplySchema>;
+
+/** `list-policies`: the latest version of each class (no documents: `get-policy` reads one). */
+export const ListPoliciesRequestSchema = z.object({});
+export const ListPoliciesReplySchema = z.object({
+  policies: z.array(PolicyVersionSchema.extend({ workloads: z.array(IdSchema) })),
+});
+export type ListPoliciesReply = z.infer<typeof ListPoliciesReplySchema>;
+
+/**
+ * The guest owner's policy verbs over HTTP: `POST /v1/policy/<verb>` on the key-broker, the body a
+ * CCM envelope signed by the guest-owner key (the same identity as over NATS) whose `natssubject` is
+ * this address, so a signature made for NATS or for another verb is refused here.
+ */
+export const POLICY_HTTP_VERBS = [
+  KEY_BROKER_VERBS.putPolicy,
+  KEY_BROKER_VERBS.getPolicy,
+  KEY_BROKER_VERBS.listPolicies,
+] as const;
+export type PolicyHttpVerb = (typeof POLICY_HTTP_VERBS)[number];
+export const policyHttpPath = (verb: PolicyHttpVerb): string => `/v1/policy/${verb}`;
+/** What an HTTP policy envelope is addressed to (its signed `natssubject`). */
+export const policyHttpAddress = (verb: PolicyHttpVerb): string => `http:key-broker${policyHttpPath(verb)}`;
 
 /** `ccm.evt.policy.<workloadClass>.changed`: a new policy version (the document, no secrets in it). */
 export const PolicyChangedEventSchema = GetPolicyReplySchema;

@@ -27,7 +27,14 @@ import { z } from 'zod';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
 import { fail, pass } from '../attest/platform-verdict.js';
-import { judgeAcross, judgeGuestEvidence, type GuestRole, type JudgedGuest } from './judge-evidence.js';
+import {
+  judgeAcross,
+  judgeGuestEvidence,
+  judgeSevEvidence,
+  type GuestRole,
+  type JudgedGuest,
+  type LaunchRecord,
+} from './judge-evidence.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
@@ -222,12 +229,12 @@ export class ReleaseHandler {
       return out();
     }
     rules.push(pass(r('guest-not-revoked')));
-    const asked = await this.nonces.issue(vmId, cmd.migrationId);
+    const issued = await this.nonces.issue(vmId, cmd.migrationId);
     let evidence: z.infer<typeof EvidenceReplySchema>;
     try {
       evidence = await this.bus.request(
         subjects.guestCmd(vmId, GUEST_VERBS.evidence),
-        { nonce: asked.nonce, migrationId: cmd.migrationId },
+        { nonce: issued.nonce, migrationId: cmd.migrationId },
         EvidenceReplySchema,
         { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: cmd.migrationId, causationId: ctx.envelope.id },
       );
@@ -245,14 +252,40 @@ export class ReleaseHandler {
       rules.push(fail(r('nonce-fresh'), `nonce-${err.fault}`, err.message));
       return { ...out(), rules };
     }
-    const judged = judgeGuestEvidence(
-      role,
-      vmId,
-      evidence,
-      { nonce: evidence.nonce, migrationId: cmd.migrationId },
-      policy,
-    );
+    const asked = { nonce: evidence.nonce, migrationId: cmd.migrationId };
+    const judged =
+      evidence.platform === 'sev-snp'
+        ? judgeGuestEvidence(role, vmId, evidence, asked, policy)
+        : judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
     return { ...judged, rules: [...rules, ...judged.rules] };
+  }
+
+  /** The newest attested launch of a VM whose secret was released (or revoked since): SEV evidence's anchor. */
+  private async launchOf(vmId: string): Promise<LaunchRecord | undefined> {
+    const [row] = await this.ds.query<
+      Array<{
+        id: string;
+        workload_class: string;
+        state: string;
+        policy: string;
+        launch_digest: string | null;
+        identity_secret: string | null;
+      }>
+    >(
+      `SELECT id, workload_class, state, policy, launch_digest, identity_secret FROM ${s}.launch_session
+       WHERE vm_id = $1 AND state IN ('secret-released', 'revoked')
+       ORDER BY coalesce(released_at, created_at) DESC LIMIT 1`,
+      [vmId],
+    );
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      workloadClass: row.workload_class,
+      state: row.state,
+      policy: Number(row.policy),
+      launchDigest: row.launch_digest,
+      identitySecret: row.identity_secret ? Buffer.from(row.identity_secret, 'hex') : null,
+    };
   }
 
   /** Logs a refusal (in a transaction of its own: the handler's is rolled back) and builds its error. */
