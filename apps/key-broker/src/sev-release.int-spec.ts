@@ -1,3 +1,4 @@
+import { type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type INestApplication } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import {
   type RuleResult,
   type StepCommand,
 } from '@ccm/contracts';
+import { loadIdentity } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
 import { parseSevSecretTable } from '@ccm/sev';
@@ -249,7 +251,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     }
   });
 
-  it('bus spy: no launch secret, disk key, TEK/TIK or migration key crossed the bus during launch and release', async () => {
+  it('bus spy: no launch secret, disk key, TEK/TIK, migration key, private key or NATS seed crossed the bus during launch and release', async () => {
     expect(spied.some((m) => m.subject.endsWith('.launch-secret'))).toBe(true);
     expect(spied.some((m) => m.subject.endsWith('.load-key'))).toBe(true);
     const rows = await ds.query<
@@ -258,9 +260,18 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
       `SELECT tek, tik, identity_secret, disk_key FROM key_broker.launch_session WHERE identity_secret IS NOT NULL`,
     );
     expect(rows).toHaveLength(4);
+    // Private halves of every identity that spoke: Ed25519 signing keys, NATS seeds, the guest's X25519 key.
+    const privateOf = (k: KeyObject) => Buffer.from(k.export({ format: 'jwk' }).d!, 'base64url');
+    const identities = await Promise.all(
+      (['key-broker', 'vm-lifecycle', GUEST_OWNER, 'saga-coordinator', 'operator'] as const).map((n) =>
+        loadIdentity(kb.stack.keysDir, n),
+      ),
+    );
     const secrets = [
       ...rows.flatMap((r) => [r.tek, r.tik, r.identity_secret, r.disk_key].map((h) => Buffer.from(h, 'hex'))),
       ...released,
+      ...identities.flatMap((i) => [privateOf(i.signingKey), Buffer.from(i.natsSeed)]),
+      privateOf(evil.identity.privateKey),
     ];
     expect(released.length).toBeGreaterThan(0);
     const all = Buffer.concat(spied.map((m) => m.data));

@@ -52,7 +52,8 @@ type Body = Omit<ReleaseDecision, 'seq' | 'decidedAt'>;
  * The migration key, released only to two attested guests (ARCHITECTURE §9 step 5):
  *
  * - `release-migration-key` (saga step `release-key`, coordinator only): the broker asks the source
- *   and target guests itself for fresh SNP evidence over nonces it issued for this migration, judges
+ *   and target guests itself for fresh evidence over nonces it issued for this migration (an SNP
+ *   report, or for SEV/SEV-ES a MAC under the identity secret of their attested launch), judges
  *   each guest (nonce fresh and bound, report verified to a root the owner trusts, REPORT_DATA binding
  *   the guest's key, measurement, TCB floor and guest policy of the workload's class, not revoked) and
  *   both together (migration allowed to that host, no NOSEND, distinct guests, target TCB ≥ source),
