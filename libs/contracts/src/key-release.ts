@@ -154,6 +154,8 @@ export const GuestEvidenceDigestSchema = z.object({
   launchDigest: hex(32).optional(),
   /** SEV/SEV-ES: the attested launch the identity secret came from. */
   launchSessionId: z.string().max(200).optional(),
+  /** SNP: whose VCEK verified the report: the owner's certificate cache, or the one the guest sent. */
+  vcekSource: z.enum(['guest', 'cache']).optional(),
 });
 
 /** The body of a release log record (what is signed, with `prevHash`). */

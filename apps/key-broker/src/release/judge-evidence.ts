@@ -61,6 +61,7 @@ export interface JudgedGuest {
     platform?: 'sev-snp' | 'sev' | 'sev-es';
     launchDigest?: string;
     launchSessionId?: string;
+    vcekSource?: 'guest' | 'cache';
   };
 }
 

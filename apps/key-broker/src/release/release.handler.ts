@@ -35,6 +35,7 @@ import {
   type JudgedGuest,
   type LaunchRecord,
 } from './judge-evidence.js';
+import { CertificateCache } from './certificate-cache.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
@@ -73,6 +74,7 @@ export class ReleaseHandler {
     private readonly nonces: NonceStore,
     private readonly log: ReleaseLog,
     private readonly keys: MigrationKeys,
+    private readonly certs: CertificateCache,
   ) {}
 
   @OnRequest({
@@ -254,10 +256,20 @@ export class ReleaseHandler {
       return { ...out(), rules };
     }
     const asked = { nonce: evidence.nonce, migrationId: cmd.migrationId };
-    const judged =
-      evidence.platform === 'sev-snp'
-        ? judgeGuestEvidence(role, vmId, evidence, asked, policy)
-        : judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
+    if (evidence.platform !== 'sev-snp') {
+      const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
+      return { ...judged, rules: [...rules, ...judged.rules] };
+    }
+    // The owner's cached VCEK of this chip and TCB, when there is one, replaces the guest's.
+    const cached = await this.certs.vcekFor(evidence.report);
+    const judged = judgeGuestEvidence(
+      role,
+      vmId,
+      cached ? { ...evidence, vcekChain: { ...evidence.vcekChain, vcek: cached } } : evidence,
+      asked,
+      policy,
+    );
+    judged.digests.vcekSource = cached ? 'cache' : 'guest';
     return { ...judged, rules: [...rules, ...judged.rules] };
   }
 
