@@ -17,7 +17,13 @@ import {
   type AuditFlags,
 } from './audit/audit-commands.js';
 import { ping } from './commands/ping.js';
-import { checkOwnerCommand, guestCommand, policyCommand, type OwnerFlags } from './commands/policy.js';
+import {
+  certCommand,
+  checkOwnerCommand,
+  guestCommand,
+  policyCommand,
+  type OwnerFlags,
+} from './commands/policy.js';
 import { hostsCommand, vmsCommand } from './commands/registry.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
@@ -34,9 +40,10 @@ const COMMANDS = [
   'vms',
   'policy',
   'guest',
+  'cert',
 ];
 /** Commands of the guest owner: they speak with the guest-owner key (ccm-keys' owner identity). */
-const OWNER_COMMANDS = ['policy', 'guest'];
+const OWNER_COMMANDS = ['policy', 'guest', 'cert'];
 
 const HELP = `ccm: Confidential Container Migration
 
@@ -66,6 +73,8 @@ guest owner (with the guest-owner key of --keys-dir, not the operator's):
   policy show <class> [--version N]                        one policy document
   policy put <file.json> [--expected-version N]            a new version (default: over the current one)
   guest revoke <vmId> --reason TEXT                        refuse this guest's evidence from now on
+  cert list [--kind vcek|cek]                              the key-broker's certificate cache
+  cert put <file> --kind vcek|cek [--chip-id HEX]          cache a VCEK (DER/PEM) or a CEK (GET_ID hex)
   help                                                     this text
 
 common flags:
@@ -114,6 +123,7 @@ export async function runCli(
           'allow-aged-out': { type: 'boolean' },
           version: { type: 'string' },
           'expected-version': { type: 'string' },
+          'chip-id': { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -173,9 +183,11 @@ export async function runCli(
       version: values.version,
       expectedVersion: values['expected-version'],
       reason: values.reason,
+      kind: values.kind,
+      chipId: values['chip-id'],
     };
     const asOwner = OWNER_COMMANDS.includes(command);
-    if (asOwner) checkOwnerCommand(command as 'policy' | 'guest', rest, owner);
+    if (asOwner) checkOwnerCommand(command as 'policy' | 'guest' | 'cert', rest, owner);
     keyName = asOwner ? GUEST_OWNER : 'operator';
     const conn = await connect({
       natsUrl: values['nats-url'],
@@ -188,6 +200,8 @@ export async function runCli(
           return await policyCommand(conn, rest, owner, io);
         case 'guest':
           return await guestCommand(conn, rest, owner, io);
+        case 'cert':
+          return await certCommand(conn, rest, owner, io);
         case 'migrate':
           return await migrateCommand(conn, flags, io);
         case 'migrations':

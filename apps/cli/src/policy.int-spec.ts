@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OwnerPolicySchema, type OwnerPolicyInput } from '@ccm/contracts';
+import { decodeSevPlatformCertChain, encodeSevCertificate } from '@ccm/sev';
+import { LabAuthority, SoftwareSecureProcessor } from '@ccm/sev-emulator';
 import { startServiceProcess, startTestStack, type ServiceProcess, type TestStack } from '@ccm/testing';
 import { runCli } from './cli.js';
 import { ExitCode } from './errors.js';
@@ -99,6 +101,36 @@ describe('ccm policy and ccm guest (guest owner)', () => {
     expect(JSON.parse(r.out)).toMatchObject({ vmId: 'vm-gone', keysDropped: [] });
   });
 
+  it('caches a VCEK (DER or PEM) and a CEK, and lists them', async () => {
+    const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
+    const sp = SoftwareSecureProcessor.create(join(work, 'sp'), { lab });
+    sp.snpInit();
+    sp.init();
+    const vek = sp.snpCertChain().vek;
+    const der = await file('vcek.der', '');
+    await writeFile(der, vek.raw);
+    const vcek = await ccm('cert', 'put', der, '--kind', 'vcek', '--json');
+    expect(vcek.err).toBe('');
+    expect(JSON.parse(vcek.out)).toMatchObject({ kind: 'vcek', productLine: 'milan' });
+    expect(JSON.parse(vcek.out).kdsUrl).toMatch(/^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Milan\//);
+    const pem = await file('vcek.pem', vek.toString());
+    expect((await ccm('cert', 'put', pem, '--kind', 'vcek')).out).toMatch(/^vcek cached under https:/);
+    const { cek } = decodeSevPlatformCertChain(sp.pdhCertExport().certChain);
+    const cekFile = await file('cek.cert', '');
+    await writeFile(cekFile, encodeSevCertificate(cek));
+    const chipId = sp.getId().toString('hex');
+    const c = await ccm('cert', 'put', cekFile, '--kind', 'cek', '--chip-id', chipId);
+    expect(c.out).toBe(`cek cached under https://kdsintf.amd.com/cek/id/${chipId}\n`);
+    const list = await ccm('cert', 'list');
+    expect(list.out.split('\n').filter(Boolean)).toHaveLength(3); // header, cek, vcek (one URL)
+    const onlyCek = await ccm('cert', 'list', '--kind', 'cek', '--json');
+    expect(JSON.parse(onlyCek.out).certificates).toHaveLength(1);
+    // The broker refuses a certificate that is not what --kind says.
+    const wrong = await ccm('cert', 'put', cekFile, '--kind', 'vcek', '--json');
+    expect(wrong.code).toBe(ExitCode.Refused);
+    expect(JSON.parse(wrong.err).error.code).toBe('CERTIFICATE_REJECTED');
+  }, 60_000);
+
   it('a keys dir without the guest-owner key is refused with a hint naming it', async () => {
     const keys = join(work, 'operator-only');
     await rm(keys, { recursive: true, force: true });
@@ -124,6 +156,13 @@ describe('ccm policy and ccm guest (guest owner)', () => {
     [['guest'], 'ccm guest takes revoke'],
     [['guest', 'revoke'], 'needs the VM id'],
     [['guest', 'revoke', 'vm-1'], '--reason'],
+    [['cert'], 'ccm cert takes list, put'],
+    [['cert', 'put'], 'needs a certificate file'],
+    [['cert', 'put', 'x.der'], 'needs --kind'],
+    [['cert', 'put', 'x.der', '--kind', 'pem'], '--kind must be vcek or cek'],
+    [['cert', 'put', 'x.cert', '--kind', 'cek'], '--chip-id'],
+    [['cert', 'put', 'x.cert', '--kind', 'cek', '--chip-id', 'abcd'], '--chip-id'],
+    [['cert', 'list', '--kind', 'ask'], '--kind must be vcek or cek'],
   ])('rejects %j with exit 2', async (argv, text) => {
     const r = await ccm(...argv, '--json');
     expect(r.code).toBe(ExitCode.Usage);

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
+  CachedCertificateSchema,
   GetPolicyReplySchema,
+  ListCertificatesReplySchema,
   isCcmError,
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
@@ -22,6 +24,8 @@ import { table } from './registry.js';
 
 export const POLICY_SUBCOMMANDS = ['list', 'show', 'put'] as const;
 export const GUEST_SUBCOMMANDS = ['revoke'] as const;
+export const CERT_SUBCOMMANDS = ['list', 'put'] as const;
+const CERT_KINDS = ['vcek', 'cek'];
 
 export interface OwnerFlags {
   json: boolean;
@@ -29,6 +33,8 @@ export interface OwnerFlags {
   version?: string;
   expectedVersion?: string;
   reason?: string;
+  kind?: string;
+  chipId?: string;
 }
 
 /** A whole number ≥ `min` given as `--name`, or undefined when the flag is absent. */
@@ -42,8 +48,22 @@ function count(name: string, raw: string | undefined, min: number): number | und
 }
 
 /** Checks a `ccm policy …` or `ccm guest …` command line before anything connects. */
-export function checkOwnerCommand(command: 'policy' | 'guest', args: string[], f: OwnerFlags): void {
+export function checkOwnerCommand(command: 'policy' | 'guest' | 'cert', args: string[], f: OwnerFlags): void {
   const [sub, arg] = args;
+  if (command === 'cert') {
+    if (!CERT_SUBCOMMANDS.includes(sub as never))
+      throw usageError(`ccm cert takes ${CERT_SUBCOMMANDS.join(', ')}, got ${JSON.stringify(sub ?? '')}`);
+    if (f.kind !== undefined && !CERT_KINDS.includes(f.kind))
+      throw usageError(`--kind must be vcek or cek, got ${JSON.stringify(f.kind)}`);
+    if (sub === 'put') {
+      if (!arg)
+        throw usageError('ccm cert put needs a certificate file', 'ccm cert put <file> --kind vcek|cek');
+      if (!f.kind) throw usageError('ccm cert put needs --kind vcek|cek');
+      if (f.kind === 'cek' && !/^[0-9a-fA-F]{128}$/.test(f.chipId ?? ''))
+        throw usageError("a CEK needs --chip-id: the chip's GET_ID value, 64 bytes of hex");
+    }
+    return;
+  }
   if (command === 'guest') {
     if (!GUEST_SUBCOMMANDS.includes(sub as never))
       throw usageError(`ccm guest takes ${GUEST_SUBCOMMANDS.join(', ')}, got ${JSON.stringify(sub ?? '')}`);
@@ -176,5 +196,62 @@ export async function guestCommand(
       ? `${JSON.stringify(r)}\n`
       : `${r.vmId} revoked at ${r.revokedAt}; keys dropped: ${r.keysDropped.join(', ') || 'none'}\n`,
   );
+  return ExitCode.Ok;
+}
+
+/**
+ * `ccm cert list [--kind K]` and `ccm cert put <file> --kind vcek|cek [--chip-id HEX]`: the key-broker's
+ * certificate cache, which the guest owner fills with what it fetched from AMD's KDS (a VCEK as DER or
+ * PEM, a CEK in SEV's 2084-byte format).
+ */
+export async function certCommand(
+  conn: Connection,
+  args: string[],
+  f: OwnerFlags,
+  io: CliIo,
+): Promise<number> {
+  const [sub, file] = args;
+  if (sub === 'list') {
+    const r = await ask(
+      conn,
+      KEY_BROKER_VERBS.listCertificates,
+      f.kind ? { kind: f.kind } : {},
+      ListCertificatesReplySchema,
+      f,
+    );
+    io.out(
+      f.json
+        ? `${JSON.stringify(r)}\n`
+        : r.certificates.length
+          ? `${table(
+              ['KIND', 'LINE', 'SHA-256', 'ADDED BY', 'KDS URL'],
+              r.certificates.map((c) => [
+                c.kind,
+                c.productLine ?? '-',
+                c.sha256.slice(0, 16),
+                c.addedBy,
+                c.kdsUrl,
+              ]),
+            )}\n`
+          : 'no certificates\n',
+    );
+    return ExitCode.Ok;
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new CliError(ExitCode.Usage, 'BAD_FILE', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  const text = bytes.toString('latin1');
+  if (text.includes('-----BEGIN CERTIFICATE-----')) {
+    bytes = Buffer.from(text.replace(/-----(BEGIN|END) CERTIFICATE-----|\s/g, ''), 'base64');
+  }
+  const data =
+    f.kind === 'cek'
+      ? { kind: 'cek', chipId: f.chipId!.toLowerCase(), certificate: bytes.toString('base64') }
+      : { kind: 'vcek', der: bytes.toString('base64') };
+  const r = await ask(conn, KEY_BROKER_VERBS.putCertificate, data, CachedCertificateSchema, f);
+  io.out(f.json ? `${JSON.stringify(r)}\n` : `${r.kind} cached under ${r.kdsUrl}\n`);
   return ExitCode.Ok;
 }
