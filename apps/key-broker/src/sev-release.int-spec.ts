@@ -130,6 +130,12 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     );
     const g = inprocSevGuest('vm-sx', 'sev-es', Buffer.from(entry!.data));
     evil = g.behaviour;
+    evil.expire = async (nonce) => {
+      await ds.query(
+        `UPDATE key_broker.nonce SET expires_at = now() - interval '1 second' WHERE nonce = $1`,
+        [nonce],
+      );
+    };
     ({ app: inproc } = await createServiceApp(
       g.definition,
       kb.stack.env({ CCM_INSTANCE_ID: 'guest-vm-sx' }),
@@ -200,6 +206,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
   }> = [
     { name: 'wrong MAC', mode: 'wrong-mac', failed: ['target:mac-verifies'], reason: 'mac-mismatch' },
     { name: 'replayed evidence', mode: 'replay', failed: ['target:nonce-fresh'], reason: 'nonce-used' },
+    { name: 'expired nonce', mode: 'stale', failed: ['target:nonce-fresh'], reason: 'nonce-expired' },
     {
       name: 'evidence of another migration',
       mode: 'other-migration',

@@ -21,6 +21,8 @@ export type SevGuestMode =
   | 'honest'
   /** Its last honest evidence again (that nonce is spent). */
   | 'replay'
+  /** A MAC over a nonce it asked the broker for itself, then let expire (`expire` ages it). */
+  | 'stale'
   /** A MAC over a nonce it asked for another migration, binding that migration. */
   | 'other-migration'
   /** A MAC under a secret it made up (it never had the launch's identity secret). */
@@ -33,6 +35,8 @@ export interface SevGuestBehaviour {
   /** The identity secret its attested launch injected (read from its secret table). */
   identitySecret: Buffer;
   mode: SevGuestMode;
+  /** Makes a nonce expired now (the test reaches into the broker's table: time passing, no sleep). */
+  expire?: (nonce: string) => Promise<void>;
   lastHonest?: SevEvidence;
   /** Migration keys it unsealed. */
   readonly keys: Map<string, Buffer>;
@@ -72,6 +76,15 @@ class InprocSevGuest extends InprocKeyHolder {
       case 'replay':
         if (!b.lastHonest) throw new Error('nothing to replay yet');
         return b.lastHonest;
+      case 'stale': {
+        const { nonce } = await this.bus.request(
+          keyBrokerSubject(KEY_BROKER_VERBS.nonce),
+          { migrationId: req.migrationId },
+          NonceReplySchema,
+        );
+        await b.expire!(nonce);
+        return mac(b.identitySecret, nonce, req.migrationId);
+      }
       case 'other-migration': {
         const other = `${req.migrationId}-other`;
         const { nonce } = await this.bus.request(
