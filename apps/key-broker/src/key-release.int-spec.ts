@@ -9,9 +9,7 @@ import {
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
-  KeyReleaseResultSchema,
   PolicyVersionSchema,
-  ReleaseLogReplySchema,
   releaseRecordHash,
   RevokeGuestReplySchema,
   subjects,
@@ -37,7 +35,8 @@ import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@
 import { ccmFailure, pollUntil } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
-import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import { NonceStore } from './release/nonces.js';
 import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
@@ -58,7 +57,7 @@ describe('key-broker release-migration-key', () => {
   let inproc: INestApplication;
   let evil: GuestBehaviour;
   const guests: HostProcess[] = [];
-  const spied: Array<{ subject: string; data: Buffer }> = [];
+  let spied: Array<{ subject: string; data: Buffer }> = [];
   let policyVersion = 0;
   let labRoot: { name: string; generation: 'milan'; arkBodySha256: string; arkX509Sha256: string };
 
@@ -109,15 +108,7 @@ describe('key-broker release-migration-key', () => {
     policyVersion = v.version;
   };
 
-  const releaseCmd = (sourceVmId: string, targetVmId: string, over: Partial<StepCommand> = {}) =>
-    stepCommand({ step: 'release-key', context: { sourceVmId, targetVmId }, ...over });
-  const release = (cmd: StepCommand, signer: SignerName = 'saga-coordinator') =>
-    kb.send(signer, subjects.cmd('key-broker', 'release-migration-key'), cmd, KeyReleaseResultSchema);
-  const guest = (signer: SignerName, vmId: string, verb: string, data: unknown) =>
-    kb.send(signer, subjects.guestCmd(vmId, verb), data, Any);
-  const releaseLog = async (): Promise<ReleaseRecord[]> =>
-    (await kb.send(GUEST_OWNER, keyBrokerSubject(KEY_BROKER_VERBS.releaseLog), {}, ReleaseLogReplySchema))
-      .records;
+  const { releaseCmd, release, guest, releaseLog, streamOpens, thirdCannotOpen } = releaseClient(() => kb);
   const brokerKey = (keyId: string) => {
     const k = trust.lookup(keyId);
     return k?.signer === 'key-broker' ? k.key : undefined;
@@ -125,11 +116,7 @@ describe('key-broker release-migration-key', () => {
 
   beforeAll(async () => {
     kb = await startBrokerStack([], { busSpy: true });
-    const spy = await kb.stack.connectSpy();
-    const sub = spy.subscribe('>');
-    void (async () => {
-      for await (const m of sub) spied.push({ subject: m.subject, data: Buffer.from(m.data) });
-    })();
+    spied = await kb.spyAll();
     ds = kb.broker.get<DataSource>(DATA_SOURCE);
     trust = await loadTrustStore(kb.stack.keysDir);
     labRoot = {
@@ -186,36 +173,9 @@ describe('key-broker release-migration-key', () => {
     granted = { cmd, keyId: r.keyId, decision: r.decision };
 
     // The same key on both sides: a sealed image stream from the source opens on the target.
-    await guest('operator', 'vm-src', 'run-container', { id: 'c1', pages: 16, dirtyPagesPerSec: 0 });
-    const at = await guest('operator', 'vm-tgt', 'receive', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      round: 1,
-    });
-    await guest('operator', 'vm-src', 'dump', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      round: 1,
-      target: at,
-    });
-    const restored = await guest('operator', 'vm-tgt', 'restore', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      rounds: 1,
-    });
-    expect(restored).toMatchObject({ id: 'c1', state: 'restored' });
-
+    expect(await streamOpens(cmd, 'vm-src', 'vm-tgt')).toMatchObject({ id: 'c1', state: 'restored' });
     // The target's sealed key, as anyone on the bus saw it, does not open in a third guest.
-    const sealedToTarget = spied
-      .filter((m) => m.subject === subjects.guestCmd('vm-tgt', 'load-key'))
-      .map(
-        (m) => (JSON.parse(m.data.toString()) as { data: { sealedKey: string; migrationId: string } }).data,
-      )
-      .find((d) => d.migrationId === cmd.migrationId);
-    expect(sealedToTarget).toBeDefined();
-    const third = await ccmFailure(
-      guest('operator', 'vm-third', 'load-key', { ...sealedToTarget, keyId: r.keyId }),
-    );
+    const third = { code: await thirdCannotOpen(spied, r, 'vm-tgt', 'vm-third') };
     expect(third.code).toBe('KEY_UNSEAL_FAILED');
   });
 

@@ -7,15 +7,12 @@ import {
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
-  KeyReleaseResultSchema,
   LAUNCH_SECRET_GUIDS,
   PolicyVersionSchema,
   ReleaseLogReplySchema,
   RevokeGuestReplySchema,
-  subjects,
   type OwnerPolicyInput,
   type RuleResult,
-  type StepCommand,
 } from '@ccm/contracts';
 import { loadIdentity } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
@@ -23,8 +20,8 @@ import { createServiceApp } from '@ccm/runtime';
 import { parseSevSecretTable } from '@ccm/sev';
 import { ccmFailure } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
-import { z } from 'zod';
-import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import {
   inprocSevGuest,
@@ -38,7 +35,6 @@ const IMAGE = 'web-sev-image';
 const WORKLOAD = 'web-1';
 /** NODBG | ES: the owner launches its guests as SEV-ES. */
 const GUEST_POLICY = 0x5;
-const Any = z.record(z.string(), z.unknown());
 
 /**
  * The two-sided release for SEV-ES guests against real NATS and Postgres: each guest has an attested
@@ -53,7 +49,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
   let inproc: INestApplication;
   let evil: SevGuestBehaviour;
   const guests: HostProcess[] = [];
-  const spied: Array<{ subject: string; data: Buffer }> = [];
+  let spied: Array<{ subject: string; data: Buffer }> = [];
   /** Migration keys the in-process guest unsealed (kept: revocation makes it drop them). */
   const released: Buffer[] = [];
   let policyVersion = 0;
@@ -99,25 +95,11 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
       ),
     );
   };
-  const releaseCmd = (sourceVmId: string, targetVmId: string): StepCommand =>
-    stepCommand({ step: 'release-key', context: { sourceVmId, targetVmId } });
-  const release = (cmd: StepCommand) =>
-    kb.send(
-      'saga-coordinator',
-      subjects.cmd('key-broker', 'release-migration-key'),
-      cmd,
-      KeyReleaseResultSchema,
-    );
-  const guest = (vmId: string, verb: string, data: unknown) =>
-    kb.send('operator', subjects.guestCmd(vmId, verb), data, Any);
+  const { releaseCmd, release, streamOpens, thirdCannotOpen } = releaseClient(() => kb);
 
   beforeAll(async () => {
     kb = await startBrokerStack(['host-a', 'host-b'], { busSpy: true });
-    const spy = await kb.stack.connectSpy();
-    const sub = spy.subscribe('>');
-    void (async () => {
-      for await (const m of sub) spied.push({ subject: m.subject, data: Buffer.from(m.data) });
-    })();
+    spied = await kb.spyAll();
     ds = kb.broker.get<DataSource>(DATA_SOURCE);
     await putPolicy();
     await startGuest('vm-s1', 'host-a');
@@ -153,23 +135,8 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     const cmd = releaseCmd('vm-s1', 'vm-s2');
     const r = await release(cmd);
     expect(r).toMatchObject({ migrationId: cmd.migrationId, sourceVmId: 'vm-s1', targetVmId: 'vm-s2' });
-    await guest('vm-s1', 'run-container', { id: 'c1', pages: 16, dirtyPagesPerSec: 0 });
-    const at = await guest('vm-s2', 'receive', { migrationId: cmd.migrationId, containerId: 'c1', round: 1 });
-    await guest('vm-s1', 'dump', { migrationId: cmd.migrationId, containerId: 'c1', round: 1, target: at });
-    const restored = await guest('vm-s2', 'restore', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      rounds: 1,
-    });
-    expect(restored).toMatchObject({ id: 'c1', state: 'restored' });
-    const sealedToTarget = spied
-      .filter((m) => m.subject === subjects.guestCmd('vm-s2', 'load-key'))
-      .map(
-        (m) => (JSON.parse(m.data.toString()) as { data: { sealedKey: string; migrationId: string } }).data,
-      )
-      .find((d) => d.migrationId === cmd.migrationId);
-    const third = await ccmFailure(guest('vm-s3', 'load-key', { ...sealedToTarget, keyId: r.keyId }));
-    expect(third.code).toBe('KEY_UNSEAL_FAILED');
+    expect(await streamOpens(cmd, 'vm-s1', 'vm-s2')).toMatchObject({ id: 'c1', state: 'restored' });
+    expect(await thirdCannotOpen(spied, r, 'vm-s2', 'vm-s3')).toBe('KEY_UNSEAL_FAILED');
     // The log names how each guest proved itself: the launch its secret came from, no report.
     const log = await kb.send(
       GUEST_OWNER,

@@ -8,6 +8,7 @@ import {
   LoadKeySchema,
   NonceReplySchema,
   subjects,
+  type EvidenceReply,
   type SnpEvidence,
 } from '@ccm/contracts';
 import { MessageBus, OnRequest } from '@ccm/messaging';
@@ -58,9 +59,24 @@ export interface KeyHolding {
   readonly keys: Map<string, Buffer>;
 }
 
-/** `load-key` and `drop-key` of a guest in this process (the key-broker alone may send them). */
+/**
+ * A guest-agent in this process: `evidence` (answered by the subclass), `load-key` and `drop-key` (the
+ * key-broker alone may send them).
+ */
 export abstract class InprocKeyHolder {
   abstract readonly b: KeyHolding;
+
+  /** The evidence this guest gives for the broker's request (honest or not). */
+  protected abstract answer(req: z.infer<typeof EvidenceRequestSchema>): Promise<EvidenceReply>;
+
+  @OnRequest({
+    subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.evidence),
+    schema: EvidenceRequestSchema,
+    allow: ['key-broker'],
+  })
+  evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<EvidenceReply> {
+    return this.answer(req);
+  }
 
   @OnRequest({
     subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.loadKey),
@@ -92,12 +108,7 @@ class InprocGuest extends InprocKeyHolder {
     super();
   }
 
-  @OnRequest({
-    subject: (self) => subjects.guestCmd((self as InprocGuest).b.vmId, GUEST_VERBS.evidence),
-    schema: EvidenceRequestSchema,
-    allow: ['key-broker'],
-  })
-  async evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<SnpEvidence> {
+  protected async answer(req: z.infer<typeof EvidenceRequestSchema>): Promise<SnpEvidence> {
     const b = this.b;
     const honest = (nonce: string, migrationId: string) =>
       simGuestEvidence(b.sp, b.guest, b.vmId, b.identity.publicKey, { nonce, migrationId });

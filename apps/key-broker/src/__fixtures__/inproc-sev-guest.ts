@@ -2,15 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   EvidenceRequestSchema,
-  GUEST_VERBS,
   guestEvidenceMac,
   KEY_BROKER_VERBS,
   keyBrokerSubject,
   NonceReplySchema,
-  subjects,
   type SevEvidence,
 } from '@ccm/contracts';
-import { MessageBus, OnRequest } from '@ccm/messaging';
+import { MessageBus } from '@ccm/messaging';
 import { type ServiceDefinition } from '@ccm/runtime';
 import { generateIdentityKey, type IdentityKey } from '@ccm/sealing';
 import { InprocKeyHolder } from './inproc-guest.js';
@@ -53,12 +51,7 @@ class InprocSevGuest extends InprocKeyHolder {
     super();
   }
 
-  @OnRequest({
-    subject: (self) => subjects.guestCmd((self as InprocSevGuest).b.vmId, GUEST_VERBS.evidence),
-    schema: EvidenceRequestSchema,
-    allow: ['key-broker'],
-  })
-  async evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<SevEvidence> {
+  protected async answer(req: z.infer<typeof EvidenceRequestSchema>): Promise<SevEvidence> {
     const b = this.b;
     const mac = (secret: Buffer, nonce: string, migrationId: string): SevEvidence => ({
       vmId: b.vmId,
