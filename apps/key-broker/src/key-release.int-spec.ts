@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CachedCertificateSchema,
   GUEST_OWNER,
+  ListCertificatesReplySchema,
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
-  KeyReleaseResultSchema,
   PolicyVersionSchema,
-  ReleaseLogReplySchema,
   releaseRecordHash,
   RevokeGuestReplySchema,
   subjects,
@@ -23,12 +23,20 @@ import {
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
-import { SevPolicyBit } from '@ccm/sev';
+import {
+  decodeSevPlatformCertChain,
+  encodeSevCertificate,
+  kdsCekUrl,
+  kdsVcekUrl,
+  readVekInfo,
+  SevPolicyBit,
+} from '@ccm/sev';
 import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/sev-emulator';
 import { ccmFailure, pollUntil } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
-import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import { NonceStore } from './release/nonces.js';
 import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
@@ -49,7 +57,7 @@ describe('key-broker release-migration-key', () => {
   let inproc: INestApplication;
   let evil: GuestBehaviour;
   const guests: HostProcess[] = [];
-  const spied: Array<{ subject: string; data: Buffer }> = [];
+  let spied: Array<{ subject: string; data: Buffer }> = [];
   let policyVersion = 0;
   let labRoot: { name: string; generation: 'milan'; arkBodySha256: string; arkX509Sha256: string };
 
@@ -100,15 +108,7 @@ describe('key-broker release-migration-key', () => {
     policyVersion = v.version;
   };
 
-  const releaseCmd = (sourceVmId: string, targetVmId: string, over: Partial<StepCommand> = {}) =>
-    stepCommand({ step: 'release-key', context: { sourceVmId, targetVmId }, ...over });
-  const release = (cmd: StepCommand, signer: SignerName = 'saga-coordinator') =>
-    kb.send(signer, subjects.cmd('key-broker', 'release-migration-key'), cmd, KeyReleaseResultSchema);
-  const guest = (signer: SignerName, vmId: string, verb: string, data: unknown) =>
-    kb.send(signer, subjects.guestCmd(vmId, verb), data, Any);
-  const releaseLog = async (): Promise<ReleaseRecord[]> =>
-    (await kb.send(GUEST_OWNER, keyBrokerSubject(KEY_BROKER_VERBS.releaseLog), {}, ReleaseLogReplySchema))
-      .records;
+  const { releaseCmd, release, guest, releaseLog, streamOpens, thirdCannotOpen } = releaseClient(() => kb);
   const brokerKey = (keyId: string) => {
     const k = trust.lookup(keyId);
     return k?.signer === 'key-broker' ? k.key : undefined;
@@ -116,11 +116,7 @@ describe('key-broker release-migration-key', () => {
 
   beforeAll(async () => {
     kb = await startBrokerStack([], { busSpy: true });
-    const spy = await kb.stack.connectSpy();
-    const sub = spy.subscribe('>');
-    void (async () => {
-      for await (const m of sub) spied.push({ subject: m.subject, data: Buffer.from(m.data) });
-    })();
+    spied = await kb.spyAll();
     ds = kb.broker.get<DataSource>(DATA_SOURCE);
     trust = await loadTrustStore(kb.stack.keysDir);
     labRoot = {
@@ -177,36 +173,9 @@ describe('key-broker release-migration-key', () => {
     granted = { cmd, keyId: r.keyId, decision: r.decision };
 
     // The same key on both sides: a sealed image stream from the source opens on the target.
-    await guest('operator', 'vm-src', 'run-container', { id: 'c1', pages: 16, dirtyPagesPerSec: 0 });
-    const at = await guest('operator', 'vm-tgt', 'receive', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      round: 1,
-    });
-    await guest('operator', 'vm-src', 'dump', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      round: 1,
-      target: at,
-    });
-    const restored = await guest('operator', 'vm-tgt', 'restore', {
-      migrationId: cmd.migrationId,
-      containerId: 'c1',
-      rounds: 1,
-    });
-    expect(restored).toMatchObject({ id: 'c1', state: 'restored' });
-
+    expect(await streamOpens(cmd, 'vm-src', 'vm-tgt')).toMatchObject({ id: 'c1', state: 'restored' });
     // The target's sealed key, as anyone on the bus saw it, does not open in a third guest.
-    const sealedToTarget = spied
-      .filter((m) => m.subject === subjects.guestCmd('vm-tgt', 'load-key'))
-      .map(
-        (m) => (JSON.parse(m.data.toString()) as { data: { sealedKey: string; migrationId: string } }).data,
-      )
-      .find((d) => d.migrationId === cmd.migrationId);
-    expect(sealedToTarget).toBeDefined();
-    const third = await ccmFailure(
-      guest('operator', 'vm-third', 'load-key', { ...sealedToTarget, keyId: r.keyId }),
-    );
+    const third = { code: await thirdCannotOpen(spied, r, 'vm-tgt', 'vm-third') };
     expect(third.code).toBe('KEY_UNSEAL_FAILED');
   });
 
@@ -464,6 +433,60 @@ describe('key-broker release-migration-key', () => {
     foreign[1].signerKey = op.keyId;
     foreign[1].signature = sign(null, Buffer.from(foreign[1].hash, 'hex'), op.signingKey).toString('base64');
     expect(failure(foreign)).toMatchObject({ seq: 2, reason: 'signer' });
+  });
+
+  it('certificate cache: the owner files a VCEK under its KDS URL, and the release verifies with it rather than the guest’s', async () => {
+    const put = (signer: SignerName, data: unknown) =>
+      kb.send(signer, keyBrokerSubject(KEY_BROKER_VERBS.putCertificate), data, CachedCertificateSchema);
+    const chain = evil.sp.snpCertChain();
+    const info = readVekInfo(chain.vek.raw);
+    const vcek = await put(GUEST_OWNER, { kind: 'vcek', der: chain.vek.raw.toString('base64') });
+    expect(vcek).toMatchObject({ kind: 'vcek', productLine: 'milan', addedBy: GUEST_OWNER });
+    expect(vcek.kdsUrl).toBe(kdsVcekUrl(info.generation, info.hwId!, info.tcb));
+    expect(vcek.kdsUrl).toMatch(
+      /^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Milan\/[0-9a-f]{128}\?blSPL=\d+&teeSPL=/,
+    );
+    const { cek } = decodeSevPlatformCertChain(evil.sp.pdhCertExport().certChain);
+    const chipId = evil.sp.getId();
+    const cached = await put(GUEST_OWNER, {
+      kind: 'cek',
+      chipId: chipId.toString('hex'),
+      certificate: encodeSevCertificate(cek).toString('base64'),
+    });
+    expect(cached.kdsUrl).toBe(kdsCekUrl(chipId));
+    const list = await kb.send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.listCertificates),
+      {},
+      ListCertificatesReplySchema,
+    );
+    expect(list.certificates.map((c) => c.kind)).toEqual(['cek', 'vcek']);
+    // Refused: anyone but the owner, and a certificate that is not what it claims.
+    expect(
+      (await ccmFailure(put('operator', { kind: 'vcek', der: chain.vek.raw.toString('base64') }))).code,
+    ).toBe('UNAUTHORIZED');
+    const ask = await ccmFailure(put(GUEST_OWNER, { kind: 'vcek', der: chain.ask.raw.toString('base64') }));
+    expect(ask).toMatchObject({ code: 'CERTIFICATE_REJECTED', details: { reason: 'not-a-vcek' } });
+    const notCek = await ccmFailure(
+      put(GUEST_OWNER, {
+        kind: 'cek',
+        chipId: chipId.toString('hex'),
+        certificate: chain.vek.raw.toString('base64'),
+      }),
+    );
+    expect(notCek).toMatchObject({ code: 'CERTIFICATE_REJECTED', details: { reason: 'not-a-cek' } });
+
+    // The guest shows another platform's VCEK: refused before, now its chip's cached VCEK is used.
+    evil.mode = 'foreign-chain';
+    const cmd = releaseCmd('vm-src', 'vm-evil');
+    await release(cmd);
+    expect(evil.keys.has(cmd.migrationId)).toBe(true);
+    const rec = (await releaseLog()).find((x) => x.decision.migrationId === cmd.migrationId)!;
+    expect(rec.decision.evidence.map((e) => [e.role, e.vcekSource])).toEqual([
+      ['source', 'guest'],
+      ['target', 'cache'],
+    ]);
+    evil.mode = 'honest';
   });
 
   it('bus spy: no migration key crossed the bus, raw, hex or base64', () => {

@@ -36,6 +36,11 @@ export interface BrokerStack {
   ): Promise<z.infer<S>>;
   /** Every message seen on `ccm.evt.>` (subject and raw text). */
   events: Array<{ subject: string; text: string }>;
+  /**
+   * Starts a bus spy (the stack's identity allowed to subscribe to `>`; needs `busSpy`): every message
+   * from now on, with its raw payload, lands in the returned list.
+   */
+  spyAll(): Promise<Array<{ subject: string; data: Buffer }>>;
   close(): Promise<void>;
 }
 
@@ -91,6 +96,14 @@ export async function startBrokerStack(
     broker,
     hosts,
     events,
+    async spyAll() {
+      const spied: Array<{ subject: string; data: Buffer }> = [];
+      const sub = (await stack.connectSpy()).subscribe('>');
+      void (async () => {
+        for await (const m of sub) spied.push({ subject: m.subject, data: Buffer.from(m.data) });
+      })();
+      return spied;
+    },
     async send(signer, subject, data, reply, key) {
       let nc = conns.get(signer);
       // A host-agent speaks as the first host's pinned identity (the stack makes no unpinned one).
