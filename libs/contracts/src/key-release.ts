@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { canonicalJson } from './canonical.js';
 import { RuleResultSchema } from './key-broker.js';
 import { IdSchema } from './migration.js';
+import { SignedAdmissionSchema } from './overlay.js';
 
 /**
  * The two-sided migration key release (ARCHITECTURE §9 step 5): broker nonces, a guest's fresh SNP
@@ -98,6 +99,12 @@ export const KeyReleaseResultSchema = z.object({
   targetVmId: IdSchema,
   /** Seq of the release log record of the grant. */
   decision: z.number().int().min(1),
+  /**
+   * The broker's signed statement admitting the target guest to the overlay (`add-peer` checks it):
+   * its WireGuard key is the X25519 identity key its evidence bound (WireGuard keys are X25519 keys),
+   * `evidenceDigest` the SHA-384 of that report. Valid for five minutes from the decision.
+   */
+  overlayAdmission: SignedAdmissionSchema.optional(),
 });
 export type KeyReleaseResult = z.infer<typeof KeyReleaseResultSchema>;
 
