@@ -21,6 +21,7 @@ import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
 import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
 import {
   guestClient,
+  OperatorClient,
   pollUntil,
   startServiceProcess,
   startTestStack,
@@ -61,6 +62,8 @@ export interface RealContainerStack {
   /** The confidential VM on host-a the containers run in. */
   sourceVm: string;
   guests: GuestClient;
+  /** Fast reads of a migration over NATS (polling); the outcome is read back with the built ccm. */
+  operator: OperatorClient;
   /** The built ccm with this stack's NATS and keys. */
   ccm(args: string[]): Promise<CcmRun>;
   ccmJson<T = Record<string, unknown>>(args: string[]): Promise<T>;
@@ -83,7 +86,9 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
   const stack = await startTestStack({ hostIds: [...HOSTS] });
   const work = await mkdtemp(join(tmpdir(), 'ccm-real-saga-'));
   const services = new Map<string, ServiceProcess>();
+  let operator: OperatorClient | undefined;
   const close = async () => {
+    await operator?.close().catch(() => undefined);
     // The coordinator first (no new commands), then the rest; VMs outlive host-agents: end them too.
     await services.get('saga-coordinator')?.stop();
     await Promise.allSettled([...services.values()].map((p) => p.stop()));
@@ -216,6 +221,7 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
     );
     const sourceVm = (placed as { targetVmId: string }).targetVmId;
     const guests = await guestClient(await stack.connectAs('operator'), stack.keysDir);
+    operator = await OperatorClient.connect({ connectAs: stack.connectAs, identity: stack.identity, trust });
     const sourceKey = (await guests.send(sourceVm, 'identity', {})).publicKey as string;
     await send(
       'operator',
@@ -252,9 +258,16 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
       services,
       sourceVm,
       guests,
+      operator,
       ccm: cli,
       async ccmJson<T>(args: string[]) {
-        const r = await cli([...args, '--json']);
+        // A loaded machine may make the CLI's NATS connect time out (exit 3, UNAVAILABLE): ask again.
+        const r = await pollUntil(
+          `ccm ${args.join(' ')}`,
+          () => cli([...args, '--json']),
+          (x) => x.code !== 3,
+          { timeoutMs: 60_000 },
+        );
         if (r.code !== 0) throw new Error(`ccm ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
         return JSON.parse(r.stdout) as T;
       },
