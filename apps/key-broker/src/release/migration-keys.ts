@@ -52,13 +52,20 @@ export class MigrationKeys {
       );
   }
 
-  /** Revokes a migration's key (idempotent), in the caller's transaction, with a `key.revoked` event. */
+  /**
+   * Revokes a migration's key (idempotent), in the caller's transaction, with a `key.revoked` event.
+   * Serialized with `release-migration-key` of the same migration (one advisory lock), so a release
+   * still in flight is revoked once it granted, never after the revocation answered "nothing".
+   */
   async revoke(
     m: EntityManager,
     migrationId: string,
     why: string,
     causationId: string,
   ): Promise<KeyRevocation> {
+    // The release's own lock: a revocation that arrives while the release is still asking the guests
+    // (the coordinator gave up on the step and compensates) waits for it, then revokes what it granted.
+    await m.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`key-release:${migrationId}`]);
     const [row] = await m.query<
       Array<{ key_id: string; source_vm: string; target_vm: string; state: string }>
     >(`SELECT key_id, source_vm, target_vm, state FROM ${s}.key_release WHERE migration_id = $1 FOR UPDATE`, [

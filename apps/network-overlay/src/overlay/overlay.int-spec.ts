@@ -149,6 +149,36 @@ describe('network-overlay (sim nodes)', () => {
     expect([...sim.peersOf('a').keys()]).not.toContain(keys.d);
   });
 
+  it('a cut-over that arrives after its revert (the coordinator gave up on it) moves nothing', async () => {
+    const w = (await f.send('operator', 'assign-workload', {
+      overlayId: 'ov1',
+      workloadId: 'w-late',
+      vmId: 'a',
+      port: 8080,
+    })) as { ip: string };
+    await f.send(
+      'saga-coordinator',
+      'add-peer',
+      f.step('add-peer', 'm-late', 'w-late', {
+        targetVmId: 'd',
+        overlayAdmission: await f.admission('d', keys.d),
+      }),
+    );
+    const undo = await f.send(
+      'saga-coordinator',
+      'revert-cut-over',
+      f.step('cut-over', 'm-late', 'w-late', { targetVmId: 'd' }, 'compensation'),
+    );
+    expect(undo).toEqual({ reverted: false });
+    const late = await f.send(
+      'saga-coordinator',
+      'cut-over',
+      f.step('cut-over', 'm-late', 'w-late', { targetVmId: 'd' }),
+    );
+    expect(late).toMatchObject({ code: 'CONFLICT', effect: 'none' });
+    for (const from of ['b', 'c', 'd']) expect([from, sim.route(from, w.ip)]).toEqual([from, 'a']);
+  });
+
   it('refuses step commands from any identity but the coordinator', async () => {
     const r = await f.send('operator', 'cut-over', f.step('cut-over', 'm-x', 'w-1', { targetVmId: 'b' }));
     expect(code(r)).toBe('UNAUTHORIZED');

@@ -58,8 +58,17 @@ export class StepHandlers {
   @step('cut-over')
   async cutOver(cmd: StepCommand, ctx: MessageContext) {
     const m = ctx.manager!;
+    await oneMoveAtATime(m, cmd.migrationId);
     const done = await db.moveRow(m, cmd.migrationId);
     if (done?.state === 'moved') return { overlayIp: done.ip, ...done.figures };
+    if (done?.state === 'reverted') {
+      // The coordinator compensated this cut-over already (it gave up on an attempt): a late attempt
+      // must not move the /32 back to a target that is being taken down.
+      throw new CcmError(ErrorCodes.Conflict, `the cut-over of ${cmd.migrationId} was reverted already`, {
+        retryable: false,
+        effect: 'none',
+      });
+    }
     const w = await this.workload(m, cmd);
     const target = cmd.context.targetVmId!;
     if (w.holder === target) {
@@ -69,16 +78,7 @@ export class StepHandlers {
       });
     }
     const figures = await this.overlays.move(m, w, target);
-    await db.saveMove(m, {
-      migrationId: cmd.migrationId,
-      overlayId: w.overlayId,
-      workloadId: w.workloadId,
-      ip: w.ip,
-      source: w.holder,
-      target,
-      state: 'moved',
-      figures,
-    });
+    await db.saveMove(m, moveOf(cmd, w, target, 'moved', figures));
     const moved = { overlayId: w.overlayId, workloadId: w.workloadId, ip: w.ip, from: w.holder, to: target };
     await this.events.record(m, 'cut-over-done', { ...moved, ...figures }, cause(cmd, ctx));
     return { overlayIp: w.ip, ...figures };
@@ -87,8 +87,19 @@ export class StepHandlers {
   @step('revert-cut-over')
   async revertCutOver(cmd: StepCommand, ctx: MessageContext) {
     const m = ctx.manager!;
+    await oneMoveAtATime(m, cmd.migrationId);
     const row = await db.moveRow(m, cmd.migrationId);
-    if (!row || row.state === 'reverted') return { reverted: false };
+    if (row?.state === 'reverted') return { reverted: false };
+    if (!row) {
+      // Nothing moved yet: leave a reverted mark, so an attempt of the cut-over still on its way
+      // (sent before the coordinator gave up on it) finds it and does not move anything.
+      const w = await db.workloadRow(m, cmd.workload.id);
+      if (w) {
+        const none = { cutOverMs: 0, brownoutMs: null, sourceAnswered: true, peersUpdated: 0 };
+        await db.saveMove(m, moveOf(cmd, w, cmd.context.targetVmId ?? w.holder, 'reverted', none));
+      }
+      return { reverted: false };
+    }
     const w = (await db.workloadRow(m, row.workloadId))!;
     const figures = await this.overlays.move(m, w, row.source);
     await db.saveMove(m, { ...row, state: 'reverted', figures: row.figures });
@@ -139,6 +150,31 @@ export class StepHandlers {
     }
     return w;
   }
+}
+
+/** The migration's move of a workload's /32 from its holder to `target`. */
+function moveOf(
+  cmd: StepCommand,
+  w: db.WorkloadRow,
+  target: string,
+  state: db.MoveRow['state'],
+  figures: db.MoveRow['figures'],
+): db.MoveRow {
+  return {
+    migrationId: cmd.migrationId,
+    overlayId: w.overlayId,
+    workloadId: w.workloadId,
+    ip: w.ip,
+    source: w.holder,
+    target,
+    state,
+    figures,
+  };
+}
+
+/** Serializes a migration's cut-over and its revert across handlers and replicas (transaction-scoped). */
+async function oneMoveAtATime(m: EntityManager, migrationId: string): Promise<void> {
+  await m.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`overlay-move:${migrationId}`]);
 }
 
 /** A saga step's change belongs to its migration. */
