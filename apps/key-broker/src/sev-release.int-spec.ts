@@ -96,6 +96,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     );
   };
   const { releaseCmd, release, streamOpens, thirdCannotOpen } = releaseClient(() => kb);
+  let launchSecrets: Array<{ tek: string; tik: string; identity_secret: string; disk_key: string }> = [];
 
   beforeAll(async () => {
     kb = await startBrokerStack(['host-a', 'host-b'], { busSpy: true });
@@ -123,6 +124,10 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
       kb.stack.env({ CCM_INSTANCE_ID: 'guest-vm-sx' }),
     ));
     await inproc.init();
+    // Every launch's secrets, read now: a revoked guest's are scrubbed from the broker's tables.
+    launchSecrets = await ds.query(
+      `SELECT tek, tik, identity_secret, disk_key FROM key_broker.launch_session WHERE identity_secret IS NOT NULL`,
+    );
   }, 240_000);
 
   afterAll(async () => {
@@ -153,6 +158,11 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     expect(rec.decision.rules.map((x) => x.rule)).toEqual(
       expect.arrayContaining(['source:mac-verifies', 'target:launch-attested', 'target-tcb-not-lower']),
     );
+    // The overlay admission of an SEV-ES target names its MAC's digest (there is no report to name).
+    const target = rec.decision.evidence.find((e) => e.role === 'target')!;
+    expect(target.macSha384).toMatch(/^[0-9a-f]{96}$/);
+    expect(target.reportSha384).toBeUndefined();
+    expect(r.overlayAdmission?.data).toMatchObject({ vmId: 'vm-s2', evidenceDigest: target.macSha384 });
   });
 
   it('the in-process guest, answering honestly, is granted and unseals the key (the cases below break one thing each)', async () => {
@@ -228,11 +238,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
   it('bus spy: no launch secret, disk key, TEK/TIK, migration key, private key or NATS seed crossed the bus during launch and release', async () => {
     expect(spied.some((m) => m.subject.endsWith('.launch-secret'))).toBe(true);
     expect(spied.some((m) => m.subject.endsWith('.load-key'))).toBe(true);
-    const rows = await ds.query<
-      Array<{ tek: string; tik: string; identity_secret: string; disk_key: string }>
-    >(
-      `SELECT tek, tik, identity_secret, disk_key FROM key_broker.launch_session WHERE identity_secret IS NOT NULL`,
-    );
+    const rows = launchSecrets;
     expect(rows).toHaveLength(4);
     // Private halves of every identity that spoke: Ed25519 signing keys, NATS seeds, the guest's X25519 key.
     const privateOf = (k: KeyObject) => Buffer.from(k.export({ format: 'jwk' }).d!, 'base64url');
