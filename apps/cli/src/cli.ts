@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isCcmError } from '@ccm/contracts';
+import { GUEST_OWNER, isCcmError } from '@ccm/contracts';
 import {
   cancelCommand,
   checkMigrate,
@@ -17,12 +17,33 @@ import {
   type AuditFlags,
 } from './audit/audit-commands.js';
 import { ping } from './commands/ping.js';
+import {
+  certCommand,
+  checkOwnerCommand,
+  guestCommand,
+  policyCommand,
+  type OwnerFlags,
+} from './commands/policy.js';
 import { hostsCommand, vmsCommand } from './commands/registry.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
 import { type CliIo } from './io.js';
 
-const COMMANDS = ['ping', 'migrate', 'migrations', 'migration', 'cancel', 'audit', 'hosts', 'vms'];
+const COMMANDS = [
+  'ping',
+  'migrate',
+  'migrations',
+  'migration',
+  'cancel',
+  'audit',
+  'hosts',
+  'vms',
+  'policy',
+  'guest',
+  'cert',
+];
+/** Commands of the guest owner: they speak with the guest-owner key (ccm-keys' owner identity). */
+const OWNER_COMMANDS = ['policy', 'guest', 'cert'];
 
 const HELP = `ccm: Confidential Container Migration
 
@@ -46,6 +67,14 @@ commands:
   audit verify-file FILE [--trust trust.json]              check a transcript without NATS
       audit commands exit 6 on a broken record, and on events aged out of CCM_EVENTS
       unless --allow-aged-out (the gap is still printed)
+
+guest owner (with the guest-owner key of --keys-dir, not the operator's):
+  policy list                                              the latest version of each workload class
+  policy show <class> [--version N]                        one policy document
+  policy put <file.json> [--expected-version N]            a new version (default: over the current one)
+  guest revoke <vmId> --reason TEXT                        refuse this guest's evidence from now on
+  cert list [--kind vcek|cek]                              the key-broker's certificate cache
+  cert put <file> --kind vcek|cek [--chip-id HEX]          cache a VCEK (DER/PEM) or a CEK (GET_ID hex)
   help                                                     this text
 
 common flags:
@@ -63,6 +92,7 @@ export async function runCli(
   io: CliIo = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) },
 ): Promise<number> {
   let json = argv.includes('--json');
+  let keyName = 'operator';
   try {
     let parsed;
     try {
@@ -91,6 +121,9 @@ export async function runCli(
           out: { type: 'string' },
           trust: { type: 'string' },
           'allow-aged-out': { type: 'boolean' },
+          version: { type: 'string' },
+          'expected-version': { type: 'string' },
+          'chip-id': { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -144,9 +177,31 @@ export async function runCli(
         throw usageError(`ccm audit takes ${AUDIT_SUBCOMMANDS.join(', ')}, got ${JSON.stringify(sub ?? '')}`);
       if (sub === 'verify-file') return await verifyFileCommand(rest[1], audit, io);
     }
-    const conn = await connect({ natsUrl: values['nats-url'], keysDir: values['keys-dir'] });
+    const owner: OwnerFlags = {
+      json,
+      timeoutMs,
+      version: values.version,
+      expectedVersion: values['expected-version'],
+      reason: values.reason,
+      kind: values.kind,
+      chipId: values['chip-id'],
+    };
+    const asOwner = OWNER_COMMANDS.includes(command);
+    if (asOwner) checkOwnerCommand(command as 'policy' | 'guest' | 'cert', rest, owner);
+    keyName = asOwner ? GUEST_OWNER : 'operator';
+    const conn = await connect({
+      natsUrl: values['nats-url'],
+      keysDir: values['keys-dir'],
+      ...(asOwner ? { as: GUEST_OWNER } : {}),
+    });
     try {
       switch (command) {
+        case 'policy':
+          return await policyCommand(conn, rest, owner, io);
+        case 'guest':
+          return await guestCommand(conn, rest, owner, io);
+        case 'cert':
+          return await certCommand(conn, rest, owner, io);
         case 'migrate':
           return await migrateCommand(conn, flags, io);
         case 'migrations':
@@ -189,7 +244,7 @@ export async function runCli(
       e instanceof CliError
         ? e
         : isCcmError(e)
-          ? fromCcmError(e)
+          ? fromCcmError(e, keyName)
           : new CliError(ExitCode.Internal, 'INTERNAL', (e as Error).message);
     io.err(
       json

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { natsServers } from '@ccm/config';
-import { OPERATOR } from '@ccm/contracts';
+import { OPERATOR, type IdentityName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
 import { connectNats } from '@ccm/messaging';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -18,6 +18,8 @@ export interface ConnectionFlags {
   natsUrl?: string;
   keysDir?: string;
   stateDir?: string;
+  /** The key to speak with: the operator's (default), or the guest owner's for its own commands. */
+  as?: IdentityName;
 }
 
 /**
@@ -58,7 +60,10 @@ export function resolveConnection(
 
 export async function connect(flags: ConnectionFlags): Promise<Connection> {
   const { servers, keysDir } = resolveConnection(flags);
-  const [identity, trust] = await Promise.all([loadIdentity(keysDir, OPERATOR), loadTrustStore(keysDir)]);
+  const [identity, trust] = await Promise.all([
+    loadIdentity(keysDir, flags.as ?? OPERATOR),
+    loadTrustStore(keysDir),
+  ]);
   const nc = await connectNats(servers, identity, 'ccm-cli');
   return { nc, identity, trust, close: () => nc.close() };
 }

@@ -30,7 +30,7 @@ export const usageError = (message: string, suggestion = 'run `ccm help`') =>
   new CliError(ExitCode.Usage, 'USAGE', message, suggestion);
 
 /** Maps what a service replied (or NATS said) to a CLI error with a hint. */
-export function fromCcmError(err: CcmError): CliError {
+export function fromCcmError(err: CcmError, key = 'operator'): CliError {
   if (err.code === ErrorCodes.Unavailable || err.code === ErrorCodes.Timeout) {
     return new CliError(
       ExitCode.Unavailable,
@@ -44,7 +44,7 @@ export function fromCcmError(err: CcmError): CliError {
       ExitCode.Refused,
       err.code,
       err.message,
-      'check CCM_KEYS_DIR: the operator key must be trusted',
+      `check CCM_KEYS_DIR: the ${key} key must be there and trusted`,
     );
   return new CliError(
     ExitCode.Refused,

@@ -23,9 +23,14 @@ export const configSchema = serviceConfigSchema.extend({
    * How this guest attests: `none` (no secure processor: `evidence` is refused), or `emulated`: a
    * simulated SNP guest launched on the software secure processor whose state is CCM_GUEST_SEV_DIR (the
    * host's platform, made by libs/sev-emulator with a lab), booted from the image labelled
-   * CCM_GUEST_IMAGE with SNP guest policy CCM_GUEST_SNP_POLICY.
+   * CCM_GUEST_IMAGE with SNP guest policy CCM_GUEST_SNP_POLICY; or `sev` / `sev-es`: an SEV or
+   * SEV-ES guest launched through the key-broker's attested launch, which proves itself with a MAC
+   * under the identity secret its LAUNCH_SECRET injected. The secret is read from
+   * CCM_GUEST_SECRET_TABLE: the EFI secret table of the guest's secret area (with the software secure
+   * processor, the guest's own decrypted view of the page LAUNCH_SECRET wrote).
    */
-  CCM_GUEST_SEV: z.enum(['none', 'emulated']).default('none'),
+  CCM_GUEST_SEV: z.enum(['none', 'emulated', 'sev', 'sev-es']).default('none'),
+  CCM_GUEST_SECRET_TABLE: z.string().min(1).optional(),
   CCM_GUEST_SEV_DIR: z.string().min(1).optional(),
   CCM_GUEST_IMAGE: z.string().min(1).max(200).default('ccm-guest'),
   CCM_GUEST_SNP_POLICY: z

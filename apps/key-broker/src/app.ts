@@ -1,12 +1,16 @@
+import { APP_FILTER } from '@nestjs/core';
 import { type ServiceDefinition } from '@ccm/runtime';
 import { AttestHandler } from './attest/attest.handler.js';
 import { TransportHandler } from './attest/transport.handler.js';
 import { KeyBrokerTables1795500000000 } from './db/migrations.js';
 import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
 import { KeyBrokerRelease1796300000000 } from './db/1796300000000-key-release.js';
+import { KeyBrokerCertificateCache1796400000000 } from './db/1796400000000-certificate-cache.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
+import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
 import { PolicyStore } from './policy/policy.store.js';
+import { CertificateCache } from './release/certificate-cache.js';
 import { MigrationKeys } from './release/migration-keys.js';
 import { NonceHandler, NonceStore } from './release/nonces.js';
 import { ReleaseHandler } from './release/release.handler.js';
@@ -21,8 +25,15 @@ import { RotateHandler } from './rotate/rotate.handler.js';
 export const keyBroker: ServiceDefinition = {
   service: 'key-broker',
   database: true,
-  migrations: [KeyBrokerTables1795500000000, KeyBrokerRotation1796200000000, KeyBrokerRelease1796300000000],
+  migrations: [
+    KeyBrokerTables1795500000000,
+    KeyBrokerRotation1796200000000,
+    KeyBrokerRelease1796300000000,
+    KeyBrokerCertificateCache1796400000000,
+  ],
+  controllers: [PolicyHttpController],
   providers: [
+    { provide: APP_FILTER, useClass: PolicyHttpErrorFilter },
     PolicyStore,
     PolicyHandlers,
     AttestHandler,
@@ -33,6 +44,7 @@ export const keyBroker: ServiceDefinition = {
     NonceHandler,
     ReleaseLog,
     MigrationKeys,
+    CertificateCache,
     ReleaseHandler,
   ],
 };

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CachedCertificateSchema,
   GUEST_OWNER,
+  ListCertificatesReplySchema,
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
@@ -23,7 +25,14 @@ import {
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
-import { SevPolicyBit } from '@ccm/sev';
+import {
+  decodeSevPlatformCertChain,
+  encodeSevCertificate,
+  kdsCekUrl,
+  kdsVcekUrl,
+  readVekInfo,
+  SevPolicyBit,
+} from '@ccm/sev';
 import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/sev-emulator';
 import { ccmFailure, pollUntil } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
@@ -464,6 +473,60 @@ describe('key-broker release-migration-key', () => {
     foreign[1].signerKey = op.keyId;
     foreign[1].signature = sign(null, Buffer.from(foreign[1].hash, 'hex'), op.signingKey).toString('base64');
     expect(failure(foreign)).toMatchObject({ seq: 2, reason: 'signer' });
+  });
+
+  it('certificate cache: the owner files a VCEK under its KDS URL, and the release verifies with it rather than the guest’s', async () => {
+    const put = (signer: SignerName, data: unknown) =>
+      kb.send(signer, keyBrokerSubject(KEY_BROKER_VERBS.putCertificate), data, CachedCertificateSchema);
+    const chain = evil.sp.snpCertChain();
+    const info = readVekInfo(chain.vek.raw);
+    const vcek = await put(GUEST_OWNER, { kind: 'vcek', der: chain.vek.raw.toString('base64') });
+    expect(vcek).toMatchObject({ kind: 'vcek', productLine: 'milan', addedBy: GUEST_OWNER });
+    expect(vcek.kdsUrl).toBe(kdsVcekUrl(info.generation, info.hwId!, info.tcb));
+    expect(vcek.kdsUrl).toMatch(
+      /^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Milan\/[0-9a-f]{128}\?blSPL=\d+&teeSPL=/,
+    );
+    const { cek } = decodeSevPlatformCertChain(evil.sp.pdhCertExport().certChain);
+    const chipId = evil.sp.getId();
+    const cached = await put(GUEST_OWNER, {
+      kind: 'cek',
+      chipId: chipId.toString('hex'),
+      certificate: encodeSevCertificate(cek).toString('base64'),
+    });
+    expect(cached.kdsUrl).toBe(kdsCekUrl(chipId));
+    const list = await kb.send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.listCertificates),
+      {},
+      ListCertificatesReplySchema,
+    );
+    expect(list.certificates.map((c) => c.kind)).toEqual(['cek', 'vcek']);
+    // Refused: anyone but the owner, and a certificate that is not what it claims.
+    expect(
+      (await ccmFailure(put('operator', { kind: 'vcek', der: chain.vek.raw.toString('base64') }))).code,
+    ).toBe('UNAUTHORIZED');
+    const ask = await ccmFailure(put(GUEST_OWNER, { kind: 'vcek', der: chain.ask.raw.toString('base64') }));
+    expect(ask).toMatchObject({ code: 'CERTIFICATE_REJECTED', details: { reason: 'not-a-vcek' } });
+    const notCek = await ccmFailure(
+      put(GUEST_OWNER, {
+        kind: 'cek',
+        chipId: chipId.toString('hex'),
+        certificate: chain.vek.raw.toString('base64'),
+      }),
+    );
+    expect(notCek).toMatchObject({ code: 'CERTIFICATE_REJECTED', details: { reason: 'not-a-cek' } });
+
+    // The guest shows another platform's VCEK: refused before, now its chip's cached VCEK is used.
+    evil.mode = 'foreign-chain';
+    const cmd = releaseCmd('vm-src', 'vm-evil');
+    await release(cmd);
+    expect(evil.keys.has(cmd.migrationId)).toBe(true);
+    const rec = (await releaseLog()).find((x) => x.decision.migrationId === cmd.migrationId)!;
+    expect(rec.decision.evidence.map((e) => [e.role, e.vcekSource])).toEqual([
+      ['source', 'guest'],
+      ['target', 'cache'],
+    ]);
+    evil.mode = 'honest';
   });
 
   it('bus spy: no migration key crossed the bus, raw, hex or base64', () => {

@@ -14,6 +14,12 @@ export const KEY_BROKER_VERBS = {
   putPolicy: 'put-policy',
   /** Guest owner: read a workload class's policy (latest or one version). */
   getPolicy: 'get-policy',
+  /** Guest owner: the latest version of every workload class's policy. */
+  listPolicies: 'list-policies',
+  /** Guest owner: put a VCEK or CEK into the broker's certificate cache (no network: the owner fetches). */
+  putCertificate: 'put-certificate',
+  /** Guest owner: what the certificate cache holds, with the AMD KDS URL of each. */
+  listCertificates: 'list-certificates',
   /** vm-lifecycle: GODH and session blob for an attested SEV launch on a host the broker attests. */
   launchSession: 'launch-session',
   /** vm-lifecycle: check a launch's measurement and, when accepted, seal its LAUNCH_SECRET. */
@@ -49,6 +55,8 @@ export const KeyBrokerErrorCodes = {
   NonceRefused: 'NONCE_REFUSED',
   /** A migration key release was refused; `details.rule` names the failed rule, `details.decision` its log seq. */
   KeyReleaseRefused: 'KEY_RELEASE_REFUSED',
+  /** A certificate for the cache does not decode or is not of the kind it claims (`details.reason`). */
+  CertificateRejected: 'CERTIFICATE_REJECTED',
 } as const;
 
 /** AMD EPYC product lines, one spelling (lowercase) for SEV and SNP alike. */
@@ -149,6 +157,59 @@ export const GetPolicyRequestSchema = z.object({
 });
 export const GetPolicyReplySchema = PolicyVersionSchema.extend({ policy: OwnerPolicySchema });
 export type GetPolicyReply = z.infer<typeof GetPolicyReplySchema>;
+
+/** `list-policies`: the latest version of each class (no documents: `get-policy` reads one). */
+export const ListPoliciesRequestSchema = z.object({});
+export const ListPoliciesReplySchema = z.object({
+  policies: z.array(PolicyVersionSchema.extend({ workloads: z.array(IdSchema) })),
+});
+export type ListPoliciesReply = z.infer<typeof ListPoliciesReplySchema>;
+
+/**
+ * The guest owner's policy verbs over HTTP: `POST /v1/policy/<verb>` on the key-broker, the body a
+ * CCM envelope signed by the guest-owner key (the same identity as over NATS) whose `natssubject` is
+ * this address, so a signature made for NATS or for another verb is refused here.
+ */
+export const POLICY_HTTP_VERBS = [
+  KEY_BROKER_VERBS.putPolicy,
+  KEY_BROKER_VERBS.getPolicy,
+  KEY_BROKER_VERBS.listPolicies,
+] as const;
+export type PolicyHttpVerb = (typeof POLICY_HTTP_VERBS)[number];
+export const policyHttpPath = (verb: PolicyHttpVerb): string => `/v1/policy/${verb}`;
+/** What an HTTP policy envelope is addressed to (its signed `natssubject`). */
+export const policyHttpAddress = (verb: PolicyHttpVerb): string => `http:key-broker${policyHttpPath(verb)}`;
+
+/**
+ * `put-certificate` (guest owner): a certificate the owner fetched from AMD's KDS (the broker has no
+ * network). A VCEK (X.509 DER) is filed under its KDS URL, built from its own chip id and TCB; the
+ * release then verifies an SNP guest's report with the cached VCEK of its chip and REPORTED_TCB instead
+ * of the one the guest sent. A CEK (SEV legacy format, 2084 bytes) is filed under its chip's GET_ID
+ * value, which the certificate does not carry.
+ */
+const b64 = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+export const PutCertificateRequestSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('vcek'), der: b64(8192) }),
+  z.object({ kind: z.literal('cek'), chipId: hex(64), certificate: b64(4096) }),
+]);
+export const CachedCertificateSchema = z.object({
+  kind: z.enum(['vcek', 'cek']),
+  /** Where production fetches it from AMD's KDS: the cache key. */
+  kdsUrl: z.string().max(500),
+  /** SHA-256 of the certificate bytes. */
+  sha256: hex(32),
+  /** SNP product line of a VCEK (lowercase). */
+  productLine: z.enum(PRODUCT_LINES).optional(),
+  addedBy: z.string(),
+  addedAt: z.iso.datetime({ offset: true }),
+});
+export type CachedCertificate = z.infer<typeof CachedCertificateSchema>;
+export const ListCertificatesRequestSchema = z.object({ kind: z.enum(['vcek', 'cek']).optional() });
+export const ListCertificatesReplySchema = z.object({ certificates: z.array(CachedCertificateSchema) });
 
 /** `ccm.evt.policy.<workloadClass>.changed`: a new policy version (the document, no secrets in it). */
 export const PolicyChangedEventSchema = GetPolicyReplySchema;

@@ -1,4 +1,4 @@
-import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from './canonical.js';
 import { RuleResultSchema } from './key-broker.js';
@@ -55,27 +55,63 @@ export function guestEvidenceReportData(
     .digest();
 }
 
+/**
+ * The MAC an SEV/SEV-ES guest proves itself with: HMAC-SHA256 keyed by its launch-injected identity
+ * secret over {@link guestEvidenceReportData} (key ‖ nonce ‖ migration, domain-separated).
+ */
+export function guestEvidenceMac(
+  identitySecret: Uint8Array,
+  publicKey: Uint8Array,
+  nonce: Uint8Array,
+  migrationId: string,
+): Buffer {
+  return createHmac('sha256', identitySecret)
+    .update(guestEvidenceReportData(publicKey, nonce, migrationId))
+    .digest();
+}
+
 /** guest-agent `evidence`: attest now, binding this nonce and migration. */
 export const EvidenceRequestSchema = z.object({ nonce: hex(NONCE_BYTES), migrationId: IdSchema });
 
 /** The DER certificates of an SNP endorsement chain, base64 (ARK → ASK → VCEK). */
 export const SnpChainDerSchema = z.object({ ark: b64(8192), ask: b64(8192), vcek: b64(8192) });
 
-/** A guest's evidence: its SNP report, the identity key the report binds, and the VCEK chain. */
-export const EvidenceReplySchema = z.object({
+/** What every guest's evidence names: the guest, the nonce and migration it binds, its identity key. */
+const EvidenceBase = z.object({
   vmId: IdSchema,
-  /** The nonce and migration the report claims to bind (the key-broker checks both). */
+  /** The nonce and migration the evidence claims to bind (the key-broker checks both). */
   nonce: hex(NONCE_BYTES),
   migrationId: IdSchema,
+  /** The guest's X25519 identity public key (32 bytes), base64. */
+  publicKey: b64(64),
+});
+
+/** An SNP guest's evidence: its report (REPORT_DATA binds key, nonce, migration) and the VCEK chain. */
+export const SnpEvidenceSchema = EvidenceBase.extend({
   platform: z.literal('sev-snp'),
   /** The attestation report (1184 bytes), base64. */
   report: b64(2048),
-  /** The guest's X25519 identity public key (32 bytes), base64. */
-  publicKey: b64(64),
   vcekChain: SnpChainDerSchema,
   /** Where production fetches this VCEK (AMD KDS); informative, the chain above is what is verified. */
   vcekUrl: z.string().max(500).optional(),
 });
+
+/**
+ * An SEV or SEV-ES guest's evidence (no attestation report exists for them): a MAC, under the
+ * identity secret the key-broker injected at the guest's attested launch (LAUNCH_SECRET), over the
+ * same binding an SNP report carries ({@link guestEvidenceMac}). Only the guest that was launched
+ * with the measurement the owner accepted holds that secret.
+ */
+export const SevEvidenceSchema = EvidenceBase.extend({
+  platform: z.enum(['sev', 'sev-es']),
+  /** HMAC-SHA256, lowercase hex. */
+  mac: hex(32),
+});
+
+/** A guest's evidence, by its platform: an SNP report, or an SEV/SEV-ES identity-secret MAC. */
+export const EvidenceReplySchema = z.discriminatedUnion('platform', [SnpEvidenceSchema, SevEvidenceSchema]);
+export type SnpEvidence = z.infer<typeof SnpEvidenceSchema>;
+export type SevEvidence = z.infer<typeof SevEvidenceSchema>;
 export type EvidenceReply = z.infer<typeof EvidenceReplySchema>;
 
 /** guest-agent `drop-key`: forget a migration's key (revocation). */
@@ -112,6 +148,14 @@ export const GuestEvidenceDigestSchema = z.object({
   /** SHA-256 of the guest's identity public key. */
   publicKeySha256: hex(32).optional(),
   measurement: hex(48).optional(),
+  /** How the guest proved itself: an SNP report, or an SEV/SEV-ES identity-secret MAC. */
+  platform: z.enum(['sev-snp', 'sev', 'sev-es']).optional(),
+  /** SEV/SEV-ES: the launch digest of the attested launch that gave the guest its identity secret. */
+  launchDigest: hex(32).optional(),
+  /** SEV/SEV-ES: the attested launch the identity secret came from. */
+  launchSessionId: z.string().max(200).optional(),
+  /** SNP: whose VCEK verified the report: the owner's certificate cache, or the one the guest sent. */
+  vcekSource: z.enum(['guest', 'cache']).optional(),
 });
 
 /** The body of a release log record (what is signed, with `prevHash`). */

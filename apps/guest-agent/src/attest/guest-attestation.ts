@@ -1,6 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { CcmError, GuestErrorCodes, type EvidenceReply } from '@ccm/contracts';
+import {
+  CcmError,
+  GuestErrorCodes,
+  guestEvidenceMac,
+  LAUNCH_SECRET_GUIDS,
+  type EvidenceReply,
+} from '@ccm/contracts';
 import { SERVICE_CONFIG } from '@ccm/runtime';
+import { parseSevSecretTable } from '@ccm/sev';
 import {
   launchSimSnpGuest,
   simGuestEvidence,
@@ -13,12 +21,15 @@ import { CheckpointService } from '../checkpoint/checkpoint.service.js';
 /**
  * The guest's attestation: SNP reports asked for from inside the guest (on hardware, /dev/sev-guest;
  * here the software secure processor's in-guest view of a simulated SNP guest), with REPORT_DATA
- * binding the guest's own identity key to the key-broker's nonce and the migration id.
+ * binding the guest's own identity key to the key-broker's nonce and the migration id. An SEV or
+ * SEV-ES guest has no report: it MACs the same binding with the identity secret its attested launch
+ * injected (the entry {@link LAUNCH_SECRET_GUIDS}.identity of its EFI secret table).
  */
 @Injectable()
 export class GuestAttestation implements OnModuleInit {
   private sp?: SoftwareSecureProcessor;
   private guest?: SevGuest;
+  private identitySecret?: Buffer;
 
   constructor(
     @Inject(SERVICE_CONFIG) private readonly config: GuestAgentConfig,
@@ -26,7 +37,12 @@ export class GuestAttestation implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    if (this.config.CCM_GUEST_SEV !== 'emulated') return;
+    const mode = this.config.CCM_GUEST_SEV;
+    if (mode === 'sev' || mode === 'sev-es') {
+      this.identitySecret = readIdentitySecret(this.config.CCM_GUEST_SECRET_TABLE);
+      return;
+    }
+    if (mode !== 'emulated') return;
     const dir = this.config.CCM_GUEST_SEV_DIR;
     if (!dir) throw new Error('CCM_GUEST_SEV=emulated needs CCM_GUEST_SEV_DIR (the secure processor state)');
     const sp = SoftwareSecureProcessor.open(dir);
@@ -41,6 +57,19 @@ export class GuestAttestation implements OnModuleInit {
 
   /** Evidence for the key-broker: a fresh report binding this guest's identity key, nonce and migration. */
   evidence(nonce: string, migrationId: string): EvidenceReply {
+    const mode = this.config.CCM_GUEST_SEV;
+    if (this.identitySecret && (mode === 'sev' || mode === 'sev-es')) {
+      const publicKey = this.cp.identity.publicKey;
+      const mac = guestEvidenceMac(this.identitySecret, publicKey, Buffer.from(nonce, 'hex'), migrationId);
+      return {
+        vmId: this.config.CCM_VM_ID,
+        nonce,
+        migrationId,
+        platform: mode,
+        publicKey: publicKey.toString('base64'),
+        mac: mac.toString('hex'),
+      };
+    }
     if (!this.sp || !this.guest) {
       throw new CcmError(
         GuestErrorCodes.NoAttestation,
@@ -53,4 +82,14 @@ export class GuestAttestation implements OnModuleInit {
       migrationId,
     });
   }
+}
+
+/** The identity secret from the guest's EFI secret table (what its attested launch injected). */
+function readIdentitySecret(path: string | undefined): Buffer {
+  if (!path) throw new Error('CCM_GUEST_SEV=sev|sev-es needs CCM_GUEST_SECRET_TABLE (the guest secret area)');
+  const entry = parseSevSecretTable(readFileSync(path)).find((e) => e.guid === LAUNCH_SECRET_GUIDS.identity);
+  if (!entry || entry.data.length < 16) {
+    throw new Error(`${path}: no identity secret (${LAUNCH_SECRET_GUIDS.identity}) in the secret table`);
+  }
+  return Buffer.from(entry.data);
 }

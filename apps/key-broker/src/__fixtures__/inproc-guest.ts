@@ -8,7 +8,7 @@ import {
   LoadKeySchema,
   NonceReplySchema,
   subjects,
-  type EvidenceReply,
+  type SnpEvidence,
 } from '@ccm/contracts';
 import { MessageBus, OnRequest } from '@ccm/messaging';
 import { type ServiceDefinition } from '@ccm/runtime';
@@ -43,27 +43,61 @@ export interface GuestBehaviour {
   /** Makes a nonce expired now (the test reaches into the broker's table: time passing, no sleep). */
   expire(nonce: string): Promise<void>;
   /** Another platform's chain, for `foreign-chain`. */
-  foreignChain?: EvidenceReply['vcekChain'];
-  lastHonest?: EvidenceReply;
+  foreignChain?: SnpEvidence['vcekChain'];
+  lastHonest?: SnpEvidence;
   /** Migration keys it unsealed (the test's proof of what a guest holds). */
   readonly keys: Map<string, Buffer>;
 }
 
 const BEHAVIOUR = Symbol('guest-behaviour');
 
+/** What a guest in this process holds: its identity key and the migration keys it unsealed. */
+export interface KeyHolding {
+  readonly vmId: string;
+  readonly identity: IdentityKey;
+  readonly keys: Map<string, Buffer>;
+}
+
+/** `load-key` and `drop-key` of a guest in this process (the key-broker alone may send them). */
+export abstract class InprocKeyHolder {
+  abstract readonly b: KeyHolding;
+
+  @OnRequest({
+    subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.loadKey),
+    schema: LoadKeySchema,
+    allow: ['key-broker'],
+  })
+  loadKey(req: z.infer<typeof LoadKeySchema>): Promise<{ keyId: string }> {
+    const key = unsealMigrationKey(Buffer.from(req.sealedKey, 'base64'), this.b.identity, req);
+    this.b.keys.set(req.migrationId, key);
+    return Promise.resolve({ keyId: req.keyId });
+  }
+
+  @OnRequest({
+    subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.dropKey),
+    schema: DropKeySchema,
+    allow: ['key-broker'],
+  })
+  dropKey(req: z.infer<typeof DropKeySchema>): Promise<{ dropped: boolean }> {
+    return Promise.resolve({ dropped: this.b.keys.delete(req.migrationId) });
+  }
+}
+
 @Injectable()
-class InprocGuest {
+class InprocGuest extends InprocKeyHolder {
   constructor(
     @Inject(BEHAVIOUR) readonly b: GuestBehaviour,
     private readonly bus: MessageBus,
-  ) {}
+  ) {
+    super();
+  }
 
   @OnRequest({
     subject: (self) => subjects.guestCmd((self as InprocGuest).b.vmId, GUEST_VERBS.evidence),
     schema: EvidenceRequestSchema,
     allow: ['key-broker'],
   })
-  async evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<EvidenceReply> {
+  async evidence(req: z.infer<typeof EvidenceRequestSchema>): Promise<SnpEvidence> {
     const b = this.b;
     const honest = (nonce: string, migrationId: string) =>
       simGuestEvidence(b.sp, b.guest, b.vmId, b.identity.publicKey, { nonce, migrationId });
@@ -94,26 +128,6 @@ class InprocGuest {
       case 'foreign-chain':
         return { ...honest(req.nonce, req.migrationId), vcekChain: b.foreignChain! };
     }
-  }
-
-  @OnRequest({
-    subject: (self) => subjects.guestCmd((self as InprocGuest).b.vmId, GUEST_VERBS.loadKey),
-    schema: LoadKeySchema,
-    allow: ['key-broker'],
-  })
-  loadKey(req: z.infer<typeof LoadKeySchema>): Promise<{ keyId: string }> {
-    const key = unsealMigrationKey(Buffer.from(req.sealedKey, 'base64'), this.b.identity, req);
-    this.b.keys.set(req.migrationId, key);
-    return Promise.resolve({ keyId: req.keyId });
-  }
-
-  @OnRequest({
-    subject: (self) => subjects.guestCmd((self as InprocGuest).b.vmId, GUEST_VERBS.dropKey),
-    schema: DropKeySchema,
-    allow: ['key-broker'],
-  })
-  dropKey(req: z.infer<typeof DropKeySchema>): Promise<{ dropped: boolean }> {
-    return Promise.resolve({ dropped: this.b.keys.delete(req.migrationId) });
   }
 }
 

@@ -7,6 +7,7 @@ import {
   KeyBrokerErrorCodes,
   OwnerPolicySchema,
   type GetPolicyReply,
+  type ListPoliciesReply,
   type OwnerPolicy,
 } from '@ccm/contracts';
 import { DATA_SOURCE } from '@ccm/persistence';
@@ -113,6 +114,19 @@ export class PolicyStore {
       );
     }
     return toReply(rows[0]);
+  }
+
+  /** The latest version of every class, by class name. */
+  async list(): Promise<ListPoliciesReply> {
+    const rows = await this.ds.query<PolicyRow[]>(
+      `SELECT DISTINCT ON (workload_class) * FROM ${t} ORDER BY workload_class, version DESC`,
+    );
+    return {
+      policies: rows.map((r) => {
+        const { policy, ...version } = toReply(r);
+        return { ...version, workloads: policy.workloads };
+      }),
+    };
   }
 
   /** The latest policy of the class a workload belongs to, or undefined when none covers it. */

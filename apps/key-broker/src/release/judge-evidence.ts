@@ -1,7 +1,9 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto';
 import {
+  guestEvidenceMac,
   guestEvidenceReportData,
-  type EvidenceReply,
+  type SevEvidence,
+  type SnpEvidence,
   type OwnerPolicy,
   type ProductLine,
   type RuleResult,
@@ -47,6 +49,8 @@ export interface JudgedGuest {
   readonly role: GuestRole;
   readonly vmId: string;
   readonly rules: RuleResult[];
+  /** How the guest proved itself (absent when it did not get that far). */
+  readonly platform?: 'sev-snp' | 'sev' | 'sev-es';
   readonly report?: SnpAttestationReport;
   readonly publicKey?: Buffer;
   readonly digests: {
@@ -54,6 +58,10 @@ export interface JudgedGuest {
     reportSha384?: string;
     publicKeySha256?: string;
     measurement?: string;
+    platform?: 'sev-snp' | 'sev' | 'sev-es';
+    launchDigest?: string;
+    launchSessionId?: string;
+    vcekSource?: 'guest' | 'cache';
   };
 }
 
@@ -67,7 +75,7 @@ export interface JudgedGuest {
 export function judgeGuestEvidence(
   role: GuestRole,
   vmId: string,
-  evidence: EvidenceReply,
+  evidence: SnpEvidence,
   asked: { nonce: string; migrationId: string },
   policy: OwnerPolicy,
   now: Date = new Date(),
@@ -80,8 +88,16 @@ export function judgeGuestEvidence(
     nonceSha256: hash('sha256', Buffer.from(asked.nonce, 'hex')),
     reportSha384: hash('sha384', report),
     publicKeySha256: hash('sha256', publicKey),
+    platform: 'sev-snp',
   };
-  const out = (extra: Partial<JudgedGuest> = {}): JudgedGuest => ({ role, vmId, rules, digests, ...extra });
+  const out = (extra: Partial<JudgedGuest> = {}): JudgedGuest => ({
+    role,
+    vmId,
+    rules,
+    digests,
+    platform: 'sev-snp',
+    ...extra,
+  });
   if (evidence.vmId !== vmId) {
     rules.push(fail(r('evidence-from-guest'), 'wrong-guest', `guest ${evidence.vmId} answered for ${vmId}`));
     return out();
@@ -177,6 +193,118 @@ export function judgeGuestEvidence(
   return out({ report: parsed, publicKey });
 }
 
+/** The attested launch an SEV/SEV-ES guest's identity secret came from (the broker's own record). */
+export interface LaunchRecord {
+  readonly id: string;
+  readonly workloadClass: string;
+  readonly state: string;
+  /** The SEV guest policy the launch ran with. */
+  readonly policy: number;
+  readonly launchDigest: string | null;
+  readonly identitySecret: Buffer | null;
+}
+
+/** SEV guest policy bit ES: the launch was an SEV-ES guest. */
+const SEV_POLICY_ES = 0x4;
+
+/**
+ * One SEV or SEV-ES guest's evidence under the owner policy, pure (the nonce was checked and spent by
+ * the caller): the guest had an attested launch whose secret was released (not revoked since), the
+ * MAC verifies under the identity secret that launch injected (so the evidence comes from the guest
+ * launched with that measurement, and binds its key, the nonce and the migration), the launch
+ * digest is one the policy of this workload class accepts now, and the guest is of the kind the
+ * launch made (SEV vs SEV-ES). Rules are named `<role>:<rule>`.
+ */
+export function judgeSevEvidence(
+  role: GuestRole,
+  vmId: string,
+  evidence: SevEvidence,
+  asked: { nonce: string; migrationId: string },
+  launch: LaunchRecord | undefined,
+  policy: OwnerPolicy,
+): JudgedGuest {
+  const r = (name: string) => `${role}:${name}`;
+  const rules: RuleResult[] = [];
+  const publicKey = Buffer.from(evidence.publicKey, 'base64');
+  const digests: JudgedGuest['digests'] = {
+    nonceSha256: hash('sha256', Buffer.from(asked.nonce, 'hex')),
+    publicKeySha256: hash('sha256', publicKey),
+    platform: evidence.platform,
+  };
+  const out = (extra: Partial<JudgedGuest> = {}): JudgedGuest => ({
+    role,
+    vmId,
+    rules,
+    digests,
+    platform: evidence.platform,
+    ...extra,
+  });
+  if (evidence.vmId !== vmId) {
+    rules.push(fail(r('evidence-from-guest'), 'wrong-guest', `guest ${evidence.vmId} answered for ${vmId}`));
+    return out();
+  }
+  rules.push(pass(r('evidence-from-guest')));
+  if (!launch || launch.state === 'revoked' || !launch.identitySecret || !launch.launchDigest) {
+    const reason = !launch
+      ? 'no-attested-launch'
+      : launch.state === 'revoked'
+        ? 'launch-revoked'
+        : 'no-secret';
+    rules.push(
+      fail(
+        r('launch-attested'),
+        reason,
+        `guest ${vmId} has no live attested launch whose identity secret the broker released`,
+      ),
+    );
+    return out();
+  }
+  digests.launchDigest = launch.launchDigest;
+  digests.launchSessionId = launch.id;
+  rules.push(pass(r('launch-attested'), launch.id));
+  const expected = guestEvidenceMac(
+    launch.identitySecret,
+    publicKey,
+    Buffer.from(asked.nonce, 'hex'),
+    asked.migrationId,
+  );
+  const given = Buffer.from(evidence.mac, 'hex');
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    rules.push(
+      fail(
+        r('mac-verifies'),
+        'mac-mismatch',
+        'the MAC is not over this key, nonce and migration under the identity secret of the launch',
+      ),
+    );
+    return out();
+  }
+  rules.push(pass(r('mac-verifies')));
+  const accepted = policy.sev.launchDigests;
+  rules.push(
+    launch.workloadClass === policy.workloadClass && accepted.includes(launch.launchDigest)
+      ? pass(r('measurement-accepted'), launch.launchDigest)
+      : fail(
+          r('measurement-accepted'),
+          launch.workloadClass === policy.workloadClass
+            ? 'measurement-not-in-policy'
+            : 'other-workload-class',
+          `launch ${launch.id} (class ${launch.workloadClass}, digest ${launch.launchDigest.slice(0, 16)}…) is not accepted by policy ${policy.workloadClass}`,
+        ),
+  );
+  const launchedAs = (launch.policy & SEV_POLICY_ES) !== 0 ? 'sev-es' : 'sev';
+  rules.push(
+    launchedAs === evidence.platform
+      ? pass(r('guest-policy'), `${launchedAs} policy 0x${launch.policy.toString(16)}`)
+      : fail(
+          r('guest-policy'),
+          'platform-mismatch',
+          `the guest claims ${evidence.platform}, its launch was ${launchedAs}`,
+        ),
+  );
+  return out({ publicKey });
+}
+
 /**
  * The rules across both guests and the policy: migration allowed at all, to the target host, the
  * owner's guest policy without NOSEND, two distinct guests, and no TCB rollback (the target's
@@ -201,6 +329,21 @@ export function judgeAcross(
           'source and target are the same guest or share an identity key',
         ),
   );
+  if (source.platform && target.platform && source.platform !== target.platform) {
+    rules.push(
+      fail(
+        'target-tcb-not-lower',
+        'other-platform',
+        `source ${source.platform} and target ${target.platform} guests are not comparable`,
+      ),
+    );
+    return rules;
+  }
+  if (source.platform !== 'sev-snp' && source.publicKey && target.publicKey) {
+    // SEV/SEV-ES guests carry no reported TCB: their platforms were judged at the attested launch.
+    rules.push(pass('target-tcb-not-lower', 'no reported TCB (SEV): platforms judged at launch'));
+    return rules;
+  }
   const [s, t] = [source.report, target.report];
   if (!s || !t) return rules;
   if (s.generation !== t.generation || s.reportedTcb.layout !== t.reportedTcb.layout) {

@@ -27,7 +27,15 @@ import { z } from 'zod';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
 import { fail, pass } from '../attest/platform-verdict.js';
-import { judgeAcross, judgeGuestEvidence, type GuestRole, type JudgedGuest } from './judge-evidence.js';
+import {
+  judgeAcross,
+  judgeGuestEvidence,
+  judgeSevEvidence,
+  type GuestRole,
+  type JudgedGuest,
+  type LaunchRecord,
+} from './judge-evidence.js';
+import { CertificateCache } from './certificate-cache.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
@@ -45,7 +53,8 @@ type Body = Omit<ReleaseDecision, 'seq' | 'decidedAt'>;
  * The migration key, released only to two attested guests (ARCHITECTURE §9 step 5):
  *
  * - `release-migration-key` (saga step `release-key`, coordinator only): the broker asks the source
- *   and target guests itself for fresh SNP evidence over nonces it issued for this migration, judges
+ *   and target guests itself for fresh evidence over nonces it issued for this migration (an SNP
+ *   report, or for SEV/SEV-ES a MAC under the identity secret of their attested launch), judges
  *   each guest (nonce fresh and bound, report verified to a root the owner trusts, REPORT_DATA binding
  *   the guest's key, measurement, TCB floor and guest policy of the workload's class, not revoked) and
  *   both together (migration allowed to that host, no NOSEND, distinct guests, target TCB ≥ source),
@@ -65,6 +74,7 @@ export class ReleaseHandler {
     private readonly nonces: NonceStore,
     private readonly log: ReleaseLog,
     private readonly keys: MigrationKeys,
+    private readonly certs: CertificateCache,
   ) {}
 
   @OnRequest({
@@ -222,12 +232,12 @@ export class ReleaseHandler {
       return out();
     }
     rules.push(pass(r('guest-not-revoked')));
-    const asked = await this.nonces.issue(vmId, cmd.migrationId);
+    const issued = await this.nonces.issue(vmId, cmd.migrationId);
     let evidence: z.infer<typeof EvidenceReplySchema>;
     try {
       evidence = await this.bus.request(
         subjects.guestCmd(vmId, GUEST_VERBS.evidence),
-        { nonce: asked.nonce, migrationId: cmd.migrationId },
+        { nonce: issued.nonce, migrationId: cmd.migrationId },
         EvidenceReplySchema,
         { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: cmd.migrationId, causationId: ctx.envelope.id },
       );
@@ -245,14 +255,50 @@ export class ReleaseHandler {
       rules.push(fail(r('nonce-fresh'), `nonce-${err.fault}`, err.message));
       return { ...out(), rules };
     }
+    const asked = { nonce: evidence.nonce, migrationId: cmd.migrationId };
+    if (evidence.platform !== 'sev-snp') {
+      const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
+      return { ...judged, rules: [...rules, ...judged.rules] };
+    }
+    // The owner's cached VCEK of this chip and TCB, when there is one, replaces the guest's.
+    const cached = await this.certs.vcekFor(evidence.report);
     const judged = judgeGuestEvidence(
       role,
       vmId,
-      evidence,
-      { nonce: evidence.nonce, migrationId: cmd.migrationId },
+      cached ? { ...evidence, vcekChain: { ...evidence.vcekChain, vcek: cached } } : evidence,
+      asked,
       policy,
     );
+    judged.digests.vcekSource = cached ? 'cache' : 'guest';
     return { ...judged, rules: [...rules, ...judged.rules] };
+  }
+
+  /** The newest attested launch of a VM whose secret was released (or revoked since): SEV evidence's anchor. */
+  private async launchOf(vmId: string): Promise<LaunchRecord | undefined> {
+    const [row] = await this.ds.query<
+      Array<{
+        id: string;
+        workload_class: string;
+        state: string;
+        policy: string;
+        launch_digest: string | null;
+        identity_secret: string | null;
+      }>
+    >(
+      `SELECT id, workload_class, state, policy, launch_digest, identity_secret FROM ${s}.launch_session
+       WHERE vm_id = $1 AND state IN ('secret-released', 'revoked')
+       ORDER BY coalesce(released_at, created_at) DESC LIMIT 1`,
+      [vmId],
+    );
+    if (!row) return undefined;
+    return {
+      id: row.id,
+      workloadClass: row.workload_class,
+      state: row.state,
+      policy: Number(row.policy),
+      launchDigest: row.launch_digest,
+      identitySecret: row.identity_secret ? Buffer.from(row.identity_secret, 'hex') : null,
+    };
   }
 
   /** Logs a refusal (in a transaction of its own: the handler's is rolled back) and builds its error. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { guestEvidenceReportData, type EvidenceReply } from '@ccm/contracts';
+import { guestEvidenceReportData, type SnpEvidence } from '@ccm/contracts';
 import { kdsVcekUrl, parseAttestationReport, SNP_PAGE_SIZE, SnpLaunchDigest } from '@ccm/sev';
 import type { SoftwareSecureProcessor } from '../processor.js';
 import type { SevGuest } from './sev-guest.js';
@@ -55,7 +55,7 @@ export function launchSimSnpGuest(
 }
 
 /**
- * A guest's evidence for the key-broker (libs/contracts `EvidenceReply`): an attestation report asked
+ * A guest's evidence for the key-broker (libs/contracts `SnpEvidence`): an attestation report asked
  * for from inside `guest`, whose REPORT_DATA binds `publicKey` (the guest's own identity key) to the
  * broker's nonce and the migration, with the platform's VCEK chain and the KDS URL of its VCEK.
  */
@@ -65,7 +65,7 @@ export function simGuestEvidence(
   vmId: string,
   publicKey: Buffer,
   ask: { readonly nonce: string; readonly migrationId: string },
-): EvidenceReply {
+): SnpEvidence {
   const reportData = guestEvidenceReportData(publicKey, Buffer.from(ask.nonce, 'hex'), ask.migrationId);
   const report = guest.inGuest().attestationReport(reportData);
   const chain = sp.snpCertChain();
