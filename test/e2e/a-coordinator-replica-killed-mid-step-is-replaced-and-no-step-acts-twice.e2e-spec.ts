@@ -1,14 +1,18 @@
 import { CONTAINER_MIGRATION, VM_MIGRATION } from '@ccm/saga';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAST_ENV, participantSteps, startActors } from '../../apps/saga-coordinator/src/testing/harness.js';
 import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  FAST_ENV,
+  participantSteps,
+  startActors,
   newMigration,
   settled,
   type OperatorClient,
-} from '../../apps/saga-coordinator/src/testing/operator.js';
-import { type ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
+  type ScriptedParticipants,
+} from '@ccm/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const MIGRATIONS = 8;

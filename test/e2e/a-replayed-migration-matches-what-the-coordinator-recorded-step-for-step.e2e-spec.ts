@@ -1,17 +1,19 @@
 import { type INestApplication } from '@nestjs/common';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import {
+  startTestStack,
+  type TestStack,
+  startActors,
+  newMigration,
+  settled,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startActors, startCoordinator } from '../../apps/saga-coordinator/src/testing/harness.js';
-import {
-  newMigration,
-  settled,
-  type OperatorClient,
-} from '../../apps/saga-coordinator/src/testing/operator.js';
-import { type ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
+import { startCoordinator } from '../../apps/saga-coordinator/src/testing/harness.js';
 import { ccm } from './support/audit-cli.js';
 
 interface ReplayStep {

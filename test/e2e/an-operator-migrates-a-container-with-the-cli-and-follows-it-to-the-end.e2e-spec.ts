@@ -1,12 +1,16 @@
 import { migrationIdFor } from '@ccm/contracts';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import {
+  startTestStack,
+  type TestStack,
+  FAST_ENV,
+  startActors,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../apps/cli/src/cli.js';
 import { ExitCode } from '../../apps/cli/src/errors.js';
 import { capture, words } from '../../apps/cli/src/testing/capture.js';
-import { FAST_ENV, startActors } from '../../apps/saga-coordinator/src/testing/harness.js';
-import { type OperatorClient } from '../../apps/saga-coordinator/src/testing/operator.js';
-import { type ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 describe('an operator migrates a container with the ccm CLI and follows it to the end', () => {

@@ -8,20 +8,17 @@ import {
   type GuestClient,
   type GuestProcess,
   type TestStack,
-} from '@ccm/testing';
-import { type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAST_ENV, startActors } from '../../apps/saga-coordinator/src/testing/harness.js';
-import {
+  FAST_ENV,
+  startActors,
   newMigration,
   settled,
   type OperatorClient,
-} from '../../apps/saga-coordinator/src/testing/operator.js';
-import {
   type Behaviour,
   type ReceivedCommand,
   type ScriptedParticipants,
-} from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
+} from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const SOURCE = 'vm-src';

@@ -18,9 +18,14 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { CONTAINER_MIGRATION } from '@ccm/saga';
 import { loadTrustStore } from '@ccm/keys';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
-import { newMigration, OperatorClient } from '../../apps/saga-coordinator/src/testing/operator.js';
-import { ScriptedParticipants } from '../../apps/saga-coordinator/src/testing/scripted-participants.js';
+import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  newMigration,
+  OperatorClient,
+  ScriptedParticipants,
+} from '@ccm/testing';
 import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 
 const env = (name: string, fallback: number): number => {

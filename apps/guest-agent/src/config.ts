@@ -37,6 +37,8 @@ export const configSchema = serviceConfigSchema.extend({
     .string()
     .regex(/^0x[0-9a-fA-F]{1,16}$/, 'a 64-bit hex SNP guest policy, e.g. 0x30000')
     .default('0x30000'),
+  /** The process of the VM this agent is the inside of: the agent exits when it is gone (sim VMs). */
+  CCM_GUEST_VM_PID: z.coerce.number().int().min(1).optional(),
   CCM_GUEST_STREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
 });
 export type GuestAgentConfig = z.infer<typeof configSchema>;

@@ -93,6 +93,17 @@ export const configSchema = serviceConfigSchema
     CCM_QMP_COMMAND_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_QMP_COMMAND_TIMEOUT_MS),
     /** Entry script of a simulated VM process; default: the built `sim/sim-vm.main.js` beside this app. */
     CCM_SIM_VM_ENTRY: z.string().min(1).optional(),
+    /**
+     * Sim hypervisor: each VM this agent launches (not an incoming one) starts a guest-agent as its
+     * inside once it first runs, as a guest image's init would: `CCM_VM_ID` = the VM id, a simulated SNP
+     * guest (booted from CCM_SIM_GUEST_IMAGE) on a secure processor of the host's lab, the bus settings
+     * of this agent. It stops when the VM process ends. Default off (the VM is memory and a counter).
+     */
+    CCM_SIM_GUEST_AGENT: envBool.default(false),
+    /** The image label the simulated guests boot (its launch digest is what the owner's policy accepts). */
+    CCM_SIM_GUEST_IMAGE: z.string().min(1).max(200).default('ccm-guest'),
+    /** Entry script of the guest-agent started inside sim VMs; default the built guest-agent beside this app. */
+    CCM_SIM_GUEST_AGENT_ENTRY: z.string().min(1).optional(),
   })
   .refine((c) => !(c.CCM_HYPERVISOR === 'sim' && c.CCM_SEV === 'hardware'), {
     path: ['CCM_SEV'],

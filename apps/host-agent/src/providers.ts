@@ -4,7 +4,7 @@ import { type HostAgentConfig } from './config.js';
 import { type HypervisorDriver } from './drivers/driver.js';
 import { QemuDriver } from './drivers/qemu-driver.js';
 import { SimDriver } from './drivers/sim-driver.js';
-import { openSecureProcessor, sevStateDir } from './sev/open-secure-processor.js';
+import { openSecureProcessor, sevLabDir, sevStateDir } from './sev/open-secure-processor.js';
 import { SECURE_PROCESSOR } from './sev/sev.service.js';
 import { type SecureProcessor } from './sev/secure-processor.js';
 import { HYPERVISOR_DRIVER } from './vm/vm.service.js';
@@ -25,6 +25,15 @@ export const driverProvider: FactoryProvider<HypervisorDriver> = {
       ? new SimDriver({
           entry: config.CCM_SIM_VM_ENTRY,
           sevStateDir: sp?.mode === 'emulated' ? sevStateDir(config) : undefined,
+          ...(config.CCM_SIM_GUEST_AGENT
+            ? {
+                guestAgent: {
+                  labDir: sevLabDir(config),
+                  image: config.CCM_SIM_GUEST_IMAGE,
+                  entry: config.CCM_SIM_GUEST_AGENT_ENTRY,
+                },
+              }
+            : {}),
         })
       : new QemuDriver({
           binary: config.CCM_QEMU_BIN,

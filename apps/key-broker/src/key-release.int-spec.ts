@@ -23,6 +23,7 @@ import {
   type StepCommand,
 } from '@ccm/contracts';
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
+import { verifyEnvelope } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
 import {
@@ -184,6 +185,19 @@ describe('key-broker release-migration-key', () => {
     expect(r).toMatchObject({ migrationId: cmd.migrationId, sourceVmId: 'vm-src', targetVmId: 'vm-tgt' });
     expect(r.keyId).toMatch(/^mk-/);
     granted = { cmd, keyId: r.keyId, decision: r.decision };
+    // The overlay admission of the target: signed by the broker, the target's attested key as its
+    // WireGuard key (the overlay verifies it itself).
+    const targetKey = (await guest('operator', 'vm-tgt', 'identity', {})).publicKey;
+    expect(r.overlayAdmission).toMatchObject({
+      type: 'ccm.overlay.admission.v1',
+      source: 'key-broker',
+      data: {
+        vmId: 'vm-tgt',
+        wgPublicKey: targetKey,
+        evidenceDigest: expect.stringMatching(/^[0-9a-f]{96}$/),
+      },
+    });
+    expect(() => verifyEnvelope(r.overlayAdmission!, trust)).not.toThrow();
 
     // The same key on both sides: a sealed image stream from the source opens on the target.
     await guest('operator', 'vm-src', 'run-container', { id: 'c1', pages: 16, dirtyPagesPerSec: 0 });

@@ -36,6 +36,7 @@ import { defaultSeabios } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
 import { builtServiceEntry, ccmFailure, pollUntil, stepCommand } from '@ccm/testing';
 import { jetstream } from '@nats-io/jetstream';
+import { z } from 'zod';
 import { startLifecycleStack, type LifecycleStack } from './__fixtures__/lifecycle-stack.js';
 import { targetVmIdFor } from './provision/provision.handlers.js';
 import { HostEventsConsumer } from './registry/host-events.consumer.js';
@@ -245,6 +246,10 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
     expect(first).toMatchObject({ targetVmId: vmId, hostId: 'host-b' });
     const onHost = (await describeOn('host-b', vmId)).vms[0];
     expect(onHost).toMatchObject({ phase: 'Running', sev: { secretInjected: true } });
+    // provision-vm answered only once the guest-agent inside the new VM (sim: started by the VM) was up.
+    const guestIdentity = () =>
+      s.send('operator', subjects.guestCmd(vmId, 'identity'), {}, z.object({ vmId: z.string() }).loose());
+    expect(await guestIdentity()).toMatchObject({ vmId });
     // A retry under a new attempt (after an ambiguous timeout) acts no more.
     const again = await step('provision-vm', { ...cmd, attempt: 2 });
     expect(again.targetVmId).toBe(vmId);
@@ -272,8 +277,26 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
     expect((await hostOf('host-b'))?.allocatedMemoryMiB).toBe(32);
 
     const undo: StepCommand = { ...cmd, kind: 'compensation', attempt: 1 };
-    expect(await step('destroy-vm', undo)).toMatchObject({ targetVmId: vmId, destroyed: true });
+    expect(await step('destroy-vm', undo)).toMatchObject({
+      targetVmId: vmId,
+      destroyed: true,
+      identityRevoked: true,
+    });
     expect((await describeOn('host-b', vmId)).vms[0]?.phase).toBe('Destroyed');
+    // The guest-agent ended with its VM (identityRevoked: the key-broker refuses that guest from now on).
+    await pollUntil(
+      'the guest-agent gone with its VM',
+      () =>
+        guestIdentity().then(
+          () => 'up',
+          () => 'gone',
+        ),
+      (x) => x === 'gone',
+      {
+        timeoutMs: 15_000,
+      },
+    );
+
     // Idempotent: again, and under a new attempt, nothing changes and nothing fails.
     await step('destroy-vm', undo);
     await step('destroy-vm', { ...undo, attempt: 2 });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { canonicalJson } from './canonical.js';
 import { RuleResultSchema } from './key-broker.js';
 import { IdSchema } from './migration.js';
+import { SignedAdmissionSchema } from './overlay.js';
 
 /**
  * The two-sided migration key release (ARCHITECTURE §9 step 5): broker nonces, a guest's fresh SNP
@@ -134,6 +135,12 @@ export const KeyReleaseResultSchema = z.object({
   targetVmId: IdSchema,
   /** Seq of the release log record of the grant. */
   decision: z.number().int().min(1),
+  /**
+   * The broker's signed statement admitting the target guest to the overlay (`add-peer` checks it):
+   * its WireGuard key is the X25519 identity key its evidence bound (WireGuard keys are X25519 keys),
+   * `evidenceDigest` the SHA-384 of that report (of the MAC for an SEV/SEV-ES guest). Valid for five minutes from the decision.
+   */
+  overlayAdmission: SignedAdmissionSchema.optional(),
 });
 export type KeyReleaseResult = z.infer<typeof KeyReleaseResultSchema>;
 
@@ -154,6 +161,8 @@ export const GuestEvidenceDigestSchema = z.object({
   launchDigest: hex(32).optional(),
   /** SEV/SEV-ES: the attested launch the identity secret came from. */
   launchSessionId: z.string().max(200).optional(),
+  /** SEV/SEV-ES: SHA-384 of the identity-secret MAC as received (it binds the key, nonce and migration). */
+  macSha384: hex(48).optional(),
   /** SNP: whose VCEK verified the report: the owner's certificate cache, or the one the guest sent. */
   vcekSource: z.enum(['guest', 'cache']).optional(),
 });

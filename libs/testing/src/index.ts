@@ -31,3 +31,15 @@ export {
   sealed,
   type DeadLetter,
 } from './envelope-probe.js';
+export { newMigration, OperatorClient, settled, type SeenEvent } from './operator.js';
+export {
+  defaultResult,
+  ScriptedParticipants,
+  type Behaviour,
+  type Effect,
+  type ParticipantStack,
+  type ReceivedCommand,
+  type Script,
+  type Svc,
+} from './scripted-participants.js';
+export { FAST_ENV, participantSteps, startActors } from './saga-actors.js';

@@ -5,9 +5,8 @@ import { type INestApplication } from '@nestjs/common';
 import { SERVICES, type ServiceName } from '@ccm/contracts';
 import { HandlerRegistry, type HandlerWiring } from '@ccm/messaging';
 import { createServiceApp, type ServiceDefinition } from '@ccm/runtime';
-import { type TestStack } from '@ccm/testing';
+import { type TestStack, FAST_ENV } from '@ccm/testing';
 import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
-import { FAST_ENV } from '../../../apps/saga-coordinator/src/testing/harness.js';
 
 /** The host a probed host-agent serves and the VM a probed guest-agent runs in. */
 export const PROBE_HOST = 'probe-host';

@@ -30,6 +30,9 @@ const CALLERS: readonly SignerName[] = ['container-checkpoint', 'operator'];
 /** Who may attest this guest and hand it (or take away) a migration key: the key-broker alone. */
 const KEY_CALLERS: readonly SignerName[] = ['key-broker'];
 
+/** Who may ask the guest who it is: its drivers, and the vm-lifecycle waiting for a new guest to be up. */
+const IDENTITY_CALLERS: readonly SignerName[] = [...CALLERS, 'vm-lifecycle'];
+
 const on = (verb: GuestVerb, schema: z.ZodType, allow: readonly SignerName[] = CALLERS) =>
   OnRequest({
     subject: (self) => subjects.guestCmd((self as GuestCommands).vmId, verb),
@@ -55,7 +58,7 @@ export class GuestCommands {
     return this.config.CCM_VM_ID;
   }
 
-  @on(GUEST_VERBS.identity, Empty)
+  @on(GUEST_VERBS.identity, Empty, IDENTITY_CALLERS)
   identity(): Promise<{ vmId: string; publicKey: string }> {
     return Promise.resolve({ vmId: this.vmId, publicKey: this.cp.identity.publicKey.toString('base64') });
   }

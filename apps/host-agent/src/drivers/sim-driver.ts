@@ -11,6 +11,8 @@ export interface SimDriverOptions {
   entry?: string;
   /** The software secure processor's state dir (SEV guests), passed to each VM process. */
   sevStateDir?: string;
+  /** Start a guest-agent inside each launched VM (see CCM_SIM_GUEST_AGENT). */
+  guestAgent?: { labDir: string; image: string; entry?: string };
 }
 
 /**
@@ -23,6 +25,15 @@ export function defaultSimEntry(): string {
   if (existsSync(sibling)) return sibling;
   const repo = resolve(here, '..', '..', '..', '..');
   return join(repo, 'dist', 'apps', 'host-agent', 'src', 'sim', 'sim-vm.main.js');
+}
+
+/** The built guest-agent a sim VM starts as its inside (dist/apps/guest-agent/src/main.js). */
+export function defaultGuestAgentEntry(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const sibling = resolve(here, '..', '..', '..', 'guest-agent', 'src', 'main.js');
+  if (existsSync(sibling)) return sibling;
+  const repo = resolve(here, '..', '..', '..', '..');
+  return join(repo, 'dist', 'apps', 'guest-agent', 'src', 'main.js');
 }
 
 /**
@@ -49,6 +60,13 @@ export class SimDriver implements HypervisorDriver {
       env: {
         ...process.env,
         ...(this.opts.sevStateDir ? { CCM_SEV_EMULATOR_DIR: this.opts.sevStateDir } : {}),
+        ...(this.opts.guestAgent
+          ? {
+              CCM_SIM_GUEST_LAB_DIR: this.opts.guestAgent.labDir,
+              CCM_SIM_GUEST_IMAGE: this.opts.guestAgent.image,
+              CCM_SIM_GUEST_AGENT_ENTRY: this.opts.guestAgent.entry ?? defaultGuestAgentEntry(),
+            }
+          : {}),
       },
     });
     closeSync(log);

@@ -99,6 +99,8 @@ export class SimVm {
     paths: { qmpSocket: string; serialLog: string },
     private readonly sev: SimSev | undefined,
     private readonly exit: (code: number, why: string) => void,
+    /** `booted`: the guest runs for the first time (a launched VM, not one arriving by migration). */
+    private readonly hooks: { booted?: () => void } = {},
   ) {
     this.memory = sev?.memory ?? new PlainMemory(s.spec.memoryMiB * MIB);
     this.specHash = specHash(s.spec);
@@ -121,6 +123,7 @@ export class SimVm {
     if (!this.booted) {
       this.booted = true;
       this.workload.boot();
+      if (!this.s.incoming) this.hooks.booted?.();
     }
     this.runState = 'running';
     this.workload.start();

@@ -61,6 +61,7 @@ export interface JudgedGuest {
     platform?: 'sev-snp' | 'sev' | 'sev-es';
     launchDigest?: string;
     launchSessionId?: string;
+    macSha384?: string;
     vcekSource?: 'guest' | 'cache';
   };
 }
@@ -269,6 +270,7 @@ export function judgeSevEvidence(
     asked.migrationId,
   );
   const given = Buffer.from(evidence.mac, 'hex');
+  digests.macSha384 = hash('sha384', given);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     rules.push(
       fail(

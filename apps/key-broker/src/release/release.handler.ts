@@ -8,6 +8,7 @@ import {
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
+  OVERLAY_ADMISSION_TYPE,
   OPERATOR,
   ReleaseLogRequestSchema,
   RevokeGuestRequestSchema,
@@ -43,6 +44,8 @@ import { ReleaseLog } from './release-log.js';
 const s = `"${KEY_BROKER_SCHEMA}"`;
 const EVIDENCE_TIMEOUT_MS = 10_000;
 const COORDINATOR = ['saga-coordinator'] as const;
+/** How long the overlay admission statement of a release may be used (the overlay's default max age). */
+const ADMISSION_VALID_MS = 5 * 60_000;
 
 /** Rules whose failure a retry may cure (a guest that did not answer): the refusal is retryable. */
 const TRANSIENT = /:evidence-received$|^key-delivered$/;
@@ -107,7 +110,7 @@ export class ReleaseHandler {
     subject: keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
     schema: RevokeGuestRequestSchema,
     idempotent: true,
-    allow: [GUEST_OWNER, ...COORDINATOR],
+    allow: [GUEST_OWNER, 'vm-lifecycle', ...COORDINATOR],
   })
   async revokeGuest(
     req: z.infer<typeof RevokeGuestRequestSchema>,
@@ -130,6 +133,13 @@ export class ReleaseHandler {
     for (const h of held) {
       if (await this.keys.drop(req.vmId, h.migration_id, ctx.envelope.id)) keysDropped.push(h.migration_id);
     }
+    // Its attested launches end too: their secrets are scrubbed and no release falls back to that VM.
+    await m.query(
+      `UPDATE ${s}.launch_session
+       SET state = 'revoked', revoked_at = now(), tek = '', tik = '', identity_secret = NULL, disk_key = NULL
+       WHERE vm_id = $1 AND state <> 'revoked'`,
+      [req.vmId],
+    );
     const revokedAt = new Date(row.revoked_at).toISOString();
     await this.outbox.enqueue(m, subjects.evt('key', req.vmId, 'guest-revoked'), {
       type: 'key.guest-revoked',
@@ -301,6 +311,23 @@ export class ReleaseHandler {
     };
   }
 
+  /** The target's overlay admission: its attested X25519 key is its WireGuard key. */
+  private admission(target: JudgedGuest, at: Date): KeyReleaseResult['overlayAdmission'] {
+    const env = this.bus.seal({
+      // A statement travels inside step commands, on no subject of its own: it is bound to its type.
+      natssubject: OVERLAY_ADMISSION_TYPE,
+      type: OVERLAY_ADMISSION_TYPE,
+      data: {
+        vmId: target.vmId,
+        wgPublicKey: target.publicKey!.toString('base64'),
+        evidenceDigest: (target.digests.reportSha384 ?? target.digests.macSha384)!,
+        verifiedAt: at.toISOString(),
+        expiresAt: new Date(at.getTime() + ADMISSION_VALID_MS).toISOString(),
+      },
+    });
+    return { ...env, type: OVERLAY_ADMISSION_TYPE };
+  }
+
   /** Logs a refusal (in a transaction of its own: the handler's is rolled back) and builds its error. */
   private async refuse(body: Body, causationId: string): Promise<CcmError> {
     const record = await this.outbox.transaction((m2) => this.log.append(m2, body, causationId));
@@ -363,6 +390,7 @@ export class ReleaseHandler {
       sourceVmId: source!.vmId,
       targetVmId: target!.vmId,
       decision: record.decision.seq,
+      overlayAdmission: this.admission(target!, new Date()),
     };
     await m.query(
       `INSERT INTO ${s}.key_release (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state)

@@ -1,13 +1,19 @@
 import { type INestApplication } from '@nestjs/common';
 import { PRIORITY_RANK, type MigrationPriority } from '@ccm/contracts';
 import { DATA_SOURCE } from '@ccm/persistence';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  startActors,
+  newMigration,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATION } from '../db/schema.js';
-import { startActors, startCoordinator } from '../testing/harness.js';
-import { newMigration, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
+import { startCoordinator } from '../testing/harness.js';
 
 const LIMITS = { global: 6, perSource: 2, perTarget: 2 };
 const QUEUED = 200;

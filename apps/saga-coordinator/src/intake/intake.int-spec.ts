@@ -4,11 +4,18 @@ import { STREAMS, subjects } from '@ccm/contracts';
 import { keyIdOf, type Identity } from '@ccm/keys';
 import { encodeEnvelope, sealEnvelope } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  startActors,
+  newMigration,
+  settled,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startActors, startCoordinator } from '../testing/harness.js';
-import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
+import { startCoordinator } from '../testing/harness.js';
 
 describe('migrate intake', () => {
   let stack: TestStack;

@@ -1,8 +1,8 @@
 import { sealEnvelope } from '@ccm/messaging';
 import { describe, expect, it } from 'vitest';
-import { settled } from '../testing/operator.js';
 import { coordinatorWorld, migrationHeldAtPreCopy, preDumpRound } from '../testing/world.js';
 import { ProgressConsumers } from './progress.consumers.js';
+import { settled } from '@ccm/testing';
 
 /**
  * Data-plane progress never goes back. A report handled after a newer one (another replica took the

@@ -1,7 +1,7 @@
 import { type MigrationDetail } from '@ccm/contracts';
 import { describe, expect, it } from 'vitest';
-import { newMigration, settled } from '../testing/operator.js';
 import { coordinatorWorld } from '../testing/world.js';
+import { newMigration, settled } from '@ccm/testing';
 
 const attempt = (m: MigrationDetail, step: string) =>
   m.steps

@@ -1,8 +1,8 @@
 import { type MigrationSummary } from '@ccm/contracts';
 import request from 'supertest';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { newMigration, settled } from '../testing/operator.js';
 import { coordinatorWorld } from '../testing/world.js';
+import { newMigration, settled } from '@ccm/testing';
 
 describe('migration queries over NATS and HTTP', () => {
   const w = coordinatorWorld();

@@ -1,7 +1,6 @@
 import { type SagaDefinition } from '@ccm/saga';
-import { pollUntil } from '@ccm/testing';
+import { pollUntil, newMigration, settled } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
-import { newMigration, settled } from '../testing/operator.js';
 import { VERIFY_DELEGATE } from './dispatcher.js';
 import { SAGAS, compensationsFrom, coordinatorWorld, kindOf } from '../testing/world.js';
 

@@ -1,8 +1,13 @@
 import { type SagaDefinition } from '@ccm/saga';
-import { pollUntil } from '@ccm/testing';
+import {
+  pollUntil,
+  newMigration,
+  settled,
+  type SeenEvent,
+  type Behaviour,
+  type ReceivedCommand,
+} from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
-import { newMigration, settled, type SeenEvent } from '../testing/operator.js';
-import { type Behaviour, type ReceivedCommand } from '../testing/scripted-participants.js';
 import { SAGAS, compensationsFrom, coordinatorWorld, kindOf } from '../testing/world.js';
 
 /**

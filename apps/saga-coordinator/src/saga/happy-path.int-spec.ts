@@ -1,8 +1,6 @@
 import { CONTAINER_MIGRATION, VM_MIGRATION } from '@ccm/saga';
-import { pollUntil } from '@ccm/testing';
+import { pollUntil, participantSteps, newMigration, settled } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
-import { participantSteps } from '../testing/harness.js';
-import { newMigration, settled } from '../testing/operator.js';
 import { coordinatorWorld, migrationHeldAtPreCopy, preDumpRound } from '../testing/world.js';
 
 describe('a migration runs every step of its saga against participants over real NATS', () => {

@@ -25,13 +25,16 @@ import {
   startTestStack,
   type ServiceProcess,
   type TestStack,
+  startActors,
+  newMigration,
+  settled,
+  type OperatorClient,
+  type ScriptedParticipants,
 } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startActors, startCoordinator } from '../testing/harness.js';
+import { startCoordinator } from '../testing/harness.js';
 import { startHostAgents, type HostAgents } from '../testing/host-agent-processes.js';
-import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
 
 const IMAGE = 'web-image';
 const cliEntry = join(import.meta.dirname, '../../../../dist/apps/cli/src/main.js');

@@ -2,14 +2,21 @@ import { type INestApplication } from '@nestjs/common';
 import { MESSAGING_OPTIONS, type MessagingOptions } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { SERVICE_CONFIG } from '@ccm/runtime';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  startActors,
+  newMigration,
+  settled,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CoordinatorConfig } from '../config.js';
 import { MIGRATION } from '../db/schema.js';
-import { startActors, startCoordinator } from '../testing/harness.js';
-import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
+import { startCoordinator } from '../testing/harness.js';
 import { SagaCatalog } from './catalog.js';
 import { Leases } from './leases.js';
 import { SagaRunner } from './runner.js';

@@ -4,13 +4,20 @@ import { type INestApplication } from '@nestjs/common';
 import { subjects, type VmView } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  pollUntil,
+  startTestStack,
+  type TestStack,
+  startActors,
+  newMigration,
+  settled,
+  type OperatorClient,
+  type ScriptedParticipants,
+} from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startActors, startCoordinator } from '../testing/harness.js';
+import { startCoordinator } from '../testing/harness.js';
 import { startHostAgents, type HostAgents } from '../testing/host-agent-processes.js';
-import { newMigration, settled, type OperatorClient } from '../testing/operator.js';
-import { type ScriptedParticipants } from '../testing/scripted-participants.js';
 
 /**
  * The VM saga driven by the coordinator through two REAL host-agent processes (simulated hypervisor:

@@ -1,11 +1,18 @@
 import { type INestApplication } from '@nestjs/common';
 import { type DataPlaneProgress } from '@ccm/contracts';
 import { CONTAINER_MIGRATION, VM_MIGRATION, type SagaDefinition } from '@ccm/saga';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  newMigration,
+  pollUntil,
+  startActors,
+  startTestStack,
+  type OperatorClient,
+  type Script,
+  type ScriptedParticipants,
+  type TestStack,
+} from '@ccm/testing';
 import { afterAll, beforeAll } from 'vitest';
-import { startActors, startCoordinator } from './harness.js';
-import { newMigration, type OperatorClient } from './operator.js';
-import { type Script, type ScriptedParticipants } from './scripted-participants.js';
+import { startCoordinator } from './harness.js';
 
 /** Both sagas, for table-driven specs. */
 export const SAGAS = [CONTAINER_MIGRATION, VM_MIGRATION] as const;

@@ -73,6 +73,8 @@ export async function startLifecycleStack(
         CCM_SEV_LAB_DIR: join(work, 'lab'),
         CCM_RUN_DIR: join(work, hostId),
         CCM_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+        // provision-vm waits for the guest-agent inside the new VM
+        CCM_SIM_GUEST_AGENT: 'true',
       }),
     );
     hosts.set(hostId, p);

@@ -3,6 +3,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
   CcmError,
   ErrorCodes,
+  GUEST_VERBS,
   HOST_COMMANDS,
   hostCommandSubject,
   isCcmError,
@@ -10,6 +11,7 @@ import {
   keyBrokerSubject,
   LaunchSecretReplySchema,
   LaunchSessionReplySchema,
+  RevokeGuestReplySchema,
   STEP_COMMANDS,
   subjects,
   type HostVerb,
@@ -19,10 +21,10 @@ import {
 import { MessageBus, OnRequest, type MessageContext } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type EntityManager } from 'typeorm';
-import { type z } from 'zod';
+import { z } from 'zod';
 import { type VmLifecycleConfig } from '../config.js';
 import { RegistryQueries } from '../query/registry.queries.js';
-import { provisionedBy, vmRunning, want } from '../registry/store.js';
+import { provisionedBy, vmRow, vmRunning, want } from '../registry/store.js';
 
 const STEPS = STEP_COMMANDS['vm-lifecycle'];
 const step = (verb: keyof typeof STEPS) =>
@@ -71,8 +73,10 @@ export class ProvisionHandlers {
     const m = ctx.manager!;
     await oneAtATime(m, cmd.migrationId);
     const done = await provisionedBy(m, cmd.migrationId);
-    if (done && done.desired === 'Running') return { targetVmId: done.vmId, hostId: done.hostId };
-    const spec = await this.specFor(m, cmd);
+    const sourceVmId = cmd.context.sourceVmId ?? (await vmRunning(m, cmd.sourceHost, cmd.workload.id))?.vmId;
+    const source = sourceVmId ? { sourceVmId } : {};
+    if (done && done.desired === 'Running') return { targetVmId: done.vmId, hostId: done.hostId, ...source };
+    const spec = await this.specFor(m, cmd, sourceVmId);
     const host = cmd.targetHost;
     const vmId = targetVmIdFor(cmd.migrationId);
     await this.queries.checkTarget(
@@ -132,6 +136,7 @@ export class ProvisionHandlers {
           },
         );
       }
+      await this.guestUp(vmId, host);
     } catch (err) {
       throw await this.undoLaunch(host, vmId, err, cause);
     }
@@ -145,7 +150,7 @@ export class ProvisionHandlers {
       ...(launchDigest ? { launch: { launchSessionId: session.launchSessionId, launchDigest } } : {}),
     });
     this.log.log(`provisioned ${vmId} on ${host} for ${cmd.workload.id} (${cmd.migrationId})`);
-    return { targetVmId: vmId, hostId: host, launchSessionId: session.launchSessionId };
+    return { targetVmId: vmId, hostId: host, launchSessionId: session.launchSessionId, ...source };
   }
 
   /**
@@ -173,20 +178,65 @@ export class ProvisionHandlers {
       if (!isCcmError(err, ErrorCodes.NotFound)) throw err;
       destroyed = false;
     }
-    if (row || destroyed) await want(m, { hostId: host, vmId, desired: 'Destroyed' });
-    return { targetVmId: vmId, hostId: host, destroyed };
+    if (row || destroyed) {
+      await want(m, { hostId: host, vmId, desired: 'Destroyed' });
+      // Its identity ends with it (ARCHITECTURE §9 step 6, after a rollback): the key-broker refuses
+      // its evidence from now on and scrubs its launch secrets.
+      await this.call(
+        keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
+        { vmId, reason },
+        RevokeGuestReplySchema,
+        { causationId: ctx.envelope.id, correlationId: cmd.migrationId },
+      );
+    }
+    return { targetVmId: vmId, hostId: host, destroyed, identityRevoked: Boolean(row || destroyed) };
   }
 
-  /** The spec the target VM gets: the saga's `vmSpec`, else that of the VM the workload runs in now. */
-  private async specFor(m: EntityManager, cmd: StepCommand): Promise<VmSpec> {
+  /**
+   * The spec the target VM gets: the saga's `vmSpec`, else that of the VM the workload runs in now
+   * (the source VM as the registry knows it), else CCM's container guest (CCM_CONTAINER_VM_SPEC).
+   */
+  private async specFor(m: EntityManager, cmd: StepCommand, sourceVmId?: string): Promise<VmSpec> {
     if (cmd.context.vmSpec) return cmd.context.vmSpec;
-    const source = await vmRunning(m, cmd.sourceHost, cmd.workload.id);
+    const source = sourceVmId
+      ? await vmRow(m, sourceVmId, cmd.sourceHost)
+      : await vmRunning(m, cmd.sourceHost, cmd.workload.id);
     if (source?.spec) return source.spec;
+    if (this.config.CCM_CONTAINER_VM_SPEC) return this.config.CCM_CONTAINER_VM_SPEC;
     throw new CcmError(
       ErrorCodes.ValidationFailed,
-      `no VM spec for ${cmd.workload.id}: the command carries no context.vmSpec and the registry knows no VM ` +
-        `on ${cmd.sourceHost} that runs it`,
+      `no VM spec for ${cmd.workload.id}: the command carries no context.vmSpec, the registry knows no VM ` +
+        `on ${cmd.sourceHost} that runs it and CCM_CONTAINER_VM_SPEC is not set`,
       { retryable: false, effect: 'none' },
+    );
+  }
+
+  /**
+   * The new guest is up: its guest-agent (started by the guest image's init) answers on its subject.
+   * Its attestation is the next step's: the key-broker asks it for fresh evidence before any key.
+   */
+  private async guestUp(vmId: string, host: string): Promise<void> {
+    const deadline = Date.now() + this.config.CCM_GUEST_UP_TIMEOUT_MS;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const who = await this.bus.request(
+          subjects.guestCmd(vmId, GUEST_VERBS.identity),
+          {},
+          z.object({ vmId: z.string() }).loose(),
+          { timeoutMs: Math.min(2_000, Math.max(100, deadline - Date.now())) },
+        );
+        if (who.vmId === vmId) return;
+        last = new Error(`a guest-agent answered as ${who.vmId}`);
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new CcmError(
+      ErrorCodes.Unavailable,
+      `the guest-agent of ${vmId} on ${host} did not answer within ${this.config.CCM_GUEST_UP_TIMEOUT_MS} ms`,
+      { retryable: true, details: { vmId, last: (last as Error | undefined)?.message ?? null } },
     );
   }
 

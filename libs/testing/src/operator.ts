@@ -20,7 +20,7 @@ import {
 import { type Identity, type TrustStore } from '@ccm/keys';
 import { encodeEnvelope, openEnvelope, sealEnvelope, signedRequest } from '@ccm/messaging';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
-import { pollUntil } from '@ccm/testing';
+import { pollUntil } from './poll.js';
 import { type NatsConnection } from '@nats-io/transport-node';
 
 /** A migration event as an observer saw it. */
