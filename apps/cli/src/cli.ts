@@ -63,7 +63,7 @@ commands:
   hosts                                                    registered hosts: liveness, SEV, TCB, capacity
   vms [--host HOST] [--phase PHASE] [--limit N]            confidential VMs: desired and observed phase
   vm launch --host HOST --workload ID [--workload ID]...   an attested launch of a workload's first VM
-      [--vm ID] [--overlay ID]                             --overlay admits the attested guest to it
+      [--vm ID] [--overlay ID] [--idempotency-key KEY]     --overlay admits the attested guest to it
       (default --timeout-ms 120000: the guest must boot)
   audit replay <id>                                        rebuild a migration from CCM_EVENTS alone
   audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
@@ -239,7 +239,12 @@ export async function runCli(
             io,
           );
         case 'vm':
-          return await vmLaunchCommand(conn, launch!, { json, timeoutMs }, io);
+          return await vmLaunchCommand(
+            conn,
+            launch!,
+            { json, timeoutMs, idempotencyKey: values['idempotency-key'] },
+            io,
+          );
         case 'audit':
           if (sub === 'replay') return await replayCommand(conn, rest[1], audit, io);
           if (sub === 'export') return await exportCommand(conn, rest[1], audit, io);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   LaunchVmReplySchema,
   LaunchVmRequestSchema,
@@ -7,6 +8,7 @@ import {
   VM_LIFECYCLE_VERBS,
   vmLifecycleSubject,
   type HostRecord,
+  type LaunchVmReply,
   type LaunchVmRequest,
   type VmLifecycleVerb,
   type VmRecord,
@@ -76,16 +78,18 @@ export function vmsTable(vms: readonly VmRecord[]): string {
   );
 }
 
-/** One signed request to the vm-lifecycle as the CLI's identity. */
+/** One signed request to the vm-lifecycle as the CLI's identity (a command needs an idempotency key). */
 function ask<S extends z.ZodType>(
   conn: Connection,
   verb: VmLifecycleVerb,
   data: unknown,
   reply: S,
   timeoutMs: number,
+  idempotencyKey?: string,
 ): Promise<z.infer<S>> {
   return signedRequest(conn.nc, conn.identity, conn.trust, vmLifecycleSubject(verb), data, reply, {
     timeoutMs,
+    ...(idempotencyKey ? { idempotencyKey } : {}),
   });
 }
 
@@ -120,6 +124,15 @@ export async function vmsCommand(
   if (f.json) io.out(`${JSON.stringify(r)}\n`);
   else io.out(r.vms.length ? `${vmsTable(r.vms)}\n` : 'no VMs\n');
   return ExitCode.Ok;
+}
+
+/** What `ccm vm launch` prints: the VM, its host and attested launch, its overlay address. */
+export function vmLaunchedText(r: LaunchVmReply): string {
+  const digest = r.launchDigest ? `, launch digest ${r.launchDigest.slice(0, 16)}…` : '';
+  const overlay = r.overlay
+    ? `admitted to ${r.overlay.overlayId} as ${r.overlay.nodeIp} (release log #${r.overlay.decision})\n`
+    : '';
+  return `${r.vmId} runs on ${r.hostId} (attested launch ${r.launchSessionId}${digest})\n${overlay}`;
 }
 
 /** Flags of `ccm vm launch`. */
@@ -158,19 +171,12 @@ export function checkVmLaunch(rest: readonly string[], f: VmLaunchFlags): Launch
 export async function vmLaunchCommand(
   conn: Connection,
   req: LaunchVmRequest,
-  f: { json: boolean; timeoutMs: number },
+  f: { json: boolean; timeoutMs: number; idempotencyKey?: string },
   io: CliIo,
 ): Promise<number> {
-  const r = await ask(conn, VM_LIFECYCLE_VERBS.launchVm, req, LaunchVmReplySchema, f.timeoutMs);
-  if (f.json) io.out(`${JSON.stringify(r)}\n`);
-  else {
-    io.out(
-      `${r.vmId} runs on ${r.hostId} (attested launch ${r.launchSessionId}` +
-        `${r.launchDigest ? `, launch digest ${r.launchDigest.slice(0, 16)}…` : ''})\n` +
-        (r.overlay
-          ? `admitted to ${r.overlay.overlayId} as ${r.overlay.nodeIp} (release log #${r.overlay.decision})\n`
-          : ''),
-    );
-  }
+  // A resend of the same key (--idempotency-key) is answered alike; the VM id makes a launch idempotent anyway.
+  const key = f.idempotencyKey ?? randomUUID();
+  const r = await ask(conn, VM_LIFECYCLE_VERBS.launchVm, req, LaunchVmReplySchema, f.timeoutMs, key);
+  io.out(f.json ? `${JSON.stringify(r)}\n` : vmLaunchedText(r));
   return ExitCode.Ok;
 }
