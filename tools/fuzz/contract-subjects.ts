@@ -1,4 +1,6 @@
 import {
+  AdmitGuestRequestSchema,
+  LaunchVmRequestSchema,
   AdmitPeerRequestSchema,
   AssignWorkloadRequestSchema,
   CancelRequestSchema,
@@ -99,6 +101,7 @@ const KEY_BROKER_REQUESTS: Record<(typeof KEY_BROKER_VERBS)[keyof typeof KEY_BRO
   nonce: NonceRequestSchema,
   'release-log': ReleaseLogRequestSchema,
   'revoke-guest': RevokeGuestRequestSchema,
+  'admit-guest': AdmitGuestRequestSchema,
 };
 
 const VM_LIFECYCLE_REQUESTS: Record<VmLifecycleVerb, z.ZodType> = {
@@ -106,6 +109,7 @@ const VM_LIFECYCLE_REQUESTS: Record<VmLifecycleVerb, z.ZodType> = {
   'list-vms': ListVmsRequestSchema,
   'get-vm': GetVmRequestSchema,
   place: PlaceRequestSchema,
+  'launch-vm': LaunchVmRequestSchema,
 };
 
 const OVERLAY_REQUESTS: Record<(typeof OVERLAY_VERBS)[keyof typeof OVERLAY_VERBS], z.ZodType> = {

@@ -52,6 +52,16 @@ describe('ccm CLI against a real stack', () => {
     [['ping', 'key-broker', '--timeout-ms', 'soon'], 'USAGE', '--timeout-ms'],
     [['ping', 'key-broker', '--bogus'], 'USAGE', "Unknown option '--bogus'"],
     [['frobnicate'], 'USAGE', 'unknown command'],
+    [['vm'], 'USAGE', 'ccm vm takes launch'],
+    [['vm', 'start', '--host', 'h', '--workload', 'w'], 'USAGE', 'ccm vm takes launch'],
+    [['vm', 'launch', '--workload', 'w'], 'USAGE', '--host'],
+    [['vm', 'launch', '--host', 'h'], 'USAGE', '--workload'],
+    [['vm', 'launch', '--host', 'h', '--workload', 'a b'], 'USAGE', '--workload: must be letters'],
+    [['vm', 'launch', '--host', 'h', '--workload', 'w', '--vm', 'x.y'], 'USAGE', '--vm: must be letters'],
+    [['vm', 'launch', '--host', 'h/1', '--workload', 'w'], 'USAGE', '--host: must be letters'],
+    [['vm', 'launch', '--host', 'h', '--workload', 'w', '--overlay', ''], 'USAGE', '--overlay'],
+    [['vm', 'launch', 'extra', '--host', 'h', '--workload', 'w'], 'USAGE', 'no positional'],
+    [['vm', 'launch', '--host', 'h', '--workload', 'w', '--overlay'], 'USAGE', "'--overlay"],
   ])('rejects %j with exit 2 and a hint', async (argv, code, text) => {
     const c = capture();
     expect(await runCli([...argv, ...flags, '--json'], c.io)).toBe(ExitCode.Usage);

@@ -24,7 +24,7 @@ import {
   policyCommand,
   type OwnerFlags,
 } from './commands/policy.js';
-import { hostsCommand, vmsCommand } from './commands/registry.js';
+import { checkVmLaunch, hostsCommand, vmLaunchCommand, vmsCommand } from './commands/registry.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
 import { type CliIo } from './io.js';
@@ -38,6 +38,7 @@ const COMMANDS = [
   'audit',
   'hosts',
   'vms',
+  'vm',
   'policy',
   'guest',
   'cert',
@@ -61,6 +62,9 @@ commands:
   cancel <id> [--reason TEXT] [--follow]                   cancel (refused past the point of no return)
   hosts                                                    registered hosts: liveness, SEV, TCB, capacity
   vms [--host HOST] [--phase PHASE] [--limit N]            confidential VMs: desired and observed phase
+  vm launch --host HOST --workload ID [--workload ID]...   an attested launch of a workload's first VM
+      [--vm ID] [--overlay ID] [--idempotency-key KEY]     --overlay admits the attested guest to it
+      (default --timeout-ms 120000: the guest must boot)
   audit replay <id>                                        rebuild a migration from CCM_EVENTS alone
   audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
   audit export <id> [--out FILE]                           write a signed transcript for offline checks
@@ -124,6 +128,8 @@ export async function runCli(
           version: { type: 'string' },
           'expected-version': { type: 'string' },
           'chip-id': { type: 'string' },
+          workload: { type: 'string', multiple: true },
+          overlay: { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -138,7 +144,12 @@ export async function runCli(
       io.out(HELP);
       return command || values.help ? ExitCode.Ok : ExitCode.Usage;
     }
-    const timeoutMs = values['timeout-ms'] === undefined ? 5_000 : Number(values['timeout-ms']);
+    const timeoutMs =
+      values['timeout-ms'] === undefined
+        ? command === 'vm'
+          ? 120_000
+          : 5_000
+        : Number(values['timeout-ms']);
     if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 600_000) {
       throw usageError(
         `--timeout-ms must be a whole number of milliseconds from 1 to 600000, got ${JSON.stringify(values['timeout-ms'])}`,
@@ -163,6 +174,15 @@ export async function runCli(
       timeoutMs,
     };
     if (command === 'migrate') checkMigrate(flags);
+    const launch =
+      command === 'vm'
+        ? checkVmLaunch(rest, {
+            host: values.host,
+            workload: values.workload,
+            vm: values.vm,
+            overlay: values.overlay,
+          })
+        : undefined;
     const audit: AuditFlags = {
       json,
       timeoutMs,
@@ -216,6 +236,13 @@ export async function runCli(
           return await vmsCommand(
             conn,
             { json, timeoutMs, host: values.host, phase: values.phase, limit: values.limit },
+            io,
+          );
+        case 'vm':
+          return await vmLaunchCommand(
+            conn,
+            launch!,
+            { json, timeoutMs, idempotencyKey: values['idempotency-key'] },
             io,
           );
         case 'audit':

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  AdmitGuestReplySchema,
   ErrorCodes,
   GetVmReplySchema,
   HOST_COMMANDS,
@@ -14,7 +15,11 @@ import {
   KeyBrokerErrorCodes,
   keyBrokerSubject,
   ListHostsReplySchema,
+  LaunchVmReplySchema,
   ListVmsReplySchema,
+  OVERLAY_ADMISSION_TYPE,
+  OverlayAdmissionSchema,
+  ReleaseLogReplySchema,
   PlaceReplySchema,
   PutPolicyReplySchema,
   StepDoneSchema,
@@ -34,6 +39,7 @@ import { loadIdentity } from '@ccm/keys';
 import { encodeEnvelope, sealEnvelope } from '@ccm/messaging';
 import { defaultSeabios } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
+import { simSnpMeasurement } from '@ccm/sev-emulator';
 import { builtServiceEntry, ccmFailure, pollUntil, stepCommand } from '@ccm/testing';
 import { jetstream } from '@nats-io/jetstream';
 import { z } from 'zod';
@@ -105,7 +111,7 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
     const policy: OwnerPolicyInput = {
       workloadClass: 'web',
       environment: 'lab',
-      workloads: ['web-1', 'web-2', 'web-3', 'web-4'],
+      workloads: ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'],
       trustedRoots: {
         amd: [],
         lab: [
@@ -113,6 +119,8 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
             name: 'lab',
             generation: 'milan',
             arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(s.lab.ark)).digest('hex'),
+            // the sim VMs' guest-agents attest as SNP guests of the same lab
+            arkX509Sha256: [...s.lab.trustAnchors().snpTrustedArks.keys()][0],
           },
         ],
       },
@@ -121,6 +129,7 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
         guestPolicy: 0x1,
         launchDigests: [digest.toString('hex')],
       },
+      snp: { launchDigests: [simSnpMeasurement('ccm-guest').toString('hex')] },
       migration: { allowed: true, targetHosts: ['host-b', 'host-c'] },
     };
     await s.send(
@@ -311,6 +320,153 @@ describe('vm-lifecycle: registry, placement and provision-vm with real host-agen
     // Compensating a migration that never provisioned anything is a no-op.
     const never = stepCommand({ kind: 'compensation' });
     expect(await step('destroy-vm', never)).toMatchObject({ destroyed: false });
+  });
+
+  it('launch-vm (operator only) launches an attested VM on the named host, idempotent by VM id', async () => {
+    const vmId = 'cvm-launched-1';
+    await pollUntil(
+      'host-c registered and live',
+      () => hostOf('host-c'),
+      (h) => h?.live === true,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    const req = { vmId, host: 'host-c', workloads: ['web-5'], spec: { ...spec, cpus: 1 } };
+    const launched = await s.send('operator', q('launch-vm'), req, LaunchVmReplySchema);
+    expect(launched).toMatchObject({
+      vmId,
+      hostId: 'host-c',
+      launchDigest: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+    expect(launched.overlay).toBeUndefined();
+    expect((await describeOn('host-c', vmId)).vms[0]).toMatchObject({
+      phase: 'Running',
+      sev: { secretInjected: true },
+    });
+    // It answered only once the guest-agent inside was up.
+    expect(
+      await s.send(
+        'operator',
+        subjects.guestCmd(vmId, 'identity'),
+        {},
+        z.object({ vmId: z.string() }).loose(),
+      ),
+    ).toMatchObject({ vmId });
+    const vm = await s.send('operator', q('get-vm'), { vmId }, GetVmReplySchema);
+    expect(vm).toMatchObject({
+      hostId: 'host-c',
+      desired: 'Running',
+      workloads: ['web-5'],
+      launch: { launchSessionId: launched.launchSessionId, launchDigest: launched.launchDigest },
+    });
+    expect(vm.provisionedBy).toBeUndefined();
+    // Again (a new request, not a resend): the same VM, no second launch.
+    expect(await s.send('operator', q('launch-vm'), req, LaunchVmReplySchema)).toMatchObject({
+      vmId,
+      hostId: 'host-c',
+      launchSessionId: launched.launchSessionId,
+    });
+    expect((await describeOn('host-c', vmId)).vms).toHaveLength(1);
+    // The same VM id elsewhere is a conflict; bad requests are typed and launch nothing.
+    const elsewhere = await ccmFailure(
+      s.send('operator', q('launch-vm'), { ...req, host: 'host-b' }, LaunchVmReplySchema),
+    );
+    expect(elsewhere).toMatchObject({ code: ErrorCodes.Conflict, details: { hostId: 'host-c' } });
+    const refusals = [
+      [{ ...req, vmId: 'cvm-launched-2' }, 'saga-coordinator', ErrorCodes.Unauthorized],
+      // a guest-agent may not even publish there: NATS refuses it, the request finds no responder
+      [{ ...req, vmId: 'cvm-launched-2' }, 'guest-agent', ErrorCodes.Unavailable],
+      [
+        { host: 'host-c', workloads: ['web-5'], vmId: 'cvm-launched-2' },
+        'operator',
+        ErrorCodes.ValidationFailed,
+      ],
+      [{ ...req, vmId: 'cvm-launched-2', workloads: [] }, 'operator', ErrorCodes.ValidationFailed],
+      [
+        { ...req, vmId: 'cvm-launched-2', host: 'host-nowhere' },
+        'operator',
+        VmLifecycleErrorCodes.PlacementRefused,
+      ],
+      [
+        { ...req, vmId: 'cvm-launched-2', spec: { ...spec, memoryMiB: 1 << 19 } },
+        'operator',
+        VmLifecycleErrorCodes.PlacementRefused,
+      ],
+    ] as const;
+    for (const [body, signer, code] of refusals) {
+      expect(
+        (await ccmFailure(s.send(signer, q('launch-vm'), body, LaunchVmReplySchema))).code,
+        `${signer} ${JSON.stringify(body).slice(0, 80)}`,
+      ).toBe(code);
+    }
+    expect((await describeOn('host-c', 'cvm-launched-2').catch(() => ({ vms: [] }))).vms).toHaveLength(0);
+
+    // admit-guest: the vm-lifecycle alone may ask. The operator and a guest-agent are refused.
+    const admitGuest = { vmId, workloadId: 'web-5' };
+    for (const signer of ['operator', 'guest-agent', 'guest-owner', 'saga-coordinator'] as const) {
+      const e = await ccmFailure(
+        s.send(signer, keyBrokerSubject(KEY_BROKER_VERBS.admitGuest), admitGuest, AdmitGuestReplySchema),
+      );
+      expect(e.code, signer).toBe(ErrorCodes.Unauthorized);
+    }
+    // Asked as the vm-lifecycle: the broker judged the guest's fresh evidence and signs its attested key.
+    const admitted = await s.send(
+      'vm-lifecycle',
+      keyBrokerSubject(KEY_BROKER_VERBS.admitGuest),
+      admitGuest,
+      AdmitGuestReplySchema,
+    );
+    expect(admitted.admission.type).toBe(OVERLAY_ADMISSION_TYPE);
+    expect(admitted.admission.source).toBe('key-broker');
+    const statement = OverlayAdmissionSchema.parse(admitted.admission.data);
+    const guestKey = (
+      await s.send(
+        'operator',
+        subjects.guestCmd(vmId, 'identity'),
+        {},
+        z.object({ publicKey: z.string() }).loose(),
+      )
+    ).publicKey;
+    expect(statement).toMatchObject({ vmId, wgPublicKey: guestKey });
+    const log = await s.send(
+      'guest-owner',
+      keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
+      { migrationId: admitted.admissionId },
+      ReleaseLogReplySchema,
+    );
+    expect(log.records.map((r) => r.decision)).toEqual([
+      expect.objectContaining({
+        seq: admitted.decision,
+        kind: 'overlay-admission',
+        granted: true,
+        workloadId: 'web-5',
+      }),
+    ]);
+    // A guest that does not answer, or one whose workload no policy covers, is refused naming the rule;
+    // once revoked, its evidence is refused from then on.
+    const refusedRule = async (body: { vmId: string; workloadId: string }) => {
+      const e = await ccmFailure(
+        s.send('vm-lifecycle', keyBrokerSubject(KEY_BROKER_VERBS.admitGuest), body, AdmitGuestReplySchema),
+      );
+      expect(e.code).toBe(KeyBrokerErrorCodes.GuestAdmissionRefused);
+      return (e.details as { rule: string }).rule;
+    };
+    expect(await refusedRule({ vmId: 'cvm-nobody', workloadId: 'web-5' })).toBe('guest:evidence-received');
+    expect(await refusedRule({ vmId, workloadId: 'db-1' })).toBe('policy-covers-workload');
+    await s.send(
+      'guest-owner',
+      keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
+      { vmId, reason: 'test' },
+      z.unknown(),
+    );
+    expect(await refusedRule(admitGuest)).toBe('guest:guest-not-revoked');
+    await s.send(
+      'operator',
+      hostCommandSubject('host-c', 'destroy'),
+      { vmId, reason: 'test done' },
+      z.unknown(),
+    );
   });
 
   it('provision-vm refuses a target placement rejects (the source itself), with no effect and naming why', async () => {

@@ -30,7 +30,15 @@ export const KEY_BROKER_VERBS = {
   releaseLog: 'release-log',
   /** Guest owner and coordinator: refuse a guest's evidence from now on and make it drop its keys. */
   revokeGuest: 'revoke-guest',
+  /**
+   * vm-lifecycle: judge a guest's fresh evidence under its workload's owner policy and, when accepted,
+   * sign the overlay admission statement for its attested key (a first placement, not a migration).
+   */
+  admitGuest: 'admit-guest',
 } as const;
+
+/** Who may ask for a guest's first overlay admission: the vm-lifecycle launching it, no one else. */
+export const ADMIT_GUEST_CALLERS = ['vm-lifecycle'] as const;
 
 /** Who may run attested launches: the VM registry, and the coordinator provisioning a target VM. */
 export const LAUNCH_CALLERS = ['vm-lifecycle', 'saga-coordinator'] as const;
@@ -57,6 +65,8 @@ export const KeyBrokerErrorCodes = {
   KeyReleaseRefused: 'KEY_RELEASE_REFUSED',
   /** A certificate for the cache does not decode or is not of the kind it claims (`details.reason`). */
   CertificateRejected: 'CERTIFICATE_REJECTED',
+  /** A guest's overlay admission was refused; `details.rule` names the failed rule, `details.decision` its log seq. */
+  GuestAdmissionRefused: 'GUEST_ADMISSION_REFUSED',
 } as const;
 
 /** AMD EPYC product lines, one spelling (lowercase) for SEV and SNP alike. */

@@ -127,6 +127,23 @@ export const RevokeGuestReplySchema = z.object({
   keysDropped: z.array(IdSchema),
 });
 
+/**
+ * `admit-guest` (vm-lifecycle only): the broker asks the guest for fresh evidence over a nonce bound to
+ * `admissionId` (a fresh id the broker makes, `adm-…`, in place of a migration id), judges it under the
+ * workload's owner policy (launch measurement accepted, not revoked, key bound) and logs the decision
+ * in the release log under that id.
+ */
+export const AdmitGuestRequestSchema = z.object({ vmId: IdSchema, workloadId: IdSchema });
+export const AdmitGuestReplySchema = z.object({
+  vmId: IdSchema,
+  admissionId: IdSchema,
+  /** Seq of the release log record of the decision. */
+  decision: z.number().int().min(1),
+  /** The same signed statement a release grant carries for its target, for this guest's attested key. */
+  admission: SignedAdmissionSchema,
+});
+export type AdmitGuestReply = z.infer<typeof AdmitGuestReplySchema>;
+
 /** The `release-migration-key` reply: the key's id and who holds it (never the key). */
 export const KeyReleaseResultSchema = z.object({
   keyId: z.string().min(1).max(200),
@@ -146,7 +163,7 @@ export type KeyReleaseResult = z.infer<typeof KeyReleaseResultSchema>;
 
 /** One guest's part of a decision: which evidence was judged (digests only). */
 export const GuestEvidenceDigestSchema = z.object({
-  role: z.enum(['source', 'target']),
+  role: z.enum(['source', 'target', 'guest']),
   vmId: IdSchema,
   /** SHA-256 of the nonce the evidence had to bind. */
   nonceSha256: hex(32).optional(),
@@ -170,7 +187,10 @@ export const GuestEvidenceDigestSchema = z.object({
 /** The body of a release log record (what is signed, with `prevHash`). */
 export const ReleaseDecisionSchema = z.object({
   seq: z.number().int().min(1),
+  /** The migration; for an `admit-guest` decision its admission id (`adm-…`). */
   migrationId: IdSchema,
+  /** What was decided: a migration key (absent, the default) or a guest's overlay admission. */
+  kind: z.enum(['migration-key', 'overlay-admission']).optional(),
   workloadId: IdSchema,
   granted: z.boolean(),
   keyId: z.string().max(200).optional(),

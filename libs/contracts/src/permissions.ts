@@ -33,7 +33,7 @@ const SCOPED_AGGREGATES: Partial<Record<ServiceName, readonly string[]>> = {
 export const CALLS: Record<ServiceName, readonly (ServiceName | 'host' | 'guest')[]> = {
   'key-broker': ['host', 'guest'],
   'host-agent': [],
-  'vm-lifecycle': ['host', 'key-broker', 'guest'],
+  'vm-lifecycle': ['host', 'key-broker', 'guest', 'network-overlay'],
   'container-checkpoint': ['guest'],
   'network-overlay': ['guest'],
   'saga-coordinator': ['key-broker', 'vm-lifecycle', 'container-checkpoint', 'network-overlay', 'host'],

@@ -20,6 +20,8 @@ export const VM_LIFECYCLE_VERBS = {
   listVms: 'list-vms',
   getVm: 'get-vm',
   place: 'place',
+  /** Operator: an attested launch of a workload's first confidential VM on a named host. */
+  launchVm: 'launch-vm',
 } as const;
 export type VmLifecycleVerb = (typeof VM_LIFECYCLE_VERBS)[keyof typeof VM_LIFECYCLE_VERBS];
 
@@ -146,10 +148,37 @@ export type PlaceRequest = z.input<typeof PlaceRequestSchema>;
 export const PlaceReplySchema = z.object({ hostId: IdSchema, rejected: z.array(RejectedHostSchema) });
 export type PlaceReply = z.infer<typeof PlaceReplySchema>;
 
+/**
+ * `launch-vm` (operator only, idempotent by `vmId`): the named host passes placement, then the same
+ * attested launch `provision-vm` runs (key-broker session, measured launch, secret, resume), the
+ * guest-agent answers, and the registry records the VM wanted `Running` with its workloads. `spec`
+ * defaults to CCM's container guest (CCM_CONTAINER_VM_SPEC). With `overlayId` the key-broker judges the
+ * guest's fresh evidence (`admit-guest`) and the new guest is admitted to that overlay with the
+ * broker's signed statement.
+ */
+export const LaunchVmRequestSchema = z.strictObject({
+  vmId: IdSchema.optional(),
+  host: IdSchema,
+  workloads: z.array(IdSchema).min(1).max(100),
+  spec: VmSpecSchema.optional(),
+  overlayId: IdSchema.optional(),
+});
+export type LaunchVmRequest = z.input<typeof LaunchVmRequestSchema>;
+export const LaunchVmReplySchema = z.object({
+  vmId: IdSchema,
+  hostId: IdSchema,
+  launchSessionId: z.string(),
+  launchDigest: z.string().optional(),
+  /** With `overlayId`: the overlay, the guest's node address there and the release log seq of its admission. */
+  overlay: z.object({ overlayId: IdSchema, nodeIp: z.string(), decision: z.number().int() }).optional(),
+});
+export type LaunchVmReply = z.infer<typeof LaunchVmReplySchema>;
+
 /** Each query verb's request and reply schema. */
 export const VM_LIFECYCLE_QUERIES = {
   'list-hosts': { request: ListHostsRequestSchema, reply: ListHostsReplySchema },
   'list-vms': { request: ListVmsRequestSchema, reply: ListVmsReplySchema },
   'get-vm': { request: GetVmRequestSchema, reply: GetVmReplySchema },
   place: { request: PlaceRequestSchema, reply: PlaceReplySchema },
+  'launch-vm': { request: LaunchVmRequestSchema, reply: LaunchVmReplySchema },
 } as const satisfies Record<VmLifecycleVerb, { request: z.ZodType; reply: z.ZodType }>;

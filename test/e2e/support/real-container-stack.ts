@@ -6,16 +6,15 @@ import { join } from 'node:path';
 import {
   KEY_BROKER_VERBS,
   keyBrokerSubject,
-  OVERLAY_ADMISSION_TYPE,
+  LaunchVmReplySchema,
   PutPolicyReplySchema,
-  STEP_COMMANDS,
   subjects,
   type OwnerPolicyInput,
   type SignerName,
   type VmSpec,
 } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
-import { sealEnvelope, signedRequest } from '@ccm/messaging';
+import { signedRequest } from '@ccm/messaging';
 import { defaultSeabios } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
 import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
@@ -25,7 +24,6 @@ import {
   pollUntil,
   startServiceProcess,
   startTestStack,
-  stepCommand,
   type GuestClient,
   type ServiceProcess,
   type TestStack,
@@ -51,8 +49,8 @@ const COORDINATOR_ENV = {
  * the saga-coordinator, key-broker, vm-lifecycle, container-checkpoint and network-overlay (sim driver)
  * as processes from dist/; two host-agents (sim hypervisor, software secure processor of one lab)
  * whose launched VMs start their guest-agent inside (emulated SNP); a guest owner's policy that
- * accepts the container guest's launch digests; the source VM launched on host-a through the
- * vm-lifecycle's attested launch; an overlay with the source guest as a peer.
+ * accepts the container guest's launch digests; the source VM launched on host-a by the operator's
+ * `launch-vm` and admitted to an overlay with the key-broker's statement from its fresh evidence.
  */
 export interface RealContainerStack {
   stack: TestStack;
@@ -206,51 +204,36 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
       (r) => HOSTS.every((h) => r.hosts.some((x) => x.hostId === h && x.live)),
       { timeoutMs: 30_000 },
     );
-    // The source VM: an attested launch on host-a through the vm-lifecycle's provision-vm (CCM has no
-    // launch-vm verb yet, so the test asks as the coordinator would, for a placement of its own).
-    const placed = await send(
-      'saga-coordinator',
-      subjects.cmd('vm-lifecycle', 'provision-vm'),
-      stepCommand({
-        step: 'provision-target',
-        workload: { id: workloads[0], kind: 'container' },
-        sourceHost: 'host-b',
-        targetHost: 'host-a',
-      }),
-      STEP_COMMANDS['vm-lifecycle']['provision-vm'].reply,
-    );
-    const sourceVm = (placed as { targetVmId: string }).targetVmId;
-    const guests = await guestClient(await stack.connectAs('operator'), stack.keysDir);
-    operator = await OperatorClient.connect({ connectAs: stack.connectAs, identity: stack.identity, trust });
-    const sourceKey = (await guests.send(sourceVm, 'identity', {})).publicKey as string;
     await send(
       'operator',
       subjects.cmd('network-overlay', 'create-overlay'),
       { overlayId: OVERLAY, cidr: '10.77.0.0/24' },
       z.unknown(),
     );
-    // The source guest's first admission (its placement, not a migration's): signed as the key-broker.
-    const admission = sealEnvelope(await stack.identity('key-broker'), {
-      natssubject: OVERLAY_ADMISSION_TYPE,
-      type: OVERLAY_ADMISSION_TYPE,
-      data: {
-        vmId: sourceVm,
-        wgPublicKey: sourceKey,
-        evidenceDigest: createHash('sha256').update(`first placement of ${sourceVm}`).digest('hex'),
-        verifiedAt: new Date().toISOString(),
-        expiresAt: new Date(Date.now() + 120_000).toISOString(),
-      },
-    });
-    await send(
-      'operator',
-      subjects.cmd('network-overlay', 'admit-peer'),
-      { overlayId: OVERLAY, admission },
-      z.unknown(),
-    );
+    // The source VM: the operator's attested launch on host-a (the built `ccm vm launch`); with the
+    // overlay named, the key-broker judges the new guest's fresh evidence and the vm-lifecycle admits
+    // it with the broker's statement.
+    const cli = (args: string[]) => ccm([...args, '--nats-url', stack.nats.url, '--keys-dir', stack.keysDir]);
+    const launch = await cli([
+      'vm',
+      'launch',
+      '--host',
+      'host-a',
+      ...workloads.flatMap((w) => ['--workload', w]),
+      '--overlay',
+      OVERLAY,
+      '--json',
+    ]);
+    if (launch.code !== 0) throw new Error(`ccm vm launch exited ${launch.code}: ${launch.stderr}`);
+    const launched = LaunchVmReplySchema.parse(JSON.parse(launch.stdout));
+    if (launched.overlay?.overlayId !== OVERLAY)
+      throw new Error(`${launched.vmId} was not admitted to ${OVERLAY}`);
+    const sourceVm = launched.vmId;
+    const guests = await guestClient(await stack.connectAs('operator'), stack.keysDir);
+    operator = await OperatorClient.connect({ connectAs: stack.connectAs, identity: stack.identity, trust });
 
     const counter = async (vmId: string, id: string) =>
       (await guests.send(vmId, 'describe', { id })).counter as number;
-    const cli = (args: string[]) => ccm([...args, '--nats-url', stack.nats.url, '--keys-dir', stack.keysDir]);
     return {
       stack,
       work,

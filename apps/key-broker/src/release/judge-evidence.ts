@@ -22,7 +22,7 @@ import {
 
 import { fail, migrationPolicyRules, pass } from '../attest/platform-verdict.js';
 
-export type GuestRole = 'source' | 'target';
+export type GuestRole = 'source' | 'target' | 'guest';
 
 const hash = (alg: string, b: Uint8Array | string): string => createHash(alg).update(b).digest('hex');
 

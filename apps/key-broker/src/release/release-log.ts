@@ -21,7 +21,8 @@ export const RELEASE_DECIDED = 'release-decided';
  * The release log: every release decision, granted or refused, as a record signed with the
  * key-broker's identity key and chained to its predecessor by hash (libs/contracts `verifyReleaseLog`
  * checks it). Appends are serialized by one advisory lock; each append also writes the record as the
- * event `ccm.evt.key.<migrationId>.release-decided` (so `ccm audit replay` of the migration shows it).
+ * event `ccm.evt.key.<migrationId>.release-decided` (so `ccm audit replay` of the migration shows it;
+ * an `admit-guest` decision's event is `ccm.evt.key.<admissionId>.release-decided`, about no migration).
  */
 @Injectable()
 export class ReleaseLog {
@@ -64,7 +65,8 @@ export class ReleaseLog {
     await this.outbox.enqueue(m, subjects.evt('key', decision.migrationId, RELEASE_DECIDED), {
       type: 'key.release-decided',
       data: record,
-      correlationid: decision.migrationId,
+      // An admission is about no migration: not chained to one, so `ccm audit` does not take it for one.
+      ...(decision.kind === 'overlay-admission' ? {} : { correlationid: decision.migrationId }),
       causationid: causationId,
     });
     return record;

@@ -1,6 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
+  ADMIT_GUEST_CALLERS,
+  AdmitGuestRequestSchema,
   CcmError,
   EvidenceReplySchema,
   GUEST_OWNER,
@@ -14,6 +16,7 @@ import {
   RevokeGuestRequestSchema,
   STEP_COMMANDS,
   subjects,
+  type AdmitGuestReply,
   type KeyReleaseResult,
   type ReleaseDecision,
   type ReleaseRecord,
@@ -65,7 +68,11 @@ type Body = Omit<ReleaseDecision, 'seq' | 'decidedAt'>;
  *   decision goes to the signed release log. A migration gets one key: a retry answers the grant.
  * - `revoke-migration-key` (its compensation; `rotate-keys` does the same after the move);
  * - `revoke-guest`: a guest's evidence is refused from then on and it drops its keys;
- * - `release-log`: the signed records.
+ * - `release-log`: the signed records;
+ * - `admit-guest` (vm-lifecycle only): a newly launched guest's first overlay admission. The broker asks
+ *   it for fresh evidence over a nonce of its own, judges it as it judges a release's target (same
+ *   rules, same code), logs the decision in the release log and signs the same overlay admission
+ *   statement a grant carries.
  */
 @Injectable()
 export class ReleaseHandler {
@@ -207,8 +214,8 @@ export class ReleaseHandler {
     }
     const meta = { workloadClass: policy.workloadClass, policyVersion: policy.version };
     const [source, target] = await Promise.all([
-      this.judgeGuest('source', sourceVm, cmd, policy.policy, ctx),
-      this.judgeGuest('target', targetVm, cmd, policy.policy, ctx),
+      this.judgeGuest('source', sourceVm, cmd.migrationId, policy.policy, ctx),
+      this.judgeGuest('target', targetVm, cmd.migrationId, policy.policy, ctx),
     ]);
     const rules = [
       pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
@@ -221,11 +228,14 @@ export class ReleaseHandler {
     return { ok: !b.failure, body: b, source, target };
   }
 
-  /** Fetches one guest's evidence over a nonce issued for it, spends the nonce and judges the evidence. */
+  /**
+   * Fetches one guest's evidence over a nonce issued for it and bound to `bindingId` (the migration, or
+   * an admission), spends the nonce and judges the evidence.
+   */
   private async judgeGuest(
     role: GuestRole,
     vmId: string,
-    cmd: StepCommand,
+    bindingId: string,
     policy: Parameters<typeof judgeGuestEvidence>[4],
     ctx: MessageContext,
   ): Promise<JudgedGuest> {
@@ -242,14 +252,14 @@ export class ReleaseHandler {
       return out();
     }
     rules.push(pass(r('guest-not-revoked')));
-    const issued = await this.nonces.issue(vmId, cmd.migrationId);
+    const issued = await this.nonces.issue(vmId, bindingId);
     let evidence: z.infer<typeof EvidenceReplySchema>;
     try {
       evidence = await this.bus.request(
         subjects.guestCmd(vmId, GUEST_VERBS.evidence),
-        { nonce: issued.nonce, migrationId: cmd.migrationId },
+        { nonce: issued.nonce, migrationId: bindingId },
         EvidenceReplySchema,
-        { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: cmd.migrationId, causationId: ctx.envelope.id },
+        { timeoutMs: EVIDENCE_TIMEOUT_MS, correlationId: bindingId, causationId: ctx.envelope.id },
       );
     } catch (err) {
       const e = err instanceof CcmError ? err : undefined;
@@ -258,14 +268,14 @@ export class ReleaseHandler {
     }
     rules.push(pass(r('evidence-received')));
     try {
-      await this.nonces.use(evidence.nonce, cmd.migrationId, vmId);
+      await this.nonces.use(evidence.nonce, bindingId, vmId);
       rules.push(pass(r('nonce-fresh')));
     } catch (err) {
       if (!(err instanceof NonceRefusedError)) throw err;
       rules.push(fail(r('nonce-fresh'), `nonce-${err.fault}`, err.message));
       return { ...out(), rules };
     }
-    const asked = { nonce: evidence.nonce, migrationId: cmd.migrationId };
+    const asked = { nonce: evidence.nonce, migrationId: bindingId };
     if (evidence.platform !== 'sev-snp') {
       const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
       return { ...judged, rules: [...rules, ...judged.rules] };
@@ -328,13 +338,74 @@ export class ReleaseHandler {
     return { ...env, type: OVERLAY_ADMISSION_TYPE };
   }
 
+  /**
+   * A guest's first overlay admission: fresh evidence over a nonce bound to a new admission id, judged
+   * under its workload's owner policy by the release's own rules; granted or refused, the decision goes
+   * to the release log. Granted: the signed statement for the guest's attested key.
+   */
+  @OnRequest({
+    subject: keyBrokerSubject(KEY_BROKER_VERBS.admitGuest),
+    schema: AdmitGuestRequestSchema,
+    idempotent: true,
+    allow: [...ADMIT_GUEST_CALLERS],
+  })
+  async admitGuest(
+    req: z.infer<typeof AdmitGuestRequestSchema>,
+    ctx: MessageContext,
+  ): Promise<AdmitGuestReply> {
+    const admissionId = `adm-${randomUUID()}`;
+    const base: Body = {
+      migrationId: admissionId,
+      kind: 'overlay-admission',
+      workloadId: req.workloadId,
+      granted: false,
+      evidence: [],
+      rules: [],
+    };
+    const policy = await this.policies.forWorkload(req.workloadId, ctx.manager);
+    if (!policy) {
+      const rule = fail(
+        'policy-covers-workload',
+        'no-policy',
+        `no owner policy covers workload ${req.workloadId}`,
+      );
+      throw await this.refuse({ ...base, rules: [rule], failure: rule }, ctx.envelope.id);
+    }
+    const guest = await this.judgeGuest('guest', req.vmId, admissionId, policy.policy, ctx);
+    const rules = [
+      pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
+      ...guest.rules,
+    ];
+    const failure = rules.find((r) => !r.ok);
+    const body: Body = {
+      ...base,
+      workloadClass: policy.workloadClass,
+      policyVersion: policy.version,
+      evidence: [{ role: 'guest', vmId: req.vmId, ...guest.digests }],
+      rules,
+      ...(failure ? { failure } : { granted: true }),
+    };
+    if (failure) throw await this.refuse(body, ctx.envelope.id);
+    const record = await this.log.append(ctx.manager!, body, ctx.envelope.id);
+    return {
+      vmId: req.vmId,
+      admissionId,
+      decision: record.decision.seq,
+      admission: this.admission(guest, new Date())!,
+    };
+  }
+
   /** Logs a refusal (in a transaction of its own: the handler's is rolled back) and builds its error. */
   private async refuse(body: Body, causationId: string): Promise<CcmError> {
     const record = await this.outbox.transaction((m2) => this.log.append(m2, body, causationId));
     const f = body.failure!;
+    const admission = body.kind === 'overlay-admission';
+    const what = admission
+      ? `overlay admission of ${body.evidence[0]?.vmId ?? 'the guest'} (${body.migrationId})`
+      : `migration key for ${body.migrationId}`;
     return new CcmError(
-      KeyBrokerErrorCodes.KeyReleaseRefused,
-      `migration key for ${body.migrationId} refused: ${f.rule} (${f.reason ?? 'failed'}): ${f.detail ?? ''}`.trim(),
+      admission ? KeyBrokerErrorCodes.GuestAdmissionRefused : KeyBrokerErrorCodes.KeyReleaseRefused,
+      `${what} refused: ${f.rule} (${f.reason ?? 'failed'}): ${f.detail ?? ''}`.trim(),
       {
         retryable: TRANSIENT.test(f.rule),
         effect: 'none',

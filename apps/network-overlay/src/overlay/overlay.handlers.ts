@@ -36,7 +36,8 @@ export class OverlayHandlers {
     return this.overlays.createOverlay(ctx.manager!, req.overlayId, req.cidr);
   }
 
-  @on(OVERLAY_VERBS.admitPeer, AdmitPeerRequestSchema)
+  // The vm-lifecycle too: `launch-vm` admits a new guest with the key-broker's statement for it.
+  @on(OVERLAY_VERBS.admitPeer, AdmitPeerRequestSchema, [...MANAGERS, 'vm-lifecycle'])
   admit(req: z.infer<typeof AdmitPeerRequestSchema>, ctx: MessageContext): Promise<Peer> {
     return this.overlays.admit(ctx.manager!, req.overlayId, req.admission, { causationId: ctx.envelope.id });
   }

@@ -77,6 +77,10 @@ describe('network-overlay (sim nodes)', () => {
     const refusals: Array<[string, unknown]> = [
       // a compromised coordinator signs its own statement
       ['signer', await f.admission('d', keys.d, { signer: 'saga-coordinator' })],
+      // nor the operator, nor the vm-lifecycle (which sends admit-peer for launch-vm) nor a guest-agent
+      ['signer', await f.admission('d', keys.d, { signer: 'operator' })],
+      ['signer', await f.admission('d', keys.d, { signer: 'vm-lifecycle' })],
+      ['signer', await f.admission('d', keys.d, { signer: 'guest-agent' })],
       [
         'signature',
         {
@@ -87,8 +91,15 @@ describe('network-overlay (sim nodes)', () => {
       ['stale', await f.admission('d', keys.d, { verifiedAgoMs: 10 * 60_000 })],
     ];
     for (const [reason, admission] of refusals) {
-      const r = (await f.send('saga-coordinator', 'admit-peer', { overlayId: 'ov1', admission })) as CcmError;
-      expect([reason, r.code, r.details?.['reason']]).toEqual([reason, 'REFUSED', reason]);
+      for (const carrier of ['saga-coordinator', 'vm-lifecycle'] as const) {
+        const r = (await f.send(carrier, 'admit-peer', { overlayId: 'ov1', admission })) as CcmError;
+        expect([reason, carrier, r.code, r.details?.['reason']]).toEqual([
+          reason,
+          carrier,
+          'REFUSED',
+          reason,
+        ]);
+      }
     }
     // add-peer for one guest carrying a statement about another
     const wrongVm = await f.send(

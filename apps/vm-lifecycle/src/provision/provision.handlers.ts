@@ -3,27 +3,21 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
   CcmError,
   ErrorCodes,
-  GUEST_VERBS,
-  HOST_COMMANDS,
-  hostCommandSubject,
   isCcmError,
   KEY_BROKER_VERBS,
   keyBrokerSubject,
-  LaunchSecretReplySchema,
-  LaunchSessionReplySchema,
   RevokeGuestReplySchema,
   STEP_COMMANDS,
   subjects,
-  type HostVerb,
   type StepCommand,
   type VmSpec,
 } from '@ccm/contracts';
-import { MessageBus, OnRequest, type MessageContext } from '@ccm/messaging';
+import { OnRequest, type MessageContext } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type EntityManager } from 'typeorm';
-import { z } from 'zod';
 import { type VmLifecycleConfig } from '../config.js';
 import { RegistryQueries } from '../query/registry.queries.js';
+import { AttestedLaunch } from './attested-launch.js';
 import { provisionedBy, vmRow, vmRunning, want } from '../registry/store.js';
 
 const STEPS = STEP_COMMANDS['vm-lifecycle'];
@@ -63,7 +57,7 @@ export class ProvisionHandlers {
   private readonly log = new Logger('Provision');
 
   constructor(
-    private readonly bus: MessageBus,
+    private readonly launcher: AttestedLaunch,
     private readonly queries: RegistryQueries,
     @Inject(SERVICE_CONFIG) private readonly config: VmLifecycleConfig,
   ) {}
@@ -86,60 +80,10 @@ export class ProvisionHandlers {
       m,
     );
     const cause = { causationId: ctx.envelope.id, correlationId: cmd.migrationId };
-    const session = await this.call(
-      keyBrokerSubject(KEY_BROKER_VERBS.launchSession),
-      { vmId, hostId: host, workloadId: cmd.workload.id },
-      LaunchSessionReplySchema,
+    const { launchSessionId, launchDigest } = await this.launcher.launch(
+      { host, vmId, spec, workloadId: cmd.workload.id, reason: `provisioned for ${cmd.migrationId}` },
       cause,
     );
-    const { policy, godh, session: blob } = session;
-    const launched = await this.host(
-      host,
-      'launch',
-      { vmId, spec, sev: { policy, godh, session: blob } },
-      cause,
-    );
-    let launchDigest: string | undefined;
-    try {
-      if (!launched.measurement) {
-        throw new CcmError(ErrorCodes.Refused, `host ${host} launched ${vmId} without a measurement`, {
-          retryable: false,
-        });
-      }
-      let phase = launched.vm.phase;
-      if (phase === 'Paused') {
-        const secret = await this.call(
-          keyBrokerSubject(KEY_BROKER_VERBS.launchSecret),
-          { launchSessionId: session.launchSessionId, measurement: launched.measurement },
-          LaunchSecretReplySchema,
-          cause,
-        );
-        launchDigest = secret.launchDigest;
-        if (!launched.vm.sev?.secretInjected) {
-          await this.host(
-            host,
-            'inject-secret',
-            { vmId, packetHeader: secret.packetHeader, secret: secret.secret },
-            cause,
-          );
-        }
-        phase = (
-          await this.host(host, 'resume', { vmId, reason: `provisioned for ${cmd.migrationId}` }, cause)
-        ).vm.phase;
-      }
-      if (phase !== 'Running') {
-        throw new CcmError(
-          ErrorCodes.Conflict,
-          `${vmId} on ${host} is ${phase} after its launch, not Running`,
-          {
-            retryable: false,
-          },
-        );
-      }
-      await this.guestUp(vmId, host);
-    } catch (err) {
-      throw await this.undoLaunch(host, vmId, err, cause);
-    }
     await want(m, {
       hostId: host,
       vmId,
@@ -147,10 +91,10 @@ export class ProvisionHandlers {
       spec,
       workloads: [cmd.workload.id],
       provisionedBy: cmd.migrationId,
-      ...(launchDigest ? { launch: { launchSessionId: session.launchSessionId, launchDigest } } : {}),
+      ...(launchDigest ? { launch: { launchSessionId, launchDigest } } : {}),
     });
     this.log.log(`provisioned ${vmId} on ${host} for ${cmd.workload.id} (${cmd.migrationId})`);
-    return { targetVmId: vmId, hostId: host, launchSessionId: session.launchSessionId, ...source };
+    return { targetVmId: vmId, hostId: host, launchSessionId, ...source };
   }
 
   /**
@@ -168,7 +112,7 @@ export class ProvisionHandlers {
     const reason = `compensation of ${cmd.migrationId}`;
     let destroyed = true;
     try {
-      await this.host(
+      await this.launcher.host(
         host,
         'destroy',
         { vmId, reason },
@@ -182,7 +126,7 @@ export class ProvisionHandlers {
       await want(m, { hostId: host, vmId, desired: 'Destroyed' });
       // Its identity ends with it (ARCHITECTURE §9 step 6, after a rollback): the key-broker refuses
       // its evidence from now on and scrubs its launch secrets.
-      await this.call(
+      await this.launcher.call(
         keyBrokerSubject(KEY_BROKER_VERBS.revokeGuest),
         { vmId, reason },
         RevokeGuestReplySchema,
@@ -209,95 +153,5 @@ export class ProvisionHandlers {
         `on ${cmd.sourceHost} that runs it and CCM_CONTAINER_VM_SPEC is not set`,
       { retryable: false, effect: 'none' },
     );
-  }
-
-  /**
-   * The new guest is up: its guest-agent (started by the guest image's init) answers on its subject.
-   * Its attestation is the next step's: the key-broker asks it for fresh evidence before any key.
-   */
-  private async guestUp(vmId: string, host: string): Promise<void> {
-    const deadline = Date.now() + this.config.CCM_GUEST_UP_TIMEOUT_MS;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const who = await this.bus.request(
-          subjects.guestCmd(vmId, GUEST_VERBS.identity),
-          {},
-          z.object({ vmId: z.string() }).loose(),
-          { timeoutMs: Math.min(2_000, Math.max(100, deadline - Date.now())) },
-        );
-        if (who.vmId === vmId) return;
-        last = new Error(`a guest-agent answered as ${who.vmId}`);
-      } catch (err) {
-        last = err;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new CcmError(
-      ErrorCodes.Unavailable,
-      `the guest-agent of ${vmId} on ${host} did not answer within ${this.config.CCM_GUEST_UP_TIMEOUT_MS} ms`,
-      { retryable: true, details: { vmId, last: (last as Error | undefined)?.message ?? null } },
-    );
-  }
-
-  /** A launch that did not end Running is destroyed; the error says whether anything may be left. */
-  private async undoLaunch(
-    host: string,
-    vmId: string,
-    err: unknown,
-    cause: { causationId: string; correlationId: string },
-  ): Promise<CcmError> {
-    const e = isCcmError(err)
-      ? err
-      : new CcmError(ErrorCodes.Internal, (err as Error).message, { cause: err });
-    try {
-      await this.host(
-        host,
-        'destroy',
-        { vmId, reason: `provisioning failed: ${e.message}`.slice(0, 500) },
-        cause,
-      );
-      return new CcmError(e.code, e.message, {
-        retryable: e.retryable,
-        effect: 'none',
-        details: { ...e.details, targetVmId: vmId, destroyed: true },
-      });
-    } catch (undo) {
-      this.log.warn(`could not destroy ${vmId} on ${host} after a failed launch: ${(undo as Error).message}`);
-      return new CcmError(e.code, e.message, {
-        retryable: e.retryable,
-        effect: 'maybe',
-        details: { ...e.details, targetVmId: vmId, destroyed: false },
-      });
-    }
-  }
-
-  private host<V extends HostVerb>(
-    hostId: string,
-    verb: V,
-    data: unknown,
-    o: { causationId: string; correlationId: string },
-  ): Promise<z.infer<(typeof HOST_COMMANDS)[V]['reply']>> {
-    return this.call(
-      hostCommandSubject(hostId, verb),
-      data,
-      HOST_COMMANDS[verb].reply as z.ZodType,
-      o,
-    ) as Promise<z.infer<(typeof HOST_COMMANDS)[V]['reply']>>;
-  }
-
-  private call<S extends z.ZodType>(
-    subject: string,
-    data: unknown,
-    schema: S,
-    o: { causationId: string; correlationId: string },
-  ): Promise<z.infer<S>> {
-    // Keyed by the step command's delivery: the callee's inbox answers a resent call alike, and the
-    // next attempt of the step (a new envelope) acts anew on what the callee already has.
-    return this.bus.request(subject, data, schema, {
-      ...o,
-      idempotencyKey: `${o.causationId}:${subject}`,
-      timeoutMs: this.config.CCM_PROVISION_CALL_TIMEOUT_MS,
-    });
   }
 }
