@@ -9,7 +9,12 @@
  * Postgres and the VMs' QEMUs, which host-agents leave running when they stop) and exits non-zero
  * with one line saying why. `--fail-destination` kills host-b's QEMU before the migration starts: the
  * demo must then fail that way (the test of the failure path uses it).
+ *
+ * `demo container` runs the container migration instead, on the sim drivers (simulated hypervisor,
+ * software secure processor, guest-agents as processes, the overlay's sim driver): see
+ * container-migration.ts. The real CRIU-in-QEMU path is not wired into it yet.
  */
+import { type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,22 +27,31 @@ import { type NatsConnection } from '@nats-io/transport-node';
 import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
 import { onStopSignals } from '../run/stop-signals.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
+import { demoContainerMigration, simContainerSetup, stopSimGuests } from './container-migration.js';
 import { demoVmMigration } from './vm-migration.js';
 
+const USAGE = 'usage: demo [vm|container] [--state DIR] [--keep] [--fail-destination]';
 let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean };
+let mode: 'vm' | 'container' = 'vm';
 try {
-  ({ values } = parseArgs({
+  let positionals: string[];
+  ({ values, positionals } = parseArgs({
     options: {
       keep: { type: 'boolean' },
       state: { type: 'string' },
       'fail-destination': { type: 'boolean' },
     },
+    allowPositionals: true,
     strict: true,
   }));
+  const [m, ...rest] = positionals;
+  if (rest.length || (m !== undefined && m !== 'vm' && m !== 'container'))
+    throw new Error(`unknown mode ${positionals.join(' ')}`);
+  if (m === 'container') mode = 'container';
+  if (mode === 'container' && values['fail-destination'])
+    throw new Error('--fail-destination is for the VM demo');
 } catch (err) {
-  process.stderr.write(
-    `ccm demo: ${(err as Error).message}\nusage: demo [--state DIR] [--keep] [--fail-destination]\n`,
-  );
+  process.stderr.write(`ccm demo: ${(err as Error).message}\n${USAGE}\n`);
   process.exit(2);
 }
 const say = (m: string) => process.stdout.write(`${m}\n`);
@@ -49,17 +63,21 @@ const stateDir = values.state ?? (await mkdtemp(join(tmpdir(), 'ccm-demo-')));
 const runRoot = join(stateDir, 'run');
 let stack: LocalStack | undefined;
 let nc: NatsConnection | undefined;
+/** The `ccm` processes the container demo runs. */
+const children = new Set<ChildProcess>();
 
 /** Stops everything this demo started; safe to call twice and from a signal. */
 let stopped: Promise<void> | undefined;
 const stopEverything = (): Promise<void> =>
   (stopped ??= (async () => {
+    for (const c of children) c.kill('SIGTERM');
     await nc?.close().catch(() => undefined);
     try {
       await stack?.stop();
     } finally {
-      // Host-agents leave their VMs running when they stop (VMs outlive their agent): end them.
-      const vms = await killVmProcesses(runRoot);
+      // Host-agents leave their VMs running when they stop (VMs outlive their agent): end them, and
+      // on the sim drivers the guest-agent each sim VM runs.
+      const vms = mode === 'container' ? await stopSimGuests(runRoot) : await killVmProcesses(runRoot);
       if (vms.length) say(`   ended ${vms.length} VM process(es) the host-agents left: ${vms.join(', ')}`);
     }
     if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
@@ -68,11 +86,18 @@ const signals = onStopSignals('ccm demo', stopEverything);
 
 let failure: string | undefined;
 try {
-  say(`CCM demo — state in ${stateDir}`);
+  say(`CCM demo (${mode}) — state in ${stateDir}`);
+  const sim =
+    mode === 'container' ? await simContainerSetup(join(stateDir, 'sim-container'), runRoot) : undefined;
+  if (sim)
+    say(
+      `This runs on the sim drivers: simulated hypervisor, software secure processor (emulated SEV-SNP), guest-agents as processes, the overlay's sim driver. The real CRIU-in-QEMU path is not wired into the demo yet.`,
+    );
   stack = await startLocalStack({
     stateDir,
     hosts: ['host-a', 'host-b'],
-    hostEnv: (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
+    hostEnv: sim ? sim.hostEnv : (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
+    ...(sim ? { serviceEnv: sim.serviceEnv } : {}),
     log: (m) => say(`  [${since()}] ${m}`),
   });
   const [identity, trust] = await Promise.all([
@@ -96,10 +121,17 @@ try {
       `   ${`${r.service}${host ? `@${host}` : ''}`.padEnd(24)} ${(performance.now() - started).toFixed(1).padStart(6)} ms  health=${health.status}`,
     );
   }
-  say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
-  await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b', {
-    failDestination: values['fail-destination'] ?? false,
-  });
+  if (sim) {
+    say(
+      `\n2. live migration of a running container between two confidential VMs, host-a to host-b (sim drivers)`,
+    );
+    await demoContainerMigration({ stack, setup: sim, say, children });
+  } else {
+    say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
+    await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b', {
+      failDestination: values['fail-destination'] ?? false,
+    });
+  }
   const jsm = await jetstreamManager(nc);
   const events = await jsm.streams.info(STREAMS.events.name);
   say(`\n3. the audit stream ${STREAMS.events.name} holds ${events.state.messages} signed events`);

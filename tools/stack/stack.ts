@@ -21,6 +21,8 @@ export interface LocalStackOptions {
   hosts?: string[];
   /** Extra settings of each host's agent (driver, run dir, ...). */
   hostEnv?: (hostId: string) => Record<string, string>;
+  /** Extra settings of each other service (a driver, a VM spec, step clocks). */
+  serviceEnv?: (app: ServiceName) => Record<string, string>;
   /** CCM_EVENTS' limits (default: from CCM_EVENTS_* in the environment, else the documented defaults). */
   eventsRetention?: EventsRetention;
   log?: (m: string) => void;
@@ -113,7 +115,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
         supervisor.add({
           name: app,
           app,
-          env: { ...env, CCM_INSTANCE_ID: `${app}-1` },
+          env: { ...env, CCM_INSTANCE_ID: `${app}-1`, ...(opts.serviceEnv?.(app) ?? {}) },
           logFile: join(logsDir, `${app}.log`),
         }),
       ),

@@ -1,0 +1,370 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  KEY_BROKER_VERBS,
+  keyBrokerSubject,
+  LaunchVmReplySchema,
+  migrationIdFor,
+  PutPolicyReplySchema,
+  ReleaseLogReplySchema,
+  subjects,
+  type MigrationDetail,
+  type OwnerPolicyInput,
+  type ServiceName,
+  type SignerName,
+  type VmSpec,
+} from '@ccm/contracts';
+import { loadIdentity, loadTrustStore } from '@ccm/keys';
+import { connectNats, signedRequest } from '@ccm/messaging';
+import { defaultSeabios } from '@ccm/qmp';
+import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
+import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
+import { pollUntil } from '@ccm/testing';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { type LocalStack } from '../stack/stack.js';
+import { REPO_ROOT } from '../stack/service-process.js';
+
+const HOSTS = ['host-a', 'host-b'] as const;
+const OVERLAY = 'ov-demo';
+const GUEST_IMAGE = 'ccm-guest';
+const WORKLOAD = 'web-1';
+const CCM_BIN = join(REPO_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
+
+/** What the sim container flow needs before the stack starts: the lab, the guest image, each service's settings. */
+export interface SimContainerSetup {
+  hostEnv(host: string): Record<string, string>;
+  serviceEnv(app: ServiceName): Record<string, string>;
+  policy(lab: LabAuthority): Promise<OwnerPolicyInput>;
+  lab: LabAuthority;
+}
+
+/**
+ * The sim drivers' configuration of the container flow: host-agents on the simulated hypervisor with
+ * the software secure processor of one lab, each launched VM starting its guest-agent inside; the
+ * vm-lifecycle's container guest image (random kernel and initrd: the sim VM only measures them);
+ * container-checkpoint pre-copying in small rounds; the overlay's sim driver.
+ */
+export async function simContainerSetup(workDir: string, runRoot: string): Promise<SimContainerSetup> {
+  await mkdir(workDir, { recursive: true });
+  const labDir = join(workDir, 'lab');
+  const lab = await LabAuthority.create(labDir, { rsaBits: 2048 });
+  const spec: VmSpec = {
+    memoryMiB: 32,
+    cpus: 1,
+    kernel: join(workDir, 'vmlinuz'),
+    initrd: join(workDir, 'initrd'),
+    cmdline: 'console=ttyS0 ccm.guest=container',
+  };
+  await writeFile(spec.kernel!, randomBytes(64 * 1024));
+  await writeFile(spec.initrd!, randomBytes(16 * 1024));
+  const byApp: Partial<Record<ServiceName, Record<string, string>>> = {
+    'vm-lifecycle': { CCM_CONTAINER_VM_SPEC: JSON.stringify(spec) },
+    'container-checkpoint': { CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: '16', CCM_CHECKPOINT_MAX_ROUNDS: '4' },
+    'network-overlay': { CCM_OVERLAY_DRIVER: 'sim' },
+  };
+  return {
+    lab,
+    hostEnv: (host) => ({
+      CCM_RUN_DIR: join(runRoot, host),
+      CCM_HYPERVISOR: 'sim',
+      CCM_SEV: 'emulated',
+      CCM_SEV_LAB_DIR: labDir,
+      CCM_HEARTBEAT_INTERVAL_MS: '500',
+      CCM_SIM_GUEST_AGENT: 'true',
+      CCM_SIM_GUEST_IMAGE: GUEST_IMAGE,
+    }),
+    serviceEnv: (app) => byApp[app] ?? {},
+    policy: async () => ({
+      workloadClass: 'web',
+      environment: 'lab',
+      workloads: [WORKLOAD],
+      trustedRoots: {
+        amd: [],
+        lab: [
+          {
+            name: 'ccm-lab',
+            generation: 'milan',
+            arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex'),
+            arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0],
+          },
+        ],
+      },
+      sev: {
+        minFirmware: { apiMajor: 0, apiMinor: 0 },
+        guestPolicy: 0x1,
+        launchDigests: [
+          directBootLaunchDigest(await readFile(defaultSeabios()), {
+            kernel: await readFile(spec.kernel!),
+            initrd: await readFile(spec.initrd!),
+            cmdline: spec.cmdline,
+          }).toString('hex'),
+        ],
+      },
+      snp: { launchDigests: [simSnpMeasurement(GUEST_IMAGE).toString('hex')] },
+      migration: { allowed: true, targetHosts: [...HOSTS] },
+    }),
+  };
+}
+
+/** Ends every sim VM and the guest-agent inside it under the hosts' run dirs (VMs outlive their agent). */
+export async function stopSimGuests(runRoot: string): Promise<number[]> {
+  const ended: number[] = [];
+  for (const host of existsSync(runRoot) ? readdirSync(runRoot) : []) {
+    const vms = join(runRoot, host, 'vms');
+    for (const vm of existsSync(vms) ? readdirSync(vms) : []) {
+      const f = join(vms, vm, 'guest-agent.pid');
+      const pid = existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : 0;
+      if (pid > 0 && pidKill(pid)) ended.push(pid);
+    }
+  }
+  return [...ended, ...(await killVmProcesses(runRoot))];
+}
+
+function pidKill(pid: number): boolean {
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface ContainerDemoContext {
+  stack: LocalStack;
+  setup: SimContainerSetup;
+  say: (m: string) => void;
+  /** The demo stops the `ccm` it runs when it is stopped. */
+  children: Set<ChildProcess>;
+}
+
+const ms = (x: number | null | undefined) =>
+  x === undefined
+    ? 'not measured'
+    : x === null
+      ? 'unknown (the target did not answer in time)'
+      : `${x.toFixed(0)} ms`;
+const mib = (b: number) => `${(b / (1 << 20)).toFixed(2)} MiB`;
+
+/**
+ * The container migration on the sim drivers, with the product's verbs only: the guest owner's
+ * policy, `ccm vm launch --overlay`, a counting container run by the guest-agent inside the VM, its
+ * overlay /32, then `ccm migrate --follow`; the figures are read back with `ccm migration`, the key
+ * release from the guest owner's release log, and the timeline from `ccm audit replay`.
+ */
+export async function demoContainerMigration(ctx: ContainerDemoContext): Promise<void> {
+  const { stack, setup, say, children } = ctx;
+  const trust = await loadTrustStore(stack.keysDir);
+  const conns = new Map<SignerName, NatsConnection>();
+  const as = async (signer: SignerName) => {
+    const identity = await loadIdentity(stack.keysDir, signer);
+    let nc = conns.get(signer);
+    if (!nc) conns.set(signer, (nc = await connectNats([stack.natsUrl], identity, `ccm-demo-${signer}`)));
+    return { nc, identity };
+  };
+  const send = async <S extends z.ZodType>(
+    signer: SignerName,
+    subject: string,
+    data: unknown,
+    reply: S,
+    timeoutMs = 90_000,
+  ) => {
+    const { nc, identity } = await as(signer);
+    return signedRequest(nc, identity, trust, subject, data, reply, {
+      idempotencyKey: randomUUID(),
+      timeoutMs,
+    });
+  };
+  const flags = ['--nats-url', stack.natsUrl, '--keys-dir', stack.keysDir];
+  /** The built ccm; `show` streams its output into the demo's, indented. */
+  const ccm = (args: string[], show = false) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = show
+        ? spawn(process.execPath, [CCM_BIN, ...args, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] })
+        : execFile(process.execPath, [CCM_BIN, ...args, ...flags], { maxBuffer: 64 << 20 });
+      children.add(child);
+      let stdout = '';
+      let stderr = '';
+      let partial = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (!show) return;
+        const lines = (partial + d.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) say(`   │ ${l}`);
+      });
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        children.delete(child);
+        if (show && partial) say(`   │ ${partial}`);
+        resolve({ code: code ?? 1, stdout, stderr });
+      });
+    });
+  const ccmJson = async <T>(args: string[]): Promise<T> => {
+    const r = await ccm([...args, '--json']);
+    if (r.code !== 0) throw new Error(`ccm ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+    return JSON.parse(r.stdout) as T;
+  };
+
+  try {
+    say(
+      `   the guest owner puts its policy: lab root, the container guest's launch digests, ${HOSTS.join(' ↔ ')}`,
+    );
+    await send(
+      'guest-owner',
+      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
+      { policy: await setup.policy(setup.lab), expectedVersion: 0 },
+      PutPolicyReplySchema,
+    );
+    await pollUntil(
+      'the vm-lifecycle to see both hosts live',
+      () =>
+        send(
+          'operator',
+          subjects.cmd('vm-lifecycle', 'list-hosts'),
+          {},
+          z.object({ hosts: z.array(z.object({ hostId: z.string(), live: z.boolean() }).loose()) }).loose(),
+        ),
+      (r) => HOSTS.every((h) => r.hosts.some((x) => x.hostId === h && x.live)),
+      { timeoutMs: 30_000 },
+    );
+    await send(
+      'operator',
+      subjects.cmd('network-overlay', 'create-overlay'),
+      { overlayId: OVERLAY, cidr: '10.77.0.0/24' },
+      z.unknown(),
+    );
+    say(`   overlay ${OVERLAY} 10.77.0.0/24 created (sim driver)`);
+
+    const launch = await ccmJson<unknown>([
+      'vm',
+      'launch',
+      '--host',
+      'host-a',
+      '--workload',
+      WORKLOAD,
+      '--overlay',
+      OVERLAY,
+    ]);
+    const source = LaunchVmReplySchema.parse(launch);
+    say(
+      `   ccm vm launch --host host-a --overlay ${OVERLAY}: ${source.vmId}, attested launch ${source.launchSessionId} on the software secure processor; admitted at ${source.overlay?.nodeIp ?? '?'} (release log #${source.overlay?.decision ?? '?'})`,
+    );
+
+    // The guest-agent inside each VM serves the operator's signed container verbs.
+    const guest = (vmId: string, verb: string, data: unknown) =>
+      send('operator', subjects.guestCmd(vmId, verb), data, z.record(z.string(), z.unknown()), 30_000);
+    const counter = async (vmId: string) => Number((await guest(vmId, 'describe', { id: WORKLOAD })).counter);
+    await guest(source.vmId, 'run-container', { id: WORKLOAD, pages: 1024, dirtyPagesPerSec: 1000 });
+    const before = await pollUntil(
+      `${WORKLOAD} counts in ${source.vmId}`,
+      () => counter(source.vmId),
+      (c) => c > 2,
+    );
+    const { ip } = await send(
+      'operator',
+      subjects.cmd('network-overlay', 'assign-workload'),
+      { overlayId: OVERLAY, workloadId: WORKLOAD, vmId: source.vmId, port: 8080 },
+      z.object({ ip: z.string() }).loose(),
+    );
+    say(`   container ${WORKLOAD} counts in ${source.vmId} (counter ${before}); overlay /32 ${ip}`);
+
+    const key = `demo-${randomUUID()}`;
+    const id = migrationIdFor(key);
+    const argv = [
+      'migrate',
+      WORKLOAD,
+      '--from',
+      'host-a',
+      '--to',
+      'host-b',
+      '--follow',
+      '--idempotency-key',
+      key,
+    ];
+    const atStart = await counter(source.vmId);
+    say(`\n   $ ccm ${argv.join(' ')}`);
+    const run = await ccm(argv, true);
+    if (run.code !== 0) throw new Error(`ccm migrate exited ${run.code}: ${run.stderr.trim()}`);
+
+    const detail = await ccmJson<MigrationDetail>(['migration', id]);
+    const { vms } = await ccmJson<{ vms: Array<{ vmId: string; provisionedBy?: string }> }>([
+      'vms',
+      '--host',
+      'host-b',
+    ]);
+    const target = vms.find((v) => v.provisionedBy === id);
+    if (!target) throw new Error(`no VM on host-b was provisioned by ${id}`);
+    const landed = await counter(target.vmId);
+    const later = await pollUntil(
+      `${WORKLOAD} counts on in ${target.vmId}`,
+      () => counter(target.vmId),
+      (c) => c > landed + 2,
+    );
+
+    const { records } = await send(
+      'guest-owner',
+      keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
+      { migrationId: id },
+      ReleaseLogReplySchema,
+    );
+    const replayed = await pollUntil(
+      `ccm audit replay ${id}`,
+      () =>
+        ccmJson<{ outcome?: { phase: string }; progress: Array<Record<string, unknown>> }>([
+          'audit',
+          'replay',
+          id,
+        ]),
+      (t) => t.outcome !== undefined,
+      { timeoutMs: 30_000 },
+    );
+    const timeline = await ccm(['audit', 'replay', id]);
+    say(`\n   $ ccm audit replay ${id}`);
+    // Without the per-event signature list, which `ccm audit replay` prints last.
+    for (const l of timeline.stdout.split('\nevents (signature, chain link):')[0].trimEnd().split('\n'))
+      say(`   │ ${l.length > 160 ? `${l.slice(0, 159)}…` : l}`);
+
+    // The progress events carry the bytes sent so far: each round's are the difference.
+    const rounds: string[] = [];
+    let sent = 0;
+    for (const p of replayed.progress) {
+      if (typeof p['round'] !== 'number' || (p['step'] !== 'pre-copy' && p['step'] !== 'freeze-dump'))
+        continue;
+      const total = Number(p['bytesTransferred']);
+      rounds.push(
+        `${p['step'] === 'freeze-dump' ? 'final dump' : 'round'} ${String(p['round'])} ${mib(total - sent)}`,
+      );
+      sent = total;
+    }
+    const f = detail.figures ?? {};
+    say(
+      `\n   result: ${detail.phase}: ${WORKLOAD} counts on in ${target.vmId} on host-b (${atStart} in ${source.vmId} when the migration began, ${landed} on arrival, then ${later})`,
+    );
+    say(
+      `   blackout ${ms(f.blackoutMs)}, frozen ${ms(f.frozenMs)}, brownout ${ms(f.brownoutMs)} (cut-over ${ms(f.cutOverMs)}, ${f.peersUpdated ?? 0} peers)`,
+    );
+    say(`   image bytes per round: ${rounds.length ? rounds.join(', ') : 'no round reported'}`);
+    for (const r of records.filter((x) => x.decision.kind !== 'overlay-admission')) {
+      const d = r.decision;
+      const to = d.evidence
+        .map(
+          (e) =>
+            `${e.role} ${e.vmId} (${e.platform ?? 'evidence'}${e.measurement ? `, measurement ${e.measurement.slice(0, 16)}…` : ''})`,
+        )
+        .join(' and ');
+      say(
+        `   key release #${d.seq}: ${d.granted ? `granted ${d.keyId ?? 'the migration key'}` : 'denied'} under policy v${d.policyVersion ?? '?'} to ${to}`,
+      );
+    }
+    if (detail.phase !== 'Succeeded')
+      throw new Error(`the migration ended ${detail.phase}: ${detail.reason ?? ''}`);
+  } finally {
+    await Promise.allSettled([...conns.values()].map((nc) => nc.close()));
+  }
+}
