@@ -31,25 +31,28 @@ import { REPO_ROOT } from '../stack/service-process.js';
 
 const HOSTS = ['host-a', 'host-b'] as const;
 const OVERLAY = 'ov-demo';
-const GUEST_IMAGE = 'ccm-guest';
+/** The sim guest image whose SNP measurement the owner's policy accepts. */
+export const GUEST_IMAGE = 'ccm-guest';
 const WORKLOAD = 'web-1';
 const CCM_BIN = join(REPO_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
 
-/** What the sim container flow needs before the stack starts: the lab, the guest image, each service's settings. */
-export interface SimContainerSetup {
-  hostEnv(host: string): Record<string, string>;
-  serviceEnv(app: ServiceName): Record<string, string>;
-  policy(lab: LabAuthority): Promise<OwnerPolicyInput>;
+/** A signed request as one of the stack's signers (the guest owner, the operator). */
+export type SendAs = <S extends z.ZodType>(
+  signer: SignerName,
+  subject: string,
+  data: unknown,
+  reply: S,
+) => Promise<z.infer<S>>;
+
+/** The container guest of the sim flow: a lab's software secure processor and the image vm-lifecycle launches. */
+export interface SimContainerGuest {
   lab: LabAuthority;
+  labDir: string;
+  /** What CCM_CONTAINER_VM_SPEC names (random kernel and initrd: the sim VM only measures them). */
+  spec: VmSpec;
 }
 
-/**
- * The sim drivers' configuration of the container flow: host-agents on the simulated hypervisor with
- * the software secure processor of one lab, each launched VM starting its guest-agent inside; the
- * vm-lifecycle's container guest image (random kernel and initrd: the sim VM only measures them);
- * container-checkpoint pre-copying in small rounds; the overlay's sim driver.
- */
-export async function simContainerSetup(workDir: string, runRoot: string): Promise<SimContainerSetup> {
+export async function simContainerGuest(workDir: string): Promise<SimContainerGuest> {
   await mkdir(workDir, { recursive: true });
   const labDir = join(workDir, 'lab');
   const lab = await LabAuthority.create(labDir, { rsaBits: 2048 });
@@ -62,52 +65,106 @@ export async function simContainerSetup(workDir: string, runRoot: string): Promi
   };
   await writeFile(spec.kernel!, randomBytes(64 * 1024));
   await writeFile(spec.initrd!, randomBytes(16 * 1024));
+  return { lab, labDir, spec };
+}
+
+/** The guest owner's policy for it: the lab root, the guest's SEV and SNP launch digests, the hosts. */
+export async function simContainerPolicy(
+  g: SimContainerGuest,
+  workloads: readonly string[],
+  hosts: readonly string[],
+): Promise<OwnerPolicyInput> {
+  return {
+    workloadClass: 'web',
+    environment: 'lab',
+    workloads: [...workloads],
+    trustedRoots: {
+      amd: [],
+      lab: [
+        {
+          name: 'ccm-lab',
+          generation: 'milan',
+          arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(g.lab.ark)).digest('hex'),
+          arkX509Sha256: [...g.lab.trustAnchors().snpTrustedArks.keys()][0],
+        },
+      ],
+    },
+    sev: {
+      minFirmware: { apiMajor: 0, apiMinor: 0 },
+      guestPolicy: 0x1,
+      launchDigests: [
+        directBootLaunchDigest(await readFile(defaultSeabios()), {
+          kernel: await readFile(g.spec.kernel!),
+          initrd: await readFile(g.spec.initrd!),
+          cmdline: g.spec.cmdline,
+        }).toString('hex'),
+      ],
+    },
+    snp: { launchDigests: [simSnpMeasurement(GUEST_IMAGE).toString('hex')] },
+    migration: { allowed: true, targetHosts: [...hosts] },
+  };
+}
+
+/** With the services up: the owner's policy put, every host live at the vm-lifecycle, the overlay made. */
+export async function prepareSimContainerFlow(
+  send: SendAs,
+  policy: OwnerPolicyInput,
+  hosts: readonly string[],
+  overlay: { overlayId: string; cidr: string },
+): Promise<void> {
+  await send(
+    'guest-owner',
+    keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
+    { policy, expectedVersion: 0 },
+    PutPolicyReplySchema,
+  );
+  await pollUntil(
+    'the vm-lifecycle to see every host live',
+    () =>
+      send(
+        'operator',
+        subjects.cmd('vm-lifecycle', 'list-hosts'),
+        {},
+        z.object({ hosts: z.array(z.object({ hostId: z.string(), live: z.boolean() }).loose()) }).loose(),
+      ),
+    (r) => hosts.every((h) => r.hosts.some((x) => x.hostId === h && x.live)),
+    { timeoutMs: 30_000 },
+  );
+  await send('operator', subjects.cmd('network-overlay', 'create-overlay'), overlay, z.unknown());
+}
+
+/** What the sim container flow needs before the stack starts: the guest, each service's settings. */
+export interface SimContainerSetup {
+  guest: SimContainerGuest;
+  hostEnv(host: string): Record<string, string>;
+  serviceEnv(app: ServiceName): Record<string, string>;
+}
+
+/**
+ * The sim drivers' configuration of the container flow: host-agents on the simulated hypervisor with
+ * the software secure processor of one lab, each launched VM starting its guest-agent inside; the
+ * vm-lifecycle's container guest image; container-checkpoint pre-copying in small rounds; the
+ * overlay's sim driver.
+ */
+export async function simContainerSetup(workDir: string, runRoot: string): Promise<SimContainerSetup> {
+  const guest = await simContainerGuest(workDir);
   const byApp: Partial<Record<ServiceName, Record<string, string>>> = {
-    'vm-lifecycle': { CCM_CONTAINER_VM_SPEC: JSON.stringify(spec) },
+    'vm-lifecycle': { CCM_CONTAINER_VM_SPEC: JSON.stringify(guest.spec) },
     'container-checkpoint': { CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: '16', CCM_CHECKPOINT_MAX_ROUNDS: '4' },
     'network-overlay': { CCM_OVERLAY_DRIVER: 'sim' },
   };
   return {
-    lab,
+    guest,
     hostEnv: (host) => ({
       CCM_RUN_DIR: join(runRoot, host),
       CCM_HYPERVISOR: 'sim',
       CCM_SEV: 'emulated',
-      CCM_SEV_LAB_DIR: labDir,
+      CCM_SEV_LAB_DIR: guest.labDir,
       CCM_HEARTBEAT_INTERVAL_MS: '500',
       CCM_SIM_GUEST_AGENT: 'true',
       CCM_SIM_GUEST_IMAGE: GUEST_IMAGE,
     }),
     serviceEnv: (app) => byApp[app] ?? {},
-    policy: async () => ({
-      workloadClass: 'web',
-      environment: 'lab',
-      workloads: [WORKLOAD],
-      trustedRoots: {
-        amd: [],
-        lab: [
-          {
-            name: 'ccm-lab',
-            generation: 'milan',
-            arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex'),
-            arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0],
-          },
-        ],
-      },
-      sev: {
-        minFirmware: { apiMajor: 0, apiMinor: 0 },
-        guestPolicy: 0x1,
-        launchDigests: [
-          directBootLaunchDigest(await readFile(defaultSeabios()), {
-            kernel: await readFile(spec.kernel!),
-            initrd: await readFile(spec.initrd!),
-            cmdline: spec.cmdline,
-          }).toString('hex'),
-        ],
-      },
-      snp: { launchDigests: [simSnpMeasurement(GUEST_IMAGE).toString('hex')] },
-      migration: { allowed: true, targetHosts: [...HOSTS] },
-    }),
   };
 }
 
@@ -215,30 +272,10 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
     say(
       `   the guest owner puts its policy: lab root, the container guest's launch digests, ${HOSTS.join(' ↔ ')}`,
     );
-    await send(
-      'guest-owner',
-      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-      { policy: await setup.policy(setup.lab), expectedVersion: 0 },
-      PutPolicyReplySchema,
-    );
-    await pollUntil(
-      'the vm-lifecycle to see both hosts live',
-      () =>
-        send(
-          'operator',
-          subjects.cmd('vm-lifecycle', 'list-hosts'),
-          {},
-          z.object({ hosts: z.array(z.object({ hostId: z.string(), live: z.boolean() }).loose()) }).loose(),
-        ),
-      (r) => HOSTS.every((h) => r.hosts.some((x) => x.hostId === h && x.live)),
-      { timeoutMs: 30_000 },
-    );
-    await send(
-      'operator',
-      subjects.cmd('network-overlay', 'create-overlay'),
-      { overlayId: OVERLAY, cidr: '10.77.0.0/24' },
-      z.unknown(),
-    );
+    await prepareSimContainerFlow(send, await simContainerPolicy(setup.guest, [WORKLOAD], HOSTS), HOSTS, {
+      overlayId: OVERLAY,
+      cidr: '10.77.0.0/24',
+    });
     say(`   overlay ${OVERLAY} 10.77.0.0/24 created (sim driver)`);
 
     const launch = await ccmJson<unknown>([

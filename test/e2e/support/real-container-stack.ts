@@ -1,23 +1,11 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  KEY_BROKER_VERBS,
-  keyBrokerSubject,
-  LaunchVmReplySchema,
-  PutPolicyReplySchema,
-  subjects,
-  type OwnerPolicyInput,
-  type SignerName,
-  type VmSpec,
-} from '@ccm/contracts';
+import { LaunchVmReplySchema, subjects, type SignerName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import { defaultSeabios } from '@ccm/qmp';
-import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
-import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
 import {
   guestClient,
   OperatorClient,
@@ -29,11 +17,16 @@ import {
   type TestStack,
 } from '@ccm/testing';
 import { z } from 'zod';
+import {
+  GUEST_IMAGE,
+  prepareSimContainerFlow,
+  simContainerGuest,
+  simContainerPolicy,
+} from '../../../tools/demo/container-migration.js';
 import { ccm, type CcmRun } from './audit-cli.js';
 
 export const HOSTS = ['host-a', 'host-b'] as const;
 export const OVERLAY = 'ov-apps';
-export const GUEST_IMAGE = 'ccm-guest';
 export const WORKLOAD_PORT = 8080;
 
 /** Coordinator clocks at 1/5 of the real ones (provision-target 60 s, release-key 6 s, verify 2 s). */
@@ -96,22 +89,9 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
   };
   try {
     const trust = await loadTrustStore(stack.keysDir);
-    const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
     // The container guest image: what CCM_CONTAINER_VM_SPEC names and the owner's policy accepts.
-    const spec: VmSpec = {
-      memoryMiB: 32,
-      cpus: 1,
-      kernel: join(work, 'vmlinuz'),
-      initrd: join(work, 'initrd'),
-      cmdline: 'console=ttyS0 ccm.guest=container',
-    };
-    await writeFile(spec.kernel!, randomBytes(64 * 1024));
-    await writeFile(spec.initrd!, randomBytes(16 * 1024));
-    const sevDigest = directBootLaunchDigest(await readFile(defaultSeabios()), {
-      kernel: await readFile(spec.kernel!),
-      initrd: await readFile(spec.initrd!),
-      cmdline: spec.cmdline,
-    });
+    const guest = await simContainerGuest(work);
+    const { spec } = guest;
     const base = (extra: Record<string, string>) => stack.env({ CCM_LOG_LEVEL: 'log', ...extra });
     const start = async (
       name: string,
@@ -130,7 +110,7 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
           CCM_HOST_ID: h,
           CCM_HYPERVISOR: 'sim',
           CCM_SEV: 'emulated',
-          CCM_SEV_LAB_DIR: join(work, 'lab'),
+          CCM_SEV_LAB_DIR: guest.labDir,
           CCM_RUN_DIR: join(work, h),
           CCM_HEARTBEAT_INTERVAL_MS: '500',
           CCM_SIM_GUEST_AGENT: 'true',
@@ -163,53 +143,10 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
         timeoutMs: 90_000,
       });
     };
-    const policy: OwnerPolicyInput = {
-      workloadClass: 'web',
-      environment: 'lab',
-      workloads: [...workloads],
-      trustedRoots: {
-        amd: [],
-        lab: [
-          {
-            name: 'ccm-lab',
-            generation: 'milan',
-            arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex'),
-            arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0],
-          },
-        ],
-      },
-      sev: {
-        minFirmware: { apiMajor: 0, apiMinor: 0 },
-        guestPolicy: 0x1,
-        launchDigests: [sevDigest.toString('hex')],
-      },
-      snp: { launchDigests: [simSnpMeasurement(GUEST_IMAGE).toString('hex')] },
-      migration: { allowed: true, targetHosts: [...HOSTS] },
-    };
-    await send(
-      'guest-owner',
-      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-      { policy, expectedVersion: 0 },
-      PutPolicyReplySchema,
-    );
-    await pollUntil(
-      'the vm-lifecycle to see both hosts live',
-      () =>
-        send(
-          'operator',
-          subjects.cmd('vm-lifecycle', 'list-hosts'),
-          {},
-          z.object({ hosts: z.array(z.object({ hostId: z.string(), live: z.boolean() }).loose()) }).loose(),
-        ),
-      (r) => HOSTS.every((h) => r.hosts.some((x) => x.hostId === h && x.live)),
-      { timeoutMs: 30_000 },
-    );
-    await send(
-      'operator',
-      subjects.cmd('network-overlay', 'create-overlay'),
-      { overlayId: OVERLAY, cidr: '10.77.0.0/24' },
-      z.unknown(),
-    );
+    await prepareSimContainerFlow(send, await simContainerPolicy(guest, workloads, HOSTS), HOSTS, {
+      overlayId: OVERLAY,
+      cidr: '10.77.0.0/24',
+    });
     // The source VM: the operator's attested launch on host-a (the built `ccm vm launch`); with the
     // overlay named, the key-broker judges the new guest's fresh evidence and the vm-lifecycle admits
     // it with the broker's statement.
