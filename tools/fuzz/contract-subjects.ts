@@ -48,6 +48,11 @@ import {
   STEP_COMMANDS,
   subjects,
   GUEST_OWNER,
+  GuestOverlayAddressSchema,
+  GuestOverlayPeersSchema,
+  GuestOverlaySamplesSchema,
+  GuestOverlayUpSchema,
+  GuestOverlayWatchSchema,
   type GuestVerb,
   type ServiceName,
   type SignerName,
@@ -88,6 +93,13 @@ const GUEST_REQUESTS: Record<GuestVerb, z.ZodType> = {
   describe: ContainerRefSchema,
   evidence: EvidenceRequestSchema,
   'drop-key': DropKeySchema,
+  'overlay-up': GuestOverlayUpSchema,
+  'overlay-peers': GuestOverlayPeersSchema,
+  'overlay-address': GuestOverlayAddressSchema,
+  'overlay-down': NO_ARGS,
+  'overlay-state': NO_ARGS,
+  'overlay-watch': GuestOverlayWatchSchema,
+  'overlay-samples': GuestOverlaySamplesSchema,
 };
 
 const KEY_BROKER_REQUESTS: Record<(typeof KEY_BROKER_VERBS)[keyof typeof KEY_BROKER_VERBS], z.ZodType> = {

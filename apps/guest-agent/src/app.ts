@@ -3,6 +3,7 @@ import { GuestAttestation } from './attest/guest-attestation.js';
 import { CheckpointService } from './checkpoint/checkpoint.service.js';
 import { GuestCommands } from './checkpoint/guest-commands.handler.js';
 import { configSchema } from './config.js';
+import { overlayProviders } from './overlay/overlay.module.js';
 import { VmWatch } from './vm/vm-watch.js';
 
 /** The guest-agent: runs inside a confidential VM: containers, checkpoint/restore, sealed image streams. */
@@ -11,5 +12,5 @@ export const guestAgent: ServiceDefinition<typeof configSchema> = {
   database: false,
   configSchema,
   scopeId: (c) => c.CCM_VM_ID,
-  providers: [CheckpointService, GuestAttestation, GuestCommands, VmWatch],
+  providers: [CheckpointService, GuestAttestation, GuestCommands, VmWatch, ...overlayProviders],
 };

@@ -1,5 +1,6 @@
 import { serviceConfigSchema } from '@ccm/config';
 import { z } from 'zod';
+import { overlayConfigFields } from './overlay/overlay-config.js';
 
 /**
  * guest-agent settings: the common service settings plus CCM_VM_ID (its command subjects carry it),
@@ -40,5 +41,6 @@ export const configSchema = serviceConfigSchema.extend({
   /** The process of the VM this agent is the inside of: the agent exits when it is gone (sim VMs). */
   CCM_GUEST_VM_PID: z.coerce.number().int().min(1).optional(),
   CCM_GUEST_STREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  ...overlayConfigFields,
 });
 export type GuestAgentConfig = z.infer<typeof configSchema>;

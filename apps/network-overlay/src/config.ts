@@ -8,13 +8,18 @@ export const DEFAULT_ANSWER_WAIT_MS = 2_000;
 /** How long `probe-workload` probes before it reports the workload unreachable. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 3_000;
 
+/** How long one command to a guest-agent (`guest` driver) may take. */
+export const DEFAULT_GUEST_TIMEOUT_MS = 10_000;
+
 /**
- * network-overlay settings. CCM_OVERLAY_DRIVER: `sim` is the in-memory peer table per node. The
- * WireGuard driver (libs/wireguard on lab namespaces) is built in-process by the tests and the
- * benchmark; inside guests the guest-agent will carry the same calls (see docs/network-overlay.md).
+ * network-overlay settings. CCM_OVERLAY_DRIVER: `sim` is the in-memory peer table per node; `guest`
+ * sends every node change to the guest-agent of that VM (`ccm.cmd.guest.<vmId>.overlay-*`), which
+ * changes its own WireGuard interface. The lab driver (libs/wireguard on namespaces, no guest-agents)
+ * is built in-process by the tests and the benchmark (see docs/network-overlay.md).
  */
 export const configSchema = serviceConfigSchema.extend({
-  CCM_OVERLAY_DRIVER: z.enum(['sim']).default('sim'),
+  CCM_OVERLAY_DRIVER: z.enum(['sim', 'guest']).default('sim'),
+  CCM_OVERLAY_GUEST_TIMEOUT_MS: envInt(100, 600_000).default(DEFAULT_GUEST_TIMEOUT_MS),
   CCM_OVERLAY_ADMISSION_MAX_AGE_MS: envInt(1_000, 24 * 3_600_000).default(DEFAULT_ADMISSION_MAX_AGE_MS),
   CCM_OVERLAY_ANSWER_WAIT_MS: envInt(0, 600_000).default(DEFAULT_ANSWER_WAIT_MS),
   CCM_OVERLAY_PROBE_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_PROBE_TIMEOUT_MS),

@@ -35,6 +35,20 @@ export const GUEST_VERBS = {
   /** Drop a migration's images and key. */
   discard: 'discard',
   describe: 'describe',
+  /** Overlay (network-overlay only, libs/contracts/src/guest-overlay.ts): bring up the guest's wg interface. */
+  overlayUp: 'overlay-up',
+  /** Overlay: add, change or remove peers in one configuration step. */
+  overlayPeers: 'overlay-peers',
+  /** Overlay: add or remove a workload /32 on the guest's own interface (cut-over, rollback). */
+  overlayAddress: 'overlay-address',
+  /** Overlay: drop every peer and the interface (the guest left or was revoked). */
+  overlayDown: 'overlay-down',
+  /** Overlay: the interface's public state (key, addresses, peers; never the private key). */
+  overlayState: 'overlay-state',
+  /** Overlay: start probing ip:port from this guest back to back (a cut-over's observer). */
+  overlayWatch: 'overlay-watch',
+  /** Overlay: the samples of a watch from an index on, and optionally stop it. */
+  overlaySamples: 'overlay-samples',
 } as const;
 export type GuestVerb = (typeof GUEST_VERBS)[keyof typeof GUEST_VERBS];
 

@@ -15,6 +15,7 @@ export * from './migration-events.js';
 export * from './migration-queries.js';
 export * from './host.js';
 export * from './guest.js';
+export * from './guest-overlay.js';
 export * from './checkpoint.js';
 export * from './overlay.js';
 export * from './overlay-events.js';

@@ -23,8 +23,14 @@ export async function startGuest(
   vmId: string,
   send: GuestClient['send'],
   extra: Record<string, string> = {},
+  opts: { netns?: string } = {},
 ): Promise<GuestProcess> {
-  const child = spawn(process.execPath, [entry], {
+  // In a network namespace (`ip netns exec` execs node, so `child.pid` is node's) the stack must
+  // listen on an address that namespace reaches.
+  const [command, ...args] = opts.netns
+    ? ['ip', 'netns', 'exec', opts.netns, process.execPath, entry]
+    : [process.execPath, entry];
+  const child = spawn(command, args, {
     env: { ...process.env, ...stack.env({ CCM_VM_ID: vmId, CCM_INSTANCE_ID: `guest-${vmId}`, ...extra }) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -43,3 +43,9 @@ export {
   type Svc,
 } from './scripted-participants.js';
 export { FAST_ENV, participantSteps, startActors } from './saga-actors.js';
+export {
+  bridgedHostsUnavailable,
+  createBridgedHosts,
+  type BridgedHost,
+  type BridgedHosts,
+} from './bridged-hosts.js';

@@ -31,7 +31,14 @@ export {
   type PeerState,
   type DeviceState,
 } from './device.js';
-export { createInterface, DEFAULT_INTERFACE_TIMEOUT_MS, type WgInterface, type WgMode, type CreateOptions } from './interface.js';
+export {
+  createInterface,
+  DEFAULT_INTERFACE_TIMEOUT_MS,
+  type WgInterface,
+  type WgMode,
+  type CreateOptions,
+} from './interface.js';
 export { createNetns, deleteNetns, linkNetns, netnsSupport } from './netns.js';
 export { WgLab, type LabNode } from './lab.js';
+export { applyPeerSpecs, type PeerEntry } from './peer-table.js';
 export { serveName, startProber, brownoutOf, type ProbeSample, type Prober } from './probe.js';

@@ -3,7 +3,7 @@ import { createInterface as lines } from 'node:readline';
 import { inNetns } from './exec.js';
 import { ipv4ToInt, netnsName } from './validate.js';
 
-/** One probe of a workload: when (ms on the prober's monotonic clock) and who answered, if anyone. */
+/** One probe of a workload: when (ms on the caller's performance.now() clock) and who answered, if anyone. */
 export interface ProbeSample {
   readonly t: number;
   /** The answering node's name (the body of its HTTP reply), or undefined when nothing answered. */
@@ -14,7 +14,10 @@ export interface ProbeSample {
 const SERVE = `const [name, port] = process.argv.slice(1);
 require('node:http').createServer((q, r) => r.end(name)).listen(Number(port), '0.0.0.0', () => console.log('listening'));`;
 
-/** GETs http://ip:port/ back to back (a new connection each), one line per probe: `t by|-`. */
+/**
+ * GETs http://ip:port/ back to back (a new connection each), one line per probe: `t by|-`, `t` on the
+ * wall clock (the prober's time origin + its monotonic time), which the caller puts on its own clock.
+ */
 const PROBE = `const [ip, port, timeout, gap] = process.argv.slice(1);
 const http = require('node:http');
 let stop = false; process.stdin.on('end', () => (stop = true)); process.stdin.resume();
@@ -26,7 +29,7 @@ const once = () => new Promise((res) => {
   req.on('timeout', () => req.destroy(new Error('timeout')));
   req.on('error', () => res([t, '-']));
 });
-(async () => { while (!stop) { const [t, b] = await once(); process.stdout.write(t.toFixed(3) + ' ' + b + '\\n');
+(async () => { while (!stop) { const [t, b] = await once(); process.stdout.write((performance.timeOrigin + t).toFixed(3) + ' ' + b + '\\n');
   await new Promise((r) => setTimeout(r, Number(gap))); } process.exit(0); })();`;
 
 /** Starts the workload stand-in in `netns`; resolves once it listens. Kill the process to stop it. */
@@ -48,9 +51,9 @@ export interface Prober {
   stop(): Promise<ProbeSample[]>;
 }
 
-/** Probes ip:port from `netns` until stopped (a new TCP connection and GET per probe). */
+/** Probes ip:port from `netns` (this process's own namespace when undefined) until stopped (a new TCP connection and GET per probe). */
 export function startProber(
-  netns: string,
+  netns: string | undefined,
   ip: string,
   port: number,
   opts: { timeoutMs?: number; gapMs?: number } = {},
@@ -58,13 +61,14 @@ export function startProber(
   ipv4ToInt(ip);
   const argv = inNetns(
     [process.execPath, '-e', PROBE, ip, String(port), String(opts.timeoutMs ?? 100), String(opts.gapMs ?? 1)],
-    netnsName(netns),
+    netns === undefined ? undefined : netnsName(netns),
   );
   const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
   const samples: ProbeSample[] = [];
   lines({ input: child.stdout }).on('line', (line) => {
     const [t, by] = line.split(' ');
-    samples.push({ t: Number(t), by: by === '-' ? undefined : by });
+    // On this process's performance.now() clock, as callers compare samples with their own times.
+    samples.push({ t: Number(t) - performance.timeOrigin, by: by === '-' ? undefined : by });
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
@@ -87,7 +91,11 @@ export function brownoutOf(samples: readonly ProbeSample[], from: string, to: st
   const firstTo = samples.findIndex((s) => s.by === to);
   if (firstTo < 0) return undefined;
   let lastFrom = -1;
-  for (let i = firstTo - 1; i >= 0; i--) if (samples[i].by === from) { lastFrom = i; break; }
+  for (let i = firstTo - 1; i >= 0; i--)
+    if (samples[i].by === from) {
+      lastFrom = i;
+      break;
+    }
   if (lastFrom < 0) return undefined;
   return samples[firstTo].t - samples[lastFrom].t;
 }

@@ -1,14 +1,17 @@
-import { cidrContains, ipv4ToInt, parseCidr, type PeerSpec, type ProbeSample } from '@ccm/wireguard';
+import {
+  applyPeerSpecs,
+  cidrContains,
+  ipv4ToInt,
+  parseCidr,
+  type PeerEntry,
+  type PeerSpec,
+  type ProbeSample,
+} from '@ccm/wireguard';
 import { type NodeSpec, type OverlayDriver, type Watch } from './driver.js';
-
-interface SimPeer {
-  endpoint?: string;
-  allowedIps: string[];
-}
 
 interface SimNode {
   readonly spec: NodeSpec;
-  readonly peers: Map<string, SimPeer>;
+  readonly peers: Map<string, PeerEntry>;
   readonly addresses: Set<string>;
 }
 
@@ -36,23 +39,7 @@ export class SimOverlayDriver implements OverlayDriver {
   }
 
   setPeers(vmId: string, peers: readonly PeerSpec[]): Promise<void> {
-    const node = this.node(vmId);
-    for (const p of peers) {
-      if (p.remove) {
-        node.peers.delete(p.publicKey);
-        continue;
-      }
-      const peer = node.peers.get(p.publicKey) ?? { allowedIps: [] };
-      if (p.endpoint !== undefined) peer.endpoint = p.endpoint;
-      if (p.allowedIps !== undefined) {
-        peer.allowedIps = [...p.allowedIps];
-        for (const [key, other] of node.peers) {
-          if (key !== p.publicKey)
-            other.allowedIps = other.allowedIps.filter((c) => !p.allowedIps!.includes(c));
-        }
-      }
-      node.peers.set(p.publicKey, peer);
-    }
+    applyPeerSpecs(this.node(vmId).peers, peers);
     return Promise.resolve();
   }
 

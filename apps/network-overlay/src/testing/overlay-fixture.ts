@@ -30,20 +30,22 @@ export class OverlayFixture {
   private constructor(
     readonly stack: TestStack,
     readonly trust: TrustStore,
-    readonly driver: OverlayDriver,
+    readonly driver: OverlayDriver | undefined,
   ) {}
 
+  /** Without a driver, the one CCM_OVERLAY_DRIVER in `env` names (e.g. `guest`). */
   static async start(
-    driver: OverlayDriver,
+    driver: OverlayDriver | undefined,
     replicas = 1,
     env: Record<string, string> = {},
+    stackOptions: Parameters<typeof startTestStack>[0] = {},
   ): Promise<OverlayFixture> {
-    const stack = await startTestStack();
+    const stack = await startTestStack(stackOptions);
     const f = new OverlayFixture(stack, await loadTrustStore(stack.keysDir), driver);
-    const providers = (networkOverlay.providers ?? []).filter((p) => p !== driverProvider);
+    const providers = (networkOverlay.providers ?? []).filter((p) => !driver || p !== driverProvider);
     const def = {
       ...networkOverlay,
-      providers: [{ provide: OVERLAY_DRIVER, useValue: driver }, ...providers],
+      providers: driver ? [{ provide: OVERLAY_DRIVER, useValue: driver }, ...providers] : providers,
     };
     for (let i = 1; i <= replicas; i++) {
       const { app } = await createServiceApp(def, stack.env({ CCM_INSTANCE_ID: `overlay-${i}`, ...env }));
