@@ -64,7 +64,13 @@ export const CutOverReplySchema = MoveFiguresSchema.extend({ overlayIp: z.string
 
 /** network-overlay `probe-workload` (the coordinator's `verify` step): the workload answered. */
 export const ProbeWorkloadReplySchema = z
-  .object({ answered: z.literal(true), latencyMs: z.number().min(0), from: z.string().max(100).optional() })
+  .object({
+    answered: z.literal(true),
+    latencyMs: z.number().min(0),
+    from: z.string().max(100).optional(),
+    /** `peer`: from a peer other than the holder; `holder`: the overlay has no other peer to ask. */
+    via: z.enum(['peer', 'holder']).optional(),
+  })
   .loose();
 
 /**

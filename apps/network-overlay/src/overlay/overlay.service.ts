@@ -12,6 +12,16 @@ import { OverlayEvents, type EventCause } from './events.js';
 import { moveAddress, peerSpec, peerSpecsFor, type MeshPeer } from './move.js';
 import * as db from './store.js';
 
+/** What `probe-workload` found (see {@link OverlayService.probe}). */
+export type ProbeResult =
+  | { answered: true; latencyMs: number; from: string; via: 'peer' | 'holder' }
+  | {
+      answered: false;
+      reason: 'workload' | 'overlay-path';
+      holderAnswered: boolean;
+      triedFrom?: string;
+    };
+
 /**
  * The overlay's state changes. Each runs in the caller's transaction with the overlay's row locked
  * (one writer per overlay across replicas), changes the nodes through the driver, and commits only
@@ -214,11 +224,34 @@ export class OverlayService {
     );
   }
 
-  /** Probes the workload from a peer other than its holder until it answers or the timeout ends. */
-  async probe(m: EntityManager, w: db.WorkloadRow): Promise<{ latencyMs: number; from: string } | undefined> {
+  /**
+   * Probes the workload from a peer other than its holder until it answers or the timeout ends. When
+   * there is no other peer, or that peer gets no answer, it probes from the holder itself (the
+   * workload answering at its /32 on its own guest): with no other peer that is the answer
+   * (`via: 'holder'`); when another peer could not connect the result names what failed
+   * (`overlay-path`: the holder answers, the other peer does not reach it; `workload`: nobody answers).
+   */
+  async probe(m: EntityManager, w: db.WorkloadRow): Promise<ProbeResult> {
     const peers = await db.meshPeers(m, w.overlayId);
-    const from = peers.find((p) => p.vmId !== w.holder)?.vmId;
-    if (!from) return undefined;
+    const other = peers.find((p) => p.vmId !== w.holder)?.vmId;
+    if (other !== undefined) {
+      const latencyMs = await this.probeFrom(other, w);
+      if (latencyMs !== undefined) return { answered: true, latencyMs, from: other, via: 'peer' };
+    }
+    const local = await this.probeFrom(w.holder, w);
+    if (other === undefined && local !== undefined) {
+      return { answered: true, latencyMs: local, from: w.holder, via: 'holder' };
+    }
+    return {
+      answered: false,
+      reason: local === undefined ? 'workload' : 'overlay-path',
+      holderAnswered: local !== undefined,
+      ...(other !== undefined ? { triedFrom: other } : {}),
+    };
+  }
+
+  /** ms to the first answer by the holder from node `from`, or undefined within the probe timeout. */
+  private async probeFrom(from: string, w: db.WorkloadRow): Promise<number | undefined> {
     const t0 = performance.now();
     const watch = this.driver.watch(from, w.ip, w.port);
     const deadline = t0 + this.config.CCM_OVERLAY_PROBE_TIMEOUT_MS;
@@ -226,7 +259,7 @@ export class OverlayService {
       await new Promise((r) => setTimeout(r, 2));
     }
     const hit = (await watch.stop()).find((s) => s.by === w.holder);
-    return hit ? { latencyMs: Math.max(0, hit.t - t0), from } : undefined;
+    return hit ? Math.max(0, hit.t - t0) : undefined;
   }
 
   async describe(

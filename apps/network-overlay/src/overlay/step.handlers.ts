@@ -120,20 +120,20 @@ export class StepHandlers {
     const m = ctx.manager!;
     const w = await this.workload(m, cmd);
     const hit = await this.overlays.probe(m, w);
-    if (!hit) {
-      throw new CcmError(
-        ErrorCodes.Unavailable,
-        `workload ${w.workloadId} does not answer at ${w.ip}:${w.port}`,
-        {
-          retryable: true,
-          effect: 'none',
-          details: { holder: w.holder },
-        },
-      );
+    if (!hit.answered) {
+      const { answered: _, ...found } = hit;
+      const why =
+        hit.reason === 'overlay-path'
+          ? `answers on ${w.holder} but not from ${hit.triedFrom}`
+          : `does not answer, not even on ${w.holder}`;
+      throw new CcmError(ErrorCodes.Unavailable, `workload ${w.workloadId} at ${w.ip}:${w.port} ${why}`, {
+        retryable: true,
+        effect: 'none',
+        details: { holder: w.holder, ...found },
+      });
     }
     const move = await db.moveRow(m, cmd.migrationId);
     return {
-      answered: true as const,
       ...hit,
       overlayIp: w.ip,
       ...(move ? { brownoutMs: move.figures.brownoutMs } : {}),
