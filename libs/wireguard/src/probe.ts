@@ -84,6 +84,29 @@ export function startProber(
 }
 
 /**
+ * A simulated prober: asks `answer()` who answers now, every `gapMs`, until stopped (the samples on
+ * this process's performance.now() clock, as {@link startProber}'s).
+ */
+export function startSampling(gapMs: number, answer: () => string | undefined): Prober {
+  const samples: ProbeSample[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      samples.push({ t: performance.now(), by: answer() });
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+  })();
+  return {
+    samples,
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+/**
  * The brownout of a move seen in `samples`: from the last answer by `from` to the first answer by
  * `to` after it (ms), or undefined when `to` never answered after `from`.
  */

@@ -14,6 +14,7 @@ import {
   setPeersArgv,
   showDevice,
   startProber,
+  startSampling,
   type PeerEntry,
   type PeerSpec,
   type ProbeSample,
@@ -95,22 +96,7 @@ export class SimGuestOverlay implements GuestOverlayDriver {
   }
 
   probe(ip: string): GuestProbe {
-    const samples: ProbeSample[] = [];
-    let stopped = false;
-    const loop = (async () => {
-      while (!stopped) {
-        samples.push({ t: performance.now(), by: this.addresses.has(ip) ? this.self : undefined });
-        await new Promise((r) => setTimeout(r, this.probeGapMs));
-      }
-    })();
-    return {
-      samples,
-      stop: async () => {
-        stopped = true;
-        await loop;
-        return samples;
-      },
-    };
+    return startSampling(this.probeGapMs, () => (this.addresses.has(ip) ? this.self : undefined));
   }
 }
 

@@ -1,6 +1,6 @@
-import { ErrorCodes, isCcmError, type CcmError } from '@ccm/contracts';
+import { ErrorCodes } from '@ccm/contracts';
 import { generateKeyPair } from '@ccm/wireguard';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { ccmFailure, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guestClient, type GuestClient, type GuestProcess, startGuest } from '../__fixtures__/guests.js';
@@ -36,21 +36,13 @@ describe('the guest-agent keeps its own overlay interface (sim driver)', () => {
     await stack?.stop();
   });
 
-  const fail = async (p: Promise<unknown>): Promise<CcmError> => {
-    const e = await p.then(
-      () => undefined,
-      (x: unknown) => x,
-    );
-    if (!isCcmError(e)) throw new Error(`expected a typed error, got ${String(e)}`);
-    return e;
-  };
   const state = () => operator.send(vm, 'overlay-state', {});
 
   it('refuses every change before the interface is up, and an interface under another key', async () => {
-    expect((await fail(overlay.send(vm, 'overlay-address', { ip: '10.98.0.9', present: true }))).code).toBe(
-      ErrorCodes.Conflict,
-    );
-    const other = await fail(
+    expect(
+      (await ccmFailure(overlay.send(vm, 'overlay-address', { ip: '10.98.0.9', present: true }))).code,
+    ).toBe(ErrorCodes.Conflict);
+    const other = await ccmFailure(
       overlay.send(vm, 'overlay-up', { publicKey: peer, nodeIp: '10.98.0.2', overlayCidr: '10.98.0.0/24' }),
     );
     expect(other).toMatchObject({ code: ErrorCodes.Refused, details: { reason: 'not-this-guest' } });
@@ -95,7 +87,7 @@ describe('the guest-agent keeps its own overlay interface (sim driver)', () => {
     expect(stopped).toBe(true);
     expect(samples.some((s) => s.by === vm)).toBe(true);
     expect(samples.at(-1)?.by).toBeUndefined();
-    expect((await fail(overlay.send(vm, 'overlay-samples', { watchId: 'w1' }))).code).toBe(
+    expect((await ccmFailure(overlay.send(vm, 'overlay-samples', { watchId: 'w1' }))).code).toBe(
       ErrorCodes.NotFound,
     );
     expect((await state()).addresses).toEqual(['10.98.0.2']);
@@ -128,7 +120,9 @@ describe('the guest-agent keeps its own overlay interface (sim driver)', () => {
       ['overlay-watch', { watchId: 'w2', ip: '10.98.0.2', port: 0 }, ErrorCodes.ValidationFailed],
     ];
     for (const [verb, data, code] of cases) {
-      expect((await fail(overlay.send(vm, verb, data))).code, `${verb} ${JSON.stringify(data)}`).toBe(code);
+      expect((await ccmFailure(overlay.send(vm, verb, data))).code, `${verb} ${JSON.stringify(data)}`).toBe(
+        code,
+      );
     }
     const valid: Record<string, unknown> = {
       'overlay-up': { publicKey, nodeIp: '10.98.0.2', overlayCidr: '10.98.0.0/24' },
@@ -138,7 +132,7 @@ describe('the guest-agent keeps its own overlay interface (sim driver)', () => {
       'overlay-watch': { watchId: 'w3', ip: '10.98.0.2', port: 8080 },
     };
     for (const [verb, data] of Object.entries(valid)) {
-      expect((await fail(operator.send(vm, verb, data))).code, verb).toBe(ErrorCodes.Unauthorized);
+      expect((await ccmFailure(operator.send(vm, verb, data))).code, verb).toBe(ErrorCodes.Unauthorized);
     }
     expect(await state()).toEqual(before);
   });

@@ -5,7 +5,7 @@ import {
   parseCidr,
   type PeerEntry,
   type PeerSpec,
-  type ProbeSample,
+  startSampling,
 } from '@ccm/wireguard';
 import { type NodeSpec, type OverlayDriver, type Watch } from './driver.js';
 
@@ -81,22 +81,7 @@ export class SimOverlayDriver implements OverlayDriver {
   }
 
   watch(fromVmId: string, ip: string): Watch {
-    const samples: ProbeSample[] = [];
-    let stopped = false;
-    const loop = (async () => {
-      while (!stopped) {
-        samples.push({ t: performance.now(), by: this.route(fromVmId, ip) });
-        await new Promise((r) => setTimeout(r, this.probeGapMs));
-      }
-    })();
-    return {
-      samples,
-      stop: async () => {
-        stopped = true;
-        await loop;
-        return samples;
-      },
-    };
+    return startSampling(this.probeGapMs, () => this.route(fromVmId, ip));
   }
 
   private node(vmId: string): SimNode {

@@ -2,16 +2,16 @@ import {
   bridgedHostsUnavailable,
   createBridgedHosts,
   guestClient,
-  pollUntil,
   startGuest,
   type BridgedHosts,
   type GuestClient,
   type GuestProcess,
 } from '@ccm/testing';
-import { brownoutOf, netnsSupport, run, serveName, startProber, type Prober } from '@ccm/wireguard';
+import { netnsSupport, run, serveName, type Prober } from '@ccm/wireguard';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answeredOnlyBy, clientAnsweredBy, expectMoveSeen } from '../testing/move-checks.js';
 import { OverlayFixture } from '../testing/overlay-fixture.js';
 
 const support = await netnsSupport();
@@ -51,17 +51,7 @@ describe.skipIf(skipReason)('the overlay inside guest-agents on real WireGuard',
         kind,
       ),
     );
-  const clientSees = async (by: string) => {
-    const p = startProber(ns('gc'), ip, PORT);
-    probers.push(p);
-    await pollUntil(
-      `requests from C answered by ${by}`,
-      () => p.samples.filter((s) => s.by === by).length,
-      (n) => n >= 5,
-      { timeoutMs: 15_000 },
-    );
-    return p;
-  };
+  const clientSees = (by: string) => clientAnsweredBy(probers, { netns: ns('gc'), ip, port: PORT }, by);
   const addresses = async (vm: string) => (await g.send(vm, 'overlay-state', {})).addresses as string[];
 
   beforeAll(async () => {
@@ -132,27 +122,14 @@ describe.skipIf(skipReason)('the overlay inside guest-agents on real WireGuard',
   it('C reaches the workload in A, then in B after cut-over, and in A again after the revert', async () => {
     const before = await clientSees('ga');
     expect(await addresses('ga')).toContain(ip);
-    const cut = (await step('cut-over')) as {
-      brownoutMs: number | null;
-      cutOverMs: number;
-      sourceAnswered: boolean;
-      peersUpdated: number;
-    };
-    expect(cut).toMatchObject({ peersUpdated: 3, sourceAnswered: true });
-    expect(cut.brownoutMs).toEqual(expect.any(Number));
-    await pollUntil(
-      'C answered by B',
-      () => before.samples.filter((s) => s.by === 'gb').length,
-      (n) => n >= 5,
-      { timeoutMs: 15_000 },
-    );
-    const seen = await before.stop();
-    const clientBrownout = brownoutOf(seen, 'ga', 'gb');
+    const { cut, clientBrownoutMs } = await expectMoveSeen(await step('cut-over'), before, {
+      from: 'ga',
+      to: 'gb',
+      peers: 3,
+    });
     console.log(
-      `guest-agent WireGuard cut-over: ${cut.cutOverMs.toFixed(1)} ms for 3 guests; brownout ${cut.brownoutMs!.toFixed(1)} ms (observer guest C), ${clientBrownout?.toFixed(1)} ms (client in C)`,
+      `guest-agent WireGuard cut-over: ${cut.cutOverMs.toFixed(1)} ms for 3 guests; brownout ${cut.brownoutMs!.toFixed(1)} ms (observer guest C), ${clientBrownoutMs.toFixed(1)} ms (client in C)`,
     );
-    expect(clientBrownout).toEqual(expect.any(Number));
-    expect(seen.slice(seen.findIndex((s) => s.by === 'gb')).every((s) => s.by === 'gb')).toBe(true);
     expect(await addresses('gb')).toContain(ip);
     expect(await addresses('ga')).not.toContain(ip);
 
@@ -163,9 +140,7 @@ describe.skipIf(skipReason)('the overlay inside guest-agents on real WireGuard',
     expect(await step('revert-cut-over', 'compensation')).toMatchObject({ reverted: true, overlayIp: ip });
     const back = await clientSees('ga');
     await back.stop();
-    expect(back.samples.slice(back.samples.findIndex((s) => s.by === 'ga')).every((s) => s.by === 'ga')).toBe(
-      true,
-    );
+    expect(answeredOnlyBy(back.samples, 'ga')).toBe(true);
     expect(await addresses('ga')).toContain(ip);
     expect(await addresses('gb')).not.toContain(ip);
   }, 120_000);
