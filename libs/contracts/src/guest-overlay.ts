@@ -35,7 +35,8 @@ export const GuestOverlayPeerSchema = z.object({
 export const GuestOverlayPeersSchema = z.object({
   peers: z.array(GuestOverlayPeerSchema).min(1).max(1000),
 });
-export const GuestOverlayPeersReplySchema = z.object({ peers: z.number().int().min(0) });
+/** How many peer entries the one `wg set` applied (`overlay-state` lists the peers). */
+export const GuestOverlayPeersReplySchema = z.object({ applied: z.number().int().min(0) });
 
 export const GuestOverlayAddressSchema = z.object({
   ip: Ipv4Schema,

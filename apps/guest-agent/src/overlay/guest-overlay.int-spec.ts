@@ -62,7 +62,7 @@ describe('the guest-agent keeps its own overlay interface (sim driver)', () => {
       endpoint: '10.78.0.3:51820',
       allowedIps: ['10.98.0.3/32', '10.98.0.50/32'],
     };
-    expect(await overlay.send(vm, 'overlay-peers', { peers: [entry] })).toEqual({ peers: 1 });
+    expect(await overlay.send(vm, 'overlay-peers', { peers: [entry] })).toEqual({ applied: 1 });
     expect(await overlay.send(vm, 'overlay-address', { ip: '10.98.0.60', present: true })).toEqual({
       ip: '10.98.0.60',
       present: true,

@@ -101,7 +101,7 @@ export class GuestOverlay implements OnModuleDestroy {
       });
     }
     await this.act(() => this.driver.setPeers(peers));
-    return { peers: (await this.act(() => this.driver.peers())).length };
+    return { applied: peers.length };
   }
 
   /** Adds (cut-over target) or removes (source, rollback) a workload /32 on this guest's interface. */
@@ -175,12 +175,10 @@ export class GuestOverlay implements OnModuleDestroy {
       });
     }
     if (req.stop) await this.stopWatch(req.watchId);
-    const samples: GuestOverlaySample[] = w.probe.samples
-      .slice(req.from)
-      .map((s) => ({
-        t: Math.max(0, s.t - w.t0),
-        ...(s.by !== undefined ? { by: s.by.slice(0, 100) } : {}),
-      }));
+    const samples: GuestOverlaySample[] = w.probe.samples.slice(req.from).map((s) => ({
+      t: Math.max(0, s.t - w.t0),
+      ...(s.by !== undefined ? { by: s.by.slice(0, 100) } : {}),
+    }));
     return { samples, stopped: w.stopped };
   }
 
