@@ -46,6 +46,7 @@ export async function adoptVms(d: {
       const reason = `the VM process${pid ? ` (pid ${pid})` : ''} ended while the host-agent was down`;
       await vm.set({ phase, reason, pid: undefined });
       await d.processes.cleanRunDir(r.runDir);
+      await d.processes.releaseDevices(r);
       d.log.warn(`VM ${r.vmId} ${phase}: ${reason}`);
       died.push(r.vmId);
       continue;

@@ -198,6 +198,7 @@ export class VmProcesses {
       .set({ phase, reason, pid: undefined })
       .catch((err: unknown) => this.log.error(`recording the end of VM ${vm.vmId} failed: ${String(err)}`));
     await this.cleanRunDir(vm.record.runDir);
+    await this.releaseDevices(vm.record);
     vm.settleEnded();
     for (const l of this.exitListeners) l(vm);
   }
@@ -213,6 +214,13 @@ export class VmProcesses {
     vm.expectedExit ??= { phase, reason };
     await proc.quit();
     await vm.ended; // the exit handler records the phase
+  }
+
+  /** What the driver made for a VM outside its runtime dir (taps) goes once its process ended. */
+  async releaseDevices(r: Pick<VmRecord, 'vmId' | 'spec'>): Promise<void> {
+    await this.driver
+      .release?.(r.vmId, r.spec)
+      .catch((err: unknown) => this.log.warn(`releasing the devices of VM ${r.vmId} failed: ${String(err)}`));
   }
 
   async cleanRunDir(runDir: string): Promise<void> {

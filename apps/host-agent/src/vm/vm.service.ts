@@ -301,7 +301,18 @@ export class VmService implements OnApplicationShutdown {
 
 /** Whether two specs describe the same guest (defaults applied). */
 export function sameSpec(a: VmSpec, b: VmSpec): boolean {
-  const norm = (s: VmSpec) => JSON.stringify([s.memoryMiB, s.cpus, s.kernel, s.initrd, s.cmdline ?? '']);
+  const norm = (s: VmSpec) =>
+    JSON.stringify([
+      s.memoryMiB,
+      s.cpus,
+      s.kernel,
+      s.initrd,
+      s.cmdline ?? '',
+      s.cpu ?? 'default',
+      s.disks ?? [],
+      s.nics ?? [],
+      s.fwCfg ?? [],
+    ]);
   return norm(a) === norm(b);
 }
 
