@@ -151,11 +151,44 @@ export const PlatformReplySchema = z.object({
 });
 export type PlatformReply = z.infer<typeof PlatformReplySchema>;
 
+/** A network interface name (Linux: at most 15 bytes). */
+const IfName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/, 'must be an interface name (1–15 letters, digits, _ . -)');
+
+/** A virtio disk: a raw image file on the host, read-only or not. */
+export const VmDiskSchema = z.object({
+  path: AbsolutePath,
+  readOnly: z.boolean(),
+});
+
+/**
+ * A virtio NIC on one of the host's bridges: the agent makes a tap for it on that bridge (and removes
+ * it when the VM ends). The MAC is the guest's, kept across a migration.
+ */
+export const VmNicSchema = z.object({
+  bridge: IfName,
+  mac: z
+    .string()
+    .regex(/^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/, 'must be a unicast MAC address in lower-case hex'),
+});
+
+/** A file the guest reads over fw_cfg (`/sys/firmware/qemu_fw_cfg/by_name/<name>/raw`). */
+export const VmFwCfgSchema = z.object({
+  name: z
+    .string()
+    .max(55)
+    .regex(/^opt\/[a-z0-9._-]+(\/[a-z0-9._-]+)*$/, 'must be opt/… (lower case, digits, . _ -)'),
+  path: AbsolutePath,
+});
+
 /**
  * What runs in a VM. `kernel`/`initrd` are files on the host (QEMU boots them directly; the simulated
  * hypervisor loads them into guest memory); both are measured at an SEV launch. The guest reads
  * `ccm.dirty_mb=` and `ccm.dirty_rate=` from `cmdline` (the tiny test guest and the simulated guest both
- * do). Both ends of a migration must be given the same spec.
+ * do). Both ends of a migration must be given the same spec. `disks`, `nics`, `fwCfg` and `cpu` are for
+ * the qemu driver (the container guest: its root and app disks, a NIC on the host's guest bridge, its run
+ * script); the simulated hypervisor runs none and refuses them.
  */
 export const VmSpecSchema = z.object({
   memoryMiB: z
@@ -167,6 +200,11 @@ export const VmSpecSchema = z.object({
   kernel: AbsolutePath.optional(),
   initrd: AbsolutePath.optional(),
   cmdline: z.string().max(4096).optional(),
+  /** `-cpu`: QEMU's default model, `max` (every feature TCG emulates) or `host` (KVM only). */
+  cpu: z.enum(['default', 'max', 'host']).optional(),
+  disks: z.array(VmDiskSchema).max(4).optional(),
+  nics: z.array(VmNicSchema).max(2).optional(),
+  fwCfg: z.array(VmFwCfgSchema).max(4).optional(),
 });
 export type VmSpec = z.infer<typeof VmSpecSchema>;
 export type VmSpecInput = z.input<typeof VmSpecSchema>;

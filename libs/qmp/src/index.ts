@@ -82,7 +82,13 @@ export {
   type AcceleratorChoice,
   type HostProbe,
 } from './accel.js';
-export { buildQemuArgs, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, type QemuGuestSpec } from './qemu-args.js';
+export {
+  buildQemuArgs,
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_MIB,
+  escapeOptionValue,
+  type QemuGuestSpec,
+} from './qemu-args.js';
 export {
   startQemu,
   findQemuBinary,

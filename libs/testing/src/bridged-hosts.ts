@@ -8,7 +8,12 @@ import { spawnSync } from 'node:child_process';
  *       └── veth ── namespace 2: 10.77.N.3 …
  *
  * Whatever runs inside a namespace (a host-agent, a QEMU) listens for and sends migration streams on
- * that host's address, and the stream between two hosts crosses the bridge. N comes from the pid (and
+ * that host's address, and the stream between two hosts crosses the bridge.
+ *
+ * With `guestBridge`, each namespace also gets a bridge of that name holding its veth end and its
+ * address: a host-agent puts its guests' taps on it (a VM spec's `nics`), so guests sit on the same
+ * segment as every host and the root bridge, and reach NATS there and each other directly (the lab's
+ * guest underlay; {@link BridgedHosts.guestAddr} hands out their addresses). N comes from the pid (and
  * a caller's salt), so concurrent runs do not collide. Used by the e2e specs and the benchmarks.
  */
 
@@ -44,12 +49,20 @@ export interface BridgedHosts {
   bridgeAddr: string;
   /** The bridge's subnet, e.g. 10.77.123.0/24. */
   cidr: string;
+  /** The guest bridge's name in every namespace, when asked for. */
+  guestBridge?: string;
+  /** The address of the i-th guest on the segment (`10.77.N.(100+i)`), 0 ≤ i < 100. */
+  guestAddr(i: number): string;
   /** Deletes the namespaces, the veths and the bridge. Safe to call twice. */
   destroy(): void;
 }
 
 /** Creates the bridge and one namespace per id; throws (after undoing what it made) when a step fails. */
-export function createBridgedHosts(ids: readonly string[], salt = 0): BridgedHosts {
+export function createBridgedHosts(
+  ids: readonly string[],
+  salt = 0,
+  opts: { guestBridge?: string } = {},
+): BridgedHosts {
   const n = 100 + ((process.pid + salt) % 150);
   const tag = `ccmha${(process.pid + salt) % 10000}`;
   const bridge = `${tag}br`;
@@ -70,9 +83,22 @@ export function createBridgedHosts(ids: readonly string[], salt = 0): BridgedHos
       ['link', 'add', outer, 'type', 'veth', 'peer', 'name', inner],
       ['link', 'set', inner, 'netns', ns],
       ['link', 'set', outer, 'master', bridge, 'up'],
-      ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', inner],
-      ['-n', ns, 'link', 'set', inner, 'up'],
     );
+    const gbr = opts.guestBridge;
+    if (gbr) {
+      steps.push(
+        ['-n', ns, 'link', 'add', gbr, 'type', 'bridge'],
+        ['-n', ns, 'link', 'set', inner, 'master', gbr],
+        ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', gbr],
+        ['-n', ns, 'link', 'set', gbr, 'up'],
+        ['-n', ns, 'link', 'set', inner, 'up'],
+      );
+    } else {
+      steps.push(
+        ['-n', ns, 'addr', 'add', `${addr}/24`, 'dev', inner],
+        ['-n', ns, 'link', 'set', inner, 'up'],
+      );
+    }
     hosts[id] = { id, ns, addr };
   });
   const destroy = (): void => {
@@ -87,5 +113,16 @@ export function createBridgedHosts(ids: readonly string[], salt = 0): BridgedHos
       throw new Error(`ip ${step.join(' ')} failed: ${r.out}`);
     }
   }
-  return { hosts, bridgeAddr: `${net}.1`, cidr: `${net}.0/24`, destroy };
+  const guestAddr = (i: number): string => {
+    if (!Number.isInteger(i) || i < 0 || i >= 100) throw new Error(`guest index ${i} is not in 0..99`);
+    return `${net}.${100 + i}`;
+  };
+  return {
+    hosts,
+    bridgeAddr: `${net}.1`,
+    cidr: `${net}.0/24`,
+    ...(opts.guestBridge ? { guestBridge: opts.guestBridge } : {}),
+    guestAddr,
+    destroy,
+  };
 }

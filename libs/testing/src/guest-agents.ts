@@ -8,6 +8,7 @@ import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { pollUntil } from './poll.js';
 import { type TestStack } from './stack.js';
+import { reapWithParent } from './reaper.js';
 
 const entry = resolve(import.meta.dirname, '../../../dist/apps/guest-agent/src/main.js');
 
@@ -34,6 +35,7 @@ export async function startGuest(
     env: { ...process.env, ...stack.env({ CCM_VM_ID: vmId, CCM_INSTANCE_ID: `guest-${vmId}`, ...extra }) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  reapWithParent(child, { group: false });
   // A loaded machine may take a while to boot a Nest process: wait up to a minute.
   await pollUntil(
     `guest-agent ${vmId} answers`,

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { reapWithParent } from './reaper.js';
 
 /** A server the launchers start: detached, reaped if we exit without stopping it. */
 export interface ServerProcess {
@@ -10,7 +11,8 @@ export interface ServerProcess {
 
 /**
  * Spawns a server in its own process group, so a terminal's Ctrl-C reaches only the launcher (which
- * stops services first and servers last), and sends it `reapSignal` if this process exits first.
+ * stops services first and servers last), and sends it `reapSignal` if this process exits first; if
+ * this process is killed instead (SIGKILL, an unhandled SIGTERM), the reaper kills the server's group.
  */
 export function spawnServer(
   bin: string,
@@ -19,6 +21,7 @@ export function spawnServer(
   reapSignal: NodeJS.Signals,
 ): ServerProcess {
   const child = spawn(bin, args, { ...options, detached: true });
+  reapWithParent(child, { group: true });
   let exited = false;
   const reap = () => child.kill(reapSignal);
   process.once('exit', reap);

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ServiceName } from '@ccm/contracts';
 import { PollAbortError, pollUntil } from './poll.js';
+import { reapWithParent } from './reaper.js';
 
 /** The built entry point of `service` (dist/apps/<service>/src/main.js, which the suite's setup compiles). */
 export function builtServiceEntry(service: ServiceName | 'cli'): string {
@@ -32,6 +33,7 @@ export async function startServiceProcess(
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  reapWithParent(child, { group: false });
   const output: string[] = [];
   child.stdout.on('data', (b: Buffer) => output.push(b.toString()));
   child.stderr.on('data', (b: Buffer) => output.push(b.toString()));

@@ -47,6 +47,10 @@ export interface HostNamespaces {
   client: HostClient;
   hosts: Record<string, NamespacedHost>;
   bridgeAddr: string;
+  /** The guest bridge every host has, when asked for (a VM spec's `nics` name it). */
+  guestBridge?: string;
+  /** The address of the i-th guest on the hosts' segment. */
+  guestAddr(i: number): string;
   /** Starts (or restarts) a host's agent in its namespace. */
   startAgent(id: string): Promise<ServiceProcess>;
   /** SIGKILL the agent only: its VMs keep running (a crashed agent). */
@@ -57,10 +61,11 @@ export interface HostNamespaces {
 }
 
 export async function startHostNamespaces(
-  ids: [string, string],
+  ids: [string, string] | [string],
   agentEnv: Record<string, string>,
+  opts: { guestBridge?: string } = {},
 ): Promise<HostNamespaces> {
-  const net = createBridgedHosts(ids);
+  const net = createBridgedHosts(ids, 0, opts);
   const hosts: Record<string, NamespacedHost> = {};
   const runRoot = await mkdtemp(join(tmpdir(), 'ccm-ha-ns-'));
   for (const { id, ns, addr } of Object.values(net.hosts)) {
@@ -92,6 +97,8 @@ export async function startHostNamespaces(
       client,
       hosts,
       bridgeAddr: net.bridgeAddr,
+      ...(net.guestBridge ? { guestBridge: net.guestBridge } : {}),
+      guestAddr: net.guestAddr,
       async startAgent(id) {
         const h = hosts[id];
         h.agent = await startServiceProcess('host-agent', h.env, {

@@ -41,4 +41,6 @@ export interface HypervisorDriver {
    */
   readonly firmwareSev: boolean;
   start(opts: StartVmOptions): Promise<VmProcess>;
+  /** Frees what {@link start} made outside the runtime dir (taps), once the VM's process has ended. */
+  release?(vmId: string, spec: VmSpec): Promise<void>;
 }

@@ -1,5 +1,6 @@
-import { CcmError, ErrorCodes, type HypervisorBinary } from '@ccm/contracts';
+import { CcmError, ErrorCodes, type HypervisorBinary, type VmSpec } from '@ccm/contracts';
 import { detectAccelerator, qemuVersion, startQemu, type AcceleratorChoice } from '@ccm/qmp';
+import { createTaps, deviceArgs, removeTaps } from './devices.js';
 import { type HypervisorDriver, type StartVmOptions, type FirmwareSevLaunch } from './driver.js';
 import { fromQemuProcess, type VmPaths, type VmProcess } from './vm-process.js';
 import { writeFile } from 'node:fs/promises';
@@ -75,7 +76,7 @@ export class QemuDriver implements HypervisorDriver {
         },
       );
     }
-    const extraArgs: string[] = [];
+    const extraArgs: string[] = deviceArgs(o.vmId, o.spec);
     if (o.paused) extraArgs.push('-S');
     if (o.sev && this.opts.hardwareSev) {
       extraArgs.push(
@@ -90,10 +91,12 @@ export class QemuDriver implements HypervisorDriver {
       // Emulated SEV: the agent measures this exact firmware, so name it rather than rely on the default.
       extraArgs.push('-bios', this.opts.firmware);
     }
+    createTaps(o.vmId, o.spec);
     const q = await startQemu({
       name: o.vmId,
       binary: this.opts.binary,
       accel: this.accel.accel,
+      ...(o.spec.cpu && o.spec.cpu !== 'default' ? { cpu: o.spec.cpu } : {}),
       kernel: o.spec.kernel,
       initrd: o.spec.initrd,
       append: o.spec.cmdline,
@@ -107,7 +110,16 @@ export class QemuDriver implements HypervisorDriver {
       extraArgs,
       startTimeoutMs: o.startTimeoutMs,
       commandTimeoutMs: o.commandTimeoutMs,
+    }).catch((err: unknown) => {
+      removeTaps(o.vmId, o.spec);
+      throw err;
     });
     return fromQemuProcess(q, o.paths);
+  }
+
+  /** The VM's process ended: its taps go (QEMU does not remove taps it did not make). */
+  release(vmId: string, spec: VmSpec): Promise<void> {
+    removeTaps(vmId, spec);
+    return Promise.resolve();
   }
 }

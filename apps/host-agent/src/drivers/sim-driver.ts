@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CcmError, ErrorCodes } from '@ccm/contracts';
 import { QemuStartError, QmpClient } from '@ccm/qmp';
 import { type HypervisorDriver, type StartVmOptions } from './driver.js';
 import { fromChild, type VmExit, type VmProcess } from './vm-process.js';
@@ -53,6 +54,17 @@ export class SimDriver implements HypervisorDriver {
   }
 
   async start(o: StartVmOptions): Promise<VmProcess> {
+    const qemuOnly = [
+      ...(['disks', 'nics', 'fwCfg'] as const).filter((k) => o.spec[k]?.length),
+      ...(o.spec.cpu && o.spec.cpu !== 'default' ? ['cpu'] : []),
+    ];
+    if (qemuOnly.length) {
+      throw new CcmError(
+        ErrorCodes.ValidationFailed,
+        `the simulated hypervisor runs no ${qemuOnly.join(', ')}: the qemu driver does`,
+        { retryable: false, effect: 'none', details: { fields: qemuOnly } },
+      );
+    }
     const argv = [process.execPath, this.entry, o.paths.runDir];
     const log = openSync(o.paths.stderrLog, 'a');
     const child = spawn(argv[0], argv.slice(1), {

@@ -1,0 +1,44 @@
+import { type VmSpecInput } from '@ccm/contracts';
+import { type ContainerImage, containerKernelCommandLine } from './container-image.js';
+import { FW_CFG_RUN } from './container-sources.js';
+
+/** Where a container guest sits on its host's guest bridge. */
+export interface ContainerVmNetwork {
+  /** The host bridge the agent puts the guest's tap on. */
+  bridge: string;
+  mac: string;
+  /** eth0's address, `ADDR/PREFIX`. */
+  ip: string;
+  gateway?: string;
+}
+
+/**
+ * The VM spec a host-agent (qemu driver) launches the container guest from: the image's kernel,
+ * initramfs and read-only root disk, an app disk (/dev/vdb, app-disk.ts) and a run script (fw_cfg
+ * `opt/ccm/run`) that starts what runs in it, and a NIC on the host's guest bridge. TCG needs `-cpu max`
+ * for the guest's Node.js.
+ */
+export function containerVmSpec(
+  image: Pick<ContainerImage, 'kernel' | 'initrd' | 'rootDisk'>,
+  o: { appDisk: string; runScript: string; net: ContainerVmNetwork; hostname?: string; memoryMiB?: number },
+): VmSpecInput {
+  return {
+    memoryMiB: o.memoryMiB ?? 1024,
+    cpus: 1,
+    cpu: 'max',
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cmdline: containerKernelCommandLine({
+      ip: o.net.ip,
+      ...(o.net.gateway ? { gateway: o.net.gateway } : {}),
+      ...(o.hostname ? { hostname: o.hostname } : {}),
+      run: 'fw_cfg',
+    }),
+    disks: [
+      { path: image.rootDisk, readOnly: true },
+      { path: o.appDisk, readOnly: true },
+    ],
+    nics: [{ bridge: o.net.bridge, mac: o.net.mac }],
+    fwCfg: [{ name: FW_CFG_RUN, path: o.runScript }],
+  };
+}
