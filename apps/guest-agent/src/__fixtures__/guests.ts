@@ -7,13 +7,14 @@ export type Tamper = 'alter' | 'drop' | 'replay' | 'reorder' | 'cut';
 
 /**
  * The untrusted host/network between two guests: forwards the target's challenge as is and the
- * source's frames with one `tamper` applied at frame `at`.
+ * source's frames with one `tamper` applied at frame `at`. It listens on `host` (a guest's host side).
  */
 export async function tamperingProxy(
   to: { host: string; port: number },
   binding: { migrationId: string; round: number },
   tamper: Tamper,
   at: number,
+  host = '127.0.0.1',
 ): Promise<{ port: number; server: Server }> {
   const server = createServer((client) => {
     const upstream = connect(to.port, to.host);
@@ -55,7 +56,7 @@ export async function tamperingProxy(
       }
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const a = server.address();
   return { port: typeof a === 'object' && a ? a.port : 0, server };
 }
