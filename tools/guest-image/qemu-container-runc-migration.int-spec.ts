@@ -128,7 +128,10 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
         throw new Error(`${(err as Error).message}; serial:\n${(await serial(qs[i])).slice(-3000)}`);
       });
     }
-    console.log(`[runc migration] both agents answer ${Date.now() - t0} ms after the app disk started`);
+    const agentLines = (await serial(qs[0])).split('\n').filter((l) => l.startsWith('CCM-AGENT'));
+    console.log(
+      `[runc migration] both agents answer ${Date.now() - t0} ms after the app disk started\n  A: ${agentLines.join('\n  A: ')}`,
+    );
   }, 900_000);
 
   afterAll(async () => {

@@ -161,15 +161,23 @@ export class Runc {
   }
 
   /**
-   * Freeze (`pause`), thaw (`resume`), `kill` (SIGKILL), `delete` and `delete --force` (kills a running
-   * or paused container and removes it) of a container.
+   * Freeze (`pause`), thaw (`resume`), `kill` (SIGKILL), `continue` (SIGCONT to every process: tasks a
+   * restore left stopped), `delete` and `delete --force` (kills a running or paused container and
+   * removes it) of a container.
    */
-  async lifecycle(verb: 'pause' | 'resume' | 'kill' | 'delete' | 'delete-force', id: string): Promise<void> {
+  async lifecycle(
+    verb: 'pause' | 'resume' | 'kill' | 'continue' | 'delete' | 'delete-force',
+    id: string,
+  ): Promise<void> {
+    const head = { 'delete-force': ['delete', '--force'], continue: ['kill', '--all'] } as Record<
+      string,
+      string[]
+    >;
     const argv = [
       ...this.base(),
-      ...(verb === 'delete-force' ? ['delete', '--force'] : [verb]),
+      ...(head[verb] ?? [verb]),
       containerIdArg('id', id),
-      ...(verb === 'kill' ? ['KILL'] : []),
+      ...(verb === 'kill' ? ['KILL'] : verb === 'continue' ? ['CONT'] : []),
     ];
     const r = await this.opts.runner.run(argv, { timeoutMs: this.timeoutMs });
     if (r.timedOut) throw new CriuTimeoutError(`runc ${verb}`, this.timeoutMs, undefined);

@@ -9,5 +9,5 @@ ENV=/run/ccm/app/ccm.env
 set -a
 . "$ENV"
 set +a
-echo "CCM-AGENT starting node $(node --version) vm=$CCM_VM_ID nats=$CCM_NATS_URL"
+echo "CCM-AGENT starting node $(node --version) vm=$CCM_VM_ID nats=$CCM_NATS_URL thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 exec node /run/ccm/app/dist/apps/guest-agent/src/main.js

@@ -21,6 +21,13 @@ describe('runc bundle', () => {
     expect(c.hostname).toBe('ctr1');
   });
 
+  it('names the CRIU configuration file runc hands CRIU when asked', () => {
+    expect(bundleConfig('x', { pages: 1, dirtyPagesPerSec: 0 })).not.toHaveProperty('annotations');
+    expect(bundleConfig('x', { pages: 1, dirtyPagesPerSec: 0 }, '/run/x.conf')).toMatchObject({
+      annotations: { 'org.criu.config': '/run/x.conf' },
+    });
+  });
+
   it('mounts /usr and /etc read-only from the guest and gives /tmp its own tmpfs', () => {
     const c = bundleConfig('x', { pages: 1, dirtyPagesPerSec: 0 }) as {
       mounts: Array<{ destination: string; type: string; source: string; options?: string[] }>;

@@ -42,10 +42,15 @@ export const ROOTFS_LINKS: ReadonlyArray<readonly [string, string]> = [
 
 const CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
 
-/** The bundle's config.json for a container (runc's `runc spec` defaults, with CCM's mounts and process). */
-export function bundleConfig(id: string, spec: ContainerSpec): Record<string, unknown> {
+/**
+ * The bundle's config.json for a container (runc's `runc spec` defaults, with CCM's mounts and process).
+ * `criuConfig` is the CRIU configuration file runc hands CRIU for this container (annotation
+ * `org.criu.config`; CRIU ignores a file that does not exist).
+ */
+export function bundleConfig(id: string, spec: ContainerSpec, criuConfig?: string): Record<string, unknown> {
   return {
     ociVersion: '1.0.2',
+    ...(criuConfig ? { annotations: { 'org.criu.config': criuConfig } } : {}),
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
@@ -120,7 +125,12 @@ export function bundleConfig(id: string, spec: ContainerSpec): Record<string, un
 }
 
 /** Makes the bundle directory: the root skeleton and config.json (the same in every guest). */
-export async function makeBundle(dir: string, id: string, spec: ContainerSpec): Promise<void> {
+export async function makeBundle(
+  dir: string,
+  id: string,
+  spec: ContainerSpec,
+  criuConfig?: string,
+): Promise<void> {
   const rootfs = join(dir, 'rootfs');
   for (const d of ROOTFS_DIRS) await mkdir(join(rootfs, d), { recursive: true });
   for (const [name, to] of ROOTFS_LINKS) {
@@ -128,5 +138,5 @@ export async function makeBundle(dir: string, id: string, spec: ContainerSpec): 
       if (e.code !== 'EEXIST') throw e;
     });
   }
-  await writeFile(join(dir, 'config.json'), JSON.stringify(bundleConfig(id, spec), null, 2));
+  await writeFile(join(dir, 'config.json'), JSON.stringify(bundleConfig(id, spec, criuConfig), null, 2));
 }

@@ -1,4 +1,4 @@
-import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CcmError,
@@ -67,8 +67,8 @@ const rethrow = (e: unknown): never => {
  * --tcp-established`, so the source stays frozen — `thaw` is `runc resume`, instant and with nothing
  * to restore — until `kill` removes it. Each round's image directory travels as a {@link packArchive}
  * archive; the target unpacks each round into its own directory, links `parent` as the source had
- * it, `runc restore`s from the last and freezes the result (runc has no restore-stopped), `resume`
- * thaws it.
+ * it, `runc restore`s from the last with CRIU's `leave-stopped` (through the bundle's CRIU
+ * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT.
  */
 export class RuncDriver implements ContainerDriver {
   readonly kind = 'runc';
@@ -90,13 +90,23 @@ export class RuncDriver implements ContainerDriver {
     return join(this.dir, 'bundles', id);
   }
 
+  /**
+   * The CRIU configuration file of a container's bundle. It exists only while the agent restores the
+   * container and then says `leave-stopped` (runc restore has no such flag): the restored tasks wait
+   * stopped until `resume` sends SIGCONT. At any other time it is absent, and a later checkpoint of the
+   * same container runs with CRIU's defaults.
+   */
+  private criuConfig(id: string): string {
+    return join(this.dir, 'criu', `${id}.conf`);
+  }
+
   private images(migrationId: string, id: string): string {
     return join(this.dir, 'images', migrationId, id);
   }
 
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     await this.clear(id);
-    await makeBundle(this.bundle(id), id, spec);
+    await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await this.runc.run(id, this.bundle(id)).catch(rethrow);
     this.held.set(id, { spec, state: 'running', counter: 0 });
     return this.info(id);
@@ -223,24 +233,30 @@ export class RuncDriver implements ContainerDriver {
     }
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.clear(id);
-    await makeBundle(this.bundle(id), id, spec);
-    await this.runc
-      .restore({
-        id,
-        bundle: this.bundle(id),
-        imagePath: join(base, `round-${rounds.length}`),
-        workPath: join(base, 'restore-work'),
-        tcpEstablished: true,
-      })
-      .catch(rethrow);
-    await this.runc.lifecycle('pause', id).catch(rethrow);
+    await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
+    await mkdir(join(this.dir, 'criu'), { recursive: true });
+    await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    try {
+      await this.runc
+        .restore({
+          id,
+          bundle: this.bundle(id),
+          imagePath: join(base, `round-${rounds.length}`),
+          workPath: join(base, 'restore-work'),
+          tcpEstablished: true,
+        })
+        .catch(rethrow);
+    } finally {
+      await rm(this.criuConfig(id), { force: true });
+    }
     this.held.set(id, { spec, state: 'restored', migrationId, counter: 0 });
     return this.info(id);
   }
 
+  /** A restored container's tasks get SIGCONT (CRIU left them stopped); a frozen one is thawed. */
   async resume(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
-    await this.runc.lifecycle('resume', id).catch(rethrow);
+    await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
     if (h.state === 'frozen') h.migrationId = undefined;
     h.state = 'running';
     return this.info(id);
