@@ -17,6 +17,13 @@ export const configSchema = serviceConfigSchema.extend({
     .string()
     .regex(/^\/[A-Za-z0-9/_.-]*$/, 'an absolute path')
     .default('/run/ccm/runc-driver'),
+  /**
+   * runc driver: `madvise` sets the guest's transparent huge pages from `always` to `madvise` before
+   * the first container starts (with THP `always` a heap sits in 2 MiB pages and one write marks all
+   * 512 of its 4 KiB pages dirty for CRIU's memory tracking, so every pre-dump round re-sends the
+   * heap); `keep` leaves the kernel's setting alone.
+   */
+  CCM_GUEST_RUNC_THP: z.enum(['madvise', 'keep']).default('madvise'),
   /** runc driver: deadline of one runc/CRIU run. */
   CCM_GUEST_RUNC_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(300_000),
   /** The address image streams from other guests arrive on (the guest's underlay address). */

@@ -75,8 +75,9 @@ export class RuncDriver implements ContainerDriver {
   private readonly runc: Runc;
   private readonly held = new Map<string, Held>();
   private readonly dir: string;
+  private kernelReady: Promise<void> | undefined;
 
-  constructor(config: GuestAgentConfig) {
+  constructor(private readonly config: GuestAgentConfig) {
     this.dir = config.CCM_GUEST_RUNC_DIR;
     this.runc = new Runc({
       runner: execRunner(),
@@ -104,7 +105,19 @@ export class RuncDriver implements ContainerDriver {
     return join(this.dir, 'images', migrationId, id);
   }
 
+  /** Once, before the first container runs here: transparent huge pages off (CCM_GUEST_RUNC_THP). */
+  private prepareKernel(): Promise<void> {
+    this.kernelReady ??= (async () => {
+      if (this.config.CCM_GUEST_RUNC_THP !== 'madvise') return;
+      const thp = '/sys/kernel/mm/transparent_hugepage/enabled';
+      if ((await readFile(thp, 'utf8').catch(() => '')).includes('[always]'))
+        await writeFile(thp, 'madvise').catch(() => undefined);
+    })();
+    return this.kernelReady;
+  }
+
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
+    await this.prepareKernel();
     await this.clear(id);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await this.runc.run(id, this.bundle(id)).catch(rethrow);
@@ -232,6 +245,7 @@ export class RuncDriver implements ContainerDriver {
       if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
     }
     const spec = rounds[rounds.length - 1].meta.spec;
+    await this.prepareKernel();
     await this.clear(id);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
