@@ -1,5 +1,4 @@
-import { findQemuBinary, startQemu, type QemuProcess } from '@ccm/qmp';
-import { isCcmError, type CcmError } from '@ccm/contracts';
+import { startQemu, type QemuProcess } from '@ccm/qmp';
 import { sealMigrationKey } from '@ccm/sealing';
 import { guestClient, type GuestClient, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { spawnSync } from 'node:child_process';
@@ -9,16 +8,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tamperingProxy } from '../../apps/guest-agent/src/__fixtures__/guests.js';
+import { typedFailure as fail, tamperingProxy } from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
-import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
+import { AGENT_RUN_SCRIPT, agentGuestUnavailable } from './__fixtures__/agent-guest.js';
+import { ipOrThrow } from './__fixtures__/netns.js';
 import { buildAppDisk, shellEnvFile, type AppDisk } from './app-disk.js';
-import {
-  containerBuildUnavailable,
-  containerGuestSpec,
-  ensureContainerImage,
-  type ContainerImage,
-} from './container-image.js';
+import { containerGuestSpec, ensureContainerImage, type ContainerImage } from './container-image.js';
 
 /**
  * The lab test of issue 12 on real parts: two container guests under QEMU (TCG) on a bridge, the
@@ -31,9 +26,7 @@ import {
  */
 
 const repoRoot = resolve(import.meta.dirname, '..', '..');
-const skipReason = !findQemuBinary()
-  ? 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86 from tools/system-packages.txt)'
-  : (containerBuildUnavailable() ?? netnsUnavailable());
+const skipReason = agentGuestUnavailable();
 if (skipReason) console.warn(`[runc migration] skipping: ${skipReason}`);
 
 const tag = process.pid % 100000;
@@ -44,7 +37,6 @@ const GUESTS = {
   a: { vm: 'vm-runc-a', ip: '10.217.0.2' },
   b: { vm: 'vm-runc-b', ip: '10.217.0.3' },
 } as const;
-const RUN = join(import.meta.dirname, '__fixtures__', 'agent-run.sh');
 const HEAP_PAGES = Number(process.env['CCM_LAB_HEAP_PAGES'] ?? 8192);
 const LONG = { timeoutMs: 600_000 };
 
@@ -104,7 +96,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
     g = await guestClient(nc, stack.keysDir);
     const boot = async (which: 'a' | 'b', mac: string) => {
       const spec = containerGuestSpec(image, {
-        runScript: RUN,
+        runScript: AGENT_RUN_SCRIPT,
         appDisk: disk.path,
         tap: TAPS[which],
         ip: `${GUESTS[which].ip}/24`,
@@ -144,14 +136,6 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
   });
 
   const counter = async (vm: string, id: string) => (await g.send(vm, 'describe', { id })).counter as number;
-  const fail = async (p: Promise<unknown>): Promise<CcmError> => {
-    const e = await p.then(
-      () => undefined,
-      (x: unknown) => x,
-    );
-    if (!isCcmError(e)) throw new Error(`expected a typed error, got ${String(e)}`);
-    return e;
-  };
   const debug = async (err: unknown): Promise<never> => {
     const tails = await Promise.all(guests.map(async (q) => (await serial(q)).slice(-2500)));
     throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);

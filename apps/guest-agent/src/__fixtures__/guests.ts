@@ -1,7 +1,18 @@
 import { createServer, connect, type Server } from 'node:net';
+import { isCcmError, type CcmError } from '@ccm/contracts';
 import { FrameReader } from '@ccm/sealing';
 
 export { guestClient, startGuest, type GuestClient, type GuestProcess } from '@ccm/testing';
+
+/** The typed error a guest command failed with (fails the test when it succeeded or failed untyped). */
+export async function typedFailure(p: Promise<unknown>): Promise<CcmError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  if (!isCcmError(e)) throw new Error(`expected a typed error, got ${String(e)}`);
+  return e;
+}
 
 export type Tamper = 'alter' | 'drop' | 'replay' | 'reorder' | 'cut';
 
