@@ -1,6 +1,19 @@
 import { startQemu, type QemuProcess } from '@ccm/qmp';
+import { subjects } from '@ccm/contracts';
+import { loadTrustStore } from '@ccm/keys';
+import { signedRequest } from '@ccm/messaging';
+import { createServiceApp } from '@ccm/runtime';
 import { sealMigrationKey } from '@ccm/sealing';
-import { guestClient, type GuestClient, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { type INestApplication } from '@nestjs/common';
+import { type NatsConnection } from '@nats-io/transport-node';
+import {
+  guestClient,
+  type GuestClient,
+  pollUntil,
+  startTestStack,
+  stepCommand,
+  type TestStack,
+} from '@ccm/testing';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type Server } from 'node:net';
@@ -8,6 +21,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { containerCheckpoint } from '../../apps/container-checkpoint/src/app.js';
 import { typedFailure as fail, tamperingProxy } from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { AGENT_RUN_SCRIPT, agentGuestUnavailable } from './__fixtures__/agent-guest.js';
@@ -49,6 +64,8 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
   let disk: AppDisk;
   let g: GuestClient;
   let made = false;
+  let checkpoint: INestApplication | undefined;
+  let coordinator: NatsConnection | undefined;
   const dropNet = (): void => {
     for (const l of [TAPS.a, TAPS.b, BRIDGE]) spawnSync('ip', ['link', 'del', l]);
   };
@@ -68,7 +85,19 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       ipOrThrow('link', 'set', tap, 'master', BRIDGE);
       ipOrThrow('link', 'set', tap, 'up');
     }
-    stack = await startTestStack({ postgres: false, listen: { host: HOST, clientCidrs: ['10.217.0.0/24'] } });
+    stack = await startTestStack({ listen: { host: HOST, clientCidrs: ['10.217.0.0/24'] } });
+    // apps/container-checkpoint in this process, driving the guests' agents as the saga's steps do.
+    checkpoint = (
+      await createServiceApp(
+        containerCheckpoint,
+        stack.env({
+          CCM_INSTANCE_ID: 'checkpoint-lab',
+          CCM_CHECKPOINT_GUEST_TIMEOUT_MS: '600000',
+          CCM_CHECKPOINT_MAX_ROUNDS: '2',
+        }),
+      )
+    ).app;
+    await checkpoint.init();
     const env = (vm: string, ip: string) =>
       shellEnvFile(
         stack!.env({
@@ -128,6 +157,8 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
 
   afterAll(async () => {
     for (const p of proxies) p.close();
+    await coordinator?.close().catch(() => undefined);
+    await checkpoint?.close();
     await Promise.all(guests.map((q) => q.kill()));
     await stack?.stop();
     if (made) dropNet();
@@ -232,6 +263,50 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
             .join('\n') +
           `\n  frozen at ${frozenAt} in A; restored at ${String(restored.counter)} in B; ${atB} in B after resume` +
           `\n  freeze → resumed in B (final dump + stream + restore + resume, through NATS): ${(resumed - freeze).toFixed(0)} ms`,
+      );
+    } catch (e) {
+      await debug(e);
+    }
+  }, 1_200_000);
+
+  it('through apps/container-checkpoint: pre-copy (two rounds), freeze-dump, restore (+ resume) and commit', async () => {
+    const id = 'counter3';
+    try {
+      coordinator = await stack!.connectAs('saga-coordinator');
+      const signer = await stack!.identity('saga-coordinator');
+      const trust = await loadTrustStore(stack!.keysDir);
+      const base = stepCommand({
+        workload: { id, kind: 'container' },
+        context: { sourceVmId: GUESTS.a.vm, targetVmId: GUESTS.b.vm },
+      });
+      const step = (name: string) =>
+        signedRequest(
+          coordinator!,
+          signer,
+          trust,
+          subjects.cmd('container-checkpoint', name),
+          { ...base, step: name },
+          z.record(z.string(), z.unknown()),
+          { idempotencyKey: `${base.migrationId}:${name}:1`, timeoutMs: 900_000 },
+        );
+      await prepare(id, base.migrationId, HEAP_PAGES);
+      const preCopy = await step('pre-copy');
+      const dump = await step('freeze-dump');
+      const frozenAt = await counter(GUESTS.a.vm, id);
+      const restored = await step('restore');
+      await pollUntil(
+        'the counter goes on in B',
+        () => counter(GUESTS.b.vm, id),
+        (c) => c > frozenAt + 5,
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+      const commit = await step('commit');
+      expect(commit).toMatchObject({ source: 'killed' });
+      expect((await g.send(GUESTS.a.vm, 'describe', { id })).state).toBe('killed');
+      expect(preCopy).toMatchObject({ rounds: 2 });
+      console.log(
+        `[runc migration] through container-checkpoint: pre-copy ${JSON.stringify(preCopy['perRound'])}\n` +
+          `  freeze-dump ${JSON.stringify(dump)}\n  restore ${JSON.stringify(restored)}\n  commit ${JSON.stringify(commit)}`,
       );
     } catch (e) {
       await debug(e);
