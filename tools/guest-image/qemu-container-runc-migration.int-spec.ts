@@ -193,22 +193,32 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
     }
   }
 
-  /** One round: B listens, A pre-dumps (or dumps) and streams it, optionally through a tampering host. */
+  /**
+   * One round: B listens, A pre-dumps (or dumps) and streams it; `via` sends it through a host-side
+   * proxy that alters the second chunk (`alter`) or only looks (`look`: its bytes land in `seen`).
+   */
   async function round(
     migrationId: string,
     containerId: string,
     r: number,
     verb: 'pre-dump' | 'dump',
-    alter = false,
+    via?: { how: 'alter' | 'look'; seen?: Buffer[] },
   ) {
     const to = (await g.send(GUESTS.b.vm, 'receive', { migrationId, containerId, round: r })) as {
       host: string;
       port: number;
     };
     let target = to;
-    if (alter) {
-      const p = await tamperingProxy(to, { migrationId, round: r }, 'alter', 1, HOST);
+    if (via) {
+      const p = await tamperingProxy(
+        to,
+        { migrationId, round: r },
+        'alter',
+        via.how === 'alter' ? 1 : -1,
+        HOST,
+      );
       proxies.push(p.server);
+      via.seen = p.seen;
       target = { host: HOST, port: p.port };
     }
     return g.send(GUESTS.a.vm, verb, { migrationId, containerId, round: r, target }, LONG);
@@ -318,8 +328,15 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
     const migrationId = 'mig-runc-2';
     try {
       await prepare(id, migrationId, 256);
-      await round(migrationId, id, 1, 'pre-dump');
-      const refused = await fail(round(migrationId, id, 2, 'dump', true));
+      const look: { how: 'look'; seen?: Buffer[] } = { how: 'look' };
+      const r1 = await round(migrationId, id, 1, 'pre-dump', look);
+      // What the host saw of a whole round: as many bytes as sealed, none of the image archive's
+      // plaintext (its magic, its header's file names, the workload's own code in its memory).
+      const wire = Buffer.concat(look.seen ?? []);
+      expect(wire.length).toBeGreaterThanOrEqual(r1.imageBytes as number);
+      for (const plain of ['CCMIMG1', 'inventory.img', 'pages-1.img', 'CCM_HEAP_PAGES', 'counter.new'])
+        expect(wire.includes(plain), `the host saw ${plain}`).toBe(false);
+      const refused = await fail(round(migrationId, id, 2, 'dump', { how: 'alter' }));
       expect(refused.code).toBe('STREAM_REFUSED');
       expect(refused.details?.sealing).toBe('CHUNK_AUTH_FAILED');
       const frozenAt = await counter(GUESTS.a.vm, id);
@@ -337,7 +354,8 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       expect((await fail(g.send(GUESTS.b.vm, 'describe', { id }))).code).toBe('NOT_FOUND');
       await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
       console.log(
-        `[runc migration] altered chunk refused: ${refused.message}; A thawed at ${frozenAt} and counts on`,
+        `[runc migration] the host saw ${wire.length} bytes of round 1 (${String(r1.imageBytes)} image bytes), no plaintext; ` +
+          `altered chunk refused: ${refused.message}; A thawed at ${frozenAt} and counts on`,
       );
     } catch (e) {
       await debug(e);

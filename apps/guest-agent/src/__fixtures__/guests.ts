@@ -18,7 +18,8 @@ export type Tamper = 'alter' | 'drop' | 'replay' | 'reorder' | 'cut';
 
 /**
  * The untrusted host/network between two guests: forwards the target's challenge as is and the
- * source's frames with one `tamper` applied at frame `at`. It listens on `host` (a guest's host side).
+ * source's frames with one `tamper` applied at frame `at` (none when there is no frame `at`). It
+ * listens on `host` (a guest's host side) and keeps what the source sent in `seen`.
  */
 export async function tamperingProxy(
   to: { host: string; port: number },
@@ -26,7 +27,9 @@ export async function tamperingProxy(
   tamper: Tamper,
   at: number,
   host = '127.0.0.1',
-): Promise<{ port: number; server: Server }> {
+): Promise<{ port: number; server: Server; seen: Buffer[] }> {
+  /** Every byte the source sent, as the host sees it. */
+  const seen: Buffer[] = [];
   const server = createServer((client) => {
     const upstream = connect(to.port, to.host);
     const reader = new FrameReader(binding);
@@ -40,6 +43,7 @@ export async function tamperingProxy(
       // Once the target has answered and closed, drop what the source still sends: writing to the
       // closed upstream would reset the source's connection and could lose the verdict it carries.
       if (!upstream.writable) return;
+      seen.push(d);
       for (const f of reader.push(d)) {
         const i = n++;
         if (i !== at && !(tamper === 'reorder' && i === at + 1)) {
@@ -69,5 +73,5 @@ export async function tamperingProxy(
   });
   await new Promise<void>((r) => server.listen(0, host, r));
   const a = server.address();
-  return { port: typeof a === 'object' && a ? a.port : 0, server };
+  return { port: typeof a === 'object' && a ? a.port : 0, server, seen };
 }
