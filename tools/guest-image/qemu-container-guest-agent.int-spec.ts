@@ -1,19 +1,15 @@
 import { guestClient, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
-import { findQemuBinary, startQemu, type QemuProcess } from '@ccm/qmp';
+import { startQemu, type QemuProcess } from '@ccm/qmp';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
-import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
+import { AGENT_RUN_SCRIPT, agentGuestUnavailable } from './__fixtures__/agent-guest.js';
+import { ipOrThrow } from './__fixtures__/netns.js';
 import { buildAppDisk, shellEnvFile, type AppDisk } from './app-disk.js';
-import {
-  containerBuildUnavailable,
-  containerGuestSpec,
-  ensureContainerImage,
-  type ContainerImage,
-} from './container-image.js';
+import { containerGuestSpec, ensureContainerImage, type ContainerImage } from './container-image.js';
 
 /**
  * The guest-agent inside the container guest: its dist/ code and the npm packages it imports go on a
@@ -23,16 +19,13 @@ import {
  */
 
 const repoRoot = resolve(import.meta.dirname, '..', '..');
-const skipReason = !findQemuBinary()
-  ? 'qemu-system-x86_64 is not installed (tools/dev.sh installs qemu-system-x86 from tools/system-packages.txt)'
-  : (containerBuildUnavailable() ?? netnsUnavailable());
+const skipReason = agentGuestUnavailable();
 if (skipReason) console.warn(`[container guest-agent] skipping: ${skipReason}`);
 
 const TAP = `ccmga${process.pid % 100000}`;
 const HOST = '10.214.0.1';
 const GUEST = '10.214.0.2/24';
 const VM_ID = 'vm-gimg';
-const RUN = join(import.meta.dirname, '__fixtures__', 'agent-run.sh');
 
 describe.skipIf(skipReason !== undefined)('the guest-agent in the container guest', () => {
   let image: ContainerImage;
@@ -84,7 +77,7 @@ describe.skipIf(skipReason !== undefined)('the guest-agent in the container gues
 
   it('starts from the app disk, reaches NATS over the tap and answers ping', async () => {
     const spec = containerGuestSpec(image, {
-      runScript: RUN,
+      runScript: AGENT_RUN_SCRIPT,
       appDisk: disk.path,
       tap: TAP,
       ip: GUEST,

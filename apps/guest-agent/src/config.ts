@@ -8,8 +8,25 @@ import { overlayConfigFields } from './overlay/overlay-config.js';
  */
 export const configSchema = serviceConfigSchema.extend({
   CCM_VM_ID: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, "-" and "_" only'),
-  /** `sim`: a process model with pages and a dirty rate (the CRIU driver needs a guest). */
-  CCM_GUEST_DRIVER: z.enum(['sim']).default('sim'),
+  /**
+   * `sim`: a process model with pages and a dirty rate; `runc`: real containers with runc and CRIU (in
+   * the container guest of tools/guest-image; needs root, runc, criu).
+   */
+  CCM_GUEST_DRIVER: z.enum(['sim', 'runc']).default('sim'),
+  /** runc driver: where bundles, runc's state and the image rounds live (tmpfs in the guest). */
+  CCM_GUEST_RUNC_DIR: z
+    .string()
+    .regex(/^\/[A-Za-z0-9/_.-]*$/, 'an absolute path')
+    .default('/run/ccm/runc-driver'),
+  /**
+   * runc driver: `madvise` sets the guest's transparent huge pages from `always` to `madvise` before
+   * the first container starts (with THP `always` a heap sits in 2 MiB pages and one write marks all
+   * 512 of its 4 KiB pages dirty for CRIU's memory tracking, so every pre-dump round re-sends the
+   * heap); `keep` leaves the kernel's setting alone.
+   */
+  CCM_GUEST_RUNC_THP: z.enum(['madvise', 'keep']).default('madvise'),
+  /** runc driver: deadline of one runc/CRIU run. */
+  CCM_GUEST_RUNC_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(300_000),
   /** The address image streams from other guests arrive on (the guest's underlay address). */
   CCM_GUEST_STREAM_HOST: z.string().min(1).default('127.0.0.1'),
   /** Longest wait for the target's verdict on one round. */

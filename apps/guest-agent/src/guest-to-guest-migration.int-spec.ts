@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { isCcmError, type CcmError } from '@ccm/contracts';
 import { generateIdentityKey, sealMigrationKey } from '@ccm/sealing';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -11,6 +10,7 @@ import {
   startGuest,
   type Tamper,
   tamperingProxy,
+  typedFailure as fail,
 } from './__fixtures__/guests.js';
 
 /** Two guest-agent processes (sim driver) on a real NATS; image streams over real TCP between them. */
@@ -44,14 +44,6 @@ describe('guest-to-guest container migration (sim driver)', () => {
   });
 
   const counter = async (vm: string, id: string) => (await g.send(vm, 'describe', { id })).counter as number;
-  const fail = async (p: Promise<unknown>): Promise<CcmError> => {
-    const e = await p.then(
-      () => undefined,
-      (x: unknown) => x,
-    );
-    if (!isCcmError(e)) throw new Error(`expected a typed error, got ${String(e)}`);
-    return e;
-  };
 
   /** A running container on A and the migration key sealed to both guests (the key-broker's part). */
   async function prepare(pages = 2048, dirtyPagesPerSec = 400) {

@@ -10,7 +10,10 @@ import { IdSchema } from './migration.js';
 export const GUEST_VERBS = {
   /** The guest's identity public key (X25519, base64), which attestation binds. */
   identity: 'identity',
-  /** Start a container (sim: a process model with pages and a dirty rate). */
+  /**
+   * Start a container: a workload holding `pages` 4 KiB pages and dirtying `dirtyPagesPerSec` of them
+   * (sim: a process model; runc: a Node process in a runc container, docs/container-checkpoint.md).
+   */
   runContainer: 'run-container',
   listContainers: 'list-containers',
   /** SNP evidence binding the identity key to a broker nonce and a migration (key-broker only). */
@@ -66,6 +69,12 @@ export const GuestErrorCodes = {
   NoAttestation: 'NO_ATTESTATION',
   /** The container is not in a state that allows the command (details.state says which). */
   BadContainerState: 'BAD_CONTAINER_STATE',
+  /**
+   * runc or CRIU failed (runc driver): `details.action` names the step (`runc dump`, `runc restore`, …),
+   * `details.reason` CRIU's reason code read from its log (libs/criu `CriuReason`), `details.log` the
+   * log line that says why.
+   */
+  ContainerRuntimeFailed: 'CONTAINER_RUNTIME_FAILED',
 } as const;
 
 export const ContainerIdSchema = IdSchema;
@@ -82,7 +91,7 @@ export const ContainerInfoSchema = z.object({
   id: ContainerIdSchema,
   state: ContainerStateSchema,
   pages: z.number().int(),
-  /** Sim: the workload's counter (the test's proof that the process carried on). */
+  /** The workload's counter (the test's proof that the process carried on). */
   counter: z.number().int(),
   migrationId: IdSchema.optional(),
 });
@@ -92,9 +101,9 @@ export const IdentityReplySchema = z.object({ vmId: IdSchema, publicKey: b64(64)
 
 export const RunContainerSchema = z.object({
   id: ContainerIdSchema,
-  /** Sim: memory size in 4 KiB pages (32 MiB = 8192). */
+  /** The workload's heap in 4 KiB pages (32 MiB = 8192). */
   pages: z.number().int().min(1).max(262_144),
-  /** Sim: pages dirtied per second. */
+  /** Heap pages rewritten per second. */
   dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
 });
 

@@ -210,6 +210,43 @@ describe('Runc argv', () => {
       'web-1',
     ]);
   });
+  it('run: detached, with its log, stdio /dev/null (the container inherits it)', async () => {
+    const calls: Array<{ argv: string[]; stdio?: string }> = [];
+    const runner: CommandRunner = {
+      run: (argv, o) => {
+        calls.push({ argv: [...argv], stdio: o.stdio });
+        return Promise.resolve({ exitCode: 0, signal: null, stdout: '', stderr: '', timedOut: false });
+      },
+    };
+    await new Runc({ runner, root: '/r', log: '/r/runc.log' }).run('c1', '/b/c1');
+    expect(calls).toEqual([
+      {
+        argv: ['runc', '--root', '/r', '--log', '/r/runc.log', 'run', '--detach', '--bundle', '/b/c1', 'c1'],
+        stdio: 'ignore',
+      },
+    ]);
+  });
+  it('state: the status and pid runc reports; undefined for a container runc does not know', async () => {
+    const known = recorder({ stdout: JSON.stringify({ id: 'c1', status: 'paused', pid: 77, bundle: '/b' }) });
+    expect(await new Runc({ runner: known.runner }).state('c1')).toEqual({
+      id: 'c1',
+      status: 'paused',
+      pid: 77,
+      bundle: '/b',
+    });
+    expect(known.calls[0]).toEqual(['runc', 'state', 'c1']);
+    expect(await new Runc({ runner: recorder({ exitCode: 1 }).runner }).state('c1')).toBeUndefined();
+  });
+  it.each<[Parameters<Runc['lifecycle']>[0], string[]]>([
+    ['pause', ['pause', 'c1']],
+    ['kill', ['kill', 'c1', 'KILL']],
+    ['continue', ['kill', '--all', 'c1', 'CONT']],
+    ['delete-force', ['delete', '--force', 'c1']],
+  ])('lifecycle %s', async (verb, argv) => {
+    const r = recorder();
+    await new Runc({ runner: r.runner }).lifecycle(verb, 'c1');
+    expect(r.calls[0]).toEqual(['runc', ...argv]);
+  });
   it.each(['-rf', '../x', 'a b', '', 'x'.repeat(129)])('refuses container id %j', (id) => {
     expect(() => runc.checkpointArgs({ id, imagePath: '/i', workPath: '/w' })).toThrow(
       CriuInvalidArgumentError,

@@ -11,6 +11,11 @@ export interface RuncOptions {
   readonly binary?: string;
   /** runc's state root (`--root`). */
   readonly root?: string;
+  /**
+   * runc's own log (`--log`, JSON lines). A detached run or restore gives runc no stderr to read
+   * (its stdio becomes the container's), so its failures are read from here.
+   */
+  readonly log?: string;
   readonly timeoutMs?: number;
   readonly hostPath?: (path: string) => string;
 }
@@ -37,6 +42,16 @@ export interface RuncRestoreOptions {
   readonly noPivot?: boolean;
 }
 
+/** What `runc state` says of a container. */
+export interface RuncState {
+  readonly id: string;
+  /** `created`, `running`, `paused` or `stopped`. */
+  readonly status: string;
+  /** The container's init process as this pid namespace sees it (0 when stopped). */
+  readonly pid: number;
+  readonly bundle: string;
+}
+
 /**
  * runc's checkpoint/restore and lifecycle verbs. On failure runc says only "criu failed"; the reason is
  * read from CRIU's log in the work path. The network lock of a runc checkpoint is CRIU's configured
@@ -53,7 +68,52 @@ export class Runc {
   }
 
   private base(): string[] {
-    return [this.binary, ...(this.opts.root ? ['--root', absPathArg('root', this.opts.root)] : [])];
+    return [
+      this.binary,
+      ...(this.opts.root ? ['--root', absPathArg('root', this.opts.root)] : []),
+      ...(this.opts.log ? ['--log', absPathArg('log', this.opts.log)] : []),
+    ];
+  }
+
+  runArgs(id: string, bundle: string): string[] {
+    return [
+      ...this.base(),
+      'run',
+      '--detach',
+      '--bundle',
+      absPathArg('bundle', bundle),
+      containerIdArg('id', id),
+    ];
+  }
+
+  /** Starts the bundle detached, its stdio /dev/null (a container CRIU can dump). */
+  async run(id: string, bundle: string): Promise<void> {
+    const r = await this.opts.runner.run(this.runArgs(id, bundle), {
+      timeoutMs: this.timeoutMs,
+      stdio: 'ignore',
+    });
+    if (r.timedOut) throw new CriuTimeoutError('runc run', this.timeoutMs, undefined);
+    if (r.exitCode !== 0) throw failure('runc run', { ...r, stderr: await this.logTail() }, undefined);
+  }
+
+  /** `runc state`; undefined when runc does not know the container. */
+  async state(id: string): Promise<RuncState | undefined> {
+    const r = await this.opts.runner.run([...this.base(), 'state', containerIdArg('id', id)], {
+      timeoutMs: this.timeoutMs,
+    });
+    if (r.timedOut) throw new CriuTimeoutError('runc state', this.timeoutMs, undefined);
+    if (r.exitCode !== 0) return undefined;
+    const s = JSON.parse(r.stdout) as Partial<RuncState>;
+    return { id, status: String(s.status), pid: Number(s.pid ?? 0), bundle: String(s.bundle ?? '') };
+  }
+
+  private async logTail(): Promise<string> {
+    if (!this.opts.log) return '';
+    try {
+      return (await readFile(this.hostPath(this.opts.log), 'utf8')).split('\n').slice(-6).join('\n');
+    } catch {
+      return '';
+    }
   }
 
   checkpointArgs(o: RuncCheckpointOptions): string[] {
@@ -95,13 +155,30 @@ export class Runc {
     return this.criuVerb(o.preDump ? 'pre-dump' : 'dump', this.checkpointArgs(o), o.workPath);
   }
 
+  /** Restores detached; runc's stdio (the container's after the restore) is /dev/null. */
   async restore(o: RuncRestoreOptions): Promise<void> {
-    return this.criuVerb('restore', this.restoreArgs(o), o.workPath);
+    return this.criuVerb('restore', this.restoreArgs(o), o.workPath, 'ignore');
   }
 
-  /** Freeze (`pause`), thaw (`resume`), `kill` (SIGKILL) and `delete` of a container. */
-  async lifecycle(verb: 'pause' | 'resume' | 'kill' | 'delete', id: string): Promise<void> {
-    const argv = [...this.base(), verb, containerIdArg('id', id), ...(verb === 'kill' ? ['KILL'] : [])];
+  /**
+   * Freeze (`pause`), thaw (`resume`), `kill` (SIGKILL), `continue` (SIGCONT to every process: tasks a
+   * restore left stopped), `delete` and `delete --force` (kills a running or paused container and
+   * removes it) of a container.
+   */
+  async lifecycle(
+    verb: 'pause' | 'resume' | 'kill' | 'continue' | 'delete' | 'delete-force',
+    id: string,
+  ): Promise<void> {
+    const head = { 'delete-force': ['delete', '--force'], continue: ['kill', '--all'] } as Record<
+      string,
+      string[]
+    >;
+    const argv = [
+      ...this.base(),
+      ...(head[verb] ?? [verb]),
+      containerIdArg('id', id),
+      ...(verb === 'kill' ? ['KILL'] : verb === 'continue' ? ['CONT'] : []),
+    ];
     const r = await this.opts.runner.run(argv, { timeoutMs: this.timeoutMs });
     if (r.timedOut) throw new CriuTimeoutError(`runc ${verb}`, this.timeoutMs, undefined);
     if (r.exitCode !== 0) throw failure(`runc ${verb}`, r, undefined);
@@ -111,8 +188,9 @@ export class Runc {
     action: 'pre-dump' | 'dump' | 'restore',
     argv: string[],
     workPath: string,
+    stdio: 'pipe' | 'ignore' = 'pipe',
   ): Promise<void> {
-    const r = await this.opts.runner.run(argv, { timeoutMs: this.timeoutMs });
+    const r = await this.opts.runner.run(argv, { timeoutMs: this.timeoutMs, stdio });
     const logName = action === 'restore' ? 'restore.log' : 'dump.log';
     let log: CriuLogRecord[] | undefined;
     try {
@@ -122,6 +200,7 @@ export class Runc {
     }
     if (r.timedOut)
       throw new CriuTimeoutError(`runc ${action}`, this.timeoutMs, log ? diagnoseCriuLog(log) : undefined);
-    if (r.exitCode !== 0) throw failure(`runc ${action}`, r, log);
+    if (r.exitCode !== 0)
+      throw failure(`runc ${action}`, stdio === 'ignore' ? { ...r, stderr: await this.logTail() } : r, log);
   }
 }

@@ -17,7 +17,17 @@ export interface RunResult {
  * ({@link nsenterRunner}).
  */
 export interface CommandRunner {
-  run(argv: readonly string[], opts: { readonly timeoutMs: number }): Promise<RunResult>;
+  run(argv: readonly string[], opts: RunOptions): Promise<RunResult>;
+}
+
+export interface RunOptions {
+  readonly timeoutMs: number;
+  /**
+   * `ignore`: the command's stdin, stdout and stderr are /dev/null (nothing is captured). A container
+   * started or restored detached takes runc's stdio as its own; a pipe to this process there would be a
+   * file CRIU cannot dump later.
+   */
+  readonly stdio?: 'pipe' | 'ignore';
 }
 
 const KEEP_BYTES = 64 * 1024;
@@ -29,15 +39,19 @@ const tail = (s: string): string => (s.length > KEEP_BYTES ? s.slice(-KEEP_BYTES
  */
 export function execRunner(env: NodeJS.ProcessEnv = process.env): CommandRunner {
   return {
-    run: (argv, { timeoutMs }) =>
+    run: (argv, { timeoutMs, stdio = 'pipe' }) =>
       new Promise<RunResult>((resolve, reject) => {
         const [cmd, ...args] = argv;
-        const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+        const child = spawn(cmd, args, {
+          detached: true,
+          stdio: stdio === 'ignore' ? 'ignore' : ['ignore', 'pipe', 'pipe'],
+          env,
+        });
         let stdout = '';
         let stderr = '';
         let timedOut = false;
-        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout = tail(stdout + d)));
-        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = tail(stderr + d)));
+        child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout = tail(stdout + d)));
+        child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = tail(stderr + d)));
         const timer = setTimeout(() => {
           timedOut = true;
           killGroup(child.pid);

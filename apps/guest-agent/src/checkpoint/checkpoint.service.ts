@@ -3,8 +3,9 @@ import { CcmError, type ContainerInfo, ErrorCodes, GuestErrorCodes, type RoundRe
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { generateIdentityKey, type IdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { type GuestAgentConfig } from '../config.js';
-import { decodeImage, encodeImage } from '../sim/image.js';
-import { PAGE_BYTES, SimContainer } from '../sim/sim-container.js';
+import { type ContainerDriver } from '../driver/driver.js';
+import { RuncDriver } from '../runc/runc-driver.js';
+import { SimDriver } from '../sim/sim-driver.js';
 import { type Reception, RoundReceiver } from '../stream/receiver.js';
 import { sendRound } from '../stream/sender.js';
 
@@ -12,14 +13,15 @@ const conflict = (msg: string, details: Record<string, unknown> = {}) =>
   new CcmError(GuestErrorCodes.BadContainerState, msg, { retryable: false, details });
 
 /**
- * The guest-agent's checkpoint engine on the sim driver: containers, the identity key, migration keys
- * (held only in this process's memory), rounds received and sent. Every command is idempotent by what it
- * names: a round already sent answers with its report, a round already listening answers its address.
+ * The guest-agent's checkpoint engine: containers (through the configured {@link ContainerDriver}: sim
+ * or runc), the identity key, migration keys (held only in this process's memory), rounds received and
+ * sent. Every command is idempotent by what it names: a round already sent answers with its report, a
+ * round already listening answers its address.
  */
 @Injectable()
 export class CheckpointService implements OnModuleDestroy {
   readonly identity: IdentityKey = generateIdentityKey();
-  private readonly containers = new Map<string, SimContainer>();
+  readonly driver: ContainerDriver;
   private readonly keys = new Map<string, { keyId: string; key: Buffer }>();
   private readonly receivers = new Map<
     string,
@@ -27,33 +29,33 @@ export class CheckpointService implements OnModuleDestroy {
   >();
   private readonly sent = new Map<string, RoundReport>();
 
-  constructor(@Inject(SERVICE_CONFIG) private readonly config: GuestAgentConfig) {}
-
-  onModuleDestroy(): void {
-    for (const r of this.receivers.values()) r.receiver.close();
-    for (const c of this.containers.values()) c.kill();
+  constructor(@Inject(SERVICE_CONFIG) private readonly config: GuestAgentConfig) {
+    this.driver = config.CCM_GUEST_DRIVER === 'runc' ? new RuncDriver(config) : new SimDriver();
   }
 
-  run(id: string, pages: number, dirtyPagesPerSec: number): ContainerInfo {
-    const have = this.containers.get(id);
+  async onModuleDestroy(): Promise<void> {
+    for (const r of this.receivers.values()) r.receiver.close();
+    await this.driver.close();
+  }
+
+  async run(id: string, pages: number, dirtyPagesPerSec: number): Promise<ContainerInfo> {
+    const have = this.driver.spec(id);
     if (have) {
       if (have.pages !== pages || have.dirtyPagesPerSec !== dirtyPagesPerSec)
         throw new CcmError(ErrorCodes.Conflict, `container ${id} exists with another spec`, {
           retryable: false,
         });
-      return have.info();
+      return this.container(id);
     }
-    const c = new SimContainer(id, pages, dirtyPagesPerSec);
-    this.containers.set(id, c);
-    return c.info();
+    return this.driver.run(id, { pages, dirtyPagesPerSec });
   }
 
-  list(): ContainerInfo[] {
-    return [...this.containers.values()].map((c) => c.info());
+  list(): Promise<ContainerInfo[]> {
+    return this.driver.list();
   }
 
-  container(id: string): SimContainer {
-    const c = this.containers.get(id);
+  async container(id: string): Promise<ContainerInfo> {
+    const c = await this.driver.describe(id);
     if (!c) throw new CcmError(ErrorCodes.NotFound, `no container ${id}`, { retryable: false });
     return c;
   }
@@ -119,51 +121,43 @@ export class CheckpointService implements OnModuleDestroy {
     const done = this.sent.get(k);
     if (done) return done;
     const key = this.key(migrationId);
-    const c = this.container(containerId);
+    const c = await this.container(containerId);
     if (c.state !== 'running' && !(final && c.state === 'frozen')) {
       throw conflict(`container ${containerId} is ${c.state}`, { state: c.state });
     }
-    c.migrationId = migrationId;
     const started = performance.now();
-    if (final) c.freeze();
-    const { indices, data } = c.takeDirty();
-    const image = encodeImage(
-      { containerId, round, pages: c.pages, dirtyPagesPerSec: c.dirtyPagesPerSec, final },
-      indices,
-      data,
-    );
+    const img = await this.driver.checkpoint(migrationId, containerId, round, final);
     // A round that did not arrive whole leaves its pages dirty: the round's retry sends them again.
     const r = await sendRound(
       key,
       target,
       { migrationId, round },
-      image,
+      img.image,
       this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
       this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
     ).catch((e: unknown) => {
-      c.markDirty(indices);
+      img.failed();
       throw e;
     });
     const report: RoundReport = {
       round,
-      pages: indices.length,
+      pages: img.pages,
       imageBytes: r.bytes,
       chunks: r.chunks,
       durationMs: performance.now() - started,
-      dirtyPages: c.dirtyPages,
+      dirtyPages: await img.dirtyPages(),
     };
     this.sent.set(k, report);
     return report;
   }
 
   /** Target: builds the container from rounds 1..n, not resumed; refuses unless every round came whole. */
-  restore(migrationId: string, containerId: string, rounds: number): ContainerInfo {
-    const have = this.containers.get(containerId);
-    if (have?.migrationId === migrationId && have.state !== 'killed') return have.info();
+  async restore(migrationId: string, containerId: string, rounds: number): Promise<ContainerInfo> {
+    const have = await this.driver.describe(containerId);
+    if (have?.migrationId === migrationId && have.state !== 'killed') return have;
     if (have && have.state !== 'killed')
       throw conflict(`container ${containerId} already runs here`, { state: have.state });
-    let memory: Buffer | undefined;
-    let meta: { pages: number; dirtyPagesPerSec: number; final: boolean } | undefined;
+    const images: Buffer[] = [];
     for (let round = 1; round <= rounds; round++) {
       const r = this.reception(migrationId, containerId, round);
       if (r?.status !== 'complete') {
@@ -176,53 +170,33 @@ export class CheckpointService implements OnModuleDestroy {
           },
         );
       }
-      const img = decodeImage(r.image);
-      if (img.meta.containerId !== containerId || img.meta.round !== round)
-        throw new CcmError(
-          GuestErrorCodes.ImagesIncomplete,
-          `round ${round} holds another container or round`,
-          { retryable: false },
-        );
-      memory ??= Buffer.alloc(img.meta.pages * PAGE_BYTES);
-      for (const p of img.pages) p.data.copy(memory, p.index * PAGE_BYTES);
-      meta = img.meta;
+      images.push(r.image);
     }
-    if (!memory || !meta?.final)
-      throw new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${rounds} is not a final dump`, {
-        retryable: false,
-      });
-    const c = new SimContainer(containerId, meta.pages, meta.dirtyPagesPerSec, memory, 'restored');
-    c.migrationId = migrationId;
-    this.containers.set(containerId, c);
-    return c.info();
+    return this.driver.restore(migrationId, containerId, images);
   }
 
-  resume(containerId: string): ContainerInfo {
-    const c = this.container(containerId);
-    if (c.state === 'running') return c.info();
+  async resume(containerId: string): Promise<ContainerInfo> {
+    const c = await this.container(containerId);
+    if (c.state === 'running') return c;
     if (c.state !== 'restored')
       throw conflict(`container ${containerId} is ${c.state}, not restored`, { state: c.state });
-    c.run();
-    return c.info();
+    return this.driver.resume(containerId);
   }
 
-  thaw(containerId: string): ContainerInfo {
-    const c = this.container(containerId);
-    if (c.state === 'running') return c.info();
+  async thaw(containerId: string): Promise<ContainerInfo> {
+    const c = await this.container(containerId);
+    if (c.state === 'running') return c;
     if (c.state !== 'frozen')
       throw conflict(`container ${containerId} is ${c.state}, not frozen`, { state: c.state });
-    c.run();
-    c.migrationId = undefined;
-    return c.info();
+    return this.driver.resume(containerId);
   }
 
-  kill(containerId: string): ContainerInfo {
-    const c = this.container(containerId);
-    c.kill();
-    return c.info();
+  async kill(containerId: string): Promise<ContainerInfo> {
+    await this.container(containerId);
+    return this.driver.kill(containerId);
   }
 
-  discard(migrationId: string): { rounds: number } {
+  async discard(migrationId: string): Promise<{ rounds: number }> {
     let rounds = 0;
     for (const [k, r] of this.receivers) {
       if (k.startsWith(`${migrationId}:`)) {
@@ -233,6 +207,7 @@ export class CheckpointService implements OnModuleDestroy {
     }
     for (const k of this.sent.keys()) if (k.startsWith(`${migrationId}:`)) this.sent.delete(k);
     this.dropKey(migrationId);
+    await this.driver.discard(migrationId);
     return { rounds };
   }
 }

@@ -65,17 +65,17 @@ export class GuestCommands {
 
   @on(GUEST_VERBS.runContainer, RunContainerSchema)
   run(req: z.infer<typeof RunContainerSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.run(req.id, req.pages, req.dirtyPagesPerSec));
+    return this.cp.run(req.id, req.pages, req.dirtyPagesPerSec);
   }
 
   @on(GUEST_VERBS.listContainers, Empty)
   list(): Promise<{ containers: ContainerInfo[] }> {
-    return Promise.resolve({ containers: this.cp.list() });
+    return this.cp.list().then((containers) => ({ containers }));
   }
 
   @on(GUEST_VERBS.describe, ContainerRefSchema)
   describe(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.container(req.id).info());
+    return this.cp.container(req.id);
   }
 
   @on(GUEST_VERBS.evidence, EvidenceRequestSchema, KEY_CALLERS)
@@ -111,26 +111,26 @@ export class GuestCommands {
 
   @on(GUEST_VERBS.restore, RestoreSchema)
   restore(req: z.infer<typeof RestoreSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.restore(req.migrationId, req.containerId, req.rounds));
+    return this.cp.restore(req.migrationId, req.containerId, req.rounds);
   }
 
   @on(GUEST_VERBS.resume, ContainerRefSchema)
   resume(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.resume(req.id));
+    return this.cp.resume(req.id);
   }
 
   @on(GUEST_VERBS.thaw, ContainerRefSchema)
   thaw(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.thaw(req.id));
+    return this.cp.thaw(req.id);
   }
 
   @on(GUEST_VERBS.kill, ContainerRefSchema)
   kill(req: z.infer<typeof ContainerRefSchema>): Promise<ContainerInfo> {
-    return Promise.resolve(this.cp.kill(req.id));
+    return this.cp.kill(req.id);
   }
 
   @on(GUEST_VERBS.discard, MigrationRefSchema)
   discard(req: z.infer<typeof MigrationRefSchema>): Promise<{ rounds: number }> {
-    return Promise.resolve(this.cp.discard(req.migrationId));
+    return this.cp.discard(req.migrationId);
   }
 }

@@ -1,0 +1,45 @@
+import { type ContainerInfo } from '@ccm/contracts';
+
+/** What a container is asked to be: a workload holding `pages` 4 KiB pages, dirtying some per second. */
+export interface ContainerSpec {
+  readonly pages: number;
+  readonly dirtyPagesPerSec: number;
+}
+
+/** One round's checkpoint image, ready for the sealed stream. */
+export interface RoundImage {
+  /** The plaintext the sealed stream carries (opaque to the stream). */
+  readonly image: Buffer;
+  /** Memory pages the round holds. */
+  readonly pages: number;
+  /** Pages dirtied since the round's snapshot, as far as the driver knows (what a next round sends). */
+  dirtyPages(): Promise<number>;
+  /** The round did not arrive whole: what it carried must go again in the retry. */
+  failed(): void;
+}
+
+/**
+ * How the guest-agent's checkpoint engine runs containers: the sim driver (a page model, in process)
+ * or the runc driver (runc + CRIU in the guest). The checkpoint engine keeps keys, streams and state
+ * rules; a driver does the mechanics and reports containers as {@link ContainerInfo}.
+ */
+export interface ContainerDriver {
+  readonly kind: 'sim' | 'runc';
+  run(id: string, spec: ContainerSpec): Promise<ContainerInfo>;
+  /** The spec a container was started with (undefined when there is no such container). */
+  spec(id: string): ContainerSpec | undefined;
+  list(): Promise<ContainerInfo[]>;
+  /** undefined when there is no such container. */
+  describe(id: string): Promise<ContainerInfo | undefined>;
+  /** Pre-dump round `round` (the container runs on), or freeze and dump the final round. */
+  checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage>;
+  /** Builds the container from the received rounds (images[0] is round 1; the last is the final dump), not resumed. */
+  restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo>;
+  /** Runs a restored (target) or frozen (source, rollback) container again. */
+  resume(id: string): Promise<ContainerInfo>;
+  kill(id: string): Promise<ContainerInfo>;
+  /** Drops what the driver keeps of a migration (image directories). */
+  discard(migrationId: string): Promise<void>;
+  /** The agent stops: containers are stopped. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,301 @@
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CcmError,
+  type ContainerInfo,
+  type ContainerState,
+  ErrorCodes,
+  GuestErrorCodes,
+} from '@ccm/contracts';
+import { CriuFailedError, CriuTimeoutError, execRunner, isCriuError, Runc } from '@ccm/criu';
+import { z } from 'zod';
+import { type GuestAgentConfig } from '../config.js';
+import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
+import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
+import { COUNTER_PATH, makeBundle } from './bundle.js';
+
+const PAGE_BYTES = 4096;
+
+/** What each round's archive says besides its files (checked on the target before anything is written). */
+export const RoundMetaSchema = z.object({
+  containerId: z.string().min(1),
+  round: z.number().int().min(1),
+  final: z.boolean(),
+  /** The round whose images this one's pagemap refers to (CRIU's `parent` link), if any. */
+  parentRound: z.number().int().min(1).optional(),
+  spec: z.object({
+    pages: z.number().int().min(1).max(262_144),
+    dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
+  }),
+});
+export type RoundMeta = z.infer<typeof RoundMetaSchema>;
+
+interface Held {
+  readonly spec: ContainerSpec;
+  state: ContainerState;
+  migrationId?: string;
+  counter: number;
+}
+
+/** A runc/CRIU failure as the typed reply error, with CRIU's own reason. */
+export function runtimeError(e: unknown): unknown {
+  if (!isCriuError(e)) return e;
+  const details: Record<string, unknown> = { criuCode: e.code };
+  if (e instanceof CriuFailedError || e instanceof CriuTimeoutError) {
+    details['action'] = e.action;
+    if (e.diagnosis) {
+      details['reason'] = e.diagnosis.reason;
+      if (e.diagnosis.record) details['log'] = e.diagnosis.record.message;
+    }
+  }
+  return new CcmError(GuestErrorCodes.ContainerRuntimeFailed, e.message, {
+    retryable: e.retryable,
+    effect: 'maybe',
+    details,
+    cause: e,
+  });
+}
+
+const rethrow = (e: unknown): never => {
+  throw runtimeError(e);
+};
+
+/**
+ * The runc driver: containers are runc bundles ({@link makeBundle}); pre-dump rounds are `runc
+ * checkpoint --pre-dump` with the previous round as parent (CRIU's memory tracking), the final dump
+ * freezes the container (`runc pause`: the cgroup freezer) and dumps it with `--leave-running
+ * --tcp-established`, so the source stays frozen — `thaw` is `runc resume`, instant and with nothing
+ * to restore — until `kill` removes it. Each round's image directory travels as a {@link packArchive}
+ * archive; the target unpacks each round into its own directory, links `parent` as the source had
+ * it, `runc restore`s from the last with CRIU's `leave-stopped` (through the bundle's CRIU
+ * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT.
+ */
+export class RuncDriver implements ContainerDriver {
+  readonly kind = 'runc';
+  private readonly runc: Runc;
+  private readonly held = new Map<string, Held>();
+  private readonly dir: string;
+  private kernelReady: Promise<void> | undefined;
+
+  constructor(private readonly config: GuestAgentConfig) {
+    this.dir = config.CCM_GUEST_RUNC_DIR;
+    this.runc = new Runc({
+      runner: execRunner(),
+      root: join(this.dir, 'runc'),
+      log: join(this.dir, 'runc.log'),
+      timeoutMs: config.CCM_GUEST_RUNC_TIMEOUT_MS,
+    });
+  }
+
+  private bundle(id: string): string {
+    return join(this.dir, 'bundles', id);
+  }
+
+  /**
+   * The CRIU configuration file of a container's bundle. It exists only while the agent restores the
+   * container and then says `leave-stopped` (runc restore has no such flag): the restored tasks wait
+   * stopped until `resume` sends SIGCONT. At any other time it is absent, and a later checkpoint of the
+   * same container runs with CRIU's defaults.
+   */
+  private criuConfig(id: string): string {
+    return join(this.dir, 'criu', `${id}.conf`);
+  }
+
+  private images(migrationId: string, id: string): string {
+    return join(this.dir, 'images', migrationId, id);
+  }
+
+  /** Once, before the first container runs here: transparent huge pages off (CCM_GUEST_RUNC_THP). */
+  private prepareKernel(): Promise<void> {
+    this.kernelReady ??= (async () => {
+      if (this.config.CCM_GUEST_RUNC_THP !== 'madvise') return;
+      const thp = '/sys/kernel/mm/transparent_hugepage/enabled';
+      if ((await readFile(thp, 'utf8').catch(() => '')).includes('[always]'))
+        await writeFile(thp, 'madvise').catch(() => undefined);
+    })();
+    return this.kernelReady;
+  }
+
+  async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
+    await this.prepareKernel();
+    await this.clear(id);
+    await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
+    await this.runc.run(id, this.bundle(id)).catch(rethrow);
+    this.held.set(id, { spec, state: 'running', counter: 0 });
+    return this.info(id);
+  }
+
+  /** Removes a container of this id that runc still knows (killed, or left from an earlier run). */
+  private async clear(id: string): Promise<void> {
+    if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    await rm(this.bundle(id), { recursive: true, force: true });
+  }
+
+  spec(id: string): ContainerSpec | undefined {
+    return this.held.get(id)?.spec;
+  }
+
+  async list(): Promise<ContainerInfo[]> {
+    return Promise.all([...this.held.keys()].map((id) => this.info(id)));
+  }
+
+  async describe(id: string): Promise<ContainerInfo | undefined> {
+    return this.held.has(id) ? this.info(id) : undefined;
+  }
+
+  private get(id: string): Held {
+    const h = this.held.get(id);
+    if (!h) throw new CcmError(ErrorCodes.NotFound, `no container ${id}`, { retryable: false });
+    return h;
+  }
+
+  /** The held state, checked against runc's (a container whose process died is `killed`). */
+  private async info(id: string): Promise<ContainerInfo> {
+    const h = this.get(id);
+    if (h.state !== 'killed') {
+      const s = await this.runc.state(id).catch(() => undefined);
+      if (!s || s.status === 'stopped' || s.pid === 0) h.state = 'killed';
+      else {
+        const n = Number(
+          (await readFile(`/proc/${s.pid}/root${COUNTER_PATH}`, 'utf8').catch(() => '')).trim(),
+        );
+        if (Number.isSafeInteger(n) && n > 0) h.counter = n;
+      }
+    }
+    return {
+      id,
+      state: h.state,
+      pages: h.spec.pages,
+      counter: h.counter,
+      ...(h.migrationId ? { migrationId: h.migrationId } : {}),
+    };
+  }
+
+  async checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage> {
+    const h = this.get(id);
+    h.migrationId = migrationId;
+    const base = this.images(migrationId, id);
+    const dir = join(base, `round-${round}`);
+    const done = join(base, `round-${round}.done`);
+    const parentRound =
+      round > 1 && (await exists(join(base, `round-${round - 1}.done`))) ? round - 1 : undefined;
+    // A round already dumped (its stream failed and is retried) is sent again as it is.
+    if (!(await exists(done))) {
+      await rm(dir, { recursive: true, force: true });
+      await rm(join(base, `work-${round}`), { recursive: true, force: true });
+      if (final && h.state === 'running') {
+        await this.runc.lifecycle('pause', id).catch(rethrow);
+        h.state = 'frozen';
+      }
+      await this.runc
+        .checkpoint({
+          id,
+          imagePath: dir,
+          workPath: join(base, `work-${round}`),
+          ...(parentRound ? { parentPath: `../round-${parentRound}` } : {}),
+          preDump: !final,
+          ...(final ? { leaveRunning: true, tcpEstablished: true } : {}),
+        })
+        .catch(rethrow);
+      await writeFile(done, '');
+    }
+    const files = await readImageDir(dir);
+    const meta: RoundMeta = {
+      containerId: id,
+      round,
+      final,
+      ...(parentRound ? { parentRound } : {}),
+      spec: { pages: h.spec.pages, dirtyPagesPerSec: h.spec.dirtyPagesPerSec },
+    };
+    const pages = files
+      .filter((f) => /^pages-\d+\.img$/.test(f.name))
+      .reduce((sum, f) => sum + Math.ceil(f.data.length / PAGE_BYTES), 0);
+    return {
+      image: packArchive({ meta, files }),
+      pages,
+      // CRIU tells the dirty set only by dumping it: a round's own pages are the estimate for the next.
+      dirtyPages: () => Promise.resolve(final ? 0 : pages),
+      failed: () => undefined,
+    };
+  }
+
+  async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
+    const base = this.images(migrationId, id);
+    const rounds = images.map((b, i) => {
+      const a = unpackArchive(b);
+      const m = RoundMetaSchema.safeParse(a.meta);
+      const incomplete = (why: string) =>
+        new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${i + 1} ${why}`, {
+          retryable: false,
+          details: { round: i + 1 },
+        });
+      if (!m.success) throw incomplete(`carries no valid round meta: ${m.error.issues[0]?.message ?? ''}`);
+      if (m.data.containerId !== id || m.data.round !== i + 1)
+        throw incomplete('holds another container or round');
+      if (m.data.final !== (i === images.length - 1))
+        throw incomplete(m.data.final ? 'is a final dump before the last round' : 'is not a final dump');
+      if (m.data.parentRound !== undefined && m.data.parentRound !== i)
+        throw incomplete('names a parent round it cannot have');
+      return { ...a, meta: m.data };
+    });
+    await rm(base, { recursive: true, force: true });
+    for (const r of rounds) {
+      const dir = join(base, `round-${r.meta.round}`);
+      await writeImageDir(dir, r.files);
+      if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
+    }
+    const spec = rounds[rounds.length - 1].meta.spec;
+    await this.prepareKernel();
+    await this.clear(id);
+    await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
+    await mkdir(join(this.dir, 'criu'), { recursive: true });
+    await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    try {
+      await this.runc
+        .restore({
+          id,
+          bundle: this.bundle(id),
+          imagePath: join(base, `round-${rounds.length}`),
+          workPath: join(base, 'restore-work'),
+          tcpEstablished: true,
+        })
+        .catch(rethrow);
+    } finally {
+      await rm(this.criuConfig(id), { force: true });
+    }
+    this.held.set(id, { spec, state: 'restored', migrationId, counter: 0 });
+    return this.info(id);
+  }
+
+  /** A restored container's tasks get SIGCONT (CRIU left them stopped); a frozen one is thawed. */
+  async resume(id: string): Promise<ContainerInfo> {
+    const h = this.get(id);
+    await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
+    if (h.state === 'frozen') h.migrationId = undefined;
+    h.state = 'running';
+    return this.info(id);
+  }
+
+  async kill(id: string): Promise<ContainerInfo> {
+    const h = this.get(id);
+    await this.info(id);
+    if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    h.state = 'killed';
+    return this.info(id);
+  }
+
+  async discard(migrationId: string): Promise<void> {
+    await rm(join(this.dir, 'images', migrationId), { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    for (const [id, h] of this.held)
+      if (h.state !== 'killed') await this.runc.lifecycle('delete-force', id).catch(() => undefined);
+  }
+}
+
+const exists = (p: string): Promise<boolean> =>
+  readFile(p).then(
+    () => true,
+    () => false,
+  );
