@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Holds open a private mount + PID namespace pivoted into the cached trixie rootfs (tools/trixie/rootfs.sh),
 # where CRIU 4 runs on this host's kernel (FEASIBILITY §3.2: a plain chroot fails in mnt, CRIU 3.17 on
-# the vDSO). WORKDIR is bind-mounted at /mnt inside. The namespace's init is `sleep infinity`; enter it
+# the vDSO). WORKDIR is bind-mounted at /mnt inside. The namespace's init is a perl loop that ignores
+# SIGCHLD, so the kernel reaps every task that ends in the namespace at once (a dumped task leaves no
+# zombie holding its pid, which its restore needs again); enter it
 # with `nsenter --target <init pid> --mount --pid -- CMD...` (libs/criu's nsenterRunner does). When the
 # namespace is ready, `WORKDIR/.ns-ready` exists. Killing the init (SIGKILL) ends every process inside.
 #   bash tools/criu/trixie-ns.sh ROOTFS WORKDIR
@@ -31,5 +33,5 @@ mount --bind "$W" "$R/mnt"
 mkdir -p "$R/tmp/oldroot"; cd "$R"; pivot_root . tmp/oldroot
 umount -l /tmp/oldroot; rmdir /tmp/oldroot
 : > /mnt/.ns-ready
-exec sleep infinity </dev/null >/dev/null 2>&1
+exec perl -e '\''$SIG{CHLD} = "IGNORE"; sleep 3600 while 1'\'' </dev/null >/dev/null 2>&1
 ' trixie-ns "$R" "$W"

@@ -65,8 +65,18 @@ describe.skipIf(skip !== undefined)('libs/criu drives real CRIU 4 (trixie namesp
     if (dumped instanceof Error) throw dumped;
     const dump = dumped as CriuRun;
     const atDump = count();
-    const alive = await ns.runner.run(['test', '-d', `/proc/${pid}`], { timeoutMs: 5_000 });
-    expect(alive.exitCode).toBe(1);
+    // A dump ends the task: it is gone, or a zombie until whoever adopted it in the namespace reaps it.
+    const ended = await pollUntil(
+      'the dumped task to end',
+      () =>
+        ns.runner.run(
+          ['sh', '-c', `test ! -d /proc/${pid} || grep -q '^State:[[:space:]]*Z' /proc/${pid}/status`],
+          { timeoutMs: 5_000 },
+        ),
+      (r) => r.exitCode === 0,
+      { timeoutMs: 10_000 },
+    );
+    expect(ended.exitCode).toBe(0);
     expect(dump.log.length).toBeGreaterThan(10);
 
     const restore = await criu.restore({
