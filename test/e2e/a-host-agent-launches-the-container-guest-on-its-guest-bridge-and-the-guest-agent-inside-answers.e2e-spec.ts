@@ -26,12 +26,12 @@ const BRIDGE = 'ccmgbr';
 const RUN = resolve(import.meta.dirname, '..', '..', 'tools', 'guest-image', '__fixtures__', 'agent-run.sh');
 const repoRoot = resolve(import.meta.dirname, '..', '..');
 
-/** The taps in the host's namespace enslaved to `bridge`. */
+/** The VM taps (tapName's form) in the host's namespace enslaved to `bridge`. */
 const tapsOn = (ns: string, bridge: string): string[] => {
   const r = spawnSync('ip', ['-n', ns, '-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' });
   return [...(r.stdout ?? '').matchAll(/^\d+: ([^:@]+)/gm)]
     .map((m) => m[1])
-    .filter((n) => n.startsWith('ccm'));
+    .filter((n) => /^ccm[0-9a-f]{10}\d$/.test(n));
 };
 
 describe.skipIf(skip !== undefined)('a host-agent launches the container guest on its guest bridge', () => {
@@ -115,12 +115,12 @@ describe.skipIf(skip !== undefined)('a host-agent launches the container guest o
       instanceId: `guest-${VM}`,
       echo: 'over the guest bridge',
     });
-    expect(await serial()).toMatch(/CCM-AGENT starting node v20\.\d+ vm=cvm-lab1/);
+    expect(await serial()).toMatch(/CCM-AGENT starting node v20\.\d+\.\d+ vm=cvm-lab1 nats=nats:\/\/10\.77\./);
   }, 300_000);
 
   it('destroys it and removes its tap', async () => {
     const d = await ns.client.send(HOST, 'destroy', { vmId: VM });
-    expect((d.vm).phase).toBe('Destroyed');
+    expect(d.vm.phase).toBe('Destroyed');
     await pollUntil(
       'the tap to go',
       () => tapsOn(ns.hosts[HOST].ns, BRIDGE),
