@@ -115,7 +115,9 @@ describe.skipIf(skip !== undefined)('a host-agent launches the container guest o
       instanceId: `guest-${VM}`,
       echo: 'over the guest bridge',
     });
-    expect(await serial()).toMatch(/CCM-AGENT starting node v20\.\d+\.\d+ vm=cvm-lab1 nats=nats:\/\/10\.77\./);
+    expect(await serial()).toMatch(
+      /CCM-AGENT starting node v20\.\d+\.\d+ vm=cvm-lab1 nats=nats:\/\/10\.77\./,
+    );
   }, 300_000);
 
   it('destroys it and removes its tap', async () => {
