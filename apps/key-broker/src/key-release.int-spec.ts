@@ -12,6 +12,7 @@ import {
   PolicyVersionSchema,
   releaseRecordHash,
   RevokeGuestReplySchema,
+  SealedWorkloadSecretSchema,
   subjects,
   verifyReleaseLog,
   type OwnerPolicyInput,
@@ -23,6 +24,7 @@ import {
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { verifyEnvelope } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
+import { generateIdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { createServiceApp } from '@ccm/runtime';
 import {
   decodeSevPlatformCertChain,
@@ -45,6 +47,12 @@ import { labPin, policy } from './__fixtures__/platforms.js';
 
 const IMAGE = 'web-image';
 const Any = z.record(z.string(), z.unknown());
+const RotationSchema = z.object({
+  migrationId: z.string(),
+  migrationKeyRevoked: z.string().optional(),
+  sourceGuestRevoked: z.string().optional(),
+  workloadSecret: SealedWorkloadSecretSchema.optional(),
+});
 
 /**
  * The two-sided migration key release against real NATS and Postgres, real guest-agents (built, as
@@ -165,6 +173,7 @@ describe('key-broker release-migration-key', () => {
   });
 
   let granted: { cmd: StepCommand; keyId: string; decision: number };
+  const workloadSecrets: Buffer[] = [];
 
   it('grants one key to two attested guests: both unseal the same key (the image stream opens), a third cannot', async () => {
     const cmd = releaseCmd('vm-src', 'vm-tgt');
@@ -503,8 +512,81 @@ describe('key-broker release-migration-key', () => {
     evil.mode = 'honest';
   });
 
-  it('bus spy: no migration key crossed the bus, raw, hex or base64', () => {
-    const keys = [...evil.keys.values()];
+  it('rotate after the move: the source guest is revoked, the target gets the workload secret sealed to its attested key', async () => {
+    evil.mode = 'honest';
+    const cmd = releaseCmd('vm-src', 'vm-evil');
+    const granted = await release(cmd);
+    const rotate = (attempt: number) =>
+      kb.send(
+        'saga-coordinator',
+        subjects.cmd('key-broker', 'rotate-keys'),
+        { ...cmd, step: 'rotate', attempt },
+        RotationSchema,
+      );
+    const r = await rotate(1);
+    expect(r).toMatchObject({
+      migrationId: cmd.migrationId,
+      migrationKeyRevoked: granted.keyId,
+      sourceGuestRevoked: 'vm-src',
+      workloadSecret: { vmId: 'vm-evil', secretId: expect.stringMatching(/^ws-/), generation: 1 },
+    });
+    expect(evil.keys.has(cmd.migrationId)).toBe(false);
+    // Only the target's attested identity key opens the workload's secret.
+    const ws = r.workloadSecret!;
+    const binding = { migrationId: cmd.migrationId, keyId: ws.secretId };
+    const secret = unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), evil.identity, binding);
+    expect(secret).toHaveLength(32);
+    workloadSecrets.push(secret);
+    expect(() =>
+      unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), generateIdentityKey(), binding),
+    ).toThrow(KeyUnsealError);
+    // A retry answers what the first rotation did (no second secret, no second revocation).
+    expect(await rotate(2)).toEqual(r);
+    await pollUntil('guest-revoked and rotated events', () =>
+      [subjects.evt('key', 'vm-src', 'guest-revoked'), subjects.evt('key', cmd.migrationId, 'rotated')].every(
+        (subject) => kb.events.some((e) => e.subject === subject),
+      ),
+    );
+    const rotated = kb.events.find((e) => e.subject === subjects.evt('key', cmd.migrationId, 'rotated'))!;
+    expect(rotated.text).toContain(ws.secretId);
+    expect(rotated.text).not.toContain(ws.sealed);
+
+    // The attacker keeps the source guest: its fresh evidence is refused for any new release, as
+    // source or target, before a nonce is even issued to it.
+    for (const [source, target, rule] of [
+      ['vm-src', 'vm-tgt', 'source:guest-not-revoked'],
+      ['vm-tgt', 'vm-src', 'target:guest-not-revoked'],
+    ]) {
+      const err = await ccmFailure(release(releaseCmd(source, target)));
+      expect(err).toMatchObject({ code: KeyBrokerErrorCodes.KeyReleaseRefused, details: { rule } });
+      const failed = (err.details as { rules: RuleResult[] }).rules.filter((x) => !x.ok).map((x) => x.rule);
+      expect(failed).toEqual([rule]);
+    }
+    // The target, where the workload lives now, is granted the next move's key.
+    const next = releaseCmd('vm-evil', 'vm-tgt');
+    expect(await release(next)).toMatchObject({ sourceVmId: 'vm-evil', targetVmId: 'vm-tgt' });
+    expect(evil.keys.get(next.migrationId)).toHaveLength(32);
+  });
+
+  it('rotate-keys of a migration whose key release was revoked (rolled back) revokes no guest', async () => {
+    const cmd = releaseCmd('vm-evil', 'vm-tgt');
+    await release(cmd);
+    await kb.send(
+      'saga-coordinator',
+      subjects.cmd('key-broker', 'revoke-migration-key'),
+      { ...cmd, kind: 'compensation' },
+      Any,
+    );
+    const err = await ccmFailure(
+      kb.send('saga-coordinator', subjects.cmd('key-broker', 'rotate-keys'), { ...cmd, step: 'rotate' }, Any),
+    );
+    expect(err).toMatchObject({ code: 'CONFLICT', effect: 'none' });
+    expect((await release(releaseCmd('vm-evil', 'vm-tgt'))).sourceVmId).toBe('vm-evil');
+  });
+
+  it('bus spy: no migration key or workload secret crossed the bus, raw, hex or base64', () => {
+    const keys = [...evil.keys.values(), ...workloadSecrets];
+    expect(workloadSecrets.length).toBeGreaterThan(0);
     expect(keys.length).toBeGreaterThan(0);
     expect(spied.some((m) => m.subject.endsWith('.load-key'))).toBe(true);
     const all = Buffer.concat(spied.map((m) => m.data));

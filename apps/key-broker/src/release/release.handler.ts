@@ -40,6 +40,7 @@ import {
   type LaunchRecord,
 } from './judge-evidence.js';
 import { CertificateCache } from './certificate-cache.js';
+import { GuestRevocations, type GuestRevocation } from './guest-revocations.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
@@ -85,6 +86,7 @@ export class ReleaseHandler {
     private readonly log: ReleaseLog,
     private readonly keys: MigrationKeys,
     private readonly certs: CertificateCache,
+    private readonly guests: GuestRevocations,
   ) {}
 
   @OnRequest({
@@ -119,41 +121,8 @@ export class ReleaseHandler {
     idempotent: true,
     allow: [GUEST_OWNER, 'vm-lifecycle', ...COORDINATOR],
   })
-  async revokeGuest(
-    req: z.infer<typeof RevokeGuestRequestSchema>,
-    ctx: MessageContext,
-  ): Promise<{ vmId: string; revokedAt: string; keysDropped: string[] }> {
-    const m = ctx.manager!;
-    await m.query(
-      `INSERT INTO ${s}.revoked_guest (vm_id, reason, revoked_by) VALUES ($1, $2, $3) ON CONFLICT (vm_id) DO NOTHING`,
-      [req.vmId, req.reason, ctx.envelope.source],
-    );
-    const [row] = await m.query<Array<{ revoked_at: Date }>>(
-      `SELECT revoked_at FROM ${s}.revoked_guest WHERE vm_id = $1`,
-      [req.vmId],
-    );
-    const held = await m.query<Array<{ migration_id: string }>>(
-      `SELECT migration_id FROM ${s}.key_release WHERE state = 'granted' AND $1 IN (source_vm, target_vm)`,
-      [req.vmId],
-    );
-    const keysDropped: string[] = [];
-    for (const h of held) {
-      if (await this.keys.drop(req.vmId, h.migration_id, ctx.envelope.id)) keysDropped.push(h.migration_id);
-    }
-    // Its attested launches end too: their secrets are scrubbed and no release falls back to that VM.
-    await m.query(
-      `UPDATE ${s}.launch_session
-       SET state = 'revoked', revoked_at = now(), tek = '', tik = '', identity_secret = NULL, disk_key = NULL
-       WHERE vm_id = $1 AND state <> 'revoked'`,
-      [req.vmId],
-    );
-    const revokedAt = new Date(row.revoked_at).toISOString();
-    await this.outbox.enqueue(m, subjects.evt('key', req.vmId, 'guest-revoked'), {
-      type: 'key.guest-revoked',
-      data: { vmId: req.vmId, reason: req.reason, by: ctx.envelope.source, revokedAt, keysDropped },
-      causationid: ctx.envelope.id,
-    });
-    return { vmId: req.vmId, revokedAt, keysDropped };
+  revokeGuest(req: z.infer<typeof RevokeGuestRequestSchema>, ctx: MessageContext): Promise<GuestRevocation> {
+    return this.guests.revoke(ctx.manager!, req.vmId, req.reason, ctx.envelope.source, ctx.envelope.id);
   }
 
   @OnRequest({
@@ -464,8 +433,9 @@ export class ReleaseHandler {
       overlayAdmission: this.admission(target!, new Date()),
     };
     await m.query(
-      `INSERT INTO ${s}.key_release (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, 'granted')`,
+      `INSERT INTO ${s}.key_release
+         (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state, target_public_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'granted', $8)`,
       [
         cmd.migrationId,
         keyId,
@@ -474,6 +444,7 @@ export class ReleaseHandler {
         result.targetVmId,
         result.decision,
         JSON.stringify(result),
+        target!.publicKey!.toString('base64'),
       ],
     );
     return result;

@@ -1,9 +1,19 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import { CcmError, ErrorCodes, STEP_COMMANDS, subjects, type StepCommand } from '@ccm/contracts';
+import {
+  CcmError,
+  ErrorCodes,
+  STEP_COMMANDS,
+  subjects,
+  type SealedWorkloadSecret,
+  type StepCommand,
+} from '@ccm/contracts';
 import { OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
 import { updateReturning } from '@ccm/persistence';
+import { sealMigrationKey } from '@ccm/sealing';
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
+import { GuestRevocations } from '../release/guest-revocations.js';
 import { MigrationKeys } from '../release/migration-keys.js';
 
 const s = `"${KEY_BROKER_SCHEMA}"`;
@@ -18,6 +28,31 @@ export interface RotationResult {
   sourceLaunchSessionsRevoked: string[];
   /** The container migration key revoked now (absent when none was released). */
   migrationKeyRevoked?: string;
+  /** A container migration's source guest, whose identity is revoked now (its evidence is refused). */
+  sourceGuestRevoked?: string;
+  /** A container migration: the workload's secret, issued anew and sealed to the target guest. */
+  workloadSecret?: SealedWorkloadSecret;
+}
+
+/** The rotation as its event tells it: the sealed secret's id and generation, not the blob. */
+function withoutSecret({ workloadSecret, ...rest }: RotationResult) {
+  return workloadSecret
+    ? {
+        ...rest,
+        workloadSecret: {
+          vmId: workloadSecret.vmId,
+          secretId: workloadSecret.secretId,
+          generation: workloadSecret.generation,
+        },
+      }
+    : rest;
+}
+
+/** The granted release of a container migration: its two guests and the target's attested key. */
+interface Release {
+  source_vm: string;
+  target_vm: string;
+  target_public_key: string | null;
 }
 
 /**
@@ -26,8 +61,11 @@ export interface RotationResult {
  * placement is revoked. Here: the migration's SEV transport session is closed, its container key
  * (if one was released) revoked and dropped by both guests, and every launch
  * session of the workload on the source host is marked `revoked` with its TEK/TIK and secrets scrubbed
- * (no launch secret is ever released for it again). Only the saga-coordinator may ask, and only for a
- * migration whose target this broker attested and granted (a made-up migration revokes nothing).
+ * (no launch secret is ever released for it again). After a container migration (a granted key
+ * release) the source guest's identity is revoked too (its evidence is refused from then on) and the
+ * workload's secret is issued anew to the target guest, sealed to the key its release evidence bound,
+ * in the reply (`workloadSecret`). Only the saga-coordinator may ask, and only for a migration whose
+ * target this broker attested and granted (a made-up migration revokes nothing).
  * Recorded once per migration: a retry answers what the first rotation did.
  */
 @Injectable()
@@ -35,6 +73,7 @@ export class RotateHandler {
   constructor(
     private readonly outbox: OutboxService,
     private readonly keys: MigrationKeys,
+    private readonly guests: GuestRevocations,
   ) {}
 
   @OnRequest({
@@ -50,7 +89,7 @@ export class RotateHandler {
       [cmd.migrationId],
     );
     if (done) return done.result;
-    await this.requireGrantedTarget(m, cmd);
+    const release = await this.requireGrantedTarget(m, cmd);
     const closed = await updateReturning<{ id: string }>(
       m,
       `UPDATE ${s}.transport_session SET state = 'closed', closed_at = now()
@@ -71,6 +110,16 @@ export class RotateHandler {
       sourceLaunchSessionsRevoked: revoked.map((r) => r.id),
       ...(key.keyId ? { migrationKeyRevoked: key.keyId } : {}),
     };
+    if (release) {
+      // A container moved between two guests: the source guest's identity ends, and the target gets
+      // the workload's secret anew, sealed to the key its evidence bound.
+      const reason = `the workload ${cmd.workload.id} moved to ${release.target_vm} (${cmd.migrationId})`;
+      await this.guests.revoke(m, release.source_vm, reason, ctx.envelope.source, ctx.envelope.id);
+      result.sourceGuestRevoked = release.source_vm;
+      if (release.target_public_key) {
+        result.workloadSecret = await this.issueSecret(m, cmd, release.target_vm, release.target_public_key);
+      }
+    }
     await m.query(
       `INSERT INTO ${s}.rotation (migration_id, workload_id, source_host, target_host, result)
        VALUES ($1, $2, $3, $4, $5)`,
@@ -79,7 +128,7 @@ export class RotateHandler {
     await this.outbox.enqueue(m, subjects.evt('key', cmd.migrationId, 'rotated'), {
       type: 'key.rotated',
       data: {
-        ...result,
+        ...withoutSecret(result),
         workloadId: cmd.workload.id,
         sourceHost: cmd.sourceHost,
         targetHost: cmd.targetHost,
@@ -90,8 +139,49 @@ export class RotateHandler {
     return result;
   }
 
-  /** @throws CcmError CONFLICT (nothing done) unless this migration's target was attested and granted. */
-  private async requireGrantedTarget(m: EntityManager, cmd: StepCommand): Promise<void> {
+  /**
+   * A fresh 32-byte secret of the workload, generation one more than its last, sealed to the target's
+   * attested key and bound to the migration and its id. The broker keeps its digest only.
+   */
+  private async issueSecret(
+    m: EntityManager,
+    cmd: StepCommand,
+    vmId: string,
+    publicKey: string,
+  ): Promise<SealedWorkloadSecret> {
+    const [last] = await m.query<Array<{ generation: number | null }>>(
+      `SELECT max(generation) AS generation FROM ${s}.workload_secret WHERE workload_id = $1`,
+      [cmd.workload.id],
+    );
+    const generation = (last?.generation ?? 0) + 1;
+    const secretId = `ws-${randomUUID()}`;
+    const secret = randomBytes(32);
+    const sealed = sealMigrationKey(secret, Buffer.from(publicKey, 'base64'), {
+      migrationId: cmd.migrationId,
+      keyId: secretId,
+    });
+    const sha256 = createHash('sha256').update(secret).digest('hex');
+    secret.fill(0);
+    await m.query(
+      `INSERT INTO ${s}.workload_secret (id, workload_id, generation, migration_id, holder_vm, sha256)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [secretId, cmd.workload.id, generation, cmd.migrationId, vmId, sha256],
+    );
+    return { vmId, secretId, generation, sealed: sealed.toString('base64') };
+  }
+
+  /**
+   * The migration's granted container key release, if any (its guests); else (a VM migration) the
+   * target's ok platform attestation must exist.
+   * @throws CcmError CONFLICT (nothing done) unless this migration's target was attested and granted.
+   */
+  private async requireGrantedTarget(m: EntityManager, cmd: StepCommand): Promise<Release | undefined> {
+    const [release] = await m.query<Release[]>(
+      `SELECT source_vm, target_vm, target_public_key FROM ${s}.key_release
+       WHERE migration_id = $1 AND workload_id = $2 AND state = 'granted'`,
+      [cmd.migrationId, cmd.workload.id],
+    );
+    if (release) return release;
     const rows = await m.query<unknown[]>(
       `SELECT 1 FROM ${s}.attestation WHERE migration_id = $1 AND host_id = $2 AND workload_id = $3 AND ok`,
       [cmd.migrationId, cmd.targetHost, cmd.workload.id],
@@ -103,5 +193,6 @@ export class RotateHandler {
         { retryable: false, effect: 'none' },
       );
     }
+    return undefined;
   }
 }

@@ -1,0 +1,33 @@
+import { type MigrationInterface, type QueryRunner } from 'typeorm';
+import { KEY_BROKER_SCHEMA } from './migrations.js';
+
+const s = `"${KEY_BROKER_SCHEMA}"`;
+
+/**
+ * What `rotate-keys` hands over to the target after a container migration:
+ * - `key_release.target_public_key`: the X25519 identity key the target's evidence bound at the grant
+ *   (public, base64), the key the workload's secret is sealed to after the move;
+ * - `workload_secret`: each workload secret issued to a guest (id, generation, holder and the SHA-256
+ *   of the secret; the secret itself exists only sealed in the rotation's reply and in the guest).
+ */
+export class KeyBrokerRotationHandover1796510000000 implements MigrationInterface {
+  name = 'KeyBrokerRotationHandover1796510000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.key_release ADD COLUMN target_public_key text NULL`);
+    await q.query(`CREATE TABLE ${s}.workload_secret (
+      id text PRIMARY KEY,
+      workload_id text NOT NULL,
+      generation integer NOT NULL CHECK (generation >= 1),
+      migration_id text NOT NULL UNIQUE,
+      holder_vm text NOT NULL,
+      sha256 text NOT NULL,
+      issued_at timestamptz NOT NULL DEFAULT now(),
+      UNIQUE (workload_id, generation))`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP TABLE ${s}.workload_secret`);
+    await q.query(`ALTER TABLE ${s}.key_release DROP COLUMN target_public_key`);
+  }
+}
