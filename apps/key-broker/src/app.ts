@@ -7,6 +7,7 @@ import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
 import { KeyBrokerRelease1796300000000 } from './db/1796300000000-key-release.js';
 import { KeyBrokerCertificateCache1796400000000 } from './db/1796400000000-certificate-cache.js';
 import { KeyBrokerRotationHandover1796510000000 } from './db/1796510000000-rotation-handover.js';
+import { KeyBrokerVlekCache1796520000000 } from './db/1796520000000-vlek-cache.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
@@ -33,6 +34,7 @@ export const keyBroker: ServiceDefinition = {
     KeyBrokerRelease1796300000000,
     KeyBrokerCertificateCache1796400000000,
     KeyBrokerRotationHandover1796510000000,
+    KeyBrokerVlekCache1796520000000,
   ],
   controllers: [PolicyHttpController],
   providers: [

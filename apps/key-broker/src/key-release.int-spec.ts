@@ -31,7 +31,10 @@ import {
   encodeSevCertificate,
   kdsCekUrl,
   kdsVcekUrl,
+  kdsVlekUrl,
+  parsePemBundle,
   readVekInfo,
+  verifySnpEvidence,
   SevPolicyBit,
 } from '@ccm/sev';
 import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/sev-emulator';
@@ -43,7 +46,8 @@ import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import { NonceStore } from './release/nonces.js';
 import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
-import { labPin, policy } from './__fixtures__/platforms.js';
+import { labPin, policy, vector } from './__fixtures__/platforms.js';
+import { CertificateCache } from './release/certificate-cache.js';
 
 const IMAGE = 'web-image';
 const Any = z.record(z.string(), z.unknown());
@@ -510,6 +514,64 @@ describe('key-broker release-migration-key', () => {
       ['target', 'cache'],
     ]);
     evil.mode = 'honest';
+  });
+
+  it('certificate cache: the owner files a real VLEK under its VLEK chain URL; a VLEK-signed report finds it there', async () => {
+    const put = (kind: string, der: Buffer) =>
+      kb.send(
+        GUEST_OWNER,
+        keyBrokerSubject(KEY_BROKER_VERBS.putCertificate),
+        { kind, der: der.toString('base64') },
+        CachedCertificateSchema,
+      );
+    const vlekDer = vector('snp/reports/trustee-milan-vlek/vlek.der');
+    const report = vector('snp/reports/trustee-milan-vlek/report.bin');
+    const info = readVekInfo(vlekDer);
+    const vlek = await put('vlek', vlekDer);
+    expect(vlek).toMatchObject({
+      kind: 'vlek',
+      productLine: 'milan',
+      cspId: 'CN=cc-us-east-2.amazonaws.com',
+      kdsUrl: kdsVlekUrl('Milan', info.tcb, info.cspId),
+    });
+    expect(vlek.kdsUrl.startsWith('https://kdsintf.amd.com/vlek/v1/Milan/cert_chain#')).toBe(true);
+    const listed = await kb.send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.listCertificates),
+      { kind: 'vlek' },
+      ListCertificatesReplySchema,
+    );
+    expect(listed.certificates.map((c) => c.kdsUrl)).toEqual([vlek.kdsUrl]);
+    // A VLEK is not a VCEK, nor a VCEK a VLEK.
+    expect(await ccmFailure(put('vcek', vlekDer))).toMatchObject({
+      code: 'CERTIFICATE_REJECTED',
+      details: { reason: 'not-a-vcek' },
+    });
+    const vcekDer = evil.sp.snpCertChain().vek.raw;
+    expect(await ccmFailure(put('vlek', vcekDer))).toMatchObject({
+      code: 'CERTIFICATE_REJECTED',
+      details: { reason: 'not-a-vlek' },
+    });
+
+    // The release's lookup: the real VLEK-signed report (CHIP_ID zero) gets the cached VLEK of its
+    // product line and REPORTED_TCB, which verifies it under AMD's Milan ARK through the real ASVK.
+    const cache = kb.broker.get(CertificateCache);
+    const cached = await cache.vekFor(report.toString('base64'));
+    expect(cached).toBe(vlekDer.toString('base64'));
+    const [asvk, ark] = parsePemBundle(vector('snp/amd-ca/milan/asvk_ark_kds_vlek_chain.pem').toString());
+    const verdict = verifySnpEvidence(
+      report,
+      { ark, ask: asvk, vek: Buffer.from(cached!, 'base64') },
+      { now: new Date('2025-06-01T00:00:00Z') },
+    );
+    expect(verdict.ok).toBe(true);
+    // Another TCB (REPORTED_TCB's SNP SPL changed) finds no cached VLEK; nor does a report it did not sign.
+    const otherTcb = Buffer.from(report);
+    otherTcb[0x180 + 6] ^= 0x01;
+    expect(await cache.vekFor(otherTcb.toString('base64'))).toBeUndefined();
+    const forged = Buffer.from(report);
+    forged[0x50] ^= 0x01;
+    expect(await cache.vekFor(forged.toString('base64'))).toBeUndefined();
   });
 
   it('rotate after the move: the source guest is revoked, the target gets the workload secret sealed to its attested key', async () => {

@@ -1,6 +1,14 @@
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { amdAskArkUrl, kdsCekUrl, kdsCertChainUrl, kdsCrlUrl, kdsVcekUrl, KdsRequestError } from './kds.js';
+import {
+  amdAskArkUrl,
+  kdsCekUrl,
+  kdsCertChainUrl,
+  kdsCrlUrl,
+  kdsVcekUrl,
+  kdsVlekUrl,
+  KdsRequestError,
+} from './kds.js';
 import { parseAttestationReport, readVekInfo } from './snp/index.js';
 import { hex, vectorBytes } from './snp/__fixtures__/vectors.js';
 
@@ -47,10 +55,30 @@ describe('AMD KDS addresses', () => {
     expect(() => kdsVcekUrl('Turin', new Uint8Array(64).fill(1), { ...tcb, layout: 'turin' })).toThrow(/FMC/);
   });
 
+  it('files the real VLEK under its VLEK chain URL, naming the TCB of the report it signed and its cloud provider', () => {
+    const report = parseAttestationReport(vectorBytes('snp/reports/trustee-milan-vlek/report.bin'));
+    const vlek = readVekInfo(new X509Certificate(vectorBytes('snp/reports/trustee-milan-vlek/vlek.der')));
+    expect(vlek.kind).toBe('VLEK');
+    const url = kdsVlekUrl(vlek.generation, vlek.tcb, vlek.cspId);
+    expect(url).toBe(
+      'https://kdsintf.amd.com/vlek/v1/Milan/cert_chain#blSPL=4&teeSPL=0&snpSPL=24&ucodeSPL=217' +
+        '&cspId=CN%3Dcc-us-east-2.amazonaws.com',
+    );
+    // The report (CHIP_ID zero: no VCEK address) names the same VLEK by its REPORTED_TCB: the prefix.
+    expect(report.keyInfo.signingKey).toBe('VLEK');
+    expect(url.startsWith(kdsVlekUrl('Milan', report.reportedTcb))).toBe(true);
+    expect(() => kdsVcekUrl('Milan', report.chipId, report.reportedTcb)).toThrow(/VLEK/);
+    // What production fetches: the fragment is not sent, the chain (ASVK then ARK) is.
+    const u = new URL(url);
+    expect(`${u.origin}${u.pathname}`).toBe(kdsCertChainUrl('Milan', 'vlek'));
+    expect(() => kdsVlekUrl('Turin', { ...vlek.tcb, layout: 'turin' })).toThrow(/FMC/);
+  });
+
   it('builds chain, CRL, CEK and ASK/ARK addresses', () => {
     expect(kdsCertChainUrl('Genoa')).toBe('https://kdsintf.amd.com/vcek/v1/Genoa/cert_chain');
     expect(kdsCertChainUrl('Milan', 'vlek')).toBe('https://kdsintf.amd.com/vlek/v1/Milan/cert_chain');
     expect(kdsCrlUrl('Turin')).toBe('https://kdsintf.amd.com/vcek/v1/Turin/crl');
+    expect(kdsCrlUrl('Genoa', 'vlek')).toBe('https://kdsintf.amd.com/vlek/v1/Genoa/crl');
     expect(kdsCekUrl(new Uint8Array(64).fill(0xab))).toBe(
       `https://kdsintf.amd.com/cek/id/${'ab'.repeat(64)}`,
     );

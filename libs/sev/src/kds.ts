@@ -39,6 +39,20 @@ function chipIdFor(generation: SnpGeneration, chipId: Uint8Array): string {
   return generation === 'Turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
 }
 
+/** The SPL parameters of `tcb` as the KDS names them (`fmcSPL` first for Turin). */
+function splParams(generation: SnpGeneration, tcb: TcbVersion, what: string): URLSearchParams {
+  const q = new URLSearchParams();
+  if (generation === 'Turin') {
+    if (tcb.fmc === undefined) throw new KdsRequestError(`a Turin ${what} needs the FMC SPL of the TCB`);
+    q.set('fmcSPL', String(tcb.fmc));
+  }
+  q.set('blSPL', String(tcb.bootLoader));
+  q.set('teeSPL', String(tcb.tee));
+  q.set('snpSPL', String(tcb.snp));
+  q.set('ucodeSPL', String(tcb.microcode));
+  return q;
+}
+
 /**
  * The URL of the VCEK of chip `chipId` at `tcb` (the report's REPORTED_TCB): `/vcek/v1/<product>/<hwid>`
  * with the SPL query parameters the KDS expects (`fmcSPL` for Turin). The answer is DER.
@@ -49,16 +63,26 @@ export function kdsVcekUrl(
   tcb: TcbVersion,
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  const q = new URLSearchParams();
-  if (generation === 'Turin') {
-    if (tcb.fmc === undefined) throw new KdsRequestError('a Turin VCEK needs the FMC SPL of the TCB');
-    q.set('fmcSPL', String(tcb.fmc));
-  }
-  q.set('blSPL', String(tcb.bootLoader));
-  q.set('teeSPL', String(tcb.tee));
-  q.set('snpSPL', String(tcb.snp));
-  q.set('ucodeSPL', String(tcb.microcode));
+  const q = splParams(generation, tcb, 'VCEK');
   return `${base}/vcek/v1/${SNP_PRODUCTS[generation]}/${chipIdFor(generation, chipId)}?${q.toString()}`;
+}
+
+/**
+ * Where a VLEK is filed: a VLEK has no public KDS address of its own (AMD gives it, wrapped, to the
+ * cloud provider, who loads it into its platforms), so it is named by the KDS address of what verifies
+ * it, its product line's VLEK chain `/vlek/v1/<product>/cert_chain` (ASVK then ARK), with a fragment
+ * naming its TCB (the report's REPORTED_TCB) and, when given, the cloud provider (`cspId`, the VLEK's
+ * cspID extension). Fetching the URL (a fragment is never sent) gets that chain. Without `cspId` it is
+ * the prefix every VLEK of that product line and TCB is filed under.
+ */
+export function kdsVlekUrl(
+  generation: SnpGeneration,
+  tcb: TcbVersion,
+  cspId?: string,
+  base: string = AMD_KDS_BASE_URL,
+): string {
+  const q = splParams(generation, tcb, 'VLEK');
+  return `${kdsCertChainUrl(generation, 'vlek', base)}#${q.toString()}&cspId=${cspId === undefined ? '' : encodeURIComponent(cspId)}`;
 }
 
 /** The product line's ASK (or ASVK for VLEK) and ARK, PEM: `/<family>/v1/<product>/cert_chain`. */

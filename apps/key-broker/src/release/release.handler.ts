@@ -249,8 +249,9 @@ export class ReleaseHandler {
       const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
       return { ...judged, rules: [...rules, ...judged.rules] };
     }
-    // The owner's cached VCEK of this chip and TCB, when there is one, replaces the guest's.
-    const cached = await this.certs.vcekFor(evidence.report);
+    // The owner's cached VCEK of this chip and TCB (or VLEK of this product line and TCB), when there
+    // is one, replaces the guest's.
+    const cached = await this.certs.vekFor(evidence.report);
     const judged = judgeGuestEvidence(
       role,
       vmId,
