@@ -26,6 +26,7 @@ import {
 } from '@ccm/sev';
 import { type DataSource } from 'typeorm';
 import { type z } from 'zod';
+import { type CachedCek } from '../attest/platform-verdict.js';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 
 const t = `"${KEY_BROKER_SCHEMA}".certificate_cache`;
@@ -119,6 +120,17 @@ export class CertificateCache {
       [req.kind ?? null],
     );
     return { certificates: rows.map(toReply) };
+  }
+
+  /** Every CEK the owner cached, decoded (platform attestation verifies a host's chain with them). */
+  async ceks(): Promise<CachedCek[]> {
+    const rows = await this.ds.query<Array<{ kds_url: string; certificate: string }>>(
+      `SELECT kds_url, certificate FROM ${t} WHERE kind = 'cek' ORDER BY kds_url`,
+    );
+    return rows.map((r) => ({
+      kdsUrl: r.kds_url,
+      cek: decodeSevCertificate(Buffer.from(r.certificate, 'base64')),
+    }));
   }
 
   /**
