@@ -532,7 +532,7 @@ describe('key-broker release-migration-key', () => {
       kind: 'vlek',
       productLine: 'milan',
       cspId: 'CN=cc-us-east-2.amazonaws.com',
-      kdsUrl: kdsVlekUrl('Milan', info.tcb, info.cspId),
+      kdsUrl: kdsVlekUrl('milan', info.tcb, info.cspId),
     });
     expect(vlek.kdsUrl.startsWith('https://kdsintf.amd.com/vlek/v1/Milan/cert_chain#')).toBe(true);
     const listed = await kb.send(

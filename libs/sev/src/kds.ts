@@ -1,5 +1,5 @@
 import type { SevGeneration } from './sev/generation.js';
-import type { SnpGeneration } from './snp/generation.js';
+import { snpProductName, type SnpGeneration } from './snp/generation.js';
 import type { TcbVersion } from './snp/tcb.js';
 
 /**
@@ -14,12 +14,6 @@ export const AMD_KDS_BASE_URL = 'https://kdsintf.amd.com';
 
 /** Which key family a chain or CRL is for: VCEK (per chip) or VLEK (per cloud provider). */
 export type KdsKeyFamily = 'vcek' | 'vlek';
-
-const SNP_PRODUCTS: Readonly<Record<SnpGeneration, string>> = {
-  Milan: 'Milan',
-  Genoa: 'Genoa',
-  Turin: 'Turin',
-};
 
 /** Lowercase hex of `bytes` (a chip id). */
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
@@ -36,13 +30,13 @@ function chipIdFor(generation: SnpGeneration, chipId: Uint8Array): string {
     throw new KdsRequestError('CHIP_ID is zero (MASK_CHIP_ID or a VLEK-signed report): no VCEK to fetch');
   }
   // Turin's KDS names a chip by the first 8 bytes of its id (the rest is zero).
-  return generation === 'Turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
+  return generation === 'turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
 }
 
 /** The SPL parameters of `tcb` as the KDS names them (`fmcSPL` first for Turin). */
 function splParams(generation: SnpGeneration, tcb: TcbVersion, what: string): URLSearchParams {
   const q = new URLSearchParams();
-  if (generation === 'Turin') {
+  if (generation === 'turin') {
     if (tcb.fmc === undefined) throw new KdsRequestError(`a Turin ${what} needs the FMC SPL of the TCB`);
     q.set('fmcSPL', String(tcb.fmc));
   }
@@ -64,7 +58,7 @@ export function kdsVcekUrl(
   base: string = AMD_KDS_BASE_URL,
 ): string {
   const q = splParams(generation, tcb, 'VCEK');
-  return `${base}/vcek/v1/${SNP_PRODUCTS[generation]}/${chipIdFor(generation, chipId)}?${q.toString()}`;
+  return `${base}/vcek/v1/${snpProductName(generation)}/${chipIdFor(generation, chipId)}?${q.toString()}`;
 }
 
 /**
@@ -91,7 +85,7 @@ export function kdsCertChainUrl(
   family: KdsKeyFamily = 'vcek',
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/cert_chain`;
+  return `${base}/${family}/v1/${snpProductName(generation)}/cert_chain`;
 }
 
 /** The product line's certificate revocation list: `/<family>/v1/<product>/crl`. */
@@ -100,7 +94,7 @@ export function kdsCrlUrl(
   family: KdsKeyFamily = 'vcek',
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/crl`;
+  return `${base}/${family}/v1/${snpProductName(generation)}/crl`;
 }
 
 /** The CEK of a SEV chip by its GET_ID value (64 bytes, or 128 for two-socket ids): `/cek/id/<hex>`. */

@@ -183,7 +183,7 @@ export class CertificateCache {
         `the certificate is a ${info.kind}, not a ${want} (put it as kind ${info.kind.toLowerCase()})`,
       );
     }
-    const productLine = info.generation.toLowerCase() as ProductLine;
+    const productLine: ProductLine = info.generation;
     try {
       if (info.kind === 'VLEK') {
         const kdsUrl = kdsVlekUrl(info.generation, info.tcb, info.cspId ?? '');

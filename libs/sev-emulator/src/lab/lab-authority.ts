@@ -9,6 +9,7 @@ import {
   type SevCertificate,
   type SevGeneration,
   type SnpGeneration,
+  snpGenerationOf,
   sevPublicKeyFromKeyObject,
   SevUsage,
   signSevCertificate,
@@ -60,7 +61,7 @@ export class LabAuthority {
     const files = new StateFiles(dir);
     if (files.exists('lab.json'))
       throw new SevStateStoreError(files.path('lab.json'), 'a lab already exists');
-    const generation = options.generation ?? 'Milan';
+    const generation = options.generation ?? 'milan';
     const rsaBits = options.rsaBits ?? 4096;
     const [ark, ask] = await Promise.all([
       generateRsa('rsa', { modulusLength: rsaBits }),
@@ -88,9 +89,10 @@ export class LabAuthority {
     const meta = files.readJson('lab.json', (v) => {
       const o = field.object(v, 'lab.json');
       if (o.format !== LAB_FORMAT) throw new TypeError(`format must be ${LAB_FORMAT}`);
-      const generation = field.string(o, 'generation');
-      if (!['Milan', 'Genoa', 'Turin'].includes(generation)) throw new TypeError('unknown generation');
-      return { generation: generation as SnpGeneration, labId: field.string(o, 'labId') };
+      // Either spelling: labs made before the spellings were unified wrote AMD's (`Milan`).
+      const generation = snpGenerationOf(field.string(o, 'generation'));
+      if (!generation) throw new TypeError('unknown generation');
+      return { generation, labId: field.string(o, 'labId') };
     });
     const ark = files.readDecoded('ark.cert', decodeAmdCertificate);
     const ask = files.readDecoded('ask.cert', decodeAmdCertificate);
@@ -111,7 +113,7 @@ export class LabAuthority {
 
   /** The lab's product line in libs/sev's SEV spelling (`milan`), for `extraRoots`. */
   get sevGeneration(): SevGeneration {
-    return this.generation.toLowerCase() as SevGeneration;
+    return this.generation;
   }
 
   /** Roots a verifier must be given to accept this lab's chains (default verification rejects them). */

@@ -2,6 +2,7 @@ import { type KeyObject, randomBytes, type X509Certificate } from 'node:crypto';
 import {
   type AmdSigningKeyCertificate,
   type SnpGeneration,
+  snpProductName,
   SevError,
   sevPublicKeyFromKeyObject,
   sevPublicKeysEqual,
@@ -45,7 +46,7 @@ export function labName(names: LabNames, role: 'ARK' | 'ASK'): X509Name {
   return {
     organization: LAB_ORGANIZATION,
     organizationalUnit: `lab ${names.labId}`,
-    commonName: role === 'ARK' ? `ARK-${names.generation}` : `SEV-${names.generation}`,
+    commonName: `${role === 'ARK' ? 'ARK' : 'SEV'}-${snpProductName(names.generation)}`,
   };
 }
 

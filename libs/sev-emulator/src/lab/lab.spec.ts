@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeAmdCertificate, encodeAmdCertificate, verifySevChain, verifySnpCertChain } from '@ccm/sev';
@@ -34,7 +34,7 @@ describe('lab authority', () => {
     const trusted = verifySnpCertChain(chain, { trustedArks: bed.lab.trustAnchors().snpTrustedArks });
     expect(trusted.ok).toBe(true);
     if (trusted.ok) {
-      expect(trusted.generation).toBe('Milan');
+      expect(trusted.generation).toBe('milan');
       expect(trusted.vekKind).toBe('VCEK');
       expect(trusted.vek.productName).toBe('Milan-B0');
     }
@@ -70,13 +70,36 @@ describe('lab authority', () => {
   });
 
   it('a 4096-bit Genoa lab (the default size) endorses chains that verify with SHA-384 PSS', async () => {
-    const lab = await LabAuthority.create(bed.dir('genoa-lab'), { generation: 'Genoa' });
+    const lab = await LabAuthority.create(bed.dir('genoa-lab'), { generation: 'genoa' });
     expect(lab.ark.modulusBits).toBe(4096);
     const host = SoftwareSecureProcessor.create(bed.dir('genoa-host'), { lab });
     const chain = host.certificateChain();
     expect(chain.cek.signatures[0].algorithm).toBe(0x0101);
     expect(verifySevChain(chain, { extraRoots: lab.trustAnchors().sevExtraRoots }).generation).toBe('genoa');
     const snp = verifySnpCertChain(host.snpCertChain(), { trustedArks: lab.trustAnchors().snpTrustedArks });
-    expect(snp.ok && snp.generation).toBe('Genoa');
+    expect(snp.ok && snp.generation).toBe('genoa');
+  });
+
+  it('opens a lab and a platform written in AMD’s spelling of the product line (`Milan`, as before)', async () => {
+    const labDir = bed.dir('old-spelling-lab');
+    await LabAuthority.create(labDir, { generation: 'milan', rsaBits: 2048 });
+    const host = SoftwareSecureProcessor.create(bed.dir('old-spelling-host'), {
+      lab: LabAuthority.open(labDir),
+    });
+    const respell = (file: string) => {
+      const o = JSON.parse(readFileSync(file, 'utf8')) as { generation: string };
+      expect(o.generation).toBe('milan');
+      writeFileSync(file, JSON.stringify({ ...o, generation: 'Milan' }));
+    };
+    respell(join(labDir, 'lab.json'));
+    respell(join(host.stateDir, 'platform.json'));
+    const lab = LabAuthority.open(labDir);
+    expect(lab.trustAnchors().sevExtraRoots[0].generation).toBe('milan');
+    const reopened = SoftwareSecureProcessor.open(host.stateDir);
+    expect(reopened.config.generation).toBe('milan');
+    const snp = verifySnpCertChain(reopened.snpCertChain(), {
+      trustedArks: lab.trustAnchors().snpTrustedArks,
+    });
+    expect(snp.ok && snp.generation).toBe('milan');
   });
 });

@@ -6,13 +6,13 @@ import { LAB_ORGANIZATION, labName, type LabNames, validity } from './lab-certs.
 
 /** productName AMD writes into VCEKs per product line (spec 9.4). */
 export const VCEK_PRODUCT_NAME: Readonly<Record<SnpGeneration, string>> = {
-  Milan: 'Milan-B0',
-  Genoa: 'Genoa',
-  Turin: 'Turin',
+  milan: 'Milan-B0',
+  genoa: 'Genoa',
+  turin: 'Turin',
 };
 
 /** hwID length in a VCEK: the whole 64-byte CHIP_ID before Turin, its first 8 bytes on Turin. */
-export const VCEK_HWID_BYTES: Readonly<Record<SnpGeneration, number>> = { Milan: 64, Genoa: 64, Turin: 8 };
+export const VCEK_HWID_BYTES: Readonly<Record<SnpGeneration, number>> = { milan: 64, genoa: 64, turin: 8 };
 
 /** AMD's reserved SPL extensions `.3.4`–`.3.7`, present (as 0) in real VCEKs. */
 const RESERVED_SPL_OIDS = ['4', '5', '6', '7'].map((n) => `1.3.6.1.4.1.3704.1.3.${n}`);
@@ -52,7 +52,7 @@ export function issueVcekCertificate(input: IssueVcekInput): X509Certificate {
     spl(AMD_VEK_OID.snpSpl, tcb.snp),
     ...RESERVED_SPL_OIDS.map((oid) => spl(oid, 0)),
     spl(AMD_VEK_OID.ucodeSpl, tcb.microcode),
-    ...(generation === 'Turin' ? [spl(AMD_VEK_OID.fmcSpl, tcb.fmc ?? 0)] : []),
+    ...(generation === 'turin' ? [spl(AMD_VEK_OID.fmcSpl, tcb.fmc ?? 0)] : []),
     { oid: AMD_VEK_OID.hwId, value: Uint8Array.from(input.hwId.subarray(0, hwIdBytes)) },
   ];
   return issueCertificate(

@@ -6,6 +6,8 @@ export * from './errors.js';
 export {
   type SnpGeneration,
   SNP_GENERATIONS,
+  snpProductName,
+  snpGenerationOf,
   type TcbLayout,
   tcbLayoutOf,
   generationFromCpuid,
