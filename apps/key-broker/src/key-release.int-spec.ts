@@ -1,4 +1,4 @@
-import { sign } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,6 +161,21 @@ describe('key-broker release-migration-key', () => {
       ark: foreign.ark.raw.toString('base64'),
       ask: foreign.ask.raw.toString('base64'),
       vcek: foreign.vek.raw.toString('base64'),
+    };
+    // A cloud provider's VLEK for host-b's platform (the lab endorses it as AMD would).
+    const vlekKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+    const issued = await kb.lab.issueVlek({
+      publicKey: vlekKey.publicKey,
+      tcb: sp.config.tcb,
+      cspId: 'CN=cloud.example',
+    });
+    evil.vlek = {
+      key: vlekKey.privateKey,
+      chain: {
+        ark: kb.lab.arkX509.raw.toString('base64'),
+        ask: issued.asvk.raw.toString('base64'),
+        vcek: issued.vlek.raw.toString('base64'),
+      },
     };
     ({ app: inproc } = await createServiceApp(
       g.definition,
@@ -572,6 +587,46 @@ describe('key-broker release-migration-key', () => {
     const forged = Buffer.from(report);
     forged[0x50] ^= 0x01;
     expect(await cache.vekFor(forged.toString('base64'))).toBeUndefined();
+  });
+
+  it('VLEK: a guest whose platform signs with its cloud provider’s VLEK (lab ARK → ASVK → VLEK) is granted; the cached VLEK of its TCB replaces one it shows', async () => {
+    evil.mode = 'vlek';
+    try {
+      const first = releaseCmd('vm-src', 'vm-evil');
+      await release(first);
+      expect(evil.keys.has(first.migrationId)).toBe(true);
+      const digestOf = async (migrationId: string) =>
+        (await releaseLog())
+          .find((x) => x.decision.migrationId === migrationId)!
+          .decision.evidence.find((e) => e.role === 'target')!;
+      expect((await digestOf(first.migrationId)).vcekSource).toBe('guest');
+
+      // The guest shows another VLEK of the same provider and TCB (not the key that signed its report):
+      // refused, until the owner caches the VLEK that did sign it.
+      const other = await kb.lab.issueVlek({
+        publicKey: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey,
+        tcb: evil.sp.config.tcb,
+        cspId: 'CN=cloud.example',
+      });
+      const own = evil.vlek!.chain;
+      evil.vlek = { ...evil.vlek!, chain: { ...own, vcek: other.vlek.raw.toString('base64') } };
+      const refused = await ccmFailure(release(releaseCmd('vm-src', 'vm-evil')));
+      expect(refused.details).toMatchObject({ rule: 'target:report-verifies' });
+      const cached = await kb.send(
+        GUEST_OWNER,
+        keyBrokerSubject(KEY_BROKER_VERBS.putCertificate),
+        { kind: 'vlek', der: own.vcek },
+        CachedCertificateSchema,
+      );
+      expect(cached).toMatchObject({ kind: 'vlek', cspId: 'CN=cloud.example', productLine: 'milan' });
+      const second = releaseCmd('vm-src', 'vm-evil');
+      await release(second);
+      expect(evil.keys.has(second.migrationId)).toBe(true);
+      expect((await digestOf(second.migrationId)).vcekSource).toBe('cache');
+      evil.vlek = { ...evil.vlek, chain: own };
+    } finally {
+      evil.mode = 'honest';
+    }
   });
 
   it('rotate after the move: the source guest is revoked, the target gets the workload secret sealed to its attested key', async () => {

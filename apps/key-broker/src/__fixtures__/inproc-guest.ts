@@ -1,3 +1,4 @@
+import { type KeyObject } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   DropKeySchema,
@@ -14,6 +15,7 @@ import {
 import { MessageBus, OnRequest } from '@ccm/messaging';
 import { type ServiceDefinition } from '@ccm/runtime';
 import { generateIdentityKey, unsealMigrationKey, type IdentityKey } from '@ccm/sealing';
+import { encodeAttestationReport, parseAttestationReport, signAttestationReport } from '@ccm/sev';
 import { simGuestEvidence, type SevGuest, type SoftwareSecureProcessor } from '@ccm/sev-emulator';
 import { type z } from 'zod';
 
@@ -32,7 +34,12 @@ export type GuestMode =
   /** An honest report with one bit of MEASUREMENT flipped. */
   | 'bit-flip'
   /** An honest report presented with another platform's VCEK chain. */
-  | 'foreign-chain';
+  | 'foreign-chain'
+  /**
+   * As a platform that signs with its cloud provider's VLEK would answer: the honest report with
+   * KEY_INFO signing key VLEK and CHIP_ID zero, signed with `vlek.key`, and the chain ARK → ASVK → VLEK.
+   */
+  | 'vlek';
 
 /** The state of an in-process guest the test steers and reads (it holds its own identity key). */
 export interface GuestBehaviour {
@@ -45,6 +52,8 @@ export interface GuestBehaviour {
   expire(nonce: string): Promise<void>;
   /** Another platform's chain, for `foreign-chain`. */
   foreignChain?: SnpEvidence['vcekChain'];
+  /** The VLEK private key and its chain, for `vlek`. */
+  vlek?: { key: KeyObject; chain: SnpEvidence['vcekChain'] };
   lastHonest?: SnpEvidence;
   /** Migration keys it unsealed (the test's proof of what a guest holds). */
   readonly keys: Map<string, Buffer>;
@@ -138,6 +147,17 @@ class InprocGuest extends InprocKeyHolder {
       }
       case 'foreign-chain':
         return { ...honest(req.nonce, req.migrationId), vcekChain: b.foreignChain! };
+      case 'vlek': {
+        const { vcekUrl: _url, ...e } = honest(req.nonce, req.migrationId);
+        const r = parseAttestationReport(Buffer.from(e.report, 'base64'));
+        const resigned = encodeAttestationReport({
+          ...r,
+          keyInfo: { ...r.keyInfo, signingKey: 'VLEK' },
+          chipId: new Uint8Array(64),
+        });
+        const report = Buffer.from(signAttestationReport(resigned, b.vlek!.key)).toString('base64');
+        return { ...e, report, vcekChain: b.vlek!.chain };
+      }
     }
   }
 }

@@ -1,7 +1,14 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeAmdCertificate, encodeAmdCertificate, verifySevChain, verifySnpCertChain } from '@ccm/sev';
+import {
+  decodeAmdCertificate,
+  encodeAmdCertificate,
+  readVekInfo,
+  verifySevChain,
+  verifySnpCertChain,
+} from '@ccm/sev';
 import { createTestBed, type TestBed } from '../__fixtures__/testbed.js';
 import { isSevFirmwareError, SevStateStoreError } from '../errors.js';
 import { SoftwareSecureProcessor } from '../processor.js';
@@ -101,5 +108,30 @@ describe('lab authority', () => {
       trustedArks: lab.trustAnchors().snpTrustedArks,
     });
     expect(snp.ok && snp.generation).toBe('milan');
+  });
+
+  it('endorses a cloud provider’s VLEK: ARK → ASVK → VLEK verifies under the lab’s roots only', async () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+    const tcb = { layout: 'milan-genoa', bootLoader: 4, tee: 0, snp: 23, microcode: 213 } as const;
+    const { asvk, vlek } = await bed.lab.issueVlek({ publicKey, tcb, cspId: 'CN=cloud.example' });
+    expect(asvk.subject).toContain('CN=SEV-VLEK-Milan');
+    const info = readVekInfo(vlek);
+    expect(info).toMatchObject({
+      kind: 'VLEK',
+      generation: 'milan',
+      cspId: 'CN=cloud.example',
+      hwId: undefined,
+    });
+    expect(info.tcb).toMatchObject({ bootLoader: 4, snp: 23, microcode: 213 });
+    const chain = { ark: bed.lab.arkX509, ask: asvk, vek: vlek };
+    expect(verifySnpCertChain(chain).ok).toBe(false);
+    const v = verifySnpCertChain(chain, { trustedArks: bed.lab.trustAnchors().snpTrustedArks });
+    expect(v.ok && [v.generation, v.vekKind]).toEqual(['milan', 'VLEK']);
+    // The VLEK under the lab's ASK (the VCEK signer) does not verify.
+    const wrong = verifySnpCertChain(
+      { ...chain, ask: bed.lab.askX509 },
+      { trustedArks: bed.lab.trustAnchors().snpTrustedArks },
+    );
+    expect(wrong.ok).toBe(false);
   });
 });
