@@ -54,7 +54,7 @@ const Any = z.record(z.string(), z.unknown());
 const RotationSchema = z.object({
   migrationId: z.string(),
   migrationKeyRevoked: z.string().optional(),
-  sourceGuestRevoked: z.string().optional(),
+  sourcePlacementRevoked: z.string().optional(),
   workloadSecret: SealedWorkloadSecretSchema.optional(),
 });
 
@@ -629,7 +629,7 @@ describe('key-broker release-migration-key', () => {
     }
   });
 
-  it('rotate after the move: the source guest is revoked, the target gets the workload secret sealed to its attested key', async () => {
+  it('rotate after the move: the source guest is revoked for the workload, the target gets the workload secret sealed to its attested key', async () => {
     evil.mode = 'honest';
     const cmd = releaseCmd('vm-src', 'vm-evil');
     const granted = await release(cmd);
@@ -644,7 +644,7 @@ describe('key-broker release-migration-key', () => {
     expect(r).toMatchObject({
       migrationId: cmd.migrationId,
       migrationKeyRevoked: granted.keyId,
-      sourceGuestRevoked: 'vm-src',
+      sourcePlacementRevoked: 'vm-src',
       workloadSecret: { vmId: 'vm-evil', secretId: expect.stringMatching(/^ws-/), generation: 1 },
     });
     expect(evil.keys.has(cmd.migrationId)).toBe(false);
@@ -659,23 +659,27 @@ describe('key-broker release-migration-key', () => {
     ).toThrow(KeyUnsealError);
     // A retry answers what the first rotation did (no second secret, no second revocation).
     expect(await rotate(2)).toEqual(r);
-    await pollUntil('guest-revoked and rotated events', () =>
-      [subjects.evt('key', 'vm-src', 'guest-revoked'), subjects.evt('key', cmd.migrationId, 'rotated')].every(
-        (subject) => kb.events.some((e) => e.subject === subject),
-      ),
+    await pollUntil('placement-revoked and rotated events', () =>
+      [
+        subjects.evt('key', 'vm-src', 'placement-revoked'),
+        subjects.evt('key', cmd.migrationId, 'rotated'),
+      ].every((subject) => kb.events.some((e) => e.subject === subject)),
     );
     const rotated = kb.events.find((e) => e.subject === subjects.evt('key', cmd.migrationId, 'rotated'))!;
     expect(rotated.text).toContain(ws.secretId);
     expect(rotated.text).not.toContain(ws.sealed);
 
-    // The attacker keeps the source guest: its fresh evidence is refused for any new release, as
-    // source or target, before a nonce is even issued to it.
+    // The attacker keeps the source guest: its fresh evidence is refused for any new release of the
+    // workload, as source or target, before a nonce is even issued to it.
     for (const [source, target, rule] of [
       ['vm-src', 'vm-tgt', 'source:guest-not-revoked'],
       ['vm-tgt', 'vm-src', 'target:guest-not-revoked'],
     ]) {
       const err = await ccmFailure(release(releaseCmd(source, target)));
-      expect(err).toMatchObject({ code: KeyBrokerErrorCodes.KeyReleaseRefused, details: { rule } });
+      expect(err).toMatchObject({
+        code: KeyBrokerErrorCodes.KeyReleaseRefused,
+        details: { rule, reason: 'placement-revoked' },
+      });
       const failed = (err.details as { rules: RuleResult[] }).rules.filter((x) => !x.ok).map((x) => x.rule);
       expect(failed).toEqual([rule]);
     }
@@ -683,6 +687,14 @@ describe('key-broker release-migration-key', () => {
     const next = releaseCmd('vm-evil', 'vm-tgt');
     expect(await release(next)).toMatchObject({ sourceVmId: 'vm-evil', targetVmId: 'vm-tgt' });
     expect(evil.keys.get(next.migrationId)).toHaveLength(32);
+    // Another workload still running in the source guest keeps it: its move is granted.
+    await putPolicy({ workloads: ['web-1', 'web-2'] });
+    try {
+      const other = releaseCmd('vm-src', 'vm-tgt', { workload: { id: 'web-2', kind: 'container' } });
+      expect(await release(other)).toMatchObject({ sourceVmId: 'vm-src', targetVmId: 'vm-tgt' });
+    } finally {
+      await putPolicy();
+    }
   });
 
   it('rotate-keys of a migration whose key release was revoked (rolled back) revokes no guest', async () => {

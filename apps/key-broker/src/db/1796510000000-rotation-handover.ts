@@ -8,7 +8,9 @@ const s = `"${KEY_BROKER_SCHEMA}"`;
  * - `key_release.target_public_key`: the X25519 identity key the target's evidence bound at the grant
  *   (public, base64), the key the workload's secret is sealed to after the move;
  * - `workload_secret`: each workload secret issued to a guest (id, generation, holder and the SHA-256
- *   of the secret; the secret itself exists only sealed in the rotation's reply and in the guest).
+ *   of the secret; the secret itself exists only sealed in the rotation's reply and in the guest);
+ * - `revoked_placement`: a guest a workload moved away from: its evidence is refused for releases of
+ *   that workload from then on (the guest may still run other workloads).
  */
 export class KeyBrokerRotationHandover1796510000000 implements MigrationInterface {
   name = 'KeyBrokerRotationHandover1796510000000';
@@ -24,9 +26,17 @@ export class KeyBrokerRotationHandover1796510000000 implements MigrationInterfac
       sha256 text NOT NULL,
       issued_at timestamptz NOT NULL DEFAULT now(),
       UNIQUE (workload_id, generation))`);
+    await q.query(`CREATE TABLE ${s}.revoked_placement (
+      vm_id text NOT NULL,
+      workload_id text NOT NULL,
+      migration_id text NOT NULL,
+      reason text NOT NULL,
+      revoked_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (vm_id, workload_id))`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP TABLE ${s}.revoked_placement`);
     await q.query(`DROP TABLE ${s}.workload_secret`);
     await q.query(`ALTER TABLE ${s}.key_release DROP COLUMN target_public_key`);
   }

@@ -183,8 +183,8 @@ export class ReleaseHandler {
     }
     const meta = { workloadClass: policy.workloadClass, policyVersion: policy.version };
     const [source, target] = await Promise.all([
-      this.judgeGuest('source', sourceVm, cmd.migrationId, policy.policy, ctx),
-      this.judgeGuest('target', targetVm, cmd.migrationId, policy.policy, ctx),
+      this.judgeGuest('source', sourceVm, cmd.workload.id, cmd.migrationId, policy.policy, ctx),
+      this.judgeGuest('target', targetVm, cmd.workload.id, cmd.migrationId, policy.policy, ctx),
     ]);
     const rules = [
       pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
@@ -199,11 +199,13 @@ export class ReleaseHandler {
 
   /**
    * Fetches one guest's evidence over a nonce issued for it and bound to `bindingId` (the migration, or
-   * an admission), spends the nonce and judges the evidence.
+   * an admission), spends the nonce and judges the evidence. A guest revoked, or revoked for
+   * `workloadId` (the workload moved away from it), is refused before it is asked.
    */
   private async judgeGuest(
     role: GuestRole,
     vmId: string,
+    workloadId: string,
     bindingId: string,
     policy: Parameters<typeof judgeGuestEvidence>[4],
     ctx: MessageContext,
@@ -211,12 +213,20 @@ export class ReleaseHandler {
     const r = (name: string) => `${role}:${name}`;
     const rules: RuleResult[] = [];
     const out = (): JudgedGuest => ({ role, vmId, rules, digests: {} });
-    const [revoked] = await this.ds.query<unknown[]>(`SELECT 1 FROM ${s}.revoked_guest WHERE vm_id = $1`, [
-      vmId,
-    ]);
+    const [revoked] = await this.ds.query<Array<{ workload_id: string | null }>>(
+      `SELECT NULL AS workload_id FROM ${s}.revoked_guest WHERE vm_id = $1
+       UNION ALL SELECT workload_id FROM ${s}.revoked_placement WHERE vm_id = $1 AND workload_id = $2`,
+      [vmId, workloadId],
+    );
     if (revoked) {
       rules.push(
-        fail(r('guest-not-revoked'), 'revoked', `guest ${vmId} was revoked: its evidence is refused`),
+        revoked.workload_id === null
+          ? fail(r('guest-not-revoked'), 'revoked', `guest ${vmId} was revoked: its evidence is refused`)
+          : fail(
+              r('guest-not-revoked'),
+              'placement-revoked',
+              `${workloadId} moved away from guest ${vmId}: its evidence is refused for ${workloadId}`,
+            ),
       );
       return out();
     }
@@ -341,7 +351,7 @@ export class ReleaseHandler {
       );
       throw await this.refuse({ ...base, rules: [rule], failure: rule }, ctx.envelope.id);
     }
-    const guest = await this.judgeGuest('guest', req.vmId, admissionId, policy.policy, ctx);
+    const guest = await this.judgeGuest('guest', req.vmId, req.workloadId, admissionId, policy.policy, ctx);
     const rules = [
       pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
       ...guest.rules,

@@ -13,7 +13,6 @@ import { updateReturning } from '@ccm/persistence';
 import { sealMigrationKey } from '@ccm/sealing';
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
-import { GuestRevocations } from '../release/guest-revocations.js';
 import { MigrationKeys } from '../release/migration-keys.js';
 
 const s = `"${KEY_BROKER_SCHEMA}"`;
@@ -28,8 +27,11 @@ export interface RotationResult {
   sourceLaunchSessionsRevoked: string[];
   /** The container migration key revoked now (absent when none was released). */
   migrationKeyRevoked?: string;
-  /** A container migration's source guest, whose identity is revoked now (its evidence is refused). */
-  sourceGuestRevoked?: string;
+  /**
+   * A container migration's source guest, revoked now for this workload: its evidence is refused for
+   * the workload's releases from then on (other workloads it runs are not affected).
+   */
+  sourcePlacementRevoked?: string;
   /** A container migration: the workload's secret, issued anew and sealed to the target guest. */
   workloadSecret?: SealedWorkloadSecret;
 }
@@ -62,9 +64,9 @@ interface Release {
  * (if one was released) revoked and dropped by both guests, and every launch
  * session of the workload on the source host is marked `revoked` with its TEK/TIK and secrets scrubbed
  * (no launch secret is ever released for it again). After a container migration (a granted key
- * release) the source guest's identity is revoked too (its evidence is refused from then on) and the
- * workload's secret is issued anew to the target guest, sealed to the key its release evidence bound,
- * in the reply (`workloadSecret`). Only the saga-coordinator may ask, and only for a migration whose
+ * release) the source guest is revoked for the workload too (its evidence is refused for the
+ * workload's releases from then on) and the workload's secret is issued anew to the target guest,
+ * sealed to the key its release evidence bound, in the reply (`workloadSecret`). Only the saga-coordinator may ask, and only for a migration whose
  * target this broker attested and granted (a made-up migration revokes nothing).
  * Recorded once per migration: a retry answers what the first rotation did.
  */
@@ -73,7 +75,6 @@ export class RotateHandler {
   constructor(
     private readonly outbox: OutboxService,
     private readonly keys: MigrationKeys,
-    private readonly guests: GuestRevocations,
   ) {}
 
   @OnRequest({
@@ -111,11 +112,10 @@ export class RotateHandler {
       ...(key.keyId ? { migrationKeyRevoked: key.keyId } : {}),
     };
     if (release) {
-      // A container moved between two guests: the source guest's identity ends, and the target gets
-      // the workload's secret anew, sealed to the key its evidence bound.
-      const reason = `the workload ${cmd.workload.id} moved to ${release.target_vm} (${cmd.migrationId})`;
-      await this.guests.revoke(m, release.source_vm, reason, ctx.envelope.source, ctx.envelope.id);
-      result.sourceGuestRevoked = release.source_vm;
+      // A container moved between two guests: the source guest's identity ends for this workload, and
+      // the target gets the workload's secret anew, sealed to the key its evidence bound.
+      await this.revokePlacement(m, cmd, release, ctx.envelope.id);
+      result.sourcePlacementRevoked = release.source_vm;
       if (release.target_public_key) {
         result.workloadSecret = await this.issueSecret(m, cmd, release.target_vm, release.target_public_key);
       }
@@ -137,6 +137,30 @@ export class RotateHandler {
       causationid: ctx.envelope.id,
     });
     return result;
+  }
+
+  /**
+   * The source guest's placement of the workload ends: its evidence is refused for the workload's
+   * releases from then on (`guest-not-revoked`), with an event. Its identity stays for the other
+   * workloads it may run (`revoke-guest` ends it whole).
+   */
+  private async revokePlacement(
+    m: EntityManager,
+    cmd: StepCommand,
+    release: Release,
+    causationId: string,
+  ): Promise<void> {
+    const reason = `${cmd.workload.id} moved to ${release.target_vm} (${cmd.migrationId})`;
+    await m.query(
+      `INSERT INTO ${s}.revoked_placement (vm_id, workload_id, migration_id, reason) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (vm_id, workload_id) DO NOTHING`,
+      [release.source_vm, cmd.workload.id, cmd.migrationId, reason],
+    );
+    await this.outbox.enqueue(m, subjects.evt('key', release.source_vm, 'placement-revoked'), {
+      type: 'key.placement-revoked',
+      data: { vmId: release.source_vm, workloadId: cmd.workload.id, migrationId: cmd.migrationId, reason },
+      causationid: causationId,
+    });
   }
 
   /**
