@@ -710,6 +710,7 @@ describe('key-broker release-migration-key', () => {
       kb.send('saga-coordinator', subjects.cmd('key-broker', 'rotate-keys'), { ...cmd, step: 'rotate' }, Any),
     );
     expect(err).toMatchObject({ code: 'CONFLICT', effect: 'none' });
+    expect(err.message).toMatch(/key release was revoked/);
     expect((await release(releaseCmd('vm-evil', 'vm-tgt'))).sourceVmId).toBe('vm-evil');
   });
 

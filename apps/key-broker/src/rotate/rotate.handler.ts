@@ -197,14 +197,23 @@ export class RotateHandler {
   /**
    * The migration's granted container key release, if any (its guests); else (a VM migration) the
    * target's ok platform attestation must exist.
-   * @throws CcmError CONFLICT (nothing done) unless this migration's target was attested and granted.
+   * @throws CcmError CONFLICT (nothing done) unless this migration's target was attested and granted,
+   *   or when its key release was revoked (rolled back).
    */
   private async requireGrantedTarget(m: EntityManager, cmd: StepCommand): Promise<Release | undefined> {
-    const [release] = await m.query<Release[]>(
-      `SELECT source_vm, target_vm, target_public_key FROM ${s}.key_release
-       WHERE migration_id = $1 AND workload_id = $2 AND state = 'granted'`,
+    const [release] = await m.query<Array<Release & { state: string }>>(
+      `SELECT source_vm, target_vm, target_public_key, state FROM ${s}.key_release
+       WHERE migration_id = $1 AND workload_id = $2`,
       [cmd.migrationId, cmd.workload.id],
     );
+    if (release?.state === 'revoked') {
+      // Its key was revoked by the release's compensation: the migration rolled back, nothing moved.
+      throw new CcmError(
+        ErrorCodes.Conflict,
+        `no rotation for ${cmd.migrationId}: its key release was revoked (the migration rolled back)`,
+        { retryable: false, effect: 'none' },
+      );
+    }
     if (release) return release;
     const rows = await m.query<unknown[]>(
       `SELECT 1 FROM ${s}.attestation WHERE migration_id = $1 AND host_id = $2 AND workload_id = $3 AND ok`,
