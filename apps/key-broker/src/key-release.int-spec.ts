@@ -654,6 +654,8 @@ describe('key-broker release-migration-key', () => {
     const secret = unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), evil.identity, binding);
     expect(secret).toHaveLength(32);
     workloadSecrets.push(secret);
+    // The broker delivered it to the target guest (`load-secret`), which holds the same secret.
+    expect(evil.secrets.get(cmd.workload.id)).toEqual(secret);
     expect(() =>
       unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), generateIdentityKey(), binding),
     ).toThrow(KeyUnsealError);

@@ -1,4 +1,4 @@
-import { type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   DropKeySchema,
@@ -7,6 +7,7 @@ import {
   KEY_BROKER_VERBS,
   keyBrokerSubject,
   LoadKeySchema,
+  LoadSecretSchema,
   NonceReplySchema,
   subjects,
   type EvidenceReply,
@@ -57,6 +58,8 @@ export interface GuestBehaviour {
   lastHonest?: SnpEvidence;
   /** Migration keys it unsealed (the test's proof of what a guest holds). */
   readonly keys: Map<string, Buffer>;
+  /** Workload secrets it was issued (`load-secret`), by workload. */
+  readonly secrets: Map<string, Buffer>;
 }
 
 const BEHAVIOUR = Symbol('guest-behaviour');
@@ -66,6 +69,7 @@ export interface KeyHolding {
   readonly vmId: string;
   readonly identity: IdentityKey;
   readonly keys: Map<string, Buffer>;
+  readonly secrets: Map<string, Buffer>;
 }
 
 /**
@@ -96,6 +100,27 @@ export abstract class InprocKeyHolder {
     const key = unsealMigrationKey(Buffer.from(req.sealedKey, 'base64'), this.b.identity, req);
     this.b.keys.set(req.migrationId, key);
     return Promise.resolve({ keyId: req.keyId });
+  }
+
+  @OnRequest({
+    subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.loadSecret),
+    schema: LoadSecretSchema,
+    allow: ['key-broker'],
+  })
+  loadSecret(
+    req: z.infer<typeof LoadSecretSchema>,
+  ): Promise<{ secretId: string; generation: number; sha256: string }> {
+    const secret = unsealMigrationKey(Buffer.from(req.sealed, 'base64'), this.b.identity, {
+      migrationId: req.migrationId,
+      keyId: req.secretId,
+    });
+    this.b.secrets.set(req.workloadId, secret);
+    const { secretId, generation } = req;
+    return Promise.resolve({
+      secretId,
+      generation,
+      sha256: createHash('sha256').update(secret).digest('hex'),
+    });
   }
 
   @OnRequest({
@@ -177,6 +202,7 @@ export function inprocGuest(
     mode: 'honest',
     expire,
     keys: new Map(),
+    secrets: new Map(),
   };
   return {
     behaviour,

@@ -3,12 +3,14 @@ import { Injectable } from '@nestjs/common';
 import {
   CcmError,
   ErrorCodes,
+  GUEST_VERBS,
+  LoadSecretReplySchema,
   STEP_COMMANDS,
   subjects,
   type SealedWorkloadSecret,
   type StepCommand,
 } from '@ccm/contracts';
-import { OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
+import { MessageBus, OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
 import { updateReturning } from '@ccm/persistence';
 import { sealMigrationKey } from '@ccm/sealing';
 import { type EntityManager } from 'typeorm';
@@ -17,6 +19,7 @@ import { MigrationKeys } from '../release/migration-keys.js';
 
 const s = `"${KEY_BROKER_SCHEMA}"`;
 const contract = STEP_COMMANDS['key-broker']['rotate-keys'];
+const DELIVER_TIMEOUT_MS = 10_000;
 
 /** The `rotate-keys` reply: what this migration's rotation revoked (ids only, never key material). */
 export interface RotationResult {
@@ -66,13 +69,15 @@ interface Release {
  * (no launch secret is ever released for it again). After a container migration (a granted key
  * release) the source guest is revoked for the workload too (its evidence is refused for the
  * workload's releases from then on) and the workload's secret is issued anew to the target guest,
- * sealed to the key its release evidence bound, in the reply (`workloadSecret`). Only the saga-coordinator may ask, and only for a migration whose
+ * sealed to the key its release evidence bound, delivered to it (`load-secret`) and in the reply
+ * (`workloadSecret`). Only the saga-coordinator may ask, and only for a migration whose
  * target this broker attested and granted (a made-up migration revokes nothing).
  * Recorded once per migration: a retry answers what the first rotation did.
  */
 @Injectable()
 export class RotateHandler {
   constructor(
+    private readonly bus: MessageBus,
     private readonly outbox: OutboxService,
     private readonly keys: MigrationKeys,
   ) {}
@@ -117,7 +122,9 @@ export class RotateHandler {
       await this.revokePlacement(m, cmd, release, ctx.envelope.id);
       result.sourcePlacementRevoked = release.source_vm;
       if (release.target_public_key) {
-        result.workloadSecret = await this.issueSecret(m, cmd, release.target_vm, release.target_public_key);
+        const issued = await this.issueSecret(m, cmd, release.target_vm, release.target_public_key);
+        result.workloadSecret = issued.sealed;
+        await this.deliverSecret(cmd, issued, ctx.envelope.id);
       }
     }
     await m.query(
@@ -172,7 +179,7 @@ export class RotateHandler {
     cmd: StepCommand,
     vmId: string,
     publicKey: string,
-  ): Promise<SealedWorkloadSecret> {
+  ): Promise<{ sealed: SealedWorkloadSecret; sha256: string }> {
     const [last] = await m.query<Array<{ generation: number | null }>>(
       `SELECT max(generation) AS generation FROM ${s}.workload_secret WHERE workload_id = $1`,
       [cmd.workload.id],
@@ -191,7 +198,38 @@ export class RotateHandler {
        VALUES ($1, $2, $3, $4, $5, $6)`,
       [secretId, cmd.workload.id, generation, cmd.migrationId, vmId, sha256],
     );
-    return { vmId, secretId, generation, sealed: sealed.toString('base64') };
+    return { sealed: { vmId, secretId, generation, sealed: sealed.toString('base64') }, sha256 };
+  }
+
+  /**
+   * Hands the sealed secret to the target guest (`load-secret`) and checks that the secret it opened is
+   * the one issued (its SHA-256). A guest that does not answer, or holds another secret, fails the
+   * rotation (retryable: the saga retries `rotate` until done; the rolled-back attempt issued nothing).
+   */
+  private async deliverSecret(
+    cmd: StepCommand,
+    issued: { sealed: SealedWorkloadSecret; sha256: string },
+    causationId: string,
+  ): Promise<void> {
+    const { vmId, secretId, generation, sealed } = issued.sealed;
+    const fail = (why: string) =>
+      new CcmError(ErrorCodes.Unavailable, `the workload secret did not reach ${vmId}: ${why}`, {
+        retryable: true,
+        effect: 'none',
+        details: { vmId, secretId },
+      });
+    let held: { sha256: string };
+    try {
+      held = await this.bus.request(
+        subjects.guestCmd(vmId, GUEST_VERBS.loadSecret),
+        { workloadId: cmd.workload.id, migrationId: cmd.migrationId, secretId, generation, sealed },
+        LoadSecretReplySchema,
+        { timeoutMs: DELIVER_TIMEOUT_MS, correlationId: cmd.migrationId, causationId },
+      );
+    } catch (err) {
+      throw fail((err as Error).message);
+    }
+    if (held.sha256 !== issued.sha256) throw fail('it opened another secret');
   }
 
   /**
