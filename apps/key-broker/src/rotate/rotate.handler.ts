@@ -90,6 +90,9 @@ export class RotateHandler {
   })
   async rotate(cmd: StepCommand, ctx: MessageContext): Promise<RotationResult> {
     const m = ctx.manager!;
+    // The release's lock (per migration): a second attempt arriving while the first still delivers
+    // waits for it and answers what it recorded.
+    await m.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`key-release:${cmd.migrationId}`]);
     const [done] = await m.query<Array<{ result: RotationResult }>>(
       `SELECT result FROM ${s}.rotation WHERE migration_id = $1`,
       [cmd.migrationId],
