@@ -77,8 +77,8 @@ guest owner (with the guest-owner key of --keys-dir, not the operator's):
   policy show <class> [--version N]                        one policy document
   policy put <file.json> [--expected-version N]            a new version (default: over the current one)
   guest revoke <vmId> --reason TEXT                        refuse this guest's evidence from now on
-  cert list [--kind vcek|cek]                              the key-broker's certificate cache
-  cert put <file> --kind vcek|cek [--chip-id HEX]          cache a VCEK (DER/PEM) or a CEK (GET_ID hex)
+  cert list [--kind vcek|vlek|cek]                         the key-broker's certificate cache
+  cert put <file> --kind vcek|vlek|cek [--chip-id HEX]     cache a VCEK/VLEK (DER/PEM) or a CEK (GET_ID hex)
   help                                                     this text
 
 common flags:

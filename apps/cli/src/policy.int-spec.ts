@@ -159,10 +159,10 @@ describe('ccm policy and ccm guest (guest owner)', () => {
     [['cert'], 'ccm cert takes list, put'],
     [['cert', 'put'], 'needs a certificate file'],
     [['cert', 'put', 'x.der'], 'needs --kind'],
-    [['cert', 'put', 'x.der', '--kind', 'pem'], '--kind must be vcek or cek'],
+    [['cert', 'put', 'x.der', '--kind', 'pem'], '--kind must be vcek, vlek or cek'],
     [['cert', 'put', 'x.cert', '--kind', 'cek'], '--chip-id'],
     [['cert', 'put', 'x.cert', '--kind', 'cek', '--chip-id', 'abcd'], '--chip-id'],
-    [['cert', 'list', '--kind', 'ask'], '--kind must be vcek or cek'],
+    [['cert', 'list', '--kind', 'ask'], '--kind must be vcek, vlek or cek'],
   ])('rejects %j with exit 2', async (argv, text) => {
     const r = await ccm(...argv, '--json');
     expect(r.code).toBe(ExitCode.Usage);

@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { isCcmError, type CcmError } from '@ccm/contracts';
 import { generateIdentityKey, sealMigrationKey } from '@ccm/sealing';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -210,6 +211,36 @@ describe('guest-to-guest container migration (sim driver)', () => {
       'KEY_UNSEAL_FAILED',
     );
     expect((await g.send('vm-a', 'describe', { id: 'keep' })).state).toBe('running');
+  });
+
+  it('load-secret: the key-broker’s workload secret sealed to this guest opens here only, and only the key-broker may send it', async () => {
+    const broker = await guestClient(nc, stack.keysDir, 'key-broker');
+    const secret = randomBytes(32);
+    const binding = { migrationId: 'm-secret', keyId: 'ws-1' };
+    const req = (pub: Buffer) => ({
+      workloadId: 'web-1',
+      migrationId: binding.migrationId,
+      secretId: binding.keyId,
+      generation: 1,
+      sealed: sealMigrationKey(secret, pub, binding).toString('base64'),
+    });
+    expect(await broker.send('vm-a', 'load-secret', req(pubA))).toEqual({
+      secretId: 'ws-1',
+      generation: 1,
+      sha256: createHash('sha256').update(secret).digest('hex'),
+    });
+    expect((await fail(broker.send('vm-a', 'load-secret', req(pubB)))).code).toBe('KEY_UNSEAL_FAILED');
+    expect((await fail(broker.send('vm-a', 'load-secret', { ...req(pubA), generation: 0 }))).code).toBe(
+      'VALIDATION_FAILED',
+    );
+    // Bound to its migration and id: moved to another, it does not open.
+    expect((await fail(broker.send('vm-a', 'load-secret', { ...req(pubA), secretId: 'ws-2' }))).code).toBe(
+      'KEY_UNSEAL_FAILED',
+    );
+    for (const signer of ['operator', 'container-checkpoint'] as const) {
+      const other = await guestClient(nc, stack.keysDir, signer);
+      expect((await fail(other.send('vm-a', 'load-secret', req(pubA)))).code, signer).toBe('UNAUTHORIZED');
+    }
   });
 
   it('a compromised service identity may not drive a guest', async () => {

@@ -6,11 +6,16 @@ import { KeyBrokerTables1795500000000 } from './db/migrations.js';
 import { KeyBrokerRotation1796200000000 } from './db/1796200000000-rotation.js';
 import { KeyBrokerRelease1796300000000 } from './db/1796300000000-key-release.js';
 import { KeyBrokerCertificateCache1796400000000 } from './db/1796400000000-certificate-cache.js';
+import { KeyBrokerRotationHandover1796510000000 } from './db/1796510000000-rotation-handover.js';
+import { KeyBrokerVlekCache1796520000000 } from './db/1796520000000-vlek-cache.js';
+import { KeyBrokerHttpReplay1796530000000 } from './db/1796530000000-http-replay.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
 import { PolicyStore } from './policy/policy.store.js';
+import { HttpReplays } from './policy/http-replays.js';
 import { CertificateCache } from './release/certificate-cache.js';
+import { GuestRevocations } from './release/guest-revocations.js';
 import { MigrationKeys } from './release/migration-keys.js';
 import { NonceHandler, NonceStore } from './release/nonces.js';
 import { ReleaseHandler } from './release/release.handler.js';
@@ -30,11 +35,15 @@ export const keyBroker: ServiceDefinition = {
     KeyBrokerRotation1796200000000,
     KeyBrokerRelease1796300000000,
     KeyBrokerCertificateCache1796400000000,
+    KeyBrokerRotationHandover1796510000000,
+    KeyBrokerVlekCache1796520000000,
+    KeyBrokerHttpReplay1796530000000,
   ],
   controllers: [PolicyHttpController],
   providers: [
     { provide: APP_FILTER, useClass: PolicyHttpErrorFilter },
     PolicyStore,
+    HttpReplays,
     PolicyHandlers,
     AttestHandler,
     TransportHandler,
@@ -44,6 +53,7 @@ export const keyBroker: ServiceDefinition = {
     NonceHandler,
     ReleaseLog,
     MigrationKeys,
+    GuestRevocations,
     CertificateCache,
     ReleaseHandler,
   ],

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AttestPlatformReplySchema,
+  CachedCertificateSchema,
   ErrorCodes,
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
@@ -17,7 +18,12 @@ import {
   type SignerName,
 } from '@ccm/contracts';
 import { ccmFailure, pollUntil } from '@ccm/testing';
-import { decodeQemuSevMigrationParameters, encodeSevCertificate, verifySevChain } from '@ccm/sev';
+import {
+  decodeQemuSevMigrationParameters,
+  decodeSevPlatformCertChain,
+  encodeSevCertificate,
+  verifySevChain,
+} from '@ccm/sev';
 import { createHash } from 'node:crypto';
 import { policy, labPin } from './__fixtures__/platforms.js';
 import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
@@ -321,6 +327,39 @@ describe('key-broker: owner policies and platform attestation over NATS', () => 
           PutPolicyReplySchema,
         );
       }
+    });
+  });
+
+  describe('the owner’s cached CEK in platform attestation', () => {
+    it('attest-platform verifies the host’s chain with the cached CEK of the same key and says so', async () => {
+      const platform = await kb.send(
+        'operator',
+        hostCommandSubject('host-b', 'platform'),
+        {},
+        HOST_COMMANDS.platform.reply,
+      );
+      const { cek } = decodeSevPlatformCertChain(Buffer.from(platform.sev!.chain.platCert, 'base64'));
+      const cekSource = async () => {
+        const cmd = stepCommand({ workload: { id: 'web-2', kind: 'container' } });
+        await kb.send('saga-coordinator', attest, cmd, AttestPlatformReplySchema);
+        const ev = await pollUntil('platform-verified event', () =>
+          kb.events.find((e) => e.subject === `ccm.evt.attestation.${cmd.migrationId}.platform-verified`),
+        );
+        const verdict = PlatformVerdictSchema.parse((JSON.parse(ev.text) as { data: unknown }).data);
+        return verdict.rules.find((r) => r.rule === 'cek-source')?.detail;
+      };
+      expect(await cekSource()).toBe('host');
+      const cached = await kb.send(
+        'guest-owner',
+        keyBrokerSubject(KEY_BROKER_VERBS.putCertificate),
+        {
+          kind: 'cek',
+          chipId: 'c1'.repeat(64),
+          certificate: encodeSevCertificate(cek).toString('base64'),
+        },
+        CachedCertificateSchema,
+      );
+      expect(await cekSource()).toBe(`cache ${cached.kdsUrl}`);
     });
   });
 });

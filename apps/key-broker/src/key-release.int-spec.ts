@@ -1,4 +1,4 @@
-import { sign } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import {
   PolicyVersionSchema,
   releaseRecordHash,
   RevokeGuestReplySchema,
+  SealedWorkloadSecretSchema,
   subjects,
   verifyReleaseLog,
   type OwnerPolicyInput,
@@ -23,13 +24,17 @@ import {
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { verifyEnvelope } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
+import { generateIdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { createServiceApp } from '@ccm/runtime';
 import {
   decodeSevPlatformCertChain,
   encodeSevCertificate,
   kdsCekUrl,
   kdsVcekUrl,
+  kdsVlekUrl,
+  parsePemBundle,
   readVekInfo,
+  verifySnpEvidence,
   SevPolicyBit,
 } from '@ccm/sev';
 import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@ccm/sev-emulator';
@@ -41,10 +46,17 @@ import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import { NonceStore } from './release/nonces.js';
 import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
-import { labPin, policy } from './__fixtures__/platforms.js';
+import { labPin, policy, vector } from './__fixtures__/platforms.js';
+import { CertificateCache } from './release/certificate-cache.js';
 
 const IMAGE = 'web-image';
 const Any = z.record(z.string(), z.unknown());
+const RotationSchema = z.object({
+  migrationId: z.string(),
+  migrationKeyRevoked: z.string().optional(),
+  sourcePlacementRevoked: z.string().optional(),
+  workloadSecret: SealedWorkloadSecretSchema.optional(),
+});
 
 /**
  * The two-sided migration key release against real NATS and Postgres, real guest-agents (built, as
@@ -150,6 +162,21 @@ describe('key-broker release-migration-key', () => {
       ask: foreign.ask.raw.toString('base64'),
       vcek: foreign.vek.raw.toString('base64'),
     };
+    // A cloud provider's VLEK for host-b's platform (the lab endorses it as AMD would).
+    const vlekKey = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+    const issued = await kb.lab.issueVlek({
+      publicKey: vlekKey.publicKey,
+      tcb: sp.config.tcb,
+      cspId: 'CN=cloud.example',
+    });
+    evil.vlek = {
+      key: vlekKey.privateKey,
+      chain: {
+        ark: kb.lab.arkX509.raw.toString('base64'),
+        ask: issued.asvk.raw.toString('base64'),
+        vcek: issued.vlek.raw.toString('base64'),
+      },
+    };
     ({ app: inproc } = await createServiceApp(
       g.definition,
       kb.stack.env({ CCM_INSTANCE_ID: 'guest-vm-evil' }),
@@ -165,6 +192,7 @@ describe('key-broker release-migration-key', () => {
   });
 
   let granted: { cmd: StepCommand; keyId: string; decision: number };
+  const workloadSecrets: Buffer[] = [];
 
   it('grants one key to two attested guests: both unseal the same key (the image stream opens), a third cannot', async () => {
     const cmd = releaseCmd('vm-src', 'vm-tgt');
@@ -503,8 +531,196 @@ describe('key-broker release-migration-key', () => {
     evil.mode = 'honest';
   });
 
-  it('bus spy: no migration key crossed the bus, raw, hex or base64', () => {
-    const keys = [...evil.keys.values()];
+  it('certificate cache: the owner files a real VLEK under its VLEK chain URL; a VLEK-signed report finds it there', async () => {
+    const put = (kind: string, der: Buffer) =>
+      kb.send(
+        GUEST_OWNER,
+        keyBrokerSubject(KEY_BROKER_VERBS.putCertificate),
+        { kind, der: der.toString('base64') },
+        CachedCertificateSchema,
+      );
+    const vlekDer = vector('snp/reports/trustee-milan-vlek/vlek.der');
+    const report = vector('snp/reports/trustee-milan-vlek/report.bin');
+    const info = readVekInfo(vlekDer);
+    const vlek = await put('vlek', vlekDer);
+    expect(vlek).toMatchObject({
+      kind: 'vlek',
+      productLine: 'milan',
+      cspId: 'CN=cc-us-east-2.amazonaws.com',
+      kdsUrl: kdsVlekUrl('milan', info.tcb, info.cspId),
+    });
+    expect(vlek.kdsUrl.startsWith('https://kdsintf.amd.com/vlek/v1/Milan/cert_chain#')).toBe(true);
+    const listed = await kb.send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.listCertificates),
+      { kind: 'vlek' },
+      ListCertificatesReplySchema,
+    );
+    expect(listed.certificates.map((c) => c.kdsUrl)).toEqual([vlek.kdsUrl]);
+    // A VLEK is not a VCEK, nor a VCEK a VLEK.
+    expect(await ccmFailure(put('vcek', vlekDer))).toMatchObject({
+      code: 'CERTIFICATE_REJECTED',
+      details: { reason: 'not-a-vcek' },
+    });
+    const vcekDer = evil.sp.snpCertChain().vek.raw;
+    expect(await ccmFailure(put('vlek', vcekDer))).toMatchObject({
+      code: 'CERTIFICATE_REJECTED',
+      details: { reason: 'not-a-vlek' },
+    });
+
+    // The release's lookup: the real VLEK-signed report (CHIP_ID zero) gets the cached VLEK of its
+    // product line and REPORTED_TCB, which verifies it under AMD's Milan ARK through the real ASVK.
+    const cache = kb.broker.get(CertificateCache);
+    const cached = await cache.vekFor(report.toString('base64'));
+    expect(cached).toBe(vlekDer.toString('base64'));
+    const [asvk, ark] = parsePemBundle(vector('snp/amd-ca/milan/asvk_ark_kds_vlek_chain.pem').toString());
+    const verdict = verifySnpEvidence(
+      report,
+      { ark, ask: asvk, vek: Buffer.from(cached!, 'base64') },
+      { now: new Date('2025-06-01T00:00:00Z') },
+    );
+    expect(verdict.ok).toBe(true);
+    // Another TCB (REPORTED_TCB's SNP SPL changed) finds no cached VLEK; nor does a report it did not sign.
+    const otherTcb = Buffer.from(report);
+    otherTcb[0x180 + 6] ^= 0x01;
+    expect(await cache.vekFor(otherTcb.toString('base64'))).toBeUndefined();
+    const forged = Buffer.from(report);
+    forged[0x50] ^= 0x01;
+    expect(await cache.vekFor(forged.toString('base64'))).toBeUndefined();
+  });
+
+  it('VLEK: a guest whose platform signs with its cloud provider’s VLEK (lab ARK → ASVK → VLEK) is granted; the cached VLEK of its TCB replaces one it shows', async () => {
+    evil.mode = 'vlek';
+    try {
+      const first = releaseCmd('vm-src', 'vm-evil');
+      await release(first);
+      expect(evil.keys.has(first.migrationId)).toBe(true);
+      const digestOf = async (migrationId: string) =>
+        (await releaseLog())
+          .find((x) => x.decision.migrationId === migrationId)!
+          .decision.evidence.find((e) => e.role === 'target')!;
+      expect((await digestOf(first.migrationId)).vcekSource).toBe('guest');
+
+      // The guest shows another VLEK of the same provider and TCB (not the key that signed its report):
+      // refused, until the owner caches the VLEK that did sign it.
+      const other = await kb.lab.issueVlek({
+        publicKey: generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey,
+        tcb: evil.sp.config.tcb,
+        cspId: 'CN=cloud.example',
+      });
+      const own = evil.vlek!.chain;
+      evil.vlek = { ...evil.vlek!, chain: { ...own, vcek: other.vlek.raw.toString('base64') } };
+      const refused = await ccmFailure(release(releaseCmd('vm-src', 'vm-evil')));
+      expect(refused.details).toMatchObject({ rule: 'target:report-verifies' });
+      const cached = await kb.send(
+        GUEST_OWNER,
+        keyBrokerSubject(KEY_BROKER_VERBS.putCertificate),
+        { kind: 'vlek', der: own.vcek },
+        CachedCertificateSchema,
+      );
+      expect(cached).toMatchObject({ kind: 'vlek', cspId: 'CN=cloud.example', productLine: 'milan' });
+      const second = releaseCmd('vm-src', 'vm-evil');
+      await release(second);
+      expect(evil.keys.has(second.migrationId)).toBe(true);
+      expect((await digestOf(second.migrationId)).vcekSource).toBe('cache');
+      evil.vlek = { ...evil.vlek, chain: own };
+    } finally {
+      evil.mode = 'honest';
+    }
+  });
+
+  it('rotate after the move: the source guest is revoked for the workload, the target gets the workload secret sealed to its attested key', async () => {
+    evil.mode = 'honest';
+    const cmd = releaseCmd('vm-src', 'vm-evil');
+    const granted = await release(cmd);
+    const rotate = (attempt: number) =>
+      kb.send(
+        'saga-coordinator',
+        subjects.cmd('key-broker', 'rotate-keys'),
+        { ...cmd, step: 'rotate', attempt },
+        RotationSchema,
+      );
+    // Two attempts at once (a retry while the first still delivers): one rotation, both answer it.
+    const [r, concurrent] = await Promise.all([rotate(1), rotate(2)]);
+    expect(concurrent).toEqual(r);
+    expect(r).toMatchObject({
+      migrationId: cmd.migrationId,
+      migrationKeyRevoked: granted.keyId,
+      sourcePlacementRevoked: 'vm-src',
+      workloadSecret: { vmId: 'vm-evil', secretId: expect.stringMatching(/^ws-/), generation: 1 },
+    });
+    expect(evil.keys.has(cmd.migrationId)).toBe(false);
+    // Only the target's attested identity key opens the workload's secret.
+    const ws = r.workloadSecret!;
+    const binding = { migrationId: cmd.migrationId, keyId: ws.secretId };
+    const secret = unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), evil.identity, binding);
+    expect(secret).toHaveLength(32);
+    workloadSecrets.push(secret);
+    // The broker delivered it to the target guest (`load-secret`), which holds the same secret.
+    expect(evil.secrets.get(cmd.workload.id)).toEqual(secret);
+    expect(() =>
+      unsealMigrationKey(Buffer.from(ws.sealed, 'base64'), generateIdentityKey(), binding),
+    ).toThrow(KeyUnsealError);
+    // A retry answers what the first rotation did (no second secret, no second revocation).
+    expect(await rotate(3)).toEqual(r);
+    await pollUntil('placement-revoked and rotated events', () =>
+      [
+        subjects.evt('key', 'vm-src', 'placement-revoked'),
+        subjects.evt('key', cmd.migrationId, 'rotated'),
+      ].every((subject) => kb.events.some((e) => e.subject === subject)),
+    );
+    const rotated = kb.events.find((e) => e.subject === subjects.evt('key', cmd.migrationId, 'rotated'))!;
+    expect(rotated.text).toContain(ws.secretId);
+    expect(rotated.text).not.toContain(ws.sealed);
+
+    // The attacker keeps the source guest: its fresh evidence is refused for any new release of the
+    // workload, as source or target, before a nonce is even issued to it.
+    for (const [source, target, rule] of [
+      ['vm-src', 'vm-tgt', 'source:guest-not-revoked'],
+      ['vm-tgt', 'vm-src', 'target:guest-not-revoked'],
+    ]) {
+      const err = await ccmFailure(release(releaseCmd(source, target)));
+      expect(err).toMatchObject({
+        code: KeyBrokerErrorCodes.KeyReleaseRefused,
+        details: { rule, reason: 'placement-revoked' },
+      });
+      const failed = (err.details as { rules: RuleResult[] }).rules.filter((x) => !x.ok).map((x) => x.rule);
+      expect(failed).toEqual([rule]);
+    }
+    // The target, where the workload lives now, is granted the next move's key.
+    const next = releaseCmd('vm-evil', 'vm-tgt');
+    expect(await release(next)).toMatchObject({ sourceVmId: 'vm-evil', targetVmId: 'vm-tgt' });
+    expect(evil.keys.get(next.migrationId)).toHaveLength(32);
+    // Another workload still running in the source guest keeps it: its move is granted.
+    await putPolicy({ workloads: ['web-1', 'web-2'] });
+    try {
+      const other = releaseCmd('vm-src', 'vm-tgt', { workload: { id: 'web-2', kind: 'container' } });
+      expect(await release(other)).toMatchObject({ sourceVmId: 'vm-src', targetVmId: 'vm-tgt' });
+    } finally {
+      await putPolicy();
+    }
+  });
+
+  it('rotate-keys of a migration whose key release was revoked (rolled back) revokes no guest', async () => {
+    const cmd = releaseCmd('vm-evil', 'vm-tgt');
+    await release(cmd);
+    await kb.send(
+      'saga-coordinator',
+      subjects.cmd('key-broker', 'revoke-migration-key'),
+      { ...cmd, kind: 'compensation' },
+      Any,
+    );
+    const err = await ccmFailure(
+      kb.send('saga-coordinator', subjects.cmd('key-broker', 'rotate-keys'), { ...cmd, step: 'rotate' }, Any),
+    );
+    expect(err).toMatchObject({ code: 'CONFLICT', effect: 'none' });
+    expect(err.message).toMatch(/key release was revoked/);
+    expect((await release(releaseCmd('vm-evil', 'vm-tgt'))).sourceVmId).toBe('vm-evil');
+  });
+
+  it('bus spy: no migration key or workload secret crossed the bus, raw, hex or base64', () => {
+    const keys = [...evil.keys.values(), ...workloadSecrets];
+    expect(workloadSecrets.length).toBeGreaterThan(0);
     expect(keys.length).toBeGreaterThan(0);
     expect(spied.some((m) => m.subject.endsWith('.load-key'))).toBe(true);
     const all = Buffer.concat(spied.map((m) => m.data));

@@ -11,6 +11,11 @@ import {
 } from '@ccm/contracts';
 import { loadIdentity, type Identity } from '@ccm/keys';
 import { sealEnvelope } from '@ccm/messaging';
+import { DATA_SOURCE } from '@ccm/persistence';
+import { createServiceApp } from '@ccm/runtime';
+import { type INestApplication } from '@nestjs/common';
+import { type DataSource } from 'typeorm';
+import { keyBroker } from './app.js';
 import { pollUntil } from '@ccm/testing';
 import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { policy } from './__fixtures__/platforms.js';
@@ -162,5 +167,54 @@ describe('key-broker policy over HTTP', () => {
     const verb = await post('delete-everything', seal(owner, 'put-policy', put(0)));
     expect(verb.status).toBe(404);
     expect(verb.body.error.code).toBe('NOT_FOUND');
+  });
+
+  it('an envelope is taken once across replicas and restarts: the ids are in Postgres until they expire', async () => {
+    const replica = async (name: string): Promise<INestApplication> => {
+      const { app } = await createServiceApp(keyBroker, kb.stack.env({ CCM_INSTANCE_ID: name }));
+      await app.init();
+      return app;
+    };
+    const postTo = (app: INestApplication, body: Envelope) =>
+      request(app.getHttpServer() as Parameters<typeof request>[0])
+        .post('/v1/policy/list-policies')
+        .send(body);
+    const taken = seal(owner, 'list-policies', {});
+    expect((await post('list-policies', taken)).status).toBe(200);
+    const b = await replica('kb-http-replica-b');
+    try {
+      // Another replica (its process memory never saw the envelope) refuses the replay.
+      const replay = await postTo(b, taken);
+      expect(replay.status).toBe(409);
+      expect(replay.body.error).toMatchObject({
+        code: 'REPLAYED',
+        retryable: false,
+        details: { id: taken.id },
+      });
+      // Sent to both at once: exactly one takes it.
+      const twice = seal(owner, 'list-policies', {});
+      const both = await Promise.all([post('list-policies', twice), postTo(b, twice)]);
+      expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    } finally {
+      await b.close();
+    }
+    // A restarted broker (a new instance, nothing in memory) still refuses it.
+    const c = await replica('kb-http-replica-c');
+    try {
+      expect((await postTo(c, taken)).body.error?.code).toBe('REPLAYED');
+    } finally {
+      await c.close();
+    }
+    // Past its window an id is deleted when the next envelope comes in (the envelope is STALE by then).
+    const ds = kb.broker.get<DataSource>(DATA_SOURCE);
+    await ds.query(
+      `UPDATE key_broker.http_envelope_seen SET expires_at = now() - interval '1 second' WHERE id = $1`,
+      [taken.id],
+    );
+    expect((await post('list-policies', seal(owner, 'list-policies', {}))).status).toBe(200);
+    const left = await ds.query<unknown[]>(`SELECT 1 FROM key_broker.http_envelope_seen WHERE id = $1`, [
+      taken.id,
+    ]);
+    expect(left).toHaveLength(0);
   });
 });

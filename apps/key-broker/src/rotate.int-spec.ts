@@ -11,7 +11,7 @@ import {
   TransportSessionReplySchema,
   type StepCommand,
 } from '@ccm/contracts';
-import { ccmFailure } from '@ccm/testing';
+import { ccmFailure, pollUntil } from '@ccm/testing';
 import { z } from 'zod';
 import { startBrokerStack, stepCommand, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { labPin, policy } from './__fixtures__/platforms.js';
@@ -97,7 +97,9 @@ describe('key-broker: rotate-keys revokes the move’s transport session and the
       step({ ...base, step: 'transport-session', attempt: 2 }, 'open-transport-session'),
     );
     expect(reopen.message).toMatch(/was closed/);
-    expect(kb.events.some((e) => e.subject === `ccm.evt.key.${base.migrationId}.rotated`)).toBe(true);
+    await pollUntil('the key.rotated event', () =>
+      kb.events.some((e) => e.subject === `ccm.evt.key.${base.migrationId}.rotated`),
+    );
   });
 
   it('a compromised coordinator cannot revoke a placement by naming a migration the broker never granted', async () => {

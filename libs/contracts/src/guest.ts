@@ -22,6 +22,8 @@ export const GUEST_VERBS = {
   dropKey: 'drop-key',
   /** Take the migration key sealed to this guest's identity key. */
   loadKey: 'load-key',
+  /** Take the workload's secret sealed to this guest's identity key (key-broker, after a move). */
+  loadSecret: 'load-secret',
   /** Target: listen for one round's sealed image stream; replies the address to send to. */
   receive: 'receive',
   /** Source: pre-dump round N (container keeps running) and stream it to the target. */
@@ -114,6 +116,26 @@ export const LoadKeySchema = z.object({
   keyId: z.string().min(1).max(200),
   /** libs/sealing's sealed key (100 bytes), base64. */
   sealedKey: b64(200),
+});
+
+/**
+ * `load-secret` (key-broker only): the workload's secret, issued anew by `rotate-keys` after the
+ * workload moved into this guest, sealed to its identity key (`SealedWorkloadSecretSchema`, with the
+ * workload and migration it is bound to). The reply proves which secret the guest holds by its digest.
+ */
+export const LoadSecretSchema = z.object({
+  workloadId: IdSchema,
+  migrationId: IdSchema,
+  secretId: z.string().min(1).max(200),
+  generation: z.number().int().min(1),
+  /** libs/sealing's sealed key format (100 bytes), base64. */
+  sealed: b64(200),
+});
+export const LoadSecretReplySchema = z.object({
+  secretId: z.string().min(1).max(200),
+  generation: z.number().int().min(1),
+  /** SHA-256 of the secret as the guest unsealed it, lowercase hex. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
 });
 
 export const RoundRefSchema = z.object({

@@ -194,7 +194,8 @@ export const policyHttpAddress = (verb: PolicyHttpVerb): string => `http:key-bro
  * `put-certificate` (guest owner): a certificate the owner fetched from AMD's KDS (the broker has no
  * network). A VCEK (X.509 DER) is filed under its KDS URL, built from its own chip id and TCB; the
  * release then verifies an SNP guest's report with the cached VCEK of its chip and REPORTED_TCB instead
- * of the one the guest sent. A CEK (SEV legacy format, 2084 bytes) is filed under its chip's GET_ID
+ * of the one the guest sent. A VLEK (from the cloud provider) likewise for a VLEK-signed report of its
+ * product line and TCB. A CEK (SEV legacy format, 2084 bytes) is filed under its chip's GET_ID
  * value, which the certificate does not carry.
  */
 const b64 = (max: number) =>
@@ -204,21 +205,26 @@ const b64 = (max: number) =>
     .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 export const PutCertificateRequestSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('vcek'), der: b64(8192) }),
+  /** A VLEK (X.509 DER) the cloud provider's platforms sign reports with, filed under `kdsVlekUrl`. */
+  z.object({ kind: z.literal('vlek'), der: b64(8192) }),
   z.object({ kind: z.literal('cek'), chipId: hex(64), certificate: b64(4096) }),
 ]);
+export const CERTIFICATE_KINDS = ['vcek', 'vlek', 'cek'] as const;
 export const CachedCertificateSchema = z.object({
-  kind: z.enum(['vcek', 'cek']),
+  kind: z.enum(CERTIFICATE_KINDS),
   /** Where production fetches it from AMD's KDS: the cache key. */
   kdsUrl: z.string().max(500),
   /** SHA-256 of the certificate bytes. */
   sha256: hex(32),
-  /** SNP product line of a VCEK (lowercase). */
+  /** SNP product line of a VCEK or VLEK (lowercase). */
   productLine: z.enum(PRODUCT_LINES).optional(),
+  /** A VLEK's cloud provider (its cspID extension). */
+  cspId: z.string().max(500).optional(),
   addedBy: z.string(),
   addedAt: z.iso.datetime({ offset: true }),
 });
 export type CachedCertificate = z.infer<typeof CachedCertificateSchema>;
-export const ListCertificatesRequestSchema = z.object({ kind: z.enum(['vcek', 'cek']).optional() });
+export const ListCertificatesRequestSchema = z.object({ kind: z.enum(CERTIFICATE_KINDS).optional() });
 export const ListCertificatesReplySchema = z.object({ certificates: z.array(CachedCertificateSchema) });
 
 /** `ccm.evt.policy.<workloadClass>.changed`: a new policy version (the document, no secrets in it). */

@@ -144,6 +144,20 @@ export const AdmitGuestReplySchema = z.object({
 });
 export type AdmitGuestReply = z.infer<typeof AdmitGuestReplySchema>;
 
+/**
+ * The workload's secret issued anew to a container migration's target guest by `rotate-keys`: 32
+ * fresh bytes sealed (libs/sealing `sealMigrationKey`, bound to the migration and `secretId`) to the
+ * X25519 identity key the target's evidence bound at the release. Only that guest opens it.
+ */
+export const SealedWorkloadSecretSchema = z.object({
+  vmId: IdSchema,
+  secretId: z.string().min(1).max(200),
+  /** 1 for the workload's first secret, one more at each rotation: an older one is stale. */
+  generation: z.number().int().min(1),
+  sealed: b64(512),
+});
+export type SealedWorkloadSecret = z.infer<typeof SealedWorkloadSecretSchema>;
+
 /** The `release-migration-key` reply: the key's id and who holds it (never the key). */
 export const KeyReleaseResultSchema = z.object({
   keyId: z.string().min(1).max(200),

@@ -1,5 +1,5 @@
 import type { SevGeneration } from './sev/generation.js';
-import type { SnpGeneration } from './snp/generation.js';
+import { snpProductName, type SnpGeneration } from './snp/generation.js';
 import type { TcbVersion } from './snp/tcb.js';
 
 /**
@@ -14,12 +14,6 @@ export const AMD_KDS_BASE_URL = 'https://kdsintf.amd.com';
 
 /** Which key family a chain or CRL is for: VCEK (per chip) or VLEK (per cloud provider). */
 export type KdsKeyFamily = 'vcek' | 'vlek';
-
-const SNP_PRODUCTS: Readonly<Record<SnpGeneration, string>> = {
-  Milan: 'Milan',
-  Genoa: 'Genoa',
-  Turin: 'Turin',
-};
 
 /** Lowercase hex of `bytes` (a chip id). */
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
@@ -36,7 +30,21 @@ function chipIdFor(generation: SnpGeneration, chipId: Uint8Array): string {
     throw new KdsRequestError('CHIP_ID is zero (MASK_CHIP_ID or a VLEK-signed report): no VCEK to fetch');
   }
   // Turin's KDS names a chip by the first 8 bytes of its id (the rest is zero).
-  return generation === 'Turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
+  return generation === 'turin' ? hex(chipId.subarray(0, 8)) : hex(chipId);
+}
+
+/** The SPL parameters of `tcb` as the KDS names them (`fmcSPL` first for Turin). */
+function splParams(generation: SnpGeneration, tcb: TcbVersion, what: string): URLSearchParams {
+  const q = new URLSearchParams();
+  if (generation === 'turin') {
+    if (tcb.fmc === undefined) throw new KdsRequestError(`a Turin ${what} needs the FMC SPL of the TCB`);
+    q.set('fmcSPL', String(tcb.fmc));
+  }
+  q.set('blSPL', String(tcb.bootLoader));
+  q.set('teeSPL', String(tcb.tee));
+  q.set('snpSPL', String(tcb.snp));
+  q.set('ucodeSPL', String(tcb.microcode));
+  return q;
 }
 
 /**
@@ -49,16 +57,26 @@ export function kdsVcekUrl(
   tcb: TcbVersion,
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  const q = new URLSearchParams();
-  if (generation === 'Turin') {
-    if (tcb.fmc === undefined) throw new KdsRequestError('a Turin VCEK needs the FMC SPL of the TCB');
-    q.set('fmcSPL', String(tcb.fmc));
-  }
-  q.set('blSPL', String(tcb.bootLoader));
-  q.set('teeSPL', String(tcb.tee));
-  q.set('snpSPL', String(tcb.snp));
-  q.set('ucodeSPL', String(tcb.microcode));
-  return `${base}/vcek/v1/${SNP_PRODUCTS[generation]}/${chipIdFor(generation, chipId)}?${q.toString()}`;
+  const q = splParams(generation, tcb, 'VCEK');
+  return `${base}/vcek/v1/${snpProductName(generation)}/${chipIdFor(generation, chipId)}?${q.toString()}`;
+}
+
+/**
+ * Where a VLEK is filed: a VLEK has no public KDS address of its own (AMD gives it, wrapped, to the
+ * cloud provider, who loads it into its platforms), so it is named by the KDS address of what verifies
+ * it, its product line's VLEK chain `/vlek/v1/<product>/cert_chain` (ASVK then ARK), with a fragment
+ * naming its TCB (the report's REPORTED_TCB) and, when given, the cloud provider (`cspId`, the VLEK's
+ * cspID extension). Fetching the URL (a fragment is never sent) gets that chain. Without `cspId` it is
+ * the prefix every VLEK of that product line and TCB is filed under.
+ */
+export function kdsVlekUrl(
+  generation: SnpGeneration,
+  tcb: TcbVersion,
+  cspId?: string,
+  base: string = AMD_KDS_BASE_URL,
+): string {
+  const q = splParams(generation, tcb, 'VLEK');
+  return `${kdsCertChainUrl(generation, 'vlek', base)}#${q.toString()}&cspId=${cspId === undefined ? '' : encodeURIComponent(cspId)}`;
 }
 
 /** The product line's ASK (or ASVK for VLEK) and ARK, PEM: `/<family>/v1/<product>/cert_chain`. */
@@ -67,7 +85,7 @@ export function kdsCertChainUrl(
   family: KdsKeyFamily = 'vcek',
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/cert_chain`;
+  return `${base}/${family}/v1/${snpProductName(generation)}/cert_chain`;
 }
 
 /** The product line's certificate revocation list: `/<family>/v1/<product>/crl`. */
@@ -76,7 +94,7 @@ export function kdsCrlUrl(
   family: KdsKeyFamily = 'vcek',
   base: string = AMD_KDS_BASE_URL,
 ): string {
-  return `${base}/${family}/v1/${SNP_PRODUCTS[generation]}/crl`;
+  return `${base}/${family}/v1/${snpProductName(generation)}/crl`;
 }
 
 /** The CEK of a SEV chip by its GET_ID value (64 bytes, or 128 for two-socket ids): `/cek/id/<hex>`. */

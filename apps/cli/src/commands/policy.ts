@@ -25,7 +25,7 @@ import { table } from './registry.js';
 export const POLICY_SUBCOMMANDS = ['list', 'show', 'put'] as const;
 export const GUEST_SUBCOMMANDS = ['revoke'] as const;
 export const CERT_SUBCOMMANDS = ['list', 'put'] as const;
-const CERT_KINDS = ['vcek', 'cek'];
+const CERT_KINDS = ['vcek', 'vlek', 'cek'];
 
 export interface OwnerFlags {
   json: boolean;
@@ -54,11 +54,11 @@ export function checkOwnerCommand(command: 'policy' | 'guest' | 'cert', args: st
     if (!CERT_SUBCOMMANDS.includes(sub as never))
       throw usageError(`ccm cert takes ${CERT_SUBCOMMANDS.join(', ')}, got ${JSON.stringify(sub ?? '')}`);
     if (f.kind !== undefined && !CERT_KINDS.includes(f.kind))
-      throw usageError(`--kind must be vcek or cek, got ${JSON.stringify(f.kind)}`);
+      throw usageError(`--kind must be vcek, vlek or cek, got ${JSON.stringify(f.kind)}`);
     if (sub === 'put') {
       if (!arg)
-        throw usageError('ccm cert put needs a certificate file', 'ccm cert put <file> --kind vcek|cek');
-      if (!f.kind) throw usageError('ccm cert put needs --kind vcek|cek');
+        throw usageError('ccm cert put needs a certificate file', 'ccm cert put <file> --kind vcek|vlek|cek');
+      if (!f.kind) throw usageError('ccm cert put needs --kind vcek|vlek|cek');
       if (f.kind === 'cek' && !/^[0-9a-fA-F]{128}$/.test(f.chipId ?? ''))
         throw usageError("a CEK needs --chip-id: the chip's GET_ID value, 64 bytes of hex");
     }
@@ -200,9 +200,9 @@ export async function guestCommand(
 }
 
 /**
- * `ccm cert list [--kind K]` and `ccm cert put <file> --kind vcek|cek [--chip-id HEX]`: the key-broker's
- * certificate cache, which the guest owner fills with what it fetched from AMD's KDS (a VCEK as DER or
- * PEM, a CEK in SEV's 2084-byte format).
+ * `ccm cert list [--kind K]` and `ccm cert put <file> --kind vcek|vlek|cek [--chip-id HEX]`: the
+ * key-broker's certificate cache, which the guest owner fills with what it fetched from AMD's KDS (a VCEK
+ * or its cloud provider's VLEK as DER or PEM, a CEK in SEV's 2084-byte format).
  */
 export async function certCommand(
   conn: Connection,
@@ -250,7 +250,7 @@ export async function certCommand(
   const data =
     f.kind === 'cek'
       ? { kind: 'cek', chipId: f.chipId!.toLowerCase(), certificate: bytes.toString('base64') }
-      : { kind: 'vcek', der: bytes.toString('base64') };
+      : { kind: f.kind, der: bytes.toString('base64') };
   const r = await ask(conn, KEY_BROKER_VERBS.putCertificate, data, CachedCertificateSchema, f);
   io.out(f.json ? `${JSON.stringify(r)}\n` : `${r.kind} cached under ${r.kdsUrl}\n`);
   return ExitCode.Ok;

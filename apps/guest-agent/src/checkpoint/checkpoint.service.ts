@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { CcmError, type ContainerInfo, ErrorCodes, GuestErrorCodes, type RoundReport } from '@ccm/contracts';
 import { SERVICE_CONFIG } from '@ccm/runtime';
@@ -23,6 +24,8 @@ export class CheckpointService implements OnModuleDestroy {
   readonly identity: IdentityKey = generateIdentityKey();
   readonly driver: ContainerDriver;
   private readonly keys = new Map<string, { keyId: string; key: Buffer }>();
+  /** Each workload's secret the key-broker issued to this guest (the newest generation). */
+  private readonly secrets = new Map<string, { secretId: string; generation: number; secret: Buffer }>();
   private readonly receivers = new Map<
     string,
     { receiver: RoundReceiver; address: { host: string; port: number } }
@@ -71,6 +74,39 @@ export class CheckpointService implements OnModuleDestroy {
         retryable: false,
       });
     }
+  }
+
+  /**
+   * Takes a workload's secret sealed to this guest's identity key (bound to the migration that moved
+   * the workload here and the secret's id); an older generation never replaces a newer one.
+   * @throws CcmError KEY_UNSEAL_FAILED when it does not open here.
+   */
+  loadSecret(
+    workloadId: string,
+    migrationId: string,
+    secretId: string,
+    generation: number,
+    sealed: Buffer,
+  ): { secretId: string; generation: number; sha256: string } {
+    let secret: Buffer;
+    try {
+      secret = unsealMigrationKey(sealed, this.identity, { migrationId, keyId: secretId });
+    } catch (e) {
+      const reason = e instanceof KeyUnsealError ? e.reason : 'unknown';
+      throw new CcmError(
+        GuestErrorCodes.KeyUnsealFailed,
+        `the workload secret does not open here: ${reason}`,
+        {
+          retryable: false,
+        },
+      );
+    }
+    const held = this.secrets.get(workloadId);
+    if (!held || held.generation <= generation) {
+      held?.secret.fill(0);
+      this.secrets.set(workloadId, { secretId, generation, secret });
+    }
+    return { secretId, generation, sha256: createHash('sha256').update(secret).digest('hex') };
   }
 
   /** Forgets a migration's key (zeroed first); true when there was one. */

@@ -8,6 +8,7 @@ import {
   GUEST_VERBS,
   type GuestVerb,
   LoadKeySchema,
+  LoadSecretSchema,
   MigrationRefSchema,
   RestoreSchema,
   type RoundReport,
@@ -92,6 +93,22 @@ export class GuestCommands {
   @on(GUEST_VERBS.loadKey, LoadKeySchema, [...KEY_CALLERS, ...CALLERS])
   loadKey(req: z.infer<typeof LoadKeySchema>): Promise<{ keyId: string }> {
     return Promise.resolve(this.cp.loadKey(req.migrationId, req.keyId, Buffer.from(req.sealedKey, 'base64')));
+  }
+
+  /** The key-broker issued this workload's secret anew to this guest after the workload moved here. */
+  @on(GUEST_VERBS.loadSecret, LoadSecretSchema, KEY_CALLERS)
+  loadSecret(
+    req: z.infer<typeof LoadSecretSchema>,
+  ): Promise<{ secretId: string; generation: number; sha256: string }> {
+    return Promise.resolve(
+      this.cp.loadSecret(
+        req.workloadId,
+        req.migrationId,
+        req.secretId,
+        req.generation,
+        Buffer.from(req.sealed, 'base64'),
+      ),
+    );
   }
 
   @on(GUEST_VERBS.receive, RoundRefSchema)

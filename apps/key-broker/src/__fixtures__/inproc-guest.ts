@@ -1,3 +1,4 @@
+import { createHash, type KeyObject } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   DropKeySchema,
@@ -6,6 +7,7 @@ import {
   KEY_BROKER_VERBS,
   keyBrokerSubject,
   LoadKeySchema,
+  LoadSecretSchema,
   NonceReplySchema,
   subjects,
   type EvidenceReply,
@@ -14,6 +16,7 @@ import {
 import { MessageBus, OnRequest } from '@ccm/messaging';
 import { type ServiceDefinition } from '@ccm/runtime';
 import { generateIdentityKey, unsealMigrationKey, type IdentityKey } from '@ccm/sealing';
+import { encodeAttestationReport, parseAttestationReport, signAttestationReport } from '@ccm/sev';
 import { simGuestEvidence, type SevGuest, type SoftwareSecureProcessor } from '@ccm/sev-emulator';
 import { type z } from 'zod';
 
@@ -32,7 +35,12 @@ export type GuestMode =
   /** An honest report with one bit of MEASUREMENT flipped. */
   | 'bit-flip'
   /** An honest report presented with another platform's VCEK chain. */
-  | 'foreign-chain';
+  | 'foreign-chain'
+  /**
+   * As a platform that signs with its cloud provider's VLEK would answer: the honest report with
+   * KEY_INFO signing key VLEK and CHIP_ID zero, signed with `vlek.key`, and the chain ARK → ASVK → VLEK.
+   */
+  | 'vlek';
 
 /** The state of an in-process guest the test steers and reads (it holds its own identity key). */
 export interface GuestBehaviour {
@@ -45,9 +53,13 @@ export interface GuestBehaviour {
   expire(nonce: string): Promise<void>;
   /** Another platform's chain, for `foreign-chain`. */
   foreignChain?: SnpEvidence['vcekChain'];
+  /** The VLEK private key and its chain, for `vlek`. */
+  vlek?: { key: KeyObject; chain: SnpEvidence['vcekChain'] };
   lastHonest?: SnpEvidence;
   /** Migration keys it unsealed (the test's proof of what a guest holds). */
   readonly keys: Map<string, Buffer>;
+  /** Workload secrets it was issued (`load-secret`), by workload. */
+  readonly secrets: Map<string, Buffer>;
 }
 
 const BEHAVIOUR = Symbol('guest-behaviour');
@@ -57,6 +69,7 @@ export interface KeyHolding {
   readonly vmId: string;
   readonly identity: IdentityKey;
   readonly keys: Map<string, Buffer>;
+  readonly secrets: Map<string, Buffer>;
 }
 
 /**
@@ -87,6 +100,27 @@ export abstract class InprocKeyHolder {
     const key = unsealMigrationKey(Buffer.from(req.sealedKey, 'base64'), this.b.identity, req);
     this.b.keys.set(req.migrationId, key);
     return Promise.resolve({ keyId: req.keyId });
+  }
+
+  @OnRequest({
+    subject: (self) => subjects.guestCmd((self as InprocKeyHolder).b.vmId, GUEST_VERBS.loadSecret),
+    schema: LoadSecretSchema,
+    allow: ['key-broker'],
+  })
+  loadSecret(
+    req: z.infer<typeof LoadSecretSchema>,
+  ): Promise<{ secretId: string; generation: number; sha256: string }> {
+    const secret = unsealMigrationKey(Buffer.from(req.sealed, 'base64'), this.b.identity, {
+      migrationId: req.migrationId,
+      keyId: req.secretId,
+    });
+    this.b.secrets.set(req.workloadId, secret);
+    const { secretId, generation } = req;
+    return Promise.resolve({
+      secretId,
+      generation,
+      sha256: createHash('sha256').update(secret).digest('hex'),
+    });
   }
 
   @OnRequest({
@@ -138,6 +172,17 @@ class InprocGuest extends InprocKeyHolder {
       }
       case 'foreign-chain':
         return { ...honest(req.nonce, req.migrationId), vcekChain: b.foreignChain! };
+      case 'vlek': {
+        const { vcekUrl: _url, ...e } = honest(req.nonce, req.migrationId);
+        const r = parseAttestationReport(Buffer.from(e.report, 'base64'));
+        const resigned = encodeAttestationReport({
+          ...r,
+          keyInfo: { ...r.keyInfo, signingKey: 'VLEK' },
+          chipId: new Uint8Array(64),
+        });
+        const report = Buffer.from(signAttestationReport(resigned, b.vlek!.key)).toString('base64');
+        return { ...e, report, vcekChain: b.vlek!.chain };
+      }
     }
   }
 }
@@ -157,6 +202,7 @@ export function inprocGuest(
     mode: 'honest',
     expire,
     keys: new Map(),
+    secrets: new Map(),
   };
   return {
     behaviour,

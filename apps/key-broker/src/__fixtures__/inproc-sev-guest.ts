@@ -38,6 +38,7 @@ export interface SevGuestBehaviour {
   lastHonest?: SevEvidence;
   /** Migration keys it unsealed. */
   readonly keys: Map<string, Buffer>;
+  readonly secrets: Map<string, Buffer>;
 }
 
 const BEHAVIOUR = Symbol('sev-guest-behaviour');
@@ -106,6 +107,7 @@ export function inprocSevGuest(
     identitySecret,
     mode: 'honest',
     keys: new Map(),
+    secrets: new Map(),
   };
   return {
     behaviour,

@@ -16,6 +16,7 @@ import { MessageBus, OnRequest, OutboxService, type MessageContext } from '@ccm/
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
+import { CertificateCache } from '../release/certificate-cache.js';
 import { judgePlatform } from './platform-verdict.js';
 
 const t = `"${KEY_BROKER_SCHEMA}".attestation`;
@@ -62,6 +63,7 @@ export class AttestHandler {
     private readonly bus: MessageBus,
     private readonly outbox: OutboxService,
     private readonly policies: PolicyStore,
+    private readonly certs: CertificateCache,
   ) {}
 
   @OnRequest({
@@ -120,7 +122,7 @@ export class AttestHandler {
         { correlationId: cmd.migrationId, causationId: ctx.envelope.id },
       );
       evidence = platform;
-      const j = judgePlatform(cmd.targetHost, platform, policy.policy);
+      const j = judgePlatform(cmd.targetHost, platform, policy.policy, await this.certs.ceks());
       verdict = { ...head, workloadClass: policy.workloadClass, policyVersion: policy.version, ...j };
     }
     return this.record(cmd, verdict, evidence, ctx.envelope.id);

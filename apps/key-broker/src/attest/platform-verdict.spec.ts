@@ -1,8 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PlatformReply } from '@ccm/contracts';
-import { SevPolicyBit } from '@ccm/sev';
-import { emulatedPlatform, labPin, policy, realPlatform } from '../__fixtures__/platforms.js';
-import { judgePlatform } from './platform-verdict.js';
+import {
+  decodeSevCertificate,
+  decodeSevPlatformCertChain,
+  EMPTY_SEV_SIGNATURE_SLOT,
+  encodeSevCertificate,
+  kdsCekUrl,
+  SevPolicyBit,
+} from '@ccm/sev';
+import { emulatedPlatform, labPin, policy, realPlatform, vector } from '../__fixtures__/platforms.js';
+import { judgeChain, judgePlatform, verifiedChain, type CachedCek } from './platform-verdict.js';
 
 /** A copy of the reply with one bit of a base64 chain field flipped at `offset`. */
 function flipped(reply: PlatformReply, field: 'pdh' | 'platCert' | 'amdCert', offset: number): PlatformReply {
@@ -152,5 +159,63 @@ describe('judging a platform under the owner policy', () => {
     expect(v.ok).toBe(false);
     const failed = v.rules.find((r) => r.rule === rule);
     expect(failed, JSON.stringify(v.rules)).toMatchObject({ ok: false, reason });
+  });
+
+  describe('the CEK from the owner’s certificate cache', () => {
+    const CEK_AT = 2 * 2084;
+    /** The real Rome reply with its CEK as Rome firmware exports it: same key, both signature slots empty. */
+    const unsignedCek = (): PlatformReply => {
+      const r = realPlatform('host-b', 'rome');
+      const plat = Buffer.from(r.sev!.chain.platCert, 'base64');
+      const cek = decodeSevCertificate(plat.subarray(CEK_AT));
+      const bare = { ...cek, signatures: [EMPTY_SEV_SIGNATURE_SLOT, EMPTY_SEV_SIGNATURE_SLOT] as const };
+      encodeSevCertificate(bare).copy(plat, CEK_AT);
+      return { ...r, sev: { ...r.sev!, chain: { ...r.sev!.chain, platCert: plat.toString('base64') } } };
+    };
+    /** The owner's cache: the real KDS-served CEK of `generation` under a chip id of the test's. */
+    const cached = (generation: 'naples' | 'rome'): CachedCek => ({
+      kdsUrl: kdsCekUrl(Buffer.alloc(64, generation === 'rome' ? 0x0e : 0x0a)),
+      cek: decodeSevCertificate(vector(`sev/platform/${generation}/cek.cert`)),
+    });
+    const cekSource = (v: { rules: Array<{ rule: string; detail?: string }> }) =>
+      v.rules.find((r) => r.rule === 'cek-source')?.detail;
+
+    it('a host exporting an unsigned CEK is refused at the CEK link without a cached CEK', () => {
+      const v = judgePlatform('host-b', unsignedCek(), policy());
+      expect(v.ok).toBe(false);
+      expect(v.failure?.rule).toBe('chain:cek-by-ask');
+      expect(cekSource(v)).toBe('host');
+    });
+
+    it('is granted with the owner’s cached (ASK-signed) CEK of the same key, which the released chain carries', () => {
+      const reply = unsignedCek();
+      const rome = cached('rome');
+      const v = judgeChain('host-b', reply, policy(), [], [cached('naples'), rome]);
+      expect(v.failure).toBeUndefined();
+      expect(v).toMatchObject({ ok: true, generation: 'rome', root: 'amd' });
+      expect(cekSource(v)).toBe(`cache ${rome.kdsUrl}`);
+      const released = decodeSevPlatformCertChain(Buffer.from(verifiedChain(reply, v).platCert, 'base64'));
+      expect(encodeSevCertificate(released.cek)).toEqual(vector('sev/platform/rome/cek.cert'));
+    });
+
+    it('another chip’s cached CEK does not stand in for the host’s (its key differs)', () => {
+      const v = judgePlatform('host-b', unsignedCek(), policy(), [cached('naples')]);
+      expect(v.ok).toBe(false);
+      expect(v.failure?.rule).toBe('chain:cek-by-ask');
+      expect(cekSource(v)).toBe('host');
+    });
+
+    it('a host’s signed CEK is cross-checked by the cached one: the cached copy is what is verified', () => {
+      const v = judgePlatform('host-b', realPlatform('host-b', 'rome'), policy(), [cached('rome')]);
+      expect(v.ok).toBe(true);
+      expect(cekSource(v)).toMatch(/^cache https:\/\/kdsintf\.amd\.com\/cek\/id\//);
+      // A cached CEK whose ASK signature was tampered with is refused, though the host's is genuine.
+      const bad = cached('rome');
+      const bytes = encodeSevCertificate(bad.cek);
+      bytes[0x41c + 8] ^= 0x01;
+      const tampered = { ...bad, cek: decodeSevCertificate(bytes) };
+      const refused = judgePlatform('host-b', realPlatform('host-b', 'rome'), policy(), [tampered]);
+      expect(refused.failure).toMatchObject({ rule: 'chain:cek-by-ask', ok: false });
+    });
   });
 });

@@ -5,13 +5,26 @@ import {
   decodeQemuSevMigrationParameters,
   encodeAmdCertificateBody,
   encodeSevCertificate,
+  encodeSevPlatformCertChain,
   isSevError,
   SEV_GENERATIONS,
+  SevCertOffset,
   SevPolicyBit,
   verifySevChain,
+  type SevCertificate,
   type SevCertificateChain,
   type SevGeneration,
 } from '@ccm/sev';
+
+/** A CEK the guest owner put in the certificate cache (as AMD's KDS serves it: signed by the ASK). */
+export interface CachedCek {
+  readonly kdsUrl: string;
+  readonly cek: SevCertificate;
+}
+
+/** The usage, algorithm and public key of a SEV certificate: what a CEK is, whatever signs it. */
+const keyOf = (c: SevCertificate): Buffer =>
+  encodeSevCertificate(c).subarray(SevCertOffset.PUB_KEY_USAGE, SevCertOffset.SIG1_USAGE);
 
 /** What a platform verdict found, before it is given an id and recorded. */
 export interface PlatformJudgement {
@@ -95,24 +108,43 @@ export function judgePlatform(
   hostId: string,
   platform: PlatformReply,
   policy: OwnerPolicy,
+  cachedCeks: readonly CachedCek[] = [],
 ): PlatformJudgement {
   const rules = migrationPolicyRules(hostId, policy);
   // The verdict is recorded and published: it carries digests, not the decoded chain.
-  const { chain: _chain, ...judgement } = judgeChain(hostId, platform, policy, rules);
+  const { chain: _chain, ...judgement } = judgeChain(hostId, platform, policy, rules, cachedCeks);
   return judgement;
 }
 
 /**
+ * The host's SEV chain as the broker verified it (QEMU's `sev-plat-cert` etc., base64): the host's
+ * own, with its CEK replaced by the owner's cached one when {@link judgeChain} used that.
+ */
+export function verifiedChain(
+  platform: PlatformReply,
+  judged: { chain?: SevCertificateChain },
+): NonNullable<PlatformReply['sev']>['chain'] {
+  const chain = platform.sev!.chain;
+  if (!judged.chain) return chain;
+  return { ...chain, platCert: encodeSevPlatformCertChain(judged.chain).toString('base64') };
+}
+
+/**
  * Whether a host's SEV chain is genuine under the policy's roots (for a launch there, or as part of
- * {@link judgePlatform}). Rules: `platform-has-sev`, `chain-decodes`, `root-trusted`, `chain:<link>`
- * for each signature of ARK→ASK→CEK→PEK(←OCA)→PDH, and `firmware-minimum` (the PEK's signed API
- * version). The decoded chain is returned with a granted verdict.
+ * {@link judgePlatform}). Rules: `platform-has-sev`, `chain-decodes`, `cek-source`, `root-trusted`,
+ * `chain:<link>` for each signature of ARK→ASK→CEK→PEK(←OCA)→PDH, and `firmware-minimum` (the PEK's
+ * signed API version). The decoded chain (with the CEK verified) is returned with a granted verdict.
+ *
+ * The CEK: a host's firmware may export its CEK unsigned (Rome's PDH_CERT_EXPORT does; the ASK-signed
+ * one is on AMD's KDS), so when the owner's cache holds a CEK with the same public key, that one is
+ * verified in its place (`cek-source` says `cache …`); otherwise the host's CEK is (`host`).
  */
 export function judgeChain(
   hostId: string,
   platform: PlatformReply,
   policy: OwnerPolicy,
   rules: RuleResult[] = [],
+  cachedCeks: readonly CachedCek[] = [],
 ): PlatformJudgement & { chain?: SevCertificateChain } {
   const es = (policy.sev.guestPolicy & SevPolicyBit.ES) !== 0;
   const base = { platform: es ? ('sev-es' as const) : ('sev' as const) };
@@ -139,6 +171,10 @@ export function judgeChain(
     rules.push(fail('chain-decodes', err.code, err.message));
     return finish(rules, base);
   }
+  const hostKey = keyOf(chain.cek);
+  const cached = cachedCeks.find((c) => keyOf(c.cek).equals(hostKey));
+  if (cached) chain = { ...chain, cek: cached.cek };
+  rules.push(pass('cek-source', cached ? `cache ${cached.kdsUrl}` : 'host'));
   const root = judgeRoot(chain, policy);
   rules.push(root.result);
   const verdict = verifySevChain(

@@ -15,7 +15,8 @@ import { updateReturning } from '@ccm/persistence';
 import { type EntityManager } from 'typeorm';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
-import { judgePlatform } from './platform-verdict.js';
+import { CertificateCache } from '../release/certificate-cache.js';
+import { judgeChain, migrationPolicyRules, verifiedChain } from './platform-verdict.js';
 
 const s = `"${KEY_BROKER_SCHEMA}"`;
 const kb = STEP_COMMANDS['key-broker'];
@@ -48,6 +49,7 @@ export class TransportHandler {
   constructor(
     private readonly outbox: OutboxService,
     private readonly policies: PolicyStore,
+    private readonly certs: CertificateCache,
   ) {}
 
   @OnRequest({
@@ -86,12 +88,19 @@ export class TransportHandler {
       );
     }
     const platform = PlatformReplySchema.parse(att.evidence);
-    const now = judgePlatform(cmd.targetHost, platform, policy.policy);
+    const now = judgeChain(
+      cmd.targetHost,
+      platform,
+      policy.policy,
+      migrationPolicyRules(cmd.targetHost, policy.policy),
+      await this.certs.ceks(),
+    );
     if (!now.ok)
       throw refused(cmd, now.failure!.rule, now.failure!.reason ?? 'failed', now.failure!.detail ?? '');
     const result: TransportSessionResult = {
       transportSessionId: `ts-${randomUUID()}`,
-      targetChain: platform.sev!.chain,
+      // The chain as verified: with the owner's cached CEK when the host's was replaced by it.
+      targetChain: verifiedChain(platform, now),
       pdhSha256: now.pdhSha256!,
       attestationId: att.id,
     };

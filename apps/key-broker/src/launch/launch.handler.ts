@@ -26,6 +26,7 @@ import {
 } from '@ccm/sev';
 import { type z } from 'zod';
 import { judgeChain } from '../attest/platform-verdict.js';
+import { CertificateCache } from '../release/certificate-cache.js';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
 
@@ -80,6 +81,7 @@ export class LaunchHandler {
     private readonly bus: MessageBus,
     private readonly outbox: OutboxService,
     private readonly policies: PolicyStore,
+    private readonly certs: CertificateCache,
   ) {}
 
   @OnRequest({
@@ -116,7 +118,7 @@ export class LaunchHandler {
         causationId: ctx.envelope.id,
       },
     );
-    const judged = judgeChain(req.hostId, platform, policy.policy);
+    const judged = judgeChain(req.hostId, platform, policy.policy, [], await this.certs.ceks());
     if (!judged.ok || !judged.chain) {
       const f = judged.failure!;
       throw refuse(

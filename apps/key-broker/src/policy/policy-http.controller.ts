@@ -29,11 +29,11 @@ import {
   MESSAGING_OPTIONS,
   openEnvelope,
   OutboxService,
-  SeenEnvelopes,
   type MessagingOptions,
 } from '@ccm/messaging';
 import { type Envelope } from '@ccm/contracts';
 import { type z } from 'zod';
+import { HttpReplays } from './http-replays.js';
 import { PolicyHandlers } from './policy.handlers.js';
 
 /** HTTP status of each typed error of this endpoint; anything else is 500 INTERNAL. */
@@ -96,22 +96,22 @@ const SCHEMAS: Record<PolicyHttpVerb, z.ZodType> = {
  * (`policyHttpAddress`), so the owner needs no other credential than over NATS. The envelope is
  * verified like a NATS request (known signer, signature, address, time within the allowed skew), its
  * source must be the guest owner (the operator's and every service's key are refused), and its id is
- * taken once: a replay inside the freshness window is REPLAYED, one after it STALE. A put also needs
+ * taken once, whichever replica gets it and across restarts (`HttpReplays`): a replay inside the
+ * freshness window is REPLAYED, one after it STALE. A put also needs
  * the version it replaces, so an old put never applies twice.
  */
 @Controller('v1/policy')
 @UseFilters(PolicyHttpErrorFilter)
 export class PolicyHttpController {
-  private readonly seen: SeenEnvelopes;
   private readonly maxSkewMs: number;
 
   constructor(
     private readonly handlers: PolicyHandlers,
     private readonly outbox: OutboxService,
+    private readonly replays: HttpReplays,
     @Inject(MESSAGING_OPTIONS) private readonly opts: MessagingOptions,
   ) {
     this.maxSkewMs = opts.envelopeMaxSkewMs ?? DEFAULT_ENVELOPE_MAX_SKEW_MS;
-    this.seen = new SeenEnvelopes(2 * this.maxSkewMs);
   }
 
   @Post(':verb')
@@ -121,7 +121,7 @@ export class PolicyHttpController {
       throw new CcmError(ErrorCodes.NotFound, `no policy verb ${verb}`, { retryable: false });
     }
     const v = verb as PolicyHttpVerb;
-    const env = this.open(v, body);
+    const env = await this.open(v, body);
     switch (v) {
       case 'put-policy':
         return this.outbox.transaction((m) =>
@@ -134,8 +134,11 @@ export class PolicyHttpController {
     }
   }
 
-  /** Verifies the envelope (signer, signature, address, freshness, payload) and takes its id once. */
-  private open(verb: PolicyHttpVerb, body: unknown): Envelope {
+  /**
+   * Verifies the envelope (signer, signature, address, freshness, payload) and takes its id once, in
+   * Postgres: for every replica and across restarts (kept while the envelope could still be fresh).
+   */
+  private async open(verb: PolicyHttpVerb, body: unknown): Promise<Envelope> {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw new CcmError(
         ErrorCodes.MalformedMessage,
@@ -157,7 +160,7 @@ export class PolicyHttpController {
         { retryable: false, details: { source: env.source } },
       );
     }
-    this.seen.admit(env.id);
+    await this.replays.admit(env.id, env.source, 2 * this.maxSkewMs);
     return env;
   }
 }

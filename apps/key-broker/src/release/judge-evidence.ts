@@ -26,9 +26,9 @@ export type GuestRole = 'source' | 'target' | 'guest';
 
 const hash = (alg: string, b: Uint8Array | string): string => createHash(alg).update(b).digest('hex');
 
-const lineOf = (g: SnpGeneration): ProductLine => g.toLowerCase() as ProductLine;
+/** The SNP product line of a policy's product line (one spelling: a line that runs no SNP is none). */
 const generationOf = (line: ProductLine): SnpGeneration | undefined =>
-  SNP_GENERATIONS.find((g) => lineOf(g) === line);
+  SNP_GENERATIONS.find((g) => g === line);
 
 /** The SNP roots an owner policy trusts: AMD's ARKs of its product lines and the lab roots it names. */
 export function snpTrustedArks(policy: OwnerPolicy): SnpTrustedArks {
@@ -161,7 +161,7 @@ export function judgeGuestEvidence(
           `MEASUREMENT ${digests.measurement.slice(0, 16)}… is not accepted by policy ${policy.workloadClass}`,
         ),
   );
-  const floor = v.generation ? policy.snp?.minTcb[lineOf(v.generation)] : undefined;
+  const floor = v.generation ? policy.snp?.minTcb[v.generation] : undefined;
   if (floor) {
     const short = tcbShortfall(parsed.reportedTcb, {
       layout: parsed.reportedTcb.layout,

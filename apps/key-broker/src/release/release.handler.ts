@@ -40,6 +40,7 @@ import {
   type LaunchRecord,
 } from './judge-evidence.js';
 import { CertificateCache } from './certificate-cache.js';
+import { GuestRevocations, type GuestRevocation } from './guest-revocations.js';
 import { MigrationKeys, type KeyRevocation } from './migration-keys.js';
 import { NonceRefusedError, NonceStore } from './nonces.js';
 import { ReleaseLog } from './release-log.js';
@@ -85,6 +86,7 @@ export class ReleaseHandler {
     private readonly log: ReleaseLog,
     private readonly keys: MigrationKeys,
     private readonly certs: CertificateCache,
+    private readonly guests: GuestRevocations,
   ) {}
 
   @OnRequest({
@@ -119,41 +121,8 @@ export class ReleaseHandler {
     idempotent: true,
     allow: [GUEST_OWNER, 'vm-lifecycle', ...COORDINATOR],
   })
-  async revokeGuest(
-    req: z.infer<typeof RevokeGuestRequestSchema>,
-    ctx: MessageContext,
-  ): Promise<{ vmId: string; revokedAt: string; keysDropped: string[] }> {
-    const m = ctx.manager!;
-    await m.query(
-      `INSERT INTO ${s}.revoked_guest (vm_id, reason, revoked_by) VALUES ($1, $2, $3) ON CONFLICT (vm_id) DO NOTHING`,
-      [req.vmId, req.reason, ctx.envelope.source],
-    );
-    const [row] = await m.query<Array<{ revoked_at: Date }>>(
-      `SELECT revoked_at FROM ${s}.revoked_guest WHERE vm_id = $1`,
-      [req.vmId],
-    );
-    const held = await m.query<Array<{ migration_id: string }>>(
-      `SELECT migration_id FROM ${s}.key_release WHERE state = 'granted' AND $1 IN (source_vm, target_vm)`,
-      [req.vmId],
-    );
-    const keysDropped: string[] = [];
-    for (const h of held) {
-      if (await this.keys.drop(req.vmId, h.migration_id, ctx.envelope.id)) keysDropped.push(h.migration_id);
-    }
-    // Its attested launches end too: their secrets are scrubbed and no release falls back to that VM.
-    await m.query(
-      `UPDATE ${s}.launch_session
-       SET state = 'revoked', revoked_at = now(), tek = '', tik = '', identity_secret = NULL, disk_key = NULL
-       WHERE vm_id = $1 AND state <> 'revoked'`,
-      [req.vmId],
-    );
-    const revokedAt = new Date(row.revoked_at).toISOString();
-    await this.outbox.enqueue(m, subjects.evt('key', req.vmId, 'guest-revoked'), {
-      type: 'key.guest-revoked',
-      data: { vmId: req.vmId, reason: req.reason, by: ctx.envelope.source, revokedAt, keysDropped },
-      causationid: ctx.envelope.id,
-    });
-    return { vmId: req.vmId, revokedAt, keysDropped };
+  revokeGuest(req: z.infer<typeof RevokeGuestRequestSchema>, ctx: MessageContext): Promise<GuestRevocation> {
+    return this.guests.revoke(ctx.manager!, req.vmId, req.reason, ctx.envelope.source, ctx.envelope.id);
   }
 
   @OnRequest({
@@ -214,8 +183,8 @@ export class ReleaseHandler {
     }
     const meta = { workloadClass: policy.workloadClass, policyVersion: policy.version };
     const [source, target] = await Promise.all([
-      this.judgeGuest('source', sourceVm, cmd.migrationId, policy.policy, ctx),
-      this.judgeGuest('target', targetVm, cmd.migrationId, policy.policy, ctx),
+      this.judgeGuest('source', sourceVm, cmd.workload.id, cmd.migrationId, policy.policy, ctx),
+      this.judgeGuest('target', targetVm, cmd.workload.id, cmd.migrationId, policy.policy, ctx),
     ]);
     const rules = [
       pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
@@ -230,11 +199,13 @@ export class ReleaseHandler {
 
   /**
    * Fetches one guest's evidence over a nonce issued for it and bound to `bindingId` (the migration, or
-   * an admission), spends the nonce and judges the evidence.
+   * an admission), spends the nonce and judges the evidence. A guest revoked, or revoked for
+   * `workloadId` (the workload moved away from it), is refused before it is asked.
    */
   private async judgeGuest(
     role: GuestRole,
     vmId: string,
+    workloadId: string,
     bindingId: string,
     policy: Parameters<typeof judgeGuestEvidence>[4],
     ctx: MessageContext,
@@ -242,12 +213,20 @@ export class ReleaseHandler {
     const r = (name: string) => `${role}:${name}`;
     const rules: RuleResult[] = [];
     const out = (): JudgedGuest => ({ role, vmId, rules, digests: {} });
-    const [revoked] = await this.ds.query<unknown[]>(`SELECT 1 FROM ${s}.revoked_guest WHERE vm_id = $1`, [
-      vmId,
-    ]);
+    const [revoked] = await this.ds.query<Array<{ workload_id: string | null }>>(
+      `SELECT NULL AS workload_id FROM ${s}.revoked_guest WHERE vm_id = $1
+       UNION ALL SELECT workload_id FROM ${s}.revoked_placement WHERE vm_id = $1 AND workload_id = $2`,
+      [vmId, workloadId],
+    );
     if (revoked) {
       rules.push(
-        fail(r('guest-not-revoked'), 'revoked', `guest ${vmId} was revoked: its evidence is refused`),
+        revoked.workload_id === null
+          ? fail(r('guest-not-revoked'), 'revoked', `guest ${vmId} was revoked: its evidence is refused`)
+          : fail(
+              r('guest-not-revoked'),
+              'placement-revoked',
+              `${workloadId} moved away from guest ${vmId}: its evidence is refused for ${workloadId}`,
+            ),
       );
       return out();
     }
@@ -280,8 +259,9 @@ export class ReleaseHandler {
       const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
       return { ...judged, rules: [...rules, ...judged.rules] };
     }
-    // The owner's cached VCEK of this chip and TCB, when there is one, replaces the guest's.
-    const cached = await this.certs.vcekFor(evidence.report);
+    // The owner's cached VCEK of this chip and TCB (or VLEK of this product line and TCB), when there
+    // is one, replaces the guest's.
+    const cached = await this.certs.vekFor(evidence.report);
     const judged = judgeGuestEvidence(
       role,
       vmId,
@@ -371,7 +351,7 @@ export class ReleaseHandler {
       );
       throw await this.refuse({ ...base, rules: [rule], failure: rule }, ctx.envelope.id);
     }
-    const guest = await this.judgeGuest('guest', req.vmId, admissionId, policy.policy, ctx);
+    const guest = await this.judgeGuest('guest', req.vmId, req.workloadId, admissionId, policy.policy, ctx);
     const rules = [
       pass('policy-covers-workload', `${policy.workloadClass} v${policy.version}`),
       ...guest.rules,
@@ -464,8 +444,9 @@ export class ReleaseHandler {
       overlayAdmission: this.admission(target!, new Date()),
     };
     await m.query(
-      `INSERT INTO ${s}.key_release (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, 'granted')`,
+      `INSERT INTO ${s}.key_release
+         (migration_id, key_id, workload_id, source_vm, target_vm, decision_seq, result, state, target_public_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'granted', $8)`,
       [
         cmd.migrationId,
         keyId,
@@ -474,6 +455,7 @@ export class ReleaseHandler {
         result.targetVmId,
         result.decision,
         JSON.stringify(result),
+        target!.publicKey!.toString('base64'),
       ],
     );
     return result;

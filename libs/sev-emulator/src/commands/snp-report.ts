@@ -14,9 +14,9 @@ export const EMULATED_REPORT_VERSION = 3;
 
 /** CPUID identity of each emulated product line (combined family, model, stepping). */
 export const EMULATED_CPUID: Readonly<Record<SnpGeneration, SnpCpuid>> = {
-  Milan: { family: 0x19, model: 0x01, stepping: 1 },
-  Genoa: { family: 0x19, model: 0x11, stepping: 1 },
-  Turin: { family: 0x1a, model: 0x02, stepping: 0 },
+  milan: { family: 0x19, model: 0x01, stepping: 1 },
+  genoa: { family: 0x19, model: 0x11, stepping: 1 },
+  turin: { family: 0x1a, model: 0x02, stepping: 0 },
 };
 
 /** PLATFORM_INFO of the emulated host: SMT enabled (bit 0), TSME enabled (bit 1). */

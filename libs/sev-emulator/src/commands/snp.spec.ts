@@ -97,7 +97,7 @@ describe('SEV-SNP: launch digest and VCEK-signed attestation reports', () => {
   });
 
   it('a Turin platform: 8-byte hwID, FMC SPL, and the evidence still binds', async () => {
-    const turinLab = await LabAuthority.create(bed.dir('turin-lab'), { generation: 'Turin', rsaBits: 2048 });
+    const turinLab = await LabAuthority.create(bed.dir('turin-lab'), { generation: 'turin', rsaBits: 2048 });
     const turin = snpHost(bed, 'turin', turinLab);
     const { guest, expected } = launchSnp(turin);
     turin.snpLaunchFinish(guest);
@@ -113,7 +113,7 @@ describe('SEV-SNP: launch digest and VCEK-signed attestation reports', () => {
       },
     );
     expect(verdict.errors).toEqual([]);
-    expect(verdict.generation).toBe('Turin');
+    expect(verdict.generation).toBe('turin');
     expect(verdict.vek?.hwId).toHaveLength(8);
   });
 

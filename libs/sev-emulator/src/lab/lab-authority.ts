@@ -9,6 +9,7 @@ import {
   type SevCertificate,
   type SevGeneration,
   type SnpGeneration,
+  snpGenerationOf,
   sevPublicKeyFromKeyObject,
   SevUsage,
   signSevCertificate,
@@ -17,8 +18,15 @@ import {
 import { SevStateStoreError } from '../errors.js';
 import { field, privateKeyPem, StateFiles } from '../store/state-files.js';
 import { type LabTrustAnchors, trustAnchorsOf } from './trust.js';
-import { issueVcekCertificate } from './vcek.js';
-import { checkLabConsistency, labAmdCertificate, labX509Certificates, type LabNames } from './lab-certs.js';
+import { issueVcekCertificate, issueVlekCertificate } from './vcek.js';
+import {
+  checkLabConsistency,
+  labAmdCertificate,
+  labAsvkCertificate,
+  labName,
+  labX509Certificates,
+  type LabNames,
+} from './lab-certs.js';
 
 const generateRsa = promisify(generateKeyPair);
 
@@ -41,6 +49,8 @@ export interface CreateLabOptions {
  * share one lab, persisted in its own directory (`lab.json`, PEM keys 0600, `.cert` and `.pem` files).
  */
 export class LabAuthority {
+  #asvk?: Promise<{ cert: X509Certificate; key: KeyObject }>;
+
   private constructor(
     readonly generation: SnpGeneration,
     readonly names: LabNames,
@@ -53,6 +63,7 @@ export class LabAuthority {
     /** The lab ASK as X.509 (CN `SEV-<Product>`, signed by the ARK). */
     readonly askX509: X509Certificate,
     private readonly askKey: KeyObject,
+    private readonly arkKey: KeyObject,
   ) {}
 
   /** Generates a new lab in `dir` (which must not hold one yet). */
@@ -60,7 +71,7 @@ export class LabAuthority {
     const files = new StateFiles(dir);
     if (files.exists('lab.json'))
       throw new SevStateStoreError(files.path('lab.json'), 'a lab already exists');
-    const generation = options.generation ?? 'Milan';
+    const generation = options.generation ?? 'milan';
     const rsaBits = options.rsaBits ?? 4096;
     const [ark, ask] = await Promise.all([
       generateRsa('rsa', { modulusLength: rsaBits }),
@@ -79,7 +90,16 @@ export class LabAuthority {
     files.write('ark.pem', x509.ark.toString());
     files.write('ask.pem', x509.ask.toString());
     files.writeJson('lab.json', { format: LAB_FORMAT, generation, rsaBits, labId: names.labId });
-    return new LabAuthority(generation, names, arkCert, askCert, x509.ark, x509.ask, ask.privateKey);
+    return new LabAuthority(
+      generation,
+      names,
+      arkCert,
+      askCert,
+      x509.ark,
+      x509.ask,
+      ask.privateKey,
+      ark.privateKey,
+    );
   }
 
   /** Loads a lab and checks that its keys and certificates belong together. */
@@ -88,9 +108,10 @@ export class LabAuthority {
     const meta = files.readJson('lab.json', (v) => {
       const o = field.object(v, 'lab.json');
       if (o.format !== LAB_FORMAT) throw new TypeError(`format must be ${LAB_FORMAT}`);
-      const generation = field.string(o, 'generation');
-      if (!['Milan', 'Genoa', 'Turin'].includes(generation)) throw new TypeError('unknown generation');
-      return { generation: generation as SnpGeneration, labId: field.string(o, 'labId') };
+      // Either spelling: labs made before the spellings were unified wrote AMD's (`Milan`).
+      const generation = snpGenerationOf(field.string(o, 'generation'));
+      if (!generation) throw new TypeError('unknown generation');
+      return { generation, labId: field.string(o, 'labId') };
     });
     const ark = files.readDecoded('ark.cert', decodeAmdCertificate);
     const ask = files.readDecoded('ask.cert', decodeAmdCertificate);
@@ -100,7 +121,7 @@ export class LabAuthority {
     const askKey = files.readPrivateKey('ask.key.pem');
     checkLabConsistency(files, { ark, ask, arkX509, askX509, arkKey, askKey });
     const names: LabNames = { labId: meta.labId, generation: meta.generation };
-    return new LabAuthority(meta.generation, names, ark, ask, arkX509, askX509, askKey);
+    return new LabAuthority(meta.generation, names, ark, ask, arkX509, askX509, askKey, arkKey);
   }
 
   /** Opens the lab in `dir`, creating it first if the directory holds none. */
@@ -111,7 +132,7 @@ export class LabAuthority {
 
   /** The lab's product line in libs/sev's SEV spelling (`milan`), for `extraRoots`. */
   get sevGeneration(): SevGeneration {
-    return this.generation.toLowerCase() as SevGeneration;
+    return this.generation;
   }
 
   /** Roots a verifier must be given to accept this lab's chains (default verification rejects them). */
@@ -144,5 +165,31 @@ export class LabAuthority {
     readonly tcb: TcbVersion;
   }): X509Certificate {
     return issueVcekCertificate({ ...input, names: this.names, issuerKey: this.askKey });
+  }
+
+  /**
+   * Endorses a cloud provider's VLEK as AMD does (the provider then loads the key into its platforms,
+   * which sign their reports with it): the lab's ASVK (`SEV-VLEK-<Product>`, signed by the ARK; made
+   * at the first call and kept by this object, not in the lab's directory) and the VLEK certificate for
+   * `publicKey`, `tcb` and `cspId` signed by it. A verifier trusting this lab's ARK accepts the chain
+   * ARK → ASVK → VLEK.
+   */
+  async issueVlek(input: {
+    readonly publicKey: KeyObject;
+    readonly tcb: TcbVersion;
+    readonly cspId: string;
+  }): Promise<{ asvk: X509Certificate; vlek: X509Certificate }> {
+    this.#asvk ??= generateRsa('rsa', { modulusLength: this.ask.modulusBits }).then((k) => ({
+      cert: labAsvkCertificate(this.names, k, this.arkKey),
+      key: k.privateKey,
+    }));
+    const asvk = await this.#asvk;
+    const vlek = issueVlekCertificate({
+      ...input,
+      names: this.names,
+      issuer: labName(this.names, 'ASVK'),
+      issuerKey: asvk.key,
+    });
+    return { asvk: asvk.cert, vlek };
   }
 }

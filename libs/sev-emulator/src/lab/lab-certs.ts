@@ -2,6 +2,7 @@ import { type KeyObject, randomBytes, type X509Certificate } from 'node:crypto';
 import {
   type AmdSigningKeyCertificate,
   type SnpGeneration,
+  snpProductName,
   SevError,
   sevPublicKeyFromKeyObject,
   sevPublicKeysEqual,
@@ -40,13 +41,30 @@ export function validity(years: number, now = new Date()): { notBefore: Date; no
   };
 }
 
-/** Subject of the lab ARK (`ARK-<Product>`), of the ASK (`SEV-<Product>`). */
-export function labName(names: LabNames, role: 'ARK' | 'ASK'): X509Name {
+const CN_PREFIX = { ARK: 'ARK', ASK: 'SEV', ASVK: 'SEV-VLEK' } as const;
+
+/** Subject of the lab ARK (`ARK-<Product>`), the ASK (`SEV-<Product>`), the ASVK (`SEV-VLEK-<Product>`). */
+export function labName(names: LabNames, role: 'ARK' | 'ASK' | 'ASVK'): X509Name {
   return {
     organization: LAB_ORGANIZATION,
     organizationalUnit: `lab ${names.labId}`,
-    commonName: role === 'ARK' ? `ARK-${names.generation}` : `SEV-${names.generation}`,
+    commonName: `${CN_PREFIX[role]}-${snpProductName(names.generation)}`,
   };
+}
+
+/** A lab ASVK (the VLEK signing key, pathlen 0, 25 years) as X.509, signed by the lab ARK. */
+export function labAsvkCertificate(names: LabNames, asvk: KeyPair, arkKey: KeyObject): X509Certificate {
+  return issueCertificate(
+    {
+      serial: BigInt(`0x${randomBytes(8).toString('hex')}`) | 1n,
+      issuer: labName(names, 'ARK'),
+      subject: labName(names, 'ASVK'),
+      ...validity(25),
+      subjectPublicKey: asvk.publicKey,
+      extensions: [basicConstraints(0), caKeyUsage(), subjectKeyIdentifier(asvk.publicKey)],
+    },
+    arkKey,
+  );
 }
 
 /** An ARK or ASK in AMD's signing-key certificate format, signed by `signer` (RSA-PSS per key size). */

@@ -24,7 +24,7 @@ export function trustAnchorsOf(root: {
   readonly generation: SnpGeneration;
 }): LabTrustAnchors {
   return {
-    sevExtraRoots: [{ ark: root.ark, generation: root.generation.toLowerCase() as SevGeneration }],
+    sevExtraRoots: [{ ark: root.ark, generation: root.generation }],
     snpTrustedArks: new Map([[x509Sha256(root.arkX509), root.generation]]),
   };
 }

@@ -69,6 +69,6 @@ export function deriveContextKey(secret: Uint8Array): Buffer {
  */
 export function deriveChipId(secret: Uint8Array, generation: SnpGeneration): Buffer {
   const id = createHash('sha512').update('ccm-emulated-chip-id').update(secret).digest();
-  if (generation === 'Turin') id.fill(0, 8);
+  if (generation === 'turin') id.fill(0, 8);
   return id;
 }

@@ -8,6 +8,7 @@ import {
   type SevCertificate,
   type SevCertificateChain,
   type SnpGeneration,
+  snpGenerationOf,
   sevPublicKeyFromKeyObject,
   sevPublicKeysEqual,
   type TcbVersion,
@@ -41,9 +42,9 @@ export interface PlatformConfig {
 /** Defaults of {@link PlatformConfig}: firmware 1.55 build 21, 16 ASIDs, a plausible TCB per line. */
 export function defaultPlatformConfig(generation: SnpGeneration): PlatformConfig {
   const tcb: Record<SnpGeneration, TcbVersion> = {
-    Milan: { layout: 'milan-genoa', bootLoader: 4, tee: 0, snp: 23, microcode: 213 },
-    Genoa: { layout: 'milan-genoa', bootLoader: 9, tee: 0, snp: 23, microcode: 72 },
-    Turin: { layout: 'turin', fmc: 1, bootLoader: 1, tee: 1, snp: 3, microcode: 73 },
+    milan: { layout: 'milan-genoa', bootLoader: 4, tee: 0, snp: 23, microcode: 213 },
+    genoa: { layout: 'milan-genoa', bootLoader: 9, tee: 0, snp: 23, microcode: 72 },
+    turin: { layout: 'turin', fmc: 1, bootLoader: 1, tee: 1, snp: 3, microcode: 73 },
   };
   return { generation, apiMajor: 1, apiMinor: 55, build: 21, tcb: tcb[generation], maxAsid: 16 };
 }
@@ -67,8 +68,9 @@ export interface PlatformState {
 function parseConfig(value: unknown): PlatformConfig {
   const o = field.object(value, 'platform.json');
   if (o.format !== PLATFORM_FORMAT) throw new TypeError(`format must be ${PLATFORM_FORMAT}`);
-  const generation = field.string(o, 'generation') as SnpGeneration;
-  if (!['Milan', 'Genoa', 'Turin'].includes(generation)) throw new TypeError('unknown generation');
+  // Either spelling: platforms made before the spellings were unified wrote AMD's (`Milan`).
+  const generation = snpGenerationOf(field.string(o, 'generation'));
+  if (!generation) throw new TypeError('unknown generation');
   const t = field.object(o.tcb, 'tcb');
   const spl = (k: string) => field.integer(t, k, 0xff);
   const common = {

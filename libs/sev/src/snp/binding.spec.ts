@@ -22,7 +22,7 @@ describe('VCEK/VLEK extensions against real reports', () => {
     const info = vek(v.vek);
     expect(info.tcb).toEqual(r.reportedTcb);
     expect(info.kind).toBe(r.keyInfo.signingKey);
-    expect(info.generation).toBe('Milan');
+    expect(info.generation).toBe('milan');
     if (v.kind === 'VCEK') expect(hex(info.hwId!)).toBe(hex(r.chipId));
     expect(vekBindingErrors(r, info)).toEqual([]);
     expect(() => assertVekBinding(r, info)).not.toThrow();
@@ -110,7 +110,7 @@ describe('binding failures', () => {
     bytes.set(Buffer.from('1e550a8ee5cf9f4d', 'hex'), SNP_REPORT_FIELDS.CHIP_ID[0]);
     bytes[SNP_REPORT_FIELDS.KEY_INFO[0]] = 0; // signed by a VCEK
     const turinReport = parseAttestationReport(bytes);
-    expect(turinReport.generation).toBe('Turin');
+    expect(turinReport.generation).toBe('turin');
     expect(vekBindingErrors(turinReport, turinVcek)).toEqual([]);
 
     bytes[SNP_REPORT_FIELDS.REPORTED_TCB[0]] = 1; // fmc 0 -> 1

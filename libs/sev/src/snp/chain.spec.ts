@@ -36,7 +36,7 @@ function failure(chain: SnpCertChain, options: SnpChainOptions = at) {
 }
 
 describe('AMD CA certificates', () => {
-  it.each(['Milan', 'Genoa', 'Turin'] as const)(
+  it.each(['milan', 'genoa', 'turin'] as const)(
     '%s ARK/ASK/ASVK bundles match the pinned fingerprints',
     (g) => {
       const dir = g.toLowerCase();
@@ -56,7 +56,7 @@ describe('AMD CA certificates', () => {
 describe('verifySnpCertChain on real chains', () => {
   it.each(SNP_REPORT_VECTORS)('$name: $kind ← ASK/ASVK ← Milan ARK', (v) => {
     const verdict = assertSnpCertChain(assembleSnpCertChain(vectorBytes(v.vek), vectorText(v.cas)), at);
-    expect([verdict.generation, verdict.vekKind, verdict.vek.kind]).toEqual(['Milan', v.kind, v.kind]);
+    expect([verdict.generation, verdict.vekKind, verdict.vek.kind]).toEqual(['milan', v.kind, v.kind]);
   });
 
   it('Turin VCEK ← Turin ASK ← Turin ARK, with its fmcSPL and 8-byte hwID', () => {
@@ -64,7 +64,7 @@ describe('verifySnpCertChain on real chains', () => {
       assembleSnpCertChain(turinVcek, vectorText('snp/certs/virtee-turin-vcek/cert_chain_turin.pem')),
       at,
     );
-    expect(verdict.generation).toBe('Turin');
+    expect(verdict.generation).toBe('turin');
     expect(verdict.vek).toMatchObject({ productName: 'Turin', structVersion: 1, cspId: undefined });
     expect(verdict.vek.tcb).toEqual({ layout: 'turin', fmc: 0, bootLoader: 0, tee: 0, snp: 0, microcode: 9 });
     expect(hex(verdict.vek.hwId!)).toBe('1e550a8ee5cf9f4d');
@@ -75,7 +75,7 @@ describe('verifySnpCertChain on real chains', () => {
     expect(failure(chain, { now: new Date('2026-01-01T00:00:00Z') })).toEqual({
       link: 'vek',
       reason: 'expired',
-      generation: 'Milan',
+      generation: 'milan',
     });
     expect(
       verifySnpCertChain(chain, { now: new Date('2026-01-01T00:00:00Z'), ignoreValidity: true }).ok,
@@ -89,9 +89,9 @@ describe('verifySnpCertChain on real chains', () => {
 
 describe('verifySnpCertChain rejects', () => {
   it.each([
-    ['Genoa', 'Milan', milanVcek],
-    ['Milan', 'Turin', turinVcek],
-    ['Genoa', 'Turin', turinVcek],
+    ['genoa', 'milan', milanVcek],
+    ['milan', 'turin', turinVcek],
+    ['genoa', 'turin', turinVcek],
   ] as const)('a signer from another line: %s ARK+ASK with a %s VCEK', (line, _vekLine, vek) => {
     const dir = line.toLowerCase();
     expect(failure({ ark: ca(dir, 'ark.pem'), ask: ca(dir, 'ask.pem'), vek })).toEqual({
@@ -134,7 +134,7 @@ describe('verifySnpCertChain rejects', () => {
     const ark = flipBit(original, original.length - 10);
     expect(failure({ ...milanChain(), ark })).toMatchObject({ link: 'ark', reason: 'untrusted-root' });
     const pinned = new Map<string, SnpGeneration>([
-      [createHash('sha256').update(ark).digest('hex'), 'Milan'],
+      [createHash('sha256').update(ark).digest('hex'), 'milan'],
     ]);
     expect(failure({ ...milanChain(), ark }, { ...at, trustedArks: pinned })).toMatchObject({
       link: 'ark',
@@ -143,7 +143,7 @@ describe('verifySnpCertChain rejects', () => {
   });
 
   it('a chain whose ARK is not the expected line, or not a root at all', () => {
-    expect(failure(milanChain(), { ...at, expectedGeneration: 'Genoa' })).toMatchObject({
+    expect(failure(milanChain(), { ...at, expectedGeneration: 'genoa' })).toMatchObject({
       link: 'ark',
       reason: 'wrong-generation',
     });

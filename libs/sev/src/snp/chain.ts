@@ -7,7 +7,7 @@ import {
   type SnpTrustedArks,
 } from './amd-roots.js';
 import { type SnpChainFailure, SnpChainError, type SnpChainLink } from './errors.js';
-import { SNP_GENERATIONS, type SnpGeneration } from './generation.js';
+import { SNP_GENERATIONS, snpProductName, type SnpGeneration } from './generation.js';
 import { P384_CURVE } from './signature.js';
 import { readVekInfo, type SnpVekInfo, type SnpVekKind, vekKindOf } from './vek.js';
 import {
@@ -126,7 +126,7 @@ function checkSignedBy(
 
 /** The product line a CA common name names, if any (`ARK-Genoa`, `SEV-Milan`, `SEV-VLEK-Turin`). */
 function generationNamedBy(cn: string | undefined): SnpGeneration | undefined {
-  return SNP_GENERATIONS.find((g) => cn?.endsWith(`-${g}`));
+  return SNP_GENERATIONS.find((g) => cn?.endsWith(`-${snpProductName(g)}`));
 }
 
 function checkChain(

@@ -50,7 +50,7 @@ describe('verifySnpEvidence on real evidence', () => {
     expect(verdict.ok).toBe(true);
     expect(Object.values(statuses(verdict.checks)).every((s) => s === 'passed')).toBe(true);
     expect([verdict.generation, verdict.vek?.kind, verdict.report?.version]).toEqual([
-      'Milan',
+      'milan',
       v.kind,
       v.version,
     ]);

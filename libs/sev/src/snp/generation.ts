@@ -1,10 +1,34 @@
 import { SnpUnknownGenerationError } from './errors.js';
 
-/** EPYC product lines that run SEV-SNP, spelled as AMD's KDS and certificate names spell them. */
-export type SnpGeneration = 'Milan' | 'Genoa' | 'Turin';
+/**
+ * EPYC product lines that run SEV-SNP: the SNP subset of `SevGeneration`, one lowercase spelling for
+ * SEV and SNP alike (CCM's contracts' `ProductLine` too). AMD's own spelling (`Milan`: KDS URLs,
+ * certificate names) is {@link snpProductName}; {@link snpGenerationOf} accepts either.
+ */
+export type SnpGeneration = 'milan' | 'genoa' | 'turin';
 
 /** Every SNP product line, oldest first. */
-export const SNP_GENERATIONS: readonly SnpGeneration[] = ['Milan', 'Genoa', 'Turin'];
+export const SNP_GENERATIONS: readonly SnpGeneration[] = ['milan', 'genoa', 'turin'];
+
+const PRODUCT_NAMES: Readonly<Record<SnpGeneration, string>> = {
+  milan: 'Milan',
+  genoa: 'Genoa',
+  turin: 'Turin',
+};
+
+/** AMD's spelling of a product line, as KDS URLs and certificate common names (`ARK-Milan`) carry it. */
+export function snpProductName(generation: SnpGeneration): string {
+  return PRODUCT_NAMES[generation];
+}
+
+/**
+ * The product line a string names in either spelling (`milan` or AMD's `Milan`, as files written
+ * before the spellings were unified hold it), or undefined.
+ */
+export function snpGenerationOf(name: string): SnpGeneration | undefined {
+  const g = name.toLowerCase();
+  return (SNP_GENERATIONS as readonly string[]).includes(g) ? (g as SnpGeneration) : undefined;
+}
 
 /**
  * Byte layout of an 8-byte TCB_VERSION: Milan and Genoa share one, Turin moved the fields to make room
@@ -14,7 +38,7 @@ export type TcbLayout = 'milan-genoa' | 'turin';
 
 /** The TCB_VERSION layout a product line uses. */
 export function tcbLayoutOf(generation: SnpGeneration): TcbLayout {
-  return generation === 'Turin' ? 'turin' : 'milan-genoa';
+  return generation === 'turin' ? 'turin' : 'milan-genoa';
 }
 
 /** CPUID combined family of Zen 3 / Zen 4 parts (Milan, Genoa, Bergamo, Siena). */
@@ -29,11 +53,11 @@ export const CPUID_FAMILY_ZEN5 = 0x1a;
  */
 export function generationFromCpuid(family: number, model: number): SnpGeneration | undefined {
   if (family === CPUID_FAMILY_ZEN3_ZEN4) {
-    if (model <= 0x0f) return 'Milan';
-    if ((model >= 0x10 && model <= 0x1f) || (model >= 0xa0 && model <= 0xaf)) return 'Genoa';
+    if (model <= 0x0f) return 'milan';
+    if ((model >= 0x10 && model <= 0x1f) || (model >= 0xa0 && model <= 0xaf)) return 'genoa';
     return undefined;
   }
-  if (family === CPUID_FAMILY_ZEN5 && model <= 0x1f) return 'Turin';
+  if (family === CPUID_FAMILY_ZEN5 && model <= 0x1f) return 'turin';
   return undefined;
 }
 
@@ -43,7 +67,7 @@ export function generationFromCpuid(family: number, model: number): SnpGeneratio
  */
 export function generationFromProductName(productName: string): SnpGeneration {
   const line = productName.split('-')[0];
-  const found = SNP_GENERATIONS.find((g) => g === line);
+  const found = SNP_GENERATIONS.find((g) => snpProductName(g) === line);
   if (!found) throw new SnpUnknownGenerationError(`productName "${productName}"`);
   return found;
 }

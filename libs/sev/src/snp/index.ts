@@ -6,6 +6,8 @@ export * from './errors.js';
 export {
   type SnpGeneration,
   SNP_GENERATIONS,
+  snpProductName,
+  snpGenerationOf,
   type TcbLayout,
   tcbLayoutOf,
   generationFromCpuid,
@@ -97,3 +99,17 @@ export {
   parseSnpCertTable,
   encodeSnpCertTable,
 } from './cert-table.js';
+export {
+  HCL_REPORT_MAGIC,
+  HCL_REPORT_TYPE_SNP,
+  HCL_REPORT_TYPE_TDX,
+  HCL_RUNTIME_DATA_OFFSET,
+  HCL_SNP_REPORT_OFFSET,
+  HCL_VARIABLE_DATA_OFFSET,
+  type HclHashName,
+  type HclReport,
+  type HclReportFault,
+  HclReportError,
+  readHclReport,
+  hclExpectedReportData,
+} from './hcl.js';

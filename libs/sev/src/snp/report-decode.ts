@@ -79,7 +79,7 @@ function resolveGeneration(
   if (hint) return { layout: tcbLayoutOf(hint), generation: hint };
   const [chipOffset] = F.CHIP_ID;
   const turinLike = !isZeroRange(bytes, chipOffset, 8) && isZeroRange(bytes, chipOffset + 8, 56);
-  return turinLike ? { layout: 'turin', generation: 'Turin' } : { layout: 'milan-genoa' };
+  return turinLike ? { layout: 'turin', generation: 'turin' } : { layout: 'milan-genoa' };
 }
 
 function decodeKeyInfo(value: number): SnpKeyInfo {

@@ -97,7 +97,7 @@ describe('parseAttestationReport on real reports', () => {
   it('reads the v3 VLEK report: CPUID Milan, VMPL 1, KEY_INFO VLEK, PLATFORM_INFO 0x27', () => {
     const r = parseAttestationReport(vlekReport);
     expect(r.cpuid).toEqual({ family: 0x19, model: 1, stepping: 1 });
-    expect(r.generation).toBe('Milan');
+    expect(r.generation).toBe('milan');
     expect(r.vmpl).toBe(1);
     expect(r.keyInfo).toEqual({ authorKeyEn: false, maskChipKey: false, signingKey: 'VLEK' });
     expect(r.platformInfo).toMatchObject({
@@ -150,8 +150,8 @@ describe('report versions', () => {
     const unknown = Uint8Array.from(vlekReport);
     unknown[0x188] = 0x17; // Rome: no SNP
     expect(() => parseAttestationReport(unknown)).toThrow(SnpUnknownGenerationError);
-    expect(parseAttestationReport(unknown, { generation: 'Milan' }).generation).toBe('Milan');
-    expect(() => parseAttestationReport(vlekReport, { generation: 'Genoa' })).toThrow(
+    expect(parseAttestationReport(unknown, { generation: 'milan' }).generation).toBe('milan');
+    expect(() => parseAttestationReport(vlekReport, { generation: 'genoa' })).toThrow(
       SnpGenerationMismatchError,
     );
   });
@@ -170,7 +170,7 @@ describe('report versions', () => {
       turinLike.set([1, 3, 0, 8, 0, 0, 0, 0x73], offset);
     }
     const r = parseAttestationReport(turinLike);
-    expect(r.generation).toBe('Turin');
+    expect(r.generation).toBe('turin');
     expect(r.reportedTcb).toEqual({
       layout: 'turin',
       fmc: 1,

@@ -96,12 +96,12 @@ describe('TCB_VERSION', () => {
 
 describe('product lines', () => {
   it.each([
-    [0x19, 0x01, 'Milan'],
-    [0x19, 0x0f, 'Milan'],
-    [0x19, 0x11, 'Genoa'],
-    [0x19, 0xa0, 'Genoa'],
-    [0x1a, 0x02, 'Turin'],
-    [0x1a, 0x11, 'Turin'],
+    [0x19, 0x01, 'milan'],
+    [0x19, 0x0f, 'milan'],
+    [0x19, 0x11, 'genoa'],
+    [0x19, 0xa0, 'genoa'],
+    [0x1a, 0x02, 'turin'],
+    [0x1a, 0x11, 'turin'],
     [0x19, 0x21, undefined],
     [0x17, 0x31, undefined],
   ] as const)('CPUID family 0x%s model 0x%s is %s', (family, model, generation) => {
@@ -110,13 +110,13 @@ describe('product lines', () => {
 
   it('reads productName extensions and maps lines to layouts', () => {
     expect(['Milan-B0', 'Milan', 'Genoa', 'Turin'].map(generationFromProductName)).toEqual([
-      'Milan',
-      'Milan',
-      'Genoa',
-      'Turin',
+      'milan',
+      'milan',
+      'genoa',
+      'turin',
     ]);
     expect(() => generationFromProductName('Rome')).toThrow();
-    expect(['Milan', 'Genoa', 'Turin'].map((g) => tcbLayoutOf(g as 'Milan'))).toEqual([
+    expect(['milan', 'genoa', 'turin'].map((g) => tcbLayoutOf(g as 'milan'))).toEqual([
       'milan-genoa',
       'milan-genoa',
       'turin',

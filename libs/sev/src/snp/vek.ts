@@ -24,7 +24,7 @@ export const VEK_SUBJECT_CN = { VCEK: 'SEV-VCEK', VLEK: 'SEV-VLEK' } as const;
 export type SnpVekKind = keyof typeof VEK_SUBJECT_CN;
 
 /** Size of hwID in a VCEK: the full 64-byte CHIP_ID before Turin, its first 8 bytes from Turin on. */
-export const VCEK_HWID_SIZE: Readonly<Record<SnpGeneration, number>> = { Milan: 64, Genoa: 64, Turin: 8 };
+export const VCEK_HWID_SIZE: Readonly<Record<SnpGeneration, number>> = { milan: 64, genoa: 64, turin: 8 };
 
 /** What a VCEK/VLEK certificate says about the chip and firmware it endorses. */
 export interface SnpVekInfo {
