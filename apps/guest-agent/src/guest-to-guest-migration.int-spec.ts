@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { isCcmError, type CcmError } from '@ccm/contracts';
 import { generateIdentityKey, sealMigrationKey } from '@ccm/sealing';
 import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
@@ -123,6 +122,14 @@ describe('guest-to-guest container migration (sim driver)', () => {
     async (tamper) => {
       const { id, migrationId } = await prepare(1024, 2000);
       await round(migrationId, id, 1, 'pre-dump');
+      // The final dump must span several chunks (the tamper acts on chunks 0 and 1): let the workload
+      // dirty pages for two ticks first, or a fast machine dumps one chunk and nothing is tampered.
+      const c0 = await counter('vm-a', id);
+      await pollUntil(
+        'A dirties pages after round 1',
+        () => counter('vm-a', id),
+        (c) => c >= c0 + 2,
+      );
       const err = await fail(round(migrationId, id, 2, 'dump', tamper));
       expect(err.code).toBe('STREAM_REFUSED');
       const chunk = err.details?.chunk as { round: number; expectedSeq: number; seq?: number };
