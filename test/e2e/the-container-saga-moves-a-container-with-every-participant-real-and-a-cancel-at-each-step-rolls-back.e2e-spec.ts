@@ -9,6 +9,7 @@ import {
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { SagaRows } from './support/chaos.js';
 import {
   OVERLAY,
   signal,
@@ -76,13 +77,35 @@ describe('the container saga moves a container with every participant real, and 
     { step: 'pre-copy', hold: 'container-checkpoint', workload: 'web-6' },
     // The overlay served join-overlay: it is held once that step is done, while a long pre-copy runs.
     { step: 'cut-over', hold: 'network-overlay', workload: 'web-7', after: 'join-overlay', pages: 8192 },
+    // container-checkpoint serves the step before these too: it is held once the step is in flight
+    // (read from the coordinator's rows); a container dirtying every page each round never converges,
+    // so the final dump and the restore carry all 32 MiB and last long enough to be caught.
+    {
+      step: 'freeze-dump',
+      hold: 'container-checkpoint',
+      workload: 'web-8',
+      during: true,
+      pages: 8192,
+      dirty: 200_000,
+    },
+    {
+      step: 'restore',
+      hold: 'container-checkpoint',
+      workload: 'web-9',
+      during: true,
+      pages: 8192,
+      dirty: 200_000,
+    },
   ] as const satisfies ReadonlyArray<{
     step: string;
     hold: string;
     workload: string;
     after?: string;
+    during?: boolean;
     pages?: number;
+    dirty?: number;
   }>;
+  let rows: SagaRows;
   let s: RealContainerStack;
   const ips = new Map<string, string>();
 
@@ -90,10 +113,15 @@ describe('the container saga moves a container with every participant real, and 
     s = await startRealContainerStack(['web-1', ...CANCELS.map((c) => c.workload)]);
     ips.set('web-1', await s.runContainer('web-1', 1024, 1000));
     for (const c of CANCELS)
-      ips.set(c.workload, await s.runContainer(c.workload, 'pages' in c ? c.pages : 1024, 2000));
+      ips.set(
+        c.workload,
+        await s.runContainer(c.workload, 'pages' in c ? c.pages : 1024, 'dirty' in c ? c.dirty : 2000),
+      );
+    rows = await SagaRows.connect(s.stack.postgres.url);
   }, 300_000);
 
   afterAll(async () => {
+    await rows?.close();
     await s?.close();
   });
 
@@ -200,20 +228,10 @@ describe('the container saga moves a container with every participant real, and 
       // Held (SIGSTOP) before the migration starts when no earlier step needs it (else once the step
       // before it is done), so the step's first command waits and the cancel lands during the step.
       const after = 'after' in c ? c.after : undefined;
-      if (!after) signal(held, 'SIGSTOP');
+      const during = 'during' in c;
+      if (!after && !during) signal(held, 'SIGSTOP');
       try {
-        const started = await s.ccm([
-          'migrate',
-          c.workload,
-          '--from',
-          'host-a',
-          '--to',
-          'host-b',
-          '--vm',
-          s.sourceVm,
-          '--idempotency-key',
-          key,
-        ]);
+        const started = await s.migrate(c.workload, key, { vm: s.sourceVm });
         expect(started.code, started.stderr).toBe(0);
         if (after) {
           await pollUntil(
@@ -226,6 +244,15 @@ describe('the container saga moves a container with every participant real, and 
             { timeoutMs: 90_000, intervalMs: 10 },
           );
           signal(held, 'SIGSTOP');
+        }
+        if (during) {
+          await pollUntil(`${c.step} of ${id} in flight`, () => rows.inFlight(id, c.step), Boolean, {
+            timeoutMs: 90_000,
+            intervalMs: 5,
+          });
+          signal(held, 'SIGSTOP');
+          // held while the step was still in flight: the cancel lands during it
+          expect(await rows.inFlight(id, c.step), `${c.step} still in flight when held`).toBe(true);
         }
         const inFlight = (d: MigrationDetail, step: string): boolean =>
           d.steps

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LaunchVmReplySchema, subjects, type SignerName } from '@ccm/contracts';
+import { isFinalVmPhase, LaunchVmReplySchema, subjects, type SignerName } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import {
@@ -23,11 +23,34 @@ import {
   simContainerGuest,
   simContainerPolicy,
 } from '../../../tools/demo/container-migration.js';
+import { Supervisor } from '../../../tools/stack/supervisor.js';
 import { ccm, type CcmRun } from './audit-cli.js';
 
 export const HOSTS = ['host-a', 'host-b'] as const;
 export const OVERLAY = 'ov-apps';
 export const WORKLOAD_PORT = 8080;
+
+/** The services that may run as several replicas ({@link RealStackOptions.replicas}). */
+export const SCALABLE = [
+  'key-broker',
+  'vm-lifecycle',
+  'container-checkpoint',
+  'network-overlay',
+  'saga-coordinator',
+] as const;
+
+export interface RealStackOptions {
+  /**
+   * Run every service (host-agents too) under tools/stack's {@link Supervisor}, which restarts one
+   * that dies, as the local stack does. Then {@link RealContainerStack.services} stays empty: read a
+   * service's current process with {@link RealContainerStack.pidOf}.
+   */
+  supervised?: boolean;
+  /** Replicas of each {@link SCALABLE} service (default 1); replica i > 1 is named `<service>#<i>`. */
+  replicas?: number;
+  /** Extra coordinator settings (e.g. a short `CCM_SAGA_LEASE_MS`, so a killed replica's sagas move on). */
+  coordinatorEnv?: Record<string, string>;
+}
 
 /** Coordinator clocks at 1/5 of the real ones (provision-target 60 s, release-key 6 s, verify 2 s). */
 const COORDINATOR_ENV = {
@@ -50,6 +73,11 @@ export interface RealContainerStack {
   work: string;
   trust: TrustStore;
   services: Map<string, ServiceProcess>;
+  /** Under a supervisor: the supervisor (its log lines in {@link supervisorLog}). */
+  supervisor?: Supervisor;
+  supervisorLog: string[];
+  /** The pid of a service's current process (`host-a`, `key-broker`, `key-broker#2`, ...). */
+  pidOf(name: string): number | undefined;
   /** The confidential VM on host-a the containers run in. */
   sourceVm: string;
   guests: GuestClient;
@@ -65,21 +93,56 @@ export interface RealContainerStack {
     data: unknown,
     reply: S,
   ): Promise<z.infer<S>>;
+  /**
+   * `ccm migrate <workload> --from host-a --to host-b --idempotency-key <key>` with the built CLI
+   * (`--follow`, `--vm <source VM>` when asked).
+   */
+  migrate(workload: string, key: string, o?: { follow?: boolean; vm?: string }): Promise<CcmRun>;
   /** Runs a counting container in the source VM and gives it an overlay /32; returns its address. */
   runContainer(id: string, pages: number, dirtyPagesPerSec: number): Promise<string>;
   counter(vmId: string, id: string): Promise<number>;
   /** The pid of the guest-agent inside a VM (read from its sim VM's run dir), if it runs. */
   guestPid(vmId: string): number | undefined;
+  /** Every VM (both hosts) whose guest-agent process is alive. */
+  liveGuests(): string[];
+  /** Where `workload` runs (state `running`), over every live guest-agent's `list-containers`. */
+  runningCopies(workload: string): Promise<Array<{ vmId: string; counter: number }>>;
+  /**
+   * Destroys every VM still running on `host` (the operator's `destroy` to its host-agent) and waits
+   * until the vm-lifecycle no longer counts them against the host's capacity: a sim host offers as
+   * many vCPUs as the machine has cores, and each container migration launches a new VM.
+   */
+  destroyVmsOn(host: string): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startRealContainerStack(workloads: readonly string[]): Promise<RealContainerStack> {
+export async function startRealContainerStack(
+  workloads: readonly string[],
+  opts: RealStackOptions = {},
+): Promise<RealContainerStack> {
   const stack = await startTestStack({ hostIds: [...HOSTS] });
   const work = await mkdtemp(join(tmpdir(), 'ccm-real-saga-'));
   const services = new Map<string, ServiceProcess>();
+  const supervisorLog: string[] = [];
+  const supervisor = opts.supervised
+    ? new Supervisor(join(work, 'state'), (m) => supervisorLog.push(m))
+    : undefined;
+  /** Under the supervisor: each service's slot in `supervisor.services` (restarts replace in place). */
+  const slots = new Map<string, number>();
   let operator: OperatorClient | undefined;
+  // Supervised services run in their own process groups: a signal to the test's group (a cancelled
+  // run) does not reach them, so they and the sim VMs are killed here before the signal takes effect.
+  const onSignal = (sig: NodeJS.Signals) => {
+    for (const p of supervisor?.services ?? []) if (p?.child.pid) signal(p.child.pid, 'SIGKILL');
+    for (const pid of simVmPids(work)) signal(pid, 'SIGKILL');
+    process.kill(process.pid, sig);
+  };
+  const signals = ['SIGTERM', 'SIGINT'] as const;
+  if (supervisor) for (const sig of signals) process.once(sig, onSignal);
   const close = async () => {
+    for (const sig of signals) process.removeListener(sig, onSignal);
     await operator?.close().catch(() => undefined);
+    await supervisor?.stop();
     // The coordinator first (no new commands), then the rest; VMs outlive host-agents: end them too.
     await services.get('saga-coordinator')?.stop();
     await Promise.allSettled([...services.values()].map((p) => p.stop()));
@@ -89,19 +152,29 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
   };
   try {
     const trust = await loadTrustStore(stack.keysDir);
+    if (supervisor) await mkdir(join(work, 'logs'), { recursive: true });
     // The container guest image: what CCM_CONTAINER_VM_SPEC names and the owner's policy accepts.
     const guest = await simContainerGuest(work);
     const { spec } = guest;
     const base = (extra: Record<string, string>) => stack.env({ CCM_LOG_LEVEL: 'log', ...extra });
+    const startOne = async (
+      name: string,
+      service: Parameters<typeof startServiceProcess>[0],
+      env: Record<string, string>,
+    ) => {
+      const all = base({ CCM_INSTANCE_ID: `${name.replace('#', '-')}-e2e`, ...env });
+      if (!supervisor) return void services.set(name, await startServiceProcess(service, all));
+      // add() takes the next slot at once (host-agents start side by side)
+      slots.set(name, supervisor.services.length);
+      await supervisor.add({ name, app: service, env: all, logFile: join(work, 'logs', `${name}.log`) });
+    };
     const start = async (
       name: string,
       service: Parameters<typeof startServiceProcess>[0],
       env: Record<string, string>,
     ) => {
-      services.set(
-        name,
-        await startServiceProcess(service, base({ CCM_INSTANCE_ID: `${name}-e2e`, ...env })),
-      );
+      const n = (SCALABLE as readonly string[]).includes(service) ? (opts.replicas ?? 1) : 1;
+      for (let i = 1; i <= n; i++) await startOne(i === 1 ? name : `${name}#${i}`, service, env);
     };
     await start('key-broker', 'key-broker', {});
     await Promise.all(
@@ -127,7 +200,7 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
       CCM_CHECKPOINT_MAX_ROUNDS: '4',
     });
     await start('network-overlay', 'network-overlay', { CCM_OVERLAY_DRIVER: 'sim' });
-    await start('saga-coordinator', 'saga-coordinator', COORDINATOR_ENV);
+    await start('saga-coordinator', 'saga-coordinator', { ...COORDINATOR_ENV, ...opts.coordinatorEnv });
 
     const conns = new Map<string, Awaited<ReturnType<TestStack['connectAs']>>>();
     const send = async <S extends z.ZodType>(
@@ -171,26 +244,47 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
 
     const counter = async (vmId: string, id: string) =>
       (await guests.send(vmId, 'describe', { id })).counter as number;
+    const ccmJson = async <T = Record<string, unknown>>(args: string[]): Promise<T> => {
+      // A loaded machine may make the CLI's NATS connect time out (exit 3, UNAVAILABLE): ask again.
+      const r = await pollUntil(
+        `ccm ${args.join(' ')}`,
+        () => cli([...args, '--json']),
+        (x) => x.code !== 3,
+        { timeoutMs: 60_000 },
+      );
+      if (r.code !== 0) throw new Error(`ccm ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as T;
+    };
     return {
       stack,
       work,
       trust,
       services,
+      supervisor,
+      supervisorLog,
+      pidOf: (name) => {
+        const slot = slots.get(name);
+        if (supervisor && slot !== undefined) return supervisor.services[slot]?.child.pid;
+        return services.get(name)?.child.pid;
+      },
       sourceVm,
       guests,
       operator,
       ccm: cli,
-      async ccmJson<T>(args: string[]) {
-        // A loaded machine may make the CLI's NATS connect time out (exit 3, UNAVAILABLE): ask again.
-        const r = await pollUntil(
-          `ccm ${args.join(' ')}`,
-          () => cli([...args, '--json']),
-          (x) => x.code !== 3,
-          { timeoutMs: 60_000 },
-        );
-        if (r.code !== 0) throw new Error(`ccm ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-        return JSON.parse(r.stdout) as T;
-      },
+      ccmJson,
+      migrate: (workload, key, o = {}) =>
+        cli([
+          'migrate',
+          workload,
+          '--from',
+          'host-a',
+          '--to',
+          'host-b',
+          ...(o.follow ? ['--follow'] : []),
+          ...(o.vm ? ['--vm', o.vm] : []),
+          '--idempotency-key',
+          key,
+        ]),
       send,
       async runContainer(id, pages, dirtyPagesPerSec) {
         await guests.send(sourceVm, 'run-container', { id, pages, dirtyPagesPerSec });
@@ -215,6 +309,50 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
         }
         return undefined;
       },
+      liveGuests: () => liveGuests(work),
+      async runningCopies(workload) {
+        // Every live guest-agent must answer (one that is busy or restarting is asked again).
+        const lists = await pollUntil(
+          `every guest-agent lists its containers`,
+          () =>
+            Promise.all(
+              liveGuests(work).map(async (vmId) => {
+                const r = await guests.send(vmId, 'list-containers', {}, { timeoutMs: 3_000 }).catch(() => {
+                  // a VM destroyed while it was asked is not an answer missing
+                  return liveGuests(work).includes(vmId) ? undefined : { containers: [] };
+                });
+                return (
+                  r && {
+                    vmId,
+                    containers: r.containers as Array<{ id: string; state: string; counter: number }>,
+                  }
+                );
+              }),
+            ),
+          (all) => all.every(Boolean),
+          { timeoutMs: 30_000 },
+        );
+        return lists.flatMap((l) =>
+          l!.containers
+            .filter((c) => c.id === workload && c.state === 'running')
+            .map((c) => ({ vmId: l!.vmId, counter: c.counter })),
+        );
+      },
+      async destroyVmsOn(host) {
+        type Vm = { hostId: string; vmId: string; desired?: string; observed?: string };
+        // What the vm-lifecycle counts against a host (apps/vm-lifecycle registry TAKES_CAPACITY).
+        const takes = (v: Vm) =>
+          v.hostId === host && (v.observed ? !isFinalVmPhase(v.observed) : v.desired === 'Running');
+        const vms = async () => (await ccmJson<{ vms: Vm[] }>(['vms', '--host', host])).vms.filter(takes);
+        for (const vm of await vms())
+          await send(
+            'operator',
+            subjects.hostCmd(host, 'destroy'),
+            { vmId: vm.vmId, reason: 'e2e: capacity for the next migration' },
+            z.object({}).loose(),
+          ).catch(() => undefined); // one the host-agent does not know: the poll below says so
+        await pollUntil(`no VM takes ${host}'s capacity`, vms, (v) => v.length === 0, { timeoutMs: 60_000 });
+      },
       close,
     };
   } catch (err) {
@@ -223,23 +361,35 @@ export async function startRealContainerStack(workloads: readonly string[]): Pro
   }
 }
 
-/** Every sim VM and guest-agent pid written under the hosts' run dirs. */
-function simVmPids(work: string): number[] {
-  const pids: number[] = [];
+/** Each VM's pid files under the hosts' run dirs (`guest-agent.pid`, `vm.pid`) that exist. */
+function vmPidFiles(work: string, files: readonly string[]): Array<{ vmId: string; pid: number }> {
+  const out: Array<{ vmId: string; pid: number }> = [];
   for (const h of HOSTS) {
     const vms = join(work, h, 'vms');
     if (!existsSync(vms)) continue;
-    for (const vm of readdirSync(vms)) {
-      for (const f of ['guest-agent.pid', 'vm.pid']) {
-        const p = join(vms, vm, f);
-        if (existsSync(p)) pids.push(Number(readFileSync(p, 'utf8').trim()));
+    for (const vmId of readdirSync(vms)) {
+      for (const f of files) {
+        const p = join(vms, vmId, f);
+        if (existsSync(p)) out.push({ vmId, pid: Number(readFileSync(p, 'utf8').trim()) });
       }
     }
   }
-  return pids;
+  return out;
 }
 
-export function signal(pid: number, sig: NodeJS.Signals): boolean {
+/** The VMs under the hosts' run dirs whose guest-agent process is alive. */
+function liveGuests(work: string): string[] {
+  return vmPidFiles(work, ['guest-agent.pid'])
+    .filter((g) => g.pid > 0 && signal(g.pid, 0))
+    .map((g) => g.vmId);
+}
+
+/** Every sim VM and guest-agent pid written under the hosts' run dirs. */
+function simVmPids(work: string): number[] {
+  return vmPidFiles(work, ['guest-agent.pid', 'vm.pid']).map((g) => g.pid);
+}
+
+export function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(pid, sig);
     return true;

@@ -89,7 +89,11 @@ export class VmService implements OnApplicationShutdown {
     start: 'running' | 'paused';
     sev?: SevLaunchParams;
   }): Promise<LaunchReply> {
-    return this.exclusive(req.vmId, async (existing) => {
+    return this.exclusive(req.vmId, async (found) => {
+      // An attested launch cut off by a restart of this agent (killed between starting the VM and
+      // keeping its measurement) cannot be finished: the launch context died with the agent. It is
+      // ended and launched anew, so the caller's retry gets a measured VM instead of a refusal.
+      const existing = found && interruptedLaunch(found.record) ? await this.endInterrupted(found) : found;
       if (existing) return this.sameLaunch(existing, req);
       if (req.sev && !this.sev.processor) {
         throw new CcmError(
@@ -126,6 +130,13 @@ export class VmService implements OnApplicationShutdown {
         return { vm: this.view(vm), ...(measurement ? { measurement } : {}) };
       }
     });
+  }
+
+  private async endInterrupted(vm: LiveVm): Promise<undefined> {
+    const reason = 'its attested launch was cut off by a restart of the host-agent (no measurement kept)';
+    this.log.warn(`${vm.vmId}: ${reason}; ending it to launch it anew`);
+    await this.endProcess(vm, 'Failed', reason);
+    return undefined;
   }
 
   /** A repeated launch of a live VM: the same request gets the same answer, another one a conflict. */
@@ -331,4 +342,12 @@ function listeningPort(info: MigrationInfo): number {
     );
   }
   return port;
+}
+
+/**
+ * A local attested launch whose measurement was never kept: only an agent restarted between starting
+ * the VM and measuring it leaves one (the launch holds the VM's lock until it is measured).
+ */
+export function interruptedLaunch(r: VmRecord): boolean {
+  return r.origin === 'local' && r.sev !== undefined && !r.sev.measurement && !r.sev.secretInjected;
 }

@@ -34,4 +34,16 @@ export interface OverlayDriver {
   removeAddress(vmId: string, ip: string): Promise<void>;
   /** Probes ip:port from node `fromVmId` back to back; each sample names the node that answered. */
   watch(fromVmId: string, ip: string, port: number): Watch;
+  /**
+   * Only a driver whose nodes live in this process (the sim): sets node `vmId` to exactly this
+   * interface, these peers and these workload addresses. The overlay calls it from its rows before
+   * every change and probe, so a restarted replica, or one of several, acts on the nodes as the rows
+   * say and not on an empty or stale memory. Real nodes keep their state themselves.
+   */
+  restoreNode?(
+    vmId: string,
+    node: NodeSpec,
+    peers: readonly PeerSpec[],
+    addresses: readonly string[],
+  ): Promise<void>;
 }

@@ -33,6 +33,16 @@ export class SimOverlayDriver implements OverlayDriver {
     return Promise.resolve();
   }
 
+  restoreNode(vmId: string, spec: NodeSpec, peers: readonly PeerSpec[], addresses: readonly string[]) {
+    const node: SimNode = { spec, peers: new Map(), addresses: new Set([spec.nodeIp, ...addresses]) };
+    for (const p of peers) {
+      if (!p.remove)
+        node.peers.set(p.publicKey, { endpoint: p.endpoint, allowedIps: [...(p.allowedIps ?? [])] });
+    }
+    this.nodes.set(vmId, node);
+    return Promise.resolve();
+  }
+
   leaveNode(vmId: string): Promise<void> {
     this.nodes.delete(vmId);
     return Promise.resolve();

@@ -79,7 +79,7 @@ export class OverlayService {
         details: { reason: 'revoked' },
       });
     }
-    const cidr = await db.lockOverlay(m, overlayId);
+    const cidr = await this.lockOverlay(m, overlayId);
     const before = await db.peerRow(m, overlayId, a.vmId);
     await db.upsertPeer(m, {
       overlayId,
@@ -128,7 +128,7 @@ export class OverlayService {
 
   /** Removes a guest from one overlay (compensation of add-peer); absent is fine. */
   async removePeer(m: EntityManager, overlayId: string, vmId: string): Promise<boolean> {
-    await db.lockOverlay(m, overlayId);
+    await this.lockOverlay(m, overlayId);
     const peers = await db.meshPeers(m, overlayId);
     const gone = peers.find((p) => p.vmId === vmId);
     if (!gone) return false;
@@ -152,7 +152,7 @@ export class OverlayService {
     await db.insertRevocation(m, vmId, reason);
     const overlays = await db.overlaysOf(m, vmId);
     for (const overlayId of overlays) {
-      await db.lockOverlay(m, overlayId);
+      await this.lockOverlay(m, overlayId);
       const peers = await db.meshPeers(m, overlayId);
       await db.deletePeer(m, overlayId, vmId);
       await this.events.record(m, 'peer-revoked', { overlayId, vmId, reason }, cause);
@@ -182,7 +182,7 @@ export class OverlayService {
         },
       );
     }
-    const cidr = await db.lockOverlay(m, r.overlayId);
+    const cidr = await this.lockOverlay(m, r.overlayId);
     if (!(await db.peerRow(m, r.overlayId, r.vmId))) throw this.unknownPeer(r.overlayId, r.vmId);
     if (existing) return { ...r, ip: existing.ip, vmId: existing.holder, port: existing.port };
     const ip = await db.allocate(m, {
@@ -206,7 +206,7 @@ export class OverlayService {
 
   /** Moves a workload's /32 to `to` on every peer (a cut-over, or its revert when `to` is the source). */
   async move(m: EntityManager, w: db.WorkloadRow, to: string): Promise<MoveFigures> {
-    await db.lockOverlay(m, w.overlayId);
+    await this.lockOverlay(m, w.overlayId);
     if (!(await db.peerRow(m, w.overlayId, to))) throw this.unknownPeer(w.overlayId, to);
     const current = await db.workloadRow(m, w.workloadId);
     const from = current!.holder;
@@ -232,6 +232,7 @@ export class OverlayService {
    * (`overlay-path`: the holder answers, the other peer does not reach it; `workload`: nobody answers).
    */
   async probe(m: EntityManager, w: db.WorkloadRow): Promise<ProbeResult> {
+    if (this.driver.restoreNode) await this.restoreNodes(m, w.overlayId, await this.cidrOf(m, w.overlayId));
     const peers = await db.meshPeers(m, w.overlayId);
     const other = peers.find((p) => p.vmId !== w.holder)?.vmId;
     if (other !== undefined) {
@@ -266,16 +267,21 @@ export class OverlayService {
     m: EntityManager,
     overlayId: string,
   ): Promise<{ overlayId: string; cidr: string; peers: Peer[] }> {
+    const cidr = await this.cidrOf(m, overlayId);
+    const peers = await db.meshPeers(m, overlayId);
+    const out: Peer[] = [];
+    for (const p of peers)
+      out.push(this.describePeer(overlayId, p, (await db.peerRow(m, overlayId, p.vmId))!.evidenceDigest));
+    return { overlayId, cidr, peers: out };
+  }
+
+  private async cidrOf(m: EntityManager, overlayId: string): Promise<string> {
     const rows = await m.query<Array<{ cidr: string }>>(
       `SELECT cidr::text AS cidr FROM "${OVERLAY_SCHEMA}".overlay WHERE overlay_id = $1`,
       [overlayId],
     );
     if (!rows[0]) throw new CcmError(ErrorCodes.NotFound, `no overlay ${overlayId}`, { retryable: false });
-    const peers = await db.meshPeers(m, overlayId);
-    const out: Peer[] = [];
-    for (const p of peers)
-      out.push(this.describePeer(overlayId, p, (await db.peerRow(m, overlayId, p.vmId))!.evidenceDigest));
-    return { overlayId, cidr: rows[0].cidr, peers: out };
+    return rows[0].cidr;
   }
 
   private describePeer(overlayId: string, p: MeshPeer, evidenceDigest: string): Peer {
@@ -303,6 +309,26 @@ export class OverlayService {
     return new CcmError(ErrorCodes.NotFound, `${vmId} is not a peer of overlay ${overlayId}`, {
       retryable: false,
       effect: 'none',
+    });
+  }
+
+  /** Takes the overlay's row lock (one writer across replicas) and brings in-process nodes up to the rows. */
+  private async lockOverlay(m: EntityManager, overlayId: string): Promise<string> {
+    const cidr = await db.lockOverlay(m, overlayId);
+    await this.restoreNodes(m, overlayId, cidr);
+    return cidr;
+  }
+
+  /** With a driver whose nodes live in this process: each peer's node as the rows say (see `restoreNode`). */
+  private async restoreNodes(m: EntityManager, overlayId: string, cidr: string): Promise<void> {
+    const restore = this.driver.restoreNode?.bind(this.driver);
+    if (!restore) return;
+    const peers = await db.meshPeers(m, overlayId);
+    await this.nodes(async () => {
+      for (const p of peers) {
+        const node = { publicKey: p.publicKey, nodeIp: p.nodeIp, overlayCidr: cidr, endpoint: p.endpoint };
+        await restore(p.vmId, node, peerSpecsFor(p.vmId, peers), p.workloadIps);
+      }
     });
   }
 
