@@ -45,7 +45,18 @@ const specDepConstraints = depConstraints.map((c) =>
 );
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.state/**', '.nx/**', '.tmp*/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: [
+      'node_modules/**',
+      'dist/**',
+      '.state/**',
+      '.nx/**',
+      '.tmp*/**',
+      'coverage/**',
+      '**/*.js',
+      '**/*.mjs',
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   prettier,
   {

@@ -64,7 +64,8 @@ export async function agentClient(stack: TestStack): Promise<AgentClient> {
         const ended = Promise.race(
           subs.map(async ({ what, sub }) => {
             for await (const m of sub) {
-              if (what === 'completed') return openEnvelope(m.data, trust, TRANSFER_EVENTS.completed, { subject: m.subject }).data;
+              if (what === 'completed')
+                return openEnvelope(m.data, trust, TRANSFER_EVENTS.completed, { subject: m.subject }).data;
               const data = openEnvelope(m.data, trust, TRANSFER_EVENTS[what], { subject: m.subject }).data;
               throw new Error(`migration ${id} ${what}: ${data.reason}`);
             }

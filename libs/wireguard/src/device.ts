@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WgInvalidArgumentError } from './errors.js';
 import { run } from './exec.js';
-import { allowedIps, endpoint, formatCidr, interfaceName, interfaceAddress, parseCidr, wgKey } from './validate.js';
+import {
+  allowedIps,
+  endpoint,
+  formatCidr,
+  interfaceName,
+  interfaceAddress,
+  parseCidr,
+  wgKey,
+} from './validate.js';
 
 /** Where an interface lives: its name and, unless it is in the caller's own, its network namespace. */
 export interface WgTarget {
@@ -46,7 +54,10 @@ const where = (t: WgTarget) => ({ netns: t.netns });
  * Sets the private key and the listen port. The key goes through a 0600 file in a private temp dir,
  * removed at once (never argv, where any process could read it; `wg` cannot read it from a pipe).
  */
-export async function configureDevice(t: WgTarget, cfg: { privateKey: string; listenPort: number }): Promise<void> {
+export async function configureDevice(
+  t: WgTarget,
+  cfg: { privateKey: string; listenPort: number },
+): Promise<void> {
   if (!Number.isInteger(cfg.listenPort) || cfg.listenPort < 1 || cfg.listenPort > 65535) {
     throw new WgInvalidArgumentError('listen port', String(cfg.listenPort), '1-65535');
   }
@@ -55,7 +66,15 @@ export async function configureDevice(t: WgTarget, cfg: { privateKey: string; li
   try {
     const file = join(dir, 'key');
     await writeFile(file, `${key}\n`, { mode: 0o600 });
-    const argv = ['wg', 'set', interfaceName(t.name), 'private-key', file, 'listen-port', String(cfg.listenPort)];
+    const argv = [
+      'wg',
+      'set',
+      interfaceName(t.name),
+      'private-key',
+      file,
+      'listen-port',
+      String(cfg.listenPort),
+    ];
     await run(argv, where(t));
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -74,7 +93,10 @@ export function setPeersArgv(name: string, peers: readonly PeerSpec[]): string[]
     if (p.endpoint !== undefined) argv.push('endpoint', endpoint(p.endpoint));
     if (p.allowedIps !== undefined) argv.push('allowed-ips', allowedIps(p.allowedIps).join(','));
     if (p.persistentKeepaliveS !== undefined) {
-      argv.push('persistent-keepalive', String(Math.max(0, Math.min(65535, Math.floor(p.persistentKeepaliveS)))));
+      argv.push(
+        'persistent-keepalive',
+        String(Math.max(0, Math.min(65535, Math.floor(p.persistentKeepaliveS)))),
+      );
     }
   }
   return argv;

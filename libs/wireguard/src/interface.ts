@@ -96,5 +96,6 @@ async function linkExists(t: WgTarget): Promise<boolean> {
 }
 
 async function deleteLink(t: WgTarget): Promise<void> {
-  if (await linkExists(t)) await run(['ip', 'link', 'del', t.name], { netns: t.netns }).catch(() => undefined);
+  if (await linkExists(t))
+    await run(['ip', 'link', 'del', t.name], { netns: t.netns }).catch(() => undefined);
 }

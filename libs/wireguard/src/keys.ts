@@ -20,6 +20,10 @@ export function generateKeyPair(): WgKeyPair {
 /** The public key of a base64 private key (`wg pubkey`). */
 export function publicKeyOf(privateKey: string): string {
   const raw = Buffer.from(wgKey(privateKey), 'base64');
-  const key = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({
+    key: Buffer.concat([X25519_PKCS8_PREFIX, raw]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   return createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(-32).toString('base64');
 }

@@ -67,7 +67,21 @@ export class WgLab {
     await createNetns(netns);
     this.namespaces.push(netns);
     const host = `v${n}-${this.tag}`.slice(0, 15);
-    await run(['ip', 'link', 'add', 'eth0', 'netns', netns, 'type', 'veth', 'peer', 'name', host, 'netns', this.underlay]);
+    await run([
+      'ip',
+      'link',
+      'add',
+      'eth0',
+      'netns',
+      netns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      host,
+      'netns',
+      this.underlay,
+    ]);
     await run(['ip', '-n', this.underlay, 'link', 'set', host, 'master', 'br0', 'up']);
     const under = `10.78.${Math.floor(n / 250)}.${(n % 250) + 1}`;
     await run(['ip', '-n', netns, 'address', 'add', `${under}/16`, 'dev', 'eth0']);
@@ -125,4 +139,3 @@ export class WgLab {
     await Promise.allSettled(names.map((n) => deleteNetns(n)));
   }
 }
-

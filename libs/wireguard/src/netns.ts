@@ -17,7 +17,17 @@ export async function linkNetns(
   a: { netns: string; ifname: string; address: string },
   b: { netns: string; ifname: string; address: string },
 ): Promise<void> {
-  await run(['ip', 'link', 'add', interfaceName(a.ifname), 'type', 'veth', 'peer', 'name', interfaceName(b.ifname)]);
+  await run([
+    'ip',
+    'link',
+    'add',
+    interfaceName(a.ifname),
+    'type',
+    'veth',
+    'peer',
+    'name',
+    interfaceName(b.ifname),
+  ]);
   for (const end of [a, b]) {
     await run(['ip', 'link', 'set', end.ifname, 'netns', netnsName(end.netns)]);
     await run(['ip', '-n', end.netns, 'address', 'add', interfaceAddress(end.address), 'dev', end.ifname]);
@@ -34,7 +44,11 @@ export async function netnsSupport(): Promise<{ ok: true } | { ok: false; reason
   } catch {
     return { ok: false, reason: '/dev/net/tun is missing: wireguard-go cannot make its interface' };
   }
-  for (const tool of [['ip', '-V'], ['wg', '--version'], ['wireguard-go', '--version']]) {
+  for (const tool of [
+    ['ip', '-V'],
+    ['wg', '--version'],
+    ['wireguard-go', '--version'],
+  ]) {
     try {
       await run(tool, { timeoutMs: 5_000 });
     } catch (err) {

@@ -56,7 +56,11 @@ export function parseCidr(text: string, strict = true): Cidr {
   const addr = ipv4ToInt(m[1]);
   const network = prefix === 0 ? 0 : (addr & maskOf(prefix)) >>> 0;
   if (strict && network !== addr) {
-    throw new WgInvalidArgumentError('CIDR', text, `host bits set (network is ${intToIpv4(network)}/${prefix})`);
+    throw new WgInvalidArgumentError(
+      'CIDR',
+      text,
+      `host bits set (network is ${intToIpv4(network)}/${prefix})`,
+    );
   }
   return { network, prefix };
 }
@@ -70,12 +74,12 @@ export function formatCidr(c: Cidr): string {
 }
 
 export function cidrContains(c: Cidr, ip: number): boolean {
-  return ((ip & maskOf(c.prefix)) >>> 0) === c.network;
+  return (ip & maskOf(c.prefix)) >>> 0 === c.network;
 }
 
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
   const p = Math.min(a.prefix, b.prefix);
-  return ((a.network & maskOf(p)) >>> 0) === ((b.network & maskOf(p)) >>> 0);
+  return (a.network & maskOf(p)) >>> 0 === (b.network & maskOf(p)) >>> 0;
 }
 
 /** `host:port` with an IPv4 host, as WireGuard endpoints are given here. */
