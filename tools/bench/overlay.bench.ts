@@ -20,7 +20,22 @@
 import { parseArgs } from 'node:util';
 import { type ChildProcess } from 'node:child_process';
 import { pollUntil } from '@ccm/testing';
-import { brownoutOf, netnsSupport, serveName, startProber, WgLab, type Prober } from '@ccm/wireguard';
+import {
+  brownoutOf,
+  netnsSupport,
+  serveName,
+  showDevice,
+  startProber,
+  WgLab,
+  type PeerSpec,
+  type Prober,
+  type ProbeSample,
+} from '@ccm/wireguard';
+import {
+  type NodeSpec,
+  type OverlayDriver,
+  type Watch,
+} from '../../apps/network-overlay/src/driver/driver.js';
 import { WgLabDriver } from '../../apps/network-overlay/src/driver/wg-lab-driver.js';
 import { OverlayFixture } from '../../apps/network-overlay/src/testing/overlay-fixture.js';
 
@@ -32,6 +47,80 @@ if (PEERS.some((n) => !Number.isInteger(n) || n < 2 || n > 200) || !Number.isInt
   );
 }
 const PORT = 8080;
+/** OVERLAY_BENCH_TRACE=1: per move, a timeline of the request, every node change and the client's samples. */
+const TRACE = process.env['OVERLAY_BENCH_TRACE'] === '1';
+
+/** When each node change ran (ms on this process's clock), for the trace. */
+interface NodeCall {
+  readonly what: string;
+  readonly start: number;
+  end?: number;
+}
+
+/** The lab driver, recording each call's start and end. */
+class TracingDriver implements OverlayDriver {
+  readonly calls: NodeCall[] = [];
+  constructor(private readonly inner: WgLabDriver) {}
+  private async timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const call: NodeCall = { what, start: performance.now() };
+    this.calls.push(call);
+    try {
+      return await fn();
+    } finally {
+      call.end = performance.now();
+    }
+  }
+  joinNode(vmId: string, node: NodeSpec) {
+    return this.timed(`join ${vmId}`, () => this.inner.joinNode(vmId, node));
+  }
+  leaveNode(vmId: string) {
+    return this.timed(`leave ${vmId}`, () => this.inner.leaveNode(vmId));
+  }
+  setPeers(vmId: string, peers: readonly PeerSpec[]) {
+    return this.timed(`set ${vmId}`, () => this.inner.setPeers(vmId, peers));
+  }
+  addAddress(vmId: string, ip: string) {
+    return this.timed(`add-address ${vmId}`, () => this.inner.addAddress(vmId, ip));
+  }
+  removeAddress(vmId: string, ip: string) {
+    return this.timed(`remove-address ${vmId}`, () => this.inner.removeAddress(vmId, ip));
+  }
+  watch(fromVmId: string, ip: string, port: number): Watch {
+    this.calls.push({ what: `watch from ${fromVmId}`, start: performance.now() });
+    return this.inner.watch(fromVmId, ip, port);
+  }
+}
+
+/** Samples as runs of one answerer (`-`: no answer), each with its first and last time relative to `t0`. */
+function runsOf(samples: readonly ProbeSample[], t0: number): string {
+  const out: string[] = [];
+  let i = 0;
+  while (i < samples.length) {
+    let j = i;
+    while (j + 1 < samples.length && samples[j + 1].by === samples[i].by) j++;
+    const by = samples[i].by ?? '-';
+    out.push(`${by}x${j - i + 1}@${(samples[i].t - t0).toFixed(0)}..${(samples[j].t - t0).toFixed(0)}`);
+    i = j + 1;
+  }
+  return out.join(' ');
+}
+
+/** The node calls since `from` (index), relative to `t0`: the first and last of each kind. */
+function callsOf(calls: readonly NodeCall[], from: number, t0: number): string {
+  const groups = new Map<string, NodeCall[]>();
+  for (const c of calls.slice(from)) {
+    const kind = c.what.startsWith('set ') ? 'set(all)' : c.what;
+    groups.set(kind, [...(groups.get(kind) ?? []), c]);
+  }
+  const rel = (v: number | undefined) => (v === undefined ? '?' : (v - t0).toFixed(0));
+  return [...groups]
+    .map(([k, cs]) => {
+      const start = Math.min(...cs.map((c) => c.start));
+      const end = Math.max(...cs.map((c) => c.end ?? Number.NaN));
+      return `${k}${cs.length > 1 ? `x${cs.length}` : ''} ${rel(start)}..${rel(end)}`;
+    })
+    .join(', ');
+}
 
 function percentile(values: number[], p: number): number {
   if (!values.length) return Number.NaN;
@@ -73,7 +162,8 @@ async function oneSize(n: number, index: number): Promise<Figures> {
   };
   try {
     for (let i = 1; i <= n; i++) await lab.addNode(id(i), i, false);
-    f = await OverlayFixture.start(new WgLabDriver(lab), 1, { CCM_OVERLAY_ANSWER_WAIT_MS: '5000' });
+    const driver = new TracingDriver(new WgLabDriver(lab));
+    f = await OverlayFixture.start(driver, 1, { CCM_OVERLAY_ANSWER_WAIT_MS: '5000' });
     await f.send('operator', 'create-overlay', { overlayId, cidr });
     for (const node of lab.nodes.values()) {
       const admission = await f.admission(node.id, node.keys.publicKey, { endpoint: node.endpoint });
@@ -109,6 +199,7 @@ async function oneSize(n: number, index: number): Promise<Figures> {
         ['revert-cut-over', b, a],
       ] as const) {
         const mark = probes.samples.length;
+        const callMark = driver.calls.length;
         const cmd = f.step(
           'cut-over',
           `bench-${n}-${r}`,
@@ -129,6 +220,22 @@ async function oneSize(n: number, index: number): Promise<Figures> {
           out.unmeasured++;
         if (typeof figures.brownoutMs === 'number') out.serviceBrownoutMs.push(figures.brownoutMs);
         if (seen !== undefined) out.clientBrownoutMs.push(seen);
+        if (TRACE) {
+          const around = probes.samples.filter((s) => s.t >= t0 - 300);
+          const dev = await showDevice(lab.node(c).iface);
+          const hs = (vm: string) => {
+            const p = dev.peers.find((q) => q.publicKey === lab.node(vm).keys.publicKey);
+            return p?.latestHandshakeMs === undefined
+              ? 'none'
+              : `${((Date.now() - p.latestHandshakeMs) / 1000).toFixed(0)}s ago`;
+          };
+          console.log(
+            `[trace ${n} ${verb} ${r}] load ${(await import('node:os')).loadavg()[0].toFixed(1)} reply ${out.replyMs.at(-1)!.toFixed(0)} brownout svc ${figures.brownoutMs ?? 'null'} client ${seen?.toFixed(1) ?? 'none'}`,
+          );
+          console.log(`  nodes: ${callsOf(driver.calls, callMark, t0)}`);
+          console.log(`  client ${c} (t=0 request): ${runsOf(around, t0)}`);
+          console.log(`  client's handshakes: with ${from} ${hs(from)}, with ${to} ${hs(to)}`);
+        }
       }
     }
   } finally {

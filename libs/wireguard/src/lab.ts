@@ -18,12 +18,19 @@ export interface LabNode {
 }
 
 const LISTEN_PORT = 51820;
+/** The underlay router's address on every node's link (a /32 of its own on each router-side veth). */
+const ROUTER = '10.78.255.254';
 
 /**
- * Nodes as network namespaces joined by a bridge in an underlay namespace, each with a WireGuard
- * interface (kernel where the module loads, wireguard-go otherwise). Names carry `tag` (use the pid)
- * so parallel runs never collide; `destroy()` removes every namespace and process, and is also run
- * on SIGINT/SIGTERM.
+ * Nodes as network namespaces, each with a WireGuard interface (kernel where the module loads,
+ * wireguard-go otherwise), joined by an underlay namespace that routes between them: every node has
+ * a point-to-point link to it and one neighbour (the router), the router one neighbour per node.
+ * Not a bridge: the kernel's ARP table is one for all namespaces (neighbour entries of every
+ * namespace count against `net.ipv4.neigh.default.gc_thresh3`, 1024 by default), and a bridged
+ * mesh of N nodes fills it with N·(N-1) entries: at 64 nodes the kernel logs "neighbor table
+ * overflow" and drops packets for seconds (issue 11's 64-peer brownout). Routed, a lab holds about
+ * 2·N entries. Names carry `tag` (use the pid) so parallel runs never collide; `destroy()` removes
+ * every namespace and process, and is also run on SIGINT/SIGTERM.
  */
 export class WgLab {
   readonly nodes = new Map<string, LabNode>();
@@ -49,8 +56,7 @@ export class WgLab {
     try {
       await createNetns(lab.underlay);
       lab.namespaces.push(lab.underlay);
-      await run(['ip', '-n', lab.underlay, 'link', 'add', 'br0', 'type', 'bridge']);
-      await run(['ip', '-n', lab.underlay, 'link', 'set', 'br0', 'up']);
+      await run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { netns: lab.underlay });
     } catch (err) {
       await lab.destroy();
       throw err;
@@ -82,10 +88,15 @@ export class WgLab {
       'netns',
       this.underlay,
     ]);
-    await run(['ip', '-n', this.underlay, 'link', 'set', host, 'master', 'br0', 'up']);
     const under = `10.78.${Math.floor(n / 250)}.${(n % 250) + 1}`;
-    await run(['ip', '-n', netns, 'address', 'add', `${under}/16`, 'dev', 'eth0']);
-    await run(['ip', '-n', netns, 'link', 'set', 'eth0', 'up']);
+    const at = (ns: string, argv: string[]) => run(['ip', '-n', ns, ...argv]);
+    await at(this.underlay, ['link', 'set', host, 'up']);
+    await at(this.underlay, ['address', 'add', `${ROUTER}/32`, 'dev', host]);
+    await at(this.underlay, ['route', 'add', `${under}/32`, 'dev', host]);
+    await at(netns, ['address', 'add', `${under}/32`, 'dev', 'eth0']);
+    await at(netns, ['link', 'set', 'eth0', 'up']);
+    await at(netns, ['route', 'add', `${ROUTER}/32`, 'dev', 'eth0']);
+    await at(netns, ['route', 'add', '10.78.0.0/16', 'via', ROUTER, 'dev', 'eth0']);
     const iface = await createInterface({ name: `wg${n}-${this.tag}`.slice(0, 15), netns });
     const keys = generateKeyPair();
     const overlayIp = intToIpv4(parseCidr(this.overlayCidr).network + n);
