@@ -181,7 +181,7 @@ async function oneSize(n: number, index: number): Promise<Figures> {
     })) as {
       ip: string;
     };
-    client = startProber(lab.node(c).netns, ip, PORT, { timeoutMs: 100, gapMs: 1 });
+    client = startProber(lab.node(c).netns, ip, PORT, { timeoutMs: 100, gapMs: 5 });
     const probes = client;
     const answeredBy = async (by: string, from: number) =>
       pollUntil(

@@ -15,22 +15,33 @@ const SERVE = `const [name, port] = process.argv.slice(1);
 require('node:http').createServer((q, r) => r.end(name)).listen(Number(port), '0.0.0.0', () => console.log('listening'));`;
 
 /**
- * GETs http://ip:port/ back to back (a new connection each), one line per probe: `t by|-`, `t` on the
- * wall clock (the prober's time origin + its monotonic time), which the caller puts on its own clock.
+ * Starts a GET of http://ip:port/ every `gap` ms (a new connection each, several in flight when
+ * answers are slow), each given up after `timeout` ms, and prints one line per probe in the order
+ * they were sent: `t by|-`, `t` when it was sent on the wall clock (the prober's time origin + its
+ * monotonic time), which the caller puts on its own clock. Probes run at a fixed rate and not one
+ * after the other so that a probe lost at a switch (a connection whose packets go to a node that no
+ * longer holds the address) does not blind the prober for its whole timeout: the next probe leaves
+ * `gap` ms later, and a brownout is seen to within `gap`.
  */
 const PROBE = `const [ip, port, timeout, gap] = process.argv.slice(1);
 const http = require('node:http');
-let stop = false; process.stdin.on('end', () => (stop = true)); process.stdin.resume();
-const once = () => new Promise((res) => {
-  const t = performance.now();
+const pending = [];
+const flush = () => { while (pending.length && pending[0].by !== undefined) { const p = pending.shift();
+  process.stdout.write((performance.timeOrigin + p.t).toFixed(3) + ' ' + p.by + '\\n'); } };
+const once = () => {
+  const p = { t: performance.now(), by: undefined };
+  pending.push(p);
+  const done = (by) => { if (p.by === undefined) { p.by = by; flush(); } };
   const req = http.get({ host: ip, port: Number(port), agent: false, timeout: Number(timeout) }, (r) => {
-    let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => res([t, b]));
+    let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => done(b || '-'));
   });
   req.on('timeout', () => req.destroy(new Error('timeout')));
-  req.on('error', () => res([t, '-']));
-});
-(async () => { while (!stop) { const [t, b] = await once(); process.stdout.write((performance.timeOrigin + t).toFixed(3) + ' ' + b + '\\n');
-  await new Promise((r) => setTimeout(r, Number(gap))); } process.exit(0); })();`;
+  req.on('error', () => done('-'));
+};
+const tick = setInterval(once, Number(gap)); once();
+process.stdin.on('end', () => { clearInterval(tick);
+  const t = setInterval(() => { if (!pending.length) { clearInterval(t); process.exit(0); } }, 5); });
+process.stdin.resume();`;
 
 /** Starts the workload stand-in in `netns`; resolves once it listens. Kill the process to stop it. */
 export async function serveName(netns: string, name: string, port: number): Promise<ChildProcess> {
@@ -51,7 +62,11 @@ export interface Prober {
   stop(): Promise<ProbeSample[]>;
 }
 
-/** Probes ip:port from `netns` (this process's own namespace when undefined) until stopped (a new TCP connection and GET per probe). */
+/**
+ * Probes ip:port from `netns` (this process's own namespace when undefined) until stopped: a new TCP
+ * connection and GET every `gapMs` (default 5), each given up after `timeoutMs` (default 100); the
+ * samples in the order the probes were sent.
+ */
 export function startProber(
   netns: string | undefined,
   ip: string,
@@ -60,7 +75,7 @@ export function startProber(
 ): Prober {
   ipv4ToInt(ip);
   const argv = inNetns(
-    [process.execPath, '-e', PROBE, ip, String(port), String(opts.timeoutMs ?? 100), String(opts.gapMs ?? 1)],
+    [process.execPath, '-e', PROBE, ip, String(port), String(opts.timeoutMs ?? 100), String(opts.gapMs ?? 5)],
     netns === undefined ? undefined : netnsName(netns),
   );
   const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });

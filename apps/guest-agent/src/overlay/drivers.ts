@@ -162,7 +162,7 @@ export class WireGuardGuestOverlay implements GuestOverlayDriver {
   }
 
   probe(ip: string, port: number): GuestProbe {
-    return startProber(undefined, ip, port, { timeoutMs: 100, gapMs: 1 });
+    return startProber(undefined, ip, port, { timeoutMs: 100, gapMs: 5 });
   }
 
   private need(): WgInterface {

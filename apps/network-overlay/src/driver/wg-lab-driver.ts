@@ -40,6 +40,6 @@ export class WgLabDriver implements OverlayDriver {
   }
 
   watch(fromVmId: string, ip: string, port: number): Watch {
-    return startProber(this.lab.node(fromVmId).netns, ip, port, { timeoutMs: 100, gapMs: 1 });
+    return startProber(this.lab.node(fromVmId).netns, ip, port, { timeoutMs: 100, gapMs: 5 });
   }
 }

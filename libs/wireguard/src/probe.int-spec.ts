@@ -1,0 +1,46 @@
+import { pollUntil } from '@ccm/testing';
+import { createServer, type Server } from 'node:http';
+import { type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startProber, type Prober } from './probe.js';
+
+/**
+ * The prober as a real process against a real HTTP server on loopback (no namespace, no root): a
+ * probe that gets no answer must not stop the next ones, and the samples come in the order sent.
+ */
+describe('startProber', () => {
+  let server: Server | undefined;
+  let prober: Prober | undefined;
+  afterEach(async () => {
+    await prober?.stop();
+    server?.closeAllConnections();
+    await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  });
+
+  it('keeps probing at its rate while a probe hangs, and reports the hung one as unanswered in order', async () => {
+    let requests = 0;
+    server = createServer((_q, r) => {
+      // The first request is never answered (a connection cut at a switch); the others at once.
+      if (++requests > 1) r.end('w');
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    prober = startProber(undefined, '127.0.0.1', port, { timeoutMs: 300, gapMs: 5 });
+    const probes = prober;
+    await pollUntil(
+      'the hung probe reported',
+      () => probes.samples,
+      (s) => s.length > 0 && s[0].by === undefined,
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    const samples = await prober.stop();
+    const hung = samples[0];
+    // Answers to probes sent while the first one hung: with back-to-back probes there would be none.
+    const during = samples.filter((s) => s.by === 'w' && s.t < hung.t + 300);
+    expect(during.length).toBeGreaterThan(5);
+    expect(samples.slice(1).every((s) => s.by === 'w')).toBe(true);
+    expect(samples.every((s, i) => i === 0 || s.t >= samples[i - 1].t)).toBe(true);
+  });
+});
