@@ -3,7 +3,7 @@
  * process) driving real wireguard-go peers in network namespaces (libs/wireguard's WgLab). For each
  * overlay size N it admits N peers, serves the workload stand-in in peer 1 and peer 2, and moves the
  * workload's /32 from peer 1 to peer 2 (`cut-over`) and back (`revert-cut-over`) RUNS times while a
- * client in peer 3 probes it back to back (with 2 peers there is no third one: the client is in peer 1,
+ * client in peer 3 probes it every 5 ms (with 2 peers there is no third one: the client is in peer 1,
  * so its probes are local while peer 1 holds the address). Prints p50/p99 of:
  * - cut-over: the service's `cutOverMs` (move started → the target holds the address, every peer's
  *   allowed IPs changed, the source dropped it);
@@ -15,7 +15,8 @@
  * Run: `npm run bench:overlay` (builds, then node dist/tools/bench/overlay.bench.js [--json]); needs
  * root, /dev/net/tun, ip, wg and wireguard-go (else it prints why and exits 0).
  * Environment: OVERLAY_BENCH_PEERS (comma list of 2..200, default 2,16,64, the sizes of issue 11),
- * OVERLAY_BENCH_RUNS (default 10). A 64-peer size takes a few minutes (the client may wait up to a minute).
+ * OVERLAY_BENCH_RUNS (default 10), OVERLAY_BENCH_TRACE=1 (per move: when each node change ran and what
+ * the client saw, relative to the request). A 64-peer size takes under a minute here.
  */
 import { parseArgs } from 'node:util';
 import { type ChildProcess } from 'node:child_process';
