@@ -83,6 +83,8 @@ describe('key-broker release-migration-key', () => {
       tcb: { ...tcb, snp: tcb.snp - 1 },
     }).stateDir;
   };
+  /** The underlay endpoint the target guest reports with its evidence (not attested). */
+  const TARGET_ENDPOINT = '10.78.0.2:51820';
   const startGuest = async (vmId: string, spDir: string) => {
     guests.push(
       await startAgent(
@@ -93,6 +95,7 @@ describe('key-broker release-migration-key', () => {
           CCM_GUEST_SEV: 'emulated',
           CCM_GUEST_SEV_DIR: spDir,
           CCM_GUEST_IMAGE: IMAGE,
+          ...(vmId === 'vm-tgt' ? { CCM_GUEST_OVERLAY_ENDPOINT: TARGET_ENDPOINT } : {}),
         }),
       ),
     );
@@ -201,7 +204,7 @@ describe('key-broker release-migration-key', () => {
     expect(r.keyId).toMatch(/^mk-/);
     granted = { cmd, keyId: r.keyId, decision: r.decision };
     // The overlay admission of the target: signed by the broker, the target's attested key as its
-    // WireGuard key (the overlay verifies it itself).
+    // WireGuard key (the overlay verifies it itself), the endpoint the target reported beside it.
     const targetKey = (await guest('operator', 'vm-tgt', 'identity', {})).publicKey;
     expect(r.overlayAdmission).toMatchObject({
       type: 'ccm.overlay.admission.v1',
@@ -210,6 +213,7 @@ describe('key-broker release-migration-key', () => {
         vmId: 'vm-tgt',
         wgPublicKey: targetKey,
         evidenceDigest: expect.stringMatching(/^[0-9a-f]{96}$/),
+        endpoint: TARGET_ENDPOINT,
       },
     });
     expect(() => verifyEnvelope(r.overlayAdmission!, trust)).not.toThrow();

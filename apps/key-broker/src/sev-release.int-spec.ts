@@ -91,6 +91,7 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
           CCM_INSTANCE_ID: `guest-${vmId}`,
           CCM_GUEST_SEV: 'sev-es',
           CCM_GUEST_SECRET_TABLE: secretTable,
+          ...(vmId === 'vm-s2' ? { CCM_GUEST_OVERLAY_ENDPOINT: '10.78.0.12:51820' } : {}),
         }),
       ),
     );
@@ -158,11 +159,16 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
     expect(rec.decision.rules.map((x) => x.rule)).toEqual(
       expect.arrayContaining(['source:mac-verifies', 'target:launch-attested', 'target-tcb-not-lower']),
     );
-    // The overlay admission of an SEV-ES target names its MAC's digest (there is no report to name).
+    // The overlay admission of an SEV-ES target names its MAC's digest (there is no report to name),
+    // and the underlay endpoint the target reported with its evidence.
     const target = rec.decision.evidence.find((e) => e.role === 'target')!;
     expect(target.macSha384).toMatch(/^[0-9a-f]{96}$/);
     expect(target.reportSha384).toBeUndefined();
-    expect(r.overlayAdmission?.data).toMatchObject({ vmId: 'vm-s2', evidenceDigest: target.macSha384 });
+    expect(r.overlayAdmission?.data).toMatchObject({
+      vmId: 'vm-s2',
+      evidenceDigest: target.macSha384,
+      endpoint: '10.78.0.12:51820',
+    });
   });
 
   it('the in-process guest, answering honestly, is granted and unseals the key (the cases below break one thing each)', async () => {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { canonicalJson } from './canonical.js';
 import { RuleResultSchema } from './key-broker.js';
 import { IdSchema } from './migration.js';
-import { SignedAdmissionSchema } from './overlay.js';
+import { SignedAdmissionSchema, UnderlayEndpointSchema } from './overlay.js';
 
 /**
  * The two-sided migration key release (ARCHITECTURE §9 step 5): broker nonces, a guest's fresh SNP
@@ -85,6 +85,11 @@ const EvidenceBase = z.object({
   migrationId: IdSchema,
   /** The guest's X25519 identity public key (32 bytes), base64. */
   publicKey: b64(64),
+  /**
+   * The guest's underlay WireGuard endpoint a.b.c.d:port as it reports it (not attested: routing
+   * only); the broker's overlay admission for this guest carries it as `endpoint`.
+   */
+  overlayEndpoint: UnderlayEndpointSchema.optional(),
 });
 
 /** An SNP guest's evidence: its report (REPORT_DATA binds key, nonce, migration) and the VCEK chain. */

@@ -58,6 +58,9 @@ export class GuestAttestation implements OnModuleInit {
   /** Evidence for the key-broker: a fresh report binding this guest's identity key, nonce and migration. */
   evidence(nonce: string, migrationId: string): EvidenceReply {
     const mode = this.config.CCM_GUEST_SEV;
+    // Where the other peers reach this guest's WireGuard interface: reported, not attested.
+    const endpoint = this.config.CCM_GUEST_OVERLAY_ENDPOINT;
+    const reported = endpoint ? { overlayEndpoint: endpoint } : {};
     if (this.identitySecret && (mode === 'sev' || mode === 'sev-es')) {
       const publicKey = this.cp.identity.publicKey;
       const mac = guestEvidenceMac(this.identitySecret, publicKey, Buffer.from(nonce, 'hex'), migrationId);
@@ -68,6 +71,7 @@ export class GuestAttestation implements OnModuleInit {
         platform: mode,
         publicKey: publicKey.toString('base64'),
         mac: mac.toString('hex'),
+        ...reported,
       };
     }
     if (!this.sp || !this.guest) {
@@ -77,10 +81,13 @@ export class GuestAttestation implements OnModuleInit {
         { retryable: false },
       );
     }
-    return simGuestEvidence(this.sp, this.guest, this.config.CCM_VM_ID, this.cp.identity.publicKey, {
-      nonce,
-      migrationId,
-    });
+    return {
+      ...simGuestEvidence(this.sp, this.guest, this.config.CCM_VM_ID, this.cp.identity.publicKey, {
+        nonce,
+        migrationId,
+      }),
+      ...reported,
+    };
   }
 }
 

@@ -53,6 +53,8 @@ export interface JudgedGuest {
   readonly platform?: 'sev-snp' | 'sev' | 'sev-es';
   readonly report?: SnpAttestationReport;
   readonly publicKey?: Buffer;
+  /** The underlay endpoint the guest reported with its evidence (not attested: routing only). */
+  readonly overlayEndpoint?: string;
   readonly digests: {
     nonceSha256?: string;
     reportSha384?: string;

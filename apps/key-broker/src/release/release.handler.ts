@@ -255,9 +255,10 @@ export class ReleaseHandler {
       return { ...out(), rules };
     }
     const asked = { nonce: evidence.nonce, migrationId: bindingId };
+    const reported = evidence.overlayEndpoint ? { overlayEndpoint: evidence.overlayEndpoint } : {};
     if (evidence.platform !== 'sev-snp') {
       const judged = judgeSevEvidence(role, vmId, evidence, asked, await this.launchOf(vmId), policy);
-      return { ...judged, rules: [...rules, ...judged.rules] };
+      return { ...judged, ...reported, rules: [...rules, ...judged.rules] };
     }
     // The owner's cached VCEK of this chip and TCB (or VLEK of this product line and TCB), when there
     // is one, replaces the guest's.
@@ -270,7 +271,7 @@ export class ReleaseHandler {
       policy,
     );
     judged.digests.vcekSource = cached ? 'cache' : 'guest';
-    return { ...judged, rules: [...rules, ...judged.rules] };
+    return { ...judged, ...reported, rules: [...rules, ...judged.rules] };
   }
 
   /** The newest attested launch of a VM whose secret was released (or revoked since): SEV evidence's anchor. */
@@ -301,7 +302,10 @@ export class ReleaseHandler {
     };
   }
 
-  /** The target's overlay admission: its attested X25519 key is its WireGuard key. */
+  /**
+   * The target's overlay admission: its attested X25519 key is its WireGuard key; the endpoint it
+   * reported with its evidence, if any, rides along (not attested: where peers send, not who may).
+   */
   private admission(target: JudgedGuest, at: Date): KeyReleaseResult['overlayAdmission'] {
     const env = this.bus.seal({
       // A statement travels inside step commands, on no subject of its own: it is bound to its type.
@@ -313,6 +317,7 @@ export class ReleaseHandler {
         evidenceDigest: (target.digests.reportSha384 ?? target.digests.macSha384)!,
         verifiedAt: at.toISOString(),
         expiresAt: new Date(at.getTime() + ADMISSION_VALID_MS).toISOString(),
+        ...(target.overlayEndpoint ? { endpoint: target.overlayEndpoint } : {}),
       },
     });
     return { ...env, type: OVERLAY_ADMISSION_TYPE };
