@@ -34,7 +34,8 @@ const ROUTER = '10.78.255.254';
  */
 export class WgLab {
   readonly nodes = new Map<string, LabNode>();
-  private readonly underlay: string;
+  /** The namespace that routes between the nodes. */
+  readonly underlay: string;
   private readonly namespaces: string[] = [];
   private readonly onSignal = (sig: NodeJS.Signals) => {
     void this.destroy().finally(() => process.kill(process.pid, sig));
