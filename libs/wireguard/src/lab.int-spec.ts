@@ -1,6 +1,6 @@
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setPeers, showDevice } from './device.js';
+import { showDevice } from './device.js';
 import { run } from './exec.js';
 import { WgLab } from './lab.js';
 import { netnsSupport } from './netns.js';
@@ -22,19 +22,8 @@ describe.skipIf(!support.ok)('WgLab underlay', () => {
   beforeAll(async () => {
     lab = await WgLab.create(`l${process.pid % 100000}`, '10.97.0.0/24');
     for (let n = 1; n <= NODES; n++) await lab.addNode(`n${n}`, n);
-    await lab.mesh();
     // A keepalive to every peer makes each pair shake hands over the underlay.
-    const all = [...lab.nodes.values()];
-    await Promise.all(
-      all.map((self) =>
-        setPeers(
-          self.iface,
-          all
-            .filter((p) => p !== self)
-            .map((p) => ({ publicKey: p.keys.publicKey, persistentKeepaliveS: 1 })),
-        ),
-      ),
-    );
+    await lab.mesh({}, { persistentKeepaliveS: 1 });
   }, 120_000);
   afterAll(async () => {
     await lab?.destroy();

@@ -115,8 +115,15 @@ export class WgLab {
     return node;
   }
 
-  /** Every node a peer of every other, each allowed its own /32 plus `extra[nodeId]`. */
-  async mesh(extra: Record<string, string[]> = {}): Promise<void> {
+  /**
+   * Every node a peer of every other, each allowed its own /32 plus `extra[nodeId]`; with
+   * `persistentKeepaliveS` each node also sends a keepalive to every peer at once and then at that
+   * interval (so every pair shakes hands).
+   */
+  async mesh(
+    extra: Record<string, string[]> = {},
+    opts: { persistentKeepaliveS?: number } = {},
+  ): Promise<void> {
     const all = [...this.nodes.values()];
     await Promise.all(
       all.map((self) =>
@@ -128,6 +135,7 @@ export class WgLab {
               publicKey: p.keys.publicKey,
               endpoint: p.endpoint,
               allowedIps: [`${p.overlayIp}/32`, ...(extra[p.id] ?? [])],
+              persistentKeepaliveS: opts.persistentKeepaliveS,
             })),
         ),
       ),
