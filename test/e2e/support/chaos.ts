@@ -18,6 +18,19 @@ export const CHAOS_COORDINATOR_ENV = {
 };
 
 /**
+ * Where participants are killed and restarted: the product's step timeouts (pre-copy 30 min,
+ * provision-target 5 min), unscaled. A command lost with a killed participant is sent again every
+ * 2 s with the same idempotency key until the restarted service takes it; a killed coordinator's
+ * sagas move on once their lease (2 s) ran out.
+ */
+export const RESTART_COORDINATOR_ENV = {
+  CCM_SAGA_TIME_SCALE: '1',
+  CCM_SAGA_MIN_STEP_TIMEOUT_MS: '1000',
+  CCM_SAGA_LEASE_MS: '2000',
+  CCM_STEP_RESEND_MS: '2000',
+};
+
+/**
  * Reads of the coordinator's rows straight from Postgres: fast enough to catch a step in flight
  * (a few ms a poll) and independent of the coordinator, which a chaos test may have just killed.
  */
