@@ -129,7 +129,10 @@ export class StepDispatcher {
                 cause: new errors.TimeoutError(),
               });
         }
-        this.log.log(`${row.id} ${d.step}: no reply to ${d.idempotencyKey}; sending it again (${send + 1})`);
+        // A long step (a large pre-copy) is re-sent many times while its participant works: debug only.
+        this.log.debug(
+          `${row.id} ${d.step}: no reply to ${d.idempotencyKey}; sending it again (${send + 1})`,
+        );
       }
     }
   }
