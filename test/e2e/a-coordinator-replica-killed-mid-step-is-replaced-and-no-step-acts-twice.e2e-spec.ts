@@ -16,11 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const MIGRATIONS = 8;
-/** Every step timeout ≥ 15 s: far longer than a lease, so recovery must come from the lease, not a retry. */
+/**
+ * Every step timeout ≥ 15 s: far longer than a lease, so recovery must come from the lease, not a
+ * retry; and no periodic re-send of an unanswered command, so each re-send counted is a takeover's.
+ */
 const ENV = {
   ...FAST_ENV,
   CCM_SAGA_LEASE_MS: '1500',
   CCM_SAGA_MIN_STEP_TIMEOUT_MS: '15000',
+  CCM_STEP_RESEND_MS: '3600000',
   CCM_LOG_LEVEL: 'log',
 };
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { migrationIdFor } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHAOS_COORDINATOR_ENV, restartedBy, runsExactlyOnce, SagaRows } from './support/chaos.js';
+import { RESTART_COORDINATOR_ENV, restartedBy, runsExactlyOnce, SagaRows } from './support/chaos.js';
 import { signal, startRealContainerStack, type RealContainerStack } from './support/real-container-stack.js';
 
 /**
@@ -44,7 +44,7 @@ describe('a participant service killed with SIGKILL in the middle of its step, r
       ROWS.map((_, i) => workload(i)),
       {
         supervised: true,
-        coordinatorEnv: CHAOS_COORDINATOR_ENV,
+        coordinatorEnv: RESTART_COORDINATOR_ENV,
       },
     );
     rows = await SagaRows.connect(s.stack.postgres.url);

@@ -1,7 +1,7 @@
 import { migrationIdFor } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHAOS_COORDINATOR_ENV, runsExactlyOnce, SagaRows } from './support/chaos.js';
+import { RESTART_COORDINATOR_ENV, runsExactlyOnce, SagaRows } from './support/chaos.js';
 import {
   type SCALABLE,
   signal,
@@ -29,7 +29,7 @@ describe('two replicas of key-broker, vm-lifecycle, container-checkpoint, networ
     // No supervisor: a killed replica stays dead, its twin carries on alone.
     s = await startRealContainerStack(['scaled-1'], {
       replicas: 2,
-      coordinatorEnv: CHAOS_COORDINATOR_ENV,
+      coordinatorEnv: RESTART_COORDINATOR_ENV,
     });
     rows = await SagaRows.connect(s.stack.postgres.url);
     await s.runContainer('scaled-1', 8192, 2000);

@@ -9,6 +9,7 @@ import { KeyBrokerCertificateCache1796400000000 } from './db/1796400000000-certi
 import { KeyBrokerRotationHandover1796510000000 } from './db/1796510000000-rotation-handover.js';
 import { KeyBrokerVlekCache1796520000000 } from './db/1796520000000-vlek-cache.js';
 import { KeyBrokerHttpReplay1796530000000 } from './db/1796530000000-http-replay.js';
+import { KeyBrokerMigrationRevocation1796540000000 } from './db/1796540000000-migration-revocation.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
@@ -38,6 +39,7 @@ export const keyBroker: ServiceDefinition = {
     KeyBrokerRotationHandover1796510000000,
     KeyBrokerVlekCache1796520000000,
     KeyBrokerHttpReplay1796530000000,
+    KeyBrokerMigrationRevocation1796540000000,
   ],
   controllers: [PolicyHttpController],
   providers: [

@@ -432,6 +432,43 @@ describe('key-broker release-migration-key', () => {
     );
   });
 
+  it('a release that arrives after its revocation answered is refused (a late or re-sent command after a rollback): no evidence asked, no key sealed', async () => {
+    const revoke = (cmd: StepCommand) =>
+      kb.send(
+        'saga-coordinator',
+        subjects.cmd('key-broker', 'revoke-migration-key'),
+        { ...cmd, kind: 'compensation' },
+        Any,
+      );
+    // The attacker's order: the compensation answers "nothing to revoke", then the release comes.
+    const cmd = releaseCmd('vm-src', 'vm-tgt');
+    expect(await revoke(cmd)).toMatchObject({ revoked: false });
+    const before = (await releaseLog()).length;
+    for (const attempt of [1, 2]) {
+      const err = await ccmFailure(release({ ...cmd, attempt }));
+      expect(err).toMatchObject({
+        code: 'KEY_RELEASE_REFUSED',
+        retryable: false,
+        effect: 'none',
+        details: { rule: 'migration-not-revoked', reason: 'revoked' },
+      });
+      expect(err.message).toContain(`the key of migration ${cmd.migrationId} was revoked`);
+    }
+    const mine = (m: { subject: string; data: Buffer }) => m.data.toString().includes(cmd.migrationId);
+    expect(spied.filter((m) => m.subject.endsWith('.load-key')).filter(mine)).toEqual([]);
+    expect(spied.filter((m) => m.subject.endsWith('.evidence')).filter(mine)).toEqual([]);
+    const refusals = (await releaseLog()).slice(before);
+    expect(
+      refusals.map((r) => [r.decision.migrationId, r.decision.granted, r.decision.failure?.rule]),
+    ).toEqual([
+      [cmd.migrationId, false, 'migration-not-revoked'],
+      [cmd.migrationId, false, 'migration-not-revoked'],
+    ]);
+    // A migration granted, then revoked, no longer gets its grant back on a new attempt either.
+    const late = await ccmFailure(release({ ...granted.cmd, attempt: 3 }));
+    expect(late).toMatchObject({ code: 'KEY_RELEASE_REFUSED', details: { rule: 'migration-not-revoked' } });
+  });
+
   it('the release log verifies, is published as events, and names the record a tamperer touched', async () => {
     const log = await releaseLog();
     const verdict = verifyReleaseLog(log, brokerKey);

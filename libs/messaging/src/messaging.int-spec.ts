@@ -22,6 +22,8 @@ import { HandlerRegistry } from './registry.js';
 import { type Registry } from 'prom-client';
 
 const PROBE = 'ccm.cmd.vm-lifecycle.probe';
+/** A command handled without the inbox (like the host-agent's waits), held until the test lets it go. */
+const WAIT = 'ccm.cmd.vm-lifecycle.probe-wait';
 const PROBED = (id: string) => subjects.evt('vm', id, 'probed');
 
 class ProbeTable1763800000100 implements MigrationInterface {
@@ -49,6 +51,17 @@ class ProbeHandlers {
     );
     if (req.n < 0) throw new CcmError('REFUSED', 'negative probes are refused', { retryable: false });
     return { effects: rows[0].c, n: req.n };
+  }
+
+  waits = 0;
+  letGo!: () => void;
+  private readonly held = new Promise<void>((r) => (this.letGo = r));
+
+  @OnRequest({ subject: WAIT, schema: z.object({ n: z.number().int() }) })
+  async wait(req: { n: number }): Promise<{ waits: number; n: number }> {
+    this.waits += 1;
+    await this.held;
+    return { waits: this.waits, n: req.n };
   }
 
   @OnJetStream({
@@ -86,11 +99,11 @@ describe('messaging against a real nats-server and Postgres', () => {
     return openEnvelope(msg.data, trustOf(), ReplySchema, { subject: msg.subject });
   };
   let trustOf: () => TrustStore;
-  const signed = (data: unknown, extra: { idempotencykey?: string } = {}) =>
+  const signed = (data: unknown, extra: { idempotencykey?: string } = {}, subject = PROBE) =>
     encodeEnvelope(
       sealEnvelope(operator, {
-        natssubject: PROBE,
-        type: PROBE,
+        natssubject: subject,
+        type: subject,
         data,
         idempotencykey: randomUUID(),
         ...extra,
@@ -229,6 +242,22 @@ describe('messaging against a real nats-server and Postgres', () => {
       'SELECT count(*)::int AS c FROM vm_lifecycle.probe_effects WHERE n = 8',
     );
     expect(rows[0].c).toBe(1);
+  });
+
+  it('joins a repeat of a command still in flight to the run in hand (a re-send acts once)', async () => {
+    const handlers = app.get(ProbeHandlers);
+    // Five deliveries of one command, each its own envelope (as a requester's re-sends are).
+    const replies = Array.from({ length: 5 }, () =>
+      send(signed({ n: 9 }, { idempotencykey: 'wait-9' }, WAIT), WAIT),
+    );
+    await pollUntil('the first delivery to be taken', () => handlers.waits === 1);
+    // Every copy has reached the service once a later request on the same connection is answered.
+    await nc.flush();
+    await send(signed({ n: 10 }));
+    handlers.letGo();
+    for (const r of await Promise.all(replies))
+      expect(r.data).toEqual({ ok: true, result: { waits: 1, n: 9 } });
+    expect(handlers.waits).toBe(1);
   });
 
   it('stores a definite refusal as the reply and rolls back its effects', async () => {

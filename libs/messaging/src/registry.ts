@@ -71,6 +71,12 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
   private readonly maxSkewMs: number;
   /** Ids of requests taken by non-idempotent handlers, remembered until a replay would be stale. */
   private readonly seen: SeenEnvelopes;
+  /**
+   * Commands being handled in this process, by sender, subject and idempotency key: a repeat that
+   * arrives meanwhile (a requester that re-sends an unanswered command) joins the run in hand and
+   * gets its reply, instead of acting again or holding a second database connection on the inbox row.
+   */
+  private readonly running = new Map<string, Promise<Reply>>();
   /** Every handler wired at boot (for operators' logs and for tests that send to each of them). */
   readonly wiring: HandlerWiring[] = [];
 
@@ -165,13 +171,13 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
           { retryable: false },
         );
       }
-      if (o.idempotent && this.inbox && e.idempotencykey) {
-        reply = await this.inbox.run(e.idempotencykey, m.subject, (manager) =>
-          fn(e.data, { ...ctx, manager }),
-        );
-      } else {
-        reply = { ok: true, result: (await fn(e.data, ctx)) ?? null };
-      }
+      const run = async (): Promise<Reply> =>
+        o.idempotent && this.inbox && e.idempotencykey
+          ? this.inbox.run(e.idempotencykey, m.subject, (manager) => fn(e.data, { ...ctx, manager }))
+          : { ok: true, result: (await fn(e.data, ctx)) ?? null };
+      reply = await (e.idempotencykey
+        ? this.joined(`${e.source} ${m.subject} ${e.idempotencykey}`, run)
+        : run());
     } catch (err) {
       if (!(err instanceof CcmError)) this.log.error(`${m.subject}: ${(err as Error).stack ?? String(err)}`);
       const error = err instanceof CcmError ? err : internalError(env?.id ?? m.subject);
@@ -191,6 +197,18 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
       correlationid: env?.correlationid,
     });
     m.respond(encodeEnvelope(out));
+  }
+
+  /** The run in hand for `key`, or `run` started as it. */
+  private joined(key: string, run: () => Promise<Reply>): Promise<Reply> {
+    let p = this.running.get(key);
+    if (!p) {
+      p = run();
+      this.running.set(key, p);
+      const forget = () => void this.running.delete(key);
+      p.then(forget, forget);
+    }
+    return p;
   }
 
   private async consume(o: ConsumerOptions, fn: ConsumerHandler, where: string): Promise<void> {

@@ -37,7 +37,12 @@ export type Behaviour =
   /** Act and reply success twice to the same request. */
   | { kind: 'reply-twice' }
   /** Drop off NATS without replying (having acted or not) until `restart` is called. */
-  | { kind: 'crash'; takeEffect: boolean };
+  | { kind: 'crash'; takeEffect: boolean }
+  /**
+   * Lose this delivery without replying (having acted or not), as a process that died with it and
+   * came straight back: the next delivery of the same key is handled afresh.
+   */
+  | { kind: 'lose'; takeEffect: boolean };
 
 /** One command as a participant received it. */
 export interface ReceivedCommand {
@@ -54,6 +59,8 @@ export interface ReceivedCommand {
   readonly at: number;
   /** The first delivery of this idempotency key (false for a re-send of the same attempt). */
   readonly firstOfKey: boolean;
+  /** How many deliveries of this idempotency key arrived, this one included. */
+  readonly delivery: number;
 }
 
 /** One effect: the first time a participant acted for a (migration, step, kind). */
@@ -291,6 +298,7 @@ export class ScriptedParticipants {
       payload: cmd,
       at: performance.now(),
       firstOfKey: first,
+      delivery: this.received.filter((r) => r.key === key).length + 1,
     };
     this.received.push(received);
     if (!first) {
@@ -303,7 +311,9 @@ export class ScriptedParticipants {
       key,
       pending.then((r) => r.reply),
     );
-    const { reply, twice } = await pending;
+    const { reply, twice, forget } = await pending;
+    // A crashed or lost run leaves no memory of the key: only the effect it stored stays.
+    if (forget) this.byKey.delete(key);
     if (!reply) return;
     this.respond(svc, m, reply);
     this.replied.set(key, performance.now());
@@ -311,7 +321,10 @@ export class ScriptedParticipants {
   }
 
   /** Runs the script for a first delivery; acts at most once per (migration, step, kind). */
-  private async act(svc: Svc, c: ReceivedCommand): Promise<{ reply?: Reply; twice?: boolean }> {
+  private async act(
+    svc: Svc,
+    c: ReceivedCommand,
+  ): Promise<{ reply?: Reply; twice?: boolean; forget?: boolean }> {
     const b: Behaviour = (this.plans.get(c.migrationId) ?? this.script)(c) ?? { kind: 'succeed' };
     const done = (result: Record<string, unknown>): Reply => ({ ok: true, result });
     const effect = (): Record<string, unknown> => {
@@ -359,7 +372,10 @@ export class ScriptedParticipants {
       case 'crash':
         if (b.takeEffect) effect();
         await this.conns.get(svc)!.close();
-        return {};
+        return { forget: true };
+      case 'lose':
+        if (b.takeEffect) effect();
+        return { forget: true };
     }
   }
 

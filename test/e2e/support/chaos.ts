@@ -7,14 +7,16 @@ import { type RealContainerStack } from './real-container-stack.js';
 const SAGA = `"${schemaFor('saga-coordinator')}"`;
 
 /**
- * The coordinator's settings where services are killed. A killed coordinator's sagas move on once
- * their lease (2 s) ran out. A command lost with a killed participant is seen only when its attempt
- * times out, then retried: clocks at 1/20 (pre-copy 90 s, provision-target 15 s), none under 10 s (a service restarted on a loaded machine is slow at first).
+ * Where services are killed (and restarted, or left dead beside a second replica): the product's
+ * step timeouts (pre-copy 30 min, provision-target 5 min), unscaled. A command lost with a killed
+ * participant is sent again every 2 s with the same idempotency key until the restarted service (or
+ * the other replica) takes it; a killed coordinator's sagas move on once their lease (2 s) ran out.
  */
-export const CHAOS_COORDINATOR_ENV = {
+export const RESTART_COORDINATOR_ENV = {
+  CCM_SAGA_TIME_SCALE: '1',
+  CCM_SAGA_MIN_STEP_TIMEOUT_MS: '1000',
   CCM_SAGA_LEASE_MS: '2000',
-  CCM_SAGA_TIME_SCALE: '0.05',
-  CCM_SAGA_MIN_STEP_TIMEOUT_MS: '10000',
+  CCM_STEP_RESEND_MS: '2000',
 };
 
 /**

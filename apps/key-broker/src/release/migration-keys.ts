@@ -30,6 +30,18 @@ export class MigrationKeys {
     private readonly outbox: OutboxService,
   ) {}
 
+  /** The mark a revocation of the migration's key left, if one did (a release for it is refused). */
+  async revocationOf(
+    m: EntityManager,
+    migrationId: string,
+  ): Promise<{ why: string; revokedAt: Date } | undefined> {
+    const [row] = await m.query<Array<{ why: string; revoked_at: Date }>>(
+      `SELECT why, revoked_at FROM ${s}.revoked_migration WHERE migration_id = $1`,
+      [migrationId],
+    );
+    return row ? { why: row.why, revokedAt: row.revoked_at } : undefined;
+  }
+
   async granted(m: EntityManager, migrationId: string): Promise<KeyReleaseResult | undefined> {
     const [row] = await m.query<Array<{ result: KeyReleaseResult }>>(
       `SELECT result FROM ${s}.key_release WHERE migration_id = $1`,
@@ -55,7 +67,8 @@ export class MigrationKeys {
   /**
    * Revokes a migration's key (idempotent), in the caller's transaction, with a `key.revoked` event.
    * Serialized with `release-migration-key` of the same migration (one advisory lock), so a release
-   * still in flight is revoked once it granted, never after the revocation answered "nothing".
+   * still in flight is revoked once it granted, never after the revocation answered "nothing"; and it
+   * marks the migration revoked, so a release that arrives afterwards is refused.
    */
   async revoke(
     m: EntityManager,
@@ -66,6 +79,12 @@ export class MigrationKeys {
     // The release's own lock: a revocation that arrives while the release is still asking the guests
     // (the coordinator gave up on the step and compensates) waits for it, then revokes what it granted.
     await m.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`key-release:${migrationId}`]);
+    // Marked whether or not a key was released: a release that comes later is refused.
+    await m.query(
+      `INSERT INTO ${s}.revoked_migration (migration_id, why, causation_id) VALUES ($1, $2, $3)
+       ON CONFLICT (migration_id) DO NOTHING`,
+      [migrationId, why, causationId],
+    );
     const [row] = await m.query<
       Array<{ key_id: string; source_vm: string; target_vm: string; state: string }>
     >(`SELECT key_id, source_vm, target_vm, state FROM ${s}.key_release WHERE migration_id = $1 FOR UPDATE`, [

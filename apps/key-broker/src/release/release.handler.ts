@@ -51,6 +51,9 @@ const COORDINATOR = ['saga-coordinator'] as const;
 /** How long the overlay admission statement of a release may be used (the overlay's default max age). */
 const ADMISSION_VALID_MS = 5 * 60_000;
 
+/** The rule a release for a migration whose key was revoked fails. */
+export const MIGRATION_NOT_REVOKED = 'migration-not-revoked';
+
 /** Rules whose failure a retry may cure (a guest that did not answer): the refusal is retryable. */
 const TRANSIENT = /:evidence-received$|^key-delivered$/;
 
@@ -67,6 +70,7 @@ type Body = Omit<ReleaseDecision, 'seq' | 'decidedAt'>;
  *   both together (migration allowed to that host, no NOSEND, distinct guests, target TCB ≥ source),
  *   then seals a fresh AES-256 key to each guest's attested key and delivers it (`load-key`). Every
  *   decision goes to the signed release log. A migration gets one key: a retry answers the grant.
+ *   Once its key was revoked, a release for the migration is refused (rule `migration-not-revoked`).
  * - `revoke-migration-key` (its compensation; `rotate-keys` does the same after the move);
  * - `revoke-guest`: a guest's evidence is refused from then on and it drops its keys;
  * - `release-log`: the signed records;
@@ -98,6 +102,27 @@ export class ReleaseHandler {
   async release(cmd: StepCommand, ctx: MessageContext): Promise<KeyReleaseResult> {
     const m = ctx.manager!;
     await m.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`key-release:${cmd.migrationId}`]);
+    // After a revocation answered (the saga rolled back, or rotated after the move) no release of
+    // this migration grants, nor answers its revoked grant: the command is late or re-sent.
+    const revoked = await this.keys.revocationOf(m, cmd.migrationId);
+    if (revoked) {
+      const rule = fail(
+        MIGRATION_NOT_REVOKED,
+        'revoked',
+        `the key of migration ${cmd.migrationId} was revoked at ${revoked.revokedAt.toISOString()} (${revoked.why}): no key is released for it again`,
+      );
+      throw await this.refuse(
+        {
+          migrationId: cmd.migrationId,
+          workloadId: cmd.workload.id,
+          granted: false,
+          evidence: [],
+          rules: [rule],
+          failure: rule,
+        },
+        ctx.envelope.id,
+      );
+    }
     const done = await this.keys.granted(m, cmd.migrationId);
     if (done) return done;
     const decision = await this.decide(m, cmd, ctx);

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { CcmError, ErrorCodes, isCcmError, stepFailureEffect, validationError } from '@ccm/contracts';
 import { MessageBus } from '@ccm/messaging';
 import { DATA_SOURCE } from '@ccm/persistence';
+import { SERVICE_CONFIG } from '@ccm/runtime';
 import {
   Participant,
   type SagaFact,
@@ -13,6 +14,7 @@ import { errors } from '@nats-io/transport-node';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
 import { lockForRelease } from '../admission/lock.js';
+import { type CoordinatorConfig } from '../config.js';
 import { updateReturning } from '@ccm/persistence';
 import { CLOCK, MIGRATION } from '../db/schema.js';
 import { buildCommand } from './step-commands.js';
@@ -46,7 +48,8 @@ export const VERIFY_DELEGATE = {
 /**
  * Carries out one send decision and reports what was observed as a fact: success, a typed failure
  * (with whether it may have taken effect), or a timeout. Remote commands go over NATS with the
- * engine's idempotency key and wait at most until the attempt's deadline.
+ * engine's idempotency key and wait at most until the attempt's deadline; one unanswered for
+ * `CCM_STEP_RESEND_MS` is sent again with the same key (see {@link StepDispatcher.remote}).
  */
 @Injectable()
 export class StepDispatcher {
@@ -55,6 +58,7 @@ export class StepDispatcher {
   constructor(
     private readonly bus: MessageBus,
     @Inject(DATA_SOURCE) private readonly ds: DataSource,
+    @Inject(SERVICE_CONFIG) private readonly config: CoordinatorConfig,
   ) {}
 
   /**
@@ -82,6 +86,14 @@ export class StepDispatcher {
     }
   }
 
+  /**
+   * Sends the command and waits for its reply until the attempt's deadline, sending it again with
+   * the same idempotency key each `CCM_STEP_RESEND_MS` it stays unanswered. A participant killed
+   * with the command lost it; restarted by its supervisor (or as another replica) it takes the
+   * repeat and acts, or finds the effect and reply it stored; one still working on it joins the
+   * repeat to the run in hand. Nobody listening to a repeat (the participant is still down) is
+   * waited out the same way: the first send may have acted, so it is no proof of no effect.
+   */
   private async remote(
     row: SagaRow,
     state: SagaState,
@@ -89,14 +101,40 @@ export class StepDispatcher {
     target?: { participant: string; verb: string },
   ): Promise<unknown> {
     const cmd = buildCommand(row, state, d, target);
-    const raw = await this.bus.request(cmd.subject, cmd.payload, z.unknown(), {
-      timeoutMs: Math.max(1, d.deadlineAt - Date.now()),
-      idempotencyKey: d.idempotencyKey,
-      correlationId: row.id,
-    });
-    const reply = cmd.contract.reply.safeParse(raw);
-    if (!reply.success) throw new InvalidReplyError(cmd.subject, reply.error.issues);
-    return reply.data;
+    const resendMs = this.config.CCM_STEP_RESEND_MS;
+    for (let send = 1; ; send += 1) {
+      const sentAt = Date.now();
+      const left = d.deadlineAt - sentAt;
+      try {
+        const raw = await this.bus.request(cmd.subject, cmd.payload, z.unknown(), {
+          timeoutMs: Math.max(1, Math.min(left, resendMs)),
+          idempotencyKey: d.idempotencyKey,
+          correlationId: row.id,
+        });
+        const reply = cmd.contract.reply.safeParse(raw);
+        if (!reply.success) throw new InvalidReplyError(cmd.subject, reply.error.issues);
+        return reply.data;
+      } catch (err) {
+        const cause = isCcmError(err) ? err.cause : undefined;
+        const timedOut = cause instanceof errors.TimeoutError;
+        if (!timedOut && !(send > 1 && noResponders(cause))) throw err;
+        // Unanswered, or nobody listens yet: wait out the interval (never past the deadline).
+        const nextAt = Math.min(sentAt + resendMs, d.deadlineAt);
+        if (nextAt > Date.now()) await new Promise((r) => setTimeout(r, nextAt - Date.now()));
+        if (Date.now() >= d.deadlineAt) {
+          throw timedOut
+            ? err
+            : new CcmError(ErrorCodes.Timeout, `no reply on ${cmd.subject} in time`, {
+                retryable: true,
+                cause: new errors.TimeoutError(),
+              });
+        }
+        // A long step (a large pre-copy) is re-sent many times while its participant works: debug only.
+        this.log.debug(
+          `${row.id} ${d.step}: no reply to ${d.idempotencyKey}; sending it again (${send + 1})`,
+        );
+      }
+    }
   }
 
   /** Confirms the slot; for a VM also reads what the destination needs from the source host. */
@@ -181,6 +219,11 @@ export class StepDispatcher {
       : { type: 'CompensationFailed', ...ref, retryable: error.retryable, error: stepError };
   }
 }
+
+/** nats.js reports nobody subscribed as NoRespondersError, or a RequestError wrapping it. */
+const noResponders = (cause: unknown): boolean =>
+  cause instanceof errors.NoRespondersError ||
+  (cause instanceof errors.RequestError && cause.isNoResponders());
 
 /** Transport failures whose meaning is certain: nobody got it, or NATS refused the subject. */
 const KNOWN_TRANSPORT_OUTCOMES = [errors.NoRespondersError, errors.PermissionViolationError];

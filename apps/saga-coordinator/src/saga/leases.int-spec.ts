@@ -21,8 +21,15 @@ import { SagaCatalog } from './catalog.js';
 import { Leases } from './leases.js';
 import { SagaRunner } from './runner.js';
 
-/** Step timeouts far longer than leases: only the lease machinery can move a saga on in time. */
-const ENV = { CCM_SAGA_MIN_STEP_TIMEOUT_MS: '30000', CCM_SAGA_LEASE_MS: '600' };
+/**
+ * Step timeouts far longer than leases: only the lease machinery can move a saga on in time; and no
+ * periodic re-send of an unanswered command, so each re-send counted here is a takeover's.
+ */
+const ENV = {
+  CCM_SAGA_MIN_STEP_TIMEOUT_MS: '30000',
+  CCM_SAGA_LEASE_MS: '600',
+  CCM_STEP_RESEND_MS: '3600000',
+};
 
 describe('leases move a saga to another replica', () => {
   let stack: TestStack;
