@@ -23,6 +23,9 @@ interface SimNode {
  */
 export class SimOverlayDriver implements OverlayDriver {
   private readonly nodes = new Map<string, SimNode>();
+  /** Network faults a test injects (`from→to` paths cut, `vmId ip` workloads silent): node state rebuilt from the rows keeps them. */
+  private readonly cutPaths = new Set<string>();
+  private readonly silent = new Set<string>();
   /** Gap between two probes of a watch. */
   constructor(private readonly probeGapMs = 1) {}
 
@@ -63,8 +66,26 @@ export class SimOverlayDriver implements OverlayDriver {
     return Promise.resolve();
   }
 
+  /** A fault: packets from node `fromVmId` no longer reach node `toVmId` (or undo it with `cut: false`). */
+  cutPath(fromVmId: string, toVmId: string, cut = true): void {
+    if (cut) this.cutPaths.add(`${fromVmId}→${toVmId}`);
+    else this.cutPaths.delete(`${fromVmId}→${toVmId}`);
+  }
+
+  /** A fault: the workload at `ip` on node `vmId` stops answering (or answers again with `on: false`). */
+  silence(vmId: string, ip: string, on = true): void {
+    if (on) this.silent.add(`${vmId} ${ip}`);
+    else this.silent.delete(`${vmId} ${ip}`);
+  }
+
   /** Which node answers `ip` when node `fromVmId` sends to it, or undefined when nothing does. */
   route(fromVmId: string, ip: string): string | undefined {
+    const to = this.routeByTables(fromVmId, ip);
+    if (to === undefined || this.silent.has(`${to} ${ip}`)) return undefined;
+    return to !== fromVmId && this.cutPaths.has(`${fromVmId}→${to}`) ? undefined : to;
+  }
+
+  private routeByTables(fromVmId: string, ip: string): string | undefined {
     const from = this.nodes.get(fromVmId);
     if (!from) return undefined;
     if (from.addresses.has(ip)) return fromVmId;

@@ -37,7 +37,7 @@ describe('probe-workload falls back to the holder (sim nodes)', () => {
   it('with another peer that cannot reach the /32, fails naming the overlay path (the holder answers)', async () => {
     await f.send('operator', 'admit-peer', { overlayId: 'solo', admission: await f.admission('b', keys.b) });
     expect(await probe('w-solo')).toMatchObject({ answered: true, from: 'b', via: 'peer' });
-    await sim.setPeers('b', [{ publicKey: keys.a, allowedIps: [] }]); // b's route to a is lost
+    sim.cutPath('b', 'a'); // b's path to a is lost (a fault the rows do not know)
     const e = await probe('w-solo');
     expect(e).toBeInstanceOf(CcmError);
     expect(e).toMatchObject({
@@ -48,7 +48,7 @@ describe('probe-workload falls back to the holder (sim nodes)', () => {
   });
 
   it('fails naming the workload when even its holder gets no answer', async () => {
-    await sim.removeAddress('a', ip);
+    sim.silence('a', ip); // the workload itself stops answering
     expect(await probe('w-solo')).toMatchObject({
       code: 'UNAVAILABLE',
       details: { holder: 'a', reason: 'workload', holderAnswered: false, triedFrom: 'b' },
