@@ -13,6 +13,7 @@ import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
+import { containerDirtyPages } from './soft-dirty.js';
 
 const PAGE_BYTES = 4096;
 
@@ -213,10 +214,20 @@ export class RuncDriver implements ContainerDriver {
     return {
       image: packArchive({ meta, files }),
       pages,
-      // CRIU tells the dirty set only by dumping it: a round's own pages are the estimate for the next.
-      dirtyPages: () => Promise.resolve(final ? 0 : pages),
+      dirtyPages: () => (final ? Promise.resolve(0) : this.dirtySince(id, pages)),
       failed: () => undefined,
     };
+  }
+
+  /**
+   * Pages the container dirtied since its last pre-dump (soft-dirty bits: {@link containerDirtyPages}),
+   * read when asked, after the round's stream: what a round started now would send. Where the pagemap
+   * cannot be read (no process, no soft-dirty support), the round's own page count stands in.
+   */
+  private async dirtySince(id: string, roundPages: number): Promise<number> {
+    const s = await this.runc.state(id).catch(() => undefined);
+    if (!s?.pid) return roundPages;
+    return containerDirtyPages(s.pid).catch(() => roundPages);
   }
 
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
