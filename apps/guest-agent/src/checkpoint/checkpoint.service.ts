@@ -171,6 +171,7 @@ export class CheckpointService implements OnModuleDestroy {
       img.image,
       this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
       this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
+      this.config.CCM_GUEST_STREAM_STALL_MS,
     ).catch((e: unknown) => {
       img.failed();
       throw e;
