@@ -1,38 +1,23 @@
-import { startQemu, type QemuProcess } from '@ccm/qmp';
 import { subjects } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import { createServiceApp } from '@ccm/runtime';
 import { sealMigrationKey } from '@ccm/sealing';
-import { type INestApplication } from '@nestjs/common';
 import { type NatsConnection } from '@nats-io/transport-node';
-import {
-  guestClient,
-  type GuestClient,
-  pollUntil,
-  startTestStack,
-  stepCommand,
-  type TestStack,
-} from '@ccm/testing';
-import { spawnSync } from 'node:child_process';
+import { type GuestClient, pollUntil, stepCommand, type TestStack } from '@ccm/testing';
 import { randomBytes } from 'node:crypto';
 import { type Server } from 'node:net';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { containerCheckpoint } from '../../apps/container-checkpoint/src/app.js';
 import {
   typedFailure as fail,
   tamperingProxy,
   type Tamper,
 } from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
-import { AGENT_RUN_SCRIPT, agentGuestUnavailable } from './__fixtures__/agent-guest.js';
-import { ipOrThrow } from './__fixtures__/netns.js';
-import { buildAppDisk, shellEnvFile, type AppDisk } from './app-disk.js';
-import { containerGuestSpec, ensureContainerImage, type ContainerImage } from './container-image.js';
+import { agentGuestUnavailable } from './__fixtures__/agent-guest.js';
+import { LAB_GUESTS, LAB_HOST, RuncLab } from './runc-lab.js';
 
 /**
  * The lab test of issue 12 on real parts: two container guests under QEMU (TCG) on a bridge, the
@@ -51,14 +36,8 @@ const repoRoot = resolve(import.meta.dirname, '..', '..');
 const skipReason = agentGuestUnavailable();
 if (skipReason) console.warn(`[runc migration] skipping: ${skipReason}`);
 
-const tag = process.pid % 100000;
-const BRIDGE = `ccmbr${tag}`;
-const TAPS = { a: `ccmra${tag}`, b: `ccmrb${tag}` };
-const HOST = '10.217.0.1';
-const GUESTS = {
-  a: { vm: 'vm-runc-a', ip: '10.217.0.2' },
-  b: { vm: 'vm-runc-b', ip: '10.217.0.3' },
-} as const;
+const HOST = LAB_HOST;
+const GUESTS = LAB_GUESTS;
 const HEAP_PAGES = Number(process.env['CCM_LAB_HEAP_PAGES'] ?? 8192);
 const LONG = { timeoutMs: 600_000 };
 /** container-checkpoint's pre-copy threshold here: a Node container's dirty set under TCG (see the docs). */
@@ -66,133 +45,54 @@ const THRESHOLD_PAGES = 3072;
 const MAX_ROUNDS = 6;
 
 describe.skipIf(skipReason !== undefined)('a runc container migrates between two container guests', () => {
-  let image: ContainerImage;
-  let stack: TestStack | undefined;
-  const guests: QemuProcess[] = [];
+  const lab = new RuncLab({
+    repoRoot,
+    tag: process.pid % 100000,
+    memoryMiB: 1536,
+    checkpointEnv: {
+      CCM_CHECKPOINT_MAX_ROUNDS: String(MAX_ROUNDS),
+      CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: String(THRESHOLD_PAGES),
+    },
+    guestEnv: { CCM_GUEST_STREAM_STALL_MS: '20000' },
+    // nats-server drops the killed guest's connection within ~20 s (the last case), not 4 min.
+    natsPing: { intervalS: 5, max: 3 },
+    log: (l) => console.log(`[runc migration] ${l}`),
+  });
+  const TAPS = lab.taps;
+  const guests = lab.guests;
   const proxies: Server[] = [];
-  let work: string;
-  let disk: AppDisk;
+  let stack: TestStack;
   let g: GuestClient;
-  let made = false;
-  let checkpoint: INestApplication | undefined;
   let coordinator: NatsConnection | undefined;
-  const dropNet = (): void => {
-    for (const l of [TAPS.a, TAPS.b, BRIDGE]) spawnSync('ip', ['link', 'del', l]);
-  };
-  const unhook = killOnSignal(() => guests.filter((q) => !q.exitStatus()).map((q) => q.pid), dropNet);
-  const serial = (q: QemuProcess) => readFile(q.paths.serialLog, 'utf8').catch(() => '');
+  const unhook = killOnSignal(
+    () => lab.pids(),
+    () => lab.dropNet(),
+  );
 
   beforeAll(async () => {
-    image = await ensureContainerImage();
-    work = await mkdtemp(join(tmpdir(), 'ccm-runc-mig-'));
-    // The bridge exists (with the host's address) before nats-server binds to that address.
-    made = true;
-    ipOrThrow('link', 'add', BRIDGE, 'type', 'bridge');
-    ipOrThrow('addr', 'add', `${HOST}/24`, 'dev', BRIDGE);
-    ipOrThrow('link', 'set', BRIDGE, 'up');
-    for (const tap of Object.values(TAPS)) {
-      ipOrThrow('tuntap', 'add', 'dev', tap, 'mode', 'tap');
-      ipOrThrow('link', 'set', tap, 'master', BRIDGE);
-      ipOrThrow('link', 'set', tap, 'up');
-    }
-    // nats-server drops the killed guest's connection within ~20 s (the last case), not 4 min.
-    stack = await startTestStack({
-      listen: { host: HOST, clientCidrs: ['10.217.0.0/24'] },
-      natsPing: { intervalS: 5, max: 3 },
-    });
-    // apps/container-checkpoint in this process, driving the guests' agents as the saga's steps do.
-    checkpoint = (
-      await createServiceApp(
-        containerCheckpoint,
-        stack.env({
-          CCM_INSTANCE_ID: 'checkpoint-lab',
-          CCM_CHECKPOINT_GUEST_TIMEOUT_MS: '600000',
-          CCM_CHECKPOINT_MAX_ROUNDS: String(MAX_ROUNDS),
-          CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: String(THRESHOLD_PAGES),
-        }),
-      )
-    ).app;
-    await checkpoint.init();
-    const env = (vm: string, ip: string) =>
-      shellEnvFile(
-        stack!.env({
-          CCM_VM_ID: vm,
-          CCM_INSTANCE_ID: `guest-${vm}`,
-          CCM_KEYS_DIR: '/run/ccm/app/keys',
-          CCM_GUEST_DRIVER: 'runc',
-          CCM_GUEST_STREAM_HOST: ip,
-          CCM_GUEST_STREAM_TIMEOUT_MS: '600000',
-          CCM_GUEST_STREAM_STALL_MS: '20000',
-        }),
-      );
-    const t0 = Date.now();
-    disk = await buildAppDisk({
-      repoRoot,
-      entry: 'dist/apps/guest-agent/src/main.js',
-      out: join(work, 'app.ext4'),
-      extra: {
-        [`env/${GUESTS.a.vm}.env`]: env(GUESTS.a.vm, GUESTS.a.ip),
-        [`env/${GUESTS.b.vm}.env`]: env(GUESTS.b.vm, GUESTS.b.ip),
-      },
-      extraDirs: { keys: stack.keysDir },
-    });
-    console.log(`[runc migration] app disk in ${Date.now() - t0} ms`);
-    const nc = await stack.connectAs('operator');
-    g = await guestClient(nc, stack.keysDir);
-    const boot = async (which: 'a' | 'b', mac: string) => {
-      const spec = containerGuestSpec(image, {
-        runScript: AGENT_RUN_SCRIPT,
-        appDisk: disk.path,
-        tap: TAPS[which],
-        ip: `${GUESTS[which].ip}/24`,
-        gateway: HOST,
-        mac,
-        hostname: GUESTS[which].vm,
-        memoryMiB: 1536,
-      });
-      const q = await startQemu({ ...spec, name: `runc-${which}`, accel: 'tcg' });
-      guests.push(q);
-      return q;
-    };
-    const qs = [await boot('a', '52:54:00:cc:01:0a'), await boot('b', '52:54:00:cc:01:0b')];
-    for (const [i, vm] of [GUESTS.a.vm, GUESTS.b.vm].entries()) {
-      await pollUntil(
-        `the guest-agent in ${vm} to answer`,
-        () => g.send(vm, 'identity', {}, { timeoutMs: 2_000 }).catch(() => undefined),
-        Boolean,
-        { timeoutMs: 300_000, intervalMs: 1_000 },
-      ).catch(async (err: unknown) => {
-        throw new Error(`${(err as Error).message}; serial:\n${(await serial(qs[i])).slice(-3000)}`);
-      });
-    }
-    const agentLines = (await serial(qs[0])).split('\n').filter((l) => l.startsWith('CCM-AGENT'));
-    console.log(
-      `[runc migration] both agents answer ${Date.now() - t0} ms after the app disk started\n  A: ${agentLines.join('\n  A: ')}`,
-    );
+    await lab.start();
+    stack = lab.stack;
+    g = lab.g;
   }, 900_000);
 
   afterAll(async () => {
     for (const p of proxies) p.close();
     await coordinator?.close().catch(() => undefined);
-    await checkpoint?.close();
-    await Promise.all(guests.map((q) => q.kill()));
-    await stack?.stop();
-    if (made) dropNet();
-    if (work) await rm(work, { recursive: true, force: true });
+    await lab.stop();
     unhook();
   });
 
   const counter = async (vm: string, id: string) => (await g.send(vm, 'describe', { id })).counter as number;
   const debug = async (err: unknown): Promise<never> => {
-    const tails = await Promise.all(guests.map(async (q) => (await serial(q)).slice(-2500)));
+    const tails = await Promise.all([0, 1].map(async (i) => (await lab.serial(i)).slice(-2500)));
     throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
   };
 
   /** container-checkpoint's steps for one container A → B, signed as the saga-coordinator. */
   async function steps(id: string) {
-    coordinator ??= await stack!.connectAs('saga-coordinator');
-    const signer = await stack!.identity('saga-coordinator');
-    const trust = await loadTrustStore(stack!.keysDir);
+    coordinator ??= await stack.connectAs('saga-coordinator');
+    const signer = await stack.identity('saga-coordinator');
+    const trust = await loadTrustStore(stack.keysDir);
     const base = stepCommand({
       workload: { id, kind: 'container' },
       context: { sourceVmId: GUESTS.a.vm, targetVmId: GUESTS.b.vm },

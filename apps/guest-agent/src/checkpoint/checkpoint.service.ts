@@ -183,6 +183,7 @@ export class CheckpointService implements OnModuleDestroy {
       chunks: r.chunks,
       durationMs: performance.now() - started,
       dirtyPages: await img.dirtyPages(),
+      ...(img.runtimeMs !== undefined ? { runtimeMs: img.runtimeMs } : {}),
     };
     this.sent.set(k, report);
     return report;

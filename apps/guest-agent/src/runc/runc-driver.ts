@@ -36,6 +36,8 @@ interface Held {
   state: ContainerState;
   migrationId?: string;
   counter: number;
+  /** How long `runc restore` took, on a container restored here. */
+  restoreMs?: number;
 }
 
 /** A runc/CRIU failure as the typed reply error, with CRIU's own reason. */
@@ -169,6 +171,7 @@ export class RuncDriver implements ContainerDriver {
       pages: h.spec.pages,
       counter: h.counter,
       ...(h.migrationId ? { migrationId: h.migrationId } : {}),
+      ...(h.restoreMs !== undefined ? { restoreMs: h.restoreMs } : {}),
     };
   }
 
@@ -181,6 +184,7 @@ export class RuncDriver implements ContainerDriver {
     const parentRound =
       round > 1 && (await exists(join(base, `round-${round - 1}.done`))) ? round - 1 : undefined;
     // A round already dumped (its stream failed and is retried) is sent again as it is.
+    let runtimeMs: number | undefined;
     if (!(await exists(done))) {
       await rm(dir, { recursive: true, force: true });
       await rm(join(base, `work-${round}`), { recursive: true, force: true });
@@ -188,6 +192,7 @@ export class RuncDriver implements ContainerDriver {
         await this.runc.lifecycle('pause', id).catch(rethrow);
         h.state = 'frozen';
       }
+      const started = performance.now();
       await this.runc
         .checkpoint({
           id,
@@ -198,6 +203,7 @@ export class RuncDriver implements ContainerDriver {
           ...(final ? { leaveRunning: true, tcpEstablished: true } : {}),
         })
         .catch(rethrow);
+      runtimeMs = performance.now() - started;
       await writeFile(done, '');
     }
     const files = await readImageDir(dir);
@@ -214,6 +220,7 @@ export class RuncDriver implements ContainerDriver {
     return {
       image: packArchive({ meta, files }),
       pages,
+      ...(runtimeMs !== undefined ? { runtimeMs } : {}),
       dirtyPages: () => (final ? Promise.resolve(0) : this.dirtySince(id, pages)),
       failed: () => undefined,
     };
@@ -261,6 +268,7 @@ export class RuncDriver implements ContainerDriver {
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    const started = performance.now();
     try {
       await this.runc
         .restore({
@@ -274,7 +282,8 @@ export class RuncDriver implements ContainerDriver {
     } finally {
       await rm(this.criuConfig(id), { force: true });
     }
-    this.held.set(id, { spec, state: 'restored', migrationId, counter: 0 });
+    const restoreMs = performance.now() - started;
+    this.held.set(id, { spec, state: 'restored', migrationId, counter: 0, restoreMs });
     return this.info(id);
   }
 
