@@ -1,15 +1,8 @@
-import { subjects } from '@ccm/contracts';
-import { loadTrustStore } from '@ccm/keys';
-import { signedRequest } from '@ccm/messaging';
-import { sealMigrationKey } from '@ccm/sealing';
-import { type NatsConnection } from '@nats-io/transport-node';
-import { type GuestClient, pollUntil, stepCommand, type TestStack } from '@ccm/testing';
-import { randomBytes } from 'node:crypto';
+import { type GuestClient, pollUntil } from '@ccm/testing';
 import { type Server } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   typedFailure as fail,
   tamperingProxy,
@@ -61,9 +54,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
   const TAPS = lab.taps;
   const guests = lab.guests;
   const proxies: Server[] = [];
-  let stack: TestStack;
   let g: GuestClient;
-  let coordinator: NatsConnection | undefined;
   const unhook = killOnSignal(
     () => lab.pids(),
     () => lab.dropNet(),
@@ -71,71 +62,23 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
 
   beforeAll(async () => {
     await lab.start();
-    stack = lab.stack;
     g = lab.g;
   }, 900_000);
 
   afterAll(async () => {
     for (const p of proxies) p.close();
-    await coordinator?.close().catch(() => undefined);
     await lab.stop();
     unhook();
   });
 
-  const counter = async (vm: string, id: string) => (await g.send(vm, 'describe', { id })).counter as number;
+  const counter = (vm: string, id: string) => lab.counter(vm, id);
   const debug = async (err: unknown): Promise<never> => {
     const tails = await Promise.all([0, 1].map(async (i) => (await lab.serial(i)).slice(-2500)));
     throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
   };
-
-  /** container-checkpoint's steps for one container A → B, signed as the saga-coordinator. */
-  async function steps(id: string) {
-    coordinator ??= await stack.connectAs('saga-coordinator');
-    const signer = await stack.identity('saga-coordinator');
-    const trust = await loadTrustStore(stack.keysDir);
-    const base = stepCommand({
-      workload: { id, kind: 'container' },
-      context: { sourceVmId: GUESTS.a.vm, targetVmId: GUESTS.b.vm },
-    });
-    /** A step's action (`verb` is the step), or with `compensates` the compensation of that step. */
-    const step = (verb: string, compensates?: string) =>
-      signedRequest(
-        coordinator!,
-        signer,
-        trust,
-        subjects.cmd('container-checkpoint', verb),
-        compensates ? { ...base, step: compensates, kind: 'compensation' as const } : { ...base, step: verb },
-        z.record(z.string(), z.unknown()),
-        {
-          idempotencyKey: compensates
-            ? `${base.migrationId}:${compensates}:compensate:1`
-            : `${base.migrationId}:${verb}:1`,
-          timeoutMs: 900_000,
-        },
-      );
-    return { base, step };
-  }
-
-  /** A counting container in A and the migration key sealed to both guests' identity keys. */
-  async function prepare(id: string, migrationId: string, pages: number) {
-    const started = performance.now();
-    await g.send(GUESTS.a.vm, 'run-container', { id, pages, dirtyPagesPerSec: 256 }, LONG);
-    await pollUntil(
-      `${id} counts in A`,
-      () => counter(GUESTS.a.vm, id),
-      (c) => c > 3,
-      { timeoutMs: 120_000, intervalMs: 500 },
-    );
-    console.log(
-      `[runc migration] ${id} (${pages} heap pages) counts in A after ${(performance.now() - started).toFixed(0)} ms`,
-    );
-    const key = randomBytes(32);
-    for (const vm of [GUESTS.a.vm, GUESTS.b.vm]) {
-      const pub = Buffer.from((await g.send(vm, 'identity', {})).publicKey as string, 'base64');
-      const sealedKey = sealMigrationKey(key, pub, { migrationId, keyId: 'mk-1' }).toString('base64');
-      await g.send(vm, 'load-key', { migrationId, keyId: 'mk-1', sealedKey });
-    }
-  }
+  const steps = (id: string) => lab.checkpointSteps(id);
+  const prepare = (id: string, migrationId: string, pages: number) =>
+    lab.runWithKey(id, migrationId, pages, 256);
 
   /**
    * One round: B listens, A pre-dumps (or dumps) and streams it; `via` sends it through a host-side

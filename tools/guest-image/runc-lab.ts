@@ -1,11 +1,25 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { subjects } from '@ccm/contracts';
+import { loadTrustStore } from '@ccm/keys';
+import { signedRequest } from '@ccm/messaging';
 import { startQemu, type QemuProcess } from '@ccm/qmp';
 import { createServiceApp } from '@ccm/runtime';
-import { guestClient, pollUntil, startTestStack, type GuestClient, type TestStack } from '@ccm/testing';
+import { sealMigrationKey } from '@ccm/sealing';
+import {
+  guestClient,
+  pollUntil,
+  startTestStack,
+  stepCommand,
+  type GuestClient,
+  type TestStack,
+} from '@ccm/testing';
 import { type INestApplication } from '@nestjs/common';
+import { type NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
 import { containerCheckpoint } from '../../apps/container-checkpoint/src/app.js';
 import { buildAppDisk, shellEnvFile } from './app-disk.js';
 import { containerGuestSpec, ensureContainerImage } from './container-image.js';
@@ -48,6 +62,7 @@ export class RuncLab {
   private app: INestApplication | undefined;
   private work: string | undefined;
   private netMade = false;
+  private coordinator: NatsConnection | undefined;
 
   constructor(private readonly o: RuncLabOptions) {
     this.bridge = `ccmbr${o.tag}`;
@@ -166,8 +181,72 @@ export class RuncLab {
     );
   }
 
+  async counter(vm: string, id: string): Promise<number> {
+    return (await this.g.send(vm, 'describe', { id })).counter as number;
+  }
+
+  /**
+   * A counting container in A (`pages` heap pages, `dirtyPagesPerSec`) and the migration key sealed
+   * to both guests' identity keys (what the key-broker's release does); resolves once it counts.
+   */
+  async runWithKey(id: string, migrationId: string, pages: number, dirtyPagesPerSec: number): Promise<void> {
+    const log = this.o.log ?? (() => undefined);
+    const started = performance.now();
+    await this.g.send(
+      LAB_GUESTS.a.vm,
+      'run-container',
+      { id, pages, dirtyPagesPerSec },
+      { timeoutMs: 600_000 },
+    );
+    await pollUntil(
+      `${id} counts in A`,
+      () => this.counter(LAB_GUESTS.a.vm, id),
+      (c) => c > 3,
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    log(`${id} (${pages} heap pages) counts in A after ${(performance.now() - started).toFixed(0)} ms`);
+    const key = randomBytes(32);
+    for (const vm of [LAB_GUESTS.a.vm, LAB_GUESTS.b.vm]) {
+      const pub = Buffer.from((await this.g.send(vm, 'identity', {})).publicKey as string, 'base64');
+      const sealedKey = sealMigrationKey(key, pub, { migrationId, keyId: 'mk-1' }).toString('base64');
+      await this.g.send(vm, 'load-key', { migrationId, keyId: 'mk-1', sealedKey });
+    }
+  }
+
+  /**
+   * container-checkpoint's steps for container `id` moving A → B, signed as the saga-coordinator:
+   * `step(verb)` sends a step's action (`verb` is the step), `step(verb, step)` that step's compensation.
+   */
+  async checkpointSteps(id: string) {
+    this.coordinator ??= await this.stack.connectAs('saga-coordinator');
+    const nc = this.coordinator;
+    const signer = await this.stack.identity('saga-coordinator');
+    const trust = await loadTrustStore(this.stack.keysDir);
+    const base = stepCommand({
+      workload: { id, kind: 'container' },
+      context: { sourceVmId: LAB_GUESTS.a.vm, targetVmId: LAB_GUESTS.b.vm },
+    });
+    const step = (verb: string, compensates?: string) =>
+      signedRequest(
+        nc,
+        signer,
+        trust,
+        subjects.cmd('container-checkpoint', verb),
+        compensates ? { ...base, step: compensates, kind: 'compensation' as const } : { ...base, step: verb },
+        z.record(z.string(), z.unknown()),
+        {
+          idempotencyKey: compensates
+            ? `${base.migrationId}:${compensates}:compensate:1`
+            : `${base.migrationId}:${verb}:1`,
+          timeoutMs: 900_000,
+        },
+      );
+    return { base, step };
+  }
+
   /** Stops everything it started (also after a failed start). */
   async stop(): Promise<void> {
+    await this.coordinator?.close().catch(() => undefined);
     await this.app?.close().catch(() => undefined);
     await Promise.all(this.guests.map((q) => q.kill()));
     await this.stackRef?.stop();
