@@ -81,6 +81,29 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
     lab.runWithKey(id, migrationId, pages, 256);
 
   /**
+   * After B refused round 2 (the final dump): A is frozen, B's restore is refused naming round 2, A is
+   * thawed and counts on, B holds no container; both drop the migration, A's container is killed.
+   * Resolves with the count A froze at.
+   */
+  async function refusedAndThawed(migrationId: string, id: string): Promise<number> {
+    const frozenAt = await counter(GUESTS.a.vm, id);
+    expect((await g.send(GUESTS.a.vm, 'describe', { id })).state).toBe('frozen');
+    const e = await fail(g.send(GUESTS.b.vm, 'restore', { migrationId, containerId: id, rounds: 2 }, LONG));
+    expect(e).toMatchObject({ code: 'IMAGES_INCOMPLETE', details: { round: 2, status: 'refused' } });
+    expect(await g.send(GUESTS.a.vm, 'thaw', { id }, LONG)).toMatchObject({ state: 'running' });
+    await pollUntil(
+      'A counts on after the thaw',
+      () => counter(GUESTS.a.vm, id),
+      (c) => c > frozenAt + 5,
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    expect((await fail(g.send(GUESTS.b.vm, 'describe', { id }))).code).toBe('NOT_FOUND');
+    await g.send(GUESTS.b.vm, 'discard', { migrationId });
+    await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
+    return frozenAt;
+  }
+
+  /**
    * One round: B listens, A pre-dumps (or dumps) and streams it; `via` sends it through a host-side
    * proxy that tampers with chunk `at` (`how`) or only looks (`look`: its bytes land in `seen`).
    */
@@ -218,20 +241,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       const refused = await fail(round(migrationId, id, 2, 'dump', { how: 'alter' }));
       expect(refused.code).toBe('STREAM_REFUSED');
       expect(refused.details?.sealing).toBe('CHUNK_AUTH_FAILED');
-      const frozenAt = await counter(GUESTS.a.vm, id);
-      expect((await g.send(GUESTS.a.vm, 'describe', { id })).state).toBe('frozen');
-      const e = await fail(g.send(GUESTS.b.vm, 'restore', { migrationId, containerId: id, rounds: 2 }, LONG));
-      expect(e.code).toBe('IMAGES_INCOMPLETE');
-      expect(e.details).toMatchObject({ round: 2, status: 'refused' });
-      expect(await g.send(GUESTS.a.vm, 'thaw', { id }, LONG)).toMatchObject({ state: 'running' });
-      await pollUntil(
-        'A counts on after the thaw',
-        () => counter(GUESTS.a.vm, id),
-        (c) => c > frozenAt + 5,
-        { timeoutMs: 60_000, intervalMs: 500 },
-      );
-      expect((await fail(g.send(GUESTS.b.vm, 'describe', { id }))).code).toBe('NOT_FOUND');
-      await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
+      const frozenAt = await refusedAndThawed(migrationId, id);
       console.log(
         `[runc migration] the host saw ${wire.length} bytes of round 1 (${String(r1.imageBytes)} image bytes), no plaintext; ` +
           `altered chunk refused: ${refused.message}; A thawed at ${frozenAt} and counts on`,
@@ -240,6 +250,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       await debug(e);
     }
   }, 900_000);
+
   it.each(['drop', 'replay', 'reorder'] as const)(
     'a %s chunk in the final dump: B refuses the restore naming the chunk, A is thawed and counts on',
     async (tamper) => {
@@ -256,22 +267,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
           { drop: 'CHUNK_OUT_OF_ORDER', replay: 'CHUNK_REPLAYED', reorder: 'CHUNK_OUT_OF_ORDER' }[tamper],
         );
         expect(refused.details?.chunk).toMatchObject({ round: 2, expectedSeq: tamper === 'replay' ? 1 : 0 });
-        const frozenAt = await counter(GUESTS.a.vm, id);
-        expect((await g.send(GUESTS.a.vm, 'describe', { id })).state).toBe('frozen');
-        const e = await fail(
-          g.send(GUESTS.b.vm, 'restore', { migrationId, containerId: id, rounds: 2 }, LONG),
-        );
-        expect(e).toMatchObject({ code: 'IMAGES_INCOMPLETE', details: { round: 2, status: 'refused' } });
-        expect(await g.send(GUESTS.a.vm, 'thaw', { id }, LONG)).toMatchObject({ state: 'running' });
-        await pollUntil(
-          'A counts on after the thaw',
-          () => counter(GUESTS.a.vm, id),
-          (c) => c > frozenAt + 5,
-          { timeoutMs: 60_000, intervalMs: 500 },
-        );
-        expect((await fail(g.send(GUESTS.b.vm, 'describe', { id }))).code).toBe('NOT_FOUND');
-        await g.send(GUESTS.b.vm, 'discard', { migrationId });
-        await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
+        const frozenAt = await refusedAndThawed(migrationId, id);
         console.log(
           `[runc migration] ${tamper}: ${refused.message} ${JSON.stringify(refused.details?.chunk)}; A thawed at ${frozenAt} and counts on`,
         );
