@@ -9,7 +9,7 @@
  *
  * Run: `npm run bench:container-blackout` (root, QEMU, TUN; builds the container image the first
  * time). Environment: CCM_BENCH_HEAPS_MIB (default "32,256"), CCM_BENCH_DIRTY_RATES (heap pages
- * rewritten a second, default "128,1024"), CCM_BENCH_GUEST_MIB (each guest's memory, default 3072),
+ * rewritten a second, default "128,1024"), CCM_BENCH_GUEST_MIB (each guest's memory, default 4096),
  * CCM_BENCH_THRESHOLD_PAGES (3072) and CCM_BENCH_MAX_ROUNDS (4) for container-checkpoint; `--json`
  * prints the rows as JSON too. A failed case ends the bench with exit code 1 after stopping
  * everything; so do Ctrl-C and SIGTERM.
@@ -29,7 +29,7 @@ const list = (name: string, fallback: string): number[] => {
 };
 const HEAPS_MIB = list('CCM_BENCH_HEAPS_MIB', '32,256');
 const RATES = list('CCM_BENCH_DIRTY_RATES', '128,1024');
-const [GUEST_MIB] = list('CCM_BENCH_GUEST_MIB', '3072');
+const [GUEST_MIB] = list('CCM_BENCH_GUEST_MIB', '4096');
 const [THRESHOLD] = list('CCM_BENCH_THRESHOLD_PAGES', '3072');
 const [MAX_ROUNDS] = list('CCM_BENCH_MAX_ROUNDS', '4');
 const GOAL_SLACK_MS = 50;
