@@ -135,7 +135,9 @@ export class CheckpointService implements OnModuleDestroy {
     const have = this.receivers.get(k);
     if (have && have.receiver.reception.status !== 'refused') return have.address;
     have?.receiver.close();
-    const receiver = new RoundReceiver(this.key(migrationId), { migrationId, round }, () => undefined);
+    const receiver = new RoundReceiver(this.key(migrationId), { migrationId, round }, (r) => {
+      if (r.status === 'complete') void this.driver.stage?.(migrationId, containerId, round, r.image);
+    });
     const address = await receiver.listen(this.config.CCM_GUEST_STREAM_HOST);
     this.receivers.set(k, { receiver, address });
     return address;

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CcmError,
@@ -77,6 +77,12 @@ export class RuncDriver implements ContainerDriver {
   readonly kind = 'runc';
   private readonly runc: Runc;
   private readonly held = new Map<string, Held>();
+  /**
+   * Target: pre-dump rounds written to their image directories as they arrived (`stage`), by
+   * `<migration>:<container>` and round; `written` is false when the round could not be staged (the
+   * restore then writes it).
+   */
+  private readonly staged = new Map<string, Map<number, { image: Buffer; written: Promise<boolean> }>>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
 
@@ -237,6 +243,47 @@ export class RuncDriver implements ContainerDriver {
     return containerDirtyPages(s.pid).catch(() => roundPages);
   }
 
+  /**
+   * A pre-dump round that arrived whole is unpacked into its image directory now, while the source
+   * still runs, so the restore (inside the frozen time) writes only the final dump. A round whose
+   * archive or meta is not what the restore would accept is left for the restore to refuse.
+   * Resolves with whether the round was written.
+   */
+  stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
+    const key = `${migrationId}:${id}`;
+    const rounds = this.staged.get(key) ?? new Map<number, { image: Buffer; written: Promise<boolean> }>();
+    this.staged.set(key, rounds);
+    const before = rounds.get(round)?.written ?? Promise.resolve(false);
+    const written = before
+      .then(async () => {
+        const a = unpackArchive(image);
+        const m = RoundMetaSchema.safeParse(a.meta);
+        if (!m.success || m.data.containerId !== id || m.data.round !== round || m.data.final) return false;
+        if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1) return false;
+        const dir = join(this.images(migrationId, id), `round-${round}`);
+        await rm(dir, { recursive: true, force: true });
+        await writeImageDir(dir, a.files);
+        if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
+        return true;
+      })
+      .catch(() => false);
+    rounds.set(round, { image, written });
+    return written;
+  }
+
+  /** The rounds of `images` staged from these very buffers and written whole. */
+  private async stagedRounds(
+    migrationId: string,
+    id: string,
+    images: readonly Buffer[],
+  ): Promise<Set<number>> {
+    const out = new Set<number>();
+    const rounds = this.staged.get(`${migrationId}:${id}`);
+    for (const [round, s] of rounds ?? [])
+      if (images[round - 1] === s.image && (await s.written)) out.add(round);
+    return out;
+  }
+
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
     const base = this.images(migrationId, id);
     const rounds = images.map((b, i) => {
@@ -256,8 +303,14 @@ export class RuncDriver implements ContainerDriver {
         throw incomplete('names a parent round it cannot have');
       return { ...a, meta: m.data };
     });
-    await rm(base, { recursive: true, force: true });
+    // Rounds staged as they arrived stay; anything else under the migration's directory goes.
+    const ready = await this.stagedRounds(migrationId, id, images);
+    for (const entry of await readdir(base).catch(() => [] as string[])) {
+      if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
+        await rm(join(base, entry), { recursive: true, force: true });
+    }
     for (const r of rounds) {
+      if (ready.has(r.meta.round)) continue;
       const dir = join(base, `round-${r.meta.round}`);
       await writeImageDir(dir, r.files);
       if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
@@ -305,6 +358,11 @@ export class RuncDriver implements ContainerDriver {
   }
 
   async discard(migrationId: string): Promise<void> {
+    for (const [key, rounds] of this.staged) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      for (const s of rounds.values()) await s.written;
+      this.staged.delete(key);
+    }
     await rm(join(this.dir, 'images', migrationId), { recursive: true, force: true });
   }
 
