@@ -13,7 +13,7 @@ import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
-import { containerDirtyPages } from './soft-dirty.js';
+import { containerDirtyPages, softDirtyWorks } from './soft-dirty.js';
 
 const PAGE_BYTES = 4096;
 
@@ -85,6 +85,8 @@ export class RuncDriver implements ContainerDriver {
   private readonly staged = new Map<string, Map<number, { image: Buffer; written: Promise<boolean> }>>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
+  /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
+  private softDirty: Promise<boolean> | undefined;
 
   constructor(private readonly config: GuestAgentConfig) {
     this.dir = config.CCM_GUEST_RUNC_DIR;
@@ -235,9 +237,12 @@ export class RuncDriver implements ContainerDriver {
   /**
    * Pages the container dirtied since its last pre-dump (soft-dirty bits: {@link containerDirtyPages}),
    * read when asked, after the round's stream: what a round started now would send. Where the pagemap
-   * cannot be read (no process, no soft-dirty support), the round's own page count stands in.
+   * cannot be read (no process) or the kernel keeps no soft-dirty bits, the round's own page count
+   * stands in.
    */
   private async dirtySince(id: string, roundPages: number): Promise<number> {
+    this.softDirty ??= softDirtyWorks();
+    if (!(await this.softDirty)) return roundPages;
     const s = await this.runc.state(id).catch(() => undefined);
     if (!s?.pid) return roundPages;
     return containerDirtyPages(s.pid).catch(() => roundPages);

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containerDirtyPages, dirtyEntries, parseMaps, processTree } from './soft-dirty.js';
+import { containerDirtyPages, dirtyEntries, parseMaps, processTree, softDirtyWorks } from './soft-dirty.js';
 
 /** A pagemap entry with the given bits (63 present, 62 swapped, 61 file/shared, 55 soft-dirty). */
 const entry = (...bits: number[]): Buffer => {
@@ -98,5 +100,23 @@ describe('a container process tree read through a /proc laid out as the kernel d
 
   it('fails for a process that is not there (the driver then uses the round’s own pages)', async () => {
     await expect(containerDirtyPages(999, proc)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe("whether this host's kernel keeps soft-dirty bits", () => {
+  const config = (() => {
+    try {
+      return gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
+    } catch {
+      return undefined;
+    }
+  })();
+  const built = config ? /^CONFIG_MEM_SOFT_DIRTY=y$/m.test(config) : undefined;
+  if (built === undefined) console.warn('[soft-dirty] skipping: no /proc/config.gz to compare with');
+  it.skipIf(built === undefined)('agrees with the kernel configuration', async () => {
+    expect(await softDirtyWorks()).toBe(built);
+  });
+  it('is false where /proc cannot be read', async () => {
+    expect(await softDirtyWorks('/nonexistent')).toBe(false);
   });
 });

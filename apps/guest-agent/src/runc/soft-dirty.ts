@@ -1,4 +1,4 @@
-import { open, readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, writeFile } from 'node:fs/promises';
 
 /**
  * How many pages a container dirtied since its last pre-dump, read the way CRIU's memory tracking
@@ -52,7 +52,7 @@ export function dirtyEntries(pagemap: Buffer): number {
 const CHUNK_ENTRIES = 32_768;
 
 /** Dirty pages of one process (its maps read through its pagemap, 256 KiB at a time). */
-export async function processDirtyPages(pid: number, proc = '/proc'): Promise<number> {
+export async function processDirtyPages(pid: number | 'self', proc = '/proc'): Promise<number> {
   const vmas = parseMaps(await readFile(`${proc}/${pid}/maps`, 'utf8'));
   const f = await open(`${proc}/${pid}/pagemap`, 'r');
   try {
@@ -92,4 +92,20 @@ export async function containerDirtyPages(pid: number, proc = '/proc'): Promise<
   let n = 0;
   for (const p of await processTree(pid, proc)) n += await processDirtyPages(p, proc);
   return n;
+}
+
+/**
+ * Whether this kernel keeps soft-dirty bits: the agent clears its own (`clear_refs` 4), writes a fresh
+ * page and reads that page's pagemap entry. A kernel built without CONFIG_MEM_SOFT_DIRTY reports no
+ * page soft-dirty, and every count above would read 0.
+ */
+export async function softDirtyWorks(proc = '/proc'): Promise<boolean> {
+  try {
+    const page = Buffer.alloc(2 * PAGE);
+    await writeFile(`${proc}/self/clear_refs`, '4');
+    page.fill(1);
+    return (await processDirtyPages('self', proc)) > 0;
+  } catch {
+    return false;
+  }
 }
