@@ -29,7 +29,6 @@ export const configSchema = serviceConfigSchema.extend({
   CCM_GUEST_RUNC_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(300_000),
   /** The address image streams from other guests arrive on (the guest's underlay address). */
   CCM_GUEST_STREAM_HOST: z.string().min(1).default('127.0.0.1'),
-  /** Longest wait for the target's verdict on one round. */
   /** Plaintext bytes per sealed chunk of an image stream (libs/sealing allows up to 4 MiB). */
   CCM_GUEST_STREAM_CHUNK_BYTES: z.coerce
     .number()
@@ -57,7 +56,13 @@ export const configSchema = serviceConfigSchema.extend({
     .default('0x30000'),
   /** The process of the VM this agent is the inside of: the agent exits when it is gone (sim VMs). */
   CCM_GUEST_VM_PID: z.coerce.number().int().min(1).optional(),
+  /** Longest wait for the target's verdict on one round (connect to verdict). */
   CCM_GUEST_STREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  /**
+   * A stream on which nothing moves for this long fails UNAVAILABLE before its timeout: a target
+   * guest that died answers nothing (no reset), and the source would otherwise wait out the timeout.
+   */
+  CCM_GUEST_STREAM_STALL_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   ...overlayConfigFields,
 });
 export type GuestAgentConfig = z.infer<typeof configSchema>;

@@ -96,6 +96,11 @@ export const ContainerInfoSchema = z.object({
   /** The workload's counter (the test's proof that the process carried on). */
   counter: z.number().int(),
   migrationId: IdSchema.optional(),
+  /**
+   * The container runtime's own time to restore it (runc driver: `runc restore`, i.e. CRIU's restore,
+   * without unpacking the rounds or the resume), on a container restored here; absent otherwise.
+   */
+  restoreMs: z.number().nonnegative().optional(),
 });
 export type ContainerInfo = z.infer<typeof ContainerInfoSchema>;
 
@@ -162,6 +167,11 @@ export const RoundReportSchema = z.object({
   durationMs: z.number(),
   /** Pages dirtied since this round's snapshot (what the next round would send). */
   dirtyPages: z.number().int(),
+  /**
+   * The container runtime's own time for the round (runc driver: `runc checkpoint`, i.e. CRIU's
+   * pre-dump or dump, without the freeze and the stream); absent with the sim driver.
+   */
+  runtimeMs: z.number().nonnegative().optional(),
 });
 export type RoundReport = z.infer<typeof RoundReportSchema>;
 

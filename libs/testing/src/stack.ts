@@ -62,6 +62,12 @@ export async function startTestStack(
     eventsRetention?: EventsRetention;
     /** Add a NATS user that may subscribe to everything (see `connectSpy`). */
     busSpy?: boolean;
+    /**
+     * How soon nats-server drops a client that stopped answering its pings (`ping_interval` seconds
+     * × `ping_max`; nats-server's defaults are 2 min × 2): tests that kill a VM whose agent was
+     * connected (a dead guest sends no reset) shorten it.
+     */
+    natsPing?: { intervalS: number; max: number };
   } = {},
 ): Promise<TestStack> {
   const keysDir = await mkdtemp(join(tmpdir(), 'ccm-keys-'));
@@ -82,7 +88,12 @@ export async function startTestStack(
     if (!natsAuth.includes('bus spy')) throw new Error('could not add the bus spy to the NATS users');
   }
   const [nats, postgres] = await Promise.all([
-    startNatsServer({ extraConfig: natsAuth, listenHost: opts.listen?.host }),
+    startNatsServer({
+      extraConfig: opts.natsPing
+        ? `ping_interval: "${opts.natsPing.intervalS}s"\nping_max: ${opts.natsPing.max}\n${natsAuth}`
+        : natsAuth,
+      listenHost: opts.listen?.host,
+    }),
     opts.postgres === false ? Promise.resolve(undefined) : startPostgres({ listen: opts.listen }),
   ]);
   const conns: NatsConnection[] = [];

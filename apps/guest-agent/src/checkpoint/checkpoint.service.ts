@@ -135,7 +135,9 @@ export class CheckpointService implements OnModuleDestroy {
     const have = this.receivers.get(k);
     if (have && have.receiver.reception.status !== 'refused') return have.address;
     have?.receiver.close();
-    const receiver = new RoundReceiver(this.key(migrationId), { migrationId, round }, () => undefined);
+    const receiver = new RoundReceiver(this.key(migrationId), { migrationId, round }, (r) => {
+      if (r.status === 'complete') void this.driver.stage?.(migrationId, containerId, round, r.image);
+    });
     const address = await receiver.listen(this.config.CCM_GUEST_STREAM_HOST);
     this.receivers.set(k, { receiver, address });
     return address;
@@ -171,6 +173,7 @@ export class CheckpointService implements OnModuleDestroy {
       img.image,
       this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
       this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
+      this.config.CCM_GUEST_STREAM_STALL_MS,
     ).catch((e: unknown) => {
       img.failed();
       throw e;
@@ -182,6 +185,7 @@ export class CheckpointService implements OnModuleDestroy {
       chunks: r.chunks,
       durationMs: performance.now() - started,
       dirtyPages: await img.dirtyPages(),
+      ...(img.runtimeMs !== undefined ? { runtimeMs: img.runtimeMs } : {}),
     };
     this.sent.set(k, report);
     return report;

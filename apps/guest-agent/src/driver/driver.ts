@@ -12,6 +12,8 @@ export interface RoundImage {
   readonly image: Buffer;
   /** Memory pages the round holds. */
   readonly pages: number;
+  /** The container runtime's own time to dump the round (runc: CRIU), when the driver has one. */
+  readonly runtimeMs?: number;
   /** Pages dirtied since the round's snapshot, as far as the driver knows (what a next round sends). */
   dirtyPages(): Promise<number>;
   /** The round did not arrive whole: what it carried must go again in the retry. */
@@ -33,6 +35,12 @@ export interface ContainerDriver {
   describe(id: string): Promise<ContainerInfo | undefined>;
   /** Pre-dump round `round` (the container runs on), or freeze and dump the final round. */
   checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage>;
+  /**
+   * Target: a pre-dump round arrived whole; the driver may prepare it for the restore now, before the
+   * source freezes (the runc driver writes its image files), so the restore has less to do. Resolves
+   * with whether it did (never rejects: the restore deals with a round that was not staged).
+   */
+  stage?(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean>;
   /** Builds the container from the received rounds (images[0] is round 1; the last is the final dump), not resumed. */
   restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo>;
   /** Runs a restored (target) or frozen (source, rollback) container again. */

@@ -1,3 +1,6 @@
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type CcmError, isCcmError } from '@ccm/contracts';
 import { CriuFailedError, CriuInvalidArgumentError, CriuReason } from '@ccm/criu';
 import { describe, expect, it } from 'vitest';
@@ -99,5 +102,38 @@ describe('runc/CRIU failures as reply errors', () => {
   it('leave other errors as they are', () => {
     const x = new Error('x');
     expect(runtimeError(x)).toBe(x);
+  });
+});
+
+describe('runc driver stages pre-dump rounds on the target as they arrive', () => {
+  it('writes a whole pre-dump round (and its parent link) at once, leaves anything else to the restore, discard removes them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
+    try {
+      const d = new RuncDriver({
+        CCM_GUEST_RUNC_DIR: dir,
+        CCM_GUEST_RUNC_TIMEOUT_MS: 1000,
+      } as GuestAgentConfig);
+      const files = (n: number) => [{ name: 'pages-1.img', data: Buffer.alloc(4096 * n, n) }];
+      const pre = (r: number, parentRound?: number) =>
+        packArchive({
+          meta: { containerId: 'c1', spec, round: r, final: false, ...(parentRound ? { parentRound } : {}) },
+          files: files(r),
+        });
+      expect(await d.stage('m1', 'c1', 1, pre(1))).toBe(true);
+      expect(await d.stage('m1', 'c1', 2, pre(2, 1))).toBe(true);
+      const base = join(dir, 'images', 'm1', 'c1');
+      expect((await readFile(join(base, 'round-2', 'pages-1.img'))).length).toBe(8192);
+      expect(await readlink(join(base, 'round-2', 'parent'))).toBe('../round-1');
+      // not staged: a final dump, another container, a round that is not the one announced, garbage
+      expect(await d.stage('m1', 'c1', 3, round({ round: 3, final: true, parentRound: 2 }))).toBe(false);
+      expect(await d.stage('m1', 'c1', 4, round({ containerId: 'c2', round: 4, final: false }))).toBe(false);
+      expect(await d.stage('m1', 'c1', 5, pre(6))).toBe(false);
+      expect(await d.stage('m1', 'c1', 7, Buffer.from('not an archive'))).toBe(false);
+      expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2']);
+      await d.discard('m1');
+      await expect(readdir(join(dir, 'images', 'm1'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

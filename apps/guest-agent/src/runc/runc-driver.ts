@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CcmError,
@@ -13,6 +13,7 @@ import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
+import { containerDirtyPages, softDirtyWorks } from './soft-dirty.js';
 
 const PAGE_BYTES = 4096;
 
@@ -35,6 +36,8 @@ interface Held {
   state: ContainerState;
   migrationId?: string;
   counter: number;
+  /** How long `runc restore` took, on a container restored here. */
+  restoreMs?: number;
 }
 
 /** A runc/CRIU failure as the typed reply error, with CRIU's own reason. */
@@ -74,8 +77,16 @@ export class RuncDriver implements ContainerDriver {
   readonly kind = 'runc';
   private readonly runc: Runc;
   private readonly held = new Map<string, Held>();
+  /**
+   * Target: pre-dump rounds written to their image directories as they arrived (`stage`), by
+   * `<migration>:<container>` and round; `written` is false when the round could not be staged (the
+   * restore then writes it).
+   */
+  private readonly staged = new Map<string, Map<number, { image: Buffer; written: Promise<boolean> }>>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
+  /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
+  private softDirty: Promise<boolean> | undefined;
 
   constructor(private readonly config: GuestAgentConfig) {
     this.dir = config.CCM_GUEST_RUNC_DIR;
@@ -168,6 +179,7 @@ export class RuncDriver implements ContainerDriver {
       pages: h.spec.pages,
       counter: h.counter,
       ...(h.migrationId ? { migrationId: h.migrationId } : {}),
+      ...(h.restoreMs !== undefined ? { restoreMs: h.restoreMs } : {}),
     };
   }
 
@@ -180,6 +192,7 @@ export class RuncDriver implements ContainerDriver {
     const parentRound =
       round > 1 && (await exists(join(base, `round-${round - 1}.done`))) ? round - 1 : undefined;
     // A round already dumped (its stream failed and is retried) is sent again as it is.
+    let runtimeMs: number | undefined;
     if (!(await exists(done))) {
       await rm(dir, { recursive: true, force: true });
       await rm(join(base, `work-${round}`), { recursive: true, force: true });
@@ -187,6 +200,7 @@ export class RuncDriver implements ContainerDriver {
         await this.runc.lifecycle('pause', id).catch(rethrow);
         h.state = 'frozen';
       }
+      const started = performance.now();
       await this.runc
         .checkpoint({
           id,
@@ -197,6 +211,7 @@ export class RuncDriver implements ContainerDriver {
           ...(final ? { leaveRunning: true, tcpEstablished: true } : {}),
         })
         .catch(rethrow);
+      runtimeMs = performance.now() - started;
       await writeFile(done, '');
     }
     const files = await readImageDir(dir);
@@ -213,10 +228,65 @@ export class RuncDriver implements ContainerDriver {
     return {
       image: packArchive({ meta, files }),
       pages,
-      // CRIU tells the dirty set only by dumping it: a round's own pages are the estimate for the next.
-      dirtyPages: () => Promise.resolve(final ? 0 : pages),
+      ...(runtimeMs !== undefined ? { runtimeMs } : {}),
+      dirtyPages: () => (final ? Promise.resolve(0) : this.dirtySince(id, pages)),
       failed: () => undefined,
     };
+  }
+
+  /**
+   * Pages the container dirtied since its last pre-dump (soft-dirty bits: {@link containerDirtyPages}),
+   * read when asked, after the round's stream: what a round started now would send. Where the pagemap
+   * cannot be read (no process) or the kernel keeps no soft-dirty bits, the round's own page count
+   * stands in.
+   */
+  private async dirtySince(id: string, roundPages: number): Promise<number> {
+    this.softDirty ??= softDirtyWorks();
+    if (!(await this.softDirty)) return roundPages;
+    const s = await this.runc.state(id).catch(() => undefined);
+    if (!s?.pid) return roundPages;
+    return containerDirtyPages(s.pid).catch(() => roundPages);
+  }
+
+  /**
+   * A pre-dump round that arrived whole is unpacked into its image directory now, while the source
+   * still runs, so the restore (inside the frozen time) writes only the final dump. A round whose
+   * archive or meta is not what the restore would accept is left for the restore to refuse.
+   * Resolves with whether the round was written.
+   */
+  stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
+    const key = `${migrationId}:${id}`;
+    const rounds = this.staged.get(key) ?? new Map<number, { image: Buffer; written: Promise<boolean> }>();
+    this.staged.set(key, rounds);
+    const before = rounds.get(round)?.written ?? Promise.resolve(false);
+    const written = before
+      .then(async () => {
+        const a = unpackArchive(image);
+        const m = RoundMetaSchema.safeParse(a.meta);
+        if (!m.success || m.data.containerId !== id || m.data.round !== round || m.data.final) return false;
+        if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1) return false;
+        const dir = join(this.images(migrationId, id), `round-${round}`);
+        await rm(dir, { recursive: true, force: true });
+        await writeImageDir(dir, a.files);
+        if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
+        return true;
+      })
+      .catch(() => false);
+    rounds.set(round, { image, written });
+    return written;
+  }
+
+  /** The rounds of `images` staged from these very buffers and written whole. */
+  private async stagedRounds(
+    migrationId: string,
+    id: string,
+    images: readonly Buffer[],
+  ): Promise<Set<number>> {
+    const out = new Set<number>();
+    const rounds = this.staged.get(`${migrationId}:${id}`);
+    for (const [round, s] of rounds ?? [])
+      if (images[round - 1] === s.image && (await s.written)) out.add(round);
+    return out;
   }
 
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
@@ -238,8 +308,14 @@ export class RuncDriver implements ContainerDriver {
         throw incomplete('names a parent round it cannot have');
       return { ...a, meta: m.data };
     });
-    await rm(base, { recursive: true, force: true });
+    // Rounds staged as they arrived stay; anything else under the migration's directory goes.
+    const ready = await this.stagedRounds(migrationId, id, images);
+    for (const entry of await readdir(base).catch(() => [] as string[])) {
+      if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
+        await rm(join(base, entry), { recursive: true, force: true });
+    }
     for (const r of rounds) {
+      if (ready.has(r.meta.round)) continue;
       const dir = join(base, `round-${r.meta.round}`);
       await writeImageDir(dir, r.files);
       if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
@@ -250,6 +326,7 @@ export class RuncDriver implements ContainerDriver {
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    const started = performance.now();
     try {
       await this.runc
         .restore({
@@ -263,7 +340,8 @@ export class RuncDriver implements ContainerDriver {
     } finally {
       await rm(this.criuConfig(id), { force: true });
     }
-    this.held.set(id, { spec, state: 'restored', migrationId, counter: 0 });
+    const restoreMs = performance.now() - started;
+    this.held.set(id, { spec, state: 'restored', migrationId, counter: 0, restoreMs });
     return this.info(id);
   }
 
@@ -285,6 +363,11 @@ export class RuncDriver implements ContainerDriver {
   }
 
   async discard(migrationId: string): Promise<void> {
+    for (const [key, rounds] of this.staged) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      for (const s of rounds.values()) await s.written;
+      this.staged.delete(key);
+    }
     await rm(join(this.dir, 'images', migrationId), { recursive: true, force: true });
   }
 

@@ -12,7 +12,8 @@ export interface SendResult {
  * Sends one round's image to the target guest: reads the target's challenge, seals the image in
  * chunks bound to (migration, round, challenge), writes them with backpressure, and waits for the
  * target's verdict. A refusal comes back as STREAM_REFUSED naming the chunk; a target that dies or
- * does not answer within `timeoutMs` is UNAVAILABLE (retryable).
+ * does not answer within `timeoutMs`, or a stream on which nothing moves (no byte read, no write
+ * taken by the kernel) for `stallMs` (a dead guest sends no reset), is UNAVAILABLE (retryable).
  */
 export function sendRound(
   key: Buffer,
@@ -21,6 +22,7 @@ export function sendRound(
   image: Buffer,
   timeoutMs: number,
   chunkBytes = DEFAULT_CHUNK_BYTES,
+  stallMs = timeoutMs,
 ): Promise<SendResult> {
   return new Promise((resolve, reject) => {
     const sock: Socket = connect(to.port, to.host);
@@ -43,6 +45,9 @@ export function sendRound(
         details: { round: binding.round, chunksSent: chunks },
       });
     const timer = setTimeout(() => finish(unavailable(`no verdict within ${timeoutMs} ms`)), timeoutMs);
+    sock.setTimeout(Math.min(stallMs, timeoutMs), () =>
+      finish(unavailable(`nothing moved for ${stallMs} ms (the target is gone?)`)),
+    );
     sock.on('error', (e) => finish(unavailable(e.message)));
     sock.on('close', () => finish(unavailable('the target closed the connection without a verdict')));
     sock.on('data', (d: Buffer) => {
