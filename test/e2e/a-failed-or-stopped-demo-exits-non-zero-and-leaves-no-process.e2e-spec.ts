@@ -6,7 +6,7 @@ import { findQemuBinary } from '@ccm/qmp';
 import { pollUntil } from '@ccm/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../tools/stack/service-process.js';
-import { processesOf, runTool } from './support/process-table.js';
+import { processesLeft, processesOf, runTool } from './support/process-table.js';
 
 const skip = findQemuBinary()
   ? undefined
@@ -41,7 +41,7 @@ describe.skipIf(skip !== undefined)('a failed or stopped demo', () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]).toMatch(/migration \S+ ended Failed|HYPERVISOR|MIGRATION_FAILED|refused/);
     expect(demo.out()).toContain('killed host-b');
-    expect(await processesOf(tag, state)).toEqual([]);
+    expect(await processesLeft(tag, state)).toEqual([]);
   }, 240_000);
 
   it('stopped with SIGTERM while its VM runs exits 143 and leaves no process', async () => {
@@ -63,6 +63,6 @@ describe.skipIf(skip !== undefined)('a failed or stopped demo', () => {
     const { code } = await demo.exited;
     expect(code).toBe(143);
     expect(demo.out()).toContain('ccm demo: SIGTERM received, stopping everything it started');
-    expect(await processesOf(tag, state)).toEqual([]);
+    expect(await processesLeft(tag, state)).toEqual([]);
   }, 240_000);
 });

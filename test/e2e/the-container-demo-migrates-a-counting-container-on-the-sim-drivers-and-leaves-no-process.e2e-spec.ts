@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { defaultSeabios } from '@ccm/qmp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../tools/stack/service-process.js';
-import { processesOf, runTool } from './support/process-table.js';
+import { processesLeft, runTool } from './support/process-table.js';
 
 const DEMO = join(REPO_ROOT, 'dist/tools/demo/main.js');
 // The owner's policy names the SEV launch digest of the container guest, computed over QEMU's SeaBIOS.
@@ -64,6 +64,6 @@ describe.skipIf(skip !== undefined)('the container demo (bash tools/dev.sh demo 
     );
     expect(tail).toMatch(/ended \d+ VM process\(es\)/);
     expect(tail).toMatch(/done in [\d.]+s/);
-    expect(await processesOf(tag, state)).toEqual([]);
+    expect(await processesLeft(tag, state)).toEqual([]);
   }, 300_000);
 });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPidRecords, RUN_DIR } from '../../tools/stack/pids.js';
 import { STACK_FILE } from '../../tools/stack/stack.js';
 import { startLauncher } from './support/launcher.js';
-import { processesOf } from './support/process-table.js';
+import { processesLeft, processesOf } from './support/process-table.js';
 
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
 const alive = (pid: number) => {
@@ -119,7 +119,7 @@ describe('the stack launcher supervises what it starts', () => {
       process.kill(launcher.child.pid!, 'SIGTERM');
       expect(await launcher.exited()).toBe(0);
       expect([...before, ...after].map((r) => r.pid).filter(alive)).toEqual([]);
-      expect(await processesOf(tag, state)).toEqual([]);
+      expect(await processesLeft(tag, state)).toEqual([]);
     } finally {
       if (launcher.exitCode() === undefined) process.kill(-launcher.child.pid!, 'SIGKILL');
     }
@@ -161,7 +161,7 @@ describe('the stack launcher supervises what it starts', () => {
       expect(records.map((r) => r.pid).filter(alive)).toEqual([]);
       process.kill(third.child.pid!, 'SIGTERM');
       expect(await third.exited()).toBe(0);
-      expect(await processesOf(tag, state)).toEqual([]);
+      expect(await processesLeft(tag, state)).toEqual([]);
     } finally {
       if (third.exitCode() === undefined) process.kill(-third.child.pid!, 'SIGKILL');
     }

@@ -41,6 +41,20 @@ export async function processesOf(tag: string, dir: string): Promise<ProcessEntr
   return found;
 }
 
+/**
+ * What is still running of a run after a short grace: a helper that ends when its parent ends (the
+ * test reaper of libs/testing, which notices its parent's exit through a closed pipe) may outlive the
+ * parent by a few milliseconds. Polls until nothing is left or `graceMs` passed, and returns what is left.
+ */
+export async function processesLeft(tag: string, dir: string, graceMs = 5_000): Promise<ProcessEntry[]> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    const left = await processesOf(tag, dir);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export interface ToolRun {
   pid: number;
   out: () => string;
