@@ -91,17 +91,21 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
     const e = await fail(g.send(GUESTS.b.vm, 'restore', { migrationId, containerId: id, rounds: 2 }, LONG));
     expect(e).toMatchObject({ code: 'IMAGES_INCOMPLETE', details: { round: 2, status: 'refused' } });
     expect(await g.send(GUESTS.a.vm, 'thaw', { id }, LONG)).toMatchObject({ state: 'running' });
-    await pollUntil(
-      'A counts on after the thaw',
-      () => counter(GUESTS.a.vm, id),
-      (c) => c > frozenAt + 5,
-      { timeoutMs: 60_000, intervalMs: 500 },
-    );
+    await aCountsOn('A counts on after the thaw', id, frozenAt);
     expect((await fail(g.send(GUESTS.b.vm, 'describe', { id }))).code).toBe('NOT_FOUND');
     await g.send(GUESTS.b.vm, 'discard', { migrationId });
     await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
     return frozenAt;
   }
+
+  /** Waits until A's container counted more than 5 past `from` (it runs on). */
+  const aCountsOn = (what: string, id: string, from: number): Promise<number> =>
+    pollUntil(
+      what,
+      () => counter(GUESTS.a.vm, id),
+      (c) => c > from + 5,
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
 
   /**
    * One round: B listens, A pre-dumps (or dumps) and streams it; `via` sends it through a host-side
@@ -306,12 +310,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       expect(e.message).toMatch(/nothing moved/);
       const a = await g.send(GUESTS.a.vm, 'describe', { id });
       expect(a.state).toBe('running');
-      await pollUntil(
-        'A counts on',
-        () => counter(GUESTS.a.vm, id),
-        (c) => c > (a.counter as number) + 5,
-        { timeoutMs: 60_000, intervalMs: 500 },
-      );
+      await aCountsOn('A counts on', id, a.counter as number);
       // nats-server notices the dead guest (its pings go unanswered): B has no responder any more.
       const gone = await pollUntil(
         'nats-server drops the dead guest',
@@ -324,12 +323,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
       expect(typeof (undo['discarded'] as { source: unknown }).source).toBe('number');
       const after = await g.send(GUESTS.a.vm, 'describe', { id });
       expect(after.state).toBe('running');
-      await pollUntil(
-        'A counts on after the compensation',
-        () => counter(GUESTS.a.vm, id),
-        (c) => c > (after.counter as number) + 5,
-        { timeoutMs: 60_000, intervalMs: 500 },
-      );
+      await aCountsOn('A counts on after the compensation', id, after.counter as number);
       await g.send(GUESTS.a.vm, 'kill', { id }, LONG);
       console.log(
         `[runc migration] B killed after ${((streamed - before) / 2 ** 20).toFixed(1)} MiB went down its tap: ` +

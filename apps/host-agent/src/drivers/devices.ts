@@ -79,8 +79,3 @@ export function createTaps(vmId: string, spec: VmSpec): void {
 export function removeTaps(vmId: string, spec: VmSpec): void {
   (spec.nics ?? []).forEach((_, i) => ip(['link', 'del', 'dev', tapName(vmId, i)]));
 }
-
-/** The taps of a VM that exist on this host now. */
-export function existingTaps(vmId: string, spec: VmSpec): string[] {
-  return (spec.nics ?? []).map((_, i) => tapName(vmId, i)).filter((t) => ip(['link', 'show', 'dev', t]).ok);
-}
