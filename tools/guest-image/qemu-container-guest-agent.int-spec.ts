@@ -1,4 +1,4 @@
-import { guestClient, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { guestClient, ipOrThrow, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
 import { startQemu, type QemuProcess } from '@ccm/qmp';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -7,7 +7,6 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { AGENT_RUN_SCRIPT, agentGuestUnavailable } from './__fixtures__/agent-guest.js';
-import { ipOrThrow } from './__fixtures__/netns.js';
 import { buildAppDisk, shellEnvFile, type AppDisk } from './app-disk.js';
 import { containerGuestSpec, ensureContainerImage, type ContainerImage } from './container-image.js';
 

@@ -1,4 +1,4 @@
-import { pollUntil } from '@ccm/testing';
+import { ipOrThrow, netnsUnavailable, pollUntil } from '@ccm/testing';
 import { findQemuBinary, startQemu, type QemuProcess } from '@ccm/qmp';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guestScript } from './__fixtures__/guest-scripts.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
-import { ipOrThrow, netnsUnavailable } from './__fixtures__/netns.js';
 import {
   BOOT_FAILED_MARKER,
   containerBuildUnavailable,

@@ -1,4 +1,4 @@
-import { freePort, pollUntil } from '@ccm/testing';
+import { freePort, netnsUnavailable, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   configureMigration,
@@ -13,7 +13,7 @@ import {
 } from '@ccm/qmp';
 import { existsSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
-import { createHostPair, netnsUnavailable, type HostPair } from './__fixtures__/netns.js';
+import { createHostPair, type HostPair } from './__fixtures__/netns.js';
 import { ensureGuestImage, guestKernelCommandLine, readCounters, type GuestImage } from './guest-image.js';
 
 /**

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,8 @@ import { createServiceApp } from '@ccm/runtime';
 import { sealMigrationKey } from '@ccm/sealing';
 import {
   guestClient,
+  ip,
+  ipOrThrow,
   pollUntil,
   startTestStack,
   stepCommand,
@@ -93,7 +94,7 @@ export class RuncLab {
   /** Removes the bridge and taps (synchronous: also from a signal handler). */
   dropNet(): void {
     if (!this.netMade) return;
-    for (const l of [this.taps.a, this.taps.b, this.bridge]) spawnSync('ip', ['link', 'del', l]);
+    for (const l of [this.taps.a, this.taps.b, this.bridge]) ip('link', 'del', l);
   }
 
   /** Builds (or finds) the image and app disk, makes the network, starts NATS, Postgres, container-checkpoint and both guests. */
@@ -253,9 +254,4 @@ export class RuncLab {
     this.dropNet();
     if (this.work) await rm(this.work, { recursive: true, force: true });
   }
-}
-
-function ipOrThrow(...args: string[]): void {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
 }

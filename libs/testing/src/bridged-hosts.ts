@@ -17,18 +17,32 @@ import { spawnSync } from 'node:child_process';
  * a caller's salt), so concurrent runs do not collide. Used by the e2e specs and the benchmarks.
  */
 
-function ip(...args: string[]): { ok: boolean; out: string } {
+/** Runs `ip ARGS…` (no shell): whether it succeeded and what it printed. */
+export function ip(...args: string[]): { ok: boolean; out: string } {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
   return { ok: r.status === 0, out: `${r.stderr ?? ''}${r.stdout ?? ''}${r.error?.message ?? ''}`.trim() };
 }
 
-/** Why namespaces and a bridge cannot be made here (undefined when they can): probed by making them. */
-export function bridgedHostsUnavailable(): string | undefined {
+/** Runs `ip ARGS…`, throwing with its output when it fails (test setup steps). */
+export function ipOrThrow(...args: string[]): void {
+  const r = ip(...args);
+  if (!r.ok) throw new Error(`ip ${args.join(' ')} failed: ${r.out}`);
+}
+
+/** Why network namespaces cannot be used here, or undefined when they can (probed by making one). */
+export function netnsUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'network namespaces need root';
   const probe = `ccm-probe-${process.pid}`;
   const add = ip('netns', 'add', probe);
   if (!add.ok) return `\`ip netns add\` failed: ${add.out || 'iproute2 missing?'}`;
   ip('netns', 'del', probe);
+  return undefined;
+}
+
+/** Why namespaces and a bridge cannot be made here (undefined when they can): probed by making them. */
+export function bridgedHostsUnavailable(): string | undefined {
+  const netns = netnsUnavailable();
+  if (netns) return netns;
   const br = ip('link', 'add', `ccmhp${process.pid % 10000}`, 'type', 'bridge');
   if (!br.ok) return `cannot make a bridge: ${br.out}`;
   ip('link', 'del', `ccmhp${process.pid % 10000}`);

@@ -46,6 +46,9 @@ export { FAST_ENV, participantSteps, startActors } from './saga-actors.js';
 export {
   bridgedHostsUnavailable,
   createBridgedHosts,
+  ip,
+  ipOrThrow,
+  netnsUnavailable,
   type BridgedHost,
   type BridgedHosts,
 } from './bridged-hosts.js';

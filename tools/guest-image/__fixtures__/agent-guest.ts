@@ -1,7 +1,7 @@
 import { findQemuBinary } from '@ccm/qmp';
 import { join } from 'node:path';
 import { containerBuildUnavailable } from '../container-image.js';
-import { netnsUnavailable } from './netns.js';
+import { netnsUnavailable } from '@ccm/testing';
 
 /** The fw_cfg run script that starts the guest-agent from the app disk (agent-run.sh). */
 export const AGENT_RUN_SCRIPT = join(import.meta.dirname, 'agent-run.sh');

@@ -1,25 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { ip } from '@ccm/testing';
 
 /**
  * Two simulated hosts: network namespaces joined by a veth pair (FEASIBILITY §2). Needs root and
- * iproute2; {@link netnsUnavailable} says why not before any test relies on it.
+ * iproute2; `netnsUnavailable` (libs/testing) says why not before any test relies on it.
  */
-
-function ip(...args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  return { ok: r.status === 0, out: `${r.stderr ?? ''}${r.stdout ?? ''}${r.error?.message ?? ''}`.trim() };
-}
-
-/** Why network namespaces cannot be used here, or undefined when they can (probed by creating one). */
-export function netnsUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'network namespaces need root';
-  const probe = `ccm-probe-${process.pid}`;
-  const add = ip('netns', 'add', probe);
-  if (!add.ok) return `\`ip netns add\` failed: ${add.out || 'iproute2 missing?'}`;
-  ip('netns', 'del', probe);
-  return undefined;
-}
 
 export interface HostPair {
   a: { ns: string; addr: string };
@@ -61,10 +46,4 @@ export function createHostPair(prefix = `ccm-${process.pid}`): HostPair {
     }
   }
   return { a, b, inode: (ns) => statSync(`/run/netns/${ns}`).ino, destroy };
-}
-
-/** Runs `ip ARGS…`, throwing with its output when it fails (test setup steps). */
-export function ipOrThrow(...args: string[]): void {
-  const r = ip(...args);
-  if (!r.ok) throw new Error(`ip ${args.join(' ')} failed: ${r.out}`);
 }
