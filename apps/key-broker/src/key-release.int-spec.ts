@@ -9,7 +9,6 @@ import {
   KEY_BROKER_VERBS,
   KeyBrokerErrorCodes,
   keyBrokerSubject,
-  PolicyVersionSchema,
   releaseRecordHash,
   RevokeGuestReplySchema,
   SealedWorkloadSecretSchema,
@@ -41,12 +40,12 @@ import { launchSimSnpGuest, simSnpMeasurement, SoftwareSecureProcessor } from '@
 import { ccmFailure, pollUntil } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
 import { z } from 'zod';
-import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { policyWriter, startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import { NonceStore } from './release/nonces.js';
 import { inprocGuest, type GuestBehaviour, type GuestMode } from './__fixtures__/inproc-guest.js';
-import { labPin, policy, vector } from './__fixtures__/platforms.js';
+import { labPin, vector } from './__fixtures__/platforms.js';
 import { CertificateCache } from './release/certificate-cache.js';
 
 const IMAGE = 'web-image';
@@ -71,7 +70,6 @@ describe('key-broker release-migration-key', () => {
   let evil: GuestBehaviour;
   const guests: HostProcess[] = [];
   let spied: Array<{ subject: string; data: Buffer }> = [];
-  let policyVersion = 0;
   let labRoot: { name: string; generation: 'milan'; arkBodySha256: string; arkX509Sha256: string };
 
   const platform = (name: string, lowerTcb = false) => {
@@ -102,8 +100,9 @@ describe('key-broker release-migration-key', () => {
   };
 
   /** The owner's policy for `web-1`, with `over` replacing top-level fields; a new version each call. */
-  const putPolicy = async (over: Partial<OwnerPolicyInput> = {}) => {
-    const p = policy({
+  const putPolicy = policyWriter(
+    () => kb,
+    () => ({
       environment: 'lab',
       trustedRoots: { amd: [], lab: [labRoot] },
       snp: {
@@ -113,16 +112,8 @@ describe('key-broker release-migration-key', () => {
         allowSmt: true,
       },
       migration: { allowed: true, targetHosts: ['host-b'] },
-      ...over,
-    });
-    const v = await kb.send(
-      GUEST_OWNER,
-      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-      { policy: p, expectedVersion: policyVersion },
-      PolicyVersionSchema,
-    );
-    policyVersion = v.version;
-  };
+    }),
+  );
 
   const { releaseCmd, release, guest, releaseLog, streamOpens, thirdCannotOpen } = releaseClient(() => kb);
   const brokerKey = (keyId: string) => {

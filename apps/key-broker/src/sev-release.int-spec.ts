@@ -8,7 +8,6 @@ import {
   KeyBrokerErrorCodes,
   keyBrokerSubject,
   LAUNCH_SECRET_GUIDS,
-  PolicyVersionSchema,
   ReleaseLogReplySchema,
   RevokeGuestReplySchema,
   type OwnerPolicyInput,
@@ -20,7 +19,7 @@ import { createServiceApp } from '@ccm/runtime';
 import { parseSevSecretTable } from '@ccm/sev';
 import { ccmFailure } from '@ccm/testing';
 import { type DataSource } from 'typeorm';
-import { startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
+import { policyWriter, startBrokerStack, type BrokerStack } from './__fixtures__/broker-stack.js';
 import { releaseClient } from './__fixtures__/release-client.js';
 import { startAgent, type HostProcess } from './__fixtures__/host-process.js';
 import {
@@ -28,7 +27,7 @@ import {
   type SevGuestBehaviour,
   type SevGuestMode,
 } from './__fixtures__/inproc-sev-guest.js';
-import { labPin, policy } from './__fixtures__/platforms.js';
+import { labPin } from './__fixtures__/platforms.js';
 import { attestedSevLaunch, simSevLaunchDigest } from './__fixtures__/sev-launch.js';
 
 const IMAGE = 'web-sev-image';
@@ -52,10 +51,10 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
   let spied: Array<{ subject: string; data: Buffer }> = [];
   /** Migration keys the in-process guest unsealed (kept: revocation makes it drop them). */
   const released: Buffer[] = [];
-  let policyVersion = 0;
 
-  const putPolicy = async (over: Partial<OwnerPolicyInput> = {}) => {
-    const p = policy({
+  const putPolicy = policyWriter(
+    () => kb,
+    () => ({
       environment: 'lab',
       workloads: [WORKLOAD],
       trustedRoots: {
@@ -68,16 +67,8 @@ describe('key-broker release-migration-key for SEV/SEV-ES guests', () => {
         launchDigests: [simSevLaunchDigest(IMAGE, true)],
       },
       migration: { allowed: true, targetHosts: ['host-b'] },
-      ...over,
-    });
-    const v = await kb.send(
-      GUEST_OWNER,
-      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-      { policy: p, expectedVersion: policyVersion },
-      PolicyVersionSchema,
-    );
-    policyVersion = v.version;
-  };
+    }),
+  );
   const launch = (vmId: string, hostId: string) =>
     attestedSevLaunch(kb, { hostId, vmId, workloadId: WORKLOAD, image: IMAGE });
   const startGuest = async (vmId: string, hostId: string) => {

@@ -3,7 +3,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
-import { type SignerName } from '@ccm/contracts';
+import {
+  GUEST_OWNER,
+  KEY_BROKER_VERBS,
+  keyBrokerSubject,
+  PolicyVersionSchema,
+  type OwnerPolicyInput,
+  type SignerName,
+} from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
@@ -12,6 +19,7 @@ import { startTestStack, type TestStack } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { type z } from 'zod';
 import { keyBroker } from '../app.js';
+import { policy } from './platforms.js';
 import { startHostAgent, type HostProcess } from './host-process.js';
 
 /**
@@ -120,3 +128,23 @@ export async function startBrokerStack(
 }
 
 export { stepCommand } from '@ccm/testing';
+
+/**
+ * The guest owner's `put-policy` as a test writes it again and again: each call puts `base()` with
+ * `over` replacing top-level fields, as the next version (optimistic `expectedVersion`).
+ */
+export function policyWriter(
+  kb: () => BrokerStack,
+  base: () => Partial<OwnerPolicyInput>,
+): (over?: Partial<OwnerPolicyInput>) => Promise<void> {
+  let version = 0;
+  return async (over = {}) => {
+    const v = await kb().send(
+      GUEST_OWNER,
+      keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
+      { policy: policy({ ...base(), ...over }), expectedVersion: version },
+      PolicyVersionSchema,
+    );
+    version = v.version;
+  };
+}
