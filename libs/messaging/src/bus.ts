@@ -24,16 +24,23 @@ export interface RequestOptions {
   causationId?: string;
   /** How far the reply's time may be from this clock; default `DEFAULT_ENVELOPE_MAX_SKEW_MS`. */
   maxSkewMs?: number;
+  /**
+   * Sends the request again, with the same idempotency key, each time it stays unanswered this long,
+   * until `timeoutMs` in all: a callee killed with the request in hand lost it, and its restart (or
+   * another replica) takes the repeat; one still working on it joins the repeat to the run in hand
+   * (needs `idempotencyKey`). After the first send, nobody listening is waited out the same way: the
+   * first send may have acted. Without it, one send waits the whole `timeoutMs`.
+   */
+  resendEveryMs?: number;
+  /** Called before each repeat (its number, 2 for the first repeat). */
+  onResend?: (send: number) => void;
 }
 
 /** Maps a nats.js failure of a request to the CCM error an operator can act on. */
 export function requestFailure(subject: string, err: unknown): CcmError {
   if (err instanceof CcmError) return err;
   // nats.js v3 reports "no responders" to a request as a RequestError wrapping NoRespondersError.
-  if (
-    err instanceof errors.NoRespondersError ||
-    (err instanceof errors.RequestError && err.isNoResponders())
-  ) {
+  if (isNoResponders(err)) {
     return new CcmError(ErrorCodes.Unavailable, `no service answers on ${subject}`, {
       retryable: true,
       cause: err,
@@ -108,6 +115,44 @@ export async function signedRequest<S extends z.ZodType>(
   return result.data;
 }
 
+/** Whether a request's failure says nobody listened on its subject. */
+export function isNoResponders(cause: unknown): boolean {
+  return (
+    cause instanceof errors.NoRespondersError ||
+    (cause instanceof errors.RequestError && cause.isNoResponders())
+  );
+}
+
+/** The loop of {@link RequestOptions.resendEveryMs}: each send waits at most until the next repeat. */
+async function resending<T>(
+  subject: string,
+  send: (timeoutMs: number) => Promise<T>,
+  o: { deadlineAt: number; everyMs: number; onResend?: (send: number) => void },
+): Promise<T> {
+  for (let n = 1; ; n += 1) {
+    const sentAt = Date.now();
+    try {
+      return await send(Math.max(1, Math.min(o.deadlineAt - sentAt, o.everyMs)));
+    } catch (err) {
+      const cause = err instanceof CcmError ? err.cause : err;
+      const timedOut = cause instanceof errors.TimeoutError;
+      if (!timedOut && !(n > 1 && isNoResponders(cause))) throw err;
+      // Unanswered, or nobody listens yet: wait out the interval (never past the deadline).
+      const nextAt = Math.min(sentAt + o.everyMs, o.deadlineAt);
+      if (nextAt > Date.now()) await new Promise((r) => setTimeout(r, nextAt - Date.now()));
+      if (Date.now() >= o.deadlineAt) {
+        throw timedOut
+          ? err
+          : new CcmError(ErrorCodes.Timeout, `no reply on ${subject} in time`, {
+              retryable: true,
+              cause: new errors.TimeoutError(),
+            });
+      }
+      o.onResend?.(n + 1);
+    }
+  }
+}
+
 /** Sends signed requests and events, and opens signed replies. */
 @Injectable()
 export class MessageBus {
@@ -133,10 +178,21 @@ export class MessageBus {
     resultSchema: S,
     o: RequestOptions = {},
   ): Promise<z.infer<S>> {
-    return signedRequest(this.nats.nc, this.opts.identity, this.opts.trust, subject, data, resultSchema, {
-      timeoutMs: this.opts.requestTimeoutMs,
-      maxSkewMs: this.opts.envelopeMaxSkewMs,
-      ...o,
+    const { resendEveryMs, onResend, ...rest } = o;
+    const opts = { timeoutMs: this.opts.requestTimeoutMs, maxSkewMs: this.opts.envelopeMaxSkewMs, ...rest };
+    const send = (timeoutMs: number) =>
+      signedRequest(this.nats.nc, this.opts.identity, this.opts.trust, subject, data, resultSchema, {
+        ...opts,
+        timeoutMs,
+      });
+    if (resendEveryMs === undefined) return send(opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    if (!rest.idempotencyKey) {
+      throw new TypeError(`a request to ${subject} sent again needs an idempotency key`);
+    }
+    return resending(subject, send, {
+      deadlineAt: Date.now() + (opts.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
+      everyMs: resendEveryMs,
+      ...(onResend ? { onResend } : {}),
     });
   }
 

@@ -1,10 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, type INestApplication } from '@nestjs/common';
-import { CcmError, ReplySchema, STREAMS, subjects, type Envelope, type Reply } from '@ccm/contracts';
+import {
+  CcmError,
+  HOST_VERBS,
+  hostCommandSubject,
+  ReplySchema,
+  STREAMS,
+  subjects,
+  type Envelope,
+  type Reply,
+} from '@ccm/contracts';
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
 import { DATA_SOURCE } from '@ccm/persistence';
 import { createServiceApp } from '@ccm/runtime';
-import { pollUntil, startNatsServer, startTestStack, type RunningNats, type TestStack } from '@ccm/testing';
+import {
+  ccmFailure,
+  pollUntil,
+  startNatsServer,
+  startTestStack,
+  type RunningNats,
+  type TestStack,
+} from '@ccm/testing';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NATS_AUTH_FILE } from '@ccm/keys';
@@ -16,6 +32,7 @@ import { type DataSource, type MigrationInterface, type QueryRunner } from 'type
 import { z } from 'zod';
 import { ack, OnJetStream, OnRequest, type MessageContext, type Outcome } from './decorators.js';
 import { encodeEnvelope, openEnvelope, sealEnvelope } from './envelope-codec.js';
+import { MessageBus } from './bus.js';
 import { OutboxService } from './outbox.service.js';
 import { METRICS_REGISTRY } from './options.js';
 import { HandlerRegistry } from './registry.js';
@@ -25,6 +42,8 @@ const PROBE = 'ccm.cmd.vm-lifecycle.probe';
 /** A command handled without the inbox (like the host-agent's waits), held until the test lets it go. */
 const WAIT = 'ccm.cmd.vm-lifecycle.probe-wait';
 const PROBED = (id: string) => subjects.evt('vm', id, 'probed');
+/** A host whose commands the test itself takes (as its pinned host-agent) to lose some of them. */
+const RESEND_HOST = 'h-resend';
 
 class ProbeTable1763800000100 implements MigrationInterface {
   name = 'ProbeTable1763800000100';
@@ -112,6 +131,7 @@ describe('messaging against a real nats-server and Postgres', () => {
 
   beforeAll(async () => {
     stack = await startTestStack({
+      hostIds: [RESEND_HOST],
       extraConsumers: {
         'vm-lifecycle': [
           { stream: 'events', durable: 'probe-events', filterSubject: 'ccm.evt.vm.*.probed' },
@@ -223,6 +243,70 @@ describe('messaging against a real nats-server and Postgres', () => {
     expect(!reply.data.ok && reply.data.error.retryable).toBe(false);
     const after = await send(signed({ n: 100 }));
     expect(after.data.ok).toBe(true);
+  });
+
+  /**
+   * Takes the host's `describe` as its host-agent and drops the first `lose` deliveries (a callee
+   * killed with the request in hand); answers the later ones with how many it saw.
+   */
+  const lossyHost = async (lose: number) => {
+    const subject = hostCommandSubject(RESEND_HOST, HOST_VERBS.describe);
+    const host = await stack.identity('host-agent', RESEND_HOST);
+    const hc = await stack.connectAs('host-agent', RESEND_HOST);
+    const seen: Array<{ id: string; key: string }> = [];
+    const sub = hc.subscribe(subject, {
+      callback: (_err, m) => {
+        const env = JSON.parse(new TextDecoder().decode(m.data)) as { id: string; idempotencykey: string };
+        seen.push({ id: env.id, key: env.idempotencykey });
+        if (seen.length <= lose) return;
+        const reply = sealEnvelope(host, {
+          natssubject: m.reply ?? '',
+          type: `${subject}.reply`,
+          causationid: env.id,
+          data: ReplySchema.parse({ ok: true, result: { seen: seen.length } }),
+        });
+        m.respond(encodeEnvelope(reply));
+      },
+    });
+    await hc.flush();
+    return { subject, seen, stop: () => sub.unsubscribe() };
+  };
+
+  it('sends an unanswered request again with the same idempotency key until it is answered', async () => {
+    const host = await lossyHost(2);
+    const resends: number[] = [];
+    try {
+      const r = await app.get(MessageBus).request(host.subject, {}, z.object({ seen: z.number() }), {
+        idempotencyKey: 'resend-1',
+        timeoutMs: 20_000,
+        resendEveryMs: 150,
+        onResend: (n) => resends.push(n),
+      });
+      expect(r.seen).toBe(3);
+      expect(resends).toEqual([2, 3]);
+      // Three envelopes of one command: each its own id, all the same key.
+      expect(new Set(host.seen.map((s) => s.id)).size).toBe(3);
+      expect(host.seen.map((s) => s.key)).toEqual(['resend-1', 'resend-1', 'resend-1']);
+    } finally {
+      host.stop();
+    }
+  });
+
+  it('ends a request sent again and never answered with TIMEOUT at its deadline', async () => {
+    const host = await lossyHost(Number.MAX_SAFE_INTEGER);
+    try {
+      const err = await ccmFailure(
+        app.get(MessageBus).request(host.subject, {}, z.unknown(), {
+          idempotencyKey: 'resend-2',
+          timeoutMs: 600,
+          resendEveryMs: 150,
+        }),
+      );
+      expect(err.code).toBe('TIMEOUT');
+      expect(host.seen.length).toBeGreaterThanOrEqual(3);
+    } finally {
+      host.stop();
+    }
   });
 
   it('acts once for the same idempotency key sent twice, and returns the first reply', async () => {

@@ -101,40 +101,18 @@ export class StepDispatcher {
     target?: { participant: string; verb: string },
   ): Promise<unknown> {
     const cmd = buildCommand(row, state, d, target);
-    const resendMs = this.config.CCM_STEP_RESEND_MS;
-    for (let send = 1; ; send += 1) {
-      const sentAt = Date.now();
-      const left = d.deadlineAt - sentAt;
-      try {
-        const raw = await this.bus.request(cmd.subject, cmd.payload, z.unknown(), {
-          timeoutMs: Math.max(1, Math.min(left, resendMs)),
-          idempotencyKey: d.idempotencyKey,
-          correlationId: row.id,
-        });
-        const reply = cmd.contract.reply.safeParse(raw);
-        if (!reply.success) throw new InvalidReplyError(cmd.subject, reply.error.issues);
-        return reply.data;
-      } catch (err) {
-        const cause = isCcmError(err) ? err.cause : undefined;
-        const timedOut = cause instanceof errors.TimeoutError;
-        if (!timedOut && !(send > 1 && noResponders(cause))) throw err;
-        // Unanswered, or nobody listens yet: wait out the interval (never past the deadline).
-        const nextAt = Math.min(sentAt + resendMs, d.deadlineAt);
-        if (nextAt > Date.now()) await new Promise((r) => setTimeout(r, nextAt - Date.now()));
-        if (Date.now() >= d.deadlineAt) {
-          throw timedOut
-            ? err
-            : new CcmError(ErrorCodes.Timeout, `no reply on ${cmd.subject} in time`, {
-                retryable: true,
-                cause: new errors.TimeoutError(),
-              });
-        }
-        // A long step (a large pre-copy) is re-sent many times while its participant works: debug only.
-        this.log.debug(
-          `${row.id} ${d.step}: no reply to ${d.idempotencyKey}; sending it again (${send + 1})`,
-        );
-      }
-    }
+    const raw = await this.bus.request(cmd.subject, cmd.payload, z.unknown(), {
+      timeoutMs: Math.max(1, d.deadlineAt - Date.now()),
+      idempotencyKey: d.idempotencyKey,
+      correlationId: row.id,
+      resendEveryMs: this.config.CCM_STEP_RESEND_MS,
+      // A long step (a large pre-copy) is re-sent many times while its participant works: debug only.
+      onResend: (send) =>
+        this.log.debug(`${row.id} ${d.step}: no reply to ${d.idempotencyKey}; sending it again (${send})`),
+    });
+    const reply = cmd.contract.reply.safeParse(raw);
+    if (!reply.success) throw new InvalidReplyError(cmd.subject, reply.error.issues);
+    return reply.data;
   }
 
   /** Confirms the slot; for a VM also reads what the destination needs from the source host. */
@@ -221,10 +199,6 @@ export class StepDispatcher {
 }
 
 /** nats.js reports nobody subscribed as NoRespondersError, or a RequestError wrapping it. */
-const noResponders = (cause: unknown): boolean =>
-  cause instanceof errors.NoRespondersError ||
-  (cause instanceof errors.RequestError && cause.isNoResponders());
-
 /** Transport failures whose meaning is certain: nobody got it, or NATS refused the subject. */
 const KNOWN_TRANSPORT_OUTCOMES = [errors.NoRespondersError, errors.PermissionViolationError];
 
