@@ -184,6 +184,8 @@ export class AttestedLaunch {
       ...o,
       idempotencyKey: `${o.causationId}:${subject}`,
       timeoutMs: this.config.CCM_PROVISION_CALL_TIMEOUT_MS,
+      // A host-agent killed mid-launch lost the call: its restart takes the repeat.
+      resendEveryMs: this.config.CCM_PROVISION_CALL_RESEND_MS,
     });
   }
 }
