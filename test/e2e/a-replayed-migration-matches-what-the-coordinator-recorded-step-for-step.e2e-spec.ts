@@ -1,6 +1,8 @@
-import { type INestApplication } from '@nestjs/common';
 import {
+  FAST_ENV,
+  startServiceProcess,
   startTestStack,
+  type ServiceProcess,
   type TestStack,
   startActors,
   newMigration,
@@ -13,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCoordinator } from '../../apps/saga-coordinator/src/testing/harness.js';
 import { ccm } from './support/audit-cli.js';
 
 interface ReplayStep {
@@ -60,7 +61,7 @@ const t = (iso: string) => Date.parse(iso);
 
 describe('ccm audit replay of a migration the real coordinator ran matches its Postgres rows', () => {
   let stack: TestStack;
-  let app: INestApplication;
+  let coordinator: ServiceProcess;
   let operator: OperatorClient;
   let participants: ScriptedParticipants;
   let db: pg.Client;
@@ -68,7 +69,11 @@ describe('ccm audit replay of a migration the real coordinator ran matches its P
 
   beforeAll(async () => {
     stack = await startTestStack({ scriptedHosts: true });
-    app = await startCoordinator(stack);
+    coordinator = await startServiceProcess(
+      'saga-coordinator',
+      // `log` level: the launcher waits for the `ready` line.
+      stack.env({ ...FAST_ENV, CCM_INSTANCE_ID: 'coordinator-1', CCM_LOG_LEVEL: 'log' }),
+    );
     ({ operator, participants } = await startActors(stack));
     db = new pg.Client(stack.postgres.url);
     await db.connect();
@@ -78,7 +83,7 @@ describe('ccm audit replay of a migration the real coordinator ran matches its P
     await db?.end();
     await participants?.stop();
     await operator?.close();
-    await app?.close();
+    await coordinator?.stop();
     await stack?.stop();
   });
 
