@@ -95,6 +95,10 @@ export const MigrateRequestSchema = z
   .refine((r) => r.sourceHost !== r.targetHost, {
     path: ['targetHost'],
     message: 'must differ from sourceHost',
+  })
+  .refine((r) => !r.allowPostcopy || r.kind === 'vm', {
+    path: ['allowPostcopy'],
+    message: 'only a VM migration can switch to post-copy',
   });
 export type MigrateRequest = z.infer<typeof MigrateRequestSchema>;
 export type MigrateRequestInput = z.input<typeof MigrateRequestSchema>;
