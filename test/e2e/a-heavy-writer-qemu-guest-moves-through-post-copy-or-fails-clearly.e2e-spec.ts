@@ -1,10 +1,10 @@
-import { join } from 'node:path';
-import { isCcmError, type TransferView, type VmView } from '@ccm/contracts';
+import { isCcmError } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
-import { ensureGuestImage, guestFault, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
+import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
+import { ENDED, startHeavyWriter, type HeavyWriter } from './support/heavy-writer.js';
+import { guestFault } from '../../tools/guest-image/guest-image.js';
 
 /**
  * A guest that dirties 128 MiB at 200 MB/s behind a 16 MiB/s bandwidth cap: pre-copy can never
@@ -27,42 +27,13 @@ describe.skipIf(skip !== undefined)(
   'a heavy-writer QEMU guest: post-copy when allowed, a clear failure when not',
   () => {
     let ns: HostNamespaces;
-    let spec: { memoryMiB: number; kernel: string; initrd: string; cmdline: string };
+    let w: HeavyWriter;
+    let spec: HeavyWriter['spec'];
     const figures: string[] = [];
 
-    const vmOn = async (host: string): Promise<VmView | undefined> =>
-      (await ns.client.send(host, 'describe', { vmId: VM })).vms.find((v) => v.vmId === VM);
-    const migrationOn = async (host: string, id: string): Promise<TransferView | undefined> =>
-      (await ns.client.send(host, 'describe', { vmId: VM })).migrations.find((m) => m.migrationId === id);
-    const waitPhase = (host: string, id: string, phases: string[]) =>
-      pollUntil(
-        `migration ${id} ${phases.join('|')}`,
-        () => migrationOn(host, id),
-        (t) => !!t && phases.includes(t.phase),
-        {
-          timeoutMs: 180_000,
-          intervalMs: 100,
-        },
-      ) as Promise<TransferView>;
-    const serial = (v: VmView) => join(v.runDir, 'serial.log');
-
     beforeAll(async () => {
-      const image = await ensureGuestImage();
-      spec = {
-        memoryMiB: 512,
-        kernel: image.kernel,
-        initrd: image.initrd,
-        cmdline: guestKernelCommandLine({ dirtyMiB: 128, dirtyRateMBps: 200 }),
-      };
-      ns = await startHostNamespaces([A, B], {
-        CCM_HYPERVISOR: 'qemu',
-        CCM_QEMU_ACCEL: 'tcg',
-        CCM_SEV: 'off',
-        CCM_MIGRATION_POLL_MS: '50',
-      });
-      await Promise.all([ns.startAgent(A), ns.startAgent(B)]);
-      const launched = await ns.client.send(A, 'launch', { vmId: VM, spec });
-      await counterReaches(serial(launched.vm), 2, 90_000);
+      w = await startHeavyWriter([A, B], VM);
+      ({ ns, spec } = w);
     }, 240_000);
 
     afterAll(async () => {
@@ -77,7 +48,7 @@ describe.skipIf(skip !== undefined)(
       void (async () => {
         for await (const m of sub) events.push(m.subject.split('.').pop()!);
       })();
-      const src = (await vmOn(A))!;
+      const src = (await w.vmOn(A))!;
       const incoming = await ns.client.send(B, 'prepare-incoming', {
         vmId: VM,
         spec,
@@ -94,7 +65,7 @@ describe.skipIf(skip !== undefined)(
         pauseBeforeSwitchover: true,
         holdSource: true,
       });
-      const paused = await waitPhase(A, id, ['AwaitingSwitchover', 'Completed', 'Cancelled', 'Failed']);
+      const paused = await w.waitPhase(A, id, ['AwaitingSwitchover', ...ENDED]);
       expect(paused.phase, paused.reason).toBe('AwaitingSwitchover');
       expect(paused.postcopy?.requestedAt).toBeDefined();
       expect(paused.postcopy?.committedAt).toBeUndefined();
@@ -102,7 +73,7 @@ describe.skipIf(skip !== undefined)(
 
       const continued = (await ns.client.send(A, 'continue', { migrationId: id })).migration;
       expect(continued.postcopy?.committedAt).toBeDefined();
-      const done = await waitPhase(A, id, ['Completed', 'Cancelled', 'Failed']);
+      const done = await w.waitPhase(A, id, ENDED);
       expect(done.phase, done.reason).toBe('Completed');
       const refused = await ns.client.send(A, 'cancel', { migrationId: id }).catch((e: unknown) => e);
       expect(isCcmError(refused) && refused.code).toBe('PAST_POINT_OF_NO_RETURN');
@@ -120,17 +91,17 @@ describe.skipIf(skip !== undefined)(
       // Not held for a rollback: after post-copy the source can never resume.
       await pollUntil(
         'the source ended',
-        () => vmOn(A),
+        () => w.vmOn(A),
         (v) => v === undefined || v.phase === 'MigratedAway',
       );
-      const lastOnSource = lastOf(await counters(serial(src)));
+      const lastOnSource = lastOf(await counters(w.serial(src)));
       const dst = await pollUntil(
         'the guest Running at the destination',
-        () => vmOn(B),
+        () => w.vmOn(B),
         (v) => v?.phase === 'Running',
       );
-      await counterReaches(serial(dst!), lastOnSource + 2, 30_000);
-      expect(await guestFault(serial(dst!))).toBeUndefined();
+      await counterReaches(w.serial(dst!), lastOnSource + 2, 30_000);
+      expect(await guestFault(w.serial(dst!))).toBeUndefined();
       await pollUntil(
         'the post-copy events',
         () => Promise.resolve(events),
@@ -154,7 +125,7 @@ describe.skipIf(skip !== undefined)(
         maxBandwidthBytesPerSec: CAP,
         stallTimeoutMs: STALL_MS,
       });
-      const done = await waitPhase(B, id, ['Completed', 'Cancelled', 'Failed']);
+      const done = await w.waitPhase(B, id, ENDED);
       expect(done.phase).toBe('Failed');
       expect(done.errorCode).toBe('MIGRATION_STALLED');
       expect(done.reason).toMatch(/no progress for \d+ ms/);
@@ -162,13 +133,13 @@ describe.skipIf(skip !== undefined)(
       figures.push(`stalled after ${Math.round(performance.now() - t0)} ms: ${done.reason}`);
       const src = await pollUntil(
         'the source Running',
-        () => vmOn(B),
+        () => w.vmOn(B),
         (v) => v?.phase === 'Running',
       );
-      await counterReaches(serial(src!), lastOf(await counters(serial(src!))) + 2, 30_000);
+      await counterReaches(w.serial(src!), lastOf(await counters(w.serial(src!))) + 2, 30_000);
       await pollUntil(
         'the destination cleaned up',
-        () => vmOn(A),
+        () => w.vmOn(A),
         (v) => v === undefined || v.phase === 'Failed',
         {
           timeoutMs: 30_000,

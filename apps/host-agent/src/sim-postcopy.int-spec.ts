@@ -2,13 +2,8 @@ import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  counterReaches,
-  counters,
-  inProcessHosts,
-  lastOf,
-  type InProcessHosts,
-} from './__fixtures__/agents.js';
+import { counterReaches, startSimHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { lastCounter } from './saga/guest-progress.js';
 
 /**
  * Post-copy on the simulated hypervisor (it models QEMU's state machine: `postcopy-ram`,
@@ -39,13 +34,7 @@ describe('post-copy with the simulated hypervisor', () => {
   const serial = (v: VmView) => join(v.runDir, 'serial.log');
 
   beforeAll(async () => {
-    h = await inProcessHosts([A, B], {
-      CCM_HYPERVISOR: 'sim',
-      CCM_SEV: 'off',
-      CCM_MIGRATION_POLL_MS: '50',
-      CCM_PROGRESS_INTERVAL_MS: '100',
-    });
-    await Promise.all([h.start(A), h.start(B)]);
+    h = await startSimHosts([A, B]);
   });
   afterAll(() => h?.close());
 
@@ -93,7 +82,7 @@ describe('post-copy with the simulated hypervisor', () => {
       () => vmOn(B, 'pc1'),
       (v) => v?.phase === 'Running',
     );
-    await counterReaches(serial(dst!), lastOf(await counters(serial(src))) + 1);
+    await counterReaches(serial(dst!), (await lastCounter(serial(src))) + 1);
   });
 
   it('a cancel while paused after the post-copy request, before the destination runs, resumes the source', async () => {
@@ -107,7 +96,7 @@ describe('post-copy with the simulated hypervisor', () => {
       () => vmOn(A, 'pc2'),
       (v) => v?.phase === 'Running',
     );
-    await counterReaches(serial(src), lastOf(await counters(serial(src))) + 1);
+    await counterReaches(serial(src), (await lastCounter(serial(src))) + 1);
   });
 
   it('without post-copy allowed the same guest fails MIGRATION_STALLED and runs on at the source', async () => {
@@ -115,6 +104,6 @@ describe('post-copy with the simulated hypervisor', () => {
     const failed = await phaseOf(A, 'pc-m3', ['Completed', 'Failed', 'Cancelled']);
     expect(failed).toMatchObject({ phase: 'Failed', errorCode: 'MIGRATION_STALLED' });
     expect(failed.postcopy).toBeUndefined();
-    await counterReaches(serial(src), lastOf(await counters(serial(src))) + 1);
+    await counterReaches(serial(src), (await lastCounter(serial(src))) + 1);
   });
 });
