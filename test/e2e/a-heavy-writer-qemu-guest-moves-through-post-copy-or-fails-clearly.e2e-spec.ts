@@ -127,7 +127,7 @@ describe.skipIf(skip !== undefined)(
       });
       const done = await w.waitPhase(B, id, ENDED);
       expect(done.phase).toBe('Failed');
-      expect(done.errorCode).toBe('MIGRATION_STALLED');
+      expect(done.errorCode, done.reason).toBe('MIGRATION_STALLED');
       expect(done.reason).toMatch(/no progress for \d+ ms/);
       expect(done.postcopy).toBeUndefined();
       figures.push(`stalled after ${Math.round(performance.now() - t0)} ms: ${done.reason}`);

@@ -101,6 +101,7 @@ export class OutgoingMigration {
         version: 1,
         memoryBytes: this.vm.memory.bytes,
         specHash: this.vm.specHash,
+        ...(this.settings.postcopyRam ? { postcopy: true } : {}),
       };
       if (this.settings.sev) {
         if (!this.vm.sendStart)

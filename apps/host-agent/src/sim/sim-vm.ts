@@ -298,6 +298,7 @@ export class SimVm {
         memory: this.memory,
         specHash: this.specHash,
         emit: (e, d) => this.emit(e, d),
+        postcopyRam: () => this.settings.postcopyRam,
         ...(this.sev ? { receiveStart: (h: Record<string, unknown>) => this.sev!.receiveStart(h) } : {}),
         completed: (w: WorkloadState, running: boolean) => {
           this.workload.restore(w);

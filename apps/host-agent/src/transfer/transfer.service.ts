@@ -195,7 +195,8 @@ export class TransferService implements BeforeApplicationShutdown {
           capabilities: {
             'auto-converge': params.autoConverge,
             'pause-before-switchover': params.pauseBeforeSwitchover,
-            ...(params.allowPostcopy ? { 'postcopy-ram': true } : {}),
+            // always set: a VM that arrived by post-copy still has it on from its incoming side
+            'postcopy-ram': params.allowPostcopy === true,
           },
         });
         await qmp.execute('migrate', { uri: req.uri });
