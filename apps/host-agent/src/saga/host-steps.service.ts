@@ -88,8 +88,10 @@ export class HostSteps {
    * that switched to post-copy pauses there too, and its reply says the switch-over cannot be undone.
    */
   async awaitConvergence(cmd: StepCommand): Promise<ConvergedReply> {
-    const r = await this.until(cmd.migrationId, (p) => p !== 'Starting' && p !== 'Active');
-    if (r.phase === 'Cancelled' || r.phase === 'Failed' || r.phase === 'Cancelling') throw ended(r);
+    // A stall cancels the transfer (Cancelling) before it is recorded Failed: wait for that, so the
+    // saga gets the cause (MIGRATION_STALLED and what was seen), not a bare "Cancelling".
+    const r = await this.until(cmd.migrationId, (p) => !['Starting', 'Active', 'Cancelling'].includes(p));
+    if (r.phase === 'Cancelled' || r.phase === 'Failed') throw ended(r);
     return {
       expectedDowntimeMs: r.progress?.expectedDowntimeMs ?? 0,
       bytesTransferred: r.progress?.ramTransferredBytes ?? 0,

@@ -156,6 +156,23 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
     expect(transfer.postcopy?.committedAt).toBeDefined();
   });
 
+  it('without post-copy the same VM stalls: RolledBack with MIGRATION_STALLED, the source counts on, the destination is gone', async () => {
+    const serialA = await launch('vm-stall', HEAVY);
+    const { key, id } = newMigration();
+    await operator.migrate({ workload: 'vm-stall', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail } = await settled(operator, id, 90_000);
+    expect(detail.phase).toBe('RolledBack');
+    const converge = detail.steps.find((s) => s.name === 'converge')!.attempts.at(-1)!;
+    expect(converge.error, detail.reason).toMatchObject({ code: 'MIGRATION_STALLED' });
+    expect(detail.reason).toMatch(/no progress for \d+ ms/);
+    expect(detail.pointOfNoReturn).toBeUndefined();
+    expect(detail.steps.find((s) => s.name === 'switch-over')!.attempts).toEqual([]);
+    expect(await vmOn(A, 'vm-stall')).toMatchObject({ phase: 'Running' });
+    const target = await vmOn(B, 'vm-stall');
+    if (target) expect(['Destroyed', 'Failed']).toContain(target.phase);
+    await counterPasses(serialA, lastOf(await counters(serialA)) + 1);
+  });
+
   it('after the post-copy switch a destination that dies is not rolled back: NeedsOperator, the source is not resumed', async () => {
     const spec = { ...HEAVY, cmdline: `${HEAVY.cmdline} ccm.panic_on_arrival=1` };
     await launch('vm-postcopy-panic', spec);
