@@ -1,11 +1,10 @@
-import { join } from 'node:path';
-import { type TransferView, type VmView } from '@ccm/contracts';
 import { findQemuBinary, qemuVersion } from '@ccm/qmp';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
-import { ensureGuestImage, guestFault, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
+import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
+import { ENDED, startHeavyWriter, type HeavyWriter } from './support/heavy-writer.js';
+import { guestFault } from '../../tools/guest-image/guest-image.js';
 
 /**
  * A guest that dirties memory at 200 MB/s (a 128 MiB buffer), moved between two host-agents in two
@@ -24,40 +23,18 @@ const RUNS = 5;
 
 describe.skipIf(skip !== undefined)('host-agents migrate a heavy-dirtying QEMU guest', () => {
   let ns: HostNamespaces;
-  let spec: { memoryMiB: number; kernel: string; initrd: string; cmdline: string };
+  let w: HeavyWriter;
+  let spec: HeavyWriter['spec'];
   let at = A;
   const figures: string[] = [];
 
-  const vmOn = async (host: string): Promise<VmView | undefined> =>
-    (await ns.client.send(host, 'describe', { vmId: VM })).vms.find((v) => v.vmId === VM);
-  const ended = (t: TransferView) => ['Completed', 'Cancelled', 'Failed'].includes(t.phase);
-  const waitEnd = (host: string, id: string) =>
-    pollUntil(
-      `migration ${id} to end`,
-      async () =>
-        (await ns.client.send(host, 'describe', { vmId: VM })).migrations.find((m) => m.migrationId === id),
-      (t) => !!t && ended(t),
-      { timeoutMs: 180_000, intervalMs: 100 },
-    ) as Promise<TransferView>;
-  const serial = (v: VmView) => join(v.runDir, 'serial.log');
+  const vmOn = (host: string) => w.vmOn(host);
+  const waitEnd = (host: string, id: string) => w.waitPhase(host, id, ENDED);
+  const serial = (v: Parameters<HeavyWriter['serial']>[0]) => w.serial(v);
 
   beforeAll(async () => {
-    const image = await ensureGuestImage();
-    spec = {
-      memoryMiB: 512,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: guestKernelCommandLine({ dirtyMiB: 128, dirtyRateMBps: 200 }),
-    };
-    ns = await startHostNamespaces([A, B], {
-      CCM_HYPERVISOR: 'qemu',
-      CCM_QEMU_ACCEL: 'tcg',
-      CCM_SEV: 'off',
-      CCM_MIGRATION_POLL_MS: '50',
-    });
-    await Promise.all([ns.startAgent(A), ns.startAgent(B)]);
-    const launched = await ns.client.send(A, 'launch', { vmId: VM, spec });
-    await counterReaches(serial(launched.vm), 2, 90_000);
+    w = await startHeavyWriter([A, B], VM);
+    ({ ns, spec } = w);
   }, 240_000);
 
   afterAll(async () => {

@@ -56,6 +56,7 @@ commands:
       [--kind container|vm] [--priority user|maintenance|evacuation]
       [--reason TEXT] [--idempotency-key KEY] [--follow]   --follow prints progress until it ends
       [--vm ID]                                            a container's VM on the source host
+      [--allow-postcopy]                                   a VM may switch to post-copy if pre-copy stalls
   migrations [--phase PHASE] [--host HOST]                 list migrations, newest first
       [--limit N] [--cursor C]
   migration <id>                                           one migration with its step history
@@ -125,6 +126,7 @@ export async function runCli(
           out: { type: 'string' },
           trust: { type: 'string' },
           'allow-aged-out': { type: 'boolean' },
+          'allow-postcopy': { type: 'boolean' },
           version: { type: 'string' },
           'expected-version': { type: 'string' },
           'chip-id': { type: 'string' },
@@ -165,6 +167,7 @@ export async function runCli(
       reason: values.reason,
       idempotencyKey: values['idempotency-key'],
       vm: values.vm,
+      allowPostcopy: values['allow-postcopy'],
       follow: values.follow,
       phase: values.phase,
       host: values.host,

@@ -54,6 +54,17 @@ describe('ccm migrate, migrations, migration and cancel against a scripted coord
     });
   });
 
+  it('--allow-postcopy asks that a VM migration may switch to post-copy', async () => {
+    const c = capture();
+    const argv = words(
+      'migrate vm-1 --kind vm --from host-a --to host-b --idempotency-key k-pc --allow-postcopy',
+    );
+    expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
+    const id = migrationIdFor('k-pc');
+    const seen = await pollUntil('the coordinator to get it', () => fake.requests.find((r) => r.id === id));
+    expect(seen.envelope).toMatchObject({ data: { workload: 'vm-1', kind: 'vm', allowPostcopy: true } });
+  });
+
   it('--follow prints progress until the migration succeeds', async () => {
     const c = capture();
     expect(

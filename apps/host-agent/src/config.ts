@@ -81,6 +81,11 @@ export const configSchema = serviceConfigSchema
       DEFAULT_MAX_BANDWIDTH_BYTES_PER_SEC,
     ),
     CCM_MIGRATION_AUTO_CONVERGE: envBool.default(false),
+    /**
+     * Default of a migration's `allowPostcopy` (off): QEMU `postcopy-ram` on both ends, and a stalled
+     * pre-copy switches to post-copy instead of failing. Needs userfaultfd on the destination host.
+     */
+    CCM_MIGRATION_ALLOW_POSTCOPY: envBool.default(false),
     CCM_MIGRATION_STALL_TIMEOUT_MS: envInt(100, 24 * 3_600_000).default(DEFAULT_STALL_TIMEOUT_MS),
     CCM_SWITCHOVER_TIMEOUT_MS: envInt(100, 24 * 3_600_000).default(DEFAULT_SWITCHOVER_TIMEOUT_MS),
     CCM_MIGRATION_MAX_DURATION_MS: envInt(1_000, 7 * 24 * 3_600_000).default(

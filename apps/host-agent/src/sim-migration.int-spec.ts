@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   counterReaches,
   counters,
-  inProcessHosts,
+  startSimHosts,
   lastOf,
   type InProcessHosts,
 } from './__fixtures__/agents.js';
@@ -47,13 +47,7 @@ describe('host-agents with the simulated hypervisor', () => {
   }
 
   beforeAll(async () => {
-    h = await inProcessHosts([A, B], {
-      CCM_HYPERVISOR: 'sim',
-      CCM_SEV: 'off',
-      CCM_MIGRATION_POLL_MS: '50',
-      CCM_PROGRESS_INTERVAL_MS: '100',
-    });
-    await Promise.all([h.start(A), h.start(B)]);
+    h = await startSimHosts([A, B]);
   });
   afterAll(() => h?.close());
 

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { TransferFiguresSchema } from './host.js';
 import { IdSchema } from './migration.js';
-import { StepCommandSchema, StepDoneSchema, withContext, type StepCommandContract } from './step-command.js';
+import {
+  CommitsNextStepSchema,
+  StepCommandSchema,
+  StepDoneSchema,
+  withContext,
+  type StepCommandContract,
+} from './step-command.js';
 
 /**
  * The host-agent's saga step commands: what the VM migration saga asks of the source and target
@@ -22,10 +28,20 @@ export const IncomingPreparedReplySchema = z
   .object({ targetVmId: IdSchema, incomingUri: z.string().regex(/^tcp:[^\s:]+:\d{1,5}$/) })
   .loose();
 
-/** `await-convergence` (source): the migration reached pause-before-switchover within budget. */
+/**
+ * `await-convergence` (source): the migration reached pause-before-switchover within budget, or (when
+ * the request allowed it) pre-copy stalled and the migration switched to post-copy, paused before
+ * the destination runs: `postcopy` is true and `commitsNextStep` says `switch-over` cannot be undone.
+ */
 export const ConvergedReplySchema = z
-  .object({ expectedDowntimeMs: z.number().min(0), bytesTransferred: z.number().int().min(0) })
+  .object({
+    expectedDowntimeMs: z.number().min(0),
+    bytesTransferred: z.number().int().min(0),
+    postcopy: z.boolean().optional(),
+    commitsNextStep: CommitsNextStepSchema.optional(),
+  })
   .loose();
+export type ConvergedReply = z.infer<typeof ConvergedReplySchema>;
 
 /** `switch-over` (source): the migration completed; the source guest is held paused until verified. */
 export const SwitchedOverReplySchema = z

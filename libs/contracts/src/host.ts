@@ -65,6 +65,11 @@ export const HostErrorCodes = {
   GuestNotProgressing: 'GUEST_NOT_PROGRESSING',
   /** The source cannot resume: its SEV context was sent (SEND_FINISH) or its process ended. */
   SourceNotResumable: 'SOURCE_NOT_RESUMABLE',
+  /**
+   * The migration switched to post-copy and let the destination run: the guest's memory is split
+   * between the hosts, so it can neither be cancelled (the source resumed) nor rolled back.
+   */
+  PastPointOfNoReturn: 'PAST_POINT_OF_NO_RETURN',
 } as const;
 
 /** The hypervisor drivers: real QEMU over QMP, or the simulated hypervisor. */
@@ -319,6 +324,8 @@ export const PrepareIncomingRequestSchema = z.object({
   migrationId: IdSchema.optional(),
   /** The guest's SEV policy when it is an SEV guest (RECEIVE_START checks it). */
   sev: z.object({ policy: z.number().int().min(0).max(0xffffffff) }).optional(),
+  /** Enable QEMU `postcopy-ram` on the destination (the source must allow post-copy too). */
+  allowPostcopy: z.boolean().optional(),
 });
 export type PrepareIncomingRequest = z.input<typeof PrepareIncomingRequestSchema>;
 export const PrepareIncomingReplySchema = z.object({
@@ -352,6 +359,12 @@ export const MigrationParamsSchema = z.object({
    * the source context SENT, which the firmware only decommissions, so the source ends as without it.
    */
   holdSource: z.boolean().optional(),
+  /**
+   * QEMU `postcopy-ram` (the destination must have it too): when pre-copy stalls (the stall rule
+   * above), switch to post-copy (`migrate-start-postcopy`) instead of failing. Once the destination
+   * runs in post-copy the source can no longer resume: that is the migration's point of no return.
+   */
+  allowPostcopy: z.boolean().optional(),
 });
 export type MigrationParams = z.infer<typeof MigrationParamsSchema>;
 
@@ -371,6 +384,7 @@ export const StartMigrationRequestSchema = z.object({
   stallTimeoutMs: MigrationParamsSchema.shape.stallTimeoutMs.optional(),
   switchoverTimeoutMs: MigrationParamsSchema.shape.switchoverTimeoutMs.optional(),
   holdSource: z.boolean().optional(),
+  allowPostcopy: z.boolean().optional(),
   sev: SevChainBase64Schema.optional(),
   /** The saga step this migration serves, copied into progress events. */
   step: z.string().min(1).max(100).optional(),
@@ -433,6 +447,19 @@ export const TransferFiguresSchema = z.object({
 });
 export type TransferFigures = z.infer<typeof TransferFiguresSchema>;
 
+/**
+ * A migration that switched to post-copy: `requestedAt` when pre-copy stalled and the agent sent
+ * `migrate-start-postcopy` (the source is still whole: a cancel resumes it); `committedAt` once the
+ * destination was let run in post-copy, the point of no return (the source can never resume).
+ */
+export const TransferPostcopySchema = z.object({
+  requestedAt: Iso,
+  /** Why pre-copy was given up (the stall rule's finding). */
+  reason: z.string(),
+  committedAt: Iso.optional(),
+});
+export type TransferPostcopy = z.infer<typeof TransferPostcopySchema>;
+
 /** An outgoing migration as the source host-agent reports it. */
 export const TransferViewSchema = z.object({
   migrationId: IdSchema,
@@ -443,6 +470,7 @@ export const TransferViewSchema = z.object({
   params: MigrationParamsSchema,
   progress: TransferProgressSchema.optional(),
   figures: TransferFiguresSchema.optional(),
+  postcopy: TransferPostcopySchema.optional(),
   /** Failures: the error code (HostErrorCodes) and the reason for people. */
   errorCode: z.string().optional(),
   reason: z.string().optional(),
@@ -552,7 +580,14 @@ export const TRANSFER_EVENTS = {
   progressed: TransferProgressedSchema,
   /** Converged and paused before switch-over: send `continue` (or `cancel`). */
   'switchover-reached': TransferBase.extend({ progress: TransferProgressSchema }),
-  completed: TransferBase.extend({ figures: TransferFiguresSchema }),
+  /** Pre-copy stalled and the migration allows post-copy: `migrate-start-postcopy` was sent. */
+  'postcopy-requested': TransferBase.extend({ reason: z.string(), progress: TransferProgressSchema }),
+  /** The destination runs in post-copy: past the point of no return, the source cannot resume. */
+  'postcopy-committed': TransferBase.extend({ postcopy: TransferPostcopySchema }),
+  completed: TransferBase.extend({
+    figures: TransferFiguresSchema,
+    postcopy: TransferPostcopySchema.optional(),
+  }),
   cancelled: TransferBase.extend({ reason: z.string() }),
   failed: TransferBase.extend({
     code: z.string(),

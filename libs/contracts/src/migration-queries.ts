@@ -83,6 +83,12 @@ export const MigrationDetailSchema = MigrationSummarySchema.extend({
   idempotencyKey: z.string(),
   phaseHistory: z.array(z.object({ phase: z.string(), at: Iso, reason: z.string().optional() })),
   steps: z.array(StepViewSchema),
+  /**
+   * Set when a step's result moved the saga's point of no return before its pivot: a VM migration
+   * that switched to post-copy cannot be undone once `switch-over` is sent; a failure from there on
+   * ends NeedsOperator, with nothing rolled back.
+   */
+  pointOfNoReturn: z.object({ step: z.string(), reason: z.string() }).optional(),
   /** The last data-plane progress a participant reported, while a transfer runs. */
   progress: z.record(z.string(), z.unknown()).optional(),
   /** `seq` of the last event published for it: follow events with a larger seq. */

@@ -44,6 +44,7 @@ describe('migrate request', () => {
     [{ workload: 'w.1', sourceHost: 'a', targetHost: 'b' }, 'workload'],
     [{ workload: 'w1', sourceHost: 'a', targetHost: 'b', priority: 'urgent' }, 'priority'],
     [{ workload: 'w1', sourceHost: 'a', targetHost: 'b', extra: 1 }, 'extra'],
+    [{ workload: 'w1', sourceHost: 'a', targetHost: 'b', allowPostcopy: true }, 'allowPostcopy'],
   ])('refuses %j', (input, where) => {
     const r = MigrateRequestSchema.safeParse(input);
     expect(r.success).toBe(false);

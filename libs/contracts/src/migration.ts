@@ -83,12 +83,22 @@ export const MigrateRequestSchema = z
      * the key-broker attests for the migration key (see key-broker `release-migration-key`).
      */
     sourceVm: IdSchema.optional(),
+    /**
+     * VM migrations: when pre-copy does not converge, the source host-agent may switch to post-copy
+     * (QEMU `postcopy-ram`). Once the destination runs in post-copy the source cannot resume, so the
+     * saga is past its point of no return from the switch-over on: a later failure is not rolled back.
+     */
+    allowPostcopy: z.boolean().optional(),
     /** Free text for the audit trail ("kernel update on host-a"). */
     reason: z.string().max(500).optional(),
   })
   .refine((r) => r.sourceHost !== r.targetHost, {
     path: ['targetHost'],
     message: 'must differ from sourceHost',
+  })
+  .refine((r) => !r.allowPostcopy || r.kind === 'vm', {
+    path: ['allowPostcopy'],
+    message: 'only a VM migration can switch to post-copy',
   });
 export type MigrateRequest = z.infer<typeof MigrateRequestSchema>;
 export type MigrateRequestInput = z.input<typeof MigrateRequestSchema>;

@@ -46,6 +46,8 @@ export const StepContextSchema = z.object({
    * already). The overlay checks the signature itself: the coordinator only carries it.
    */
   overlayAdmission: SignedAdmissionSchema.optional(),
+  /** VM saga: the request's `allowPostcopy`, carried by the coordinator's `admit`. */
+  allowPostcopy: z.boolean().optional(),
 });
 export type StepContext = z.infer<typeof StepContextSchema>;
 export const STEP_CONTEXT_KEYS = [
@@ -58,6 +60,7 @@ export const STEP_CONTEXT_KEYS = [
   'incomingUri',
   'targetChain',
   'overlayAdmission',
+  'allowPostcopy',
 ] as const satisfies ReadonlyArray<keyof StepContext>;
 
 /** Fields every step command has. Participants must accept (and ignore) fields they do not know. */
@@ -85,6 +88,14 @@ export const withContext = (...keys: Array<keyof StepContext>): z.ZodType<StepCo
 
 /** A reply with nothing to report beyond success; participants may add fields. */
 export const StepDoneSchema = z.object({}).loose();
+
+/**
+ * A success reply may say that the saga's next step, once sent, cannot be undone (e.g. a VM migration
+ * that switched to post-copy: letting the destination run splits the guest between the hosts). The
+ * coordinator hands it to the saga engine, which moves its point of no return to that step.
+ */
+export const COMMITS_NEXT_STEP = 'commitsNextStep';
+export const CommitsNextStepSchema = z.string().min(1).max(500);
 
 /** The request and reply schema of one command. */
 export interface StepCommandContract {

@@ -171,6 +171,8 @@ export interface QmpCommandMap {
   'query-migrate': { args: undefined; ret: MigrationInfo };
   migrate_cancel: { args: undefined; ret: Record<string, unknown> };
   'migrate-continue': { args: { state: MigrationStatus }; ret: Record<string, unknown> };
+  /** Switch a running migration (with `postcopy-ram` on both ends) from pre-copy to post-copy. */
+  'migrate-start-postcopy': { args: undefined; ret: Record<string, unknown> };
   'query-sev': { args: undefined; ret: SevInfo };
   'query-sev-capabilities': { args: undefined; ret: SevCapability };
   'query-sev-launch-measure': { args: undefined; ret: SevLaunchMeasureInfo };
@@ -200,6 +202,7 @@ export const REPLY_SCHEMAS: { readonly [C in QmpCommandName]: z.ZodType<QmpRetur
   'query-migrate': migrationInfoSchema,
   migrate_cancel: empty,
   'migrate-continue': empty,
+  'migrate-start-postcopy': empty,
   'query-sev': sevInfoSchema,
   'query-sev-capabilities': sevCapabilitySchema,
   'query-sev-launch-measure': sevLaunchMeasureSchema,

@@ -28,7 +28,10 @@ export interface StepSucceededFact {
   readonly type: 'StepSucceeded';
   readonly step: string;
   readonly attempt: number;
-  /** Reply data later steps need (ids, sizes); JSON. Stored on the attempt record, never inspected. */
+  /**
+   * Reply data later steps need (ids, sizes); JSON. Stored on the attempt record; the engine reads
+   * only its `commitsNextStep` (see `movedPointOfNoReturn`).
+   */
   readonly result?: unknown;
 }
 

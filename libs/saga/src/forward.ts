@@ -1,6 +1,7 @@
 import { type Outcome, describeOutcome, recordOutcome, retryIfAllowed, sendCommand } from './commands.js';
 import { StepClass } from './definition.js';
 import { CommandKind, SagaPhase, StepStatus } from './phases.js';
+import { movedPointOfNoReturn } from './state.js';
 import { beginRollback, compensateFrom } from './rollback.js';
 import { type Transition } from './transition.js';
 
@@ -35,8 +36,16 @@ export function onActionOutcome(tx: Transition, index: number, outcome: Outcome)
   if (retryIfAllowed(tx, index, CommandKind.Action, outcome)) return;
   step.status = StepStatus.Failed;
   const reason = describeOutcome(tx, index, CommandKind.Action, outcome);
+  const moved = movedPointOfNoReturn(tx.def, tx.state);
   if (tx.def.steps[index].class === StepClass.Retriable) {
     tx.finish(SagaPhase.NeedsOperator, `${reason}; past the point of no return, nothing is rolled back`);
+  } else if (moved && index >= moved.index) {
+    // Sent, so it may have acted: the source can no longer be resumed, so nothing is undone.
+    const at = tx.def.steps[moved.index].name;
+    tx.finish(
+      SagaPhase.NeedsOperator,
+      `${reason}; past the point of no return ("${at}" was sent: ${moved.reason}), nothing is rolled back`,
+    );
   } else {
     beginRollback(tx, index, reason);
   }

@@ -50,6 +50,10 @@ export {
   createSagaState,
   mayHaveTakenEffect,
   isPastPivot,
+  COMMITS_NEXT_STEP,
+  type MovedPointOfNoReturn,
+  movedPointOfNoReturn,
+  pointOfNoReturn,
 } from './state.js';
 export { IgnoreReason, type AdvanceResult } from './transition.js';
 export { DEFAULT_CANCEL_REASON } from './rollback.js';

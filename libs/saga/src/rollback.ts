@@ -2,7 +2,7 @@ import { type SagaDefinition, type StepDefinition } from './definition.js';
 import { CancelRefusalReason, type CancelRefused } from './decisions.js';
 import { type Outcome, describeOutcome, recordOutcome, retryIfAllowed, sendCommand } from './commands.js';
 import { CommandKind, SagaPhase, StepStatus, isFinal } from './phases.js';
-import { type SagaState, type StepState, isPastPivot, mayHaveTakenEffect } from './state.js';
+import { type SagaState, type StepState, isPastPivot, mayHaveTakenEffect, pointOfNoReturn } from './state.js';
 import { type Transition } from './transition.js';
 
 /** Default reason recorded when a cancel request carries none. */
@@ -32,7 +32,7 @@ export function cancelRefusal(def: SagaDefinition, state: SagaState): CancelRefu
     );
   }
   if (state.phase === SagaPhase.Running && isPastPivot(def, state)) {
-    const pivot = def.steps[def.pivotIndex].name;
+    const pivot = def.steps[pointOfNoReturn(def, state)].name;
     return refuse(
       CancelRefusalReason.PastPointOfNoReturn,
       `migration ${state.migrationId} is past the point of no return (step "${pivot}" was sent); it can only complete`,

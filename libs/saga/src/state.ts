@@ -2,7 +2,7 @@ import { type SagaDefinition, sagaId } from './definition.js';
 import { DefinitionMismatchError } from './errors.js';
 import { type StepError } from './facts.js';
 import { assertMigrationId } from './keys.js';
-import { type AttemptStatus, type CommandKind, SagaPhase, StepStatus } from './phases.js';
+import { AttemptStatus, type CommandKind, SagaPhase, StepStatus } from './phases.js';
 
 /**
  * The saga state: plain JSON-serialisable data (numbers are epoch milliseconds), one row per saga plus
@@ -117,7 +117,44 @@ export function mayHaveTakenEffect(step: StepState): boolean {
   return step.actions.some((a) => a.effect !== 'none');
 }
 
-/** True once the pivot step has been sent: cancellation is refused from then on. */
+/**
+ * The result key by which a succeeded action says that the saga's next step, once sent, cannot be
+ * undone (libs/contracts `COMMITS_NEXT_STEP`; its value is why). Used by the VM saga's converge step
+ * when the migration switched to post-copy: letting the destination run splits the guest's memory
+ * between the hosts, so the source can never resume after `switch-over` is sent.
+ */
+export const COMMITS_NEXT_STEP = 'commitsNextStep';
+
+/** A point of no return a step's result moved before the definition's pivot: that step and why. */
+export interface MovedPointOfNoReturn {
+  readonly index: number;
+  readonly reason: string;
+}
+
+/** The earliest step a succeeded action's result marked as the point of no return, if any. */
+export function movedPointOfNoReturn(
+  def: SagaDefinition,
+  state: SagaState,
+): MovedPointOfNoReturn | undefined {
+  for (let i = 0; i + 1 < def.pivotIndex; i++) {
+    for (const a of state.steps[i].actions) {
+      const why = (a.result as Record<string, unknown> | undefined)?.[COMMITS_NEXT_STEP];
+      if (a.status === AttemptStatus.Succeeded && typeof why === 'string')
+        return { index: i + 1, reason: why };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The step whose sending is the point of no return: the definition's pivot, or an earlier step a
+ * result moved it to (see {@link movedPointOfNoReturn}).
+ */
+export function pointOfNoReturn(def: SagaDefinition, state: SagaState): number {
+  return movedPointOfNoReturn(def, state)?.index ?? def.pivotIndex;
+}
+
+/** True once the point of no return has been sent: cancellation is refused from then on. */
 export function isPastPivot(def: SagaDefinition, state: SagaState): boolean {
-  return state.steps[def.pivotIndex].actions.length > 0;
+  return state.steps[pointOfNoReturn(def, state)].actions.length > 0;
 }

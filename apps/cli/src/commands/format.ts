@@ -127,6 +127,9 @@ export function detailView(m: MigrationDetail): string {
     `  ${m.kind} ${m.workload}  ${m.sourceHost} → ${m.targetHost}  priority ${m.priority}  by ${m.requestedBy}`,
     `  saga ${m.saga}  idempotency key ${m.idempotencyKey}`,
     ...(m.figures ? [`  figures${figuresText(m.figures).slice(1)}`] : []),
+    ...(m.pointOfNoReturn
+      ? [`  point of no return moved to ${m.pointOfNoReturn.step}: ${m.pointOfNoReturn.reason}`]
+      : []),
     'phases:',
     ...m.phaseHistory.map((h) => `  ${h.at}  ${h.phase}${h.reason ? `: ${h.reason}` : ''}`),
     'steps:',

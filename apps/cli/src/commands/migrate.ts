@@ -19,6 +19,8 @@ export interface MigrateArgs {
   idempotencyKey?: string;
   /** A container's VM on the source host (`--vm`): the guest the key-broker attests for its key. */
   vm?: string;
+  /** `--allow-postcopy`: a VM migration may switch to post-copy when pre-copy stalls. */
+  allowPostcopy?: boolean;
 }
 
 /** What `ccm migrate` sent: the migration id is derived from the idempotency key. */
@@ -44,6 +46,7 @@ export function buildMigrateRequest(a: MigrateArgs): { request: MigrateRequest; 
     ...(a.priority ? { priority: a.priority } : {}),
     ...(a.reason ? { reason: a.reason } : {}),
     ...(a.vm ? { sourceVm: a.vm } : {}),
+    ...(a.allowPostcopy ? { allowPostcopy: true } : {}),
   });
   if (!parsed.success) {
     const flag: Record<string, string> = {
@@ -51,6 +54,7 @@ export function buildMigrateRequest(a: MigrateArgs): { request: MigrateRequest; 
       targetHost: '--to',
       workload: 'workload',
       sourceVm: '--vm',
+      allowPostcopy: '--allow-postcopy',
     };
     const problems = parsed.error.issues.map((i) => {
       const field = String(i.path[0] ?? '');

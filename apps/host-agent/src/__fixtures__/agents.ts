@@ -89,6 +89,23 @@ export async function inProcessHosts(
   return hosts;
 }
 
+/** In-process host-agents `hostIds` on the simulated hypervisor (no SEV, fast polls), all started. */
+export async function startSimHosts(hostIds: string[]): Promise<InProcessHosts> {
+  const h = await inProcessHosts(hostIds, {
+    CCM_HYPERVISOR: 'sim',
+    CCM_SEV: 'off',
+    CCM_MIGRATION_POLL_MS: '50',
+    CCM_PROGRESS_INTERVAL_MS: '100',
+  });
+  try {
+    await Promise.all(hostIds.map((id) => h.start(id)));
+  } catch (err) {
+    await h.close();
+    throw err;
+  }
+  return h;
+}
+
 /** A host-agent running as its own process, which a test can kill like a crash. */
 export interface AgentProcess {
   readonly pid: number;

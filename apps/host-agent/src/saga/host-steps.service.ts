@@ -6,6 +6,8 @@ import {
   HostErrorCodes,
   isFinalTransferPhase,
   isFinalVmPhase,
+  COMMITS_NEXT_STEP,
+  type ConvergedReply,
   type StepCommand,
   type TransferPhase,
 } from '@ccm/contracts';
@@ -42,11 +44,12 @@ export class HostSteps {
 
   /** Target: the destination VM with the source's spec, listening for the stream. */
   async prepareIncoming(cmd: StepCommand): Promise<{ targetVmId: string; incomingUri: string }> {
-    const { vmSpec, sevPolicy } = cmd.context;
+    const { vmSpec, sevPolicy, allowPostcopy } = cmd.context;
     const r = await this.vms.prepareIncoming({
       vmId: cmd.workload.id,
       spec: vmSpec!,
       migrationId: cmd.migrationId,
+      ...(allowPostcopy !== undefined ? { allowPostcopy } : {}),
       ...(sevPolicy !== undefined ? { sev: { policy: sevPolicy } } : {}),
     });
     return { targetVmId: r.targetVmId, incomingUri: r.uri };
@@ -73,21 +76,35 @@ export class HostSteps {
       uri: cmd.context.incomingUri!,
       pauseBeforeSwitchover: true,
       holdSource: true,
+      ...(cmd.context.allowPostcopy !== undefined ? { allowPostcopy: cmd.context.allowPostcopy } : {}),
       ...(cmd.context.targetChain ? { sev: cmd.context.targetChain } : {}),
       step: 'converge',
     });
     return { phase: t.phase };
   }
 
-  /** Source: waits until the migration converged (paused before switch-over) or ended. */
-  async awaitConvergence(
-    cmd: StepCommand,
-  ): Promise<{ expectedDowntimeMs: number; bytesTransferred: number }> {
-    const r = await this.until(cmd.migrationId, (p) => p !== 'Starting' && p !== 'Active');
-    if (r.phase === 'Cancelled' || r.phase === 'Failed' || r.phase === 'Cancelling') throw ended(r);
+  /**
+   * Source: waits until the migration converged (paused before switch-over) or ended. A migration
+   * that switched to post-copy pauses there too, and its reply says the switch-over cannot be undone.
+   */
+  async awaitConvergence(cmd: StepCommand): Promise<ConvergedReply> {
+    // A stall cancels the transfer (Cancelling) before it is recorded Failed: wait for that, so the
+    // saga gets the cause (MIGRATION_STALLED and what was seen), not a bare "Cancelling".
+    const r = await this.until(cmd.migrationId, (p) => !['Starting', 'Active', 'Cancelling'].includes(p));
+    if (r.phase === 'Cancelled' || r.phase === 'Failed') throw ended(r);
     return {
       expectedDowntimeMs: r.progress?.expectedDowntimeMs ?? 0,
       bytesTransferred: r.progress?.ramTransferredBytes ?? 0,
+      ...(r.postcopy
+        ? {
+            postcopy: true,
+            [COMMITS_NEXT_STEP]:
+              `post-copy (${r.postcopy.reason}): once the destination runs, the source cannot resume`.slice(
+                0,
+                500,
+              ),
+          }
+        : {}),
     };
   }
 
@@ -97,7 +114,11 @@ export class HostSteps {
     const r = await this.until(cmd.migrationId, isFinalTransferPhase);
     if (r.phase !== 'Completed') throw ended(r, 'maybe');
     const source = this.vms.get(cmd.workload.id);
-    return { figures: r.figures, sourceHeld: source?.record.phase === 'Paused' };
+    return {
+      figures: r.figures,
+      sourceHeld: source?.record.phase === 'Paused',
+      ...(r.postcopy ? { postcopy: r.postcopy } : {}),
+    };
   }
 
   /** Target (compensation of switch-over): stop the destination, so the source may resume alone. */

@@ -12,6 +12,8 @@ export interface MigrationDestination {
   readonly memory: SimMemory;
   readonly specHash: string;
   emit(event: string, data?: Record<string, unknown>): void;
+  /** Whether `postcopy-ram` is on here: a source that advises post-copy needs it. */
+  postcopyRam(): boolean;
   /** RECEIVE_START with what the source's SEND_START put in HELLO. */
   receiveStart?(sev: Record<string, unknown>): void;
   /** Everything arrived: restore the CPU state and run (or stay paused). */
@@ -104,7 +106,16 @@ export class IncomingMigration {
   private apply(f: Frame): boolean {
     switch (f.type) {
       case FrameType.Hello: {
-        const h = parseJson<{ memoryBytes: number; specHash: string; sev?: Record<string, unknown> }>(f);
+        const h = parseJson<{
+          memoryBytes: number;
+          specHash: string;
+          postcopy?: boolean;
+          sev?: Record<string, unknown>;
+        }>(f);
+        // As QEMU's POSTCOPY_ADVISE: a source with postcopy-ram needs it on the destination too.
+        if (h.postcopy && !this.vm.postcopyRam()) {
+          throw new Error('the source advises post-copy but postcopy-ram is off on this destination');
+        }
         if (h.memoryBytes !== this.vm.memory.bytes) {
           throw new Error(
             `the source has ${h.memoryBytes} bytes of RAM, this destination ${this.vm.memory.bytes}`,

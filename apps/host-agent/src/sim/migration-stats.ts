@@ -7,6 +7,8 @@ export type SimMigrationStatus =
   | 'active'
   | 'pre-switchover'
   | 'device'
+  | 'postcopy-active'
+  | 'postcopy-paused'
   | 'completed'
   | 'failed'
   | 'cancelling'
@@ -19,6 +21,8 @@ export interface SimMigrationSettings {
   autoConverge: boolean;
   pauseBeforeSwitchover: boolean;
   events: boolean;
+  /** `postcopy-ram`: `migrate-start-postcopy` may switch the migration to post-copy. */
+  postcopyRam: boolean;
   /** Target chain for SEND_START (`migrate-set-parameters` sev-pdh, sev-plat-cert, sev-amd-cert). */
   sev?: { pdh: string; platCert: string; amdCert: string };
 }

@@ -45,6 +45,10 @@ export class OutgoingMigration {
   readonly stats: MigrationStats;
   private sock?: Socket;
   private cancelled = false;
+  /** `migrate-start-postcopy` was accepted: the current pass ends and the switch begins. */
+  private postcopyRequested = false;
+  /** The destination was let run in post-copy: the source can never resume. */
+  private postcopyActive = false;
   private continueGate?: () => void;
   private peerVerdict?: Promise<string | undefined>;
   /** Why the link broke, when the destination said so on the return path. */
@@ -70,6 +74,17 @@ export class OutgoingMigration {
     this.sock?.destroy();
   }
 
+  /**
+   * `migrate-start-postcopy`: accepted (true) while pre-copy runs with `postcopy-ram` on. As QEMU
+   * refuses it without the capability, the caller turns false into an error.
+   */
+  startPostcopy(): boolean {
+    if (!this.settings.postcopyRam) return false;
+    if (this.stats.status !== 'setup' && this.stats.status !== 'active') return this.postcopyRequested;
+    this.postcopyRequested = true;
+    return true;
+  }
+
   /** `migrate-continue` in pre-switchover. */
   resumeSwitchover(): boolean {
     if (this.stats.status !== 'pre-switchover' || !this.continueGate) return false;
@@ -86,6 +101,7 @@ export class OutgoingMigration {
         version: 1,
         memoryBytes: this.vm.memory.bytes,
         specHash: this.vm.specHash,
+        ...(this.settings.postcopyRam ? { postcopy: true } : {}),
       };
       if (this.settings.sev) {
         if (!this.vm.sendStart)
@@ -113,7 +129,7 @@ export class OutgoingMigration {
         const bytesPerMs = Math.min(bytes / seconds, this.settings.maxBandwidth) / 1000;
         this.stats.mbps = (bytes * 8) / seconds / 1e6;
         this.stats.expectedDowntime = (pages.length * PAGE_SIZE) / Math.max(bytesPerMs, 1);
-        if (this.stats.expectedDowntime <= this.settings.downtimeLimitMs) break;
+        if (this.stats.expectedDowntime <= this.settings.downtimeLimitMs || this.postcopyRequested) break;
         if (this.settings.autoConverge && this.stats.dirtySyncCount >= 2)
           this.throttle(pages.length * PAGE_SIZE, bytes);
       }
@@ -125,7 +141,10 @@ export class OutgoingMigration {
         this.continueGate = undefined;
         this.checkCancelled();
       }
-      this.setStatus('device');
+      // Post-copy: the destination runs from here and pulls what it lacks (the sim sends it all, at
+      // full speed: QEMU ignores max-bandwidth in post-copy); the source can never resume after this.
+      this.postcopyActive = this.postcopyRequested;
+      this.setStatus(this.postcopyActive ? 'postcopy-active' : 'device');
       await this.sendPages([...new Set([...pages, ...this.sync()])].sort((a, b) => a - b));
       await this.write(
         jsonFrame(FrameType.Device, { workload: this.vm.deviceState(), running: stoppedRunning }),
@@ -147,6 +166,12 @@ export class OutgoingMigration {
         this.vm.sendEnd?.(false);
       } catch {
         // SEND_CANCEL refused: the context was not sending; nothing to undo
+      }
+      if (this.postcopyActive) {
+        // As QEMU: a broken post-copy stream pauses (for a recovery) and the source stays stopped.
+        this.stats.errorDesc ??= 'post-copy stream cancelled';
+        this.setStatus('postcopy-paused');
+        return;
       }
       if (stoppedRunning !== undefined || cancelled) this.vm.resumeAfterMigration(stoppedRunning ?? false);
       this.setStatus(cancelled ? 'cancelled' : 'failed');
@@ -231,9 +256,10 @@ export class OutgoingMigration {
     let bytes = 0;
     let windowStart = Date.now();
     let windowBytes = 0;
-    const windowBudget = (this.settings.maxBandwidth * WINDOW_MS) / 1000;
+    const windowBudget = this.postcopyActive ? Infinity : (this.settings.maxBandwidth * WINDOW_MS) / 1000;
     for (let i = 0; i < pages.length; i += BATCH_PAGES) {
       this.checkCancelled();
+      if (this.postcopyRequested && !this.postcopyActive) break; // the pass ends: switch to post-copy
       const frames: Buffer[] = [];
       for (const gfn of pages.slice(i, i + BATCH_PAGES)) {
         const payload = this.vm.memory.exportPage(gfn);

@@ -17,6 +17,7 @@ const DEFAULT_SETTINGS: SimMigrationSettings = {
   autoConverge: false,
   pauseBeforeSwitchover: false,
   events: false,
+  postcopyRam: false,
 };
 
 /** A string argument of a QMP command ('' when absent or not a string). */
@@ -172,6 +173,10 @@ export class SimVm {
       if (!this.outgoing?.resumeSwitchover())
         throw new QmpServerError('GenericError', 'migration not in pre-switchover state');
     });
+    h.set('migrate-start-postcopy', () => {
+      if (!this.outgoing?.startPostcopy())
+        throw new QmpServerError('GenericError', 'Postcopy must be started after migration has been started');
+    });
     h.set('migrate-incoming', (a) => this.listen(str(a, 'uri')));
     h.set('query-migrate', () => {
       if (this.outgoing) return this.outgoing.stats.info();
@@ -216,6 +221,7 @@ export class SimVm {
       if (capability === 'events') this.settings.events = state;
       else if (capability === 'auto-converge') this.settings.autoConverge = state;
       else if (capability === 'pause-before-switchover') this.settings.pauseBeforeSwitchover = state;
+      else if (capability === 'postcopy-ram') this.settings.postcopyRam = state;
       else
         throw new QmpServerError(
           'GenericError',
@@ -292,6 +298,7 @@ export class SimVm {
         memory: this.memory,
         specHash: this.specHash,
         emit: (e, d) => this.emit(e, d),
+        postcopyRam: () => this.settings.postcopyRam,
         ...(this.sev ? { receiveStart: (h: Record<string, unknown>) => this.sev!.receiveStart(h) } : {}),
         completed: (w: WorkloadState, running: boolean) => {
           this.workload.restore(w);

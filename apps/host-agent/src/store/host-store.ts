@@ -51,6 +51,7 @@ interface TransferRow {
   step: string | null;
   progress: TransferRecord['progress'] | null;
   figures: TransferRecord['figures'] | null;
+  postcopy: TransferRecord['postcopy'] | null;
   error_code: string | null;
   reason: string | null;
   started_at: Date;
@@ -83,6 +84,7 @@ const fromTransferRow = (r: TransferRow): TransferRecord => ({
   ...(r.step ? { step: r.step } : {}),
   ...(r.progress ? { progress: r.progress } : {}),
   ...(r.figures ? { figures: r.figures } : {}),
+  ...(r.postcopy ? { postcopy: r.postcopy } : {}),
   ...(r.error_code ? { errorCode: r.error_code } : {}),
   ...(r.reason ? { reason: r.reason } : {}),
   startedAt: new Date(r.started_at),
@@ -163,10 +165,10 @@ export class HostStore {
     await this.outbox.transaction(async (m) => {
       await m.query(
         `INSERT INTO ${transferTable} (migration_id, vm_id, phase, uri, params, step, progress, figures,
-           error_code, reason, phase_history, started_at, phase_changed_at, ended_at, updated_at, host_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '[]', $11, $12, $13, now(), $14)
+           error_code, reason, phase_history, started_at, phase_changed_at, ended_at, updated_at, host_id, postcopy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '[]', $11, $12, $13, now(), $14, $15)
          ON CONFLICT (host_id, migration_id) DO UPDATE SET phase = $3, progress = $7, figures = $8, error_code = $9,
-           reason = $10, phase_changed_at = $12, ended_at = $13, updated_at = now()`,
+           reason = $10, phase_changed_at = $12, ended_at = $13, updated_at = now(), postcopy = $15`,
         [
           next.migrationId,
           next.vmId,
@@ -182,6 +184,7 @@ export class HostStore {
           next.phaseChangedAt,
           next.endedAt ?? null,
           this.hostId,
+          next.postcopy ? JSON.stringify(next.postcopy) : null,
         ],
       );
       if (!prev || prev.phase !== next.phase) {

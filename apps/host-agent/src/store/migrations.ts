@@ -60,3 +60,16 @@ export class HostAgentTables1795400000000 implements MigrationInterface {
     await q.query(`DROP TABLE ${s}.vm`);
   }
 }
+
+/** `transfer.postcopy`: when a migration switched to post-copy and when it passed its point of no return. */
+export class HostAgentTransferPostcopy1796100000000 implements MigrationInterface {
+  name = 'HostAgentTransferPostcopy1796100000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.transfer ADD COLUMN postcopy jsonb NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.transfer DROP COLUMN postcopy`);
+  }
+}

@@ -2,6 +2,7 @@ import {
   type MigrationParams,
   type TransferFigures,
   type TransferPhase,
+  type TransferPostcopy,
   type TransferProgress,
   type TransferView,
   type VmPhase,
@@ -45,6 +46,8 @@ export interface TransferRecord {
   step?: string;
   progress?: TransferProgress;
   figures?: TransferFigures;
+  /** Set when the migration switched to post-copy (see `TransferPostcopySchema`). */
+  postcopy?: TransferPostcopy;
   errorCode?: string;
   reason?: string;
   startedAt: Date;
@@ -89,6 +92,7 @@ export function transferView(hostId: string, r: TransferRecord): TransferView {
     params: r.params,
     ...(r.progress ? { progress: r.progress } : {}),
     ...(r.figures ? { figures: r.figures } : {}),
+    ...(r.postcopy ? { postcopy: r.postcopy } : {}),
     ...(r.errorCode ? { errorCode: r.errorCode } : {}),
     ...(r.reason ? { reason: r.reason } : {}),
     startedAt: r.startedAt.toISOString(),

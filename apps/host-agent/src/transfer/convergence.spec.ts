@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initialConvergence, observeConvergence, type ConvergenceSample } from './convergence.js';
+import { initialConvergence, observeConvergence, onStall, type ConvergenceSample } from './convergence.js';
 
 const STALL_MS = 1_000;
 
@@ -81,5 +81,31 @@ describe('stall detection', () => {
     ]);
     expect(v.kind).toBe('stalled');
     expect(v.detail).toMatch(/no progress for 1100 ms \(limit 1000 ms\): pass 3, 16777216 bytes dirty/);
+  });
+});
+
+describe('what a stall leads to', () => {
+  const STALL = 1_000;
+  it('fails a migration that does not allow post-copy', () => {
+    expect(onStall('no progress', { allowed: false }, 5_000, STALL)).toEqual({
+      kind: 'fail',
+      reason: 'no progress',
+    });
+  });
+
+  it('switches one that allows it to post-copy, once', () => {
+    expect(onStall('no progress', { allowed: true }, 5_000, STALL)).toEqual({
+      kind: 'start-postcopy',
+      reason: 'pre-copy does not converge: no progress',
+    });
+    expect(onStall('no progress', { allowed: true, requestedAtMs: 5_000 }, 5_500, STALL)).toBeUndefined();
+  });
+
+  it('fails it, still before the point of no return, when QEMU stays in pre-copy a stall time after the request', () => {
+    const a = onStall('no progress', { allowed: true, requestedAtMs: 5_000 }, 6_000, STALL);
+    expect(a).toEqual({
+      kind: 'fail',
+      reason: expect.stringContaining('post-copy was requested 1000 ms ago'),
+    });
   });
 });

@@ -89,3 +89,28 @@ export function observeConvergence(
   }
   return { kind: 'progressing', state: next };
 }
+
+/**
+ * What the agent does about a stalled pre-copy. Without post-copy allowed the migration fails
+ * (MIGRATION_STALLED: cancelled, the source runs on). With it, the agent switches to post-copy once
+ * (`migrate-start-postcopy`); if QEMU has not left pre-copy within another stall time after that
+ * request (it refused, or the stream is stuck), the migration fails the same way, still before the
+ * point of no return.
+ */
+export type StallAction = { kind: 'fail'; reason: string } | { kind: 'start-postcopy'; reason: string };
+
+export function onStall(
+  detail: string,
+  postcopy: { allowed: boolean; requestedAtMs?: number },
+  nowMs: number,
+  stallTimeoutMs: number,
+): StallAction | undefined {
+  if (postcopy.requestedAtMs !== undefined) {
+    const waited = Math.round(nowMs - postcopy.requestedAtMs);
+    return waited >= stallTimeoutMs
+      ? { kind: 'fail', reason: `post-copy was requested ${waited} ms ago but pre-copy goes on: ${detail}` }
+      : undefined;
+  }
+  if (!postcopy.allowed) return { kind: 'fail', reason: detail };
+  return { kind: 'start-postcopy', reason: `pre-copy does not converge: ${detail}` };
+}

@@ -43,4 +43,13 @@ describe('what continue and cancel do in each transfer phase', () => {
     expect(() => continueAction('m7', 'Active')).toThrow('migration m7 is Active, not yet at switch-over');
     expect(() => cancelAction('m7', 'Completed')).toThrow('migration m7 already completed');
   });
+
+  it('refuses to cancel a migration whose destination runs in post-copy, typed', () => {
+    for (const phase of ['SwitchingOver', 'Completed'] as const) {
+      expect(() => cancelAction('m7', phase, true)).toThrow(
+        expect.objectContaining({ code: 'PAST_POINT_OF_NO_RETURN', retryable: false }),
+      );
+    }
+    expect(cancelAction('m7', 'Failed', true)).toBe('answer');
+  });
 });

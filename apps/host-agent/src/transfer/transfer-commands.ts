@@ -1,4 +1,4 @@
-import { CcmError, ErrorCodes, type TransferPhase } from '@ccm/contracts';
+import { CcmError, ErrorCodes, HostErrorCodes, type TransferPhase } from '@ccm/contracts';
 import { conflict } from '../errors.js';
 
 /**
@@ -25,8 +25,23 @@ export function continueAction(migrationId: string, phase: TransferPhase): Trans
   }
 }
 
-/** `cancel`: act before the end; answer a cancelled or failed migration; refuse a completed one. */
-export function cancelAction(migrationId: string, phase: TransferPhase): TransferCommandAction {
+/**
+ * `cancel`: act before the end; answer a cancelled or failed migration; refuse a completed one and
+ * one whose destination runs in post-copy (`postcopyCommitted`): the source cannot resume then.
+ */
+export function cancelAction(
+  migrationId: string,
+  phase: TransferPhase,
+  postcopyCommitted = false,
+): TransferCommandAction {
+  if (postcopyCommitted && phase !== 'Cancelled' && phase !== 'Failed') {
+    throw new CcmError(
+      HostErrorCodes.PastPointOfNoReturn,
+      `migration ${migrationId} runs in post-copy: the destination runs the guest and the source ` +
+        'cannot resume, so it can no longer be cancelled',
+      { retryable: false, effect: 'none' },
+    );
+  }
   if (phase === 'Completed') {
     throw new CcmError(
       ErrorCodes.Refused,

@@ -17,7 +17,7 @@ import { transferView, type TransferRecord } from '../store/records.js';
 import { StateCell } from '../store/state-cell.js';
 import { type LiveVm } from '../vm/live-vm.js';
 import { VmService } from '../vm/vm.service.js';
-import { initialConvergence, observeConvergence, type ConvergenceState } from './convergence.js';
+import { initialConvergence, observeConvergence, onStall, type ConvergenceState } from './convergence.js';
 import { cancelAction, continueAction } from './transfer-commands.js';
 import { figuresOf, progressOf } from './transfer-figures.js';
 
@@ -36,6 +36,8 @@ class LiveTransfer {
   readonly cell: StateCell<TransferRecord, TransferEvent>;
   cancel?: CancelCause;
   conv: ConvergenceState;
+  /** `performance.now()` when `migrate-start-postcopy` was sent. */
+  postcopyRequestedAtMs?: number;
   lastProgressEventAt = 0;
   switchoverTimer?: NodeJS.Timeout;
   readonly t0 = Date.now();
@@ -58,6 +60,11 @@ class LiveTransfer {
     return this.cell.current;
   }
 
+  /** Past the point of no return: the destination runs in post-copy, the source cannot resume. */
+  get postcopyCommitted(): boolean {
+    return this.record.postcopy?.committedAt !== undefined;
+  }
+
   finish(): void {
     clearTimeout(this.switchoverTimer);
     this.markDone();
@@ -69,6 +76,7 @@ const qmpStatusPhase: Record<string, TransferPhase | undefined> = {
   active: 'Active',
   'pre-switchover': 'AwaitingSwitchover',
   device: 'SwitchingOver',
+  'postcopy-active': 'SwitchingOver',
   cancelling: 'Cancelling',
 };
 
@@ -134,6 +142,7 @@ export class TransferService implements BeforeApplicationShutdown {
     stallTimeoutMs?: number;
     switchoverTimeoutMs?: number;
     holdSource?: boolean;
+    allowPostcopy?: boolean;
     sev?: SevChainBase64;
     step?: string;
   }): Promise<TransferView> {
@@ -186,6 +195,8 @@ export class TransferService implements BeforeApplicationShutdown {
           capabilities: {
             'auto-converge': params.autoConverge,
             'pause-before-switchover': params.pauseBeforeSwitchover,
+            // always set: a VM that arrived by post-copy still has it on from its incoming side
+            'postcopy-ram': params.allowPostcopy === true,
           },
         });
         await qmp.execute('migrate', { uri: req.uri });
@@ -216,6 +227,7 @@ export class TransferService implements BeforeApplicationShutdown {
       stallTimeoutMs: req.stallTimeoutMs ?? c.CCM_MIGRATION_STALL_TIMEOUT_MS,
       switchoverTimeoutMs: req.switchoverTimeoutMs ?? c.CCM_SWITCHOVER_TIMEOUT_MS,
       ...(req.holdSource ? { holdSource: true } : {}),
+      ...((req.allowPostcopy ?? c.CCM_MIGRATION_ALLOW_POSTCOPY) ? { allowPostcopy: true } : {}),
     };
   }
 
@@ -281,6 +293,20 @@ export class TransferService implements BeforeApplicationShutdown {
   private onSample(t: LiveTransfer, qmp: QmpClient, info: MigrationInfo): void {
     if (this.stopping) return;
     const status = info.status ?? 'none';
+    if (
+      status === 'postcopy-paused' ||
+      status === 'postcopy-recover-setup' ||
+      status === 'postcopy-recover'
+    ) {
+      // The post-copy stream broke; CCM does not drive QEMU's post-copy recovery: the watch ends here.
+      throw new CcmError(
+        HostErrorCodes.MigrationFailed,
+        `the post-copy stream broke (${status}): ${info['error-desc'] ?? 'no reason given'}`,
+        { retryable: false, effect: 'maybe' },
+      );
+    }
+    if (status === 'postcopy-active' && t.record.postcopy && !t.postcopyCommitted)
+      void this.commitPostcopy(t);
     const sample = progressOf(info, Date.now() - t.record.startedAt.getTime());
     // Answers without RAM figures (setup, cancelling) keep the last ones that had them.
     const progress = info.ram ? sample : { ...(t.record.progress ?? sample), status };
@@ -298,7 +324,7 @@ export class TransferService implements BeforeApplicationShutdown {
       }, t.record.params.switchoverTimeoutMs);
     }
     const now = performance.now();
-    if (!t.cancel && t.record.phase !== 'AwaitingSwitchover') {
+    if (!t.cancel && !t.postcopyCommitted && t.record.phase !== 'AwaitingSwitchover') {
       const verdict = observeConvergence(
         t.conv,
         {
@@ -311,12 +337,24 @@ export class TransferService implements BeforeApplicationShutdown {
         t.record.params.stallTimeoutMs,
       );
       t.conv = verdict.state;
-      if (verdict.kind === 'stalled') {
+      const action =
+        verdict.kind === 'stalled'
+          ? onStall(
+              verdict.detail,
+              { allowed: t.record.params.allowPostcopy === true, requestedAtMs: t.postcopyRequestedAtMs },
+              now,
+              t.record.params.stallTimeoutMs,
+            )
+          : undefined;
+      if (action?.kind === 'fail') {
         this.requestCancel(t, qmp, {
           phase: 'Failed',
           code: HostErrorCodes.MigrationStalled,
-          reason: verdict.detail,
+          reason: action.reason,
         });
+      } else if (action?.kind === 'start-postcopy') {
+        t.postcopyRequestedAtMs = now;
+        this.startPostcopy(t, qmp, action.reason, progress);
       }
     }
     const changed =
@@ -333,6 +371,46 @@ export class TransferService implements BeforeApplicationShutdown {
           this.log.warn(`writing progress of ${t.record.migrationId} failed: ${String(err)}`),
         );
     }
+  }
+
+  /**
+   * Pre-copy stalled and post-copy is allowed: `migrate-start-postcopy`. With pause-before-switchover
+   * QEMU stops the source and pauses (pre-switchover) before the destination runs, so the migration
+   * waits for `continue` as a converged one does, and a cancel still resumes the whole source.
+   */
+  private startPostcopy(
+    t: LiveTransfer,
+    qmp: QmpClient,
+    reason: string,
+    progress: ReturnType<typeof progressOf>,
+  ): void {
+    this.log.warn(`migration ${t.record.migrationId}: switching to post-copy (${reason})`);
+    const postcopy = { requestedAt: new Date().toISOString(), reason };
+    void t.cell
+      .update({ postcopy }, [{ name: 'postcopy-requested', data: this.base(t, { reason, progress }) }])
+      .catch((err: unknown) =>
+        this.log.warn(`recording post-copy of ${t.record.migrationId} failed: ${String(err)}`),
+      );
+    qmp.execute('migrate-start-postcopy').catch((err: unknown) => {
+      const e = toCcmError(err, `migrate-start-postcopy ${t.record.migrationId}`);
+      this.requestCancel(t, qmp, {
+        phase: 'Failed',
+        code: e.code,
+        reason: `post-copy refused: ${e.message}`,
+      });
+    });
+  }
+
+  /** The destination runs in post-copy: the point of no return. */
+  private commitPostcopy(t: LiveTransfer): Promise<void> {
+    if (!t.record.postcopy || t.postcopyCommitted) return Promise.resolve();
+    const postcopy = { ...t.record.postcopy, committedAt: new Date().toISOString() };
+    this.log.log(`migration ${t.record.migrationId}: post-copy, past the point of no return`);
+    return t.cell
+      .update({ postcopy }, [{ name: 'postcopy-committed', data: this.base(t, { postcopy }) }])
+      .catch((err: unknown) =>
+        this.log.warn(`recording post-copy of ${t.record.migrationId} failed: ${String(err)}`),
+      );
   }
 
   private progressed(t: LiveTransfer, p: ReturnType<typeof progressOf>, phase: TransferPhase): TransferEvent {
@@ -388,14 +466,15 @@ export class TransferService implements BeforeApplicationShutdown {
     vm.agentSev?.sendEnd(info?.status === 'completed');
     if (info?.status === 'completed') {
       const figures = figuresOf(info);
+      const postcopy = t.record.postcopy;
       await t.cell.update({ phase: 'Completed', figures, progress, endedAt }, [
-        { name: 'completed', data: this.base(t, { figures }) },
+        { name: 'completed', data: this.base(t, { figures, ...(postcopy ? { postcopy } : {}) }) },
       ]);
       this.log.log(
         `migration ${t.record.migrationId} completed: total ${figures.totalTimeMs} ms, downtime ${figures.downtimeMs} ms`,
       );
       if (this.vms.get(vm.vmId) !== vm) return;
-      if (t.record.params.holdSource && !vm.record.sev) {
+      if (t.record.params.holdSource && !vm.record.sev && !postcopy) {
         // Held for the saga's verify: resumable (rollback) until destroyed (the move is verified).
         await vm.set({
           phase: 'Paused',
@@ -406,7 +485,7 @@ export class TransferService implements BeforeApplicationShutdown {
       await this.vms.endProcess(
         vm,
         'MigratedAway',
-        `moved by migration ${t.record.migrationId} to ${t.record.uri}`,
+        `moved by ${postcopy ? 'post-copy ' : ''}migration ${t.record.migrationId} to ${t.record.uri}`,
       );
       return;
     }
@@ -420,10 +499,15 @@ export class TransferService implements BeforeApplicationShutdown {
           }
         : { phase: 'Failed', ...codeAndReason(error) });
     const phase = info?.status === 'failed' && cause.phase === 'Cancelled' ? 'Failed' : cause.phase;
-    const reason =
+    let reason =
       info?.status === 'failed' && info['error-desc'] && phase === 'Failed' && !t.cancel
         ? info['error-desc']
         : cause.reason;
+    const committed = t.postcopyCommitted;
+    if (committed) {
+      // Past the point of no return: the guest's memory is split between the hosts; never resume the source.
+      reason = `post-copy failed past the point of no return (the source cannot resume): ${reason}`;
+    }
     const code = phase === 'Failed' ? (cause.code ?? HostErrorCodes.MigrationFailed) : undefined;
     await t.cell.update({ phase, progress, endedAt, reason, ...(code ? { errorCode: code } : {}) }, [
       phase === 'Cancelled'
@@ -431,7 +515,7 @@ export class TransferService implements BeforeApplicationShutdown {
         : { name: 'failed', data: this.base(t, { code: code!, reason, ...(progress ? { progress } : {}) }) },
     ]);
     this.log.warn(`migration ${t.record.migrationId} ${phase}: ${reason}`);
-    await this.keepSourceRunning(vm, qmp);
+    if (!committed) await this.keepSourceRunning(vm, qmp);
   }
 
   /** After a cancel or failure QEMU resumes a guest it stopped; make sure, and keep the VM's phase. */
@@ -473,13 +557,15 @@ export class TransferService implements BeforeApplicationShutdown {
     }
     clearTimeout(t.switchoverTimer);
     await t.cell.update({ phase: 'SwitchingOver' });
+    if (t.record.postcopy) await this.commitPostcopy(t);
     return this.view(t);
   }
 
   /** Cancels and waits (a little) for the hypervisor to confirm; the source guest runs on. */
   async cancel(migrationId: string, reason = 'cancelled by command'): Promise<TransferView> {
     const { t, record } = await this.find(migrationId);
-    if (cancelAction(migrationId, record.phase) === 'answer' || !t) return this.view(record);
+    const committed = record.postcopy?.committedAt !== undefined;
+    if (cancelAction(migrationId, record.phase, committed) === 'answer' || !t) return this.view(record);
     this.requestCancel(t, t.vm.proc!.qmp, { phase: 'Cancelled', reason });
     void t.cell.update({ phase: 'Cancelling' });
     // Bounded well inside a caller's request timeout: the reply says Cancelling if QEMU is slower.

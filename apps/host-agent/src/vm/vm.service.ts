@@ -236,6 +236,7 @@ export class VmService implements OnApplicationShutdown {
     spec: VmSpec;
     migrationId?: string;
     sev?: { policy: number };
+    allowPostcopy?: boolean;
   }): Promise<{ targetVmId: string; uri: string; vm: VmView }> {
     return this.exclusive(req.vmId, async (existing) => {
       if (existing) {
@@ -265,8 +266,13 @@ export class VmService implements OnApplicationShutdown {
         let uri: string;
         try {
           const qmp = vm.proc!.qmp;
+          // post-copy needs `postcopy-ram` on both ends before the stream starts
+          const postcopy = req.allowPostcopy ?? this.config.CCM_MIGRATION_ALLOW_POSTCOPY;
           await qmp.execute('migrate-set-capabilities', {
-            capabilities: [{ capability: 'events', state: true }],
+            capabilities: [
+              { capability: 'events', state: true },
+              ...(postcopy ? [{ capability: 'postcopy-ram', state: true }] : []),
+            ],
           });
           await qmp.execute('migrate-incoming', { uri: `tcp:${host}:0` });
           uri = `tcp:${host}:${listeningPort(await qmp.execute('query-migrate'))}`;

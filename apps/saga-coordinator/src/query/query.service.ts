@@ -8,7 +8,7 @@ import {
   type StepView,
 } from '@ccm/contracts';
 import { DATA_SOURCE } from '@ccm/persistence';
-import { type SagaState } from '@ccm/saga';
+import { CONTAINER_MIGRATION, VM_MIGRATION, movedPointOfNoReturn, sagaId, type SagaState } from '@ccm/saga';
 import { type DataSource } from 'typeorm';
 import { MIGRATION, STEP_ATTEMPT } from '../db/schema.js';
 import { figuresOf } from '../saga/figures.js';
@@ -108,11 +108,14 @@ export class MigrationQueries {
       ...(h.reason ? { reason: h.reason } : {}),
     })) ?? [{ phase: r.phase, at: r.created_at.toISOString(), ...(r.reason ? { reason: r.reason } : {}) }];
     const figures = r.state ? figuresOf(r.state) : undefined;
+    const def = [VM_MIGRATION, CONTAINER_MIGRATION].find((d) => sagaId(d) === r.state?.saga);
+    const moved = def && r.state ? movedPointOfNoReturn(def, r.state) : undefined;
     return {
       ...summary(r),
       idempotencyKey: r.idempotency_key,
       phaseHistory: history,
       steps,
+      ...(moved ? { pointOfNoReturn: { step: def!.steps[moved.index].name, reason: moved.reason } } : {}),
       ...(r.progress && ACTIVE.has(r.phase) ? { progress: r.progress } : {}),
       eventSeq: r.event_seq,
       ...(figures ? { figures } : {}),

@@ -124,10 +124,15 @@ export class StepDispatcher {
 
   private async confirmSlot(id: string): Promise<Record<string, unknown>> {
     const rows = await this.ds.query<
-      Array<{ admitted_at: Date | null; waited_ms: number; source_vm: string | null }>
+      Array<{
+        admitted_at: Date | null;
+        waited_ms: number;
+        source_vm: string | null;
+        allow_postcopy: boolean | null;
+      }>
     >(
       `SELECT admitted_at, GREATEST(0, EXTRACT(EPOCH FROM (admitted_at - created_at)) * 1000) AS waited_ms,
-         request->>'sourceVm' AS source_vm
+         request->>'sourceVm' AS source_vm, (request->>'allowPostcopy')::boolean AS allow_postcopy
        FROM ${MIGRATION} WHERE id = $1`,
       [id],
     );
@@ -143,6 +148,8 @@ export class StepDispatcher {
       waitedMs: Math.round(Number(r.waited_ms)),
       // A container's source guest, named by the request: the key-broker attests it for the key.
       ...(r.source_vm ? { sourceVmId: r.source_vm } : {}),
+      // A VM's post-copy permission, carried in the step context to prepare-incoming and start-migration.
+      ...(r.allow_postcopy ? { allowPostcopy: true } : {}),
     };
   }
 

@@ -72,7 +72,8 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
       CCM_MIGRATION_POLL_MS: '50',
       CCM_PROGRESS_INTERVAL_MS: '100',
       CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: String(16 << 20),
-      CCM_MIGRATION_STALL_TIMEOUT_MS: '60000',
+      // HEAVY stalls (pass 2 on) within seconds: it fails, or switches to post-copy when allowed
+      CCM_MIGRATION_STALL_TIMEOUT_MS: '3000',
     });
     // Real step timeouts: verify watches the destination for up to 8 s of its 10 s.
     app = await startCoordinator(stack, { CCM_SAGA_TIME_SCALE: '1', CCM_SAGA_MIN_STEP_TIMEOUT_MS: '1000' });
@@ -131,6 +132,62 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
     expect(await vmOn(B, 'vm-panic')).toMatchObject({ phase: 'Destroyed' });
     const before = lastOf(await counters(serialA));
     await counterPasses(serialA, before + 1);
+  });
+
+  it('allowed post-copy, a VM that cannot converge switches to it, the saga passes its point of no return at switch-over and succeeds', async () => {
+    const serialA = await launch('vm-postcopy', HEAVY);
+    const { key, id } = newMigration();
+    await operator.migrate(
+      { workload: 'vm-postcopy', kind: 'vm', sourceHost: A, targetHost: B, allowPostcopy: true },
+      key,
+    );
+    const { detail } = await settled(operator, id, 90_000);
+    expect(detail.phase, detail.reason).toBe('Succeeded');
+    expect(detail.pointOfNoReturn).toMatchObject({
+      step: 'switch-over',
+      reason: expect.stringContaining('post-copy (pre-copy does not converge'),
+    });
+    // not held for a rollback: after post-copy the source cannot resume, it ended at completion
+    expect(await vmOn(A, 'vm-postcopy')).toMatchObject({ phase: 'MigratedAway' });
+    const target = await vmOn(B, 'vm-postcopy');
+    expect(target).toMatchObject({ phase: 'Running', migrationId: id });
+    await counterPasses(join(target!.runDir, 'serial.log'), lastOf(await counters(serialA)));
+    const [transfer] = (await hosts.send(A, 'describe', { vmId: 'vm-postcopy', all: true })).migrations;
+    expect(transfer.postcopy?.committedAt).toBeDefined();
+  });
+
+  it('without post-copy the same VM stalls: RolledBack with MIGRATION_STALLED, the source counts on, the destination is gone', async () => {
+    const serialA = await launch('vm-stall', HEAVY);
+    const { key, id } = newMigration();
+    await operator.migrate({ workload: 'vm-stall', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail } = await settled(operator, id, 90_000);
+    expect(detail.phase).toBe('RolledBack');
+    const converge = detail.steps.find((s) => s.name === 'converge')!.attempts.at(-1)!;
+    expect(converge.error, detail.reason).toMatchObject({ code: 'MIGRATION_STALLED' });
+    expect(detail.reason).toMatch(/no progress for \d+ ms/);
+    expect(detail.pointOfNoReturn).toBeUndefined();
+    expect(detail.steps.find((s) => s.name === 'switch-over')!.attempts).toEqual([]);
+    expect(await vmOn(A, 'vm-stall')).toMatchObject({ phase: 'Running' });
+    const target = await vmOn(B, 'vm-stall');
+    if (target) expect(['Destroyed', 'Failed']).toContain(target.phase);
+    await counterPasses(serialA, lastOf(await counters(serialA)) + 1);
+  });
+
+  it('after the post-copy switch a destination that dies is not rolled back: NeedsOperator, the source is not resumed', async () => {
+    const spec = { ...HEAVY, cmdline: `${HEAVY.cmdline} ccm.panic_on_arrival=1` };
+    await launch('vm-postcopy-panic', spec);
+    const { key, id } = newMigration();
+    await operator.migrate(
+      { workload: 'vm-postcopy-panic', kind: 'vm', sourceHost: A, targetHost: B, allowPostcopy: true },
+      key,
+    );
+    const { detail } = await settled(operator, id, 90_000);
+    expect(detail.phase).toBe('NeedsOperator');
+    expect(detail.reason).toMatch(/past the point of no return \("switch-over" was sent: post-copy/);
+    expect(detail.reason).toMatch(/Kernel panic - not syncing/);
+    const compensations = detail.steps.flatMap((s) => s.attempts.filter((a) => a.kind === 'compensation'));
+    expect(compensations).toEqual([]);
+    expect(await vmOn(A, 'vm-postcopy-panic')).toMatchObject({ phase: 'MigratedAway' });
   });
 
   it('a VM the source host does not run is refused at admission: nothing reaches a host-agent', async () => {
