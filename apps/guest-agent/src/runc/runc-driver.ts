@@ -4,6 +4,7 @@ import {
   CcmError,
   type ContainerInfo,
   type ContainerState,
+  ContainerNetworkSchema,
   ErrorCodes,
   GuestErrorCodes,
 } from '@ccm/contracts';
@@ -13,6 +14,7 @@ import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
+import { ContainerNetns } from './netns.js';
 import { containerDirtyPages, softDirtyWorks } from './soft-dirty.js';
 
 const PAGE_BYTES = 4096;
@@ -27,6 +29,8 @@ export const RoundMetaSchema = z.object({
   spec: z.object({
     pages: z.number().int().min(1).max(262_144),
     dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
+    /** The container's network: the target makes the same namespace before the restore. */
+    network: ContainerNetworkSchema.optional(),
   }),
 });
 export type RoundMeta = z.infer<typeof RoundMetaSchema>;
@@ -71,11 +75,15 @@ const rethrow = (e: unknown): never => {
  * to restore — until `kill` removes it. Each round's image directory travels as a {@link packArchive}
  * archive; the target unpacks each round into its own directory, links `parent` as the source had
  * it, `runc restore`s from the last with CRIU's `leave-stopped` (through the bundle's CRIU
- * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT.
+ * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT. A
+ * container with a network lives in a namespace the driver makes ({@link ContainerNetns}): the
+ * target makes the same one before the restore, and the driver's lock keeps the frozen source and the
+ * not yet resumed target silent, so the established connections CRIU carries stay whole.
  */
 export class RuncDriver implements ContainerDriver {
   readonly kind = 'runc';
   private readonly runc: Runc;
+  private readonly netns: ContainerNetns;
   private readonly held = new Map<string, Held>();
   /**
    * Target: pre-dump rounds written to their image directories as they arrived (`stage`), by
@@ -96,6 +104,7 @@ export class RuncDriver implements ContainerDriver {
       log: join(this.dir, 'runc.log'),
       timeoutMs: config.CCM_GUEST_RUNC_TIMEOUT_MS,
     });
+    this.netns = new ContainerNetns(execRunner(), config.CCM_GUEST_RUNC_TIMEOUT_MS, join(this.dir, 'net'));
   }
 
   private bundle(id: string): string {
@@ -130,15 +139,23 @@ export class RuncDriver implements ContainerDriver {
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     await this.prepareKernel();
     await this.clear(id);
+    if (spec.network) await this.netns.create(id, spec.network, false);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
-    await this.runc.run(id, this.bundle(id)).catch(rethrow);
+    await this.runc.run(id, this.bundle(id)).catch(async (e: unknown) => {
+      await this.netns.remove(id);
+      rethrow(e);
+    });
     this.held.set(id, { spec, state: 'running', counter: 0 });
     return this.info(id);
   }
 
-  /** Removes a container of this id that runc still knows (killed, or left from an earlier run). */
+  /**
+   * Removes a container of this id that runc still knows (killed, or left from an earlier run), and
+   * its network namespace if it had one.
+   */
   private async clear(id: string): Promise<void> {
     if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    if (this.held.get(id)?.spec.network) await this.netns.remove(id);
     await rm(this.bundle(id), { recursive: true, force: true });
   }
 
@@ -197,6 +214,9 @@ export class RuncDriver implements ContainerDriver {
       await rm(dir, { recursive: true, force: true });
       await rm(join(base, `work-${round}`), { recursive: true, force: true });
       if (final && h.state === 'running') {
+        // Locked before the freeze and until thaw or kill (see ContainerNetns): CRIU's own lock
+        // ends with the dump (--leave-running), and the frozen socket must stay silent after it.
+        if (h.spec.network) await this.netns.lock(id);
         await this.runc.lifecycle('pause', id).catch(rethrow);
         h.state = 'frozen';
       }
@@ -220,7 +240,11 @@ export class RuncDriver implements ContainerDriver {
       round,
       final,
       ...(parentRound ? { parentRound } : {}),
-      spec: { pages: h.spec.pages, dirtyPagesPerSec: h.spec.dirtyPagesPerSec },
+      spec: {
+        pages: h.spec.pages,
+        dirtyPagesPerSec: h.spec.dirtyPagesPerSec,
+        ...(h.spec.network ? { network: h.spec.network } : {}),
+      },
     };
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
@@ -323,6 +347,8 @@ export class RuncDriver implements ContainerDriver {
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
     await this.clear(id);
+    // The source's namespace made again, locked until the resume.
+    if (spec.network) await this.netns.create(id, spec.network, true);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
@@ -336,7 +362,10 @@ export class RuncDriver implements ContainerDriver {
           workPath: join(base, 'restore-work'),
           tcpEstablished: true,
         })
-        .catch(rethrow);
+        .catch(async (e: unknown) => {
+          if (spec.network) await this.netns.remove(id);
+          rethrow(e);
+        });
     } finally {
       await rm(this.criuConfig(id), { force: true });
     }
@@ -349,6 +378,7 @@ export class RuncDriver implements ContainerDriver {
   async resume(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
     await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
+    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen')) await this.netns.unlock(id);
     if (h.state === 'frozen') h.migrationId = undefined;
     h.state = 'running';
     return this.info(id);
@@ -358,6 +388,8 @@ export class RuncDriver implements ContainerDriver {
     const h = this.get(id);
     await this.info(id);
     if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    // Still locked if it was frozen: its sockets' FIN or RST never leave the namespace.
+    if (h.spec.network) await this.netns.remove(id);
     h.state = 'killed';
     return this.info(id);
   }
@@ -372,8 +404,10 @@ export class RuncDriver implements ContainerDriver {
   }
 
   async close(): Promise<void> {
-    for (const [id, h] of this.held)
+    for (const [id, h] of this.held) {
       if (h.state !== 'killed') await this.runc.lifecycle('delete-force', id).catch(() => undefined);
+      if (h.spec.network) await this.netns.remove(id);
+    }
   }
 }
 
