@@ -4,6 +4,7 @@ import {
   CcmError,
   type ContainerInfo,
   type ContainerState,
+  type ContainerNetwork,
   ContainerNetworkSchema,
   ErrorCodes,
   GuestErrorCodes,
@@ -91,6 +92,12 @@ export class RuncDriver implements ContainerDriver {
    * restore then writes it).
    */
   private readonly staged = new Map<string, Map<number, { image: Buffer; written: Promise<boolean> }>>();
+  /**
+   * Target: the container's network namespace made (locked) when its first pre-dump round was staged,
+   * by `<migration>:<container>`, with the network it was made for: the restore, inside the frozen
+   * time, then has nothing to make.
+   */
+  private readonly netPrepared = new Map<string, { net: ContainerNetwork; made: Promise<boolean> }>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
   /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
@@ -150,12 +157,11 @@ export class RuncDriver implements ContainerDriver {
   }
 
   /**
-   * Removes a container of this id that runc still knows (killed, or left from an earlier run), and
-   * its network namespace if it had one.
+   * Removes a container of this id that runc still knows (killed, or left from an earlier run). Its
+   * network namespace went with `kill`; one made for the restore stays.
    */
   private async clear(id: string): Promise<void> {
     if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
-    if (this.held.get(id)?.spec.network) await this.netns.remove(id);
     await rm(this.bundle(id), { recursive: true, force: true });
   }
 
@@ -293,11 +299,36 @@ export class RuncDriver implements ContainerDriver {
         await rm(dir, { recursive: true, force: true });
         await writeImageDir(dir, a.files);
         if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
+        if (m.data.spec.network) this.prepareNet(migrationId, id, m.data.spec.network);
         return true;
       })
       .catch(() => false);
     rounds.set(round, { image, written });
     return written;
+  }
+
+  /**
+   * Makes the network namespace a container arriving here will be restored into, locked, once per
+   * migration (never over a container of that id this agent runs).
+   */
+  private prepareNet(migrationId: string, id: string, net: ContainerNetwork): void {
+    const key = `${migrationId}:${id}`;
+    const held = this.held.get(id);
+    if (this.netPrepared.has(key) || (held && held.state !== 'killed')) return;
+    const made = this.netns.create(id, net, true).then(
+      () => true,
+      () => false,
+    );
+    this.netPrepared.set(key, { net, made });
+  }
+
+  /** The namespace for the restore: the one staged for this migration if made for the same network, else made now. */
+  private async restoreNet(migrationId: string, id: string, net: ContainerNetwork): Promise<void> {
+    const key = `${migrationId}:${id}`;
+    const p = this.netPrepared.get(key);
+    this.netPrepared.delete(key);
+    if (p && p.net.address === net.address && p.net.port === net.port && (await p.made)) return;
+    await this.netns.create(id, net, true);
   }
 
   /** The rounds of `images` staged from these very buffers and written whole. */
@@ -347,8 +378,8 @@ export class RuncDriver implements ContainerDriver {
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
     await this.clear(id);
-    // The source's namespace made again, locked until the resume.
-    if (spec.network) await this.netns.create(id, spec.network, true);
+    // The source's namespace made again (when the first round was staged, or now), locked until the resume.
+    if (spec.network) await this.restoreNet(migrationId, id, spec.network);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
@@ -399,6 +430,15 @@ export class RuncDriver implements ContainerDriver {
       if (!key.startsWith(`${migrationId}:`)) continue;
       for (const s of rounds.values()) await s.written;
       this.staged.delete(key);
+    }
+    // A namespace made for a container that was never restored here.
+    for (const [key, p] of this.netPrepared) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      this.netPrepared.delete(key);
+      await p.made;
+      const id = key.slice(migrationId.length + 1);
+      const held = this.held.get(id);
+      if (!held || held.state === 'killed') await this.netns.remove(id);
     }
     await rm(join(this.dir, 'images', migrationId), { recursive: true, force: true });
   }
