@@ -1,6 +1,7 @@
 import { pollUntil } from '@ccm/testing';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { typedFailure as fail } from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { agentGuestUnavailable } from './__fixtures__/agent-guest.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { LineClient } from './line-client.js';
@@ -18,8 +19,9 @@ import { LAB_GUESTS, RuncLab } from './runc-lab.js';
  * the /32 (the overlay's cut-over), which this lab has no overlay for. After the resume the same
  * socket — never closed, never reset — is answered from B with counts above the last A answered, and
  * still after commit kills the (still locked) source. Printed: the longest gap between answers (the
- * brownout the client saw) and the frozen time. Then the rollback: freeze-dump, then its compensation
- * (thaw-source, what a failed restore leads to): the same connection is answered by A again.
+ * brownout the client saw) and the frozen time. Then the rollback: after freeze-dump B loses the
+ * migration's images (`discard`), so the restore step fails; its compensation thaw-source thaws A
+ * and unlocks its network: the same connection is answered by A again.
  */
 
 const repoRoot = resolve(import.meta.dirname, '..', '..');
@@ -76,7 +78,7 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
     );
     clients.push(client);
     await answeredAbove(client, 'the container answers in A', 0);
-    return { address, client, step, started: performance.now() };
+    return { address, client, step, migrationId: base.migrationId, started: performance.now() };
   }
 
   /** Waits until the client got an answer counting past `from` + 5 (the container counts on). */
@@ -129,14 +131,17 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
     }
   }, 1_200_000);
 
-  it('rollback: freeze-dump, then its compensation thaws A: the same connection is answered by A again', async () => {
+  it('rollback: the restore in B fails, thaw-source thaws A: the same connection is answered by A again', async () => {
     const id = 'web2';
     try {
-      const { client, step, started } = await serving(id, 2);
+      const { client, step, migrationId, started } = await serving(id, 2);
       await step('pre-copy');
       await step('freeze-dump');
       const frozenAt = client.last();
       expect((await lab.g.send(LAB_GUESTS.a.vm, 'describe', { id })).state).toBe('frozen');
+      await lab.g.send(LAB_GUESTS.b.vm, 'discard', { migrationId });
+      const refused = await fail(step('restore'));
+      expect(refused.code).toBe('IMAGES_INCOMPLETE');
       const thawed = await step('thaw-source', 'freeze-dump');
       const after = await answeredAbove(
         client,
@@ -145,7 +150,7 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
       );
       expect(client.ended).toBeUndefined();
       console.log(
-        `[tcp migration] rollback: frozen at ${frozenAt}, thaw-source ${JSON.stringify(thawed)}; ` +
+        `[tcp migration] rollback: restore refused (${refused.code}: ${refused.message}); frozen at ${frozenAt}, thaw-source ${JSON.stringify(thawed)}; ` +
           `A answers ${after} on the same socket; longest gap ${client.longestGap(started).toFixed(0)} ms`,
       );
       await step('discard-images', 'pre-copy');
