@@ -173,6 +173,14 @@ describe('guest-to-guest container migration (sim driver)', () => {
 
   it('refuses bad input to every command with a typed error and loses nothing', async () => {
     await g.send('vm-a', 'run-container', { id: 'keep', pages: 16, dirtyPagesPerSec: 0 });
+    // A container with a network: the same request again is the same container, not a conflict.
+    const net = {
+      id: 'keep-net',
+      pages: 16,
+      dirtyPagesPerSec: 0,
+      network: { address: '10.218.0.9', port: 80 },
+    };
+    for (let i = 0; i < 2; i++) await g.send('vm-a', 'run-container', net);
     const bad: Array<[string, unknown, string]> = [
       ['run-container', { id: 'x', pages: 0, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
       ['run-container', { id: '../etc', pages: 1, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
