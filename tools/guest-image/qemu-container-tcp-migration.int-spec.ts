@@ -56,10 +56,7 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
     unhook();
   });
 
-  const debug = async (err: unknown): Promise<never> => {
-    const tails = await Promise.all([0, 1].map(async (i) => (await lab.serial(i)).slice(-2500)));
-    throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
-  };
+  const debug = (err: unknown): Promise<never> => lab.failWithSerials(err);
 
   /**
    * Container `id` serving at the lab's container address `n` in A, the host routing to it via A, one

@@ -90,6 +90,12 @@ export class RuncLab {
     return q ? readFile(q.paths.serialLog, 'utf8').catch(() => '') : Promise.resolve('');
   }
 
+  /** Fails with `err`'s message and the last lines of both guests' serial consoles. */
+  async failWithSerials(err: unknown): Promise<never> {
+    const tails = await Promise.all([0, 1].map(async (i) => (await this.serial(i)).slice(-2500)));
+    throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
+  }
+
   /** Removes the bridge and taps, and with the bridge every route through it (synchronous: also from a signal handler). */
   dropNet(): void {
     if (!this.netMade) return;
