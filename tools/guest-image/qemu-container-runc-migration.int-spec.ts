@@ -72,10 +72,7 @@ describe.skipIf(skipReason !== undefined)('a runc container migrates between two
   });
 
   const counter = (vm: string, id: string) => lab.counter(vm, id);
-  const debug = async (err: unknown): Promise<never> => {
-    const tails = await Promise.all([0, 1].map(async (i) => (await lab.serial(i)).slice(-2500)));
-    throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
-  };
+  const debug = (err: unknown): Promise<never> => lab.failWithSerials(err);
   const steps = (id: string) => lab.checkpointSteps(id);
   const prepare = (id: string, migrationId: string, pages: number) =>
     lab.runWithKey(id, migrationId, pages, 256);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { subjects } from '@ccm/contracts';
+import { type ContainerNetwork, subjects } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { startQemu, type QemuProcess } from '@ccm/qmp';
@@ -91,10 +91,29 @@ export class RuncLab {
     return q ? readFile(q.paths.serialLog, 'utf8').catch(() => '') : Promise.resolve('');
   }
 
-  /** Removes the bridge and taps (synchronous: also from a signal handler). */
+  /** Fails with `err`'s message and the last lines of both guests' serial consoles. */
+  async failWithSerials(err: unknown): Promise<never> {
+    const tails = await Promise.all([0, 1].map(async (i) => (await this.serial(i)).slice(-2500)));
+    throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
+  }
+
+  /** Removes the bridge and taps, and with the bridge every route through it (synchronous: also from a signal handler). */
   dropNet(): void {
     if (!this.netMade) return;
     for (const l of [this.taps.a, this.taps.b, this.bridge]) ip('link', 'del', l);
+  }
+
+  /**
+   * A container address (n in 1..254) routed in the lab host's namespace, made from the lab's tag so
+   * that two labs at once hardly meet: the overlay /32 a container serves at.
+   */
+  containerAddress(n: number): string {
+    return `10.218.${(this.o.tag % 250) + 1}.${n}`;
+  }
+
+  /** The lab host routes `address`/32 via guest `which` (what network-overlay's move does on the overlay). */
+  routeVia(address: string, which: 'a' | 'b'): void {
+    ipOrThrow('route', 'replace', `${address}/32`, 'via', LAB_GUESTS[which].ip, 'dev', this.bridge);
   }
 
   /** Builds (or finds) the image and app disk, makes the network, starts NATS, Postgres, container-checkpoint and both guests. */
@@ -190,13 +209,19 @@ export class RuncLab {
    * A counting container in A (`pages` heap pages, `dirtyPagesPerSec`) and the migration key sealed
    * to both guests' identity keys (what the key-broker's release does); resolves once it counts.
    */
-  async runWithKey(id: string, migrationId: string, pages: number, dirtyPagesPerSec: number): Promise<void> {
+  async runWithKey(
+    id: string,
+    migrationId: string,
+    pages: number,
+    dirtyPagesPerSec: number,
+    network?: ContainerNetwork,
+  ): Promise<void> {
     const log = this.o.log ?? (() => undefined);
     const started = performance.now();
     await this.g.send(
       LAB_GUESTS.a.vm,
       'run-container',
-      { id, pages, dirtyPagesPerSec },
+      { id, pages, dirtyPagesPerSec, ...(network ? { network } : {}) },
       { timeoutMs: 600_000 },
     );
     await pollUntil(

@@ -173,9 +173,36 @@ describe('guest-to-guest container migration (sim driver)', () => {
 
   it('refuses bad input to every command with a typed error and loses nothing', async () => {
     await g.send('vm-a', 'run-container', { id: 'keep', pages: 16, dirtyPagesPerSec: 0 });
+    // A container with a network: the same request again is the same container, not a conflict.
+    const net = {
+      id: 'keep-net',
+      pages: 16,
+      dirtyPagesPerSec: 0,
+      network: { address: '10.218.0.9', port: 80 },
+    };
+    for (let i = 0; i < 2; i++) await g.send('vm-a', 'run-container', net);
     const bad: Array<[string, unknown, string]> = [
       ['run-container', { id: 'x', pages: 0, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
       ['run-container', { id: '../etc', pages: 1, dirtyPagesPerSec: 1 }, 'VALIDATION_FAILED'],
+      ...[
+        { address: '10.218.0.300', port: 80 },
+        { address: '127.0.0.1', port: 80 },
+        { address: '224.0.0.5', port: 80 },
+        { address: '10.218.0.0', port: 80 },
+        { address: '10.218.0.5; rm -rf /', port: 80 },
+        { address: '10.218.0.5', port: 0 },
+        { address: '10.218.0.5', port: 65_536 },
+        { address: '10.218.0.5' },
+      ].map((network): [string, unknown, string] => [
+        'run-container',
+        { id: 'net', pages: 1, dirtyPagesPerSec: 1, network },
+        'VALIDATION_FAILED',
+      ]),
+      [
+        'run-container',
+        { id: 'keep', pages: 16, dirtyPagesPerSec: 0, network: { address: '10.218.0.5', port: 80 } },
+        'CONFLICT',
+      ],
       ['load-key', { migrationId: 'm', keyId: 'k', sealedKey: 'not base64!' }, 'VALIDATION_FAILED'],
       [
         'load-key',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { IdSchema } from './migration.js';
+import { Ipv4Schema } from './overlay.js';
 
 /**
  * The guest-agent's contract: commands on `ccm.cmd.guest.<vmId>.<verb>` (ARCHITECTURE §2, §9). The
@@ -106,12 +107,29 @@ export type ContainerInfo = z.infer<typeof ContainerInfoSchema>;
 
 export const IdentityReplySchema = z.object({ vmId: IdSchema, publicKey: b64(64) });
 
+/**
+ * A container's own network (runc driver): its overlay address, a /32 on its end of a veth pair in a
+ * network namespace the guest-agent makes, routed to by the guest; the workload serves TCP on `port`
+ * (each line it reads is answered with its count). The namespace moves with the container: the target
+ * makes the same one before the restore, and established connections are restored with it.
+ */
+export const ContainerNetworkSchema = z.object({
+  address: Ipv4Schema.refine((a) => {
+    const o = a.split('.').map(Number);
+    return o.every((n) => n <= 255) && o[0] !== 0 && o[0] !== 127 && o[0] < 224 && o[3] !== 0 && o[3] !== 255;
+  }, 'must be a unicast IPv4 address (not 0/8, 127/8, multicast, .0 or .255)'),
+  port: z.number().int().min(1).max(65_535),
+});
+export type ContainerNetwork = z.infer<typeof ContainerNetworkSchema>;
+
 export const RunContainerSchema = z.object({
   id: ContainerIdSchema,
   /** The workload's heap in 4 KiB pages (32 MiB = 8192). */
   pages: z.number().int().min(1).max(262_144),
   /** Heap pages rewritten per second. */
   dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
+  /** Its own network and TCP service; without it the container has only loopback. */
+  network: ContainerNetworkSchema.optional(),
 });
 
 export const ContainerRefSchema = z.object({ id: ContainerIdSchema });

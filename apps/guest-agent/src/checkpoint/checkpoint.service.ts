@@ -4,7 +4,7 @@ import { CcmError, type ContainerInfo, ErrorCodes, GuestErrorCodes, type RoundRe
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { generateIdentityKey, type IdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { type GuestAgentConfig } from '../config.js';
-import { type ContainerDriver } from '../driver/driver.js';
+import { type ContainerDriver, type ContainerSpec } from '../driver/driver.js';
 import { RuncDriver } from '../runc/runc-driver.js';
 import { SimDriver } from '../sim/sim-driver.js';
 import { type Reception, RoundReceiver } from '../stream/receiver.js';
@@ -41,16 +41,21 @@ export class CheckpointService implements OnModuleDestroy {
     await this.driver.close();
   }
 
-  async run(id: string, pages: number, dirtyPagesPerSec: number): Promise<ContainerInfo> {
+  async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     const have = this.driver.spec(id);
     if (have) {
-      if (have.pages !== pages || have.dirtyPagesPerSec !== dirtyPagesPerSec)
+      if (
+        have.pages !== spec.pages ||
+        have.dirtyPagesPerSec !== spec.dirtyPagesPerSec ||
+        have.network?.address !== spec.network?.address ||
+        have.network?.port !== spec.network?.port
+      )
         throw new CcmError(ErrorCodes.Conflict, `container ${id} exists with another spec`, {
           retryable: false,
         });
       return this.container(id);
     }
-    return this.driver.run(id, { pages, dirtyPagesPerSec });
+    return this.driver.run(id, spec);
   }
 
   list(): Promise<ContainerInfo[]> {

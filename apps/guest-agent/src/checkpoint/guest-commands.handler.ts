@@ -66,7 +66,8 @@ export class GuestCommands {
 
   @on(GUEST_VERBS.runContainer, RunContainerSchema)
   run(req: z.infer<typeof RunContainerSchema>): Promise<ContainerInfo> {
-    return this.cp.run(req.id, req.pages, req.dirtyPagesPerSec);
+    const { id, ...spec } = req;
+    return this.cp.run(id, spec);
   }
 
   @on(GUEST_VERBS.listContainers, Empty)

@@ -1,9 +1,13 @@
-import { type ContainerInfo } from '@ccm/contracts';
+import { type ContainerInfo, type ContainerNetwork } from '@ccm/contracts';
 
-/** What a container is asked to be: a workload holding `pages` 4 KiB pages, dirtying some per second. */
+/**
+ * What a container is asked to be: a workload holding `pages` 4 KiB pages, dirtying some per second,
+ * with its own network and TCP service when `network` is given (the runc driver; the sim ignores it).
+ */
 export interface ContainerSpec {
   readonly pages: number;
   readonly dirtyPagesPerSec: number;
+  readonly network?: ContainerNetwork;
 }
 
 /** One round's checkpoint image, ready for the sealed stream. */

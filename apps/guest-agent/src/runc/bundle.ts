@@ -1,6 +1,7 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ContainerSpec } from '../driver/driver.js';
+import { netNames } from './netns.js';
 
 /**
  * The runc driver's container: an OCI bundle made by the guest-agent, no image to pull. Its root is a
@@ -10,7 +11,9 @@ import { type ContainerSpec } from '../driver/driver.js';
  * `pages` 4 KiB pages (random bytes: nothing compresses), counts every 100 ms (the count lives in the
  * heap's first page and in JS memory), rewrites `dirtyPagesPerSec` random heap pages a second, and
  * writes the count to /tmp/counter in its tmpfs, which the agent reads through /proc/<pid>/root.
- * CRIU carries the tmpfs in the final dump, so the counter file moves with the process.
+ * CRIU carries the tmpfs in the final dump, so the counter file moves with the process. With a
+ * network (`CCM_PORT`), it also serves TCP on that port: each line it reads is answered with the
+ * current count and a newline.
  */
 export const WORKLOAD = [
   "const fs = require('fs');",
@@ -26,6 +29,19 @@ export const WORKLOAD = [
   "  fs.writeFileSync('/tmp/counter.new', String(n));",
   "  fs.renameSync('/tmp/counter.new', '/tmp/counter');",
   '}, 100);',
+  'const port = Number(process.env.CCM_PORT || 0);',
+  "if (port) require('net').createServer((s) => {",
+  "  let buf = '';",
+  "  s.setEncoding('utf8');",
+  "  s.on('error', () => undefined);",
+  "  s.on('data', (d) => {",
+  '    buf += d;',
+  "    for (let i = buf.indexOf('\\n'); i >= 0; i = buf.indexOf('\\n')) {",
+  '      buf = buf.slice(i + 1);',
+  "      s.write(n + '\\n');",
+  '    }',
+  '  });',
+  '}).listen(port);',
 ].join('\n');
 
 /** Where the workload writes its count, inside the container. */
@@ -59,6 +75,7 @@ export function bundleConfig(id: string, spec: ContainerSpec, criuConfig?: strin
         'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
         `CCM_HEAP_PAGES=${spec.pages}`,
         `CCM_DIRTY_PAGES_PER_SEC=${spec.dirtyPagesPerSec}`,
+        ...(spec.network ? [`CCM_PORT=${spec.network.port}`] : []),
         // libuv's io_uring is state CRIU cannot dump (see the seccomp filter below).
         'UV_USE_IO_URING=0',
       ],
@@ -100,7 +117,15 @@ export function bundleConfig(id: string, spec: ContainerSpec, criuConfig?: strin
       { destination: '/etc', type: 'bind', source: '/etc', options: ['bind', 'ro', 'nosuid', 'nodev'] },
     ],
     linux: {
-      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      // A network of its own: the namespace the guest-agent made, joined by path (runc marks it
+      // external for CRIU on checkpoint and joins the same path on restore); else runc makes one.
+      namespaces: [
+        { type: 'pid' },
+        spec.network ? { type: 'network', path: netNames(id).path } : { type: 'network' },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+      ],
       maskedPaths: [
         '/proc/acpi',
         '/proc/kcore',

@@ -68,6 +68,12 @@ describe('runc driver restore refuses bad rounds before running anything', () =>
       'IMAGES_INCOMPLETE',
       /round meta/,
     ],
+    [
+      'a network address that is no address',
+      [round({ round: 1, final: true, spec: { ...spec, network: { address: '10.0.0.1 up', port: 80 } } })],
+      'IMAGES_INCOMPLETE',
+      /round meta/,
+    ],
   ])('%s → %s', async (_what, images, code, why) => {
     const e = await refused(images);
     expect(e.code).toBe(code);

@@ -4,6 +4,8 @@ import {
   CcmError,
   type ContainerInfo,
   type ContainerState,
+  type ContainerNetwork,
+  ContainerNetworkSchema,
   ErrorCodes,
   GuestErrorCodes,
 } from '@ccm/contracts';
@@ -13,6 +15,7 @@ import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
+import { ContainerNetns } from './netns.js';
 import { containerDirtyPages, softDirtyWorks } from './soft-dirty.js';
 
 const PAGE_BYTES = 4096;
@@ -27,6 +30,8 @@ export const RoundMetaSchema = z.object({
   spec: z.object({
     pages: z.number().int().min(1).max(262_144),
     dirtyPagesPerSec: z.number().int().min(0).max(1_000_000),
+    /** The container's network: the target makes the same namespace before the restore. */
+    network: ContainerNetworkSchema.optional(),
   }),
 });
 export type RoundMeta = z.infer<typeof RoundMetaSchema>;
@@ -71,11 +76,15 @@ const rethrow = (e: unknown): never => {
  * to restore — until `kill` removes it. Each round's image directory travels as a {@link packArchive}
  * archive; the target unpacks each round into its own directory, links `parent` as the source had
  * it, `runc restore`s from the last with CRIU's `leave-stopped` (through the bundle's CRIU
- * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT.
+ * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT. A
+ * container with a network lives in a namespace the driver makes ({@link ContainerNetns}): the
+ * target makes the same one before the restore, and the driver's lock keeps the frozen source and the
+ * not yet resumed target silent, so the established connections CRIU carries stay whole.
  */
 export class RuncDriver implements ContainerDriver {
   readonly kind = 'runc';
   private readonly runc: Runc;
+  private readonly netns: ContainerNetns;
   private readonly held = new Map<string, Held>();
   /**
    * Target: pre-dump rounds written to their image directories as they arrived (`stage`), by
@@ -83,6 +92,12 @@ export class RuncDriver implements ContainerDriver {
    * restore then writes it).
    */
   private readonly staged = new Map<string, Map<number, { image: Buffer; written: Promise<boolean> }>>();
+  /**
+   * Target: the container's network namespace made (locked) when its first pre-dump round was staged,
+   * by `<migration>:<container>`, with the network it was made for: the restore, inside the frozen
+   * time, then has nothing to make.
+   */
+  private readonly netPrepared = new Map<string, { net: ContainerNetwork; made: Promise<boolean> }>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
   /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
@@ -96,6 +111,7 @@ export class RuncDriver implements ContainerDriver {
       log: join(this.dir, 'runc.log'),
       timeoutMs: config.CCM_GUEST_RUNC_TIMEOUT_MS,
     });
+    this.netns = new ContainerNetns(execRunner(), config.CCM_GUEST_RUNC_TIMEOUT_MS, join(this.dir, 'net'));
   }
 
   private bundle(id: string): string {
@@ -130,13 +146,20 @@ export class RuncDriver implements ContainerDriver {
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     await this.prepareKernel();
     await this.clear(id);
+    if (spec.network) await this.netns.create(id, spec.network, false);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
-    await this.runc.run(id, this.bundle(id)).catch(rethrow);
+    await this.runc.run(id, this.bundle(id)).catch(async (e: unknown) => {
+      await this.netns.remove(id);
+      rethrow(e);
+    });
     this.held.set(id, { spec, state: 'running', counter: 0 });
     return this.info(id);
   }
 
-  /** Removes a container of this id that runc still knows (killed, or left from an earlier run). */
+  /**
+   * Removes a container of this id that runc still knows (killed, or left from an earlier run). Its
+   * network namespace went with `kill`; one made for the restore stays.
+   */
   private async clear(id: string): Promise<void> {
     if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
     await rm(this.bundle(id), { recursive: true, force: true });
@@ -197,6 +220,9 @@ export class RuncDriver implements ContainerDriver {
       await rm(dir, { recursive: true, force: true });
       await rm(join(base, `work-${round}`), { recursive: true, force: true });
       if (final && h.state === 'running') {
+        // Locked before the freeze and until thaw or kill (see ContainerNetns): CRIU's own lock
+        // ends with the dump (--leave-running), and the frozen socket must stay silent after it.
+        if (h.spec.network) await this.netns.lock(id);
         await this.runc.lifecycle('pause', id).catch(rethrow);
         h.state = 'frozen';
       }
@@ -220,7 +246,11 @@ export class RuncDriver implements ContainerDriver {
       round,
       final,
       ...(parentRound ? { parentRound } : {}),
-      spec: { pages: h.spec.pages, dirtyPagesPerSec: h.spec.dirtyPagesPerSec },
+      spec: {
+        pages: h.spec.pages,
+        dirtyPagesPerSec: h.spec.dirtyPagesPerSec,
+        ...(h.spec.network ? { network: h.spec.network } : {}),
+      },
     };
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
@@ -269,11 +299,36 @@ export class RuncDriver implements ContainerDriver {
         await rm(dir, { recursive: true, force: true });
         await writeImageDir(dir, a.files);
         if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
+        if (m.data.spec.network) this.prepareNet(migrationId, id, m.data.spec.network);
         return true;
       })
       .catch(() => false);
     rounds.set(round, { image, written });
     return written;
+  }
+
+  /**
+   * Makes the network namespace a container arriving here will be restored into, locked, once per
+   * migration (never over a container of that id this agent runs).
+   */
+  private prepareNet(migrationId: string, id: string, net: ContainerNetwork): void {
+    const key = `${migrationId}:${id}`;
+    const held = this.held.get(id);
+    if (this.netPrepared.has(key) || (held && held.state !== 'killed')) return;
+    const made = this.netns.create(id, net, true).then(
+      () => true,
+      () => false,
+    );
+    this.netPrepared.set(key, { net, made });
+  }
+
+  /** The namespace for the restore: the one staged for this migration if made for the same network, else made now. */
+  private async restoreNet(migrationId: string, id: string, net: ContainerNetwork): Promise<void> {
+    const key = `${migrationId}:${id}`;
+    const p = this.netPrepared.get(key);
+    this.netPrepared.delete(key);
+    if (p && p.net.address === net.address && p.net.port === net.port && (await p.made)) return;
+    await this.netns.create(id, net, true);
   }
 
   /** The rounds of `images` staged from these very buffers and written whole. */
@@ -323,6 +378,8 @@ export class RuncDriver implements ContainerDriver {
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
     await this.clear(id);
+    // The source's namespace made again (when the first round was staged, or now), locked until the resume.
+    if (spec.network) await this.restoreNet(migrationId, id, spec.network);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
@@ -336,7 +393,10 @@ export class RuncDriver implements ContainerDriver {
           workPath: join(base, 'restore-work'),
           tcpEstablished: true,
         })
-        .catch(rethrow);
+        .catch(async (e: unknown) => {
+          if (spec.network) await this.netns.remove(id);
+          rethrow(e);
+        });
     } finally {
       await rm(this.criuConfig(id), { force: true });
     }
@@ -349,6 +409,7 @@ export class RuncDriver implements ContainerDriver {
   async resume(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
     await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
+    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen')) await this.netns.unlock(id);
     if (h.state === 'frozen') h.migrationId = undefined;
     h.state = 'running';
     return this.info(id);
@@ -358,6 +419,8 @@ export class RuncDriver implements ContainerDriver {
     const h = this.get(id);
     await this.info(id);
     if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    // Still locked if it was frozen: its sockets' FIN or RST never leave the namespace.
+    if (h.spec.network) await this.netns.remove(id);
     h.state = 'killed';
     return this.info(id);
   }
@@ -368,12 +431,23 @@ export class RuncDriver implements ContainerDriver {
       for (const s of rounds.values()) await s.written;
       this.staged.delete(key);
     }
+    // A namespace made for a container that was never restored here.
+    for (const [key, p] of this.netPrepared) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      this.netPrepared.delete(key);
+      await p.made;
+      const id = key.slice(migrationId.length + 1);
+      const held = this.held.get(id);
+      if (!held || held.state === 'killed') await this.netns.remove(id);
+    }
     await rm(join(this.dir, 'images', migrationId), { recursive: true, force: true });
   }
 
   async close(): Promise<void> {
-    for (const [id, h] of this.held)
+    for (const [id, h] of this.held) {
       if (h.state !== 'killed') await this.runc.lifecycle('delete-force', id).catch(() => undefined);
+      if (h.spec.network) await this.netns.remove(id);
+    }
   }
 }
 

@@ -1,21 +1,30 @@
-import { CcmError, type ContainerInfo, GuestErrorCodes } from '@ccm/contracts';
+import { CcmError, type ContainerInfo, type ContainerNetwork, GuestErrorCodes } from '@ccm/contracts';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
 import { decodeImage, encodeImage } from './image.js';
 import { PAGE_BYTES, SimContainer } from './sim-container.js';
 
-/** The sim driver: containers are {@link SimContainer} page models in this process. */
+/**
+ * The sim driver: containers are {@link SimContainer} page models in this process. A container's
+ * `network` is only remembered (a repeated run-container with the same spec is no conflict): the sim
+ * has no network, and its images do not carry it.
+ */
 export class SimDriver implements ContainerDriver {
   readonly kind = 'sim';
   private readonly containers = new Map<string, SimContainer>();
+  private readonly networks = new Map<string, ContainerNetwork>();
 
   run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     const c = new SimContainer(id, spec.pages, spec.dirtyPagesPerSec);
     this.containers.set(id, c);
+    if (spec.network) this.networks.set(id, spec.network);
+    else this.networks.delete(id);
     return Promise.resolve(c.info());
   }
 
   spec(id: string): ContainerSpec | undefined {
-    return this.containers.get(id);
+    const c = this.containers.get(id);
+    const network = this.networks.get(id);
+    return c && network ? { pages: c.pages, dirtyPagesPerSec: c.dirtyPagesPerSec, network } : c;
   }
 
   list(): Promise<ContainerInfo[]> {
