@@ -79,12 +79,20 @@ export class HostSteps {
     return { phase: t.phase };
   }
 
-  /** Source: waits until the migration converged (paused before switch-over) or ended. */
+  /**
+   * Source: waits until the migration converged (paused before switch-over) or ended. A migration being
+   * cancelled (by the saga, or by the agent on a stall or a switch-over timeout) is waited for until it
+   * ended, so the step fails with the recorded code and reason (e.g. MIGRATION_STALLED), not a bare
+   * "Cancelling".
+   */
   async awaitConvergence(
     cmd: StepCommand,
   ): Promise<{ expectedDowntimeMs: number; bytesTransferred: number }> {
-    const r = await this.until(cmd.migrationId, (p) => p !== 'Starting' && p !== 'Active');
-    if (r.phase === 'Cancelled' || r.phase === 'Failed' || r.phase === 'Cancelling') throw ended(r);
+    const r = await this.until(
+      cmd.migrationId,
+      (p) => p !== 'Starting' && p !== 'Active' && p !== 'Cancelling',
+    );
+    if (r.phase === 'Cancelled' || r.phase === 'Failed') throw ended(r);
     return {
       expectedDowntimeMs: r.progress?.expectedDowntimeMs ?? 0,
       bytesTransferred: r.progress?.ramTransferredBytes ?? 0,
