@@ -1,28 +1,20 @@
-import { access, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  isFinalVmPhase,
-  KEY_BROKER_VERBS,
-  keyBrokerSubject,
-  PutPolicyReplySchema,
-  schemaFor,
-  type MigrationDetail,
-  type VmView,
-} from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
-import { signedRequest } from '@ccm/messaging';
-import { LabAuthority } from '@ccm/sev-emulator';
+import { isFinalVmPhase, schemaFor, type MigrationDetail, type VmView } from '@ccm/contracts';
+import { loadTrustStore } from '@ccm/keys';
 import { OperatorClient, pollUntil } from '@ccm/testing';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { labPin } from '../../apps/key-broker/src/__fixtures__/platforms.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 import { SagaRows } from './support/chaos.js';
-import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
+import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
 import { processesOf } from './support/process-table.js';
+import {
+  startVmSagaStack,
+  VM_SOURCE as A,
+  VM_TARGET as B,
+  type VmSagaStack,
+} from './support/vm-saga-stack.js';
 
 /**
  * `ccm cancel` (the signed `ccm.req.cancel` the CLI publishes) at each phase of the VM saga before
@@ -48,8 +40,6 @@ import { processesOf } from './support/process-table.js';
 const skip = qemuHostsUnavailable();
 if (skip) console.warn(`[vm cancel e2e] skipped: ${skip}`);
 
-const A = 'host-a';
-const B = 'host-b';
 const KB = `"${schemaFor('key-broker')}"`;
 /** QEMU's pre-copy at 32 MiB/s: the first pass of the tiny guest takes a few seconds under TCG. */
 const BANDWIDTH = 32 * 1024 * 1024;
@@ -82,14 +72,12 @@ const ROWS: ReadonlyArray<{ phase: string; step: string; hold: Hold }> = [
 describe.skipIf(skip !== undefined)(
   'a cancel at each phase of a QEMU VM migration before switch-over leaves the guest counting at the source',
   () => {
+    let stack: VmSagaStack | undefined;
     let ns: HostNamespaces;
-    let work: string;
-    let keyBroker: ServiceProcess | undefined;
-    let coordinator: ServiceProcess | undefined;
     let operator: OperatorClient;
     let rows: SagaRows;
     let db: pg.Client;
-    let spec: { memoryMiB: number; kernel: string; initrd: string; cmdline: string };
+    let spec: VmSagaStack['spec'];
     const report: string[] = [];
 
     const vmOn = async (host: string, vmId: string): Promise<VmView | undefined> =>
@@ -116,61 +104,12 @@ describe.skipIf(skip !== undefined)(
       });
 
     beforeAll(async () => {
-      work = await mkdtemp(join(tmpdir(), 'ccm-vm-cancel-'));
-      const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
-      const image = await ensureGuestImage();
-      spec = {
-        memoryMiB: 256,
-        kernel: image.kernel,
-        initrd: image.initrd,
-        cmdline: guestKernelCommandLine({ dirtyMiB: 32, dirtyRateMBps: 8 }),
-      };
-      ns = await startHostNamespaces([A, B], {
-        CCM_HYPERVISOR: 'qemu',
-        CCM_QEMU_ACCEL: 'tcg',
-        CCM_SEV: 'emulated',
-        CCM_SEV_LAB_DIR: join(work, 'lab'),
-        CCM_MIGRATION_POLL_MS: '50',
-        CCM_PROGRESS_INTERVAL_MS: '200',
-        CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: String(BANDWIDTH),
-      });
-      await Promise.all([ns.startAgent(A), ns.startAgent(B)]);
-      const env = (id: string) => ns.stack.env({ CCM_INSTANCE_ID: id, CCM_LOG_LEVEL: 'log' });
-      keyBroker = await startServiceProcess('key-broker', env('kb-vm-cancel'), {
-        readyTimeoutMs: 60_000,
-        logFile: join(work, 'key-broker.log'),
-      });
-      coordinator = await startServiceProcess('saga-coordinator', env('coordinator-vm-cancel'), {
-        readyTimeoutMs: 60_000,
-        logFile: join(work, 'coordinator.log'),
-      });
-      const owner = await ns.stack.connectAs('guest-owner');
-      try {
-        await signedRequest(
-          owner,
-          await loadIdentity(ns.stack.keysDir, 'guest-owner'),
-          await loadTrustStore(ns.stack.keysDir),
-          keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-          {
-            policy: {
-              workloadClass: 'tiny-vms',
-              environment: 'lab',
-              workloads: ROWS.map((_, i) => `tiny-cancel-${i}`),
-              trustedRoots: {
-                amd: [],
-                lab: [{ name: 'lab', generation: 'milan', arkBodySha256: labPin(lab) }],
-              },
-              sev: { minFirmware: { apiMajor: 0, apiMinor: 0 }, guestPolicy: 0x1, launchDigests: [] },
-              migration: { allowed: true, targetHosts: [B] },
-            },
-            expectedVersion: 0,
-          },
-          PutPolicyReplySchema,
-          { idempotencyKey: 'vm-cancel-owner-policy', timeoutMs: 20_000 },
-        );
-      } finally {
-        await owner.close();
-      }
+      stack = await startVmSagaStack(
+        'vm-cancel',
+        ROWS.map((_, i) => `tiny-cancel-${i}`),
+        { CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: String(BANDWIDTH) },
+      );
+      ({ ns, spec } = stack);
       operator = await OperatorClient.connect({
         connectAs: (s) => ns.stack.connectAs(s),
         identity: (s) => ns.stack.identity(s),
@@ -186,10 +125,7 @@ describe.skipIf(skip !== undefined)(
       await db?.end();
       await rows?.close();
       await operator?.close();
-      await coordinator?.stop('SIGTERM');
-      await keyBroker?.stop('SIGTERM');
-      await ns?.close();
-      if (work) await rm(work, { recursive: true, force: true });
+      await stack?.close();
     });
 
     // One QEMU pair at a time: whatever a row left (a failed row included) goes before the next.
