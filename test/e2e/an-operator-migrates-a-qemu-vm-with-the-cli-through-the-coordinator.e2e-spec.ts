@@ -1,24 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  KEY_BROKER_VERBS,
-  keyBrokerSubject,
-  migrationIdFor,
-  PutPolicyReplySchema,
-  type VmView,
-} from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
-import { signedRequest } from '@ccm/messaging';
-import { LabAuthority } from '@ccm/sev-emulator';
+import { migrationIdFor, type VmView } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { labPin } from '../../apps/key-broker/src/__fixtures__/platforms.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
-import { REPO_ROOT, startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
-import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
+import { REPO_ROOT } from '../../tools/stack/service-process.js';
+import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
+import { startVmSagaStack, type VmSagaStack } from './support/vm-saga-stack.js';
 
 /**
  * The VM saga end to end with nothing scripted: the operator runs the built `ccm migrate <vm> --kind vm
@@ -70,11 +58,9 @@ function runCli(
 }
 
 describe.skipIf(skip !== undefined)('an operator migrates a QEMU VM with ccm through the coordinator', () => {
+  let stack: VmSagaStack | undefined;
   let ns: HostNamespaces;
-  let work: string;
-  let keyBroker: ServiceProcess | undefined;
-  let coordinator: ServiceProcess | undefined;
-  let spec: { memoryMiB: number; kernel: string; initrd: string; cmdline: string };
+  let spec: VmSagaStack['spec'];
   let flags: string[];
   const figures: string[] = [];
 
@@ -88,70 +74,14 @@ describe.skipIf(skip !== undefined)('an operator migrates a QEMU VM with ccm thr
   };
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'ccm-vm-cli-'));
-    const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
-    const image = await ensureGuestImage();
-    spec = {
-      memoryMiB: 256,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: guestKernelCommandLine({ dirtyMiB: 32, dirtyRateMBps: 8 }),
-    };
-    ns = await startHostNamespaces([A, B], {
-      CCM_HYPERVISOR: 'qemu',
-      CCM_QEMU_ACCEL: 'tcg',
-      CCM_SEV: 'emulated',
-      CCM_SEV_LAB_DIR: join(work, 'lab'),
-      CCM_MIGRATION_POLL_MS: '50',
-      CCM_PROGRESS_INTERVAL_MS: '200',
-    });
-    await Promise.all([ns.startAgent(A), ns.startAgent(B)]);
-    const env = (id: string) => ns.stack.env({ CCM_INSTANCE_ID: id, CCM_LOG_LEVEL: 'log' });
-    keyBroker = await startServiceProcess('key-broker', env('kb-e2e'), {
-      readyTimeoutMs: 60_000,
-      logFile: join(work, 'key-broker.log'),
-    });
-    coordinator = await startServiceProcess('saga-coordinator', env('coordinator-e2e'), {
-      readyTimeoutMs: 60_000,
-      logFile: join(work, 'coordinator.log'),
-    });
-    // The guest owner trusts the lab root and lets its VMs move to host-b only.
-    const owner = await ns.stack.connectAs('guest-owner');
-    try {
-      await signedRequest(
-        owner,
-        await loadIdentity(ns.stack.keysDir, 'guest-owner'),
-        await loadTrustStore(ns.stack.keysDir),
-        keyBrokerSubject(KEY_BROKER_VERBS.putPolicy),
-        {
-          policy: {
-            workloadClass: 'tiny-vms',
-            environment: 'lab',
-            workloads: ['tiny-moves', 'tiny-dies'],
-            trustedRoots: {
-              amd: [],
-              lab: [{ name: 'lab', generation: 'milan', arkBodySha256: labPin(lab) }],
-            },
-            sev: { minFirmware: { apiMajor: 0, apiMinor: 0 }, guestPolicy: 0x1, launchDigests: [] },
-            migration: { allowed: true, targetHosts: [B] },
-          },
-          expectedVersion: 0,
-        },
-        PutPolicyReplySchema,
-        { idempotencyKey: 'e2e-owner-policy', timeoutMs: 20_000 },
-      );
-    } finally {
-      await owner.close();
-    }
+    stack = await startVmSagaStack('vm-cli', ['tiny-moves', 'tiny-dies']);
+    ({ ns, spec } = stack);
     flags = ['--nats-url', ns.stack.nats.url, '--keys-dir', ns.stack.keysDir];
   }, 240_000);
 
   afterAll(async () => {
     console.log(`[ccm migrate --kind vm e2e] figures:\n  ${figures.join('\n  ')}`);
-    await coordinator?.stop('SIGTERM');
-    await keyBroker?.stop('SIGTERM');
-    await ns?.close();
-    if (work) await rm(work, { recursive: true, force: true });
+    await stack?.close();
   });
 
   it('ccm migrate --kind vm --follow moves the running guest to host-b: its counter goes on there, the source ends after verify', async () => {

@@ -84,12 +84,13 @@ export class HostSteps {
   }
 
   /**
-   * Source: waits until the migration converged (paused before switch-over) or ended. A migration
-   * that switched to post-copy pauses there too, and its reply says the switch-over cannot be undone.
+   * Source: waits until the migration converged (paused before switch-over) or ended. A migration being
+   * cancelled (by the saga, or by the agent on a stall or a switch-over timeout) is waited for until it
+   * ended, so the step fails with the recorded code and reason (e.g. MIGRATION_STALLED), not a bare
+   * "Cancelling". A migration that switched to post-copy pauses there too, and its reply says the
+   * switch-over cannot be undone.
    */
   async awaitConvergence(cmd: StepCommand): Promise<ConvergedReply> {
-    // A stall cancels the transfer (Cancelling) before it is recorded Failed: wait for that, so the
-    // saga gets the cause (MIGRATION_STALLED and what was seen), not a bare "Cancelling".
     const r = await this.until(cmd.migrationId, (p) => !['Starting', 'Active', 'Cancelling'].includes(p));
     if (r.phase === 'Cancelled' || r.phase === 'Failed') throw ended(r);
     return {

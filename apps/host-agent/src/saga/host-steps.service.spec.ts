@@ -1,0 +1,75 @@
+import { HostErrorCodes, type StepCommand, type TransferPhase } from '@ccm/contracts';
+import { describe, expect, it } from 'vitest';
+import { type HostAgentConfig } from '../config.js';
+import { type HostStore } from '../store/host-store.js';
+import { type TransferRecord } from '../store/records.js';
+import { type TransferService } from '../transfer/transfer.service.js';
+import { type VmService } from '../vm/vm.service.js';
+import { HostSteps } from './host-steps.service.js';
+
+/** The source's transfer as `await-convergence` polls it: each poll answers the next record. */
+function stepsOver(records: Array<Partial<TransferRecord> & { phase: TransferPhase }>): HostSteps {
+  let i = 0;
+  const transfers = {
+    current: () =>
+      Promise.resolve({
+        migrationId: 'mig-1',
+        vmId: 'tiny',
+        uri: 'tcp:10.0.0.3:4444',
+        startedAt: new Date(),
+        phaseChangedAt: new Date(),
+        ...records[Math.min(i++, records.length - 1)],
+      } as TransferRecord),
+  } as unknown as TransferService;
+  const config = { CCM_MIGRATION_POLL_MS: 1, CCM_MIGRATION_MAX_DURATION_MS: 5_000 } as HostAgentConfig;
+  return new HostSteps(config, {} as VmService, transfers, {} as HostStore);
+}
+
+const cmd = { migrationId: 'mig-1', step: 'converge', workload: { id: 'tiny' } } as StepCommand;
+
+describe('await-convergence', () => {
+  it('answers the expected downtime once the migration waits before switch-over', async () => {
+    const steps = stepsOver([
+      { phase: 'Active' },
+      {
+        phase: 'AwaitingSwitchover',
+        progress: { expectedDowntimeMs: 12, ramTransferredBytes: 4096 } as TransferRecord['progress'],
+      },
+    ]);
+    await expect(steps.awaitConvergence(cmd)).resolves.toEqual({
+      expectedDowntimeMs: 12,
+      bytesTransferred: 4096,
+    });
+  });
+
+  // Regression: a migration the agent cancelled on a stall was seen while still Cancelling, and the step
+  // failed MIGRATION_FAILED "Cancelling: no reason recorded", losing the stall's code and reason.
+  it('fails with the recorded code and reason once a cancelled migration ended, not while Cancelling', async () => {
+    const steps = stepsOver([
+      { phase: 'Active' },
+      { phase: 'Cancelling' },
+      { phase: 'Cancelling' },
+      {
+        phase: 'Failed',
+        errorCode: HostErrorCodes.MigrationStalled,
+        reason: 'no progress for 30000 ms',
+      },
+    ]);
+    await expect(steps.awaitConvergence(cmd)).rejects.toMatchObject({
+      code: HostErrorCodes.MigrationStalled,
+      message: 'migration mig-1 Failed: no progress for 30000 ms',
+      retryable: false,
+    });
+  });
+
+  it('a migration the saga cancelled fails as Cancelled with its reason', async () => {
+    const steps = stepsOver([
+      { phase: 'Cancelling' },
+      { phase: 'Cancelled', reason: 'cancelled by the migration saga' },
+    ]);
+    await expect(steps.awaitConvergence(cmd)).rejects.toMatchObject({
+      code: HostErrorCodes.MigrationFailed,
+      message: 'migration mig-1 Cancelled: cancelled by the migration saga',
+    });
+  });
+});
