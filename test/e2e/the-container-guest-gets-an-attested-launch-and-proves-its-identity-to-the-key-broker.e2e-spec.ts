@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   AdmitGuestReplySchema,
   KEY_BROKER_VERBS,
@@ -23,10 +23,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type z } from 'zod';
 import { GUEST_RAM_FILE } from '../../apps/host-agent/src/drivers/vm-process.js';
 import { simContainerPolicy } from '../../tools/demo/container-migration.js';
-import { buildAppDisk, shellEnvFile } from '../../tools/guest-image/app-disk.js';
 import { containerBuildUnavailable, ensureContainerImage } from '../../tools/guest-image/container-image.js';
-import { containerVmSpec } from '../../tools/guest-image/container-vm-spec.js';
 import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
+import { containerGuestOnBridge } from './support/container-guest.js';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 
 /**
@@ -46,8 +45,6 @@ const HOST = 'cs';
 const VM = 'cvm-sev1';
 const WORKLOAD = 'web-sev';
 const BRIDGE = 'ccmgbs';
-const RUN = resolve(import.meta.dirname, '..', '..', 'tools', 'guest-image', '__fixtures__', 'agent-run.sh');
-const repoRoot = resolve(import.meta.dirname, '..', '..');
 
 /** Every regular file under `dir` (recursively). */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -90,28 +87,12 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     const labDir = join(work, 'lab');
     const lab = await LabAuthority.create(labDir, { rsaBits: 2048 });
     ns.hosts[HOST].env['CCM_SEV_LAB_DIR'] = labDir;
-    const ip = ns.guestAddr(0);
-    const disk = await buildAppDisk({
-      repoRoot,
-      entry: 'dist/apps/guest-agent/src/main.js',
-      out: join(work, 'app.ext4'),
-      extra: {
-        'ccm.env': shellEnvFile(
-          ns.stack.env({
-            CCM_VM_ID: VM,
-            CCM_INSTANCE_ID: `guest-${VM}`,
-            CCM_KEYS_DIR: '/run/ccm/app/keys',
-            CCM_GUEST_STREAM_HOST: ip,
-          }),
-        ),
-      },
-      extraDirs: { keys: ns.stack.keysDir },
-    });
-    spec = containerVmSpec(image, {
-      appDisk: disk.path,
-      runScript: RUN,
-      hostname: VM,
-      net: { bridge: BRIDGE, mac: '52:54:00:cc:20:01', ip: `${ip}/24` },
+    spec = await containerGuestOnBridge(ns, image, {
+      vmId: VM,
+      bridge: BRIDGE,
+      mac: '52:54:00:cc:20:01',
+      guest: 0,
+      work,
     });
     keyBroker = await startServiceProcess(
       'key-broker',

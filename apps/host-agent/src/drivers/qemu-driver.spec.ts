@@ -5,14 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guestRamArgs, qemuSevArgs } from './qemu-driver.js';
 import { vmPaths } from './vm-process.js';
 
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ccm-sev-args-,'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
 /** SEV hardware cannot be exercised here: its QEMU arguments are checked as generated. */
 describe('QEMU arguments of an SEV launch on SEV hardware', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ccm-sev-args-'));
-  });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
-
   it('makes a sev-guest object with the policy, the C-bit, measured direct boot and the owner files', async () => {
     const args = await qemuSevArgs(
       vmPaths(dir),
@@ -36,12 +36,6 @@ describe('QEMU arguments of an SEV launch on SEV hardware', () => {
 });
 
 describe('guest RAM backed by a file (an emulated SEV launch)', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ccm-ram-args-,'));
-  });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
-
   it('makes the file 0600 and sized, and backs the default RAM id with it, shared', async () => {
     const paths = vmPaths(dir);
     const args = await guestRamArgs(paths, 32);
