@@ -1,13 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { type VmSpecInput } from '@ccm/contracts';
 import { guestClient, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tapName } from '../../apps/host-agent/src/drivers/devices.js';
-import { buildAppDisk, shellEnvFile } from '../../tools/guest-image/app-disk.js';
 import { containerBuildUnavailable, ensureContainerImage } from '../../tools/guest-image/container-image.js';
-import { containerVmSpec } from '../../tools/guest-image/container-vm-spec.js';
+import { containerGuestOnBridge } from './support/container-guest.js';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 
 /**
@@ -23,8 +23,6 @@ if (skip) console.warn(`[container guest on a host-agent] skipped: ${skip}`);
 const HOST = 'ca';
 const VM = 'cvm-lab1';
 const BRIDGE = 'ccmgbr';
-const RUN = resolve(import.meta.dirname, '..', '..', 'tools', 'guest-image', '__fixtures__', 'agent-run.sh');
-const repoRoot = resolve(import.meta.dirname, '..', '..');
 
 /** The VM taps (tapName's form) in the host's namespace enslaved to `bridge`. */
 const tapsOn = (ns: string, bridge: string): string[] => {
@@ -37,7 +35,7 @@ const tapsOn = (ns: string, bridge: string): string[] => {
 describe.skipIf(skip !== undefined)('a host-agent launches the container guest on its guest bridge', () => {
   let ns: HostNamespaces;
   let work: string;
-  let spec: ReturnType<typeof containerVmSpec>;
+  let spec: VmSpecInput;
 
   beforeAll(async () => {
     const image = await ensureContainerImage();
@@ -47,28 +45,12 @@ describe.skipIf(skip !== undefined)('a host-agent launches the container guest o
       { guestBridge: BRIDGE },
     );
     work = await mkdtemp(join(tmpdir(), 'ccm-cg-lab-'));
-    const ip = ns.guestAddr(0);
-    const disk = await buildAppDisk({
-      repoRoot,
-      entry: 'dist/apps/guest-agent/src/main.js',
-      out: join(work, 'app.ext4'),
-      extra: {
-        'ccm.env': shellEnvFile(
-          ns.stack.env({
-            CCM_VM_ID: VM,
-            CCM_INSTANCE_ID: `guest-${VM}`,
-            CCM_KEYS_DIR: '/run/ccm/app/keys',
-            CCM_GUEST_STREAM_HOST: ip,
-          }),
-        ),
-      },
-      extraDirs: { keys: ns.stack.keysDir },
-    });
-    spec = containerVmSpec(image, {
-      appDisk: disk.path,
-      runScript: RUN,
-      hostname: VM,
-      net: { bridge: BRIDGE, mac: '52:54:00:cc:10:01', ip: `${ip}/24` },
+    spec = await containerGuestOnBridge(ns, image, {
+      vmId: VM,
+      bridge: BRIDGE,
+      mac: '52:54:00:cc:10:01',
+      guest: 0,
+      work,
     });
     await ns.startAgent(HOST);
   }, 900_000);
@@ -118,6 +100,8 @@ describe.skipIf(skip !== undefined)('a host-agent launches the container guest o
     expect(await serial()).toMatch(
       /CCM-AGENT starting node v20\.\d+\.\d+ vm=cvm-lab1 nats=nats:\/\/10\.77\./,
     );
+    // Launched without SEV: the reserved secret page is empty, and the guest-agent has no identity secret.
+    expect(await serial()).toMatch('ccm-init: no secret table at 0xf00000');
   }, 300_000);
 
   it('destroys it and removes its tap', async () => {

@@ -87,6 +87,10 @@ describe('container guest command line and QEMU arguments', () => {
     );
     expect(containerKernelCommandLine()).toBe('console=ttyS0 quiet panic=-1');
     expect(containerKernelCommandLine({ runScript: '/host/smoke.sh' })).toMatch(/ ccm\.run=fw_cfg$/);
+    // The secret page: reserved from the kernel and named for the init.
+    expect(containerKernelCommandLine({ secretGpa: 0xf00000 })).toBe(
+      'console=ttyS0 quiet panic=-1 memmap=4K$0xf00000 ccm.secret=0xf00000',
+    );
   });
 
   it.each([
@@ -99,6 +103,8 @@ describe('container guest command line and QEMU arguments', () => {
     [{ hostname: 'a b' }, /host name/],
     [{ hostname: '-x' }, /host name/],
     [{ run: 'relative/path' }, /absolute guest path/],
+    [{ secretGpa: 0x1000 }, /page above 1 MiB/],
+    [{ secretGpa: 0xf00010 }, /page above 1 MiB/],
     [{ run: '/bin/sh ccm.poweroff=1' }, /absolute guest path/],
   ])('rejects %o with a typed error', (opts, message) => {
     expect(() => containerKernelCommandLine(opts)).toThrow(ContainerGuestConfigError);

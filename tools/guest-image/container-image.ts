@@ -117,6 +117,12 @@ export interface ContainerGuestOptions {
   tap?: string;
   mac?: string;
   memoryMiB?: number;
+  /**
+   * Guest-physical address of the page an attested launch places the secret table at (page-aligned,
+   * above 1 MiB): the command line reserves it (`memmap=4K$0x…`) and names it (`ccm.secret=0x…`) for
+   * the guest init, which hands the table to the run command when the page holds one.
+   */
+  secretGpa?: number;
   /** Appended to the kernel command line. */
   extraAppend?: string;
 }
@@ -160,6 +166,12 @@ export function containerKernelCommandLine(opts: ContainerGuestOptions = {}): st
     parts.push(`ccm.run=${opts.run}`);
   } else if (opts.runScript !== undefined) parts.push('ccm.run=fw_cfg');
   if (opts.poweroff) parts.push('ccm.poweroff=1');
+  if (opts.secretGpa !== undefined) {
+    const g = opts.secretGpa;
+    if (!Number.isSafeInteger(g) || g < 0x100000 || g % 4096 !== 0)
+      throw new ContainerGuestConfigError(`secretGpa must be a page above 1 MiB, got ${g}`);
+    parts.push(`memmap=4K$0x${g.toString(16)}`, `ccm.secret=0x${g.toString(16)}`);
+  }
   if (opts.extraAppend) parts.push(opts.extraAppend);
   return parts.join(' ');
 }

@@ -77,6 +77,12 @@ export const EXTRA_MODULES = [
 
 /** fw_cfg blob the guest init runs when the command line says `ccm.run=fw_cfg` (or names nothing). */
 export const FW_CFG_RUN = 'opt/ccm/run';
+/** Where the guest init keeps the secret table of its attested launch (tmpfs, root-only). */
+export const GUEST_SECRET_DIR = '/run/ccm/sev';
+export const GUEST_SECRET_TABLE = `${GUEST_SECRET_DIR}/secret-table`;
+/** The first 16 bytes of an EFI secret table (its header GUID 1e74f542-71dd-4d66-963e-ef4287ff173b), hex. */
+export const EFI_SECRET_TABLE_HEADER = '42f5741edd71664d963eef4287ff173b';
+
 /** Line the guest prints when the run command ends: `CCM-RUN-DONE rc=<n>`. */
 export const RUN_DONE_PATTERN = /^CCM-RUN-DONE rc=(\d+)/m;
 /** Line the initramfs prints when it cannot mount the root disk. */
@@ -121,6 +127,11 @@ export const INITTAB = `::sysinit:/usr/lib/ccm/ccm-init
  *   ccm.run=PATH|fw_cfg  what to run once ready: a path in the image, or the script QEMU passes as
  *                        `-fw_cfg name=opt/ccm/run,file=…` (also run when ccm.run is absent)
  *   ccm.poweroff=1       power off when the run command ends
+ *   ccm.secret=0xGPA     the page the attested launch's secret table was placed at (the command line
+ *                        also reserves it, memmap=4K$0xGPA, so the kernel leaves it alone and /dev/mem
+ *                        may read it): when it holds an EFI secret table, it is copied to
+ *                        ${GUEST_SECRET_TABLE} (root-only tmpfs) and the run command gets
+ *                        CCM_GUEST_SEV=sev and CCM_GUEST_SECRET_TABLE; otherwise nothing changes
  */
 export function guestInitScript(bootModules: readonly string[]): string {
   return String.raw`#!/bin/sh
@@ -137,7 +148,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mkdir -p /run/ccm
 ip link set lo up
 modprobe -a ${bootModules.join(' ')} || echo "ccm-init: some modules did not load"
-ip= gw= name=ccm-guest run= off=
+ip= gw= name=ccm-guest run= off= secret=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ccm.ip=*) ip=$(echo "$arg" | cut -d= -f2) ;;
@@ -145,8 +156,22 @@ for arg in $(cat /proc/cmdline); do
     ccm.hostname=*) name=$(echo "$arg" | cut -d= -f2) ;;
     ccm.run=*) run=$(echo "$arg" | cut -d= -f2-) ;;
     ccm.poweroff=*) off=$(echo "$arg" | cut -d= -f2) ;;
+    ccm.secret=*) secret=$(echo "$arg" | cut -d= -f2) ;;
   esac
 done
+if [ -n "$secret" ]; then
+  mkdir -p -m 700 ${GUEST_SECRET_DIR}
+  (umask 077; dd if=/dev/mem of=${GUEST_SECRET_TABLE} bs=4096 skip=$((secret / 4096)) count=1 status=none) ||
+    echo "ccm-init: cannot read the secret page at $secret from /dev/mem"
+  if [ "$(head -c 16 ${GUEST_SECRET_TABLE} 2>/dev/null | od -An -tx1 | tr -d ' \n')" = ${EFI_SECRET_TABLE_HEADER} ]; then
+    chmod 400 ${GUEST_SECRET_TABLE}
+    export CCM_GUEST_SEV=sev CCM_GUEST_SECRET_TABLE=${GUEST_SECRET_TABLE}
+    echo "ccm-init: secret table at $secret"
+  else
+    rm -f ${GUEST_SECRET_TABLE}
+    echo "ccm-init: no secret table at $secret"
+  fi
+fi
 hostname "$name"
 if [ -n "$ip" ]; then
   i=0

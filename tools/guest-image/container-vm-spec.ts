@@ -1,4 +1,4 @@
-import { type VmSpecInput } from '@ccm/contracts';
+import { LAUNCH_SECRET_PAGE, type VmSpecInput } from '@ccm/contracts';
 import { type ContainerImage, containerKernelCommandLine } from './container-image.js';
 import { FW_CFG_RUN } from './container-sources.js';
 
@@ -16,7 +16,9 @@ export interface ContainerVmNetwork {
  * The VM spec a host-agent (qemu driver) launches the container guest from: the image's kernel,
  * initramfs and read-only root disk, an app disk (/dev/vdb, app-disk.ts) and a run script (fw_cfg
  * `opt/ccm/run`) that starts what runs in it, and a NIC on the host's guest bridge. TCG needs `-cpu max`
- * for the guest's Node.js.
+ * for the guest's Node.js. The command line reserves the page an attested launch on the software secure
+ * processor places the secret table at ({@link LAUNCH_SECRET_PAGE}); the guest init hands it to the
+ * guest-agent (CCM_GUEST_SEV=sev), and a launch without SEV leaves the page empty (CCM_GUEST_SEV none).
  */
 export function containerVmSpec(
   image: Pick<ContainerImage, 'kernel' | 'initrd' | 'rootDisk'>,
@@ -33,6 +35,7 @@ export function containerVmSpec(
       ...(o.net.gateway ? { gateway: o.net.gateway } : {}),
       ...(o.hostname ? { hostname: o.hostname } : {}),
       run: 'fw_cfg',
+      secretGpa: LAUNCH_SECRET_PAGE.gpa,
     }),
     disks: [
       { path: image.rootDisk, readOnly: true },

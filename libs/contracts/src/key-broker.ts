@@ -302,6 +302,16 @@ export const LaunchSecretReplySchema = z.object({
 });
 export type LaunchSecretReply = z.infer<typeof LaunchSecretReplySchema>;
 
+/**
+ * Where a QEMU guest launched on the software secure processor (no SEV firmware) finds the secret table
+ * of its attested launch: the host-agent, playing the firmware's LAUNCH_SECRET, writes the decrypted
+ * page at this guest-physical address before the VM is resumed. 15 MiB: above the BIOS area, below the
+ * 16 MiB where x86 kernels load (a PVH vmlinux is placed there, an initrd at the top of RAM), and
+ * 1 MiB-aligned, so the kernel pads no RAM next to it. The container guest's kernel command line
+ * reserves the page (`memmap=4K$0xf00000`; it is measured with the rest of the command line).
+ */
+export const LAUNCH_SECRET_PAGE = { gpa: 0xf00000, bytes: 4096 } as const;
+
 /** GUIDs of the entries of the secret table a launch receives (EFI secret area). */
 export const LAUNCH_SECRET_GUIDS = {
   /** The VM's identity secret: it MACs the broker's nonces to prove who it is (SEV/SEV-ES). */

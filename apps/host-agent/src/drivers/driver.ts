@@ -20,6 +20,11 @@ export interface StartVmOptions {
   incoming: boolean;
   /** Set when the VM's own firmware runs the SEV launch (see {@link HypervisorDriver.firmwareSev}). */
   sev?: FirmwareSevLaunch;
+  /**
+   * Back the guest's RAM by {@link VmPaths.guestRam} (an SEV launch the agent runs on the software
+   * secure processor: the agent writes the secret page there before resume). The qemu driver only.
+   */
+  ramFile?: boolean;
   startTimeoutMs: number;
   commandTimeoutMs: number;
 }

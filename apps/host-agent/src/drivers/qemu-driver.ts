@@ -1,10 +1,20 @@
 import { CcmError, ErrorCodes, type HypervisorBinary, type VmSpec } from '@ccm/contracts';
-import { detectAccelerator, qemuVersion, startQemu, type AcceleratorChoice } from '@ccm/qmp';
+import {
+  detectAccelerator,
+  escapeOptionValue,
+  qemuVersion,
+  startQemu,
+  type AcceleratorChoice,
+} from '@ccm/qmp';
 import { createTaps, deviceArgs, removeTaps } from './devices.js';
 import { type HypervisorDriver, type StartVmOptions, type FirmwareSevLaunch } from './driver.js';
 import { fromQemuProcess, type VmPaths, type VmProcess } from './vm-process.js';
-import { writeFile } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+const MIB = 1024 * 1024;
+/** The pc/q35 machines' main RAM id (`query-machines` default-ram-id). */
+const DEFAULT_RAM_ID = 'pc.ram';
 
 export interface QemuDriverOptions {
   binary: string;
@@ -43,6 +53,28 @@ export async function qemuSevArgs(
     props.push(`dh-cert-file=${dh}`, `session-file=${session}`);
   }
   return ['-object', props.join(','), '-machine', 'memory-encryption=sev0'];
+}
+
+/**
+ * Guest RAM backed by a file in the VM's runtime dir (made here 0600 and sized, so QEMU opens it rather
+ * than creating it with its own mode), shared so what the agent writes into the file is what the guest
+ * reads. Below 4 GiB the pc machine's RAM is linear in its backend: guest-physical address = file
+ * offset. The backend takes the machine's default RAM id (`pc.ram`), so the VM's RAM keeps its name in
+ * a migration stream and a destination with ordinary RAM accepts it.
+ */
+export async function guestRamArgs(paths: VmPaths, memoryMiB: number): Promise<string[]> {
+  const file = await open(paths.guestRam, 'w', 0o600);
+  try {
+    await file.truncate(memoryMiB * MIB);
+  } finally {
+    await file.close();
+  }
+  return [
+    '-object',
+    `memory-backend-file,id=${DEFAULT_RAM_ID},mem-path=${escapeOptionValue(paths.guestRam)},share=on,size=${memoryMiB}M`,
+    '-machine',
+    `memory-backend=${DEFAULT_RAM_ID}`,
+  ];
 }
 
 /** Real VMs: qemu-system-x86_64 with KVM where it works and TCG otherwise, driven over QMP. */
@@ -91,6 +123,7 @@ export class QemuDriver implements HypervisorDriver {
       // Emulated SEV: the agent measures this exact firmware, so name it rather than rely on the default.
       extraArgs.push('-bios', this.opts.firmware);
     }
+    if (o.ramFile) extraArgs.push(...(await guestRamArgs(o.paths, o.spec.memoryMiB)));
     createTaps(o.vmId, o.spec);
     const q = await startQemu({
       name: o.vmId,

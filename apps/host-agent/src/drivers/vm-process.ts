@@ -15,10 +15,17 @@ export interface VmPaths {
   specFile: string;
   /** The sealed SEV context of an emulated launch (QEMU without SEV firmware), 0600. */
   sevContext: string;
+  /**
+   * The file backing the guest's RAM at an emulated SEV launch (0600), where the agent writes the
+   * launch's secret page: with the software secure processor, guest RAM is host memory.
+   */
+  guestRam: string;
 }
 
 /** File name of {@link VmPaths.sevContext}. */
 export const SEV_CONTEXT_FILE = 'sev-context.bin';
+/** File name of {@link VmPaths.guestRam}. */
+export const GUEST_RAM_FILE = 'guest-ram';
 
 export function vmPaths(runDir: string): VmPaths {
   return {
@@ -29,6 +36,7 @@ export function vmPaths(runDir: string): VmPaths {
     stderrLog: join(runDir, 'qemu.stderr.log'),
     specFile: join(runDir, 'spec.json'),
     sevContext: join(runDir, SEV_CONTEXT_FILE),
+    guestRam: join(runDir, GUEST_RAM_FILE),
   };
 }
 

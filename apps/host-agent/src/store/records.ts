@@ -17,6 +17,11 @@ export interface VmSev {
   measurement?: string;
   platform?: { apiMajor: number; apiMinor: number; build: number };
   secretInjected: boolean;
+  /**
+   * Bytes of the injected LAUNCH_SECRET data: what the software secure processor's secret page holds for
+   * the guest (the rest of the page it gets is zero).
+   */
+  secretBytes?: number;
 }
 
 /** One VM as the agent keeps it (memory and the `vm` table). */

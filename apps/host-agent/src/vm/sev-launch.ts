@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { type Logger } from '@nestjs/common';
-import { type LaunchReply } from '@ccm/contracts';
+import { LAUNCH_SECRET_PAGE, type LaunchReply } from '@ccm/contracts';
 import { buildSevKernelHashesTable } from '@ccm/sev';
 import { type HostAgentConfig } from '../config.js';
 import { type HypervisorDriver } from '../drivers/driver.js';
@@ -60,6 +60,33 @@ export class SevLaunches {
     });
     vm.agentSev = launch;
     return { blob: launch.measure().toString('base64'), platform: this.sev.processor!.version };
+  }
+
+  /**
+   * LAUNCH_FINISH of a launch on the software secure processor, before the VM's first `cont`; when a
+   * secret was injected, LAUNCH_SECRET's last half follows: the secret the emulator decrypted into its
+   * model of the guest's secret area (readable as the guest sees it once the launch is finished), as a
+   * zero-padded page, is written into the real guest's RAM (the file backing it) at {@link LAUNCH_SECRET_PAGE}, while the VM
+   * is still paused. Host memory, unlike SEV's encrypted RAM: whoever reads the RAM file reads the page
+   * (docs/host-agent.md). A later resume (after a pause) finds the launch finished and writes nothing.
+   */
+  async finish(vm: LiveVm): Promise<void> {
+    const launch = vm.agentSev!;
+    const launching = launch.state === 'LSECRET';
+    launch.finish();
+    const sev = vm.record.sev;
+    if (!launching || !sev?.secretInjected) return;
+    const { gpa, bytes } = LAUNCH_SECRET_PAGE;
+    const page = Buffer.alloc(bytes);
+    // Only the secret: the rest of the modelled page is ciphertext no launch wrote, noise to the guest.
+    launch.secretArea(Math.min(sev.secretBytes ?? bytes, bytes)).copy(page);
+    const file = await open(vmPaths(vm.record.runDir).guestRam, 'r+');
+    try {
+      // (VmSpec's 16 MiB minimum holds the page at 15 MiB.)
+      await file.write(page, 0, bytes, gpa);
+    } finally {
+      await file.close();
+    }
   }
 
   /**

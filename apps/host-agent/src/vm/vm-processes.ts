@@ -6,7 +6,13 @@ import { CcmError, ErrorCodes, isFinalVmPhase, type VmPhase, type VmSpec } from 
 import { isEvent } from '@ccm/qmp';
 import { hostRunDir, type HostAgentConfig } from '../config.js';
 import { type HypervisorDriver } from '../drivers/driver.js';
-import { SEV_CONTEXT_FILE, vmPaths, type VmExit, type VmProcess } from '../drivers/vm-process.js';
+import {
+  GUEST_RAM_FILE,
+  SEV_CONTEXT_FILE,
+  vmPaths,
+  type VmExit,
+  type VmProcess,
+} from '../drivers/vm-process.js';
 import { toCcmError } from '../errors.js';
 import { type HostStore } from '../store/host-store.js';
 import { type VmRecord } from '../store/records.js';
@@ -37,10 +43,20 @@ export interface VmStart {
   sev?: VmRecord['sev'];
   /** The SEV launch parameters the firmware takes (hosts whose driver has SEV firmware). */
   firmwareSev?: { policy: number; godh?: string; session?: string };
+  /** Back guest RAM by a file the agent writes the emulated launch's secret page into. */
+  ramFile?: boolean;
 }
 
 /** Files removed when a VM ends; its logs stay for post-mortems until the id is used again. */
-const RUNTIME_FILES = ['qmp.sock', 'vm.pid', 'spec.json', 'godh.b64', 'session.b64', SEV_CONTEXT_FILE];
+const RUNTIME_FILES = [
+  'qmp.sock',
+  'vm.pid',
+  'spec.json',
+  'godh.b64',
+  'session.b64',
+  SEV_CONTEXT_FILE,
+  GUEST_RAM_FILE,
+];
 
 /**
  * The VM processes of this host and their watching: the live set, starting a process in its runtime
@@ -131,6 +147,7 @@ export class VmProcesses {
         paused: o.paused,
         incoming: o.incoming,
         sev: o.firmwareSev,
+        ...(o.ramFile ? { ramFile: true } : {}),
         startTimeoutMs: this.config.CCM_VM_START_TIMEOUT_MS,
         commandTimeoutMs: this.config.CCM_QMP_COMMAND_TIMEOUT_MS,
       });

@@ -114,6 +114,7 @@ export class VmService implements OnApplicationShutdown {
         incoming: false,
         sev: req.sev ? { policy: req.sev.policy, secretInjected: false } : undefined,
         firmwareSev: req.sev && this.driver.firmwareSev ? req.sev : undefined,
+        ramFile: !!req.sev && !this.driver.firmwareSev,
       });
       {
         let measurement: LaunchReply['measurement'];
@@ -181,7 +182,9 @@ export class VmService implements OnApplicationShutdown {
       } catch (err) {
         throw toCcmError(err, `inject a secret into ${req.vmId}`);
       }
-      await vm.set({ sev: { ...r.sev, secretInjected: true } });
+      await vm.set({
+        sev: { ...r.sev, secretInjected: true, secretBytes: Buffer.from(req.secret, 'base64').length },
+      });
       return this.view(vm);
     });
   }
@@ -205,7 +208,7 @@ export class VmService implements OnApplicationShutdown {
       if (vm.record.phase === to) return this.view(vm);
       if (vm.record.phase !== from) throw conflict(`VM ${vmId} is ${vm.record.phase}, not ${from}`);
       try {
-        if (command === 'cont' && vm.agentSev) vm.agentSev.finish();
+        if (command === 'cont' && vm.agentSev) await this.sevLaunches.finish(vm);
         await vm.proc!.qmp.execute(command);
       } catch (err) {
         throw toCcmError(err, `${command} ${vmId}`);
