@@ -18,6 +18,8 @@ export interface RoundImage {
   readonly pages: number;
   /** The container runtime's own time to dump the round (runc: CRIU), when the driver has one. */
   readonly runtimeMs?: number;
+  /** The round's parts in the driver (lock, pause, criuDump, read, pack), when it times them. */
+  readonly phasesMs?: Record<string, number>;
   /** Pages dirtied since the round's snapshot, as far as the driver knows (what a next round sends). */
   dirtyPages(): Promise<number>;
   /** The round did not arrive whole: what it carried must go again in the retry. */

@@ -10,6 +10,7 @@ import {
   GuestErrorCodes,
 } from '@ccm/contracts';
 import { CriuFailedError, CriuTimeoutError, execRunner, isCriuError, Runc } from '@ccm/criu';
+import { Phases } from '@ccm/runtime';
 import { z } from 'zod';
 import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
@@ -43,6 +44,8 @@ interface Held {
   counter: number;
   /** How long `runc restore` took, on a container restored here. */
   restoreMs?: number;
+  /** The parts of the restore or resume that last changed it (answered once, by that command). */
+  phasesMs?: Record<string, number>;
 }
 
 /** A runc/CRIU failure as the typed reply error, with CRIU's own reason. */
@@ -206,9 +209,16 @@ export class RuncDriver implements ContainerDriver {
     };
   }
 
+  /** The container's info with the parts of the command that just changed it. */
+  private async answer(id: string, p: Phases): Promise<ContainerInfo> {
+    const info = await p.time('info', () => this.info(id));
+    return { ...info, phasesMs: p.ms };
+  }
+
   async checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage> {
     const h = this.get(id);
     h.migrationId = migrationId;
+    const p = new Phases();
     const base = this.images(migrationId, id);
     const dir = join(base, `round-${round}`);
     const done = join(base, `round-${round}.done`);
@@ -222,8 +232,8 @@ export class RuncDriver implements ContainerDriver {
       if (final && h.state === 'running') {
         // Locked before the freeze and until thaw or kill (see ContainerNetns): CRIU's own lock
         // ends with the dump (--leave-running), and the frozen socket must stay silent after it.
-        if (h.spec.network) await this.netns.lock(id);
-        await this.runc.lifecycle('pause', id).catch(rethrow);
+        if (h.spec.network) await p.time('lock', () => this.netns.lock(id));
+        await p.time('pause', () => this.runc.lifecycle('pause', id).catch(rethrow));
         h.state = 'frozen';
       }
       const started = performance.now();
@@ -238,9 +248,10 @@ export class RuncDriver implements ContainerDriver {
         })
         .catch(rethrow);
       runtimeMs = performance.now() - started;
+      p.add('criuDump', runtimeMs);
       await writeFile(done, '');
     }
-    const files = await readImageDir(dir);
+    const files = await p.time('read', () => readImageDir(dir));
     const meta: RoundMeta = {
       containerId: id,
       round,
@@ -255,10 +266,14 @@ export class RuncDriver implements ContainerDriver {
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
       .reduce((sum, f) => sum + Math.ceil(f.data.length / PAGE_BYTES), 0);
+    const packing = performance.now();
+    const image = packArchive({ meta, files });
+    p.add('pack', performance.now() - packing);
     return {
-      image: packArchive({ meta, files }),
+      image,
       pages,
       ...(runtimeMs !== undefined ? { runtimeMs } : {}),
+      phasesMs: p.ms,
       dirtyPages: () => (final ? Promise.resolve(0) : this.dirtySince(id, pages)),
       failed: () => undefined,
     };
@@ -345,7 +360,9 @@ export class RuncDriver implements ContainerDriver {
   }
 
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
+    const p = new Phases();
     const base = this.images(migrationId, id);
+    const validating = performance.now();
     const rounds = images.map((b, i) => {
       const a = unpackArchive(b);
       const m = RoundMetaSchema.safeParse(a.meta);
@@ -363,8 +380,10 @@ export class RuncDriver implements ContainerDriver {
         throw incomplete('names a parent round it cannot have');
       return { ...a, meta: m.data };
     });
+    p.add('validate', performance.now() - validating);
     // Rounds staged as they arrived stay; anything else under the migration's directory goes.
-    const ready = await this.stagedRounds(migrationId, id, images);
+    const ready = await p.time('staged', () => this.stagedRounds(migrationId, id, images));
+    const writing = performance.now();
     for (const entry of await readdir(base).catch(() => [] as string[])) {
       if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
         await rm(join(base, entry), { recursive: true, force: true });
@@ -375,6 +394,8 @@ export class RuncDriver implements ContainerDriver {
       await writeImageDir(dir, r.files);
       if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
     }
+    p.add('write', performance.now() - writing);
+    const preparing = performance.now();
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
     await this.clear(id);
@@ -383,6 +404,7 @@ export class RuncDriver implements ContainerDriver {
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    p.add('prepare', performance.now() - preparing);
     const started = performance.now();
     try {
       await this.runc
@@ -401,18 +423,23 @@ export class RuncDriver implements ContainerDriver {
       await rm(this.criuConfig(id), { force: true });
     }
     const restoreMs = performance.now() - started;
+    p.add('criuRestore', restoreMs);
     this.held.set(id, { spec, state: 'restored', migrationId, counter: 0, restoreMs });
-    return this.info(id);
+    return this.answer(id, p);
   }
 
   /** A restored container's tasks get SIGCONT (CRIU left them stopped); a frozen one is thawed. */
   async resume(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
-    await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
-    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen')) await this.netns.unlock(id);
+    const p = new Phases();
+    await p.time('continue', () =>
+      this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow),
+    );
+    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen'))
+      await p.time('unlock', () => this.netns.unlock(id));
     if (h.state === 'frozen') h.migrationId = undefined;
     h.state = 'running';
-    return this.info(id);
+    return this.answer(id, p);
   }
 
   async kill(id: string): Promise<ContainerInfo> {
