@@ -62,7 +62,10 @@ const ms = (v: unknown): Ms => (v && typeof v === 'object' ? (v as Ms) : {});
 const total = (o: Ms) => Object.values(o).reduce((a, b) => a + b, 0);
 
 /** The blackout's parts from the freeze-dump and restore replies' timings. */
-function breakdown(dump: Record<string, unknown>, restored: Record<string, unknown>): Array<[string, number]> {
+function breakdown(
+  dump: Record<string, unknown>,
+  restored: Record<string, unknown>,
+): Array<[string, number]> {
   const cc = ms(dump['phasesMs']);
   const src = ms(dump['sourcePhasesMs']);
   const rs = ms(restored['phasesMs']);

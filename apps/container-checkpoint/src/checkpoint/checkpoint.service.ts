@@ -124,7 +124,14 @@ export class CheckpointService {
     const frozenBeforeMs = row.frozenAt ? Date.now() - new Date(row.frozenAt).getTime() : undefined;
     const p = new Phases();
     const restored = await p.time('restoreCall', () =>
-      this.guests.call(row.targetVm, GUEST_VERBS.restore, args, ContainerInfoSchema, cause, refusedDidNothing),
+      this.guests.call(
+        row.targetVm,
+        GUEST_VERBS.restore,
+        args,
+        ContainerInfoSchema,
+        cause,
+        refusedDidNothing,
+      ),
     );
     const resumed = await p.time('resumeCall', () =>
       this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe'),
