@@ -101,6 +101,12 @@ export class RuncDriver implements ContainerDriver {
    * time, then has nothing to make.
    */
   private readonly netPrepared = new Map<string, { net: ContainerNetwork; made: Promise<boolean> }>();
+  /**
+   * Target: a container of the id runc still knew (left from an earlier run) removed when the
+   * migration's first round was staged, by `<migration>:<container>`: the restore then has no `runc
+   * state` to ask inside the frozen time, unless this agent has held a container of that id since.
+   */
+  private readonly cleared = new Map<string, Promise<boolean>>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
   /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
@@ -294,10 +300,12 @@ export class RuncDriver implements ContainerDriver {
   }
 
   /**
-   * A pre-dump round that arrived whole is unpacked into its image directory now, while the source
-   * still runs, so the restore (inside the frozen time) writes only the final dump. A round whose
-   * archive or meta is not what the restore would accept is left for the restore to refuse.
-   * Resolves with whether the round was written.
+   * A round that arrived whole is unpacked into its image directory now: a pre-dump round while the
+   * source still runs, the final dump while its report and the `restore` command travel, so the
+   * restore (inside the frozen time) has no image to write. A round whose archive or meta is not what
+   * the restore would accept is left for the restore to refuse (it checks every round again, and uses
+   * a staged directory only for the very buffer that was staged). Resolves with whether the round was
+   * written.
    */
   stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
     const key = `${migrationId}:${id}`;
@@ -308,13 +316,21 @@ export class RuncDriver implements ContainerDriver {
       .then(async () => {
         const a = unpackArchive(image);
         const m = RoundMetaSchema.safeParse(a.meta);
-        if (!m.success || m.data.containerId !== id || m.data.round !== round || m.data.final) return false;
+        if (!m.success || m.data.containerId !== id || m.data.round !== round) return false;
         if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1) return false;
         const dir = join(this.images(migrationId, id), `round-${round}`);
         await rm(dir, { recursive: true, force: true });
         await writeImageDir(dir, a.files);
         if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
         if (m.data.spec.network) this.prepareNet(migrationId, id, m.data.spec.network);
+        if (!this.cleared.has(key) && !this.held.has(id))
+          this.cleared.set(
+            key,
+            this.clear(id).then(
+              () => true,
+              () => false,
+            ),
+          );
         return true;
       })
       .catch(() => false);
@@ -398,7 +414,9 @@ export class RuncDriver implements ContainerDriver {
     const preparing = performance.now();
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
-    await this.clear(id);
+    const cleared = this.cleared.get(`${migrationId}:${id}`);
+    this.cleared.delete(`${migrationId}:${id}`);
+    if (!cleared || this.held.has(id) || !(await cleared)) await this.clear(id);
     // The source's namespace made again (when the first round was staged, or now), locked until the resume.
     if (spec.network) await this.restoreNet(migrationId, id, spec.network);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
@@ -457,6 +475,11 @@ export class RuncDriver implements ContainerDriver {
       if (!key.startsWith(`${migrationId}:`)) continue;
       for (const s of rounds.values()) await s.written;
       this.staged.delete(key);
+    }
+    for (const [key, c] of this.cleared) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      this.cleared.delete(key);
+      await c;
     }
     // A namespace made for a container that was never restored here.
     for (const [key, p] of this.netPrepared) {
