@@ -154,6 +154,8 @@ export class RuncDriver implements ContainerDriver {
 
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     await this.prepareKernel();
+    // A leftover being removed for a migration's restore (`cleared`) is gone before the id is made anew.
+    for (const [key, c] of this.cleared) if (key.endsWith(`:${id}`)) await c;
     await this.clear(id);
     if (spec.network) await this.netns.create(id, spec.network, false);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
