@@ -5,7 +5,11 @@
  * dirty-page threshold stopped them), the final dump's size, the blackout (container-checkpoint's
  * `frozenMs`: source frozen → resumed at the target, through NATS) beside CRIU's own time in the same
  * run for the same container (the final `runc checkpoint` in A, `runc restore` in B, as the runc
- * driver times them), and whether blackout ≤ CRIU dump + restore + 50 ms (the goal).
+ * driver times them), and whether blackout ≤ CRIU dump + restore + 50 ms (the goal). Then the
+ * blackout's breakdown, one column per case: the parts the source guest, container-checkpoint and
+ * the target guest time (the `freeze-dump` and `restore` replies' `phasesMs`), the NATS round trips
+ * and agent handling around each guest call (call time less the guest's parts), and the time between
+ * the two steps.
  *
  * Run: `npm run bench:container-blackout` (root, QEMU, TUN; builds the container image the first
  * time). Environment: CCM_BENCH_HEAPS_MIB (default "32,256"), CCM_BENCH_DIRTY_RATES (heap pages
@@ -49,6 +53,51 @@ interface Row {
   criuDumpMs: number;
   criuRestoreMs: number;
   met: boolean;
+  /** The blackout in named parts (ms), in order; they add up to the blackout. */
+  parts: Array<[string, number]>;
+}
+
+type Ms = Record<string, number>;
+const ms = (v: unknown): Ms => (v && typeof v === 'object' ? (v as Ms) : {});
+const total = (o: Ms) => Object.values(o).reduce((a, b) => a + b, 0);
+
+/** The blackout's parts from the freeze-dump and restore replies' timings. */
+function breakdown(
+  dump: Record<string, unknown>,
+  restored: Record<string, unknown>,
+): Array<[string, number]> {
+  const cc = ms(dump['phasesMs']);
+  const src = ms(dump['sourcePhasesMs']);
+  const rs = ms(restored['phasesMs']);
+  const tr = ms(restored['targetRestorePhasesMs']);
+  const tm = ms(restored['targetResumePhasesMs']);
+  const g = (o: Ms, k: string) => o[k] ?? 0;
+  const dumpCall = g(cc, 'dumpCall');
+  return [
+    ['cc: record frozen', g(cc, 'markFrozen')],
+    ['A: describe', g(src, 'describe')],
+    ['A: netns lock', g(src, 'lock')],
+    ['A: runc pause', g(src, 'pause')],
+    ['A: CRIU dump', g(src, 'criuDump')],
+    ['A: read + pack', g(src, 'read') + g(src, 'pack')],
+    ['A: seal + stream + verdict', g(src, 'stream')],
+    ['dump call: NATS + agent', dumpCall - total(src)],
+    ['cc: record round + dumped', g(cc, 'record') + g(cc, 'markDumped')],
+    [
+      'between freeze-dump and restore steps',
+      (restored['frozenBeforeMs'] as number) - (dump['frozenSoFarMs'] as number),
+    ],
+    ['B: validate rounds', g(tr, 'validate')],
+    ['B: wait staged + write', g(tr, 'staged') + g(tr, 'write')],
+    ['B: prepare (clear, netns, bundle)', g(tr, 'prepare')],
+    ['B: runc restore (CRIU)', g(tr, 'criuRestore')],
+    ['B: state after restore', g(tr, 'info')],
+    ['restore call: NATS + agent', g(rs, 'restoreCall') - total(tr)],
+    ['B: runc continue', g(tm, 'continue')],
+    ['B: netns unlock', g(tm, 'unlock')],
+    ['B: state after resume', g(tm, 'info')],
+    ['resume call: NATS + agent', g(rs, 'resumeCall') - total(tm)],
+  ];
 }
 
 const mb = (b: number) => (b / 1e6).toFixed(1);
@@ -98,6 +147,7 @@ async function runCase(lab: RuncLab, heapMiB: number, rate: number, n: number): 
     criuDumpMs,
     criuRestoreMs,
     met: blackoutMs <= criuDumpMs + criuRestoreMs + GOAL_SLACK_MS,
+    parts: breakdown(dump, restored),
   };
 }
 
@@ -122,8 +172,27 @@ function table(rows: Row[]): string {
     `${r.criuDumpMs.toFixed(0)} + ${r.criuRestoreMs.toFixed(0)} = ${(r.criuDumpMs + r.criuRestoreMs).toFixed(0)} ms`,
     r.met ? 'met' : `not met (+${(r.blackoutMs - r.criuDumpMs - r.criuRestoreMs).toFixed(0)} ms over CRIU)`,
   ]);
+  return markdown(head, body);
+}
+
+const markdown = (head: string[], body: string[][]) => {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...body.map(line)].join('\n');
+};
+
+/** The blackout's parts, one column per case; the last line is what the parts leave unexplained. */
+function breakdownTable(rows: Row[]): string {
+  const head = ['part of the blackout (ms)', ...rows.map((r) => `${r.heapMiB} MiB @ ${r.dirtyPagesPerSec}`)];
+  const body = (rows[0]?.parts ?? []).map(([name], i) => [
+    name,
+    ...rows.map((r) => r.parts[i][1].toFixed(0)),
+  ]);
+  body.push(['blackout (frozenMs)', ...rows.map((r) => r.blackoutMs.toFixed(0))]);
+  body.push([
+    'not in a part',
+    ...rows.map((r) => (r.blackoutMs - r.parts.reduce((a, [, v]) => a + v, 0)).toFixed(0)),
+  ]);
+  return markdown(head, body);
 }
 
 async function main(): Promise<void> {
@@ -168,6 +237,8 @@ async function main(): Promise<void> {
     `\ncontainer blackout, TCG, two guests of ${GUEST_MIB} MiB, threshold ${THRESHOLD} pages, at most ${MAX_ROUNDS} rounds:\n`,
   );
   console.log(table(rows));
+  console.log(`\nwhere the blackout goes:\n`);
+  console.log(breakdownTable(rows));
   if (values.json) console.log(JSON.stringify(rows));
 }
 

@@ -102,6 +102,11 @@ export const ContainerInfoSchema = z.object({
    * without unpacking the rounds or the resume), on a container restored here; absent otherwise.
    */
   restoreMs: z.number().nonnegative().optional(),
+  /**
+   * The parts of the restore or resume this reply answers (runc driver), in ms by name: on `restore`
+   * validate, write, prepare, criuRestore, …; on `resume` continue, unlock, …. Absent otherwise.
+   */
+  phasesMs: z.record(z.string(), z.number().nonnegative()).optional(),
 });
 export type ContainerInfo = z.infer<typeof ContainerInfoSchema>;
 
@@ -190,6 +195,11 @@ export const RoundReportSchema = z.object({
    * pre-dump or dump, without the freeze and the stream); absent with the sim driver.
    */
   runtimeMs: z.number().nonnegative().optional(),
+  /**
+   * The round's parts in the source guest, in ms by name (describe, lock, pause, criuDump, pack,
+   * stream: sealing, sending and the target's verdict); absent with a driver that does not time them.
+   */
+  phasesMs: z.record(z.string(), z.number().nonnegative()).optional(),
 });
 export type RoundReport = z.infer<typeof RoundReportSchema>;
 

@@ -10,3 +10,4 @@ export { HealthController } from './health.controller.js';
 export { MetricsController } from './metrics.controller.js';
 export { PingHandler } from './ping.handler.js';
 export { CcmErrorFilter, parseInput } from './http-errors.js';
+export { Phases } from './phases.js';

@@ -194,6 +194,17 @@ describe('sealed image stream', () => {
     expect(Buffer.concat(parts).equals(data)).toBe(true);
   });
 
+  it('frame reader keeps its own copy of each read (a reused read buffer does not alter a frame)', () => {
+    const [frame] = sealed();
+    const read = Buffer.from(frame);
+    const r = new FrameReader(binding);
+    expect(r.push(read.subarray(0, 1000))).toEqual([]);
+    read.fill(0, 0, 1000);
+    const [whole] = r.push(Buffer.from(frame).subarray(1000));
+    expect(r.pending).toBe(0);
+    expect(new StreamOpener(key, binding).open(whole).plaintext.length).toBeGreaterThan(0);
+  });
+
   it('frame reader refuses garbage and an oversized length before buffering it', () => {
     expect(() => new FrameReader(binding).push(randomBytes(64))).toThrow(MalformedChunkError);
     expect(() => new FrameReader(binding).push(withLength(sealed()[0], 0xffffffff))).toThrow(

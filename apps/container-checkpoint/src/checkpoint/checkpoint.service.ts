@@ -13,7 +13,7 @@ import {
   type GuestVerb,
 } from '@ccm/contracts';
 import { OutboxService } from '@ccm/messaging';
-import { SERVICE_CONFIG } from '@ccm/runtime';
+import { Phases, SERVICE_CONFIG } from '@ccm/runtime';
 import { type EntityManager } from 'typeorm';
 import { z } from 'zod';
 import { type CheckpointConfig } from '../config.js';
@@ -22,6 +22,13 @@ import * as db from './store.js';
 
 const PAGE_BYTES = 4096;
 const DiscardReplySchema = z.object({ rounds: z.number().int() }).loose();
+
+/** The final dump's frozen-window timing, filled by {@link CheckpointService.round}. */
+interface DumpTiming {
+  readonly p: Phases;
+  frozenAt?: Date;
+  source?: Record<string, number>;
+}
 
 /** What one step does with a migration's checkpoint; `cause` names the step command. */
 export interface StepRun {
@@ -79,14 +86,25 @@ export class CheckpointService {
   async freezeDump(run: StepRun) {
     const { row } = run;
     const all = await db.rounds(run.m, row.migrationId);
-    const final = all.find((r) => r.kind === 'dump') ?? (await this.round(run, all.length + 1, 'dump', all));
-    await db.markDumped(run.m, row.migrationId, final.round);
+    const timing: DumpTiming = { p: new Phases() };
+    const final =
+      all.find((r) => r.kind === 'dump') ??
+      (await this.round(run, all.length + 1, 'dump', all, undefined, timing));
+    await timing.p.time('markDumped', () => db.markDumped(run.m, row.migrationId, final.round));
     return {
       imageBytes: final.imageBytes,
       round: final.round,
       pages: final.pages,
       durationMs: final.durationMs,
       totalImageBytes: sum(all, 'imageBytes') + (all.includes(final) ? 0 : final.imageBytes),
+      // The frozen window so far, in parts (absent when the dump was done by an earlier attempt).
+      ...(timing.frozenAt
+        ? {
+            frozenSoFarMs: Date.now() - timing.frozenAt.getTime(),
+            phasesMs: timing.p.ms,
+            ...(timing.source ? { sourcePhasesMs: timing.source } : {}),
+          }
+        : {}),
     };
   }
 
@@ -103,15 +121,21 @@ export class CheckpointService {
       });
     }
     const args = { migrationId: row.migrationId, containerId: row.containerId, rounds: row.finalRound };
-    await this.guests.call(
-      row.targetVm,
-      GUEST_VERBS.restore,
-      args,
-      ContainerInfoSchema,
-      cause,
-      refusedDidNothing,
+    const frozenBeforeMs = row.frozenAt ? Date.now() - new Date(row.frozenAt).getTime() : undefined;
+    const p = new Phases();
+    const restored = await p.time('restoreCall', () =>
+      this.guests.call(
+        row.targetVm,
+        GUEST_VERBS.restore,
+        args,
+        ContainerInfoSchema,
+        cause,
+        refusedDidNothing,
+      ),
     );
-    const resumed = await this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe');
+    const resumed = await p.time('resumeCall', () =>
+      this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe'),
+    );
     const at = new Date();
     const frozenMs = row.frozenAt ? Math.max(0, at.getTime() - new Date(row.frozenAt).getTime()) : null;
     await db.markResumed(run.m, row.migrationId, at, frozenMs);
@@ -127,6 +151,12 @@ export class CheckpointService {
       counter: resumed.counter,
       rounds: row.finalRound,
       frozenMs,
+      // The frozen window's parts from this step on: how much of it had passed when the step began,
+      // the two guest calls, and the target's own parts of each.
+      ...(frozenBeforeMs !== undefined ? { frozenBeforeMs } : {}),
+      phasesMs: p.ms,
+      ...(restored.phasesMs ? { targetRestorePhasesMs: restored.phasesMs } : {}),
+      ...(resumed.phasesMs ? { targetResumePhasesMs: resumed.phasesMs } : {}),
     };
   }
 
@@ -217,6 +247,7 @@ export class CheckpointService {
     kind: CheckpointRound['kind'],
     before: readonly CheckpointRound[],
     pages?: number,
+    timing?: DumpTiming,
   ): Promise<CheckpointRound> {
     const { row, cause } = run;
     const ref = { migrationId: row.migrationId, containerId: row.containerId, round };
@@ -230,16 +261,18 @@ export class CheckpointService {
       first || kind === 'dump' ? refusedDidNothing : 'maybe',
     );
     // The source freezes as the dump starts: the frozen time counts from the first such moment.
-    if (kind === 'dump') await this.outbox.transaction((m) => db.markFrozen(m, row.migrationId, new Date()));
+    if (kind === 'dump') {
+      const frozenAt = new Date();
+      if (timing) timing.frozenAt = frozenAt;
+      await (timing?.p ?? new Phases()).time('markFrozen', () =>
+        this.outbox.transaction((m) => db.markFrozen(m, row.migrationId, frozenAt)),
+      );
+    }
     const verb = kind === 'dump' ? GUEST_VERBS.dump : GUEST_VERBS.preDump;
-    const report = await this.guests.call(
-      row.sourceVm,
-      verb,
-      { ...ref, target },
-      RoundReportSchema,
-      cause,
-      'maybe',
+    const report = await (timing?.p ?? new Phases()).time('dumpCall', () =>
+      this.guests.call(row.sourceVm, verb, { ...ref, target }, RoundReportSchema, cause, 'maybe'),
     );
+    if (timing && report.phasesMs) timing.source = report.phasesMs;
     const r: CheckpointRound = {
       round,
       kind,
@@ -249,6 +282,7 @@ export class CheckpointService {
       durationMs: report.durationMs,
       dirtyPages: report.dirtyPages,
     };
+    const recording = performance.now();
     await this.outbox.transaction(async (m) => {
       await db.saveRound(m, row.migrationId, r);
       await this.progress(m, run, {
@@ -262,6 +296,7 @@ export class CheckpointService {
           : {}),
       });
     });
+    timing?.p.add('record', performance.now() - recording);
     return r;
   }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { CcmError, type ContainerInfo, ErrorCodes, GuestErrorCodes, type RoundReport } from '@ccm/contracts';
-import { SERVICE_CONFIG } from '@ccm/runtime';
+import { Phases, SERVICE_CONFIG } from '@ccm/runtime';
 import { generateIdentityKey, type IdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec } from '../driver/driver.js';
@@ -164,12 +164,15 @@ export class CheckpointService implements OnModuleDestroy {
     const done = this.sent.get(k);
     if (done) return done;
     const key = this.key(migrationId);
-    const c = await this.container(containerId);
+    const p = new Phases();
+    const c = await p.time('describe', () => this.container(containerId));
     if (c.state !== 'running' && !(final && c.state === 'frozen')) {
       throw conflict(`container ${containerId} is ${c.state}`, { state: c.state });
     }
     const started = performance.now();
     const img = await this.driver.checkpoint(migrationId, containerId, round, final);
+    for (const [name, ms] of Object.entries(img.phasesMs ?? {})) p.add(name, ms);
+    const streaming = performance.now();
     // A round that did not arrive whole leaves its pages dirty: the round's retry sends them again.
     const r = await sendRound(
       key,
@@ -183,14 +186,16 @@ export class CheckpointService implements OnModuleDestroy {
       img.failed();
       throw e;
     });
+    p.add('stream', performance.now() - streaming);
     const report: RoundReport = {
       round,
       pages: img.pages,
       imageBytes: r.bytes,
       chunks: r.chunks,
       durationMs: performance.now() - started,
-      dirtyPages: await img.dirtyPages(),
+      dirtyPages: await p.time('dirtyCount', () => img.dirtyPages()),
       ...(img.runtimeMs !== undefined ? { runtimeMs: img.runtimeMs } : {}),
+      ...(img.phasesMs ? { phasesMs: p.ms } : {}),
     };
     this.sent.set(k, report);
     return report;

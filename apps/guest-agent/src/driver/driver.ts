@@ -18,6 +18,8 @@ export interface RoundImage {
   readonly pages: number;
   /** The container runtime's own time to dump the round (runc: CRIU), when the driver has one. */
   readonly runtimeMs?: number;
+  /** The round's parts in the driver (lock, pause, criuDump, read, pack), when it times them. */
+  readonly phasesMs?: Record<string, number>;
   /** Pages dirtied since the round's snapshot, as far as the driver knows (what a next round sends). */
   dirtyPages(): Promise<number>;
   /** The round did not arrive whole: what it carried must go again in the retry. */
@@ -40,8 +42,8 @@ export interface ContainerDriver {
   /** Pre-dump round `round` (the container runs on), or freeze and dump the final round. */
   checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage>;
   /**
-   * Target: a pre-dump round arrived whole; the driver may prepare it for the restore now, before the
-   * source freezes (the runc driver writes its image files), so the restore has less to do. Resolves
+   * Target: a round arrived whole (a pre-dump round, or the final dump); the driver may prepare it for
+   * the restore now (the runc driver writes its image files), so the restore has less to do. Resolves
    * with whether it did (never rejects: the restore deals with a round that was not staged).
    */
   stage?(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean>;

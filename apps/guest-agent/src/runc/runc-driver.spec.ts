@@ -111,8 +111,8 @@ describe('runc/CRIU failures as reply errors', () => {
   });
 });
 
-describe('runc driver stages pre-dump rounds on the target as they arrive', () => {
-  it('writes a whole pre-dump round (and its parent link) at once, leaves anything else to the restore, discard removes them', async () => {
+describe('runc driver stages rounds on the target as they arrive', () => {
+  it('writes a whole round, pre-dump or final (and its parent link), at once, leaves anything else to the restore, discard removes them', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
     try {
       const d = new RuncDriver({
@@ -130,12 +130,15 @@ describe('runc driver stages pre-dump rounds on the target as they arrive', () =
       const base = join(dir, 'images', 'm1', 'c1');
       expect((await readFile(join(base, 'round-2', 'pages-1.img'))).length).toBe(8192);
       expect(await readlink(join(base, 'round-2', 'parent'))).toBe('../round-1');
-      // not staged: a final dump, another container, a round that is not the one announced, garbage
-      expect(await d.stage('m1', 'c1', 3, round({ round: 3, final: true, parentRound: 2 }))).toBe(false);
+      // the final dump too (the restore checks the rounds' order and finality itself)
+      expect(await d.stage('m1', 'c1', 3, round({ round: 3, final: true, parentRound: 2 }))).toBe(true);
+      expect(await readlink(join(base, 'round-3', 'parent'))).toBe('../round-2');
+      // not staged: another container, a round that is not the one announced, a parent it cannot have, garbage
+      expect(await d.stage('m1', 'c1', 6, round({ round: 6, final: true, parentRound: 4 }))).toBe(false);
       expect(await d.stage('m1', 'c1', 4, round({ containerId: 'c2', round: 4, final: false }))).toBe(false);
       expect(await d.stage('m1', 'c1', 5, pre(6))).toBe(false);
       expect(await d.stage('m1', 'c1', 7, Buffer.from('not an archive'))).toBe(false);
-      expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2']);
+      expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2', 'round-3']);
       await d.discard('m1');
       await expect(readdir(join(dir, 'images', 'm1'))).rejects.toThrow(/ENOENT/);
     } finally {

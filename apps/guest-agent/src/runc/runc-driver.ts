@@ -10,6 +10,7 @@ import {
   GuestErrorCodes,
 } from '@ccm/contracts';
 import { CriuFailedError, CriuTimeoutError, execRunner, isCriuError, Runc } from '@ccm/criu';
+import { Phases } from '@ccm/runtime';
 import { z } from 'zod';
 import { type GuestAgentConfig } from '../config.js';
 import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
@@ -43,6 +44,8 @@ interface Held {
   counter: number;
   /** How long `runc restore` took, on a container restored here. */
   restoreMs?: number;
+  /** The parts of the restore or resume that last changed it (answered once, by that command). */
+  phasesMs?: Record<string, number>;
 }
 
 /** A runc/CRIU failure as the typed reply error, with CRIU's own reason. */
@@ -98,6 +101,12 @@ export class RuncDriver implements ContainerDriver {
    * time, then has nothing to make.
    */
   private readonly netPrepared = new Map<string, { net: ContainerNetwork; made: Promise<boolean> }>();
+  /**
+   * Target: a container of the id runc still knew (left from an earlier run) removed when the
+   * migration's first round was staged, by `<migration>:<container>`: the restore then has no `runc
+   * state` to ask inside the frozen time, unless this agent has held a container of that id since.
+   */
+  private readonly cleared = new Map<string, Promise<boolean>>();
   private readonly dir: string;
   private kernelReady: Promise<void> | undefined;
   /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
@@ -145,6 +154,8 @@ export class RuncDriver implements ContainerDriver {
 
   async run(id: string, spec: ContainerSpec): Promise<ContainerInfo> {
     await this.prepareKernel();
+    // A leftover being removed for a migration's restore (`cleared`) is gone before the id is made anew.
+    for (const [key, c] of this.cleared) if (key.endsWith(`:${id}`)) await c;
     await this.clear(id);
     if (spec.network) await this.netns.create(id, spec.network, false);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
@@ -206,9 +217,16 @@ export class RuncDriver implements ContainerDriver {
     };
   }
 
+  /** The container's info with the parts of the command that just changed it. */
+  private async answer(id: string, p: Phases): Promise<ContainerInfo> {
+    const info = await p.time('info', () => this.info(id));
+    return { ...info, phasesMs: p.ms };
+  }
+
   async checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage> {
     const h = this.get(id);
     h.migrationId = migrationId;
+    const p = new Phases();
     const base = this.images(migrationId, id);
     const dir = join(base, `round-${round}`);
     const done = join(base, `round-${round}.done`);
@@ -222,8 +240,8 @@ export class RuncDriver implements ContainerDriver {
       if (final && h.state === 'running') {
         // Locked before the freeze and until thaw or kill (see ContainerNetns): CRIU's own lock
         // ends with the dump (--leave-running), and the frozen socket must stay silent after it.
-        if (h.spec.network) await this.netns.lock(id);
-        await this.runc.lifecycle('pause', id).catch(rethrow);
+        if (h.spec.network) await p.time('lock', () => this.netns.lock(id));
+        await p.time('pause', () => this.runc.lifecycle('pause', id).catch(rethrow));
         h.state = 'frozen';
       }
       const started = performance.now();
@@ -238,9 +256,10 @@ export class RuncDriver implements ContainerDriver {
         })
         .catch(rethrow);
       runtimeMs = performance.now() - started;
+      p.add('criuDump', runtimeMs);
       await writeFile(done, '');
     }
-    const files = await readImageDir(dir);
+    const files = await p.time('read', () => readImageDir(dir));
     const meta: RoundMeta = {
       containerId: id,
       round,
@@ -255,10 +274,14 @@ export class RuncDriver implements ContainerDriver {
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
       .reduce((sum, f) => sum + Math.ceil(f.data.length / PAGE_BYTES), 0);
+    const packing = performance.now();
+    const image = packArchive({ meta, files });
+    p.add('pack', performance.now() - packing);
     return {
-      image: packArchive({ meta, files }),
+      image,
       pages,
       ...(runtimeMs !== undefined ? { runtimeMs } : {}),
+      phasesMs: p.ms,
       dirtyPages: () => (final ? Promise.resolve(0) : this.dirtySince(id, pages)),
       failed: () => undefined,
     };
@@ -279,10 +302,12 @@ export class RuncDriver implements ContainerDriver {
   }
 
   /**
-   * A pre-dump round that arrived whole is unpacked into its image directory now, while the source
-   * still runs, so the restore (inside the frozen time) writes only the final dump. A round whose
-   * archive or meta is not what the restore would accept is left for the restore to refuse.
-   * Resolves with whether the round was written.
+   * A round that arrived whole is unpacked into its image directory now: a pre-dump round while the
+   * source still runs, the final dump while its report and the `restore` command travel, so the
+   * restore (inside the frozen time) has no image to write. A round whose archive or meta is not what
+   * the restore would accept is left for the restore to refuse (it checks every round again, and uses
+   * a staged directory only for the very buffer that was staged). Resolves with whether the round was
+   * written.
    */
   stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
     const key = `${migrationId}:${id}`;
@@ -293,13 +318,21 @@ export class RuncDriver implements ContainerDriver {
       .then(async () => {
         const a = unpackArchive(image);
         const m = RoundMetaSchema.safeParse(a.meta);
-        if (!m.success || m.data.containerId !== id || m.data.round !== round || m.data.final) return false;
+        if (!m.success || m.data.containerId !== id || m.data.round !== round) return false;
         if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1) return false;
         const dir = join(this.images(migrationId, id), `round-${round}`);
         await rm(dir, { recursive: true, force: true });
         await writeImageDir(dir, a.files);
         if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
         if (m.data.spec.network) this.prepareNet(migrationId, id, m.data.spec.network);
+        if (!this.cleared.has(key) && !this.held.has(id))
+          this.cleared.set(
+            key,
+            this.clear(id).then(
+              () => true,
+              () => false,
+            ),
+          );
         return true;
       })
       .catch(() => false);
@@ -345,7 +378,9 @@ export class RuncDriver implements ContainerDriver {
   }
 
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
+    const p = new Phases();
     const base = this.images(migrationId, id);
+    const validating = performance.now();
     const rounds = images.map((b, i) => {
       const a = unpackArchive(b);
       const m = RoundMetaSchema.safeParse(a.meta);
@@ -363,8 +398,10 @@ export class RuncDriver implements ContainerDriver {
         throw incomplete('names a parent round it cannot have');
       return { ...a, meta: m.data };
     });
+    p.add('validate', performance.now() - validating);
     // Rounds staged as they arrived stay; anything else under the migration's directory goes.
-    const ready = await this.stagedRounds(migrationId, id, images);
+    const ready = await p.time('staged', () => this.stagedRounds(migrationId, id, images));
+    const writing = performance.now();
     for (const entry of await readdir(base).catch(() => [] as string[])) {
       if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
         await rm(join(base, entry), { recursive: true, force: true });
@@ -375,14 +412,19 @@ export class RuncDriver implements ContainerDriver {
       await writeImageDir(dir, r.files);
       if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
     }
+    p.add('write', performance.now() - writing);
+    const preparing = performance.now();
     const spec = rounds[rounds.length - 1].meta.spec;
     await this.prepareKernel();
-    await this.clear(id);
+    const cleared = this.cleared.get(`${migrationId}:${id}`);
+    this.cleared.delete(`${migrationId}:${id}`);
+    if (!cleared || this.held.has(id) || !(await cleared)) await this.clear(id);
     // The source's namespace made again (when the first round was staged, or now), locked until the resume.
     if (spec.network) await this.restoreNet(migrationId, id, spec.network);
     await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
     await mkdir(join(this.dir, 'criu'), { recursive: true });
     await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    p.add('prepare', performance.now() - preparing);
     const started = performance.now();
     try {
       await this.runc
@@ -401,18 +443,23 @@ export class RuncDriver implements ContainerDriver {
       await rm(this.criuConfig(id), { force: true });
     }
     const restoreMs = performance.now() - started;
+    p.add('criuRestore', restoreMs);
     this.held.set(id, { spec, state: 'restored', migrationId, counter: 0, restoreMs });
-    return this.info(id);
+    return this.answer(id, p);
   }
 
   /** A restored container's tasks get SIGCONT (CRIU left them stopped); a frozen one is thawed. */
   async resume(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
-    await this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow);
-    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen')) await this.netns.unlock(id);
+    const p = new Phases();
+    await p.time('continue', () =>
+      this.runc.lifecycle(h.state === 'restored' ? 'continue' : 'resume', id).catch(rethrow),
+    );
+    if (h.spec.network && (h.state === 'restored' || h.state === 'frozen'))
+      await p.time('unlock', () => this.netns.unlock(id));
     if (h.state === 'frozen') h.migrationId = undefined;
     h.state = 'running';
-    return this.info(id);
+    return this.answer(id, p);
   }
 
   async kill(id: string): Promise<ContainerInfo> {
@@ -430,6 +477,11 @@ export class RuncDriver implements ContainerDriver {
       if (!key.startsWith(`${migrationId}:`)) continue;
       for (const s of rounds.values()) await s.written;
       this.staged.delete(key);
+    }
+    for (const [key, c] of this.cleared) {
+      if (!key.startsWith(`${migrationId}:`)) continue;
+      this.cleared.delete(key);
+      await c;
     }
     // A namespace made for a container that was never restored here.
     for (const [key, p] of this.netPrepared) {
