@@ -16,7 +16,7 @@ import {
   expectedLaunchDigest,
 } from '../../apps/host-agent/src/__fixtures__/guest-owner.js';
 import { VmService } from '../../apps/host-agent/src/vm/vm.service.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec } from '../../tools/guest-image/guest-image.js';
 
 /**
  * Attested launch of a real QEMU guest on a host without SEV firmware: the host-agent runs the launch
@@ -55,12 +55,7 @@ describe.skipIf(skip !== undefined)('an attested QEMU launch on the software sec
 
   it('measures what QEMU was given, verifies with libs/sev, places the sealed secret and boots the guest', async () => {
     const image = await ensureGuestImage();
-    const spec = {
-      memoryMiB: 256,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: guestKernelCommandLine({ dirtyMiB: 8, dirtyRateMBps: 2 }),
-    };
+    const spec = tinyGuestSpec(image, { memoryMiB: 256, dirtyMiB: 8, dirtyRateMBps: 2 });
     const platform = await h.client.send(HOST, 'platform', {});
     expect(platform.capabilities).toMatchObject({ driver: 'qemu', accelerator: 'tcg', sevMode: 'emulated' });
     const chain = chainFromPlatform(platform);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
 import { pidAlive } from '../../apps/host-agent/src/drivers/vm-process.js';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../tools/guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec } from '../../tools/guest-image/guest-image.js';
 
 /**
  * Two host-agent processes, each in its own network namespace, drive real QEMU (TCG) with the tiny
@@ -76,12 +76,7 @@ describe.skipIf(skip !== undefined)('host-agents in two namespaces live-migrate 
 
   beforeAll(async () => {
     const image = await ensureGuestImage();
-    spec = {
-      memoryMiB: 256,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: guestKernelCommandLine({ dirtyMiB: 32, dirtyRateMBps: 8 }),
-    };
+    spec = tinyGuestSpec(image, { memoryMiB: 256, dirtyMiB: 32, dirtyRateMBps: 8 });
     ns = await startHostNamespaces([A, B], {
       CCM_HYPERVISOR: 'qemu',
       CCM_QEMU_ACCEL: 'tcg',

@@ -16,12 +16,7 @@
  */
 import { chooseQemuBinary, qemuVersion } from '@ccm/qmp';
 import { pollUntil } from '@ccm/testing';
-import {
-  ensureGuestImage,
-  guestFault,
-  guestKernelCommandLine,
-  readCounters,
-} from '../guest-image/guest-image.js';
+import { ensureGuestImage, guestFault, tinyGuestSpec, readCounters } from '../guest-image/guest-image.js';
 import { bridgedHostsUnavailable, createBridgedHosts, type BridgedHosts } from '../netns/bridged-hosts.js';
 import { onStopSignals } from '../run/stop-signals.js';
 import { bareQmpSoak, hostAgentSoak, type SoakContender, type SoakGuest } from './soak.contenders.js';
@@ -53,12 +48,7 @@ function qemuOf(name: string): { label: string; binary: string } {
 
 function guestFor(image: { kernel: string; initrd: string }, rate: number): SoakGuest {
   const dirtyMiB = rate >= 100 ? 128 : 64;
-  return {
-    kernel: image.kernel,
-    initrd: image.initrd,
-    cmdline: guestKernelCommandLine({ dirtyMiB, dirtyRateMBps: rate }),
-    memoryMiB: 512,
-  };
+  return tinyGuestSpec(image, { memoryMiB: 512, dirtyMiB, dirtyRateMBps: rate });
 }
 
 /** Whether the guest runs on at the destination: two counters past the source's last, and no fault. */

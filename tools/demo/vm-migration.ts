@@ -14,7 +14,7 @@ import { openEnvelope, signedRequest } from '@ccm/messaging';
 import { pollUntil } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { ensureGuestImage, guestKernelCommandLine, readCounters } from '../guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec, readCounters } from '../guest-image/guest-image.js';
 
 export interface DemoContext {
   nc: NatsConnection;
@@ -54,12 +54,7 @@ export async function demoVmMigration(
   say(
     `   guest image ${image.cached ? 'from cache' : `built in ${(image.elapsedMs / 1000).toFixed(1)} s`}: Debian kernel + busybox, a workload printing COUNTER n`,
   );
-  const spec = {
-    memoryMiB: 256,
-    kernel: image.kernel,
-    initrd: image.initrd,
-    cmdline: guestKernelCommandLine({ dirtyMiB: 32, dirtyRateMBps: 8 }),
-  };
+  const spec = tinyGuestSpec(image, { memoryMiB: 256, dirtyMiB: 32, dirtyRateMBps: 8 });
   const vmId = `demo-${Date.now().toString(36)}`;
   const migrationId = `${vmId}-move`;
 

@@ -89,6 +89,22 @@ export function guestImageKey(): string {
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
 
+/**
+ * The VM spec that boots the tiny guest of `image` with `memoryMiB` of RAM, dirtying `dirtyMiB` MiB at
+ * `dirtyRateMBps` MB/s ({@link guestKernelCommandLine}).
+ */
+export function tinyGuestSpec(
+  image: Pick<GuestImage, 'kernel' | 'initrd'>,
+  o: { memoryMiB: number; dirtyMiB: number; dirtyRateMBps: number },
+): { memoryMiB: number; kernel: string; initrd: string; cmdline: string } {
+  return {
+    memoryMiB: o.memoryMiB,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cmdline: guestKernelCommandLine({ dirtyMiB: o.dirtyMiB, dirtyRateMBps: o.dirtyRateMBps }),
+  };
+}
+
 /** The kernel command line that makes the guest dirty `dirtyMiB` MiB at `dirtyRateMBps` MB/s. */
 export function guestKernelCommandLine(
   opts: { dirtyMiB?: number; dirtyRateMBps?: number; extra?: string } = {},

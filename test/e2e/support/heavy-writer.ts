@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { counterReaches } from '../../../apps/host-agent/src/__fixtures__/agents.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../../tools/guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
 import { startHostNamespaces, type HostNamespaces } from './host-namespaces.js';
 
 /** The phases a migration ends in. */
@@ -26,12 +26,7 @@ export interface HeavyWriter {
  */
 export async function startHeavyWriter(ids: [string, string], vmId: string): Promise<HeavyWriter> {
   const image = await ensureGuestImage();
-  const spec = {
-    memoryMiB: 512,
-    kernel: image.kernel,
-    initrd: image.initrd,
-    cmdline: guestKernelCommandLine({ dirtyMiB: 128, dirtyRateMBps: 200 }),
-  };
+  const spec = tinyGuestSpec(image, { memoryMiB: 512, dirtyMiB: 128, dirtyRateMBps: 200 });
   const ns = await startHostNamespaces(ids, {
     CCM_HYPERVISOR: 'qemu',
     CCM_QEMU_ACCEL: 'tcg',

@@ -6,7 +6,7 @@ import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { LabAuthority } from '@ccm/sev-emulator';
 import { labPin } from '../../../apps/key-broker/src/__fixtures__/platforms.js';
-import { ensureGuestImage, guestKernelCommandLine } from '../../../tools/guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
 import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
 import { startHostNamespaces, type HostNamespaces } from './host-namespaces.js';
 
@@ -44,12 +44,7 @@ export async function startVmSagaStack(
   try {
     const lab = await LabAuthority.create(join(work, 'lab'), { rsaBits: 2048 });
     const image = await ensureGuestImage();
-    const spec = {
-      memoryMiB: 256,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: guestKernelCommandLine({ dirtyMiB: 32, dirtyRateMBps: 8 }),
-    };
+    const spec = tinyGuestSpec(image, { memoryMiB: 256, dirtyMiB: 32, dirtyRateMBps: 8 });
     ns = await startHostNamespaces([VM_SOURCE, VM_TARGET], {
       CCM_HYPERVISOR: 'qemu',
       CCM_QEMU_ACCEL: 'tcg',
