@@ -67,7 +67,8 @@ export const HostErrorCodes = {
   SourceNotResumable: 'SOURCE_NOT_RESUMABLE',
   /**
    * The migration switched to post-copy and let the destination run: the guest's memory is split
-   * between the hosts, so it can neither be cancelled (the source resumed) nor rolled back.
+   * between the hosts, so it can neither be cancelled (the source resumed) nor rolled back. Also the
+   * code of such a migration that then failed (e.g. QEMU's `postcopy-paused`): it needs an operator.
    */
   PastPointOfNoReturn: 'PAST_POINT_OF_NO_RETURN',
 } as const;

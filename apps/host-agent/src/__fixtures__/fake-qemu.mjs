@@ -4,11 +4,22 @@
 //   garbage    — greets with a line that is not JSON;
 //   bad-shape  — negotiates QMP, then answers `stop` with a `return` that is not an object;
 //   bad-json   — negotiates QMP, then answers `stop` with a line that is not JSON.
+// Scripted outgoing migrations (the source side of `migrate`, as query-migrate shows it):
+//   cancel-race     — the first query-migrate after `migrate` is answered only once `migrate_cancel`
+//                     arrives, and says `pre-switchover`: a reply QEMU computed just before it read the
+//                     cancel, still in flight when the agent sent it. Then `cancelled`.
+//   postcopy-breaks — pre-copy makes no progress (a stall) until `migrate-start-postcopy`; then one
+//                     `postcopy-active`, then `postcopy-paused`: the stream broke after the destination
+//                     started running.
+//   postcopy-breaks-unseen — the same, but the stream breaks before any query-migrate saw
+//                     `postcopy-active`.
+// Every command it receives is appended to `qmp-commands.log` beside the pidfile.
 // `query-sev-capabilities` is answered with the JSON in the file CCM_FAKE_QEMU_SEV_CAPS names (a
 // stand-in for SEV firmware), or with QEMU's error when there is none.
 // It understands just enough of QEMU's command line: -qmp unix:PATH,server=on,wait=off and -pidfile PATH.
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 
 const mode = process.env.CCM_FAKE_QEMU_MODE ?? 'bad-shape';
 const arg = (name) => process.argv[process.argv.indexOf(name) + 1];
@@ -20,10 +31,53 @@ if (mode === 'die') {
   process.exit(1);
 }
 writeFileSync(arg('-pidfile'), `${process.pid}\n`);
+const commandLog = join(dirname(arg('-pidfile')), 'qmp-commands.log');
 rmSync(socket, { force: true });
 const greeting = {
   QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: [] },
 };
+
+/** The outgoing migration's script: what query-migrate says next. */
+const migration = {
+  status: 'none',
+  /** A query-migrate reply held back (cancel-race). */
+  held: undefined,
+  postcopyPolls: 0,
+};
+const MiB = 1 << 20;
+const info = (status, extra = {}) => ({
+  status,
+  ...(['active', 'pre-switchover', 'postcopy-active', 'postcopy-paused'].includes(status)
+    ? {
+        ram: {
+          transferred: 24 * MiB,
+          remaining: 8 * MiB,
+          total: 32 * MiB,
+          duplicate: 0,
+          normal: 6144,
+          'normal-bytes': 24 * MiB,
+          'dirty-sync-count': 3,
+          'dirty-pages-rate': 2560,
+          'page-size': 4096,
+          mbps: 32,
+        },
+      }
+    : {}),
+  ...extra,
+});
+
+/** query-migrate: undefined holds the reply back. */
+function queryMigrate(reply) {
+  if (mode === 'cancel-race' && migration.status === 'active' && !migration.held) {
+    migration.held = () => reply({ return: info('pre-switchover') });
+    return;
+  }
+  if (migration.status === 'postcopy-active' && mode === 'postcopy-breaks' && migration.postcopyPolls++ >= 1)
+    migration.status = 'postcopy-paused';
+  const broke = { 'error-desc': 'Detected IO failure for postcopy. Migration paused.' };
+  reply({ return: info(migration.status, migration.status === 'postcopy-paused' ? broke : {}) });
+}
+
 createServer((sock) => {
   sock.write(mode === 'garbage' ? 'this is not QMP\n' : `${JSON.stringify(greeting)}\n`);
   let buf = '';
@@ -33,6 +87,7 @@ createServer((sock) => {
     while ((nl = buf.indexOf('\n')) >= 0) {
       const msg = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
+      appendFileSync(commandLog, `${msg.execute}\n`);
       const reply = (body) => sock.write(`${JSON.stringify({ ...body, id: msg.id })}\n`);
       if (msg.execute === 'query-sev-capabilities') {
         const caps = process.env.CCM_FAKE_QEMU_SEV_CAPS;
@@ -42,8 +97,23 @@ createServer((sock) => {
             : { error: { class: 'GenericError', desc: 'SEV is not enabled in KVM' } },
         );
       } else if (msg.execute === 'stop' && mode === 'bad-json') sock.write('{"return": {}, "id": \n');
-      else if (msg.execute === 'stop') reply({ return: 42 });
-      else if (msg.execute === 'quit') {
+      else if (msg.execute === 'stop' && mode === 'bad-shape') reply({ return: 42 });
+      else if (msg.execute === 'migrate') {
+        migration.status = 'active';
+        reply({ return: {} });
+      } else if (msg.execute === 'query-migrate') queryMigrate(reply);
+      else if (msg.execute === 'migrate_cancel') {
+        migration.held?.();
+        migration.held = undefined;
+        if (!migration.status.startsWith('postcopy')) migration.status = 'cancelled';
+        reply({ return: {} });
+      } else if (msg.execute === 'migrate-start-postcopy') {
+        migration.status = mode === 'postcopy-breaks' ? 'postcopy-active' : 'postcopy-paused';
+        reply({ return: {} });
+      } else if (msg.execute === 'query-status') {
+        const stopped = migration.status.startsWith('postcopy');
+        reply({ return: { running: !stopped, status: stopped ? 'postmigrate' : 'running' } });
+      } else if (msg.execute === 'quit') {
         reply({ return: {} });
         setTimeout(() => process.exit(0), 10);
       } else reply({ return: {} });

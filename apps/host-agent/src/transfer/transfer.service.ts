@@ -3,6 +3,7 @@ import {
   CcmError,
   ErrorCodes,
   HostErrorCodes,
+  isFinalVmPhase,
   type MigrationParams,
   type SevChainBase64,
   type TransferPhase,
@@ -21,6 +22,9 @@ import { initialConvergence, observeConvergence, onStall, type ConvergenceState 
 import { cancelAction, continueAction } from './transfer-commands.js';
 import { figuresOf, progressOf } from './transfer-figures.js';
 
+/** What a post-copy that failed past its point of no return leaves to a human. */
+const NEEDS_OPERATOR = 'it needs an operator (resuming the source would run a stale copy of the guest)';
+
 /** How long `cancel` waits for the hypervisor to confirm before replying. */
 const CANCEL_WAIT_MS = 3_000;
 
@@ -38,6 +42,8 @@ class LiveTransfer {
   conv: ConvergenceState;
   /** `performance.now()` when `migrate-start-postcopy` was sent. */
   postcopyRequestedAtMs?: number;
+  /** QEMU's status when the post-copy stream broke (postcopy-paused…): the destination had run. */
+  postcopyBroken?: string;
   lastProgressEventAt = 0;
   switchoverTimer?: NodeJS.Timeout;
   readonly t0 = Date.now();
@@ -65,11 +71,23 @@ class LiveTransfer {
     return this.record.postcopy?.committedAt !== undefined;
   }
 
+  /** A cancel was asked for (by command or by the agent): nothing may carry the migration on. */
+  get cancelling(): boolean {
+    return this.cancel !== undefined || this.record.phase === 'Cancelling';
+  }
+
   finish(): void {
     clearTimeout(this.switchoverTimer);
     this.markDone();
   }
 }
+
+/** The post-copy stream broke after the destination began to run; CCM does not drive QEMU's recovery. */
+const POSTCOPY_BROKEN: ReadonlySet<string> = new Set([
+  'postcopy-paused',
+  'postcopy-recover-setup',
+  'postcopy-recover',
+]);
 
 const qmpStatusPhase: Record<string, TransferPhase | undefined> = {
   setup: 'Active',
@@ -293,14 +311,13 @@ export class TransferService implements BeforeApplicationShutdown {
   private onSample(t: LiveTransfer, qmp: QmpClient, info: MigrationInfo): void {
     if (this.stopping) return;
     const status = info.status ?? 'none';
-    if (
-      status === 'postcopy-paused' ||
-      status === 'postcopy-recover-setup' ||
-      status === 'postcopy-recover'
-    ) {
-      // The post-copy stream broke; CCM does not drive QEMU's post-copy recovery: the watch ends here.
+    if (POSTCOPY_BROKEN.has(status)) {
+      // QEMU gets here only after the destination ran, whether or not a sample saw postcopy-active:
+      // past the point of no return. CCM does not drive QEMU's post-copy recovery: the watch ends here.
+      t.postcopyBroken = status;
+      void this.commitPostcopy(t);
       throw new CcmError(
-        HostErrorCodes.MigrationFailed,
+        HostErrorCodes.PastPointOfNoReturn,
         `the post-copy stream broke (${status}): ${info['error-desc'] ?? 'no reason given'}`,
         { retryable: false, effect: 'maybe' },
       );
@@ -310,8 +327,11 @@ export class TransferService implements BeforeApplicationShutdown {
     const sample = progressOf(info, Date.now() - t.record.startedAt.getTime());
     // Answers without RAM figures (setup, cancelling) keep the last ones that had them.
     const progress = info.ram ? sample : { ...(t.record.progress ?? sample), status };
-    const phase =
-      t.record.phase === 'SwitchingOver' && status === 'pre-switchover' ? undefined : qmpStatusPhase[status];
+    // A pre-switchover answer after a cancel (one in flight when it was sent) is not switch-over reached:
+    // reporting it would let the saga switch over a migration being cancelled.
+    const staleSwitchover =
+      status === 'pre-switchover' && (t.record.phase === 'SwitchingOver' || t.cancelling);
+    const phase = staleSwitchover ? undefined : qmpStatusPhase[status];
     const events: TransferEvent[] = [];
     if (phase === 'AwaitingSwitchover' && t.record.phase !== 'AwaitingSwitchover') {
       events.push({ name: 'switchover-reached', data: this.base(t, { progress }) });
@@ -498,24 +518,41 @@ export class TransferService implements BeforeApplicationShutdown {
             reason: info['error-desc'] ?? `ended ${info.status ?? 'without a status'}`,
           }
         : { phase: 'Failed', ...codeAndReason(error) });
-    const phase = info?.status === 'failed' && cause.phase === 'Cancelled' ? 'Failed' : cause.phase;
+    const committed = t.postcopyCommitted || t.postcopyBroken !== undefined;
+    const phase =
+      committed || (info?.status === 'failed' && cause.phase === 'Cancelled') ? 'Failed' : cause.phase;
     let reason =
       info?.status === 'failed' && info['error-desc'] && phase === 'Failed' && !t.cancel
         ? info['error-desc']
         : cause.reason;
-    const committed = t.postcopyCommitted;
     if (committed) {
       // Past the point of no return: the guest's memory is split between the hosts; never resume the source.
-      reason = `post-copy failed past the point of no return (the source cannot resume): ${reason}`;
+      reason = `post-copy failed past the point of no return (the source cannot resume): ${reason}; ${NEEDS_OPERATOR}`;
     }
-    const code = phase === 'Failed' ? (cause.code ?? HostErrorCodes.MigrationFailed) : undefined;
+    const code = committed
+      ? HostErrorCodes.PastPointOfNoReturn
+      : phase === 'Failed'
+        ? (cause.code ?? HostErrorCodes.MigrationFailed)
+        : undefined;
     await t.cell.update({ phase, progress, endedAt, reason, ...(code ? { errorCode: code } : {}) }, [
       phase === 'Cancelled'
         ? { name: 'cancelled', data: this.base(t, { reason }) }
         : { name: 'failed', data: this.base(t, { code: code!, reason, ...(progress ? { progress } : {}) }) },
     ]);
     this.log.warn(`migration ${t.record.migrationId} ${phase}: ${reason}`);
-    if (!committed) await this.keepSourceRunning(vm, qmp);
+    if (committed) await this.holdForOperator(t, vm);
+    else await this.keepSourceRunning(vm, qmp);
+  }
+
+  /** After a failed post-copy the source stays stopped (QEMU keeps it so); its record says why. */
+  private async holdForOperator(t: LiveTransfer, vm: LiveVm): Promise<void> {
+    if (this.vms.get(vm.vmId) !== vm || isFinalVmPhase(vm.record.phase)) return;
+    await vm.set({
+      phase: 'Paused',
+      reason:
+        `post-copy migration ${t.record.migrationId} to ${t.record.uri} failed past the point of no return: ` +
+        `the guest's memory is split between this host and the destination; ${NEEDS_OPERATOR}`,
+    });
   }
 
   /** After a cancel or failure QEMU resumes a guest it stopped; make sure, and keep the VM's phase. */
@@ -550,6 +587,7 @@ export class TransferService implements BeforeApplicationShutdown {
     const { t, record } = await this.find(migrationId);
     if (continueAction(migrationId, record.phase) === 'answer') return this.view(record);
     if (!t) throw conflict(`migration ${migrationId} is ${record.phase} but not watched yet`, true);
+    if (t.cancel) throw conflict(`migration ${migrationId} is being cancelled: ${t.cancel.reason}`);
     try {
       await t.vm.proc!.qmp.execute('migrate-continue', { state: 'pre-switchover' });
     } catch (err) {
