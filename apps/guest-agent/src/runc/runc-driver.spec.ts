@@ -6,7 +6,7 @@ import { CriuFailedError, CriuInvalidArgumentError, CriuReason } from '@ccm/criu
 import { describe, expect, it } from 'vitest';
 import { type GuestAgentConfig } from '../config.js';
 import { packArchive } from './archive.js';
-import { RuncDriver, runtimeError } from './runc-driver.js';
+import { roundMetaProblem, RuncDriver, runtimeError } from './runc-driver.js';
 
 const spec = { pages: 16, dirtyPagesPerSec: 1 };
 const round = (meta: Record<string, unknown>) =>
@@ -78,6 +78,45 @@ describe('runc driver restore refuses bad rounds before running anything', () =>
     const e = await refused(images);
     expect(e.code).toBe(code);
     expect(e.message).toMatch(why);
+  });
+});
+
+describe('a round checked by its meta, for staging (finality unknown) and for the restore', () => {
+  const meta = (m: Record<string, unknown>) => ({ containerId: 'c1', spec, ...m });
+  it.each<[string, Record<string, unknown>, number, boolean | undefined, string | undefined]>([
+    ['a pre-dump, staged', { round: 1, final: false }, 1, undefined, undefined],
+    ['a final dump, staged before the rest arrived', { round: 1, final: true }, 1, undefined, undefined],
+    [
+      'a final dump before the last round',
+      { round: 1, final: true },
+      1,
+      false,
+      'is a final dump before the last round',
+    ],
+    ['no final dump last', { round: 2, final: false, parentRound: 1 }, 2, true, 'is not a final dump'],
+    ['another round', { round: 3, final: false }, 2, undefined, 'holds another container or round'],
+    [
+      'another container',
+      { containerId: 'c2', round: 1, final: true },
+      1,
+      true,
+      'holds another container or round',
+    ],
+    [
+      'a parent it cannot have',
+      { round: 3, final: true, parentRound: 1 },
+      3,
+      true,
+      'names a parent round it cannot have',
+    ],
+  ])('%s', (_what, m, round, last, problem) => {
+    const r = roundMetaProblem(meta(m), 'c1', round, last);
+    expect(r.problem).toBe(problem);
+    if (r.problem === undefined) expect(r.meta.round).toBe(round);
+  });
+
+  it('says what is wrong with a meta that is not one', () => {
+    expect(roundMetaProblem({ round: 1 }, 'c1', 1).problem).toMatch(/^carries no valid round meta: /);
   });
 });
 

@@ -37,6 +37,28 @@ export const RoundMetaSchema = z.object({
 });
 export type RoundMeta = z.infer<typeof RoundMetaSchema>;
 
+/**
+ * Checks round `round` of container `id`'s images by its meta: the meta itself, that it is this
+ * container's round, and its parent link (only the round before). `last` (known to the restore, which
+ * has every round) checks that the final dump, and only it, comes last. Returns the meta, or what is wrong.
+ */
+export function roundMetaProblem(
+  meta: unknown,
+  id: string,
+  round: number,
+  last?: boolean,
+): { meta: RoundMeta; problem?: undefined } | { problem: string } {
+  const m = RoundMetaSchema.safeParse(meta);
+  if (!m.success) return { problem: `carries no valid round meta: ${m.error.issues[0]?.message ?? ''}` };
+  if (m.data.containerId !== id || m.data.round !== round)
+    return { problem: 'holds another container or round' };
+  if (last !== undefined && m.data.final !== last)
+    return { problem: m.data.final ? 'is a final dump before the last round' : 'is not a final dump' };
+  if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1)
+    return { problem: 'names a parent round it cannot have' };
+  return { meta: m.data };
+}
+
 interface Held {
   readonly spec: ContainerSpec;
   state: ContainerState;
@@ -317,14 +339,13 @@ export class RuncDriver implements ContainerDriver {
     const written = before
       .then(async () => {
         const a = unpackArchive(image);
-        const m = RoundMetaSchema.safeParse(a.meta);
-        if (!m.success || m.data.containerId !== id || m.data.round !== round) return false;
-        if (m.data.parentRound !== undefined && m.data.parentRound !== round - 1) return false;
+        const m = roundMetaProblem(a.meta, id, round);
+        if (m.problem !== undefined) return false;
         const dir = join(this.images(migrationId, id), `round-${round}`);
         await rm(dir, { recursive: true, force: true });
         await writeImageDir(dir, a.files);
-        if (m.data.parentRound) await symlink(`../round-${m.data.parentRound}`, join(dir, 'parent'));
-        if (m.data.spec.network) this.prepareNet(migrationId, id, m.data.spec.network);
+        if (m.meta.parentRound) await symlink(`../round-${m.meta.parentRound}`, join(dir, 'parent'));
+        if (m.meta.spec.network) this.prepareNet(migrationId, id, m.meta.spec.network);
         if (!this.cleared.has(key) && !this.held.has(id))
           this.cleared.set(
             key,
@@ -383,20 +404,14 @@ export class RuncDriver implements ContainerDriver {
     const validating = performance.now();
     const rounds = images.map((b, i) => {
       const a = unpackArchive(b);
-      const m = RoundMetaSchema.safeParse(a.meta);
-      const incomplete = (why: string) =>
-        new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${i + 1} ${why}`, {
+      const m = roundMetaProblem(a.meta, id, i + 1, i === images.length - 1);
+      if (m.problem !== undefined) {
+        throw new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${i + 1} ${m.problem}`, {
           retryable: false,
           details: { round: i + 1 },
         });
-      if (!m.success) throw incomplete(`carries no valid round meta: ${m.error.issues[0]?.message ?? ''}`);
-      if (m.data.containerId !== id || m.data.round !== i + 1)
-        throw incomplete('holds another container or round');
-      if (m.data.final !== (i === images.length - 1))
-        throw incomplete(m.data.final ? 'is a final dump before the last round' : 'is not a final dump');
-      if (m.data.parentRound !== undefined && m.data.parentRound !== i)
-        throw incomplete('names a parent round it cannot have');
-      return { ...a, meta: m.data };
+      }
+      return { ...a, meta: m.meta };
     });
     p.add('validate', performance.now() - validating);
     // Rounds staged as they arrived stay; anything else under the migration's directory goes.
