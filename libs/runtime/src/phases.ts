@@ -5,8 +5,8 @@
 export class Phases {
   readonly ms: Record<string, number> = {};
 
-  /** Runs `f`, adding its time (also when it throws) to part `name`. */
-  async time<T>(name: string, f: () => Promise<T>): Promise<T> {
+  /** Runs `f` (async or not), adding its time (also when it throws) to part `name`. */
+  async time<T>(name: string, f: () => T | Promise<T>): Promise<T> {
     const started = performance.now();
     try {
       return await f();

@@ -251,6 +251,8 @@ export class CheckpointService {
   ): Promise<CheckpointRound> {
     const { row, cause } = run;
     const ref = { migrationId: row.migrationId, containerId: row.containerId, round };
+    // Parts of the frozen window are kept for the dump's figures; a pre-dump's are timed and dropped.
+    const phases = timing?.p ?? new Phases();
     const first = before.length === 0;
     const target = await this.guests.call(
       row.targetVm,
@@ -264,12 +266,12 @@ export class CheckpointService {
     if (kind === 'dump') {
       const frozenAt = new Date();
       if (timing) timing.frozenAt = frozenAt;
-      await (timing?.p ?? new Phases()).time('markFrozen', () =>
+      await phases.time('markFrozen', () =>
         this.outbox.transaction((m) => db.markFrozen(m, row.migrationId, frozenAt)),
       );
     }
     const verb = kind === 'dump' ? GUEST_VERBS.dump : GUEST_VERBS.preDump;
-    const report = await (timing?.p ?? new Phases()).time('dumpCall', () =>
+    const report = await phases.time('dumpCall', () =>
       this.guests.call(row.sourceVm, verb, { ...ref, target }, RoundReportSchema, cause, 'maybe'),
     );
     if (timing && report.phasesMs) timing.source = report.phasesMs;
@@ -282,21 +284,21 @@ export class CheckpointService {
       durationMs: report.durationMs,
       dirtyPages: report.dirtyPages,
     };
-    const recording = performance.now();
-    await this.outbox.transaction(async (m) => {
-      await db.saveRound(m, row.migrationId, r);
-      await this.progress(m, run, {
-        stage: kind === 'dump' ? `final dump (round ${round}, source frozen)` : `pre-dump round ${round}`,
-        round,
-        bytesTransferred: sum(before, 'imageBytes') + r.imageBytes,
-        ...(pages !== undefined ? { bytesTotal: pages * PAGE_BYTES } : {}),
-        remainingBytes: r.dirtyPages * PAGE_BYTES,
-        ...(r.durationMs > 0
-          ? { dirtyBytesPerSecond: (r.dirtyPages * PAGE_BYTES * 1000) / r.durationMs }
-          : {}),
-      });
-    });
-    timing?.p.add('record', performance.now() - recording);
+    await phases.time('record', () =>
+      this.outbox.transaction(async (m) => {
+        await db.saveRound(m, row.migrationId, r);
+        await this.progress(m, run, {
+          stage: kind === 'dump' ? `final dump (round ${round}, source frozen)` : `pre-dump round ${round}`,
+          round,
+          bytesTransferred: sum(before, 'imageBytes') + r.imageBytes,
+          ...(pages !== undefined ? { bytesTotal: pages * PAGE_BYTES } : {}),
+          remainingBytes: r.dirtyPages * PAGE_BYTES,
+          ...(r.durationMs > 0
+            ? { dirtyBytesPerSecond: (r.dirtyPages * PAGE_BYTES * 1000) / r.durationMs }
+            : {}),
+        });
+      }),
+    );
     return r;
   }
 

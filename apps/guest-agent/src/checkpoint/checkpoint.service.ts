@@ -172,21 +172,21 @@ export class CheckpointService implements OnModuleDestroy {
     const started = performance.now();
     const img = await this.driver.checkpoint(migrationId, containerId, round, final);
     for (const [name, ms] of Object.entries(img.phasesMs ?? {})) p.add(name, ms);
-    const streaming = performance.now();
     // A round that did not arrive whole leaves its pages dirty: the round's retry sends them again.
-    const r = await sendRound(
-      key,
-      target,
-      { migrationId, round },
-      img.image,
-      this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
-      this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
-      this.config.CCM_GUEST_STREAM_STALL_MS,
-    ).catch((e: unknown) => {
-      img.failed();
-      throw e;
-    });
-    p.add('stream', performance.now() - streaming);
+    const r = await p.time('stream', () =>
+      sendRound(
+        key,
+        target,
+        { migrationId, round },
+        img.image,
+        this.config.CCM_GUEST_STREAM_TIMEOUT_MS,
+        this.config.CCM_GUEST_STREAM_CHUNK_BYTES,
+        this.config.CCM_GUEST_STREAM_STALL_MS,
+      ).catch((e: unknown) => {
+        img.failed();
+        throw e;
+      }),
+    );
     const report: RoundReport = {
       round,
       pages: img.pages,

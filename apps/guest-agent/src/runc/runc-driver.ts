@@ -266,19 +266,19 @@ export class RuncDriver implements ContainerDriver {
         await p.time('pause', () => this.runc.lifecycle('pause', id).catch(rethrow));
         h.state = 'frozen';
       }
-      const started = performance.now();
-      await this.runc
-        .checkpoint({
-          id,
-          imagePath: dir,
-          workPath: join(base, `work-${round}`),
-          ...(parentRound ? { parentPath: `../round-${parentRound}` } : {}),
-          preDump: !final,
-          ...(final ? { leaveRunning: true, tcpEstablished: true } : {}),
-        })
-        .catch(rethrow);
-      runtimeMs = performance.now() - started;
-      p.add('criuDump', runtimeMs);
+      await p.time('criuDump', () =>
+        this.runc
+          .checkpoint({
+            id,
+            imagePath: dir,
+            workPath: join(base, `work-${round}`),
+            ...(parentRound ? { parentPath: `../round-${parentRound}` } : {}),
+            preDump: !final,
+            ...(final ? { leaveRunning: true, tcpEstablished: true } : {}),
+          })
+          .catch(rethrow),
+      );
+      runtimeMs = p.ms['criuDump'];
       await writeFile(done, '');
     }
     const files = await p.time('read', () => readImageDir(dir));
@@ -296,9 +296,7 @@ export class RuncDriver implements ContainerDriver {
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
       .reduce((sum, f) => sum + Math.ceil(f.data.length / PAGE_BYTES), 0);
-    const packing = performance.now();
-    const image = packArchive({ meta, files });
-    p.add('pack', performance.now() - packing);
+    const image = await p.time('pack', () => packArchive({ meta, files }));
     return {
       image,
       pages,
@@ -401,64 +399,64 @@ export class RuncDriver implements ContainerDriver {
   async restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo> {
     const p = new Phases();
     const base = this.images(migrationId, id);
-    const validating = performance.now();
-    const rounds = images.map((b, i) => {
-      const a = unpackArchive(b);
-      const m = roundMetaProblem(a.meta, id, i + 1, i === images.length - 1);
-      if (m.problem !== undefined) {
-        throw new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${i + 1} ${m.problem}`, {
-          retryable: false,
-          details: { round: i + 1 },
-        });
-      }
-      return { ...a, meta: m.meta };
-    });
-    p.add('validate', performance.now() - validating);
+    const rounds = await p.time('validate', () =>
+      images.map((b, i) => {
+        const a = unpackArchive(b);
+        const m = roundMetaProblem(a.meta, id, i + 1, i === images.length - 1);
+        if (m.problem !== undefined) {
+          throw new CcmError(GuestErrorCodes.ImagesIncomplete, `round ${i + 1} ${m.problem}`, {
+            retryable: false,
+            details: { round: i + 1 },
+          });
+        }
+        return { ...a, meta: m.meta };
+      }),
+    );
     // Rounds staged as they arrived stay; anything else under the migration's directory goes.
     const ready = await p.time('staged', () => this.stagedRounds(migrationId, id, images));
-    const writing = performance.now();
-    for (const entry of await readdir(base).catch(() => [] as string[])) {
-      if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
-        await rm(join(base, entry), { recursive: true, force: true });
-    }
-    for (const r of rounds) {
-      if (ready.has(r.meta.round)) continue;
-      const dir = join(base, `round-${r.meta.round}`);
-      await writeImageDir(dir, r.files);
-      if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
-    }
-    p.add('write', performance.now() - writing);
-    const preparing = performance.now();
+    await p.time('write', async () => {
+      for (const entry of await readdir(base).catch(() => [] as string[])) {
+        if (!ready.has(Number(/^round-(\d+)$/.exec(entry)?.[1])))
+          await rm(join(base, entry), { recursive: true, force: true });
+      }
+      for (const r of rounds) {
+        if (ready.has(r.meta.round)) continue;
+        const dir = join(base, `round-${r.meta.round}`);
+        await writeImageDir(dir, r.files);
+        if (r.meta.parentRound) await symlink(`../round-${r.meta.parentRound}`, join(dir, 'parent'));
+      }
+    });
     const spec = rounds[rounds.length - 1].meta.spec;
-    await this.prepareKernel();
-    const cleared = this.cleared.get(`${migrationId}:${id}`);
-    this.cleared.delete(`${migrationId}:${id}`);
-    if (!cleared || this.held.has(id) || !(await cleared)) await this.clear(id);
-    // The source's namespace made again (when the first round was staged, or now), locked until the resume.
-    if (spec.network) await this.restoreNet(migrationId, id, spec.network);
-    await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
-    await mkdir(join(this.dir, 'criu'), { recursive: true });
-    await writeFile(this.criuConfig(id), 'leave-stopped\n');
-    p.add('prepare', performance.now() - preparing);
-    const started = performance.now();
-    try {
-      await this.runc
-        .restore({
-          id,
-          bundle: this.bundle(id),
-          imagePath: join(base, `round-${rounds.length}`),
-          workPath: join(base, 'restore-work'),
-          tcpEstablished: true,
-        })
-        .catch(async (e: unknown) => {
-          if (spec.network) await this.netns.remove(id);
-          rethrow(e);
-        });
-    } finally {
-      await rm(this.criuConfig(id), { force: true });
-    }
-    const restoreMs = performance.now() - started;
-    p.add('criuRestore', restoreMs);
+    await p.time('prepare', async () => {
+      await this.prepareKernel();
+      const cleared = this.cleared.get(`${migrationId}:${id}`);
+      this.cleared.delete(`${migrationId}:${id}`);
+      if (!cleared || this.held.has(id) || !(await cleared)) await this.clear(id);
+      // The source's namespace made again (when the first round was staged, or now), locked until the resume.
+      if (spec.network) await this.restoreNet(migrationId, id, spec.network);
+      await makeBundle(this.bundle(id), id, spec, this.criuConfig(id));
+      await mkdir(join(this.dir, 'criu'), { recursive: true });
+      await writeFile(this.criuConfig(id), 'leave-stopped\n');
+    });
+    await p.time('criuRestore', async () => {
+      try {
+        await this.runc
+          .restore({
+            id,
+            bundle: this.bundle(id),
+            imagePath: join(base, `round-${rounds.length}`),
+            workPath: join(base, 'restore-work'),
+            tcpEstablished: true,
+          })
+          .catch(async (e: unknown) => {
+            if (spec.network) await this.netns.remove(id);
+            rethrow(e);
+          });
+      } finally {
+        await rm(this.criuConfig(id), { force: true });
+      }
+    });
+    const restoreMs = p.ms['criuRestore'];
     this.held.set(id, { spec, state: 'restored', migrationId, counter: 0, restoreMs });
     return this.answer(id, p);
   }
