@@ -1,7 +1,6 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ccmFailure as failure } from '@ccm/testing';
-import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { FAKE_QEMU, startFakeQemuHost, type InProcessHosts } from './__fixtures__/agents.js';
 
 /**
  * A hypervisor that misbehaves gives typed errors, never a hang or an INTERNAL: a QEMU that dies at
@@ -9,7 +8,6 @@ import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
  * QEMU (__fixtures__/fake-qemu.mjs) is told how to misbehave through CCM_FAKE_QEMU_MODE.
  */
 const HOST = 'fx';
-const FAKE_QEMU = join(import.meta.dirname, '__fixtures__', 'fake-qemu.mjs');
 const SPEC = { memoryMiB: 64, kernel: FAKE_QEMU };
 
 describe('typed errors from a misbehaving hypervisor', () => {
@@ -20,19 +18,9 @@ describe('typed errors from a misbehaving hypervisor', () => {
   };
 
   beforeAll(async () => {
-    h = await inProcessHosts([HOST], {
-      CCM_HYPERVISOR: 'qemu',
-      CCM_QEMU_BIN: FAKE_QEMU,
-      CCM_QEMU_ACCEL: 'tcg',
-      CCM_SEV: 'off',
-      CCM_VM_START_TIMEOUT_MS: '5000',
-    });
-    await h.start(HOST);
+    h = await startFakeQemuHost(HOST);
   });
-  afterAll(async () => {
-    delete process.env['CCM_FAKE_QEMU_MODE'];
-    await h?.close();
-  });
+  afterAll(() => h?.close());
 
   it('a QEMU that dies at start: HYPERVISOR_START_FAILED with its stderr, the VM recorded Failed; a retry of the command gets the same answer', async () => {
     const err = await failure(launch('dies', 'die', 'launch-dies'));

@@ -4,7 +4,7 @@ import { type TransferView } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { type Subscription } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { FAKE_QEMU, startFakeQemuHost, type InProcessHosts } from './__fixtures__/agents.js';
 
 /**
  * Outgoing migrations whose hypervisor replies are scripted (__fixtures__/fake-qemu.mjs, told how by
@@ -12,7 +12,6 @@ import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
  * agent, NATS and Postgres are real.
  */
 const HOST = 'sq';
-const FAKE_QEMU = join(import.meta.dirname, '__fixtures__', 'fake-qemu.mjs');
 const SPEC = { memoryMiB: 32, kernel: FAKE_QEMU };
 
 describe('migrations with a scripted hypervisor', () => {
@@ -60,21 +59,9 @@ describe('migrations with a scripted hypervisor', () => {
   }
 
   beforeAll(async () => {
-    h = await inProcessHosts([HOST], {
-      CCM_HYPERVISOR: 'qemu',
-      CCM_QEMU_BIN: FAKE_QEMU,
-      CCM_QEMU_ACCEL: 'tcg',
-      CCM_SEV: 'off',
-      CCM_VM_START_TIMEOUT_MS: '5000',
-      CCM_MIGRATION_POLL_MS: '50',
-      CCM_PROGRESS_INTERVAL_MS: '100',
-    });
-    await h.start(HOST);
+    h = await startFakeQemuHost(HOST, { CCM_MIGRATION_POLL_MS: '50', CCM_PROGRESS_INTERVAL_MS: '100' });
   });
-  afterAll(async () => {
-    delete process.env['CCM_FAKE_QEMU_MODE'];
-    await h?.close();
-  });
+  afterAll(() => h?.close());
 
   // Regression: a query-migrate reply saying pre-switchover, in flight when the cancel was sent, was
   // reported as switch-over reached (and would have let the saga go on to switch over).
@@ -86,7 +73,9 @@ describe('migrations with a scripted hypervisor', () => {
     const seen = await events;
     expect(seen.map((e) => e.name)).not.toContain('switchover-reached');
     expect(seen.map((e) => e.name)).toContain('cancelled');
-    const phases = seen.flatMap((e) => (e.name === 'progressed' ? [(e.data as { phase: string }).phase] : []));
+    const phases = seen.flatMap((e) =>
+      e.name === 'progressed' ? [(e.data as { phase: string }).phase] : [],
+    );
     expect(phases).toContain('Cancelling'); // progress was reported, as cancelling
     expect(phases).not.toContain('AwaitingSwitchover');
     await expect(h.client.send(HOST, 'continue', { migrationId: 'race1-m' })).rejects.toMatchObject({

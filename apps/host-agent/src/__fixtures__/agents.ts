@@ -106,6 +106,38 @@ export async function startSimHosts(hostIds: string[]): Promise<InProcessHosts> 
   return h;
 }
 
+/** The stand-in QEMU: how it behaves is CCM_FAKE_QEMU_MODE when a VM is launched (see fake-qemu.mjs). */
+export const FAKE_QEMU = join(import.meta.dirname, 'fake-qemu.mjs');
+
+/**
+ * An in-process host-agent `hostId` whose QEMU is {@link FAKE_QEMU} (no SEV), started; `env` adds to
+ * its environment. `close()` also forgets the stand-in's mode.
+ */
+export async function startFakeQemuHost(
+  hostId: string,
+  env: Record<string, string> = {},
+): Promise<InProcessHosts> {
+  const h = await inProcessHosts([hostId], {
+    CCM_HYPERVISOR: 'qemu',
+    CCM_QEMU_BIN: FAKE_QEMU,
+    CCM_QEMU_ACCEL: 'tcg',
+    CCM_SEV: 'off',
+    CCM_VM_START_TIMEOUT_MS: '5000',
+    ...env,
+  });
+  const close = async (): Promise<void> => {
+    delete process.env['CCM_FAKE_QEMU_MODE'];
+    await h.close();
+  };
+  try {
+    await h.start(hostId);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { ...h, close };
+}
+
 /** A host-agent running as its own process, which a test can kill like a crash. */
 export interface AgentProcess {
   readonly pid: number;
