@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
   AdmitGuestReplySchema,
@@ -13,7 +14,7 @@ import {
   type SignerName,
   type VmSpecInput,
 } from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
+import { loadIdentity, loadTrustStore, type Identity } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { parseSevSecretTable } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
@@ -35,8 +36,11 @@ import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from '
  * seals the VM's identity secret, `inject-secret` (the agent writes the decrypted page into the guest's
  * RAM at LAUNCH_SECRET_PAGE), `resume`; the guest init copies the page out of /dev/mem and starts the
  * guest-agent with CCM_GUEST_SEV=sev, which answers `identity` as that VM, and its fresh evidence (a MAC
- * under the identity secret) is accepted by the key-broker's `admit-guest`. A launch whose measurement
- * the owner does not accept gets no secret; another launch's secret is refused by the secure processor.
+ * under the identity secret) is accepted by the key-broker's `admit-guest`. The key-broker holds the
+ * guest-agent's service identity (CCM_GUEST_AGENT_KEYS_DIR) and seals its NATS seed and signing key into
+ * the same launch secret: the app disk carries the trust store only, and no file the host can read holds
+ * either. A launch whose measurement the owner does not accept gets no secret; another launch's secret
+ * is refused by the secure processor.
  */
 const skip = qemuHostsUnavailable() ?? containerBuildUnavailable();
 if (skip) console.warn(`[container guest attested launch] skipped: ${skip}`);
@@ -45,6 +49,28 @@ const HOST = 'cs';
 const VM = 'cvm-sev1';
 const WORKLOAD = 'web-sev';
 const BRIDGE = 'ccmgbs';
+
+/** The guest-agent's private files in a keys dir (ccm-keys names). */
+const GUEST_AGENT_PRIVATE = ['guest-agent.nk', 'guest-agent.sign.pem'];
+
+/** A secret as an attacker would search for it: raw, hex, base64 and base64url. */
+const forms = (name: string, secret: Buffer): Array<[string, Buffer]> =>
+  [
+    secret,
+    Buffer.from(secret.toString('hex')),
+    Buffer.from(secret.toString('base64')),
+    Buffer.from(secret.toString('base64url')),
+  ].map((b) => [name, b]);
+
+/** Every form of the guest-agent's NATS seed and signing key (PKCS#8 DER, as in its PEM, and its raw 32 bytes). */
+function guestAgentNeedles(id: Identity): Array<[string, Buffer]> {
+  const jwk = id.signingKey.export({ format: 'jwk' });
+  return [
+    ...forms('nats seed', Buffer.from(id.natsSeed)),
+    ...forms('signing key (pkcs8)', id.signingKey.export({ format: 'der', type: 'pkcs8' })),
+    ...forms('signing key (raw)', Buffer.from(jwk.d!, 'base64url')),
+  ];
+}
 
 /** Every regular file under `dir` (recursively). */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -69,6 +95,8 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     reply: S,
   ) => Promise<z.infer<S>>;
   let runDir = '';
+  let ownerKeys = '';
+  let guestAgentIdentity: Identity;
   const conns = new Map<SignerName, NatsConnection>();
 
   beforeAll(async () => {
@@ -93,10 +121,20 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
       mac: '52:54:00:cc:20:01',
       guest: 0,
       work,
+      publicKeysOnly: true,
     });
+    // The guest owner's copy of the guest-agent's identity, outside every host's files (in the lab the
+    // stack's keys dir holds every identity; in production the operator's would not hold this one).
+    ownerKeys = await mkdtemp(join(tmpdir(), 'ccm-guest-owner-'));
+    for (const f of GUEST_AGENT_PRIVATE) await copyFile(join(ns.stack.keysDir, f), join(ownerKeys, f));
+    guestAgentIdentity = await loadIdentity(ownerKeys, 'guest-agent');
     keyBroker = await startServiceProcess(
       'key-broker',
-      ns.stack.env({ CCM_INSTANCE_ID: 'key-broker-e2e', CCM_LOG_LEVEL: 'log' }),
+      ns.stack.env({
+        CCM_INSTANCE_ID: 'key-broker-e2e',
+        CCM_LOG_LEVEL: 'log',
+        CCM_GUEST_AGENT_KEYS_DIR: ownerKeys,
+      }),
       { logFile: join(work, 'key-broker.log') },
     );
     await ns.startAgent(HOST);
@@ -124,6 +162,7 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     await Promise.allSettled([...conns.values()].map((c) => c.close()));
     await ns?.close();
     await keyBroker?.stop();
+    if (ownerKeys) await rm(ownerKeys, { recursive: true, force: true });
   });
 
   /** vm-lifecycle's first half of an attested launch: session, launch (paused, measured), verdict. */
@@ -149,7 +188,7 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     return { launched, verdict };
   };
 
-  it('boots with its identity secret in its own memory; the key-broker admits its fresh evidence', async () => {
+  it('boots with its identity secret and guest-agent keys in its own memory; the key-broker admits its fresh evidence', async () => {
     const t0 = Date.now();
     const { launched, verdict } = await launchAndJudge(VM, spec);
     runDir = launched.vm.runDir;
@@ -175,6 +214,8 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     expect(who).toMatchObject({ vmId: VM });
     expect(await serial()).toMatch(`ccm-init: secret table at 0x${LAUNCH_SECRET_PAGE.gpa.toString(16)}`);
 
+    // The guest-agent connected to NATS and answered, signed: with the identity from its launch secret,
+    // since the app disk holds no private key (checked below).
     // The key-broker asks the guest for fresh evidence over its nonce and checks the MAC under the
     // identity secret it sealed into this launch.
     const admitted = await send(
@@ -192,22 +233,35 @@ describe.skipIf(skip !== undefined)('the container guest launched with an attest
     const fd = await open(ram, 'r');
     await fd.read(page, 0, page.length, LAUNCH_SECRET_PAGE.gpa);
     await fd.close();
-    const identity = parseSevSecretTable(page).find((e) => e.guid === LAUNCH_SECRET_GUIDS.identity);
+    const table = parseSevSecretTable(page);
+    const identity = table.find((e) => e.guid === LAUNCH_SECRET_GUIDS.identity);
     expect(identity?.data.length).toBeGreaterThanOrEqual(16);
-    const needle = Buffer.from(identity!.data);
+    // The page carries the guest-agent's keys: the ones the guest owner gave the key-broker.
+    expect(table.find((e) => e.guid === LAUNCH_SECRET_GUIDS.guestAgentNatsSeed)?.data).toEqual(
+      Uint8Array.from(guestAgentIdentity.natsSeed),
+    );
+    const needles = [
+      ...forms('identity secret', Buffer.from(identity!.data)),
+      ...guestAgentNeedles(guestAgentIdentity),
+    ];
+    // As an attacker on the host: every file it can read (the app disk image, the runtime dirs, the
+    // serial console and service logs, the emulator's state), but the guest's RAM file.
     const hostRoot = dirname(ns.hosts[HOST].runDir);
+    const files = (await filesUnder(hostRoot)).filter((f) => f !== ram);
+    const appDisk = files.find((f) => f.endsWith(`${VM}.app.ext4`));
+    expect(appDisk, 'the app disk image is among the files searched').toBeDefined();
+    const disk = await readFile(appDisk!);
+    expect(disk.includes('trust.json')).toBe(true);
+    for (const f of GUEST_AGENT_PRIVATE) expect(disk.includes(f), `${f} on the app disk`).toBe(false);
     const holders: string[] = [];
-    for (const f of await filesUnder(hostRoot)) {
-      if (f === ram) continue;
+    for (const f of files) {
       const bytes = await readFile(f).catch(() => Buffer.alloc(0));
-      if (
-        bytes.includes(needle) ||
-        bytes.includes(needle.toString('base64')) ||
-        bytes.includes(needle.toString('hex'))
-      )
-        holders.push(f);
+      for (const [name, needle] of needles) if (bytes.includes(needle)) holders.push(`${f}: ${name}`);
     }
-    expect(holders).toEqual([]);
+    console.log(
+      `[container guest attested launch] searched ${files.length} host files for ${needles.length} secret forms`,
+    );
+    expect([...new Set(holders)]).toEqual([]);
   }, 400_000);
 
   it('gives no secret to a launch whose measurement the owner does not accept', async () => {

@@ -1,5 +1,6 @@
 import { type ServiceDefinition } from '@ccm/runtime';
 import { GuestAttestation } from './attest/guest-attestation.js';
+import { guestAgentIdentityFromLaunch } from './attest/launch-secrets.js';
 import { CheckpointService } from './checkpoint/checkpoint.service.js';
 import { GuestCommands } from './checkpoint/guest-commands.handler.js';
 import { configSchema } from './config.js';
@@ -12,5 +13,6 @@ export const guestAgent: ServiceDefinition<typeof configSchema> = {
   database: false,
   configSchema,
   scopeId: (c) => c.CCM_VM_ID,
+  identity: guestAgentIdentityFromLaunch,
   providers: [CheckpointService, GuestAttestation, GuestCommands, VmWatch, ...overlayProviders],
 };

@@ -10,6 +10,8 @@ import { KeyBrokerRotationHandover1796510000000 } from './db/1796510000000-rotat
 import { KeyBrokerVlekCache1796520000000 } from './db/1796520000000-vlek-cache.js';
 import { KeyBrokerHttpReplay1796530000000 } from './db/1796530000000-http-replay.js';
 import { KeyBrokerMigrationRevocation1796540000000 } from './db/1796540000000-migration-revocation.js';
+import { keyBrokerConfigSchema } from './config.js';
+import { guestAgentIdentityProvider } from './launch/guest-agent-identity.js';
 import { LaunchHandler } from './launch/launch.handler.js';
 import { PolicyHandlers } from './policy/policy.handlers.js';
 import { PolicyHttpController, PolicyHttpErrorFilter } from './policy/policy-http.controller.js';
@@ -28,9 +30,10 @@ import { RotateHandler } from './rotate/rotate.handler.js';
  * judges platforms and guests from evidence it fetched and verified itself; it releases a migration's
  * key only to the two guests whose fresh evidence it verified.
  */
-export const keyBroker: ServiceDefinition = {
+export const keyBroker: ServiceDefinition<typeof keyBrokerConfigSchema> = {
   service: 'key-broker',
   database: true,
+  configSchema: keyBrokerConfigSchema,
   migrations: [
     KeyBrokerTables1795500000000,
     KeyBrokerRotation1796200000000,
@@ -49,6 +52,7 @@ export const keyBroker: ServiceDefinition = {
     PolicyHandlers,
     AttestHandler,
     TransportHandler,
+    guestAgentIdentityProvider,
     LaunchHandler,
     RotateHandler,
     NonceStore,

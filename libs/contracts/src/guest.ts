@@ -70,6 +70,11 @@ export const GuestErrorCodes = {
   ImagesIncomplete: 'IMAGES_INCOMPLETE',
   /** This guest has no secure processor to attest with (`CCM_GUEST_SEV=none`). */
   NoAttestation: 'NO_ATTESTATION',
+  /**
+   * The guest's secret table (its attested launch's secrets) is malformed: the table itself, or an
+   * entry the guest-agent reads (`details.guid`, `details.reason`). The guest-agent refuses to start.
+   */
+  SecretTableInvalid: 'SECRET_TABLE_INVALID',
   /** The container is not in a state that allows the command (details.state says which). */
   BadContainerState: 'BAD_CONTAINER_STATE',
   /**

@@ -318,4 +318,12 @@ export const LAUNCH_SECRET_GUIDS = {
   identity: 'a7c3b9e2-5d41-4f0e-9b6a-3c8e1d2f4a50',
   /** The VM's disk key. */
   disk: 'b8d4cae3-6e52-4a1f-8c7b-4d9f2e3a5b61',
+  /**
+   * The guest-agent's envelope signing key (Ed25519, PKCS#8 DER), when the key-broker holds the
+   * guest-agent's service identity (`CCM_GUEST_AGENT_KEYS_DIR`): the guest takes it from here, not
+   * from a disk the host can read.
+   */
+  guestAgentSigningKey: 'c9e5dbf4-7f63-4b20-9d8c-5e0a3f4b6c72',
+  /** The guest-agent's NATS NKEY user seed (its ASCII `SU…` form), beside its signing key. */
+  guestAgentNatsSeed: 'dafaec05-8074-4c31-ae9d-6f1b405c7d83',
 } as const;

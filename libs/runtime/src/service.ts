@@ -11,8 +11,8 @@ import {
 import { NestFactory } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { ConfigError, loadConfig, serviceConfigSchema, type ServiceConfig } from '@ccm/config';
-import { schemaFor, type ServiceName } from '@ccm/contracts';
-import { loadIdentity, loadTrustStore } from '@ccm/keys';
+import { CcmError, schemaFor, type ServiceName } from '@ccm/contracts';
+import { loadIdentity, loadTrustStore, type Identity } from '@ccm/keys';
 import { MESSAGING_OPTIONS, MessagingModule, METRICS_REGISTRY, type MessagingOptions } from '@ccm/messaging';
 import { DATA_SOURCE, openDataSource } from '@ccm/persistence';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -33,6 +33,11 @@ export interface ServiceDefinition<S extends z.ZodObject = typeof serviceConfigS
   configSchema?: S;
   /** A host-agent's host id or a guest-agent's VM id, from its config. */
   scopeId?: (config: z.infer<S>) => string;
+  /**
+   * Where the service's identity comes from when not its keys dir (a guest-agent launched attested
+   * takes it from its launch secret): undefined falls back to `CCM_KEYS_DIR`.
+   */
+  identity?: (config: z.infer<S>) => Identity | undefined;
   imports?: ModuleMetadata['imports'];
   providers?: ModuleMetadata['providers'];
   controllers?: ModuleMetadata['controllers'];
@@ -86,7 +91,7 @@ export async function createServiceApp<S extends z.ZodObject>(
   }
   const logger = jsonLogger(def.service, config.CCM_LOG_LEVEL);
   const [identity, trust] = await Promise.all([
-    loadIdentity(config.CCM_KEYS_DIR, def.service, def.scopeId?.(config)),
+    def.identity?.(config) ?? loadIdentity(config.CCM_KEYS_DIR, def.service, def.scopeId?.(config)),
     loadTrustStore(config.CCM_KEYS_DIR),
   ]);
   const registry = new Registry();
@@ -179,7 +184,7 @@ export async function runService<S extends z.ZodObject>(def: ServiceDefinition<S
   } catch (err) {
     const configError = err instanceof ConfigError;
     process.stderr.write(
-      `${JSON.stringify({ level: 'fatal', context: def.service, message: (err as Error).message, problems: configError ? err.problems : undefined })}\n`,
+      `${JSON.stringify({ level: 'fatal', context: def.service, message: (err as Error).message, code: err instanceof CcmError ? err.code : undefined, problems: configError ? err.problems : undefined })}\n`,
     );
     process.exit(configError ? EXIT_CONFIG : 1);
   }

@@ -1,14 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import {
-  CcmError,
-  GuestErrorCodes,
-  guestEvidenceMac,
-  LAUNCH_SECRET_GUIDS,
-  type EvidenceReply,
-} from '@ccm/contracts';
+import { CcmError, GuestErrorCodes, guestEvidenceMac, type EvidenceReply } from '@ccm/contracts';
 import { SERVICE_CONFIG } from '@ccm/runtime';
-import { parseSevSecretTable } from '@ccm/sev';
 import {
   launchSimSnpGuest,
   simGuestEvidence,
@@ -17,13 +9,14 @@ import {
 } from '@ccm/sev-emulator';
 import { type GuestAgentConfig } from '../config.js';
 import { CheckpointService } from '../checkpoint/checkpoint.service.js';
+import { readIdentitySecret } from './launch-secrets.js';
 
 /**
  * The guest's attestation: SNP reports asked for from inside the guest (on hardware, /dev/sev-guest;
  * here the software secure processor's in-guest view of a simulated SNP guest), with REPORT_DATA
  * binding the guest's own identity key to the key-broker's nonce and the migration id. An SEV or
  * SEV-ES guest has no report: it MACs the same binding with the identity secret its attested launch
- * injected (the entry {@link LAUNCH_SECRET_GUIDS}.identity of its EFI secret table).
+ * injected (the entry `LAUNCH_SECRET_GUIDS.identity` of its EFI secret table).
  */
 @Injectable()
 export class GuestAttestation implements OnModuleInit {
@@ -89,14 +82,4 @@ export class GuestAttestation implements OnModuleInit {
       ...reported,
     };
   }
-}
-
-/** The identity secret from the guest's EFI secret table (what its attested launch injected). */
-function readIdentitySecret(path: string | undefined): Buffer {
-  if (!path) throw new Error('CCM_GUEST_SEV=sev|sev-es needs CCM_GUEST_SECRET_TABLE (the guest secret area)');
-  const entry = parseSevSecretTable(readFileSync(path)).find((e) => e.guid === LAUNCH_SECRET_GUIDS.identity);
-  if (!entry || entry.data.length < 16) {
-    throw new Error(`${path}: no identity secret (${LAUNCH_SECRET_GUIDS.identity}) in the secret table`);
-  }
-  return Buffer.from(entry.data);
 }

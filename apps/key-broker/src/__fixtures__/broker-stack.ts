@@ -86,7 +86,11 @@ export async function startBrokerStack(
         ),
       );
     }
-    ({ app: broker } = await createServiceApp(keyBroker, stack.env({ CCM_INSTANCE_ID: 'kb-test' })));
+    // The broker holds the guest-agent's identity (the stack's) and seals it into launch secrets.
+    ({ app: broker } = await createServiceApp(
+      keyBroker,
+      stack.env({ CCM_INSTANCE_ID: 'kb-test', CCM_GUEST_AGENT_KEYS_DIR: stack.keysDir }),
+    ));
     await broker.init();
     const spy = await stack.connectAs('operator');
     const sub = spy.subscribe('ccm.evt.>');

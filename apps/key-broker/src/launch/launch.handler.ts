@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import {
   CcmError,
   HOST_COMMANDS,
@@ -10,14 +10,17 @@ import {
   keyBrokerSubject,
   LAUNCH_CALLERS,
   LAUNCH_SECRET_GUIDS,
+  LAUNCH_SECRET_PAGE,
   LaunchSecretRequestSchema,
   LaunchSessionRequestSchema,
   subjects,
   type LaunchSecretReply,
   type LaunchSessionReply,
 } from '@ccm/contracts';
+import { guestAgentSecretEntries, type Identity } from '@ccm/keys';
 import { MessageBus, OnRequest, OutboxService, type MessageContext } from '@ccm/messaging';
 import {
+  buildSevSecretTable,
   decodeSevCertificate,
   decodeSevSession,
   SevLaunchStarted,
@@ -29,6 +32,7 @@ import { judgeChain } from '../attest/platform-verdict.js';
 import { CertificateCache } from '../release/certificate-cache.js';
 import { KEY_BROKER_SCHEMA } from '../db/migrations.js';
 import { PolicyStore } from '../policy/policy.store.js';
+import { GUEST_AGENT_IDENTITY } from './guest-agent-identity.js';
 
 const t = `"${KEY_BROKER_SCHEMA}".launch_session`;
 
@@ -72,8 +76,9 @@ const revokedRefusal = (r: LaunchRow) =>
 /**
  * Attested SEV launches (ARCHITECTURE §5 step 3): `launch-session` attests the host's chain under the
  * workload's policy and makes GODH + session for its PDH; `launch-secret` checks LAUNCH_MEASURE against
- * the digests the owner accepts and only then seals the VM's identity secret and disk key into a
- * LAUNCH_SECRET packet that only that launch can open. TEK/TIK and the secrets stay in this schema.
+ * the digests the owner accepts and only then seals the VM's identity secret and disk key (and, when
+ * CCM_GUEST_AGENT_KEYS_DIR is set, the guest-agent's NATS seed and signing key) into a LAUNCH_SECRET
+ * packet that only that launch can open. TEK/TIK and the secrets stay in this schema.
  */
 @Injectable()
 export class LaunchHandler {
@@ -82,6 +87,7 @@ export class LaunchHandler {
     private readonly outbox: OutboxService,
     private readonly policies: PolicyStore,
     private readonly certs: CertificateCache,
+    @Optional() @Inject(GUEST_AGENT_IDENTITY) private readonly guestAgent?: Identity,
   ) {}
 
   @OnRequest({
@@ -215,10 +221,18 @@ export class LaunchHandler {
       digest: Buffer.from(digest, 'hex'),
       platform: req.measurement.platform,
     });
-    const packet = measured.sealSecret([
-      { guid: LAUNCH_SECRET_GUIDS.identity, data: identity },
-      { guid: LAUNCH_SECRET_GUIDS.disk, data: disk },
-    ]);
+    // With the guest-agent's identity held here, the guest takes its NATS seed and signing key from
+    // this secret, not from a disk the host can read. The table must fit the guest's secret page.
+    const table = buildSevSecretTable(
+      [
+        { guid: LAUNCH_SECRET_GUIDS.identity, data: identity },
+        { guid: LAUNCH_SECRET_GUIDS.disk, data: disk },
+        ...(this.guestAgent ? guestAgentSecretEntries(this.guestAgent) : []),
+      ],
+      { maxSize: LAUNCH_SECRET_PAGE.bytes },
+    );
+    const packet = measured.sealSecret(table);
+    table.fill(0);
     await m.query(
       `UPDATE ${t} SET state = 'secret-released', launch_digest = $2, identity_secret = $3, disk_key = $4,
        released_at = coalesce(released_at, now()) WHERE id = $1`,
