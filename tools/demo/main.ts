@@ -24,7 +24,7 @@ import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { killVmProcesses } from '@ccm/qmp';
 import { onStopSignals } from '../run/stop-signals.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
 import { demoContainerMigration, simContainerSetup, stopSimGuests } from './container-migration.js';

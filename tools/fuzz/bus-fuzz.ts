@@ -34,7 +34,7 @@ import {
   type TestStack,
 } from '@ccm/testing';
 import fc from 'fast-check';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { killVmProcesses } from '@ccm/qmp';
 import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 import {
   ALL_SIGNERS,
