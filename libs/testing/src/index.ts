@@ -52,3 +52,6 @@ export {
   type BridgedHost,
   type BridgedHosts,
 } from './bridged-hosts.js';
+export { counterReaches, counters, lastOf } from './serial-counter.js';
+export { hostClient, type HostClient } from './host-client.js';
+export { chainFromPlatform, expectedLaunchDigest } from './guest-owner.js';

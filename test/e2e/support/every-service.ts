@@ -6,7 +6,7 @@ import { SERVICES, type ServiceName } from '@ccm/contracts';
 import { HandlerRegistry, type HandlerWiring } from '@ccm/messaging';
 import { createServiceApp, type ServiceDefinition } from '@ccm/runtime';
 import { type TestStack, FAST_ENV } from '@ccm/testing';
-import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
+import { killVmProcesses } from '@ccm/qmp';
 
 /** The host a probed host-agent serves and the VM a probed guest-agent runs in. */
 export const PROBE_HOST = 'probe-host';

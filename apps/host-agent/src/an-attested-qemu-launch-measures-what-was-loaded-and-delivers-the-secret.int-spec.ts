@@ -5,18 +5,11 @@ import { join } from 'node:path';
 import { findQemuBinary } from '@ccm/qmp';
 import { startSevLaunch, verifySevChain } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
+import { chainFromPlatform, counterReaches, expectedLaunchDigest } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  counterReaches,
-  inProcessHosts,
-  type InProcessHosts,
-} from '../../apps/host-agent/src/__fixtures__/agents.js';
-import {
-  chainFromPlatform,
-  expectedLaunchDigest,
-} from '../../apps/host-agent/src/__fixtures__/guest-owner.js';
-import { VmService } from '../../apps/host-agent/src/vm/vm.service.js';
-import { ensureGuestImage, tinyGuestSpec } from '../../tools/guest-image/guest-image.js';
+import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
+import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { VmService } from './vm/vm.service.js';
 
 /**
  * Attested launch of a real QEMU guest on a host without SEV firmware: the host-agent runs the launch
