@@ -1,17 +1,18 @@
 import { migrationIdFor } from '@ccm/contracts';
 import {
-  startTestStack,
-  type TestStack,
   FAST_ENV,
   startActors,
+  startServiceProcess,
+  startTestStack,
   type OperatorClient,
   type ScriptedParticipants,
+  type ServiceProcess,
+  type TestStack,
 } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../apps/cli/src/cli.js';
 import { ExitCode } from '../../apps/cli/src/errors.js';
 import { capture, words } from '../../apps/cli/src/testing/capture.js';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 describe('an operator migrates a container with the ccm CLI and follows it to the end', () => {
   let stack: TestStack;

@@ -8,9 +8,8 @@ import {
   type MigrationFigures,
   type QemuProcess,
 } from '@ccm/qmp';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { startServiceProcess, startTestStack, type ServiceProcess, type TestStack } from '@ccm/testing';
 import { type BridgedHosts } from '../netns/bridged-hosts.js';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 import { agentClient, type AgentClient } from './agent-client.js';
 
 /**

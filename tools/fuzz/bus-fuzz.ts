@@ -28,14 +28,15 @@ import {
   rawAs,
   RawNatsError,
   sealed,
+  startServiceProcess,
   startTestStack,
   type DeadLetter,
   type RawNatsClient,
+  type ServiceProcess,
   type TestStack,
 } from '@ccm/testing';
 import fc from 'fast-check';
 import { killVmProcesses } from '@ccm/qmp';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 import {
   ALL_SIGNERS,
   contractSubjects,

@@ -2,10 +2,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findQemuBinary, killVmProcesses } from '@ccm/qmp';
-import { hostClient, startTestStack, type HostClient, type TestStack } from '@ccm/testing';
+import {
+  hostClient,
+  startServiceProcess,
+  startTestStack,
+  type HostClient,
+  type ServiceProcess,
+  type TestStack,
+} from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { bridgedHostsUnavailable, createBridgedHosts } from '../../../tools/netns/bridged-hosts.js';
-import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
 
 /**
  * Two hosts as two network namespaces on a bridge this test creates in the root namespace:
