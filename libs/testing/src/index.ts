@@ -63,3 +63,4 @@ export {
 export { counterReaches, counters, lastOf } from './serial-counter.js';
 export { hostClient, type HostClient } from './host-client.js';
 export { chainFromPlatform, expectedLaunchDigest } from './guest-owner.js';
+export { tamperingProxy, type Tamper } from './tampering-proxy.js';
