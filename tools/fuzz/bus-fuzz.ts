@@ -189,7 +189,7 @@ export async function startFuzzStack(): Promise<FuzzStack> {
           ),
         ),
       );
-      for (const p of batch) procs.set(p.app as ServiceName, p);
+      for (const p of batch) procs.set(p.app, p);
     }
   } catch (err) {
     await stop();

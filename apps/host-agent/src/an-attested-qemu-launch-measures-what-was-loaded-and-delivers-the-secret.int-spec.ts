@@ -7,6 +7,9 @@ import { startSevLaunch, verifySevChain } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
 import { chainFromPlatform, counterReaches, expectedLaunchDigest } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The counting tiny guest is built by tools/guest-image (not a project): a test resource, as the e2e
+// specs use it. This spec is the host-agent's own because it reads the agent's emulated secret area.
+// eslint-disable-next-line @nx/enforce-module-boundaries
 import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
 import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
 import { VmService } from './vm/vm.service.js';
