@@ -9,16 +9,7 @@ import {
 } from '@ccm/qmp';
 
 // The runtime dir's layout and pid checks live in @ccm/qmp (tests and tools use them too).
-export {
-  GUEST_RAM_FILE,
-  isVmProcess,
-  killVmProcesses,
-  pidAlive,
-  readPid,
-  SEV_CONTEXT_FILE,
-  vmPaths,
-  type VmPaths,
-} from '@ccm/qmp';
+export { GUEST_RAM_FILE, pidAlive, readPid, SEV_CONTEXT_FILE, vmPaths, type VmPaths } from '@ccm/qmp';
 
 /** How a VM process ended. */
 export interface VmExit {
