@@ -3,11 +3,21 @@ import importX from 'eslint-plugin-import-x';
 import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
+/**
+ * Only an app imports its own sources: tests, tools and libs reach an app through a lib (shared code,
+ * test helpers in libs/testing) or by starting its built process (startServiceProcess).
+ */
+const APP_SOURCES = '(^|/)apps/[^/]+/src(/|$)';
+const appSourcesMessage =
+  'Only an app imports its own sources: move what is shared into a lib (test helpers: libs/testing), or start the built app as a process (startServiceProcess).';
+const appSourcesBan = { regex: APP_SOURCES, message: appSourcesMessage };
+
 const frameworkBan = (why) => ({
   patterns: [
     { group: ['@nestjs/*'], message: `${why}: no Nest here.` },
     { group: ['typeorm', 'typeorm/*'], message: `${why}: no ORM here.` },
     { group: ['@nats-io/*'], message: `${why}: no NATS client here.` },
+    appSourcesBan,
   ],
 });
 
@@ -71,6 +81,30 @@ export default tseslint.config(
       '@typescript-eslint/no-extraneous-class': 'off',
       '@typescript-eslint/unbound-method': 'off',
       'import-x/no-cycle': 'error',
+    },
+  },
+  {
+    // Before the libs' own no-restricted-imports blocks (a later block's options replace these; theirs
+    // include appSourcesBan).
+    files: ['test/**/*.ts', 'tools/**/*.ts', 'libs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [appSourcesBan] }],
+      // import() of a path built at run time, e.g. `../apps/${name}/src/app.ts`.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ImportExpression Literal[value=/(^|\\/)apps\\/[^\\/]+\\/src\\//]',
+          message: appSourcesMessage,
+        },
+        {
+          selector: 'ImportExpression TemplateElement[value.raw=/(^|\\/)apps\\/$/]',
+          message: appSourcesMessage,
+        },
+        {
+          selector: 'ImportExpression TemplateElement[value.raw=/(^|\\/)apps\\/[^\\/]+\\/src\\//]',
+          message: appSourcesMessage,
+        },
+      ],
     },
   },
   {

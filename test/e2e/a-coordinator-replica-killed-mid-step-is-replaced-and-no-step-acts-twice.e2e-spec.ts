@@ -1,19 +1,20 @@
 import { CONTAINER_MIGRATION, VM_MIGRATION } from '@ccm/saga';
 import {
-  pollUntil,
-  startTestStack,
-  type TestStack,
   FAST_ENV,
-  participantSteps,
-  startActors,
   newMigration,
+  participantSteps,
+  pollUntil,
   settled,
+  startActors,
+  startServiceProcess,
+  startTestStack,
   type OperatorClient,
   type ScriptedParticipants,
+  type ServiceProcess,
+  type TestStack,
 } from '@ccm/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const MIGRATIONS = 8;
 /**

@@ -3,9 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findQemuBinary } from '@ccm/qmp';
-import { pollUntil } from '@ccm/testing';
+import { pollUntil, REPO_ROOT } from '@ccm/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
 import { processesLeft, processesOf, runTool } from './support/process-table.js';
 
 const skip = findQemuBinary()

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type VmSpecInput } from '@ccm/contracts';
 import { guestClient, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tapName } from '../../apps/host-agent/src/drivers/devices.js';
+import { tapName } from '@ccm/qmp';
 import { containerBuildUnavailable, ensureContainerImage } from '../../tools/guest-image/container-image.js';
 import { containerGuestOnBridge } from './support/container-guest.js';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';

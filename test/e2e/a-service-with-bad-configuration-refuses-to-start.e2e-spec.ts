@@ -1,10 +1,14 @@
 import { spawn } from 'node:child_process';
+import { type ServiceName } from '@ccm/contracts';
+import { builtServiceEntry } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
-import { serviceEntry } from '../../tools/stack/service-process.js';
 
-function run(app: string, env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+function run(
+  app: ServiceName,
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [serviceEntry(app)], {
+    const child = spawn(process.execPath, [builtServiceEntry(app)], {
       env: { PATH: process.env['PATH'] ?? '', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

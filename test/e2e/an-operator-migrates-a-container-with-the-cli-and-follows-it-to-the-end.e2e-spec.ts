@@ -1,17 +1,22 @@
 import { migrationIdFor } from '@ccm/contracts';
 import {
-  startTestStack,
-  type TestStack,
   FAST_ENV,
   startActors,
+  startServiceProcess,
+  startTestStack,
   type OperatorClient,
   type ScriptedParticipants,
+  type ServiceProcess,
+  type TestStack,
 } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../apps/cli/src/cli.js';
-import { ExitCode } from '../../apps/cli/src/errors.js';
-import { capture, words } from '../../apps/cli/src/testing/capture.js';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
+import { ccm } from './support/audit-cli.js';
+
+/** `ccm`'s exit codes (apps/cli/src/errors.ts: 5 is a followed migration that did not succeed). */
+const OK = 0;
+const NOT_SUCCEEDED = 5;
+/** Splits a command line on spaces: `words('migrate w --from a --to b')`. */
+const words = (line: string): string[] => line.split(' ').filter(Boolean);
 
 describe('an operator migrates a container with the ccm CLI and follows it to the end', () => {
   let stack: TestStack;
@@ -59,10 +64,10 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
   });
 
   it('ccm migrate --follow prints every step and the data-plane progress, and exits 0', async () => {
-    const c = capture();
     const argv = words('migrate web-1 --from host-a --to host-b --idempotency-key e2e-1 --follow');
-    expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.Ok);
-    const text = c.out.join('');
+    const run = await ccm([...argv, ...flags]);
+    expect(run.code, run.stderr).toBe(OK);
+    const text = run.stdout;
     expect(text).toContain(`migration ${migrationIdFor('e2e-1')} requested: container web-1 host-a → host-b`);
     for (const step of ['admit', 'attest-target', 'pre-copy', 'cut-over', 'verify', 'commit', 'rotate']) {
       expect(text).toContain(`  ✓ ${step} in `);
@@ -75,16 +80,16 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
   });
 
   it('ccm migration and ccm migrations show it', async () => {
-    const one = capture();
-    expect(await runCli(['migration', migrationIdFor('e2e-1'), ...flags], one.io)).toBe(ExitCode.Ok);
-    expect(one.out.join('')).toContain(`${migrationIdFor('e2e-1')}  Succeeded: all 12 steps succeeded`);
-    expect(one.out.join('')).toContain('action #1 container-checkpoint pre-copy: Succeeded');
-    expect(one.out.join('')).toMatch(
+    const one = await ccm(['migration', migrationIdFor('e2e-1'), ...flags]);
+    expect(one.code, one.stderr).toBe(OK);
+    expect(one.stdout).toContain(`${migrationIdFor('e2e-1')}  Succeeded: all 12 steps succeeded`);
+    expect(one.stdout).toContain('action #1 container-checkpoint pre-copy: Succeeded');
+    expect(one.stdout).toMatch(
       /\n {2}figures blackout [\d.]+ (ms|s), brownout 12 ms \(cut-over 3 ms, 2 peers\)\n/,
     );
-    const all = capture();
-    expect(await runCli(['migrations', '--host', 'host-b', ...flags], all.io)).toBe(ExitCode.Ok);
-    expect(all.out.join('')).toContain(migrationIdFor('e2e-1'));
+    const all = await ccm(['migrations', '--host', 'host-b', ...flags]);
+    expect(all.code, all.stderr).toBe(OK);
+    expect(all.stdout).toContain(migrationIdFor('e2e-1'));
   });
 
   it('a migration that rolls back exits 5 and says why', async () => {
@@ -99,10 +104,10 @@ describe('an operator migrates a container with the ccm CLI and follows it to th
           }
         : undefined,
     );
-    const c = capture();
     const argv = words('migrate web-2 --from host-a --to host-b --idempotency-key e2e-2 --follow');
-    expect(await runCli([...argv, ...flags], c.io)).toBe(ExitCode.NotSucceeded);
-    const text = c.out.join('');
+    const run = await ccm([...argv, ...flags]);
+    expect(run.code, run.stderr).toBe(NOT_SUCCEEDED);
+    const text = run.stdout;
     expect(text).toContain('  ✗ restore failed after');
     expect(text).toContain('RESTORE_FAILED: criu restore: no such pid');
     expect(text).toContain('  ↶ freeze-dump undone in');

@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { migrationIdFor, type VmView } from '@ccm/contracts';
-import { pollUntil } from '@ccm/testing';
+import { counterReaches, counters, lastOf, pollUntil, REPO_ROOT } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
 import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
 import { startVmSagaStack, type VmSagaStack } from './support/vm-saga-stack.js';
 

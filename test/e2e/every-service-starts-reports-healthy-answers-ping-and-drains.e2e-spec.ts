@@ -9,11 +9,16 @@ import {
 } from '@ccm/contracts';
 import { loadTrustStore, type TrustStore } from '@ccm/keys';
 import { encodeEnvelope, openEnvelope, sealEnvelope } from '@ccm/messaging';
-import { pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import {
+  pollUntil,
+  startServiceProcess,
+  startTestStack,
+  type ServiceProcess,
+  type TestStack,
+} from '@ccm/testing';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const APPS: Array<{ app: ServiceName; env?: Record<string, string>; ping: string; db: boolean }> = [
   { app: 'key-broker', ping: subjects.cmd('key-broker', 'ping'), db: true },

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
-import { pollUntil } from '@ccm/testing';
+import { counterReaches, counters, lastOf, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
-import { pidAlive } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { pidAlive } from '@ccm/qmp';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 import { ensureGuestImage, tinyGuestSpec } from '../../tools/guest-image/guest-image.js';
 

@@ -6,13 +6,15 @@ import { type TransferView, type VmView } from '@ccm/contracts';
 import { QmpClient } from '@ccm/qmp';
 import { SevBadMeasurementError, startSevLaunch, verifySevChain } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
-import { pollUntil } from '@ccm/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
 import {
   chainFromPlatform,
+  counterReaches,
+  counters,
   expectedLaunchDigest,
-} from '../../apps/host-agent/src/__fixtures__/guest-owner.js';
+  lastOf,
+  pollUntil,
+} from '@ccm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   namespacesUnavailable,
   startHostNamespaces,

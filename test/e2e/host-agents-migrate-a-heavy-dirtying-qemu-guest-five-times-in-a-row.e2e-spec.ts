@@ -1,7 +1,6 @@
 import { findQemuBinary, qemuVersion } from '@ccm/qmp';
-import { pollUntil } from '@ccm/testing';
+import { counterReaches, counters, lastOf, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { counterReaches, counters, lastOf } from '../../apps/host-agent/src/__fixtures__/agents.js';
 import { qemuHostsUnavailable, type HostNamespaces } from './support/host-namespaces.js';
 import { ENDED, startHeavyWriter, type HeavyWriter } from './support/heavy-writer.js';
 import { guestFault } from '../../tools/guest-image/guest-image.js';

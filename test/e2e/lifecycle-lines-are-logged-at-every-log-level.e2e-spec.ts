@@ -1,6 +1,5 @@
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { startServiceProcess, startTestStack, type TestStack } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceProcess } from '../../tools/stack/service-process.js';
 
 describe('a service logging only errors', () => {
   let stack: TestStack;

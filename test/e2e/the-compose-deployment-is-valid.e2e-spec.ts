@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICES } from '@ccm/contracts';
 import { loadIdentity } from '@ccm/keys';
-import { ensureNatsServer } from '@ccm/testing';
+import { ensureNatsServer, REPO_ROOT } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
 
 /** `docker compose` (v2 plugin) where present, else Debian's `docker-compose`; undefined if neither. */
 function composeCommand(): string[] | undefined {

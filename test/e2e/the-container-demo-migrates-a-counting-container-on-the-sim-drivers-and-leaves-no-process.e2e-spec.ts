@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultSeabios } from '@ccm/qmp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
+import { REPO_ROOT } from '@ccm/testing';
 import { processesLeft, runTool } from './support/process-table.js';
 
 const DEMO = join(REPO_ROOT, 'dist/tools/demo/main.js');

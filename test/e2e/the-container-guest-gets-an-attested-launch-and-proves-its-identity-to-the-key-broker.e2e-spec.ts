@@ -18,14 +18,19 @@ import { loadIdentity, loadTrustStore, type Identity } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { parseSevSecretTable } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
-import { guestClient, pollUntil, type GuestClient } from '@ccm/testing';
+import {
+  guestClient,
+  pollUntil,
+  startServiceProcess,
+  type GuestClient,
+  type ServiceProcess,
+} from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type z } from 'zod';
-import { GUEST_RAM_FILE } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { GUEST_RAM_FILE } from '@ccm/qmp';
 import { simContainerPolicy } from '../../tools/demo/container-migration.js';
 import { containerBuildUnavailable, ensureContainerImage } from '../../tools/guest-image/container-image.js';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 import { containerGuestOnBridge } from './support/container-guest.js';
 import { qemuHostsUnavailable, startHostNamespaces, type HostNamespaces } from './support/host-namespaces.js';
 

@@ -1,25 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import { sealMigrationKey } from '@ccm/sealing';
 import {
+  FAST_ENV,
   guestClient,
+  newMigration,
   pollUntil,
+  settled,
+  startActors,
   startGuest,
+  startServiceProcess,
   startTestStack,
+  type Behaviour,
   type GuestClient,
   type GuestProcess,
-  type TestStack,
-  FAST_ENV,
-  startActors,
-  newMigration,
-  settled,
   type OperatorClient,
-  type Behaviour,
   type ReceivedCommand,
   type ScriptedParticipants,
+  type ServiceProcess,
+  type TestStack,
 } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServiceProcess, type ServiceProcess } from '../../tools/stack/service-process.js';
 
 const SOURCE = 'vm-src';
 const TARGET = 'vm-dst';

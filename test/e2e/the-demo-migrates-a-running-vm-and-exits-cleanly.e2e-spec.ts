@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { findQemuBinary } from '@ccm/qmp';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
+import { REPO_ROOT } from '@ccm/testing';
 
 const skip = findQemuBinary()
   ? undefined

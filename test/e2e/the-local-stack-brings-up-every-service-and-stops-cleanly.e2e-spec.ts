@@ -3,10 +3,9 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { POSTGRES_LOG, pollUntil, startPostgres, type RunningPostgres } from '@ccm/testing';
+import { pollUntil, POSTGRES_LOG, REPO_ROOT, startPostgres, type RunningPostgres } from '@ccm/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../tools/stack/service-process.js';
 import { STACK_FILE, startLocalStack } from '../../tools/stack/stack.js';
 
 function alive(pid: number | undefined): boolean {

@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { startTestStack, type TestStack } from '@ccm/testing';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
+import { startServiceProcess, startTestStack, type ServiceProcess, type TestStack } from '@ccm/testing';
+import { killVmProcesses } from '@ccm/qmp';
 import { agentClient, type AgentClient } from './agent-client.js';
 import { type Contender, type GuestPair } from './qmp-migrate.contenders.js';
 

@@ -1,7 +1,7 @@
 /**
- * Migration key release benchmark: the key-broker (in this process, real nats-server and Postgres)
- * releasing container migration keys to two real guest-agent processes (simulated SNP guests on
- * software secure processors of one lab). Each release is a full decision: two broker nonces, two
+ * Migration key release benchmark: the key-broker (the built service as its own process, real
+ * nats-server and Postgres) releasing container migration keys to two real guest-agent processes
+ * (simulated SNP guests on software secure processors of one lab). Each release is a full decision: two broker nonces, two
  * guests' fresh SNP evidence over NATS, both reports and VCEK chains verified under the owner policy,
  * the key sealed to both attested keys and delivered (`load-key`), the decision signed and chained in
  * the release log. Prints:
@@ -15,7 +15,7 @@
  * Environment: KEY_RELEASE_BENCH_RUNS (sequential releases, default 40), KEY_RELEASE_BENCH_CONCURRENCY
  * (default 4), BENCH_SECONDS (libs/sev loop, default 2).
  */
-import { createHash, randomUUID, X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,10 +31,10 @@ import {
 } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import { createServiceApp } from '@ccm/runtime';
-import { encodeAmdCertificateBody, verifySnpEvidence } from '@ccm/sev';
+import { verifySnpEvidence } from '@ccm/sev';
 import {
   LabAuthority,
+  labPin,
   launchSimSnpGuest,
   simGuestEvidence,
   simSnpMeasurement,
@@ -42,7 +42,6 @@ import {
 } from '@ccm/sev-emulator';
 import { startServiceProcess, startTestStack, stepCommand, type ServiceProcess } from '@ccm/testing';
 import { type z } from 'zod';
-import { keyBroker } from '../../apps/key-broker/src/app.js';
 
 const RUNS = Number(process.env['KEY_RELEASE_BENCH_RUNS'] ?? 40);
 const CONCURRENCY = Number(process.env['KEY_RELEASE_BENCH_CONCURRENCY'] ?? 4);
@@ -57,8 +56,7 @@ function percentile(values: number[], p: number): number {
 const stack = await startTestStack();
 const work = await mkdtemp(join(tmpdir(), 'ccm-bench-kr-'));
 const guests: ServiceProcess[] = [];
-const { app: broker } = await createServiceApp(keyBroker, stack.env({ CCM_INSTANCE_ID: 'kb-bench' }));
-await broker.init();
+const broker = await startServiceProcess('key-broker', stack.env({ CCM_INSTANCE_ID: 'kb-bench' }));
 const trust = await loadTrustStore(stack.keysDir);
 const send = async <S extends z.ZodType>(signer: SignerName, subject: string, data: unknown, reply: S) =>
   signedRequest(await conn(signer), await loadIdentity(stack.keysDir, signer), trust, subject, data, reply, {
@@ -76,7 +74,7 @@ try {
   const labRoot = {
     name: 'bench-lab',
     generation: 'milan' as const,
-    arkBodySha256: createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex'),
+    arkBodySha256: labPin(lab),
     arkX509Sha256: [...lab.trustAnchors().snpTrustedArks.keys()][0],
   };
   const dirs = ['a', 'b'].map((h) => SoftwareSecureProcessor.create(join(work, `sp-${h}`), { lab }).stateDir);
@@ -172,7 +170,7 @@ try {
   );
 } finally {
   await Promise.allSettled(guests.map((g) => g.stop()));
-  await broker.close();
+  await broker.stop();
   await stack.stop();
   await rm(work, { recursive: true, force: true });
 }

@@ -19,14 +19,15 @@ import pg from 'pg';
 import { CONTAINER_MIGRATION } from '@ccm/saga';
 import { loadTrustStore } from '@ccm/keys';
 import {
-  pollUntil,
-  startTestStack,
-  type TestStack,
   newMigration,
   OperatorClient,
+  pollUntil,
   ScriptedParticipants,
+  startServiceProcess,
+  startTestStack,
+  type ServiceProcess,
+  type TestStack,
 } from '@ccm/testing';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 
 const env = (name: string, fallback: number): number => {
   const v = Number(process.env[name] ?? fallback);

@@ -1,11 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { driveMigration, startQemu, type MigrationFigures, type QemuProcess } from '@ccm/qmp';
-import { startTestStack, type TestStack } from '@ccm/testing';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import {
+  driveMigration,
+  killVmProcesses,
+  startQemu,
+  type MigrationFigures,
+  type QemuProcess,
+} from '@ccm/qmp';
+import { startServiceProcess, startTestStack, type ServiceProcess, type TestStack } from '@ccm/testing';
 import { type BridgedHosts } from '../netns/bridged-hosts.js';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
 import { agentClient, type AgentClient } from './agent-client.js';
 
 /**

@@ -19,15 +19,13 @@ import {
 } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
-import { defaultSeabios } from '@ccm/qmp';
+import { defaultSeabios, killVmProcesses } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
 import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
-import { pollUntil } from '@ccm/testing';
+import { pollUntil, REPO_ROOT } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
 import { type LocalStack } from '../stack/stack.js';
-import { REPO_ROOT } from '../stack/service-process.js';
 
 const HOSTS = ['host-a', 'host-b'] as const;
 const OVERLAY = 'ov-demo';

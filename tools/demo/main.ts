@@ -19,12 +19,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OPERATOR, PING_VERB, PingReplySchema, STREAMS, subjects, type ServiceName } from '@ccm/contracts';
+import { OPERATOR, PING_VERB, PingReplySchema, STREAMS, subjects } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
+import { killVmProcesses } from '@ccm/qmp';
 import { onStopSignals } from '../run/stop-signals.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
 import { demoContainerMigration, simContainerSetup, stopSimGuests } from './container-migration.js';
@@ -107,7 +107,7 @@ try {
   nc = await connectNats([stack.natsUrl], identity, 'ccm-demo');
   say(`\n1. every service answers a signed ping (reply signature verified against the trust store)`);
   for (const p of stack.services) {
-    const app = p.app as ServiceName;
+    const app = p.app;
     const host = p.env['CCM_HOST_ID'];
     const subject = host ? subjects.hostCmd(host, PING_VERB) : subjects.cmd(app, PING_VERB);
     const started = performance.now();

@@ -28,14 +28,15 @@ import {
   rawAs,
   RawNatsError,
   sealed,
+  startServiceProcess,
   startTestStack,
   type DeadLetter,
   type RawNatsClient,
+  type ServiceProcess,
   type TestStack,
 } from '@ccm/testing';
 import fc from 'fast-check';
-import { killVmProcesses } from '../../apps/host-agent/src/drivers/vm-process.js';
-import { startServiceProcess, type ServiceProcess } from '../stack/service-process.js';
+import { killVmProcesses } from '@ccm/qmp';
 import {
   ALL_SIGNERS,
   contractSubjects,
@@ -188,7 +189,7 @@ export async function startFuzzStack(): Promise<FuzzStack> {
           ),
         ),
       );
-      for (const p of batch) procs.set(p.app as ServiceName, p);
+      for (const p of batch) procs.set(p.app, p);
     }
   } catch (err) {
     await stop();

@@ -1,13 +1,8 @@
-import { type GuestClient, pollUntil } from '@ccm/testing';
+import { ccmFailure as fail, pollUntil, tamperingProxy, type GuestClient, type Tamper } from '@ccm/testing';
 import { type Server } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  typedFailure as fail,
-  tamperingProxy,
-  type Tamper,
-} from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { agentGuestUnavailable } from './__fixtures__/agent-guest.js';
 import { LAB_GUESTS, LAB_HOST, RuncLab } from './runc-lab.js';

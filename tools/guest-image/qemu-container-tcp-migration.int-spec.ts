@@ -1,7 +1,6 @@
-import { pollUntil } from '@ccm/testing';
+import { ccmFailure as fail, pollUntil } from '@ccm/testing';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { typedFailure as fail } from '../../apps/guest-agent/src/__fixtures__/guests.js';
 import { agentGuestUnavailable } from './__fixtures__/agent-guest.js';
 import { killOnSignal } from './__fixtures__/kill-on-signal.js';
 import { LineClient } from './line-client.js';

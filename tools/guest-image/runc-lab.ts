@@ -6,22 +6,21 @@ import { type ContainerNetwork, subjects } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { startQemu, type QemuProcess } from '@ccm/qmp';
-import { createServiceApp } from '@ccm/runtime';
 import { sealMigrationKey } from '@ccm/sealing';
 import {
   guestClient,
   ip,
   ipOrThrow,
   pollUntil,
+  startServiceProcess,
   startTestStack,
   stepCommand,
   type GuestClient,
+  type ServiceProcess,
   type TestStack,
 } from '@ccm/testing';
-import { type INestApplication } from '@nestjs/common';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
-import { containerCheckpoint } from '../../apps/container-checkpoint/src/app.js';
 import { buildAppDisk, shellEnvFile } from './app-disk.js';
 import { containerGuestSpec, ensureContainerImage } from './container-image.js';
 
@@ -29,7 +28,7 @@ import { containerGuestSpec, ensureContainerImage } from './container-image.js';
  * Two container guests under QEMU (TCG) on a bridge in the host's namespace, each running the
  * guest-agent with the runc driver from one app disk (`env/<vm>.env` gives each its VM id and stream
  * address), reaching a test stack's NATS on the bridge's host address; apps/container-checkpoint runs
- * in this process against the same stack. Used by the lab int-spec
+ * as its own process (the built one) against the same stack. Used by the lab int-spec
  * (qemu-container-runc-migration.int-spec.ts) and the container blackout benchmark.
  */
 export interface RuncLabOptions {
@@ -60,7 +59,7 @@ export class RuncLab {
   readonly guests: QemuProcess[] = [];
   private stackRef: TestStack | undefined;
   private client: GuestClient | undefined;
-  private app: INestApplication | undefined;
+  private checkpoint: ServiceProcess | undefined;
   private work: string | undefined;
   private netMade = false;
   private coordinator: NatsConnection | undefined;
@@ -136,17 +135,14 @@ export class RuncLab {
       ...(this.o.natsPing ? { natsPing: this.o.natsPing } : {}),
     });
     this.stackRef = stack;
-    this.app = (
-      await createServiceApp(
-        containerCheckpoint,
-        stack.env({
-          CCM_INSTANCE_ID: 'checkpoint-lab',
-          CCM_CHECKPOINT_GUEST_TIMEOUT_MS: '600000',
-          ...this.o.checkpointEnv,
-        }),
-      )
-    ).app;
-    await this.app.init();
+    this.checkpoint = await startServiceProcess(
+      'container-checkpoint',
+      stack.env({
+        CCM_INSTANCE_ID: 'checkpoint-lab',
+        CCM_CHECKPOINT_GUEST_TIMEOUT_MS: '600000',
+        ...this.o.checkpointEnv,
+      }),
+    );
     const env = (vm: string, ip: string) =>
       shellEnvFile(
         stack.env({
@@ -273,7 +269,7 @@ export class RuncLab {
   /** Stops everything it started (also after a failed start). */
   async stop(): Promise<void> {
     await this.coordinator?.close().catch(() => undefined);
-    await this.app?.close().catch(() => undefined);
+    await this.checkpoint?.stop().catch(() => undefined);
     await Promise.all(this.guests.map((q) => q.kill()));
     await this.stackRef?.stop();
     this.dropNet();

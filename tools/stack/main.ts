@@ -8,8 +8,8 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { REPO_ROOT } from '@ccm/testing';
 import { startLocalStack } from './stack.js';
-import { REPO_ROOT } from './service-process.js';
 
 let values: { state?: string; 'database-url'?: string; host?: string[] };
 try {

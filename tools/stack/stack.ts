@@ -3,10 +3,15 @@ import { join } from 'node:path';
 import { eventsRetentionFromEnv } from '@ccm/config';
 import { BOOTSTRAP, PERSON_SIGNERS, SERVICES, type EventsRetention, type ServiceName } from '@ccm/contracts';
 import { generateKeys } from '@ccm/keys';
-import { startNatsServer, startPostgres, type RunningNats, type RunningPostgres } from '@ccm/testing';
+import {
+  startNatsServer,
+  startPostgres,
+  type RunningNats,
+  type RunningPostgres,
+  type ServiceProcess,
+} from '@ccm/testing';
 import { createStreams } from '../streams/streams.js';
 import { recordPid, RUN_DIR, stopRecorded } from './pids.js';
-import type { ServiceProcess } from './service-process.js';
 import { Supervisor } from './supervisor.js';
 import { startWatchdog } from './watchdog-process.js';
 

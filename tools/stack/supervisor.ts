@@ -1,12 +1,13 @@
+import { type ServiceName } from '@ccm/contracts';
+import { startServiceProcess, type ServiceProcess } from '@ccm/testing';
 import { CRASH_LOOP_WINDOW_MS, RestartPolicy } from './restart-policy.js';
 import { forgetPid, recordPid } from './pids.js';
-import { startServiceProcess, type ServiceProcess } from './service-process.js';
 
 /** How to (re)start one service of the stack. */
 export interface ServiceSpec {
   /** Unique in the stack: the app, or `host-agent-<host>`. */
   name: string;
-  app: string;
+  app: ServiceName;
   env: Record<string, string>;
   logFile: string;
 }
@@ -52,7 +53,11 @@ export class Supervisor {
   }
 
   private async launch(spec: ServiceSpec): Promise<ServiceProcess> {
-    const p = await startServiceProcess(spec.app, spec.env, { logFile: spec.logFile });
+    const p = await startServiceProcess(spec.app, spec.env, {
+      logFile: spec.logFile,
+      // A crashed launcher leaves its services to its watchdog and to the next start.
+      orphans: 'exit',
+    });
     await recordPid(this.stateDir, {
       name: spec.name,
       pid: p.child.pid ?? -1,

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
-import { REPO_ROOT } from './service-process.js';
+import { REPO_ROOT } from '@ccm/testing';
 
 export interface Watchdog {
   pid: number;

@@ -7,7 +7,7 @@ import { type CcmError, type SevChainBase64, type VmView } from '@ccm/contracts'
 import { findQemuBinary } from '@ccm/qmp';
 import { SevPolicyBit, startSevLaunch } from '@ccm/sev';
 import { LabAuthority, SoftwareSecureProcessor } from '@ccm/sev-emulator';
-import { ccmFailure as failure, pollUntil } from '@ccm/testing';
+import { ccmFailure as failure, chainFromPlatform, expectedLaunchDigest, pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   inProcessHosts,
@@ -16,7 +16,6 @@ import {
   type InProcessHosts,
 } from './__fixtures__/agents.js';
 import { writeHaltingKernel } from './__fixtures__/halting-kernel.js';
-import { chainFromPlatform, expectedLaunchDigest } from './__fixtures__/guest-owner.js';
 import { pidAlive, SEV_CONTEXT_FILE } from './drivers/vm-process.js';
 import { chainOf } from './sev/emulated-secure-processor.js';
 import { VmService } from './vm/vm.service.js';

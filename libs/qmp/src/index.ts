@@ -110,3 +110,15 @@ export {
   type QemuBinaryChoice,
   type QemuBinarySource,
 } from './qemu-binary.js';
+export {
+  GUEST_RAM_FILE,
+  isVmProcess,
+  killVmProcesses,
+  pidAlive,
+  readPid,
+  SEV_CONTEXT_FILE,
+  signalPid,
+  vmPaths,
+  type VmPaths,
+} from './vm-run-dir.js';
+export { tapName } from './tap-name.js';

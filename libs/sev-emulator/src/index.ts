@@ -10,7 +10,7 @@ export {
   type OpenProcessorOptions,
 } from './processor.js';
 export { LabAuthority, type CreateLabOptions } from './lab/lab-authority.js';
-export { type LabTrustAnchors, mergeTrustAnchors } from './lab/trust.js';
+export { labPin, type LabTrustAnchors, mergeTrustAnchors } from './lab/trust.js';
 export { SevGuest, type HostMemoryView, type InGuestAccess, type InGuestMemory } from './guest/sev-guest.js';
 export type { SevGuestKind } from './guest/context.js';
 export type { GuestRef } from './firmware.js';

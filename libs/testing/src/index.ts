@@ -17,7 +17,15 @@ export {
 export { startTestStack, type TestStack } from './stack.js';
 export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from './raw-nats.js';
 export { ccmFailure } from './ccm-failure.js';
-export { builtServiceEntry, startServiceProcess, type ServiceProcess } from './service-process.js';
+export {
+  builtServiceEntry,
+  REPO_ROOT,
+  startServiceProcess,
+  STOP_GRACE_MS,
+  type ServiceExit,
+  type ServiceProcess,
+  type ServiceProcessOptions,
+} from './service-process.js';
 export { stepCommand } from './step-command.js';
 export { guestClient, startGuest, type GuestClient, type GuestProcess } from './guest-agents.js';
 export {
@@ -52,3 +60,7 @@ export {
   type BridgedHost,
   type BridgedHosts,
 } from './bridged-hosts.js';
+export { counterReaches, counters, lastOf } from './serial-counter.js';
+export { hostClient, type HostClient } from './host-client.js';
+export { chainFromPlatform, expectedLaunchDigest } from './guest-owner.js';
+export { tamperingProxy, type Tamper } from './tampering-proxy.js';

@@ -1,69 +1,147 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type ServiceName } from '@ccm/contracts';
 import { PollAbortError, pollUntil } from './poll.js';
 import { reapWithParent } from './reaper.js';
 
-/** The built entry point of `service` (dist/apps/<service>/src/main.js, which the suite's setup compiles). */
-export function builtServiceEntry(service: ServiceName | 'cli'): string {
+/** The repository root (the folder of nx.json), from the sources or from dist/. */
+export const REPO_ROOT = (() => {
   for (let dir = import.meta.dirname; dirname(dir) !== dir; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'nx.json'))) return join(dir, 'dist', 'apps', service, 'src', 'main.js');
+    if (existsSync(join(dir, 'nx.json'))) return dir;
   }
   throw new Error('repository root (nx.json) not found');
+})();
+
+/** The built entry point of `service` (dist/apps/<service>/src/main.js, which the suite's setup compiles). */
+export function builtServiceEntry(service: ServiceName | 'cli'): string {
+  return join(REPO_ROOT, 'dist', 'apps', service, 'src', 'main.js');
 }
 
-/** A service running as its own process: stopped with SIGTERM (its drain), killed if it does not exit in time. */
+export interface ServiceExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A CCM service running as its own process (in its own process group). */
 export interface ServiceProcess {
+  readonly app: ServiceName;
+  /** The environment it was started with (beyond the inherited one). */
+  readonly env: Record<string, string>;
   readonly child: ChildProcess;
-  readonly output: string[];
-  stop(): Promise<void>;
+  /** The HTTP port its `ready` line named. */
+  readonly httpPort: number;
+  /** Every log line so far, parsed when it is JSON. */
+  readonly lines: Array<Record<string, unknown> | string>;
+  readonly exited: Promise<ServiceExit>;
+  /**
+   * Sends `signal` and waits for the exit. SIGTERM (the default) is the service's drain: if it has not
+   * exited after {@link STOP_GRACE_MS}, SIGKILL follows.
+   */
+  stop(signal?: NodeJS.Signals): Promise<ServiceExit>;
   /** SIGKILL, like a crash. */
-  kill(): Promise<void>;
+  kill(): Promise<ServiceExit>;
 }
 
-/** Starts the built `service` with `env` and waits for its `ready` line. */
+/** How long a SIGTERMed service may drain before {@link ServiceProcess.stop} SIGKILLs it. */
+export const STOP_GRACE_MS = 15_000;
+
+export interface ServiceProcessOptions {
+  /** Also append its stdout and stderr to this file. */
+  logFile?: string;
+  /** Default 60 s. */
+  readyTimeoutMs?: number;
+  /** Run it inside this network namespace (`ip netns exec` execs node, so `child.pid` is node's). */
+  netns?: string;
+  /**
+   * Who stops it if this process ends first. `reaper` (the default): the reaper, however this process
+   * ends (SIGKILL included). `exit`: only this process's own exit; for the stack's launcher, whose
+   * crash leaves its services to its watchdog and to the next start.
+   */
+  orphans?: 'reaper' | 'exit';
+}
+
+/**
+ * Starts the built `app` with `env` as its own process (own process group: a Ctrl-C goes to whoever
+ * started it, which stops its services in order) and waits for its `ready` log line.
+ */
 export async function startServiceProcess(
-  service: ServiceName,
+  app: ServiceName,
   env: Record<string, string>,
+  opts: ServiceProcessOptions = {},
 ): Promise<ServiceProcess> {
-  const entry = builtServiceEntry(service);
+  const entry = builtServiceEntry(app);
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run node tools/build.mjs first`);
-  const child = spawn(process.execPath, [entry], {
+  const node = [process.execPath, '--enable-source-maps', entry];
+  const [command, ...args] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...node] : node;
+  const child = spawn(command, args, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
-  reapWithParent(child, { group: false });
-  const output: string[] = [];
-  child.stdout.on('data', (b: Buffer) => output.push(b.toString()));
-  child.stderr.on('data', (b: Buffer) => output.push(b.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const gone = () => child.exitCode !== null || child.signalCode !== null;
-  const stop = async () => {
-    if (gone()) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const kill = async () => {
-    if (!gone()) child.kill('SIGKILL');
-    await exited;
-  };
-  try {
-    await pollUntil(
-      `${service} ready`,
-      () => {
-        if (child.exitCode !== null)
-          throw new PollAbortError(`${service} exited: ${output.join('').slice(-500)}`);
-        return output.join('').includes('"message":"ready"');
-      },
-      Boolean,
-      { timeoutMs: 60_000, intervalMs: 50 },
-    );
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
+  if (opts.orphans === 'exit') {
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => process.removeListener('exit', reap));
+  } else {
+    reapWithParent(child, { group: false });
   }
-  return { child, output, stop, kill };
+  const lines: ServiceProcess['lines'] = [];
+  const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
+  const collect = (chunk: Buffer) => {
+    log?.write(chunk);
+    for (const line of chunk.toString().split('\n').filter(Boolean)) {
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push(line);
+      }
+    }
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const exited = new Promise<ServiceExit>((r) =>
+    child.once('exit', (code, signal) => {
+      log?.end();
+      r({ code, signal });
+    }),
+  );
+  let done = false;
+  void exited.then(() => (done = true));
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (done) return exited;
+    child.kill(signal);
+    const timer = signal === 'SIGTERM' ? setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS) : undefined;
+    const exit = await exited;
+    clearTimeout(timer);
+    return exit;
+  };
+  const ready = await pollUntil(
+    `${app} ready`,
+    () => {
+      if (done)
+        throw new PollAbortError(
+          `${app} exited before ready: ${lines
+            .slice(-5)
+            .map((l) => (typeof l === 'string' ? l : JSON.stringify(l)))
+            .join(' | ')}`,
+        );
+      return lines.find((l): l is Record<string, unknown> => typeof l === 'object' && l.message === 'ready');
+    },
+    Boolean,
+    { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 20 },
+  ).catch(async (err: unknown) => {
+    await stop('SIGKILL');
+    throw err;
+  });
+  return {
+    app,
+    env,
+    child,
+    httpPort: Number(ready.httpPort),
+    lines,
+    exited,
+    stop,
+    kill: () => stop('SIGKILL'),
+  };
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../../tools/stack/service-process.js';
+import { REPO_ROOT } from '@ccm/testing';
 
 /** The built `ccm` (dist/apps/cli), run as its own process. */
 export const CCM_BIN = join(REPO_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');

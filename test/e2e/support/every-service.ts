@@ -1,67 +1,42 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { type INestApplication } from '@nestjs/common';
+import { join } from 'node:path';
 import { SERVICES, type ServiceName } from '@ccm/contracts';
-import { HandlerRegistry, type HandlerWiring } from '@ccm/messaging';
-import { createServiceApp, type ServiceDefinition } from '@ccm/runtime';
-import { type TestStack, FAST_ENV } from '@ccm/testing';
-import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
+import { killVmProcesses } from '@ccm/qmp';
+import { FAST_ENV, startServiceProcess, type ServiceProcess, type TestStack } from '@ccm/testing';
 
 /** The host a probed host-agent serves and the VM a probed guest-agent runs in. */
 export const PROBE_HOST = 'probe-host';
 export const PROBE_VM = 'probe-vm';
 
-/** One handler of one running service. */
-export interface ServiceHandler extends HandlerWiring {
-  service: ServiceName;
-}
-
 export interface EveryService {
-  apps: Map<ServiceName, { app: INestApplication; httpPort: number }>;
-  /** Every `@OnRequest` and `@OnJetStream` handler the services wired at boot. */
-  handlers(): ServiceHandler[];
+  /** Each service's process (its HTTP port among what it reported when ready). */
+  apps: Map<ServiceName, ServiceProcess>;
   /** `GET /health` of every service: the statuses by service. */
   health(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
 /**
- * The service definition `apps/<name>/src/app.ts` exports: found by its `service` field, so a service
- * added to SERVICES is started (and its handlers probed) without a change here.
- */
-async function definitionOf(name: ServiceName): Promise<ServiceDefinition> {
-  const mod = (await import(resolve(import.meta.dirname, `../../../apps/${name}/src/app.ts`))) as Record<
-    string,
-    unknown
-  >;
-  const def = Object.values(mod).find(
-    (v): v is ServiceDefinition =>
-      !!v && typeof v === 'object' && (v as { service?: unknown }).service === name,
-  );
-  if (!def) throw new Error(`apps/${name}/src/app.ts exports no ServiceDefinition for ${name}`);
-  return def;
-}
-
-/**
- * Every CCM service in this process against `stack`, each listening for HTTP on a free port; the
- * host-agent on the simulated hypervisor without SEV, its run dir in a temp dir.
+ * Every CCM service (each of SERVICES, so a service added there is started without a change here) as
+ * its own built process against `stack`, each listening for HTTP on a free port; the host-agent on the
+ * simulated hypervisor without SEV, its run dir in a temp dir.
  */
 export async function startEveryService(
   stack: TestStack,
   env: Record<string, string> = {},
 ): Promise<EveryService> {
   const runRoot = await mkdtemp(join(tmpdir(), 'ccm-every-'));
-  const apps = new Map<ServiceName, { app: INestApplication; httpPort: number }>();
+  const apps = new Map<ServiceName, ServiceProcess>();
   const close = async () => {
-    for (const { app } of [...apps.values()].reverse()) await app.close().catch(() => undefined);
+    for (const p of [...apps.values()].reverse()) await p.stop().catch(() => undefined);
     await killVmProcesses(runRoot);
     await rm(runRoot, { recursive: true, force: true });
   };
   try {
     for (const service of SERVICES) {
-      const { app } = await createServiceApp(
-        await definitionOf(service),
+      const p = await startServiceProcess(
+        service,
         stack.env({
           ...FAST_ENV,
           CCM_INSTANCE_ID: `${service}-probe`,
@@ -74,9 +49,7 @@ export async function startEveryService(
           ...env,
         }),
       );
-      await app.listen(0, '127.0.0.1');
-      const address = app.getHttpServer().address() as { port: number };
-      apps.set(service, { app, httpPort: address.port });
+      apps.set(service, p);
     }
   } catch (err) {
     await close();
@@ -84,10 +57,6 @@ export async function startEveryService(
   }
   return {
     apps,
-    handlers: () =>
-      [...apps].flatMap(([service, { app }]) =>
-        app.get(HandlerRegistry, { strict: false }).wiring.map((w) => ({ ...w, service })),
-      ),
     health: async () => {
       const out: Record<string, number> = {};
       for (const [service, { httpPort }] of apps) {

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { type TransferView, type VmView } from '@ccm/contracts';
-import { pollUntil } from '@ccm/testing';
-import { counterReaches } from '../../../apps/host-agent/src/__fixtures__/agents.js';
+import { counterReaches, pollUntil } from '@ccm/testing';
 import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
 import { startHostNamespaces, type HostNamespaces } from './host-namespaces.js';
 

@@ -1,13 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findQemuBinary } from '@ccm/qmp';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { findQemuBinary, killVmProcesses } from '@ccm/qmp';
+import {
+  hostClient,
+  startServiceProcess,
+  startTestStack,
+  type HostClient,
+  type ServiceProcess,
+  type TestStack,
+} from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { bridgedHostsUnavailable, createBridgedHosts } from '../../../tools/netns/bridged-hosts.js';
-import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
-import { killVmProcesses } from '../../../apps/host-agent/src/__fixtures__/agents.js';
-import { hostClient, type HostClient } from '../../../apps/host-agent/src/__fixtures__/host-client.js';
 
 /**
  * Two hosts as two network namespaces on a bridge this test creates in the root namespace:

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { pollUntil } from '@ccm/testing';
-import { REPO_ROOT } from '../../../tools/stack/service-process.js';
+import { pollUntil, REPO_ROOT } from '@ccm/testing';
 
 /** The stack launcher run as an operator runs it: its own process group, output collected. */
 export interface Launcher {

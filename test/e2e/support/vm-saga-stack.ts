@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { KEY_BROKER_VERBS, keyBrokerSubject, PutPolicyReplySchema } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import { LabAuthority } from '@ccm/sev-emulator';
-import { labPin } from '../../../apps/key-broker/src/__fixtures__/platforms.js';
+import { LabAuthority, labPin } from '@ccm/sev-emulator';
+import { startServiceProcess, type ServiceProcess } from '@ccm/testing';
 import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
-import { startServiceProcess, type ServiceProcess } from '../../../tools/stack/service-process.js';
 import { startHostNamespaces, type HostNamespaces } from './host-namespaces.js';
 
 export const VM_SOURCE = 'host-a';

@@ -1,36 +1,23 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type INestApplication } from '@nestjs/common';
 import { createServiceApp } from '@ccm/runtime';
-import { PollAbortError, pollUntil, startTestStack, type TestStack } from '@ccm/testing';
+import { killVmProcesses } from '@ccm/qmp';
+import {
+  hostClient,
+  PollAbortError,
+  pollUntil,
+  startTestStack,
+  type HostClient,
+  type TestStack,
+} from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { hostAgent } from '../app.js';
-import { killVmProcesses } from '../drivers/vm-process.js';
-import { hostClient, type HostClient } from './host-client.js';
 
-/** The heartbeats of the serial console (`COUNTER n`), in order. */
-export async function counters(serialLog: string): Promise<number[]> {
-  const text = await readFile(serialLog, 'utf8').catch(() => '');
-  return [...text.matchAll(/^COUNTER (\d+)\b/gm)].map((m) => Number(m[1]));
-}
-
-export const lastOf = (xs: number[]): number => xs[xs.length - 1] ?? 0;
-
-/** Waits until the console shows counter `n` or more. */
-export function counterReaches(serialLog: string, n: number, timeoutMs = 20_000): Promise<number[]> {
-  return pollUntil(
-    `${serialLog} to reach COUNTER ${n}`,
-    () => counters(serialLog),
-    (c) => lastOf(c) >= n,
-    {
-      timeoutMs,
-      intervalMs: 50,
-    },
-  );
-}
+export { counterReaches, counters, lastOf } from '@ccm/testing';
 
 /** Host-agents running in this test process against one throw-away stack. */
 export interface InProcessHosts {
@@ -201,5 +188,3 @@ export async function startAgentProcess(
   });
   return { pid: child.pid!, kill };
 }
-
-export { killVmProcesses };

@@ -1,15 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { CcmError, ErrorCodes, HostErrorCodes, type VmSpec } from '@ccm/contracts';
-import { escapeOptionValue } from '@ccm/qmp';
-
-/**
- * The name of the tap the agent makes for NIC `index` of `vmId`: the same on every host (a migration
- * destination gets its own tap of that name on its own bridge), at most 15 bytes, no character of the id.
- */
-export function tapName(vmId: string, index: number): string {
-  return `ccm${createHash('sha256').update(vmId).digest('hex').slice(0, 10)}${index}`;
-}
+import { escapeOptionValue, tapName } from '@ccm/qmp';
 
 /** QEMU arguments for a spec's disks, NICs (on their taps) and fw_cfg files. Pure. */
 export function deviceArgs(vmId: string, spec: VmSpec): string[] {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,7 +7,6 @@ import {
   type OwnerPolicy,
   type PlatformReply,
 } from '@ccm/contracts';
-import { encodeAmdCertificateBody } from '@ccm/sev';
 import { LabAuthority, SoftwareSecureProcessor } from '@ccm/sev-emulator';
 
 /** shared/vectors: the nearest ancestor holding one. */
@@ -51,9 +49,7 @@ export function realPlatform(hostId: string, generation: 'naples' | 'rome'): Pla
   };
 }
 
-/** SHA-256 of a lab ARK's signed body: how a lab policy names it. */
-export const labPin = (lab: LabAuthority): string =>
-  createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex');
+export { labPin } from '@ccm/sev-emulator';
 
 /** A lab and one software secure processor it endorses, in a temp dir. */
 export async function emulatedPlatform(hostId: string): Promise<{

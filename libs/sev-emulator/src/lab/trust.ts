@@ -1,5 +1,11 @@
-import type { X509Certificate } from 'node:crypto';
-import type { AmdSigningKeyCertificate, SevGeneration, SnpGeneration, SnpTrustedArks } from '@ccm/sev';
+import { createHash, type X509Certificate } from 'node:crypto';
+import {
+  encodeAmdCertificateBody,
+  type AmdSigningKeyCertificate,
+  type SevGeneration,
+  type SnpGeneration,
+  type SnpTrustedArks,
+} from '@ccm/sev';
 
 /** How a verifier trusts a lab explicitly: the inputs libs/sev's verifiers take for extra roots. */
 export interface LabTrustAnchors {
@@ -15,6 +21,11 @@ export interface LabTrustAnchors {
 /** SHA-256 of a certificate's DER, lowercase hex without separators (libs/sev's pin format). */
 export function x509Sha256(cert: X509Certificate): string {
   return cert.fingerprint256.replace(/:/g, '').toLowerCase();
+}
+
+/** SHA-256 of a lab ARK's signed body, lowercase hex: how an owner policy's `arkBodySha256` names a lab. */
+export function labPin(lab: { readonly ark: AmdSigningKeyCertificate }): string {
+  return createHash('sha256').update(encodeAmdCertificateBody(lab.ark)).digest('hex');
 }
 
 /** The trust anchors naming one lab root (its ARK in both formats) for its product line. */

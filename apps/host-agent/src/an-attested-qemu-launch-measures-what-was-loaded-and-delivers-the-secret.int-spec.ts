@@ -5,18 +5,14 @@ import { join } from 'node:path';
 import { findQemuBinary } from '@ccm/qmp';
 import { startSevLaunch, verifySevChain } from '@ccm/sev';
 import { LabAuthority } from '@ccm/sev-emulator';
+import { chainFromPlatform, counterReaches, expectedLaunchDigest } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  counterReaches,
-  inProcessHosts,
-  type InProcessHosts,
-} from '../../apps/host-agent/src/__fixtures__/agents.js';
-import {
-  chainFromPlatform,
-  expectedLaunchDigest,
-} from '../../apps/host-agent/src/__fixtures__/guest-owner.js';
-import { VmService } from '../../apps/host-agent/src/vm/vm.service.js';
-import { ensureGuestImage, tinyGuestSpec } from '../../tools/guest-image/guest-image.js';
+// The counting tiny guest is built by tools/guest-image (not a project): a test resource, as the e2e
+// specs use it. This spec is the host-agent's own because it reads the agent's emulated secret area.
+// eslint-disable-next-line @nx/enforce-module-boundaries
+import { ensureGuestImage, tinyGuestSpec } from '../../../tools/guest-image/guest-image.js';
+import { inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+import { VmService } from './vm/vm.service.js';
 
 /**
  * Attested launch of a real QEMU guest on a host without SEV firmware: the host-agent runs the launch

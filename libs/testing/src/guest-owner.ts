@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { type PlatformReply } from '@ccm/contracts';
+import { defaultSeabios } from '@ccm/qmp';
 import {
   buildSevKernelHashesTable,
   decodeQemuSevMigrationParameters,
   SevLaunchDigest,
   type SevCertificateChain,
 } from '@ccm/sev';
-import { defaultVmFirmware } from '../config.js';
 
 /**
  * What a guest owner computes on its side of an attested launch, for tests: the host's chain decoded
@@ -22,13 +22,16 @@ export function chainFromPlatform(p: PlatformReply): SevCertificateChain {
   });
 }
 
-/** GCTX.LD of a launch: the firmware (padded to 16 bytes), then the SEV hashes table of kernel, initrd, cmdline. */
+/**
+ * GCTX.LD of a launch with the host-agent's default firmware (`CCM_VM_FIRMWARE` unset: the SeaBIOS the
+ * default QEMU maps), padded to 16 bytes, then the SEV hashes table of kernel, initrd, cmdline.
+ */
 export async function expectedLaunchDigest(spec: {
   kernel?: string;
   initrd?: string;
   cmdline?: string;
 }): Promise<Buffer> {
-  const firmware = await readFile(defaultVmFirmware());
+  const firmware = await readFile(defaultSeabios());
   return new SevLaunchDigest()
     .updateData(Buffer.concat([firmware, Buffer.alloc((16 - (firmware.length % 16)) % 16)]))
     .updateData(

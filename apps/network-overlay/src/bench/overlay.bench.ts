@@ -12,8 +12,10 @@
  *   source → first answer by the target, in the client's samples).
  * Asserts nothing.
  *
- * Run: `npm run bench:overlay` (builds, then node dist/tools/bench/overlay.bench.js [--json]); needs
- * root, /dev/net/tun, ip, wg and wireguard-go (else it prints why and exits 0).
+ * Run: `npm run bench:overlay` (builds, then node dist/apps/network-overlay/src/bench/overlay.bench.js
+ * [--json]); needs root, /dev/net/tun, ip, wg and wireguard-go (else it prints why and exits 0).
+ * It lives in the app, not in tools/bench, because it runs the service in this process with a driver
+ * of its own (the lab driver wrapped to time each node change), which a service process cannot take.
  * Environment: OVERLAY_BENCH_PEERS (comma list of 2..200, default 2,16,64, the sizes of issue 11),
  * OVERLAY_BENCH_RUNS (default 10), OVERLAY_BENCH_TRACE=1 (per move: when each node change ran and what
  * the client saw, relative to the request). A 64-peer size takes under a minute here.
@@ -32,13 +34,9 @@ import {
   type Prober,
   type ProbeSample,
 } from '@ccm/wireguard';
-import {
-  type NodeSpec,
-  type OverlayDriver,
-  type Watch,
-} from '../../apps/network-overlay/src/driver/driver.js';
-import { WgLabDriver } from '../../apps/network-overlay/src/driver/wg-lab-driver.js';
-import { OverlayFixture } from '../../apps/network-overlay/src/testing/overlay-fixture.js';
+import { type NodeSpec, type OverlayDriver, type Watch } from '../driver/driver.js';
+import { WgLabDriver } from '../driver/wg-lab-driver.js';
+import { OverlayFixture } from '../testing/overlay-fixture.js';
 
 const PEERS = (process.env['OVERLAY_BENCH_PEERS'] ?? '2,16,64').split(',').map(Number);
 const RUNS = Number(process.env['OVERLAY_BENCH_RUNS'] ?? 10);
