@@ -191,8 +191,10 @@ function pidKill(pid: number): boolean {
 
 export interface ContainerDemoContext {
   stack: LocalStack;
-  setup: SimContainerSetup;
+  setup: Pick<SimContainerSetup, 'guest'>;
   say: (m: string) => void;
+  /** Real QEMU guests (runc and CRIU inside): boots and first container starts take minutes under TCG. */
+  real?: boolean;
   /** The demo stops the `ccm` it runs when it is stopped. */
   children: Set<ChildProcess>;
 }
@@ -213,6 +215,8 @@ const mib = (b: number) => `${(b / (1 << 20)).toFixed(2)} MiB`;
  */
 export async function demoContainerMigration(ctx: ContainerDemoContext): Promise<void> {
   const { stack, setup, say, children } = ctx;
+  /** Waits for a guest: a TCG boot, a runc container's first start. */
+  const slow = ctx.real ? { launchMs: 480_000, guestMs: 300_000, countMs: 120_000 } : undefined;
   const trust = await loadTrustStore(stack.keysDir);
   const conns = new Map<SignerName, NatsConnection>();
   const as = async (signer: SignerName) => {
@@ -285,6 +289,7 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       WORKLOAD,
       '--overlay',
       OVERLAY,
+      ...(slow ? ['--timeout-ms', String(slow.launchMs)] : []),
     ]);
     const source = LaunchVmReplySchema.parse(launch);
     say(
@@ -293,13 +298,20 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
 
     // The guest-agent inside each VM serves the operator's signed container verbs.
     const guest = (vmId: string, verb: string, data: unknown) =>
-      send('operator', subjects.guestCmd(vmId, verb), data, z.record(z.string(), z.unknown()), 30_000);
+      send(
+        'operator',
+        subjects.guestCmd(vmId, verb),
+        data,
+        z.record(z.string(), z.unknown()),
+        slow?.guestMs ?? 30_000,
+      );
     const counter = async (vmId: string) => Number((await guest(vmId, 'describe', { id: WORKLOAD })).counter);
     await guest(source.vmId, 'run-container', { id: WORKLOAD, pages: 1024, dirtyPagesPerSec: 1000 });
     const before = await pollUntil(
       `${WORKLOAD} counts in ${source.vmId}`,
       () => counter(source.vmId),
       (c) => c > 2,
+      { timeoutMs: slow?.countMs ?? 30_000 },
     );
     const { ip } = await send(
       'operator',
@@ -340,6 +352,7 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       `${WORKLOAD} counts on in ${target.vmId}`,
       () => counter(target.vmId),
       (c) => c > landed + 2,
+      { timeoutMs: slow?.countMs ?? 30_000 },
     );
 
     const { records } = await send(

@@ -28,10 +28,11 @@ import { killVmProcesses } from '@ccm/qmp';
 import { onStopSignals } from '../run/stop-signals.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
 import { demoContainerMigration, simContainerSetup, stopSimGuests } from './container-migration.js';
+import { qemuContainerSetup, qemuContainerUnavailable, type QemuContainerSetup } from './qemu-container.js';
 import { demoVmMigration } from './vm-migration.js';
 
-const USAGE = 'usage: demo [vm|container] [--state DIR] [--keep] [--fail-destination]';
-let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean };
+const USAGE = 'usage: demo [vm|container] [--sim] [--state DIR] [--keep] [--fail-destination]';
+let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean; sim?: boolean };
 let mode: 'vm' | 'container' = 'vm';
 try {
   let positionals: string[];
@@ -40,6 +41,7 @@ try {
       keep: { type: 'boolean' },
       state: { type: 'string' },
       'fail-destination': { type: 'boolean' },
+      sim: { type: 'boolean' },
     },
     allowPositionals: true,
     strict: true,
@@ -50,6 +52,7 @@ try {
   if (m === 'container') mode = 'container';
   if (mode === 'container' && values['fail-destination'])
     throw new Error('--fail-destination is for the VM demo');
+  if (mode === 'vm' && values.sim) throw new Error('--sim is for the container demo');
 } catch (err) {
   process.stderr.write(`ccm demo: ${(err as Error).message}\n${USAGE}\n`);
   process.exit(2);
@@ -63,6 +66,8 @@ const stateDir = values.state ?? (await mkdtemp(join(tmpdir(), 'ccm-demo-')));
 const runRoot = join(stateDir, 'run');
 let stack: LocalStack | undefined;
 let nc: NatsConnection | undefined;
+/** The container demo on real guests: the lab hosts' namespaces and the guests' image. */
+let qemu: QemuContainerSetup | undefined;
 /** The `ccm` processes the container demo runs. */
 const children = new Set<ChildProcess>();
 
@@ -77,8 +82,10 @@ const stopEverything = (): Promise<void> =>
     } finally {
       // Host-agents leave their VMs running when they stop (VMs outlive their agent): end them, and
       // on the sim drivers the guest-agent each sim VM runs.
-      const vms = mode === 'container' ? await stopSimGuests(runRoot) : await killVmProcesses(runRoot);
+      const vms =
+        mode === 'container' && !qemu ? await stopSimGuests(runRoot) : await killVmProcesses(runRoot);
       if (vms.length) say(`   ended ${vms.length} VM process(es) the host-agents left: ${vms.join(', ')}`);
+      qemu?.close();
     }
     if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
   })());
@@ -87,19 +94,33 @@ const signals = onStopSignals('ccm demo', stopEverything);
 let failure: string | undefined;
 try {
   say(`CCM demo (${mode}) — state in ${stateDir}`);
+  const noQemu = mode === 'container' ? (values.sim ? 'asked for --sim' : qemuContainerUnavailable()) : undefined;
+  if (mode === 'container' && !noQemu) {
+    say(
+      `This runs on real guests: QEMU (TCG) confidential VMs on the software secure processor, runc and CRIU inside them, two hosts as network namespaces; the workload overlay on its sim driver.`,
+    );
+    qemu = await qemuContainerSetup(join(stateDir, 'qemu-container'), runRoot, join(stateDir, 'keys'), (m) =>
+      say(`  [${since()}] ${m}`),
+    );
+  }
   const sim =
-    mode === 'container' ? await simContainerSetup(join(stateDir, 'sim-container'), runRoot) : undefined;
+    mode === 'container' && !qemu
+      ? await simContainerSetup(join(stateDir, 'sim-container'), runRoot)
+      : undefined;
   if (sim)
     say(
-      `This runs on the sim drivers: simulated hypervisor, software secure processor (emulated SEV-SNP), guest-agents as processes, the overlay's sim driver. The real CRIU-in-QEMU path is not wired into the demo yet.`,
+      `This runs on the sim drivers (${noQemu ?? ''}): simulated hypervisor, software secure processor (emulated SEV-SNP), guest-agents as processes, the overlay's sim driver.`,
     );
+  const flow = qemu ?? sim;
   stack = await startLocalStack({
     stateDir,
     hosts: ['host-a', 'host-b'],
-    hostEnv: sim ? sim.hostEnv : (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
-    ...(sim ? { serviceEnv: sim.serviceEnv } : {}),
+    hostEnv: flow ? flow.hostEnv : (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
+    ...(flow ? { serviceEnv: flow.serviceEnv } : {}),
+    ...(qemu ? { listen: qemu.listen, hostNetns: qemu.hostNetns } : {}),
     log: (m) => say(`  [${since()}] ${m}`),
   });
+  await qemu?.writeAppDisk(stack);
   const [identity, trust] = await Promise.all([
     loadIdentity(stack.keysDir, OPERATOR),
     loadTrustStore(stack.keysDir),
@@ -114,18 +135,18 @@ try {
     const r = await signedRequest(nc, identity, trust, subject, { message: 'demo' }, PingReplySchema, {
       timeoutMs: 10_000,
     });
-    const health = (await (await fetch(`http://127.0.0.1:${p.httpPort}/health`)).json()) as {
+    const health = (await (await fetch(`http://${p.env['CCM_HTTP_HOST'] ?? '127.0.0.1'}:${p.httpPort}/health`)).json()) as {
       status: string;
     };
     say(
       `   ${`${r.service}${host ? `@${host}` : ''}`.padEnd(24)} ${(performance.now() - started).toFixed(1).padStart(6)} ms  health=${health.status}`,
     );
   }
-  if (sim) {
+  if (flow) {
     say(
-      `\n2. live migration of a running container between two confidential VMs, host-a to host-b (sim drivers)`,
+      `\n2. live migration of a running container between two confidential VMs, host-a to host-b (${qemu ? 'QEMU guests, runc and CRIU' : 'sim drivers'})`,
     );
-    await demoContainerMigration({ stack, setup: sim, say, children });
+    await demoContainerMigration({ stack, setup: flow, say, children, real: qemu !== undefined });
   } else {
     say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
     await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b', {

@@ -26,6 +26,16 @@ export interface LocalStackOptions {
   hosts?: string[];
   /** Extra settings of each host's agent (driver, run dir, ...). */
   hostEnv?: (hostId: string) => Record<string, string>;
+  /**
+   * Run each host's agent in this network namespace (a lab host: its VMs' taps, bridge and migration
+   * streams are that host's); undefined runs it in this one.
+   */
+  hostNetns?: (hostId: string) => string | undefined;
+  /**
+   * NATS and Postgres also listen here and accept clients from these networks (what agents in lab
+   * namespaces and guests on their bridges reach); default loopback only.
+   */
+  listen?: { host: string; clientCidrs: readonly string[] };
   /** Extra settings of each other service (a driver, a VM spec, step clocks). */
   serviceEnv?: (app: ServiceName) => Record<string, string>;
   /** CCM_EVENTS' limits (default: from CCM_EVENTS_* in the environment, else the documented defaults). */
@@ -79,10 +89,18 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
   await chmod(keysDir, 0o700);
   const started = Date.now();
   const [nats, pg] = await Promise.all([
-    startNatsServer({ dir: join(opts.stateDir, 'nats'), extraConfig: await readFile(natsAuthFile, 'utf8') }),
+    startNatsServer({
+      dir: join(opts.stateDir, 'nats'),
+      extraConfig: await readFile(natsAuthFile, 'utf8'),
+      ...(opts.listen ? { listenHost: opts.listen.host } : {}),
+    }),
     opts.databaseUrl
       ? Promise.resolve(undefined)
-      : startPostgres({ dir: join(opts.stateDir, 'postgres'), persistent: true }),
+      : startPostgres({
+          dir: join(opts.stateDir, 'postgres'),
+          persistent: true,
+          ...(opts.listen ? { listen: opts.listen } : {}),
+        }),
   ]);
   await recordPid(opts.stateDir, { name: 'nats-server', pid: nats.pid, stopSignal: 'SIGTERM', server: true });
   if (pg)
@@ -126,7 +144,9 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       ),
     );
     for (const host of opts.hosts ?? []) {
+      const netns = opts.hostNetns?.(host);
       await supervisor.add({
+        ...(netns ? { netns } : {}),
         name: `host-agent-${host}`,
         app: 'host-agent',
         env: {

@@ -10,6 +10,8 @@ export interface ServiceSpec {
   app: ServiceName;
   env: Record<string, string>;
   logFile: string;
+  /** Run it inside this network namespace (a lab host's). */
+  netns?: string;
 }
 
 /**
@@ -55,6 +57,7 @@ export class Supervisor {
   private async launch(spec: ServiceSpec): Promise<ServiceProcess> {
     const p = await startServiceProcess(spec.app, spec.env, {
       logFile: spec.logFile,
+      ...(spec.netns ? { netns: spec.netns } : {}),
       // A crashed launcher leaves its services to its watchdog and to the next start.
       orphans: 'exit',
     });
