@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { CcmError, ErrorCodes, HostErrorCodes, type VmSpec } from '@ccm/contracts';
 import { escapeOptionValue } from '@ccm/qmp';
+import { macFor } from '../vm/guest-net.js';
 
 /**
  * The name of the tap the agent makes for NIC `index` of `vmId`: the same on every host (a migration
@@ -11,7 +12,7 @@ export function tapName(vmId: string, index: number): string {
   return `ccm${createHash('sha256').update(vmId).digest('hex').slice(0, 10)}${index}`;
 }
 
-/** QEMU arguments for a spec's disks, NICs (on their taps) and fw_cfg files. Pure. */
+/** QEMU arguments for a spec's disks, NICs (on their taps; a MAC made from the VM id when none is given) and fw_cfg files. Pure. */
 export function deviceArgs(vmId: string, spec: VmSpec): string[] {
   const args: string[] = [];
   (spec.disks ?? []).forEach((d) => {
@@ -25,7 +26,7 @@ export function deviceArgs(vmId: string, spec: VmSpec): string[] {
       '-netdev',
       `tap,id=n${i},ifname=${tapName(vmId, i)},script=no,downscript=no`,
       '-device',
-      `virtio-net-pci,netdev=n${i},mac=${n.mac}`,
+      `virtio-net-pci,netdev=n${i},mac=${n.mac ?? macFor(vmId, i)}`,
     );
   });
   for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${escapeOptionValue(f.path)}`);
