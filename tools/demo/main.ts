@@ -94,7 +94,8 @@ const signals = onStopSignals('ccm demo', stopEverything);
 let failure: string | undefined;
 try {
   say(`CCM demo (${mode}) — state in ${stateDir}`);
-  const noQemu = mode === 'container' ? (values.sim ? 'asked for --sim' : qemuContainerUnavailable()) : undefined;
+  const noQemu =
+    mode === 'container' ? (values.sim ? 'asked for --sim' : qemuContainerUnavailable()) : undefined;
   if (mode === 'container' && !noQemu) {
     say(
       `This runs on real guests: QEMU (TCG) confidential VMs on the software secure processor, runc and CRIU inside them, two hosts as network namespaces; the workload overlay on its sim driver.`,
@@ -135,7 +136,9 @@ try {
     const r = await signedRequest(nc, identity, trust, subject, { message: 'demo' }, PingReplySchema, {
       timeoutMs: 10_000,
     });
-    const health = (await (await fetch(`http://${p.env['CCM_HTTP_HOST'] ?? '127.0.0.1'}:${p.httpPort}/health`)).json()) as {
+    const health = (await (
+      await fetch(`http://${p.env['CCM_HTTP_HOST'] ?? '127.0.0.1'}:${p.httpPort}/health`)
+    ).json()) as {
       status: string;
     };
     say(

@@ -1,18 +1,15 @@
-import { copyFile, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TRUST_FILE } from '@ccm/keys';
 import { findQemuBinary } from '@ccm/qmp';
 import { LabAuthority } from '@ccm/sev-emulator';
-import { bridgedHostsUnavailable, createBridgedHosts, REPO_ROOT, type BridgedHosts } from '@ccm/testing';
+import { bridgedHostsUnavailable, createBridgedHosts, type BridgedHosts } from '@ccm/testing';
 import { VmSpecSchema, type ServiceName } from '@ccm/contracts';
-import { buildAppDisk, shellEnvFile } from '../guest-image/app-disk.js';
+import { AGENT_RUN_SCRIPT, writeGuestAgentDisk } from '../guest-image/agent-disk.js';
 import { containerBuildUnavailable, ensureContainerImage } from '../guest-image/container-image.js';
 import { containerVmSpec } from '../guest-image/container-vm-spec.js';
 import { type LocalStack } from '../stack/stack.js';
 import { type SimContainerGuest } from './container-migration.js';
 
-/** The run script (fw_cfg opt/ccm/run) that starts the guest-agent from the app disk. */
-const AGENT_RUN = join(REPO_ROOT, 'tools', 'guest-image', '__fixtures__', 'agent-run.sh');
 /** Each host's guest bridge (inside its namespace). */
 const GUEST_BRIDGE = 'ccmgbr';
 
@@ -60,7 +57,7 @@ export async function qemuContainerSetup(
   const spec = VmSpecSchema.parse(
     containerVmSpec(image, {
       appDisk,
-      runScript: AGENT_RUN,
+      runScript: AGENT_RUN_SCRIPT,
       net: { bridge: GUEST_BRIDGE },
       memoryMiB: 512,
     }),
@@ -100,23 +97,16 @@ export async function qemuContainerSetup(
     },
     serviceEnv: (app) => byApp[app] ?? {},
     async writeAppDisk(stack) {
-      const keys = join(workDir, 'public-keys');
-      await mkdir(keys, { recursive: true });
-      await copyFile(join(stack.keysDir, TRUST_FILE), join(keys, TRUST_FILE));
-      await buildAppDisk({
-        repoRoot: REPO_ROOT,
-        entry: 'dist/apps/guest-agent/src/main.js',
+      await writeGuestAgentDisk({
         out: appDisk,
-        extra: {
-          'ccm.env': shellEnvFile({
-            CCM_NATS_URL: stack.natsUrl,
-            CCM_KEYS_DIR: '/run/ccm/app/keys',
-            CCM_HTTP_PORT: '0',
-            CCM_GUEST_DRIVER: 'runc',
-            CCM_GUEST_STREAM_TIMEOUT_MS: '120000',
-          }),
+        env: {
+          CCM_NATS_URL: stack.natsUrl,
+          CCM_HTTP_PORT: '0',
+          CCM_GUEST_DRIVER: 'runc',
+          CCM_GUEST_STREAM_TIMEOUT_MS: '120000',
         },
-        extraDirs: { keys },
+        keysDir: stack.keysDir,
+        publicKeysOnly: true,
       });
     },
     close: () => net.destroy(),

@@ -2,13 +2,18 @@ import { LAUNCH_SECRET_PAGE, type VmSpecInput } from '@ccm/contracts';
 import { type ContainerImage, containerKernelCommandLine } from './container-image.js';
 import { FW_CFG_RUN } from './container-sources.js';
 
-/** Where a container guest sits on its host's guest bridge. */
+/**
+ * Where a container guest sits on its host's guest bridge. Without `ip` (and `mac`) the spec holds
+ * nothing per VM: the host-agent leases the address (CCM_GUEST_NET) and passes it with the VM id in the
+ * fw_cfg blob `opt/ccm/vm` the run script reads, and makes the MAC from the VM id, so one spec (one
+ * measured command line) serves every VM.
+ */
 export interface ContainerVmNetwork {
   /** The host bridge the agent puts the guest's tap on. */
   bridge: string;
-  mac: string;
-  /** eth0's address, `ADDR/PREFIX`. */
-  ip: string;
+  mac?: string;
+  /** eth0's address, `ADDR/PREFIX` (on the kernel command line). */
+  ip?: string;
   gateway?: string;
 }
 
@@ -31,8 +36,8 @@ export function containerVmSpec(
     kernel: image.kernel,
     initrd: image.initrd,
     cmdline: containerKernelCommandLine({
-      ip: o.net.ip,
-      ...(o.net.gateway ? { gateway: o.net.gateway } : {}),
+      ...(o.net.ip ? { ip: o.net.ip } : {}),
+      ...(o.net.ip && o.net.gateway ? { gateway: o.net.gateway } : {}),
       ...(o.hostname ? { hostname: o.hostname } : {}),
       run: 'fw_cfg',
       secretGpa: LAUNCH_SECRET_PAGE.gpa,
@@ -41,7 +46,7 @@ export function containerVmSpec(
       { path: image.rootDisk, readOnly: true },
       { path: o.appDisk, readOnly: true },
     ],
-    nics: [{ bridge: o.net.bridge, mac: o.net.mac }],
+    nics: [{ bridge: o.net.bridge, ...(o.net.mac ? { mac: o.net.mac } : {}) }],
     fwCfg: [{ name: FW_CFG_RUN, path: o.runScript }],
   };
 }

@@ -7,7 +7,11 @@ import { HostStepCommands } from './saga/host-steps.handler.js';
 import { HostSteps } from './saga/host-steps.service.js';
 import { SevService } from './sev/sev.service.js';
 import { HostStore } from './store/host-store.js';
-import { HostAgentTables1795400000000, HostAgentTransferPostcopy1796100000000 } from './store/migrations.js';
+import {
+  HostAgentTables1795400000000,
+  HostAgentTransferPostcopy1796100000000,
+  HostAgentVmGuestNet1797000000000,
+} from './store/migrations.js';
 import { TransferService } from './transfer/transfer.service.js';
 import { VmService } from './vm/vm.service.js';
 
@@ -17,7 +21,11 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
   database: true,
   configSchema,
   scopeId: (c) => c.CCM_HOST_ID,
-  migrations: [HostAgentTables1795400000000, HostAgentTransferPostcopy1796100000000],
+  migrations: [
+    HostAgentTables1795400000000,
+    HostAgentTransferPostcopy1796100000000,
+    HostAgentVmGuestNet1797000000000,
+  ],
   providers: [
     driverProvider,
     secureProcessorProvider,

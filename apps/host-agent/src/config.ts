@@ -3,6 +3,7 @@ import { DEFAULT_DOWNTIME_LIMIT_MS, HYPERVISOR_DRIVERS } from '@ccm/contracts';
 import { chooseQemuBinary, defaultSeabios } from '@ccm/qmp';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { parseGuestNet } from './vm/guest-net.js';
 
 /**
  * Root of the default runtime dirs: `<root>/<hostId>` per host, `<root>/sev-lab` for the lab shared by
@@ -96,6 +97,22 @@ export const configSchema = serviceConfigSchema
     CCM_HEARTBEAT_INTERVAL_MS: envInt(100, 600_000).default(DEFAULT_HEARTBEAT_INTERVAL_MS),
     CCM_VM_START_TIMEOUT_MS: envInt(100, 600_000).default(DEFAULT_VM_START_TIMEOUT_MS),
     CCM_QMP_COMMAND_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_QMP_COMMAND_TIMEOUT_MS),
+    /**
+     * The guest network (qemu driver): `bridge=NAME,cidr=A.B.C.D/P,range=FIRST-LAST[,gateway=A.B.C.D]`.
+     * A VM with a NIC on that bridge leases the first free address of the range (kept with the VM's
+     * state, freed when it ends) and gets it, with its VM id, in the fw_cfg blob `opt/ccm/vm`; a NIC
+     * without a MAC gets one made from the VM id. Unset: VMs get no per-VM blob.
+     */
+    CCM_GUEST_NET: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (v === undefined || v === '') return undefined;
+        const net = parseGuestNet(v);
+        if (typeof net !== 'string') return net;
+        ctx.addIssue({ code: 'custom', message: net });
+        return z.NEVER;
+      }),
     /** Entry script of a simulated VM process; default: the built `sim/sim-vm.main.js` beside this app. */
     CCM_SIM_VM_ENTRY: z.string().min(1).optional(),
     /**

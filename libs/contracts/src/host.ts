@@ -170,13 +170,15 @@ export const VmDiskSchema = z.object({
 
 /**
  * A virtio NIC on one of the host's bridges: the agent makes a tap for it on that bridge (and removes
- * it when the VM ends). The MAC is the guest's, kept across a migration.
+ * it when the VM ends). The MAC is the guest's, kept across a migration; without one the agent makes
+ * it from the VM id (so one spec serves many VMs).
  */
 export const VmNicSchema = z.object({
   bridge: IfName,
   mac: z
     .string()
-    .regex(/^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/, 'must be a unicast MAC address in lower-case hex'),
+    .regex(/^[0-9a-f][02468ace](:[0-9a-f]{2}){5}$/, 'must be a unicast MAC address in lower-case hex')
+    .optional(),
 });
 
 /** A file the guest reads over fw_cfg (`/sys/firmware/qemu_fw_cfg/by_name/<name>/raw`). */

@@ -11,13 +11,18 @@ export interface CcmRun {
   stderr: string;
 }
 
-/** Runs the built `ccm` with `args` (never throws on a non-zero exit; a hang is killed after 60 s). */
-export function ccm(args: string[], env: Record<string, string> = {}, cwd = REPO_ROOT): Promise<CcmRun> {
+/** Runs the built `ccm` with `args` (never throws on a non-zero exit; a hang is killed after `timeoutMs`). */
+export function ccm(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = REPO_ROOT,
+  timeoutMs = 60_000,
+): Promise<CcmRun> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
       [CCM_BIN, ...args],
-      { cwd, env: { ...process.env, ...env }, timeout: 60_000, maxBuffer: 64 << 20 },
+      { cwd, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 64 << 20 },
       (err, stdout, stderr) => {
         const code = err ? (err as { code?: unknown }).code : 0;
         if (typeof code !== 'number') return reject(err ?? new Error('ccm did not exit'));

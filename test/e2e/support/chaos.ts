@@ -51,6 +51,16 @@ export class SagaRows {
     return r.rowCount! > 0;
   }
 
+  /** What the succeeded action of `step` replied (its figures), if it succeeded. */
+  async result(id: string, step: string): Promise<Record<string, unknown> | undefined> {
+    const r = await this.db.query<{ result: Record<string, unknown> | null }>(
+      `SELECT result FROM ${SAGA}.step_attempt
+       WHERE migration_id = $1 AND step = $2 AND kind = 'action' AND status = 'Succeeded'`,
+      [id, step],
+    );
+    return r.rows[0]?.result ?? undefined;
+  }
+
   /** The migration's phase once it ended. */
   async ended(id: string): Promise<{ phase: string; reason: string | null } | undefined> {
     const r = await this.db.query<{ phase: string; reason: string | null }>(

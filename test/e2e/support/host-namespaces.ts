@@ -67,9 +67,9 @@ export interface HostNamespaces {
 export async function startHostNamespaces(
   ids: [string, string] | [string],
   agentEnv: Record<string, string>,
-  opts: { guestBridge?: string } = {},
+  opts: { guestBridge?: string; natsPing?: { intervalS: number; max: number } } = {},
 ): Promise<HostNamespaces> {
-  const net = createBridgedHosts(ids, 0, opts);
+  const net = createBridgedHosts(ids, 0, opts.guestBridge ? { guestBridge: opts.guestBridge } : {});
   const hosts: Record<string, NamespacedHost> = {};
   const runRoot = await mkdtemp(join(tmpdir(), 'ccm-ha-ns-'));
   for (const { id, ns, addr } of Object.values(net.hosts)) {
@@ -81,6 +81,7 @@ export async function startHostNamespaces(
     stack = await startTestStack({
       hostIds: ids,
       listen: { host: net.bridgeAddr, clientCidrs: [net.cidr] },
+      ...(opts.natsPing ? { natsPing: opts.natsPing } : {}),
     });
     const nc = await stack.connectAs('operator');
     const client = await hostClient(nc, stack.keysDir);

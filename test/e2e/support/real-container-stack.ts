@@ -3,9 +3,17 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isFinalVmPhase, LaunchVmReplySchema, subjects, type SignerName } from '@ccm/contracts';
+import {
+  isFinalVmPhase,
+  LaunchVmReplySchema,
+  subjects,
+  VmSpecSchema,
+  type SignerName,
+  type VmSpec,
+} from '@ccm/contracts';
 import { loadIdentity, loadTrustStore, type TrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
+import { LabAuthority } from '@ccm/sev-emulator';
 import {
   guestClient,
   OperatorClient,
@@ -22,9 +30,13 @@ import {
   prepareSimContainerFlow,
   simContainerGuest,
   simContainerPolicy,
+  type SimContainerGuest,
 } from '../../../tools/demo/container-migration.js';
+import { type ContainerImage } from '../../../tools/guest-image/container-image.js';
 import { Supervisor } from '../../../tools/stack/supervisor.js';
 import { ccm, type CcmRun } from './audit-cli.js';
+import { sharedContainerGuest } from './container-guest.js';
+import { startHostNamespaces, type HostNamespaces } from './host-namespaces.js';
 
 export const HOSTS = ['host-a', 'host-b'] as const;
 export const OVERLAY = 'ov-apps';
@@ -50,6 +62,22 @@ export interface RealStackOptions {
   replicas?: number;
   /** Extra coordinator settings (e.g. a short `CCM_SAGA_LEASE_MS`, so a killed replica's sagas move on). */
   coordinatorEnv?: Record<string, string>;
+  /**
+   * Real container guests under QEMU (TCG) instead of sim VMs: the host-agents run in two network
+   * namespaces with a guest bridge (host-namespaces.ts), qemu driver, software secure processor, each
+   * with a guest address pool (CCM_GUEST_NET); the vm-lifecycle launches CCM's container guest image
+   * (the guest-agent with the runc driver from one shared app disk). Not with `supervised`.
+   */
+  qemu?: QemuGuests;
+}
+
+/** The QEMU mode's container guest ({@link RealStackOptions.qemu}). */
+export interface QemuGuests {
+  image: Pick<ContainerImage, 'kernel' | 'initrd' | 'rootDisk'>;
+  /** Each guest's memory (default 512 MiB). */
+  memoryMiB?: number;
+  /** The guest bridge's name in each host namespace (unique to the test file). */
+  bridge: string;
 }
 
 /** Coordinator clocks at 1/5 of the real ones (provision-target 60 s, release-key 6 s, verify 2 s). */
@@ -80,6 +108,10 @@ export interface RealContainerStack {
   pidOf(name: string): number | undefined;
   /** The confidential VM on host-a the containers run in. */
   sourceVm: string;
+  /** QEMU mode: the host namespaces (agents, bridge, guest addresses). */
+  ns?: HostNamespaces;
+  /** The container guest's spec (what CCM_CONTAINER_VM_SPEC names). */
+  vmSpec: VmSpec;
   guests: GuestClient;
   /** Fast reads of a migration over NATS (polling); the outcome is read back with the built ccm. */
   operator: OperatorClient;
@@ -120,8 +152,21 @@ export async function startRealContainerStack(
   workloads: readonly string[],
   opts: RealStackOptions = {},
 ): Promise<RealContainerStack> {
-  const stack = await startTestStack({ hostIds: [...HOSTS] });
+  if (opts.qemu && opts.supervised) throw new Error('the QEMU mode runs no supervisor');
+  const ns = opts.qemu
+    ? await startHostNamespaces([...HOSTS], qemuAgentEnv, {
+        guestBridge: opts.qemu.bridge,
+        // nats-server drops a killed guest's connection within ~20 s (not 4 min), so commands to it
+        // fail at once instead of waiting out their timeout
+        natsPing: { intervalS: 5, max: 3 },
+      })
+    : undefined;
+  const stack = ns?.stack ?? (await startTestStack({ hostIds: [...HOSTS] }));
   const work = await mkdtemp(join(tmpdir(), 'ccm-real-saga-'));
+  /** The hosts' run dirs (the sim's under `work`, the namespaces' their own). */
+  const runDirs = HOSTS.map((h) => ns?.hosts[h].runDir ?? join(work, h));
+  /** A VM's pid file that says its guest-agent runs: the sim's guest-agent, else the QEMU process. */
+  const alive = ns ? 'vm.pid' : 'guest-agent.pid';
   const services = new Map<string, ServiceProcess>();
   const supervisorLog: string[] = [];
   const supervisor = opts.supervised
@@ -134,7 +179,7 @@ export async function startRealContainerStack(
   // run) does not reach them, so they and the sim VMs are killed here before the signal takes effect.
   const onSignal = (sig: NodeJS.Signals) => {
     for (const p of supervisor?.services ?? []) if (p?.child.pid) signal(p.child.pid, 'SIGKILL');
-    for (const pid of simVmPids(work)) signal(pid, 'SIGKILL');
+    for (const pid of simVmPids(runDirs)) signal(pid, 'SIGKILL');
     process.kill(process.pid, sig);
   };
   const signals = ['SIGTERM', 'SIGINT'] as const;
@@ -146,15 +191,19 @@ export async function startRealContainerStack(
     // The coordinator first (no new commands), then the rest; VMs outlive host-agents: end them too.
     await services.get('saga-coordinator')?.stop();
     await Promise.allSettled([...services.values()].map((p) => p.stop()));
-    for (const pid of simVmPids(work)) signal(pid, 'SIGKILL');
-    await stack.stop();
+    if (ns)
+      await ns.close(); // the agents, their QEMU processes, the stack, the namespaces
+    else {
+      for (const pid of simVmPids(runDirs)) signal(pid, 'SIGKILL');
+      await stack.stop();
+    }
     await rm(work, { recursive: true, force: true });
   };
   try {
     const trust = await loadTrustStore(stack.keysDir);
     if (supervisor) await mkdir(join(work, 'logs'), { recursive: true });
     // The container guest image: what CCM_CONTAINER_VM_SPEC names and the owner's policy accepts.
-    const guest = await simContainerGuest(work);
+    const guest = opts.qemu ? await qemuContainerGuest(ns!, opts.qemu, work) : await simContainerGuest(work);
     const { spec } = guest;
     const base = (extra: Record<string, string>) => stack.env({ CCM_LOG_LEVEL: 'log', ...extra });
     const startOne = async (
@@ -177,30 +226,47 @@ export async function startRealContainerStack(
       for (let i = 1; i <= n; i++) await startOne(i === 1 ? name : `${name}#${i}`, service, env);
     };
     await start('key-broker', 'key-broker', {});
-    await Promise.all(
-      HOSTS.map((h) =>
-        start(h, 'host-agent', {
-          CCM_HOST_ID: h,
-          CCM_HYPERVISOR: 'sim',
-          CCM_SEV: 'emulated',
+    if (ns) {
+      // Each host leases its guests addresses from its half of the segment's guest addresses.
+      const net = ns.bridgeAddr.split('.').slice(0, 3).join('.');
+      HOSTS.forEach((h, i) =>
+        Object.assign(ns.hosts[h].env, {
           CCM_SEV_LAB_DIR: guest.labDir,
-          CCM_RUN_DIR: join(work, h),
-          CCM_HEARTBEAT_INTERVAL_MS: '500',
-          CCM_SIM_GUEST_AGENT: 'true',
-          CCM_SIM_GUEST_IMAGE: GUEST_IMAGE,
-          // what the guest-agents inside inherit: small sealed chunks, short stream waits
-          CCM_GUEST_STREAM_CHUNK_BYTES: '16384',
-          CCM_GUEST_STREAM_TIMEOUT_MS: '10000',
+          CCM_GUEST_NET: `bridge=${opts.qemu!.bridge},cidr=${net}.0/24,gateway=${ns.bridgeAddr},range=${ns.guestAddr(i * 50)}-${ns.guestAddr(i * 50 + 49)}`,
         }),
-      ),
-    );
-    await start('vm-lifecycle', 'vm-lifecycle', { CCM_CONTAINER_VM_SPEC: JSON.stringify(spec) });
+      );
+      await Promise.all(HOSTS.map((h) => ns.startAgent(h)));
+    } else
+      await Promise.all(
+        HOSTS.map((h) =>
+          start(h, 'host-agent', {
+            CCM_HOST_ID: h,
+            CCM_HYPERVISOR: 'sim',
+            CCM_SEV: 'emulated',
+            CCM_SEV_LAB_DIR: guest.labDir,
+            CCM_RUN_DIR: join(work, h),
+            CCM_HEARTBEAT_INTERVAL_MS: '500',
+            CCM_SIM_GUEST_AGENT: 'true',
+            CCM_SIM_GUEST_IMAGE: GUEST_IMAGE,
+            // what the guest-agents inside inherit: small sealed chunks, short stream waits
+            CCM_GUEST_STREAM_CHUNK_BYTES: '16384',
+            CCM_GUEST_STREAM_TIMEOUT_MS: '10000',
+          }),
+        ),
+      );
+    await start('vm-lifecycle', 'vm-lifecycle', {
+      CCM_CONTAINER_VM_SPEC: JSON.stringify(spec),
+      ...(ns ? QEMU_LIFECYCLE_ENV : {}),
+    });
     await start('container-checkpoint', 'container-checkpoint', {
       CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: '16',
       CCM_CHECKPOINT_MAX_ROUNDS: '4',
     });
     await start('network-overlay', 'network-overlay', { CCM_OVERLAY_DRIVER: 'sim' });
-    await start('saga-coordinator', 'saga-coordinator', { ...COORDINATOR_ENV, ...opts.coordinatorEnv });
+    await start('saga-coordinator', 'saga-coordinator', {
+      ...(ns ? QEMU_COORDINATOR_ENV : COORDINATOR_ENV),
+      ...opts.coordinatorEnv,
+    });
 
     const conns = new Map<string, Awaited<ReturnType<TestStack['connectAs']>>>();
     const send = async <S extends z.ZodType>(
@@ -223,7 +289,14 @@ export async function startRealContainerStack(
     // The source VM: the operator's attested launch on host-a (the built `ccm vm launch`); with the
     // overlay named, the key-broker judges the new guest's fresh evidence and the vm-lifecycle admits
     // it with the broker's statement.
-    const cli = (args: string[]) => ccm([...args, '--nats-url', stack.nats.url, '--keys-dir', stack.keysDir]);
+    // QEMU mode: a launch or a followed migration waits for TCG guests to boot (minutes)
+    const cli = (args: string[]) =>
+      ccm(
+        [...args, '--nats-url', stack.nats.url, '--keys-dir', stack.keysDir],
+        {},
+        undefined,
+        ns ? 900_000 : 60_000,
+      );
     const launch = await cli([
       'vm',
       'launch',
@@ -233,6 +306,7 @@ export async function startRealContainerStack(
       '--overlay',
       OVERLAY,
       '--json',
+      ...(ns ? ['--timeout-ms', '480000'] : []),
     ]);
     if (launch.code !== 0) throw new Error(`ccm vm launch exited ${launch.code}: ${launch.stderr}`);
     const launched = LaunchVmReplySchema.parse(JSON.parse(launch.stdout));
@@ -268,6 +342,8 @@ export async function startRealContainerStack(
         return services.get(name)?.child.pid;
       },
       sourceVm,
+      ...(ns ? { ns } : {}),
+      vmSpec: spec,
       guests,
       operator,
       ccm: cli,
@@ -287,11 +363,13 @@ export async function startRealContainerStack(
         ]),
       send,
       async runContainer(id, pages, dirtyPagesPerSec) {
-        await guests.send(sourceVm, 'run-container', { id, pages, dirtyPagesPerSec });
+        // a runc container's first start in a TCG guest takes a while
+        await guests.send(sourceVm, 'run-container', { id, pages, dirtyPagesPerSec }, { timeoutMs: 300_000 });
         await pollUntil(
           `${id} counts at the source`,
           () => counter(sourceVm, id),
           (c) => c > 2,
+          { timeoutMs: ns ? 120_000 : 30_000 },
         );
         const a = await send(
           'operator',
@@ -303,23 +381,23 @@ export async function startRealContainerStack(
       },
       counter,
       guestPid: (vmId) => {
-        for (const h of HOSTS) {
-          const f = join(work, h, 'vms', vmId, 'guest-agent.pid');
+        for (const dir of runDirs) {
+          const f = join(dir, 'vms', vmId, 'guest-agent.pid');
           if (existsSync(f)) return Number(readFileSync(f, 'utf8').trim());
         }
         return undefined;
       },
-      liveGuests: () => liveGuests(work),
+      liveGuests: () => liveGuests(runDirs, alive),
       async runningCopies(workload) {
         // Every live guest-agent must answer (one that is busy or restarting is asked again).
         const lists = await pollUntil(
           `every guest-agent lists its containers`,
           () =>
             Promise.all(
-              liveGuests(work).map(async (vmId) => {
+              liveGuests(runDirs, alive).map(async (vmId) => {
                 const r = await guests.send(vmId, 'list-containers', {}, { timeoutMs: 3_000 }).catch(() => {
                   // a VM destroyed while it was asked is not an answer missing
-                  return liveGuests(work).includes(vmId) ? undefined : { containers: [] };
+                  return liveGuests(runDirs, alive).includes(vmId) ? undefined : { containers: [] };
                 });
                 return (
                   r && {
@@ -362,10 +440,13 @@ export async function startRealContainerStack(
 }
 
 /** Each VM's pid files under the hosts' run dirs (`guest-agent.pid`, `vm.pid`) that exist. */
-function vmPidFiles(work: string, files: readonly string[]): Array<{ vmId: string; pid: number }> {
+function vmPidFiles(
+  runDirs: readonly string[],
+  files: readonly string[],
+): Array<{ vmId: string; pid: number }> {
   const out: Array<{ vmId: string; pid: number }> = [];
-  for (const h of HOSTS) {
-    const vms = join(work, h, 'vms');
+  for (const dir of runDirs) {
+    const vms = join(dir, 'vms');
     if (!existsSync(vms)) continue;
     for (const vmId of readdirSync(vms)) {
       for (const f of files) {
@@ -377,16 +458,52 @@ function vmPidFiles(work: string, files: readonly string[]): Array<{ vmId: strin
   return out;
 }
 
-/** The VMs under the hosts' run dirs whose guest-agent process is alive. */
-function liveGuests(work: string): string[] {
-  return vmPidFiles(work, ['guest-agent.pid'])
+/** The VMs under the hosts' run dirs whose guest-agent (`file`: its pid file, or its VM's) is alive. */
+function liveGuests(runDirs: readonly string[], file: string): string[] {
+  return vmPidFiles(runDirs, [file])
     .filter((g) => g.pid > 0 && signal(g.pid, 0))
     .map((g) => g.vmId);
 }
 
 /** Every sim VM and guest-agent pid written under the hosts' run dirs. */
-function simVmPids(work: string): number[] {
-  return vmPidFiles(work, ['guest-agent.pid', 'vm.pid']).map((g) => g.pid);
+function simVmPids(runDirs: readonly string[]): number[] {
+  return vmPidFiles(runDirs, ['guest-agent.pid', 'vm.pid']).map((g) => g.pid);
+}
+
+/** The QEMU mode's host-agents: qemu driver under TCG, attested launches on the software secure processor. */
+const qemuAgentEnv = {
+  CCM_HYPERVISOR: 'qemu',
+  CCM_QEMU_ACCEL: 'tcg',
+  CCM_SEV: 'emulated',
+  CCM_VM_START_TIMEOUT_MS: '60000',
+  CCM_HEARTBEAT_INTERVAL_MS: '500',
+};
+/** A TCG guest boots and starts its guest-agent in about a minute, slower on a loaded machine. */
+const QEMU_LIFECYCLE_ENV = { CCM_GUEST_UP_TIMEOUT_MS: '360000', CCM_PROVISION_CALL_TIMEOUT_MS: '120000' };
+/** The coordinator's real clocks (provision-target 5 min: a TCG boot), quick ticks. */
+const QEMU_COORDINATOR_ENV = { CCM_SAGA_TICK_MS: '100', CCM_OUTBOX_POLL_MS: '50' };
+
+/**
+ * The QEMU mode's container guest: the lab of the hosts' software secure processors, and ONE spec for
+ * every VM (what CCM_CONTAINER_VM_SPEC names): the image's kernel, initrd and root disk, one app disk
+ * with the guest-agent (runc driver), the stack's keys and the environment every guest shares, the run
+ * script, a NIC on the guest bridge with no MAC. What is per VM (its id, address) the host-agent passes
+ * in fw_cfg `opt/ccm/vm`, so the measured command line and the owner's launch digest are the same for all.
+ */
+async function qemuContainerGuest(
+  ns: HostNamespaces,
+  q: QemuGuests,
+  work: string,
+): Promise<SimContainerGuest> {
+  const labDir = join(work, 'lab');
+  const lab = await LabAuthority.create(labDir, { rsaBits: 2048 });
+  const spec = await sharedContainerGuest(ns.stack, q.image, {
+    bridge: q.bridge,
+    work,
+    memoryMiB: q.memoryMiB ?? 512,
+    env: { CCM_GUEST_DRIVER: 'runc', CCM_GUEST_STREAM_TIMEOUT_MS: '120000' },
+  });
+  return { lab, labDir, spec: VmSpecSchema.parse(spec) };
 }
 
 export function signal(pid: number, sig: NodeJS.Signals | 0): boolean {

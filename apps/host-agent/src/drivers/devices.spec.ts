@@ -30,6 +30,21 @@ describe('a VM spec’s devices', () => {
     expect(deviceArgs('cvm-1', VmSpecSchema.parse({ memoryMiB: 64 }))).toEqual([]);
   });
 
+  it('gives a NIC without a MAC one made from the VM id: unicast, locally administered, per VM and NIC', () => {
+    const spec = VmSpecSchema.parse({ memoryMiB: 64, nics: [{ bridge: 'ccmbr0' }, { bridge: 'ccmbr1' }] });
+    const macs = (vmId: string) =>
+      deviceArgs(vmId, spec)
+        .filter((a) => a.startsWith('virtio-net-pci'))
+        .map((a) => /mac=(.*)$/.exec(a)![1]);
+    const [m0, m1] = macs('cvm-1');
+    for (const m of [m0, m1])
+      expect(VmSpecSchema.safeParse({ memoryMiB: 64, nics: [{ bridge: 'b', mac: m }] }).success).toBe(true);
+    expect(m0).toMatch(/^52:54:/);
+    expect(m1).not.toBe(m0);
+    expect(macs('cvm-1')).toEqual([m0, m1]);
+    expect(macs('cvm-2')[0]).not.toBe(m0);
+  });
+
   it.each([
     [
       'a bridge name that is not an interface name',

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { CcmError, ErrorCodes, HostErrorCodes, type VmSpec } from '@ccm/contracts';
 import { escapeOptionValue, tapName } from '@ccm/qmp';
+import { macFor } from '../vm/guest-net.js';
 
-/** QEMU arguments for a spec's disks, NICs (on their taps) and fw_cfg files. Pure. */
+/** QEMU arguments for a spec's disks, NICs (on their taps; a MAC made from the VM id when none is given) and fw_cfg files. Pure. */
 export function deviceArgs(vmId: string, spec: VmSpec): string[] {
   const args: string[] = [];
   (spec.disks ?? []).forEach((d) => {
@@ -16,7 +17,7 @@ export function deviceArgs(vmId: string, spec: VmSpec): string[] {
       '-netdev',
       `tap,id=n${i},ifname=${tapName(vmId, i)},script=no,downscript=no`,
       '-device',
-      `virtio-net-pci,netdev=n${i},mac=${n.mac}`,
+      `virtio-net-pci,netdev=n${i},mac=${n.mac ?? macFor(vmId, i)}`,
     );
   });
   for (const f of spec.fwCfg ?? []) args.push('-fw_cfg', `name=${f.name},file=${escapeOptionValue(f.path)}`);

@@ -38,6 +38,7 @@ interface VmRow {
   run_dir: string;
   incoming_uri: string | null;
   migration_id: string | null;
+  guest_net: VmRecord['guestNet'] | null;
   created_at: Date;
   phase_changed_at: Date;
 }
@@ -71,6 +72,7 @@ const fromVmRow = (r: VmRow): VmRecord => ({
   runDir: r.run_dir,
   ...(r.incoming_uri ? { incomingUri: r.incoming_uri } : {}),
   ...(r.migration_id ? { migrationId: r.migration_id } : {}),
+  ...(r.guest_net ? { guestNet: r.guest_net } : {}),
   createdAt: new Date(r.created_at),
   phaseChangedAt: new Date(r.phase_changed_at),
 });
@@ -117,10 +119,10 @@ export class HostStore {
     await this.outbox.transaction(async (m) => {
       await m.query(
         `INSERT INTO ${vmTable} (vm_id, driver, origin, phase, reason, spec, sev, pid, run_dir, incoming_uri,
-           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15)
+           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id, guest_net)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15, $16)
          ON CONFLICT (host_id, vm_id) DO UPDATE SET driver = $2, origin = $3, phase = $4, reason = $5, spec = $6,
-           sev = $7, pid = $8, run_dir = $9, incoming_uri = $10, migration_id = $11,
+           sev = $7, pid = $8, run_dir = $9, incoming_uri = $10, migration_id = $11, guest_net = $16,
            phase_history = CASE WHEN $14 THEN '[]'::jsonb ELSE ${vmTable}.phase_history END,
            created_at = $12, phase_changed_at = $13, updated_at = now()`,
         [
@@ -139,6 +141,7 @@ export class HostStore {
           next.phaseChangedAt,
           !prev,
           this.hostId,
+          next.guestNet ? JSON.stringify(next.guestNet) : null,
         ],
       );
       if (!changed) return;

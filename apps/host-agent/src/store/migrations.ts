@@ -73,3 +73,16 @@ export class HostAgentTransferPostcopy1796100000000 implements MigrationInterfac
     await q.query(`ALTER TABLE ${s}.transfer DROP COLUMN postcopy`);
   }
 }
+
+/** `vm.guest_net`: the VM's lease on the host's guest network (CCM_GUEST_NET), kept across agent restarts. */
+export class HostAgentVmGuestNet1797000000000 implements MigrationInterface {
+  name = 'HostAgentVmGuestNet1797000000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm ADD COLUMN guest_net jsonb NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm DROP COLUMN guest_net`);
+  }
+}

@@ -9,6 +9,7 @@ import {
   type VmSpec,
   type VmView,
 } from '@ccm/contracts';
+import { type GuestLease } from '../vm/guest-net.js';
 
 /** SEV facts of one VM. */
 export interface VmSev {
@@ -37,6 +38,8 @@ export interface VmRecord {
   runDir: string;
   incomingUri?: string;
   migrationId?: string;
+  /** Its address on the host's guest network (CCM_GUEST_NET), held while the VM lives. */
+  guestNet?: GuestLease;
   createdAt: Date;
   phaseChangedAt: Date;
 }

@@ -16,6 +16,7 @@ import {
 import { toCcmError } from '../errors.js';
 import { type HostStore } from '../store/host-store.js';
 import { type VmRecord } from '../store/records.js';
+import { FW_CFG_VM, GUEST_VM_FILE, guestVmBlob, leaseAddress, onGuestNet } from './guest-net.js';
 import { LiveVm } from './live-vm.js';
 
 /** What a VM's runtime dir records about how it was started (read back when adopting it). */
@@ -56,6 +57,7 @@ const RUNTIME_FILES = [
   'session.b64',
   SEV_CONTEXT_FILE,
   GUEST_RAM_FILE,
+  GUEST_VM_FILE,
 ];
 
 /**
@@ -66,6 +68,8 @@ const RUNTIME_FILES = [
 export class VmProcesses {
   private readonly log = new Logger('Vms');
   private readonly live = new Map<string, LiveVm>();
+  /** Guest addresses leased by VMs being created (not yet in {@link live}). */
+  private readonly leasing = new Map<string, string>();
   private readonly exitListeners = new Set<(vm: LiveVm) => void>();
   private readonly eventListeners = new Set<
     (vm: LiveVm, event: string, data: Record<string, unknown>) => void
@@ -108,6 +112,29 @@ export class VmProcesses {
         { retryable: false, effect: 'none' },
       );
     }
+    // A local VM on the guest network leases an address (an incoming one keeps its source's: not here).
+    const net = this.config.CCM_GUEST_NET;
+    const lease =
+      o.origin === 'local' && onGuestNet(net, o.spec)
+        ? leaseAddress(net, [
+            ...this.leasing.values(),
+            ...this.all().flatMap((v) => (v.record.guestNet ? [v.record.guestNet.address] : [])),
+          ])
+        : undefined;
+    if (lease) this.leasing.set(o.vmId, lease.address);
+    try {
+      return await this.createLeased(o, runDir, paths, lease);
+    } finally {
+      this.leasing.delete(o.vmId);
+    }
+  }
+
+  private async createLeased(
+    o: VmStart,
+    runDir: string,
+    paths: ReturnType<typeof vmPaths>,
+    lease: VmRecord['guestNet'],
+  ): Promise<LiveVm> {
     const now = new Date();
     const record: VmRecord = {
       vmId: o.vmId,
@@ -118,6 +145,7 @@ export class VmProcesses {
       ...(o.sev ? { sev: o.sev } : {}),
       runDir,
       ...(o.migrationId ? { migrationId: o.migrationId } : {}),
+      ...(lease ? { guestNet: lease } : {}),
       createdAt: now,
       phaseChangedAt: now,
     };
@@ -138,12 +166,19 @@ export class VmProcesses {
       createdAt: now.toISOString(),
     };
     await writeFile(paths.specFile, `${JSON.stringify(specFile, null, 2)}\n`);
+    // The per-VM blob goes to QEMU only: the recorded spec stays the one asked for (one spec, many VMs).
+    let spec = o.spec;
+    if (lease) {
+      const blob = join(runDir, GUEST_VM_FILE);
+      await writeFile(blob, guestVmBlob(o.vmId, lease), { mode: 0o600 });
+      spec = { ...spec, fwCfg: [...(spec.fwCfg ?? []), { name: FW_CFG_VM, path: blob }] };
+    }
     let proc: VmProcess;
     try {
       proc = await this.driver.start({
         vmId: o.vmId,
         paths,
-        spec: o.spec,
+        spec,
         paused: o.paused,
         incoming: o.incoming,
         sev: o.firmwareSev,
