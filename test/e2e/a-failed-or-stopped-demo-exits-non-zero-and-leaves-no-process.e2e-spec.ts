@@ -29,7 +29,7 @@ describe.skipIf(skip !== undefined)('a failed or stopped demo', () => {
   it('whose destination dies exits 1 with one line saying why, and leaves no process', async () => {
     state = await mkdtemp(join(tmpdir(), 'ccm-demo-fail-'));
     const tag = randomUUID();
-    const demo = runTool(DEMO, ['--state', state, '--fail-destination'], tag);
+    const demo = runTool(DEMO, ['vm', '--state', state, '--fail-destination'], tag);
     const { code } = await demo.exited;
     const failures = demo
       .out()
@@ -46,7 +46,7 @@ describe.skipIf(skip !== undefined)('a failed or stopped demo', () => {
   it('stopped with SIGTERM while its VM runs exits 143 and leaves no process', async () => {
     state = await mkdtemp(join(tmpdir(), 'ccm-demo-term-'));
     const tag = randomUUID();
-    const demo = runTool(DEMO, ['--state', state], tag);
+    const demo = runTool(DEMO, ['vm', '--state', state], tag);
     let ended = false;
     void demo.exited.then(() => (ended = true));
     await pollUntil(

@@ -2,17 +2,21 @@
 /**
  * CCM's demo: brings up the embedded stack (nats-server with JetStream, embedded Postgres, every
  * service as a process, a host-agent for each of two hosts), proves each service is wired (signed
- * ping, /health), live-migrates a running VM between the hosts with progress, counts the signed
- * events in the audit stream, then stops everything cleanly.
+ * ping, /health), then live-migrates a running container between two confidential VMs with
+ * `ccm migrate --follow` (container-migration.ts), counts the signed events in the audit stream, and
+ * stops everything cleanly.
+ *
+ * Where the machine can run QEMU (root, network namespaces, the container guest image), the VMs are
+ * real: QEMU (TCG where KVM cannot run) on the software secure processor, two hosts as network
+ * namespaces, runc and CRIU inside the guests (qemu-container.ts). Elsewhere, or with `--sim`, the
+ * same flow runs on the sim drivers, and the demo says why. `demo vm` live-migrates a running QEMU VM
+ * between the two host-agents instead (vm-migration.ts).
  *
  * Whatever happens — a failed step, Ctrl-C, SIGTERM — it stops everything it started (services, NATS,
- * Postgres and the VMs' QEMUs, which host-agents leave running when they stop) and exits non-zero
- * with one line saying why. `--fail-destination` kills host-b's QEMU before the migration starts: the
- * demo must then fail that way (the test of the failure path uses it).
- *
- * `demo container` runs the container migration instead, on the sim drivers (simulated hypervisor,
- * software secure processor, guest-agents as processes, the overlay's sim driver): see
- * container-migration.ts. The real CRIU-in-QEMU path is not wired into it yet.
+ * Postgres and the VMs' QEMUs, which host-agents leave running when they stop, and the lab's
+ * namespaces) and exits non-zero with one line saying why. `demo vm --fail-destination` kills host-b's
+ * QEMU before the migration starts: the demo must then fail that way (the test of the failure path
+ * uses it).
  */
 import { type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -33,7 +37,7 @@ import { demoVmMigration } from './vm-migration.js';
 
 const USAGE = 'usage: demo [vm|container] [--sim] [--state DIR] [--keep] [--fail-destination]';
 let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean; sim?: boolean };
-let mode: 'vm' | 'container' = 'vm';
+let mode: 'vm' | 'container' = 'container';
 try {
   let positionals: string[];
   ({ values, positionals } = parseArgs({
@@ -49,9 +53,9 @@ try {
   const [m, ...rest] = positionals;
   if (rest.length || (m !== undefined && m !== 'vm' && m !== 'container'))
     throw new Error(`unknown mode ${positionals.join(' ')}`);
-  if (m === 'container') mode = 'container';
+  if (m === 'vm') mode = 'vm';
   if (mode === 'container' && values['fail-destination'])
-    throw new Error('--fail-destination is for the VM demo');
+    throw new Error('--fail-destination is for the VM demo (demo vm --fail-destination)');
   if (mode === 'vm' && values.sim) throw new Error('--sim is for the container demo');
 } catch (err) {
   process.stderr.write(`ccm demo: ${(err as Error).message}\n${USAGE}\n`);

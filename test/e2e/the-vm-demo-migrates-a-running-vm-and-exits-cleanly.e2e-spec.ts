@@ -11,7 +11,7 @@ if (skip) console.warn(`[demo e2e] skipped: ${skip}`);
 
 function runDemo(): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/tools/demo/main.js')], {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'dist/tools/demo/main.js'), 'vm'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -21,7 +21,7 @@ function runDemo(): Promise<{ code: number | null; out: string }> {
   });
 }
 
-describe.skipIf(skip !== undefined)('the README demo (bash tools/dev.sh demo)', () => {
+describe.skipIf(skip !== undefined)('the VM demo (bash tools/dev.sh demo vm)', () => {
   it('pings every service, live-migrates a running VM between two hosts and exits 0', async () => {
     const { code, out } = await runDemo();
     console.log(

@@ -44,13 +44,13 @@ const FLOWS = [
 ] as const;
 
 /**
- * `bash tools/dev.sh demo container`: the built demo on real QEMU guests (runc and CRIU inside, two
+ * `bash tools/dev.sh demo`: the built demo on real QEMU guests (runc and CRIU inside, two
  * hosts as namespaces) and with `--sim` on the sim drivers, from the owner's policy and
  * `ccm vm launch --overlay` to `ccm migrate --follow`, ends with the counter going on in the new VM and
  * every figure printed, exits 0, and leaves nothing it started (services, NATS, Postgres, the sim VMs
  * and the guest-agents inside them) in the process table.
  */
-describe('the container demo (bash tools/dev.sh demo container)', () => {
+describe('the README demo (bash tools/dev.sh demo): a container between two confidential VMs', () => {
   let state: string | undefined;
   afterEach(async () => {
     if (state) await rm(state, { recursive: true, force: true });
@@ -62,7 +62,7 @@ describe('the container demo (bash tools/dev.sh demo container)', () => {
       async () => {
         state = await mkdtemp(join(tmpdir(), 'ccm-demo-container-'));
         const tag = randomUUID();
-        const demo = runTool(DEMO, ['container', ...f.args, '--state', state], tag);
+        const demo = runTool(DEMO, [...f.args, '--state', state], tag);
         const { code } = await demo.exited;
         const out = demo.out();
         const lines = out.split('\n');
