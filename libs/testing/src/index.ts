@@ -19,6 +19,7 @@ export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from '.
 export { ccmFailure } from './ccm-failure.js';
 export { builtServiceEntry, startServiceProcess, type ServiceProcess } from './service-process.js';
 export { stepCommand } from './step-command.js';
+export { overlayAdmission } from './overlay-admission.js';
 export { guestClient, startGuest, type GuestClient, type GuestProcess } from './guest-agents.js';
 export {
   ask,
