@@ -110,6 +110,10 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
     }
   }
 
+  /** ms from `t` to the client's first answer after it (the client's TCP retransmission backoff shows here). */
+  const answerAfter = (client: LineClient, t: number): string =>
+    ((client.answers.find((a) => a.at >= t)?.at ?? Number.NaN) - t).toFixed(0);
+
   /** Waits until the client got an answer counting past `from` + 5 (the container counts on). */
   const answeredAbove = (client: LineClient, what: string, from: number): Promise<number> =>
     pollUntil(
@@ -134,6 +138,7 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
       expect(cutOver).toMatchObject({ overlayIp: address, peersUpdated: 3 });
       await expectHeldBy(address, 'b');
       const restored = await step('restore');
+      const resumedAt = performance.now();
       const fromB = await answeredAbove(client, 'the same connection is answered from B', lastFromA);
       const commit = await step('commit');
       expect(commit).toMatchObject({ source: 'killed' });
@@ -154,7 +159,8 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
           `  last count from A ${lastFromA}; from B ${fromB}, after commit ${afterCommit}; ` +
           `${client.answers.length} answers, socket never ended\n` +
           `  frozen time (freeze → resumed in B): ${String(restored['frozenMs'] ?? commit['frozenMs'])} ms; ` +
-          `client's longest gap between answers (brownout): ${client.longestGap(started).toFixed(0)} ms`,
+          `client's longest gap between answers (brownout): ${client.longestGap(started).toFixed(0)} ms; ` +
+          `first answer ${answerAfter(client, resumedAt)} ms after the restore step's reply`,
       );
       client.close();
       await lab.g.send(LAB_GUESTS.b.vm, 'kill', { id }, LONG);
@@ -183,6 +189,7 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
       });
       await expectHeldBy(address, 'a');
       const thawed = await step('thaw-source', 'freeze-dump');
+      const thawedAt = performance.now();
       const after = await answeredAbove(
         client,
         'the same connection is answered by A after the thaw',
@@ -191,7 +198,8 @@ describe.skipIf(skipReason !== undefined)('a container keeps its TCP connection 
       expect(client.ended).toBeUndefined();
       console.log(
         `[tcp migration] rollback: restore refused (${refused.code}: ${refused.message}); frozen at ${frozenAt}, thaw-source ${JSON.stringify(thawed)}; ` +
-          `A answers ${after} on the same socket; longest gap ${client.longestGap(started).toFixed(0)} ms`,
+          `A answers ${after} on the same socket; longest gap ${client.longestGap(started).toFixed(0)} ms, ` +
+          `first answer ${answerAfter(client, thawedAt)} ms after thaw-source's reply`,
       );
       await step('discard-images', 'pre-copy');
       client.close();
