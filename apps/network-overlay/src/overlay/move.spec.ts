@@ -22,36 +22,25 @@ async function mesh() {
   return { d, peers };
 }
 
+/** Moves the /32 vm-a → vm-b, waiting `answerWaitMs` for an answer: the figures and the watches started. */
+async function move(answerWaitMs: number) {
+  const { d, peers } = await mesh();
+  const watch = vi.spyOn(d, 'watch');
+  const figures = await moveAddress(d, { ip: IP, from: 'vm-a', to: 'vm-b', port: 80, peers, answerWaitMs });
+  expect(d.route('vm-c', IP)).toBe('vm-b');
+  return { figures, watch };
+}
+
 describe('moveAddress', () => {
   it('with no wait for an answer it starts no observer: the /32 moves, no brownout figure', async () => {
-    const { d, peers } = await mesh();
-    const watch = vi.spyOn(d, 'watch');
-    const figures = await moveAddress(d, {
-      ip: IP,
-      from: 'vm-a',
-      to: 'vm-b',
-      port: 80,
-      peers,
-      answerWaitMs: 0,
-    });
+    const { figures, watch } = await move(0);
     expect(watch).not.toHaveBeenCalled();
     expect(figures).toMatchObject({ brownoutMs: null, sourceAnswered: false, peersUpdated: 3 });
-    expect(d.route('vm-c', IP)).toBe('vm-b');
   });
 
   it('with a wait it probes from the third peer and measures the brownout', async () => {
-    const { d, peers } = await mesh();
-    const watch = vi.spyOn(d, 'watch');
-    const figures = await moveAddress(d, {
-      ip: IP,
-      from: 'vm-a',
-      to: 'vm-b',
-      port: 80,
-      peers,
-      answerWaitMs: 2_000,
-    });
+    const { figures, watch } = await move(2_000);
     expect(watch).toHaveBeenCalledWith('vm-c', IP, 80);
     expect(figures.brownoutMs).not.toBeNull();
-    expect(d.route('vm-c', IP)).toBe('vm-b');
   });
 });
