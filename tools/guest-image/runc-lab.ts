@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ContainerNetwork, subjects } from '@ccm/contracts';
+import { type ContainerNetwork, type ServiceName, subjects } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
 import { startQemu, type QemuProcess } from '@ccm/qmp';
@@ -11,11 +11,14 @@ import {
   guestClient,
   ip,
   ipOrThrow,
+  overlayAdmission,
   pollUntil,
+  startGuest,
   startServiceProcess,
   startTestStack,
   stepCommand,
   type GuestClient,
+  type GuestProcess,
   type ServiceProcess,
   type TestStack,
 } from '@ccm/testing';
@@ -28,8 +31,10 @@ import { containerGuestSpec, ensureContainerImage } from './container-image.js';
  * Two container guests under QEMU (TCG) on a bridge in the host's namespace, each running the
  * guest-agent with the runc driver from one app disk (`env/<vm>.env` gives each its VM id and stream
  * address), reaching a test stack's NATS on the bridge's host address; apps/container-checkpoint runs
- * as its own process (the built one) against the same stack. Used by the lab int-spec
- * (qemu-container-runc-migration.int-spec.ts) and the container blackout benchmark.
+ * as its own process (the built one) against the same stack, and with `overlay` apps/network-overlay
+ * too (its built process), driving the guest-agents' WireGuard. Used by the lab int-specs
+ * (qemu-container-runc-migration.int-spec.ts, qemu-container-tcp-migration.int-spec.ts) and the
+ * container blackout benchmark.
  */
 export interface RuncLabOptions {
   readonly repoRoot: string;
@@ -41,12 +46,24 @@ export interface RuncLabOptions {
   readonly checkpointEnv?: Record<string, string>;
   /** Both guest-agents' environment beyond what the lab sets. */
   readonly guestEnv?: Record<string, string>;
+  /**
+   * The workload overlay: network-overlay runs in this process too (CCM_OVERLAY_DRIVER=guest, its
+   * `env` beyond that), both guest-agents bring up kernel WireGuard on their underlay address, and
+   * {@link RuncLab.joinOverlay} makes the overlay with this host's namespace as a third peer.
+   */
+  readonly overlay?: { readonly env?: Record<string, string> };
   /** nats-server's ping (drops a killed guest's connection sooner; see startTestStack). */
   readonly natsPing?: { intervalS: number; max: number };
   readonly log?: (line: string) => void;
 }
 
 export const LAB_HOST = '10.217.0.1';
+/** Each guest's WireGuard port on its underlay address (the overlay's peers send there). */
+export const LAB_WG_PORT = 51820;
+/** The overlay's id in {@link RuncLab.joinOverlay}. */
+export const LAB_OVERLAY = 'lab';
+/** The overlay node in this host's namespace: a guest-agent process, the client's side. */
+export const LAB_CLIENT_VM = 'vm-lab-client';
 export const LAB_GUESTS = {
   a: { vm: 'vm-runc-a', ip: '10.217.0.2', mac: '52:54:00:cc:01:0a' },
   b: { vm: 'vm-runc-b', ip: '10.217.0.3', mac: '52:54:00:cc:01:0b' },
@@ -63,10 +80,16 @@ export class RuncLab {
   private work: string | undefined;
   private netMade = false;
   private coordinator: NatsConnection | undefined;
+  private operator: NatsConnection | undefined;
+  private overlay: ServiceProcess | undefined;
+  private clientAgent: GuestProcess | undefined;
+  /** The client node's WireGuard interface in this host's namespace. */
+  readonly clientInterface: string;
 
   constructor(private readonly o: RuncLabOptions) {
     this.bridge = `ccmbr${o.tag}`;
     this.taps = { a: `ccmra${o.tag}`, b: `ccmrb${o.tag}` };
+    this.clientInterface = `ccmrw${o.tag}`;
   }
 
   get stack(): TestStack {
@@ -96,23 +119,18 @@ export class RuncLab {
     throw new Error(`${(err as Error).message}\n--- serial A:\n${tails[0]}\n--- serial B:\n${tails[1]}`);
   }
 
-  /** Removes the bridge and taps, and with the bridge every route through it (synchronous: also from a signal handler). */
+  /**
+   * Removes the bridge and taps, and with the bridge every route through it, and the client node's
+   * WireGuard interface (synchronous: also from a signal handler).
+   */
   dropNet(): void {
     if (!this.netMade) return;
-    for (const l of [this.taps.a, this.taps.b, this.bridge]) ip('link', 'del', l);
+    for (const l of [this.taps.a, this.taps.b, this.bridge, this.clientInterface]) ip('link', 'del', l);
   }
 
-  /**
-   * A container address (n in 1..254) routed in the lab host's namespace, made from the lab's tag so
-   * that two labs at once hardly meet: the overlay /32 a container serves at.
-   */
-  containerAddress(n: number): string {
-    return `10.218.${(this.o.tag % 250) + 1}.${n}`;
-  }
-
-  /** The lab host routes `address`/32 via guest `which` (what network-overlay's move does on the overlay). */
-  routeVia(address: string, which: 'a' | 'b'): void {
-    ipOrThrow('route', 'replace', `${address}/32`, 'via', LAB_GUESTS[which].ip, 'dev', this.bridge);
+  /** The overlay's network, made from the lab's tag so that two labs at once hardly meet. */
+  get overlayCidr(): string {
+    return `10.218.${(this.o.tag % 250) + 1}.0/24`;
   }
 
   /** Builds (or finds) the image and app disk, makes the network, starts NATS, Postgres, container-checkpoint and both guests. */
@@ -143,6 +161,12 @@ export class RuncLab {
         ...this.o.checkpointEnv,
       }),
     );
+    if (this.o.overlay) {
+      this.overlay = await startServiceProcess(
+        'network-overlay',
+        stack.env({ CCM_INSTANCE_ID: 'overlay-lab', CCM_OVERLAY_DRIVER: 'guest', ...this.o.overlay.env }),
+      );
+    }
     const env = (vm: string, ip: string) =>
       shellEnvFile(
         stack.env({
@@ -152,6 +176,14 @@ export class RuncLab {
           CCM_GUEST_DRIVER: 'runc',
           CCM_GUEST_STREAM_HOST: ip,
           CCM_GUEST_STREAM_TIMEOUT_MS: '600000',
+          ...(this.o.overlay
+            ? {
+                CCM_GUEST_OVERLAY_DRIVER: 'wireguard',
+                CCM_GUEST_OVERLAY_WG_MODE: 'kernel',
+                CCM_GUEST_OVERLAY_PORT: String(LAB_WG_PORT),
+                CCM_GUEST_OVERLAY_ENDPOINT: `${ip}:${LAB_WG_PORT}`,
+              }
+            : {}),
           ...this.o.guestEnv,
         }),
       );
@@ -167,7 +199,8 @@ export class RuncLab {
       extraDirs: { keys: stack.keysDir },
     });
     log(`app disk in ${Date.now() - t0} ms`);
-    this.client = await guestClient(await stack.connectAs('operator'), stack.keysDir);
+    this.operator = await stack.connectAs('operator');
+    this.client = await guestClient(this.operator, stack.keysDir);
     for (const which of ['a', 'b'] as const) {
       const spec = containerGuestSpec(image, {
         runScript: join(this.o.repoRoot, 'tools/guest-image/__fixtures__/agent-run.sh'),
@@ -235,9 +268,69 @@ export class RuncLab {
     }
   }
 
+  /** A network-overlay command signed as the operator. */
+  async overlayCommand(verb: string, data: unknown): Promise<Record<string, unknown>> {
+    const nc = this.operator;
+    if (!nc || !this.overlay) throw new Error('the lab runs no overlay');
+    return signedRequest(
+      nc,
+      await this.stack.identity('operator'),
+      await loadTrustStore(this.stack.keysDir),
+      subjects.cmd('network-overlay', verb),
+      data,
+      z.record(z.string(), z.unknown()),
+      { idempotencyKey: `${verb}-${randomUUID()}`, timeoutMs: 60_000 },
+    );
+  }
+
   /**
-   * container-checkpoint's steps for container `id` moving A → B, signed as the saga-coordinator:
-   * `step(verb)` sends a step's action (`verb` is the step), `step(verb, step)` that step's compensation.
+   * Makes the overlay ({@link LAB_OVERLAY} on {@link overlayCidr}) and admits three peers, each on a
+   * key-broker statement for its guest-agent's identity key and underlay endpoint: A and B (kernel
+   * WireGuard inside the QEMU guests) and the client node, a guest-agent process in this host's
+   * namespace with its own WireGuard interface (kernel where the host's module loads, else
+   * wireguard-go), through which a socket of this process reaches the overlay's addresses.
+   */
+  async joinOverlay(): Promise<void> {
+    const port = LAB_WG_PORT + 1 + (this.o.tag % 1000);
+    this.clientAgent = await startGuest(this.stack, LAB_CLIENT_VM, this.g.send, {
+      CCM_GUEST_OVERLAY_DRIVER: 'wireguard',
+      CCM_GUEST_OVERLAY_INTERFACE: this.clientInterface,
+      CCM_GUEST_OVERLAY_PORT: String(port),
+      CCM_GUEST_OVERLAY_ENDPOINT: `${LAB_HOST}:${port}`,
+    });
+    await this.overlayCommand('create-overlay', { overlayId: LAB_OVERLAY, cidr: this.overlayCidr });
+    const keyBroker = await this.stack.identity('key-broker');
+    const nodes = [
+      { vm: LAB_GUESTS.a.vm, endpoint: `${LAB_GUESTS.a.ip}:${LAB_WG_PORT}` },
+      { vm: LAB_GUESTS.b.vm, endpoint: `${LAB_GUESTS.b.ip}:${LAB_WG_PORT}` },
+      { vm: LAB_CLIENT_VM, endpoint: `${LAB_HOST}:${port}` },
+    ];
+    for (const { vm, endpoint } of nodes) {
+      const key = (await this.g.send(vm, 'identity', {})).publicKey as string;
+      const admission = overlayAdmission(keyBroker, vm, key, { endpoint });
+      await this.overlayCommand('admit-peer', { overlayId: LAB_OVERLAY, admission });
+    }
+  }
+
+  /** The allowed IPs of each peer as overlay node `vm`'s interface holds them, by the peer's VM id. */
+  async allowedIpsSeenBy(vm: string): Promise<Record<string, string[]>> {
+    const peers = (await this.g.send(vm, 'overlay-state', {})).peers as Array<{
+      publicKey: string;
+      allowedIps: string[];
+    }>;
+    const seen: Record<string, string[]> = {};
+    for (const other of [LAB_GUESTS.a.vm, LAB_GUESTS.b.vm, LAB_CLIENT_VM]) {
+      const key = (await this.g.send(other, 'identity', {})).publicKey as string;
+      const p = peers.find((x) => x.publicKey === key);
+      if (p) seen[other] = [...p.allowedIps].sort();
+    }
+    return seen;
+  }
+
+  /**
+   * The steps of container `id` moving A → B, signed as the saga-coordinator: `step(verb)` sends
+   * container-checkpoint's action (`verb` is the step), `step(verb, step)` that step's compensation;
+   * `overlayStep` the same to network-overlay (the cut-over and its revert).
    */
   async checkpointSteps(id: string) {
     this.coordinator ??= await this.stack.connectAs('saga-coordinator');
@@ -248,12 +341,12 @@ export class RuncLab {
       workload: { id, kind: 'container' },
       context: { sourceVmId: LAB_GUESTS.a.vm, targetVmId: LAB_GUESTS.b.vm },
     });
-    const step = (verb: string, compensates?: string) =>
+    const stepOf = (service: ServiceName) => (verb: string, compensates?: string) =>
       signedRequest(
         nc,
         signer,
         trust,
-        subjects.cmd('container-checkpoint', verb),
+        subjects.cmd(service, verb),
         compensates ? { ...base, step: compensates, kind: 'compensation' as const } : { ...base, step: verb },
         z.record(z.string(), z.unknown()),
         {
@@ -263,12 +356,15 @@ export class RuncLab {
           timeoutMs: 900_000,
         },
       );
-    return { base, step };
+    return { base, step: stepOf('container-checkpoint'), overlayStep: stepOf('network-overlay') };
   }
 
   /** Stops everything it started (also after a failed start). */
   async stop(): Promise<void> {
     await this.coordinator?.close().catch(() => undefined);
+    await this.clientAgent?.stop();
+    await this.operator?.close().catch(() => undefined);
+    await this.overlay?.stop().catch(() => undefined);
     await this.checkpoint?.stop().catch(() => undefined);
     await Promise.all(this.guests.map((q) => q.kill()));
     await this.stackRef?.stop();

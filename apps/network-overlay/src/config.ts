@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 /** Longest an admission statement's evidence may have been verified before it is used. */
 export const DEFAULT_ADMISSION_MAX_AGE_MS = 5 * 60_000;
-/** How long cut-over waits for the target's first answer to measure the brownout. */
+/** How long cut-over waits for the target's first answer to measure the brownout (0: no observer, no figure). */
 export const DEFAULT_ANSWER_WAIT_MS = 2_000;
 /** How long `probe-workload` probes before it reports the workload unreachable. */
 export const DEFAULT_PROBE_TIMEOUT_MS = 3_000;

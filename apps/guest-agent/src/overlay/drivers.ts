@@ -138,8 +138,17 @@ export class WireGuardGuestOverlay implements GuestOverlayDriver {
     return setPeers(this.need(), peers);
   }
 
-  addAddress(ip: string): Promise<void> {
-    return addAddress(this.need(), `${ip}/32`);
+  /**
+   * Holds a workload /32 on the interface, unless a container of this guest serves it: the guest then
+   * routes it into the container's veth (apps/guest-agent/src/runc/netns.ts) and forwards between the
+   * interface and the veth; the address on the interface would take the packets into the guest's own
+   * stack instead (the local table wins), which answers the container's connections with resets.
+   */
+  async addAddress(ip: string): Promise<void> {
+    const iface = this.need();
+    ipv4ToInt(ip);
+    if ((await routedTo(ip)).some((dev) => dev !== iface.name)) return;
+    await addAddress(iface, `${ip}/32`);
   }
 
   removeAddress(ip: string): Promise<void> {
@@ -169,4 +178,13 @@ export class WireGuardGuestOverlay implements GuestOverlayDriver {
     if (!this.iface) throw new Error('the overlay interface is not up');
     return this.iface;
   }
+}
+
+/** The devices the guest's main table routes `ip`/32 to, as a host route of its own (`ip route show exact`). */
+export async function routedTo(ip: string): Promise<string[]> {
+  const out = await run(['ip', '-o', '-4', 'route', 'show', 'exact', `${ip}/32`]);
+  return out
+    .split('\n')
+    .map((l) => /\bdev (\S+)/.exec(l)?.[1])
+    .filter((d): d is string => d !== undefined);
 }

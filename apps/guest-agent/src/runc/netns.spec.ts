@@ -4,10 +4,13 @@ import { join } from 'node:path';
 import { isCcmError } from '@ccm/contracts';
 import { type CommandRunner } from '@ccm/criu';
 import { describe, expect, it } from 'vitest';
-import { ContainerNetns, LOCK_RULESET, LOCK_TABLE, netNames } from './netns.js';
+import { ContainerNetns, interfacesIn, LOCK_RULESET, LOCK_TABLE, netNames } from './netns.js';
 
 /** A runner that records each argv and fails the ones `fails` matches (the commands are the unit here). */
-function recorder(fails: (argv: readonly string[]) => boolean = () => false) {
+function recorder(
+  fails: (argv: readonly string[]) => boolean = () => false,
+  prints: (argv: readonly string[]) => string = () => '',
+) {
   const calls: string[] = [];
   const runner: CommandRunner = {
     run: (argv) => {
@@ -16,7 +19,7 @@ function recorder(fails: (argv: readonly string[]) => boolean = () => false) {
       return Promise.resolve({
         exitCode: bad ? 1 : 0,
         signal: null,
-        stdout: '',
+        stdout: prints(argv),
         stderr: bad ? 'RTNETLINK answers: File exists' : '',
         timedOut: false,
       });
@@ -66,5 +69,29 @@ describe('a container network namespace', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it("create takes the /32 off the guest's own interfaces (the overlay's): the route to the veth must win", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ccm-netns-'));
+    try {
+      const held = '5: ccm-wg0    inet 10.218.0.7/32 scope global ccm-wg0\\       valid_lft forever\n';
+      const { calls, runner } = recorder(undefined, (argv) => (argv.includes('show') ? held : ''));
+      await new ContainerNetns(runner, 1000, dir).create('web1', { address: '10.218.0.7', port: 80 }, false);
+      const route = calls.indexOf(`ip route replace 10.218.0.7/32 dev ${netNames('web1').host}`);
+      expect(route).toBeGreaterThan(0);
+      expect(calls.slice(route + 1, route + 3)).toEqual([
+        'ip -o -4 addr show to 10.218.0.7/32',
+        'ip addr del 10.218.0.7/32 dev ccm-wg0',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads interface names from `ip -o addr` lines', () => {
+    expect(interfacesIn('')).toEqual([]);
+    expect(
+      interfacesIn('5: ccm-wg0    inet 10.0.0.4/32 scope global ccm-wg0\n7: eth0@if3    inet 10.0.0.4/32\n'),
+    ).toEqual(['ccm-wg0', 'eth0']);
   });
 });

@@ -52,7 +52,7 @@ export class ContainerNetns {
     private readonly dir: string,
   ) {}
 
-  private async cmd(...argv: string[]): Promise<void> {
+  private async cmd(...argv: string[]): Promise<string> {
     const r = await this.runner.run(argv, { timeoutMs: this.timeoutMs });
     if (r.exitCode !== 0 || r.timedOut) {
       throw new CcmError(
@@ -61,6 +61,7 @@ export class ContainerNetns {
         { retryable: false, effect: 'maybe', details: { command: argv[0], action: 'network' } },
       );
     }
+    return r.stdout;
   }
 
   /** Makes the namespace (after removing any left of the same name); locked from the start if asked. */
@@ -78,11 +79,23 @@ export class ContainerNetns {
       await this.cmd('ip', 'addr', 'add', `${GATEWAY}/32`, 'dev', n.host);
       await this.cmd('ip', 'link', 'set', n.host, 'up');
       await this.cmd('ip', 'route', 'replace', `${net.address}/32`, 'dev', n.host);
+      await this.dropGuestAddress(net.address);
       await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
     } catch (e) {
       await this.remove(id);
       throw e;
     }
+  }
+
+  /**
+   * Removes `address` from every interface of the guest that holds it (the overlay's, when the
+   * network-overlay gave the guest the /32 before the container ran here): a guest holding its
+   * container's /32 itself takes the packets into its own stack (the local table wins over the route
+   * to the veth), and answers the container's connections with resets.
+   */
+  private async dropGuestAddress(address: string): Promise<void> {
+    const held = await this.cmd('ip', '-o', '-4', 'addr', 'show', 'to', `${address}/32`);
+    for (const dev of interfacesIn(held)) await this.cmd('ip', 'addr', 'del', `${address}/32`, 'dev', dev);
   }
 
   /** Drops all but loopback traffic in the container's namespace. */
@@ -107,4 +120,12 @@ export class ContainerNetns {
       .catch(() => undefined);
     await this.runner.run(['ip', 'netns', 'del', n.ns], { timeoutMs: this.timeoutMs }).catch(() => undefined);
   }
+}
+
+/** The interface names of `ip -o addr show` lines (`3: ccm-wg0    inet 10.0.0.4/32 scope global …`). */
+export function interfacesIn(ipOneLine: string): string[] {
+  return ipOneLine
+    .split('\n')
+    .map((l) => /^\d+:\s+([^\s@:]+)/.exec(l)?.[1])
+    .filter((d): d is string => d !== undefined);
 }

@@ -54,7 +54,9 @@ export function observerFor(peers: readonly MeshPeer[], from: string, to: string
  * guest drops the address. A probe from an observer node runs throughout and gives the brownout.
  */
 export async function moveAddress(driver: OverlayDriver, req: MoveRequest): Promise<MoveFigures> {
-  const observer = observerFor(req.peers, req.from, req.to);
+  // No wait for an answer, no observer: its probes could not see the target answer in time, and
+  // starting and stopping them would only lengthen the move (inside a container's blackout window).
+  const observer = req.answerWaitMs > 0 ? observerFor(req.peers, req.from, req.to) : undefined;
   const watch = observer === undefined ? undefined : driver.watch(observer, req.ip, req.port);
   // The observer's first probe runs before anything changes, so a source that still answers is seen.
   const ready = performance.now() + req.answerWaitMs;

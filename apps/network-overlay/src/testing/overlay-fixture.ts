@@ -1,7 +1,7 @@
 import { type INestApplication } from '@nestjs/common';
 import {
   CcmError,
-  OVERLAY_ADMISSION_TYPE,
+  type OVERLAY_ADMISSION_TYPE,
   subjects,
   type Envelope,
   type OverlayAdmission,
@@ -9,12 +9,12 @@ import {
   type StepCommand,
 } from '@ccm/contracts';
 import { loadTrustStore, type Identity, type TrustStore } from '@ccm/keys';
-import { sealEnvelope, signedRequest } from '@ccm/messaging';
+import { signedRequest } from '@ccm/messaging';
 import { createServiceApp } from '@ccm/runtime';
-import { startTestStack, type TestStack } from '@ccm/testing';
+import { overlayAdmission, startTestStack, type TestStack } from '@ccm/testing';
 import { generateKeyPair } from '@ccm/wireguard';
 import { type NatsConnection } from '@nats-io/transport-node';
-import { randomUUID, createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { networkOverlay, driverProvider } from '../app.js';
 import { OVERLAY_DRIVER, type OverlayDriver } from '../driver/driver.js';
@@ -78,21 +78,8 @@ export class OverlayFixture {
     wgPublicKey: string,
     opts: { signer?: SignerName; verifiedAgoMs?: number; endpoint?: string } = {},
   ): Promise<Envelope<OverlayAdmission> & { type: typeof OVERLAY_ADMISSION_TYPE }> {
-    const verifiedAt = Date.now() - (opts.verifiedAgoMs ?? 0);
-    const env = sealEnvelope(await this.stack.identity(opts.signer ?? 'key-broker'), {
-      // A statement travels inside step commands, on no subject of its own: it is bound to its type.
-      natssubject: OVERLAY_ADMISSION_TYPE,
-      type: OVERLAY_ADMISSION_TYPE,
-      data: {
-        vmId,
-        wgPublicKey,
-        evidenceDigest: createHash('sha256').update(`evidence of ${vmId}`).digest('hex'),
-        verifiedAt: new Date(verifiedAt).toISOString(),
-        expiresAt: new Date(verifiedAt + 120_000).toISOString(),
-        ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-      },
-    });
-    return { ...env, type: OVERLAY_ADMISSION_TYPE };
+    const { signer, ...rest } = opts;
+    return overlayAdmission(await this.stack.identity(signer ?? 'key-broker'), vmId, wgPublicKey, rest);
   }
 
   /** A saga step command as the coordinator sends it. */
