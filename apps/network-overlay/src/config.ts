@@ -23,5 +23,13 @@ export const configSchema = serviceConfigSchema.extend({
   CCM_OVERLAY_ADMISSION_MAX_AGE_MS: envInt(1_000, 24 * 3_600_000).default(DEFAULT_ADMISSION_MAX_AGE_MS),
   CCM_OVERLAY_ANSWER_WAIT_MS: envInt(0, 600_000).default(DEFAULT_ANSWER_WAIT_MS),
   CCM_OVERLAY_PROBE_TIMEOUT_MS: envInt(10, 600_000).default(DEFAULT_PROBE_TIMEOUT_MS),
+  /**
+   * What `probe-workload` counts as the holder's answer: `name`, an HTTP reply whose body is the
+   * holder's VM id (the test servers: a wrong node answering is seen); `connect`, also a connection
+   * the workload accepted and answered with bytes that are no HTTP (a real container's own service,
+   * which knows no VM id). Over WireGuard only the peer whose allowed IPs hold the /32 can answer a
+   * connection to it from another peer, and that peer is the holder the overlay configured.
+   */
+  CCM_OVERLAY_PROBE: z.enum(['name', 'connect']).default('name'),
 });
 export type OverlayConfig = z.infer<typeof configSchema>;

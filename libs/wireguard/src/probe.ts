@@ -6,9 +6,16 @@ import { ipv4ToInt, netnsName } from './validate.js';
 /** One probe of a workload: when (ms on the caller's performance.now() clock) and who answered, if anyone. */
 export interface ProbeSample {
   readonly t: number;
-  /** The answering node's name (the body of its HTTP reply), or undefined when nothing answered. */
+  /**
+   * The answering node's name (the body of its HTTP reply); {@link CONNECTED} when a TCP connection
+   * was accepted but the reply was no HTTP (a workload that is not a name server, e.g. a container's
+   * line service); undefined when nothing answered.
+   */
   readonly by: string | undefined;
 }
+
+/** A probe's `by` when the workload accepted the connection but answered no HTTP. */
+export const CONNECTED = '+';
 
 /** An HTTP server answering every GET with `name`, on 0.0.0.0:port (the workload stand-in). */
 const SERVE = `const [name, port] = process.argv.slice(1);
@@ -18,7 +25,8 @@ require('node:http').createServer((q, r) => r.end(name)).listen(Number(port), '0
  * Starts a GET of http://ip:port/ every `gap` ms (a new connection each, several in flight when
  * answers are slow), each given up after `timeout` ms, and prints one line per probe in the order
  * they were sent: `t by|-`, `t` when it was sent on the wall clock (the prober's time origin + its
- * monotonic time), which the caller puts on its own clock. Probes run at a fixed rate and not one
+ * monotonic time), which the caller puts on its own clock (\`+\`: the connection was accepted but the
+ * reply was no HTTP). Probes run at a fixed rate and not one
  * after the other so that a probe lost at a switch (a connection whose packets go to a node that no
  * longer holds the address) does not blind the prober for its whole timeout: the next probe leaves
  * `gap` ms later, and a brownout is seen to within `gap`.
@@ -29,14 +37,15 @@ const pending = [];
 const flush = () => { while (pending.length && pending[0].by !== undefined) { const p = pending.shift();
   process.stdout.write((performance.timeOrigin + p.t).toFixed(3) + ' ' + p.by + '\\n'); } };
 const once = () => {
-  const p = { t: performance.now(), by: undefined };
+  const p = { t: performance.now(), by: undefined, connected: false };
   pending.push(p);
   const done = (by) => { if (p.by === undefined) { p.by = by; flush(); } };
   const req = http.get({ host: ip, port: Number(port), agent: false, timeout: Number(timeout) }, (r) => {
     let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => done(b || '-'));
   });
+  req.on('socket', (s) => s.once('connect', () => (p.connected = true)));
   req.on('timeout', () => req.destroy(new Error('timeout')));
-  req.on('error', () => done('-'));
+  req.on('error', (e) => done(p.connected && e.code !== 'ECONNRESET' && e.message !== 'timeout' ? '+' : '-'));
 };
 const tick = setInterval(once, Number(gap)); once();
 process.stdin.on('end', () => { clearInterval(tick);

@@ -8,6 +8,7 @@ import {
   type SevGuest,
 } from '@ccm/sev-emulator';
 import { type GuestAgentConfig } from '../config.js';
+import { overlayEndpoint } from '../overlay/overlay-config.js';
 import { CheckpointService } from '../checkpoint/checkpoint.service.js';
 import { readIdentitySecret } from './launch-secrets.js';
 
@@ -52,7 +53,7 @@ export class GuestAttestation implements OnModuleInit {
   evidence(nonce: string, migrationId: string): EvidenceReply {
     const mode = this.config.CCM_GUEST_SEV;
     // Where the other peers reach this guest's WireGuard interface: reported, not attested.
-    const endpoint = this.config.CCM_GUEST_OVERLAY_ENDPOINT;
+    const endpoint = overlayEndpoint(this.config);
     const reported = endpoint ? { overlayEndpoint: endpoint } : {};
     if (this.identitySecret && (mode === 'sev' || mode === 'sev-es')) {
       const publicKey = this.cp.identity.publicKey;

@@ -4,6 +4,7 @@ import { SERVICE_CONFIG } from '@ccm/runtime';
 import { cidrContains, ipv4ToInt, parseCidr, WgInvalidArgumentError, type PeerSpec } from '@ccm/wireguard';
 import { CheckpointService } from '../checkpoint/checkpoint.service.js';
 import { type GuestAgentConfig } from '../config.js';
+import { overlayEndpoint } from './overlay-config.js';
 import {
   SimGuestOverlay,
   WireGuardGuestOverlay,
@@ -84,7 +85,7 @@ export class GuestOverlay implements OnModuleDestroy {
       this.driver.up({ privateKey: this.privateKey(), nodeIp: req.nodeIp, overlayCidr: req.overlayCidr }),
     );
     this.current = { nodeIp: req.nodeIp, overlayCidr: req.overlayCidr };
-    const endpoint = this.config.CCM_GUEST_OVERLAY_ENDPOINT;
+    const endpoint = overlayEndpoint(this.config);
     return {
       publicKey: this.publicKey,
       interface: this.config.CCM_GUEST_OVERLAY_INTERFACE,

@@ -21,3 +21,22 @@ export const overlayConfigFields = {
     .regex(/^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/, 'a.b.c.d:port')
     .optional(),
 };
+
+/**
+ * Where the other peers reach this guest's WireGuard interface: CCM_GUEST_OVERLAY_ENDPOINT when set;
+ * else, with the `wireguard` driver, the guest's underlay address (CCM_GUEST_STREAM_HOST, which the
+ * host-agent hands each VM in its fw_cfg blob) and CCM_GUEST_OVERLAY_PORT, so one app disk serves
+ * every VM; else none (loopback is no endpoint another guest can reach).
+ */
+export function overlayEndpoint(c: {
+  CCM_GUEST_OVERLAY_DRIVER: 'sim' | 'wireguard';
+  CCM_GUEST_OVERLAY_ENDPOINT?: string | undefined;
+  CCM_GUEST_OVERLAY_PORT: number;
+  CCM_GUEST_STREAM_HOST: string;
+}): string | undefined {
+  if (c.CCM_GUEST_OVERLAY_ENDPOINT) return c.CCM_GUEST_OVERLAY_ENDPOINT;
+  const host = c.CCM_GUEST_STREAM_HOST;
+  if (c.CCM_GUEST_OVERLAY_DRIVER !== 'wireguard' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return undefined;
+  if (host.startsWith('127.') || host === '0.0.0.0') return undefined;
+  return `${host}:${c.CCM_GUEST_OVERLAY_PORT}`;
+}

@@ -1,6 +1,7 @@
 import {
   applyPeerSpecs,
   cidrContains,
+  CONNECTED,
   ipv4ToInt,
   parseCidr,
   type PeerEntry,
@@ -26,6 +27,8 @@ export class SimOverlayDriver implements OverlayDriver {
   /** Network faults a test injects (`from→to` paths cut, `vmId ip` workloads silent): node state rebuilt from the rows keeps them. */
   private readonly cutPaths = new Set<string>();
   private readonly silent = new Set<string>();
+  /** Workload addresses whose service answers no HTTP (a probe sees the connection accepted only). */
+  private readonly noHttp = new Set<string>();
   /** Gap between two probes of a watch. */
   constructor(private readonly probeGapMs = 1) {}
 
@@ -78,6 +81,12 @@ export class SimOverlayDriver implements OverlayDriver {
     else this.silent.delete(`${vmId} ${ip}`);
   }
 
+  /** The workload at `ip` answers no HTTP, as a container's own service (or HTTP again with `on: false`). */
+  speaksNoHttp(ip: string, on = true): void {
+    if (on) this.noHttp.add(ip);
+    else this.noHttp.delete(ip);
+  }
+
   /** Which node answers `ip` when node `fromVmId` sends to it, or undefined when nothing does. */
   route(fromVmId: string, ip: string): string | undefined {
     const to = this.routeByTables(fromVmId, ip);
@@ -112,7 +121,10 @@ export class SimOverlayDriver implements OverlayDriver {
   }
 
   watch(fromVmId: string, ip: string): Watch {
-    return startSampling(this.probeGapMs, () => this.route(fromVmId, ip));
+    return startSampling(this.probeGapMs, () => {
+      const by = this.route(fromVmId, ip);
+      return by !== undefined && this.noHttp.has(ip) ? CONNECTED : by;
+    });
   }
 
   private node(vmId: string): SimNode {

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CcmError, ErrorCodes, type Envelope, type MoveFigures, type Peer } from '@ccm/contracts';
 import { MESSAGING_OPTIONS, type MessagingOptions } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
-import { formatCidr, parseCidr } from '@ccm/wireguard';
+import { CONNECTED, formatCidr, parseCidr, type ProbeSample } from '@ccm/wireguard';
 import { type EntityManager } from 'typeorm';
 import { type OverlayConfig } from '../config.js';
 import { OVERLAY_SCHEMA } from '../db/migrations.js';
@@ -254,12 +254,14 @@ export class OverlayService {
   /** ms to the first answer by the holder from node `from`, or undefined within the probe timeout. */
   private async probeFrom(from: string, w: db.WorkloadRow): Promise<number | undefined> {
     const t0 = performance.now();
+    const connect = this.config.CCM_OVERLAY_PROBE === 'connect';
+    const byHolder = (s: ProbeSample) => s.by === w.holder || (connect && s.by === CONNECTED);
     const watch = this.driver.watch(from, w.ip, w.port);
     const deadline = t0 + this.config.CCM_OVERLAY_PROBE_TIMEOUT_MS;
-    while (!watch.samples.some((s) => s.by === w.holder) && performance.now() < deadline) {
+    while (!watch.samples.some(byHolder) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 2));
     }
-    const hit = (await watch.stop()).find((s) => s.by === w.holder);
+    const hit = (await watch.stop()).find(byHolder);
     return hit ? Math.max(0, hit.t - t0) : undefined;
   }
 

@@ -47,6 +47,15 @@ describe('probe-workload falls back to the holder (sim nodes)', () => {
     });
   });
 
+  it('counts no answer that is not the holder\'s name (CCM_OVERLAY_PROBE=name, the default)', async () => {
+    sim.speaksNoHttp(ip); // the holder accepts the connection, its service answers no HTTP
+    expect(await probe('w-solo')).toMatchObject({
+      code: 'UNAVAILABLE',
+      details: { holder: 'a', reason: 'workload', holderAnswered: false },
+    });
+    sim.speaksNoHttp(ip, false);
+  });
+
   it('fails naming the workload when even its holder gets no answer', async () => {
     sim.silence('a', ip); // the workload itself stops answering
     expect(await probe('w-solo')).toMatchObject({
