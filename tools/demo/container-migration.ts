@@ -25,10 +25,15 @@ import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
 import { pollUntil, REPO_ROOT } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { LineClient } from '../guest-image/line-client.js';
 import { type LocalStack } from '../stack/stack.js';
+import { startClientNode, type ClientNode, type ClientNodeSpec } from './overlay-client.js';
 
 const HOSTS = ['host-a', 'host-b'] as const;
 const OVERLAY = 'ov-demo';
+const OVERLAY_CIDR = '10.77.0.0/24';
+/** The container's TCP line service (each line it reads is answered with its count). */
+const SERVICE_PORT = 8080;
 /** The sim guest image whose SNP measurement the owner's policy accepts. */
 export const GUEST_IMAGE = 'ccm-guest';
 const WORKLOAD = 'web-1';
@@ -191,7 +196,8 @@ function pidKill(pid: number): boolean {
 
 export interface ContainerDemoContext {
   stack: LocalStack;
-  setup: Pick<SimContainerSetup, 'guest'>;
+  /** With `client`, the overlay is real and a TCP client outside both guests talks to the container. */
+  setup: Pick<SimContainerSetup, 'guest'> & { client?: ClientNodeSpec };
   say: (m: string) => void;
   /** Real QEMU guests (runc and CRIU inside): boots and first container starts take minutes under TCG. */
   real?: boolean;
@@ -264,6 +270,9 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
         resolve({ code: code ?? 1, stdout, stderr });
       });
     });
+  let client: ClientNode | undefined;
+  let tcp: LineClient | undefined;
+  let tcpLocal = '';
   const ccmJson = async <T>(args: string[]): Promise<T> => {
     const r = await ccm([...args, '--json']);
     if (r.code !== 0) throw new Error(`ccm ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
@@ -276,9 +285,11 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
     );
     await prepareSimContainerFlow(send, await simContainerPolicy(setup.guest, [WORKLOAD], HOSTS), HOSTS, {
       overlayId: OVERLAY,
-      cidr: '10.77.0.0/24',
+      cidr: OVERLAY_CIDR,
     });
-    say(`   overlay ${OVERLAY} 10.77.0.0/24 created (sim driver)`);
+    say(
+      `   overlay ${OVERLAY} ${OVERLAY_CIDR} created (${setup.client ? 'guest driver: kernel WireGuard inside each guest' : 'sim driver'})`,
+    );
 
     const launch = await ccmJson<unknown>([
       'vm',
@@ -306,20 +317,48 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
         slow?.guestMs ?? 30_000,
       );
     const counter = async (vmId: string) => Number((await guest(vmId, 'describe', { id: WORKLOAD })).counter);
-    await guest(source.vmId, 'run-container', { id: WORKLOAD, pages: 1024, dirtyPagesPerSec: 1000 });
+    if (setup.client) {
+      client = await startClientNode(stack, (await as('operator')).nc, send, OVERLAY, setup.client, children);
+      say(
+        `   client node ${client.vmId} (a guest-agent in the root namespace with its own WireGuard interface) admitted at ${client.nodeIp}, on a statement the demo signs as the key-broker: it is no VM and has no evidence`,
+      );
+    }
+    // The /32 first: with the real overlay the container's own network takes it from the guest's interface.
+    const { ip } = await send(
+      'operator',
+      subjects.cmd('network-overlay', 'assign-workload'),
+      { overlayId: OVERLAY, workloadId: WORKLOAD, vmId: source.vmId, port: SERVICE_PORT },
+      z.object({ ip: z.string() }).loose(),
+    );
+    await guest(source.vmId, 'run-container', {
+      id: WORKLOAD,
+      pages: 1024,
+      dirtyPagesPerSec: 1000,
+      ...(setup.client ? { network: { address: ip, port: SERVICE_PORT } } : {}),
+    });
     const before = await pollUntil(
       `${WORKLOAD} counts in ${source.vmId}`,
       () => counter(source.vmId),
       (c) => c > 2,
       { timeoutMs: slow?.countMs ?? 30_000 },
     );
-    const { ip } = await send(
-      'operator',
-      subjects.cmd('network-overlay', 'assign-workload'),
-      { overlayId: OVERLAY, workloadId: WORKLOAD, vmId: source.vmId, port: 8080 },
-      z.object({ ip: z.string() }).loose(),
-    );
     say(`   container ${WORKLOAD} counts in ${source.vmId} (counter ${before}); overlay /32 ${ip}`);
+    if (setup.client) {
+      tcp = await pollUntil(
+        `${ip}:${SERVICE_PORT} accepts a connection over the overlay`,
+        () => LineClient.open(ip, SERVICE_PORT),
+        Boolean,
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+      const conn = tcp;
+      await pollUntil('the container answers on the connection', () => conn.answers.length, (n) => n > 3, {
+        timeoutMs: 60_000,
+      });
+      tcpLocal = conn.local;
+      say(
+        `   TCP: ${tcpLocal} → ${ip}:${SERVICE_PORT} connected over the overlay; a line every 100 ms, each answered with the container's count (${conn.last()})`,
+      );
+    }
 
     const key = `demo-${randomUUID()}`;
     const id = migrationIdFor(key);
@@ -335,6 +374,7 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       key,
     ];
     const atStart = await counter(source.vmId);
+    const migrateAt = performance.now();
     say(`\n   $ ccm ${argv.join(' ')}`);
     const run = await ccm(argv, true);
     if (run.code !== 0) throw new Error(`ccm migrate exited ${run.code}: ${run.stderr.trim()}`);
@@ -391,11 +431,15 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       sent = total;
     }
     const f = detail.figures ?? {};
+    const kept = tcp ? await connectionKept(tcp, detail, migrateAt, () => counter(target.vmId), slow) : undefined;
     say(
       `\n   result: ${detail.phase}: ${WORKLOAD} counts on in ${target.vmId} on host-b (${atStart} in ${source.vmId} when the migration began, ${landed} on arrival, then ${later})`,
     );
+    // With the real overlay the cut-over runs no observer (see docs/network-overlay.md): the
+    // brownout is the one the client's connection saw.
+    const brownout = kept ? `${kept.gapMs.toFixed(0)} ms (the client's longest gap; ` : `${ms(f.brownoutMs)} (`;
     say(
-      `   blackout ${ms(f.blackoutMs)}, frozen ${ms(f.frozenMs)}, brownout ${ms(f.brownoutMs)} (cut-over ${ms(f.cutOverMs)}, ${f.peersUpdated ?? 0} peers)`,
+      `   blackout ${ms(f.blackoutMs)}, frozen ${ms(f.frozenMs)}, brownout ${brownout}cut-over ${ms(f.cutOverMs)}, ${f.peersUpdated ?? 0} peers)`,
     );
     say(`   image bytes per round: ${rounds.length ? rounds.join(', ') : 'no round reported'}`);
     for (const r of records.filter((x) => x.decision.kind !== 'overlay-admission')) {
@@ -410,9 +454,80 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
         `   key release #${d.seq}: ${d.granted ? `granted ${d.keyId ?? 'the migration key'}` : 'denied'} under policy v${d.policyVersion ?? '?'} to ${to}`,
       );
     }
+    if (kept)
+      say(
+        `   TCP: the same connection ${tcpLocal} → ${ip}:${SERVICE_PORT} still talks to ${WORKLOAD}, now in ${target.vmId}: ` +
+          `${kept.byA} answers by A (last count ${kept.lastA}), ${kept.byB} by B after the cut-over (counts ${kept.firstB} to ${kept.lastB}; B counts ${kept.countB}), ` +
+          `${kept.between} in the blackout window; longest gap ${kept.gapMs.toFixed(0)} ms (the brownout as the client saw it); never closed`,
+      );
     if (detail.phase !== 'Succeeded')
       throw new Error(`the migration ended ${detail.phase}: ${detail.reason ?? ''}`);
   } finally {
+    tcp?.close();
+    await client?.stop();
     await Promise.allSettled([...conns.values()].map((nc) => nc.close()));
   }
+}
+
+/** What the client's one connection saw across the migration (see {@link connectionKept}). */
+interface ConnectionKept {
+  byA: number;
+  lastA: number;
+  byB: number;
+  firstB: number;
+  lastB: number;
+  /** The target container's own count, read after the client's last answer. */
+  countB: number;
+  /** Answers between the freeze and the end of the cut-over (none expected: A is frozen and locked). */
+  between: number;
+  gapMs: number;
+}
+
+/**
+ * The client's connection across the migration: answers before the freeze (A), after the cut-over
+ * (B, whose /32 it now is; A's container is killed by commit), the longest gap since `ccm migrate`
+ * began. Throws when the socket ended, when B never answered on it, when a count went back (not one
+ * stream) or when the answers run ahead of B's own count (someone else answered).
+ */
+async function connectionKept(
+  tcp: LineClient,
+  detail: MigrationDetail,
+  migrateAt: number,
+  countB: () => Promise<number>,
+  slow: { countMs: number } | undefined,
+): Promise<ConnectionKept> {
+  const wall = (step: string, at: 'sentAt' | 'endedAt') => {
+    const a = detail.steps.find((x) => x.name === step)?.attempts.find((x) => x.kind === 'action' && x[at]);
+    const t = a?.[at];
+    if (!t) throw new Error(`the migration has no ${step} ${at}`);
+    // On the client's clock (performance.now()).
+    return Date.parse(t) - performance.timeOrigin;
+  };
+  const frozeAt = wall('freeze-dump', 'sentAt');
+  const cutAt = wall('cut-over', 'endedAt');
+  const seen = () => {
+    if (tcp.ended) throw new Error(`the client's connection broke: ${tcp.ended}`);
+    return tcp.answers.filter((a) => a.at > cutAt);
+  };
+  const after = await pollUntil('the same connection is answered from B', seen, (b) => b.length > 5, {
+    timeoutMs: slow?.countMs ?? 30_000,
+  });
+  const own = await countB();
+  const a = tcp.answers.filter((x) => x.at < frozeAt);
+  const counts = tcp.answers.map((x) => x.n);
+  if (!counts.every((n, i) => i === 0 || n >= counts[i - 1]))
+    throw new Error(`the counts on the connection went back: not one stream (${counts.join(' ')})`);
+  const last = after[after.length - 1].n;
+  if (last > own) throw new Error(`the connection answered ${last}, ahead of B's own count ${own}`);
+  seen();
+  return {
+    byA: a.length,
+    lastA: a.length ? a[a.length - 1].n : 0,
+    byB: after.length,
+    firstB: after[0].n,
+    lastB: last,
+    countB: own,
+    between: tcp.answers.filter((x) => x.at >= frozeAt && x.at <= cutAt).length,
+    gapMs: tcp.longestGap(migrateAt),
+  };
 }

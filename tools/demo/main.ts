@@ -102,7 +102,7 @@ try {
     mode === 'container' ? (values.sim ? 'asked for --sim' : qemuContainerUnavailable()) : undefined;
   if (mode === 'container' && !noQemu) {
     say(
-      `This runs on real guests: QEMU (TCG) confidential VMs on the software secure processor, runc and CRIU inside them, two hosts as network namespaces; the workload overlay on its sim driver.`,
+      `This runs on real guests: QEMU (TCG) confidential VMs on the software secure processor, runc and CRIU inside them, two hosts as network namespaces; the workload overlay on kernel WireGuard inside the guests, and a TCP client outside both talking to the container over it.`,
     );
     qemu = await qemuContainerSetup(join(stateDir, 'qemu-container'), runRoot, join(stateDir, 'keys'), (m) =>
       say(`  [${since()}] ${m}`),

@@ -2,16 +2,19 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findQemuBinary } from '@ccm/qmp';
 import { LabAuthority } from '@ccm/sev-emulator';
-import { bridgedHostsUnavailable, createBridgedHosts, type BridgedHosts } from '@ccm/testing';
+import { bridgedHostsUnavailable, createBridgedHosts, ip, type BridgedHosts } from '@ccm/testing';
 import { VmSpecSchema, type ServiceName } from '@ccm/contracts';
 import { AGENT_RUN_SCRIPT, writeGuestAgentDisk } from '../guest-image/agent-disk.js';
 import { containerBuildUnavailable, ensureContainerImage } from '../guest-image/container-image.js';
 import { containerVmSpec } from '../guest-image/container-vm-spec.js';
 import { type LocalStack } from '../stack/stack.js';
 import { type SimContainerGuest } from './container-migration.js';
+import { type ClientNodeSpec } from './overlay-client.js';
 
 /** Each host's guest bridge (inside its namespace). */
 const GUEST_BRIDGE = 'ccmgbr';
+/** Each guest's WireGuard port on its underlay address. */
+const GUEST_WG_PORT = 51820;
 
 /** Why this machine cannot run the container demo on QEMU (then it runs on the sim drivers), or undefined. */
 export function qemuContainerUnavailable(): string | undefined {
@@ -30,6 +33,8 @@ export interface QemuContainerSetup {
   serviceEnv(app: ServiceName): Record<string, string>;
   /** Writes the guests' app disk once the stack runs (it holds the stack's NATS address and trust store). */
   writeAppDisk(stack: LocalStack): Promise<void>;
+  /** The demo's TCP client's overlay node, in the root namespace on the hosts' segment. */
+  client: ClientNodeSpec;
   /** Removes the namespaces and bridges (their taps go with them). */
   close(): void;
 }
@@ -41,7 +46,9 @@ export interface QemuContainerSetup {
  * guest-agent with the runc driver, CRIU inside) from ONE spec, so every VM has the same measured
  * command line and the owner's policy one launch digest; the key-broker puts the guest-agent's
  * credentials into each accepted launch's secret, so the app disk holds only the public trust store.
- * The workload overlay runs on its sim driver here.
+ * The workload overlay is real: network-overlay's `guest` driver has each guest-agent bring up kernel
+ * WireGuard in its guest, on its underlay address (the guest-agent's default endpoint); the demo's
+ * TCP client joins it from the root namespace (overlay-client.ts).
  */
 export async function qemuContainerSetup(
   workDir: string,
@@ -73,7 +80,19 @@ export async function qemuContainerSetup(
       CCM_PROVISION_CALL_TIMEOUT_MS: '120000',
     },
     'container-checkpoint': { CCM_CHECKPOINT_DIRTY_THRESHOLD_PAGES: '16', CCM_CHECKPOINT_MAX_ROUNDS: '4' },
-    'network-overlay': { CCM_OVERLAY_DRIVER: 'sim' },
+    // Kernel WireGuard inside the guests, driven through their guest-agents. No observer in the
+    // cut-over (inside the blackout window the target cannot answer yet); verify counts the container's
+    // line service accepting and answering a connection (it knows no VM id to answer with).
+    'network-overlay': {
+      CCM_OVERLAY_DRIVER: 'guest',
+      CCM_OVERLAY_ANSWER_WAIT_MS: '0',
+      CCM_OVERLAY_PROBE: 'connect',
+    },
+  };
+  const client: ClientNodeSpec = {
+    host: net.bridgeAddr,
+    port: GUEST_WG_PORT + 1 + (process.pid % 1000),
+    iface: `ccmdw${process.pid % 10000}`,
   };
   return {
     guest: { lab, labDir, spec },
@@ -104,11 +123,20 @@ export async function qemuContainerSetup(
           CCM_HTTP_PORT: '0',
           CCM_GUEST_DRIVER: 'runc',
           CCM_GUEST_STREAM_TIMEOUT_MS: '120000',
+          // Its endpoint defaults to the address the host-agent hands the VM, on this port.
+          CCM_GUEST_OVERLAY_DRIVER: 'wireguard',
+          CCM_GUEST_OVERLAY_WG_MODE: 'kernel',
+          CCM_GUEST_OVERLAY_PORT: String(GUEST_WG_PORT),
         },
         keysDir: stack.keysDir,
         publicKeysOnly: true,
       });
     },
-    close: () => net.destroy(),
+    client,
+    close: () => {
+      // The client node's interface, should its guest-agent have been killed before removing it.
+      ip('link', 'del', client.iface);
+      net.destroy();
+    },
   };
 }

@@ -41,6 +41,11 @@ export class LineClient {
     });
   }
 
+  /** The connection's local address and port (one socket for its whole life). */
+  get local(): string {
+    return `${this.socket.localAddress ?? '?'}:${this.socket.localPort ?? '?'}`;
+  }
+
   /** The highest count answered so far (0 before any). */
   last(): number {
     return this.answers.reduce((m, a) => Math.max(m, a.n), 0);

@@ -20,7 +20,7 @@ export interface GuestProcess {
 }
 
 export async function startGuest(
-  stack: TestStack,
+  stack: Pick<TestStack, 'env'>,
   vmId: string,
   send: GuestClient['send'],
   extra: Record<string, string> = {},

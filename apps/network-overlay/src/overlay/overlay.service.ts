@@ -225,16 +225,21 @@ export class OverlayService {
   }
 
   /**
-   * Probes the workload from a peer other than its holder until it answers or the timeout ends. When
+   * Probes the workload from a peer other than its holder (and other than `source`, the migration's, when
+   * there is a third) until it answers or the timeout ends. When
    * there is no other peer, or that peer gets no answer, it probes from the holder itself (the
    * workload answering at its /32 on its own guest): with no other peer that is the answer
    * (`via: 'holder'`); when another peer could not connect the result names what failed
    * (`overlay-path`: the holder answers, the other peer does not reach it; `workload`: nobody answers).
    */
-  async probe(m: EntityManager, w: db.WorkloadRow): Promise<ProbeResult> {
+  async probe(m: EntityManager, w: db.WorkloadRow, source?: string): Promise<ProbeResult> {
     if (this.driver.restoreNode) await this.restoreNodes(m, w.overlayId, await this.cidrOf(m, w.overlayId));
     const peers = await db.meshPeers(m, w.overlayId);
-    const other = peers.find((p) => p.vmId !== w.holder)?.vmId;
+    // Not from the migration's source when a third peer can ask: a real source guest still routes the
+    // /32 to its own (frozen, locked) container until that is killed.
+    const other = (
+      peers.find((p) => p.vmId !== w.holder && p.vmId !== source) ?? peers.find((p) => p.vmId !== w.holder)
+    )?.vmId;
     if (other !== undefined) {
       const latencyMs = await this.probeFrom(other, w);
       if (latencyMs !== undefined) return { answered: true, latencyMs, from: other, via: 'peer' };

@@ -119,7 +119,8 @@ export class StepHandlers {
   async probe(cmd: StepCommand, ctx: MessageContext) {
     const m = ctx.manager!;
     const w = await this.workload(m, cmd);
-    const hit = await this.overlays.probe(m, w);
+    const move = await db.moveRow(m, cmd.migrationId);
+    const hit = await this.overlays.probe(m, w, move?.source);
     if (!hit.answered) {
       const { answered: _, ...found } = hit;
       const why =
@@ -132,7 +133,6 @@ export class StepHandlers {
         details: { holder: w.holder, ...found },
       });
     }
-    const move = await db.moveRow(m, cmd.migrationId);
     return {
       ...hit,
       overlayIp: w.ip,
