@@ -30,6 +30,7 @@ const FLOWS = [
     args: ['--sim'],
     banner: 'runs on the sim drivers',
     platform: 'sev-snp',
+    tcp: false,
     skip,
     timeoutMs: 300_000,
   },
@@ -38,6 +39,7 @@ const FLOWS = [
     args: [],
     banner: 'runs on real guests',
     platform: 'sev',
+    tcp: true,
     skip: noQemu,
     timeoutMs: 1_500_000,
   },
@@ -47,7 +49,8 @@ const FLOWS = [
  * `bash tools/dev.sh demo`: the built demo on real QEMU guests (runc and CRIU inside, two
  * hosts as namespaces) and with `--sim` on the sim drivers, from the owner's policy and
  * `ccm vm launch --overlay` to `ccm migrate --follow`, ends with the counter going on in the new VM and
- * every figure printed, exits 0, and leaves nothing it started (services, NATS, Postgres, the sim VMs
+ * every figure printed (on QEMU: the one TCP connection of a client outside both guests, over kernel
+ * WireGuard, still answered, now by the container in the second VM), exits 0, and leaves nothing it started (services, NATS, Postgres, the sim VMs
  * and the guest-agents inside them) in the process table.
  */
 describe('the README demo (bash tools/dev.sh demo): a container between two confidential VMs', () => {
@@ -85,8 +88,28 @@ describe('the README demo (bash tools/dev.sh demo): a container between two conf
         expect(Number(landed)).toBeGreaterThanOrEqual(Number(before));
         expect(Number(later)).toBeGreaterThan(Number(landed));
         expect(tail).toMatch(
-          /blackout \d+ ms, frozen \d+ ms, brownout \d+ ms \(cut-over \d+ ms, \d+ peers\)/,
+          f.tcp
+            ? /blackout \d+ ms, frozen \d+ ms, brownout \d+ ms \(the client's longest gap; cut-over \d+ ms, 3 peers\)/
+            : /blackout \d+ ms, frozen \d+ ms, brownout \d+ ms \(cut-over \d+ ms, \d+ peers\)/,
         );
+        if (f.tcp) {
+          // One TCP connection from outside both guests, over the real overlay, across the move.
+          const c =
+            /TCP: the same connection (\S+) → (\S+):8080 still talks to web-1, now in (cvm-\S+): (\d+) answers by A \(last count (\d+)\), (\d+) by B after the cut-over \(counts (\d+) to (\d+); B counts (\d+)\), \d+ in the blackout window; longest gap (\d+) ms \(the brownout as the client saw it\); never closed/.exec(
+              tail,
+            );
+          expect(c, tail).not.toBeNull();
+          const [, local, , inVm, byA, lastA, byB, firstB, lastB, countB] = c!;
+          // The socket it opened before `ccm migrate` (same local port) is the one answered now.
+          expect(out).toContain(`TCP: ${local} → `);
+          expect(inVm).toBe(target);
+          expect(Number(byA)).toBeGreaterThan(0);
+          expect(Number(byB)).toBeGreaterThan(5);
+          // B answers on from the count A had: the same container, its count never going back.
+          expect(Number(firstB)).toBeGreaterThanOrEqual(Number(lastA));
+          expect(Number(lastB)).toBeGreaterThan(Number(firstB));
+          expect(Number(countB)).toBeGreaterThanOrEqual(Number(lastB));
+        }
         expect(tail).toMatch(/image bytes per round: round 1 [\d.]+ MiB.*final dump \d+ [\d.]+ MiB/);
         expect(tail).toMatch(
           new RegExp(
