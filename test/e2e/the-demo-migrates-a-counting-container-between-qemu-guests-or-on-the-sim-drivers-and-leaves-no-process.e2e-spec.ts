@@ -95,7 +95,7 @@ describe('the README demo (bash tools/dev.sh demo): a container between two conf
         if (f.tcp) {
           // One TCP connection from outside both guests, over the real overlay, across the move.
           const c =
-            /TCP: the same connection (\S+) → (\S+):8080 still talks to web-1, now in (cvm-\S+): (\d+) answers by A \(last count (\d+)\), (\d+) by B after the cut-over \(counts (\d+) to (\d+); B counts (\d+)\), \d+ in the blackout window; longest gap (\d+) ms \(the brownout as the client saw it\); never closed/.exec(
+            /TCP: the same connection (\S+) → (\S+):8080 still talks to web-1, now in (cvm-\S+): (\d+) answers by A \(last count (\d+)\), (\d+) by B after the cut-over \(counts (\d+) to (\d+); B counts (\d+)\), \d+ between the freeze request and the cut-over's end; longest gap (\d+) ms \(the brownout as the client saw it\); never closed/.exec(
               tail,
             );
           expect(c, tail).not.toBeNull();

@@ -458,7 +458,7 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       say(
         `   TCP: the same connection ${tcpLocal} → ${ip}:${SERVICE_PORT} still talks to ${WORKLOAD}, now in ${target.vmId}: ` +
           `${kept.byA} answers by A (last count ${kept.lastA}), ${kept.byB} by B after the cut-over (counts ${kept.firstB} to ${kept.lastB}; B counts ${kept.countB}), ` +
-          `${kept.between} in the blackout window; longest gap ${kept.gapMs.toFixed(0)} ms (the brownout as the client saw it); never closed`,
+          `${kept.between} between the freeze request and the cut-over's end; longest gap ${kept.gapMs.toFixed(0)} ms (the brownout as the client saw it); never closed`,
       );
     if (detail.phase !== 'Succeeded')
       throw new Error(`the migration ended ${detail.phase}: ${detail.reason ?? ''}`);
@@ -478,7 +478,7 @@ interface ConnectionKept {
   lastB: number;
   /** The target container's own count, read after the client's last answer. */
   countB: number;
-  /** Answers between the freeze and the end of the cut-over (none expected: A is frozen and locked). */
+  /** Answers between the freeze request and the cut-over's end (A's, until its network is locked for the dump). */
   between: number;
   gapMs: number;
 }

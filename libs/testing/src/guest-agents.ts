@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import { type SignerName, subjects } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
@@ -9,8 +9,10 @@ import { z } from 'zod';
 import { pollUntil } from './poll.js';
 import { type TestStack } from './stack.js';
 import { reapWithParent } from './reaper.js';
+import { REPO_ROOT } from './service-process.js';
 
-const entry = resolve(import.meta.dirname, '../../../dist/apps/guest-agent/src/main.js');
+// From the repository root: the same from the sources (tests) and from dist/ (the demo).
+const entry = join(REPO_ROOT, 'dist/apps/guest-agent/src/main.js');
 
 /** A guest-agent (sim driver) as its own process (from dist/, built by the test run's global setup). */
 export interface GuestProcess {
