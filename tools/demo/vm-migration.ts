@@ -26,12 +26,12 @@ import {
   lastOf,
   pollUntil,
   REPO_ROOT,
-  type BridgedHosts,
 } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { ensureGuestImage, tinyGuestSpec } from '../guest-image/guest-image.js';
 import { type LocalStack } from '../stack/stack.js';
+import { type QemuContainerSetup } from './qemu-container.js';
 
 const SOURCE = 'host-a';
 const TARGET = 'host-b';
@@ -43,16 +43,12 @@ export function qemuVmUnavailable(): string | undefined {
   return bridgedHostsUnavailable();
 }
 
-/** What the VM flow needs around the local stack: the hosts' namespaces and the lab that endorses them. */
-export interface QemuVmSetup {
-  net: BridgedHosts;
+/** What the VM flow needs around the local stack: the hosts' namespaces (as the container flow's) and the lab. */
+export interface QemuVmSetup extends Pick<
+  QemuContainerSetup,
+  'net' | 'listen' | 'hostNetns' | 'hostEnv' | 'close'
+> {
   lab: LabAuthority;
-  /** Where the stack's NATS and Postgres listen so that the agents in the namespaces reach them. */
-  listen: { host: string; clientCidrs: readonly string[] };
-  hostNetns(host: string): string;
-  hostEnv(host: string): Record<string, string>;
-  /** Removes the namespaces and the bridge. */
-  close(): void;
 }
 
 /**
@@ -246,23 +242,19 @@ export async function demoVmMigration(ctx: VmDemoContext): Promise<void> {
     const after = await counterReaches(join(target!.runDir, 'serial.log'), before + 2, 30_000);
     const srcNow = await vmOn(SOURCE, vmId);
 
-    const replayed = await pollUntil(
-      `ccm audit replay ${id}`,
-      async () =>
-        JSON.parse((await ccm(['audit', 'replay', id, '--json'])).stdout || '{}') as {
-          outcome?: { phase: string };
-        },
-      (t) => t.outcome !== undefined,
+    // `ccm audit replay` rebuilds the migration from the signed events alone, once the outcome is in.
+    const timeline = await pollUntil(
+      `ccm audit replay ${id} to show the outcome`,
+      () => ccm(['audit', 'replay', id]),
+      (r) => /^outcome: /m.test(r.stdout),
       { timeoutMs: 30_000 },
     );
-    const timeline = await ccm(['audit', 'replay', id]);
     say(`\n   $ ccm audit replay ${id}`);
-    // Without the per-event signature list, which `ccm audit replay` prints last.
-    for (const l of timeline.stdout.split('\nevents (signature, chain link):')[0].trimEnd().split('\n'))
-      say(`   │ ${l.length > 160 ? `${l.slice(0, 159)}…` : l}`);
+    const [replay] = timeline.stdout.split('\nevents (signature, chain link):'); // not the signature list
+    for (const l of replay.trimEnd().split('\n')) say(`   │ ${l.length > 160 ? `${l.slice(0, 159)}…` : l}`);
 
     say(
-      `\n   result: ${detail.phase} (rebuilt from the audit stream alone: ${replayed.outcome?.phase ?? '?'})`,
+      `\n   result: ${detail.phase} (rebuilt from the audit stream alone: ${/^outcome: (\S+)/m.exec(replay)?.[1] ?? '?'})`,
     );
     if (f)
       say(
