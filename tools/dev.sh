@@ -3,7 +3,7 @@
 # tools/system-packages.txt, npm dependencies from package-lock.json), builds, then runs one job:
 #   bash tools/dev.sh demo   the demo on the embedded stack: a container between two confidential VMs
 #                            (QEMU guests where the machine can, else the sim drivers; --sim forces them)
-#   bash tools/dev.sh demo vm   a QEMU VM live-migrated between two hosts
+#   bash tools/dev.sh demo vm   a QEMU VM live-migrated between two hosts through the coordinator
 #   bash tools/dev.sh test   typecheck, lint and the whole test suite
 #   bash tools/dev.sh stack  NATS, Postgres and every service, until Ctrl-C
 #   bash tools/dev.sh setup  only the installs

@@ -10,13 +10,14 @@
  * real: QEMU (TCG where KVM cannot run) on the software secure processor, two hosts as network
  * namespaces, runc and CRIU inside the guests (qemu-container.ts). Elsewhere, or with `--sim`, the
  * same flow runs on the sim drivers, and the demo says why. `demo vm` live-migrates a running QEMU VM
- * between the two host-agents instead (vm-migration.ts).
+ * through the saga-coordinator instead, with `ccm migrate <vm> --kind vm --follow`, its two hosts as
+ * network namespaces as in the VM saga's e2e (vm-migration.ts); it needs QEMU and namespaces (root).
  *
  * Whatever happens — a failed step, Ctrl-C, SIGTERM — it stops everything it started (services, NATS,
  * Postgres and the VMs' QEMUs, which host-agents leave running when they stop, and the lab's
  * namespaces) and exits non-zero with one line saying why. `demo vm --fail-destination` kills host-b's
  * QEMU before the migration starts: the demo must then fail that way (the test of the failure path
- * uses it).
+ * uses it): the saga rolls back and the VM keeps running at host-a until the demo ends it.
  */
 import { type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -33,7 +34,7 @@ import { onStopSignals } from '../run/stop-signals.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
 import { demoContainerMigration, simContainerSetup, stopSimGuests } from './container-migration.js';
 import { qemuContainerSetup, qemuContainerUnavailable, type QemuContainerSetup } from './qemu-container.js';
-import { demoVmMigration } from './vm-migration.js';
+import { demoVmMigration, qemuVmSetup, qemuVmUnavailable, type QemuVmSetup } from './vm-migration.js';
 
 const USAGE = 'usage: demo [vm|container] [--sim] [--state DIR] [--keep] [--fail-destination]';
 let values: { keep?: boolean; state?: string; 'fail-destination'?: boolean; sim?: boolean };
@@ -72,6 +73,8 @@ let stack: LocalStack | undefined;
 let nc: NatsConnection | undefined;
 /** The container demo on real guests: the lab hosts' namespaces and the guests' image. */
 let qemu: QemuContainerSetup | undefined;
+/** The VM demo: the hosts' namespaces and the lab that endorses them. */
+let vm: QemuVmSetup | undefined;
 /** The `ccm` processes the container demo runs. */
 const children = new Set<ChildProcess>();
 
@@ -90,6 +93,7 @@ const stopEverything = (): Promise<void> =>
         mode === 'container' && !qemu ? await stopSimGuests(runRoot) : await killVmProcesses(runRoot);
       if (vms.length) say(`   ended ${vms.length} VM process(es) the host-agents left: ${vms.join(', ')}`);
       qemu?.close();
+      vm?.close();
     }
     if (!values.keep && !values.state) await rm(stateDir, { recursive: true, force: true });
   })());
@@ -116,13 +120,20 @@ try {
     say(
       `This runs on the sim drivers (${noQemu ?? ''}): simulated hypervisor, software secure processor (emulated SEV-SNP), guest-agents as processes, the overlay's sim driver.`,
     );
+  if (mode === 'vm') {
+    const why = qemuVmUnavailable();
+    if (why) throw new Error(`the VM demo needs QEMU hosts in network namespaces: ${why}`);
+    say(`This runs QEMU (TCG) guests on two hosts as network namespaces, through the saga-coordinator.`);
+    vm = await qemuVmSetup(join(stateDir, 'qemu-vm'), runRoot);
+  }
   const flow = qemu ?? sim;
+  const net = qemu ?? vm;
   stack = await startLocalStack({
     stateDir,
     hosts: ['host-a', 'host-b'],
-    hostEnv: flow ? flow.hostEnv : (host) => ({ CCM_RUN_DIR: join(runRoot, host) }),
+    hostEnv: (flow ?? vm!).hostEnv,
     ...(flow ? { serviceEnv: flow.serviceEnv } : {}),
-    ...(qemu ? { listen: qemu.listen, hostNetns: qemu.hostNetns } : {}),
+    ...(net ? { listen: net.listen, hostNetns: net.hostNetns } : {}),
     log: (m) => say(`  [${since()}] ${m}`),
   });
   await qemu?.writeAppDisk(stack);
@@ -155,8 +166,12 @@ try {
     );
     await demoContainerMigration({ stack, setup: flow, say, children, real: qemu !== undefined });
   } else {
-    say(`\n2. live migration of a running VM from host-a to host-b through the two host-agents`);
-    await demoVmMigration({ nc, identity, trust, say }, 'host-a', 'host-b', {
+    say(`\n2. live migration of a running QEMU VM from host-a to host-b through the saga-coordinator`);
+    await demoVmMigration({
+      stack,
+      setup: vm!,
+      say,
+      children,
       failDestination: values['fail-destination'] ?? false,
     });
   }
