@@ -5,7 +5,7 @@ import { ConfigError } from '@ccm/config';
 import { generateKeys, loadIdentity, loadTrustStore } from '@ccm/keys';
 import { type MessagingOptions } from '@ccm/messaging';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyBrokerConfigSchema, type KeyBrokerConfig } from '../config.js';
+import { keyBrokerConfigSchema } from '../config.js';
 import { guestAgentIdentityProvider } from './guest-agent-identity.js';
 
 describe("the key-broker's CCM_GUEST_AGENT_KEYS_DIR", () => {
@@ -24,7 +24,7 @@ describe("the key-broker's CCM_GUEST_AGENT_KEYS_DIR", () => {
       keyBrokerConfigSchema.parse({
         CCM_KEYS_DIR: join(work, 'keys'),
         CCM_GUEST_AGENT_KEYS_DIR: dir,
-      }) as KeyBrokerConfig,
+      }),
       messaging,
     );
   const problemOf = async (dir: string) => {
