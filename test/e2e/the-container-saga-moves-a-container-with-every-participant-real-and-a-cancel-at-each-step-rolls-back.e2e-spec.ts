@@ -1,11 +1,4 @@
-import {
-  KEY_BROKER_VERBS,
-  keyBrokerSubject,
-  migrationIdFor,
-  ReleaseLogReplySchema,
-  subjects,
-  type MigrationDetail,
-} from '@ccm/contracts';
+import { migrationIdFor, subjects, type MigrationDetail } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -43,13 +36,6 @@ const COMPENSATIONS = {
   'cut-over': 'revert-cut-over',
 };
 
-interface VmView {
-  hostId: string;
-  vmId: string;
-  desired?: string;
-  observed?: string;
-  provisionedBy?: string;
-}
 interface Replay {
   outcome?: { phase: string };
   steps: Array<{ step: string; kind: string; participant: string; status: string; command: string }>;
@@ -135,23 +121,12 @@ describe('the container saga moves a container with every participant real, and 
     );
   const holderOf = async (ip: string) =>
     (await overlay()).peers.filter((p) => p.workloadIps.includes(ip)).map((p) => p.vmId);
-  const vmsOf = async (id: string) =>
-    (await s.ccmJson<{ vms: VmView[] }>(['vms', '--host', 'host-b'])).vms.filter(
-      (v) => v.provisionedBy === id,
-    );
+  const vmsOf = (id: string) => s.provisionedVms(id);
   const replay = (id: string, until: (r: Replay) => boolean) =>
     pollUntil(`ccm audit replay ${id}`, () => s.ccmJson<Replay>(['audit', 'replay', id]), until, {
       timeoutMs: 30_000,
     });
-  const releases = async (id: string) =>
-    (
-      await s.send(
-        'guest-owner',
-        keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
-        { migrationId: id },
-        ReleaseLogReplySchema,
-      )
-    ).records;
+  const releases = (id: string) => s.releases(id);
 
   it('ccm migrate --follow ends Succeeded: the counter goes on in the new VM, the source is gone, the key went to both guests, the /32 moved', async () => {
     const id = migrationIdFor('real-1');

@@ -1,12 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  KEY_BROKER_VERBS,
-  keyBrokerSubject,
-  migrationIdFor,
-  ReleaseLogReplySchema,
-  type MigrationDetail,
-} from '@ccm/contracts';
+import { migrationIdFor, type MigrationDetail } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { containerBuildUnavailable, ensureContainerImage } from '../../tools/guest-image/container-image.js';
@@ -58,21 +52,7 @@ describe.skipIf(skip !== undefined)(
     });
 
     const detail = (id: string) => s.ccmJson<MigrationDetail>(['migration', id]);
-    const targetOf = async (id: string) =>
-      (
-        await s.ccmJson<{
-          vms: Array<{ hostId: string; vmId: string; desired?: string; provisionedBy?: string }>;
-        }>(['vms', '--host', 'host-b'])
-      ).vms.filter((v) => v.provisionedBy === id);
-    const releases = async (id: string) =>
-      (
-        await s.send(
-          'guest-owner',
-          keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
-          { migrationId: id },
-          ReleaseLogReplySchema,
-        )
-      ).records;
+    const targetOf = (id: string) => s.provisionedVms(id);
     const countsOn = (vmId: string, id: string, above: number) =>
       pollUntil(
         `${id} counts on in ${vmId} above ${above}`,
@@ -89,17 +69,7 @@ describe.skipIf(skip !== undefined)(
       const id = migrationIdFor('qemu-1');
       const before = await s.counter(s.sourceVm, 'web-q1');
       const t0 = Date.now();
-      const run = await s.ccm([
-        'migrate',
-        'web-q1',
-        '--from',
-        'host-a',
-        '--to',
-        'host-b',
-        '--follow',
-        '--idempotency-key',
-        'qemu-1',
-      ]);
+      const run = await s.migrate('web-q1', 'qemu-1', { follow: true });
       console.log(`[container saga on QEMU] ccm migrate --follow (${Date.now() - t0} ms):\n${run.stdout}`);
       expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
       const d = await detail(id);
@@ -113,7 +83,7 @@ describe.skipIf(skip !== undefined)(
       expect(who).toMatchObject({ vmId: target.vmId });
 
       // The key: one grant over fresh evidence of both guests.
-      const grant = (await releases(id)).find((r) => r.decision.granted)!.decision;
+      const grant = (await s.releases(id)).find((r) => r.decision.granted)!.decision;
       expect(grant.evidence.map((e) => [e.role, e.vmId])).toEqual([
         ['source', s.sourceVm],
         ['target', target.vmId],

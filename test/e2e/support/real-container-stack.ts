@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   isFinalVmPhase,
+  KEY_BROKER_VERBS,
+  keyBrokerSubject,
   LaunchVmReplySchema,
+  ReleaseLogReplySchema,
   subjects,
   VmSpecSchema,
   type SignerName,
@@ -125,6 +128,10 @@ export interface RealContainerStack {
     data: unknown,
     reply: S,
   ): Promise<z.infer<S>>;
+  /** The key-broker's release log of a migration (as the guest owner reads it). */
+  releases(migrationId: string): Promise<z.infer<typeof ReleaseLogReplySchema>['records']>;
+  /** The VMs the vm-lifecycle provisioned on host-b for a migration (`ccm vms --host host-b`). */
+  provisionedVms(migrationId: string): Promise<RegistryVm[]>;
   /**
    * `ccm migrate <workload> --from host-a --to host-b --idempotency-key <key>` with the built CLI
    * (`--follow`, `--vm <source VM>` when asked).
@@ -146,6 +153,15 @@ export interface RealContainerStack {
    */
   destroyVmsOn(host: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A VM as `ccm vms --json` lists it. */
+export interface RegistryVm {
+  hostId: string;
+  vmId: string;
+  desired?: string;
+  observed?: string;
+  provisionedBy?: string;
 }
 
 export async function startRealContainerStack(
@@ -362,6 +378,19 @@ export async function startRealContainerStack(
           key,
         ]),
       send,
+      releases: async (migrationId) =>
+        (
+          await send(
+            'guest-owner',
+            keyBrokerSubject(KEY_BROKER_VERBS.releaseLog),
+            { migrationId },
+            ReleaseLogReplySchema,
+          )
+        ).records,
+      provisionedVms: async (migrationId) =>
+        (await ccmJson<{ vms: RegistryVm[] }>(['vms', '--host', 'host-b'])).vms.filter(
+          (v) => v.provisionedBy === migrationId,
+        ),
       async runContainer(id, pages, dirtyPagesPerSec) {
         // a runc container's first start in a TCG guest takes a while
         await guests.send(sourceVm, 'run-container', { id, pages, dirtyPagesPerSec }, { timeoutMs: 300_000 });
@@ -417,11 +446,11 @@ export async function startRealContainerStack(
         );
       },
       async destroyVmsOn(host) {
-        type Vm = { hostId: string; vmId: string; desired?: string; observed?: string };
         // What the vm-lifecycle counts against a host (apps/vm-lifecycle registry TAKES_CAPACITY).
-        const takes = (v: Vm) =>
+        const takes = (v: RegistryVm) =>
           v.hostId === host && (v.observed ? !isFinalVmPhase(v.observed) : v.desired === 'Running');
-        const vms = async () => (await ccmJson<{ vms: Vm[] }>(['vms', '--host', host])).vms.filter(takes);
+        const vms = async () =>
+          (await ccmJson<{ vms: RegistryVm[] }>(['vms', '--host', host])).vms.filter(takes);
         for (const vm of await vms())
           await send(
             'operator',

@@ -24,5 +24,5 @@ if [ -n "$CCM_GUEST_ADDRESS" ] && ! ip -4 addr show dev eth0 2>/dev/null | grep 
     echo "CCM-AGENT cannot add the route via $CCM_GUEST_GATEWAY"; }
   [ -n "$CCM_VM_ID" ] && hostname "$CCM_VM_ID"
 fi
-echo "CCM-AGENT starting node $(node --version) vm=$CCM_VM_ID ip=$(ip -4 -o addr show dev eth0 2>/dev/null | tr -s ' ' | cut -d' ' -f4) nats=$CCM_NATS_URL thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+echo "CCM-AGENT starting node $(node --version) vm=$CCM_VM_ID nats=$CCM_NATS_URL thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null) ip=$(ip -4 -o addr show dev eth0 2>/dev/null | tr -s ' ' | cut -d' ' -f4)"
 exec node /run/ccm/app/dist/apps/guest-agent/src/main.js
