@@ -351,9 +351,14 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
         { timeoutMs: 60_000, intervalMs: 500 },
       );
       const conn = tcp;
-      await pollUntil('the container answers on the connection', () => conn.answers.length, (n) => n > 3, {
-        timeoutMs: 60_000,
-      });
+      await pollUntil(
+        'the container answers on the connection',
+        () => conn.answers.length,
+        (n) => n > 3,
+        {
+          timeoutMs: 60_000,
+        },
+      );
       tcpLocal = conn.local;
       say(
         `   TCP: ${tcpLocal} → ${ip}:${SERVICE_PORT} connected over the overlay; a line every 100 ms, each answered with the container's count (${conn.last()})`,
@@ -431,13 +436,17 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       sent = total;
     }
     const f = detail.figures ?? {};
-    const kept = tcp ? await connectionKept(tcp, detail, migrateAt, () => counter(target.vmId), slow) : undefined;
+    const kept = tcp
+      ? await connectionKept(tcp, detail, migrateAt, () => counter(target.vmId), slow)
+      : undefined;
     say(
       `\n   result: ${detail.phase}: ${WORKLOAD} counts on in ${target.vmId} on host-b (${atStart} in ${source.vmId} when the migration began, ${landed} on arrival, then ${later})`,
     );
     // With the real overlay the cut-over runs no observer (see docs/network-overlay.md): the
     // brownout is the one the client's connection saw.
-    const brownout = kept ? `${kept.gapMs.toFixed(0)} ms (the client's longest gap; ` : `${ms(f.brownoutMs)} (`;
+    const brownout = kept
+      ? `${kept.gapMs.toFixed(0)} ms (the client's longest gap; `
+      : `${ms(f.brownoutMs)} (`;
     say(
       `   blackout ${ms(f.blackoutMs)}, frozen ${ms(f.frozenMs)}, brownout ${brownout}cut-over ${ms(f.cutOverMs)}, ${f.peersUpdated ?? 0} peers)`,
     );

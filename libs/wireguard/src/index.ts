@@ -41,4 +41,12 @@ export {
 export { createNetns, deleteNetns, linkNetns, netnsSupport } from './netns.js';
 export { WgLab, type LabNode } from './lab.js';
 export { applyPeerSpecs, type PeerEntry } from './peer-table.js';
-export { CONNECTED, serveName, startProber, startSampling, brownoutOf, type ProbeSample, type Prober } from './probe.js';
+export {
+  CONNECTED,
+  serveName,
+  startProber,
+  startSampling,
+  brownoutOf,
+  type ProbeSample,
+  type Prober,
+} from './probe.js';

@@ -59,12 +59,22 @@ describe('startProber', () => {
     const { port } = tcp.address() as AddressInfo;
     prober = startProber(undefined, '127.0.0.1', port, { timeoutMs: 300, gapMs: 5 });
     const probes = prober;
-    await pollUntil('five probes answered', () => probes.samples.length, (n) => n >= 5, { timeoutMs: 10_000 });
+    await pollUntil(
+      'five probes answered',
+      () => probes.samples.length,
+      (n) => n >= 5,
+      { timeoutMs: 10_000 },
+    );
     mode = 'reset';
     const from = probes.samples.length;
-    await pollUntil('five probes reset', () => probes.samples.length, (n) => n >= from + 10, {
-      timeoutMs: 10_000,
-    });
+    await pollUntil(
+      'five probes reset',
+      () => probes.samples.length,
+      (n) => n >= from + 10,
+      {
+        timeoutMs: 10_000,
+      },
+    );
     const samples = await prober.stop();
     expect(samples.slice(0, 5).every((s) => s.by === CONNECTED)).toBe(true);
     // Probes in flight at the switch may still see the line service; the later ones are all resets.

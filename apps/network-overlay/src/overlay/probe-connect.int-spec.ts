@@ -16,10 +16,16 @@ describe('probe-workload counts an accepted connection (CCM_OVERLAY_PROBE=connec
   let ip: string;
 
   beforeAll(async () => {
-    f = await OverlayFixture.start(sim, 1, { CCM_OVERLAY_PROBE: 'connect', CCM_OVERLAY_PROBE_TIMEOUT_MS: '300' });
+    f = await OverlayFixture.start(sim, 1, {
+      CCM_OVERLAY_PROBE: 'connect',
+      CCM_OVERLAY_PROBE_TIMEOUT_MS: '300',
+    });
     await f.send('operator', 'create-overlay', { overlayId: 'tcp', cidr: '10.67.0.0/24' });
     for (const vm of ['a', 'b'] as const)
-      await f.send('operator', 'admit-peer', { overlayId: 'tcp', admission: await f.admission(vm, keys[vm]) });
+      await f.send('operator', 'admit-peer', {
+        overlayId: 'tcp',
+        admission: await f.admission(vm, keys[vm]),
+      });
     ({ ip } = (await f.send('operator', 'assign-workload', {
       overlayId: 'tcp',
       workloadId: 'w-tcp',

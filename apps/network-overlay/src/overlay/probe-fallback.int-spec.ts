@@ -47,7 +47,7 @@ describe('probe-workload falls back to the holder (sim nodes)', () => {
     });
   });
 
-  it('counts no answer that is not the holder\'s name (CCM_OVERLAY_PROBE=name, the default)', async () => {
+  it("counts no answer that is not the holder's name (CCM_OVERLAY_PROBE=name, the default)", async () => {
     sim.speaksNoHttp(ip); // the holder accepts the connection, its service answers no HTTP
     expect(await probe('w-solo')).toMatchObject({
       code: 'UNAVAILABLE',
