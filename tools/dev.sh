@@ -5,7 +5,7 @@
 #                            (QEMU guests where the machine can, else the sim drivers; --sim forces them)
 #   bash tools/dev.sh demo vm   a QEMU VM live-migrated between two hosts through the coordinator
 #   bash tools/dev.sh test   typecheck, lint and the whole test suite
-#   bash tools/dev.sh stack  NATS, Postgres and every service, until Ctrl-C
+#   bash tools/dev.sh stack  NATS, Postgres, every service, host-a and host-b with the container flow ([--sim]), until Ctrl-C
 #   bash tools/dev.sh setup  only the installs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -68,7 +68,7 @@ describe('the local stack launcher', () => {
     // A terminal's foreground job: its own process group, which Ctrl-C signals as a whole.
     const launcher = spawn(
       process.execPath,
-      [join(REPO_ROOT, 'dist/tools/stack/main.js'), '--state', state],
+      [join(REPO_ROOT, 'dist/tools/stack/main.js'), '--state', state, '--sim'],
       {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,7 +110,8 @@ describe('the local stack launcher', () => {
       expect(stopped, `${file} logged 'stopped'`).toBeDefined();
       stoppedAt.push(stopped!.timestamp);
     }
-    expect(stoppedAt.length).toBe(5);
+    // Five services and the host-agents of host-a and host-b.
+    expect(stoppedAt.length).toBe(7);
     // Postgres's own log: when it was asked to shut down.
     const pgLog = await readFile(join(state, 'postgres', POSTGRES_LOG), 'utf8');
     const request = /^(\S+ \S+) UTC \[\d+\] LOG:\s+received fast shutdown request/m.exec(pgLog);

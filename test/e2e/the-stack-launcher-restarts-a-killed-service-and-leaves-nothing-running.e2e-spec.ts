@@ -128,7 +128,7 @@ describe('the stack launcher supervises what it starts', () => {
   it('a SIGKILLed launcher leaves nothing running, and a start after a crash stops what is left', async () => {
     const state = join(dir, 'crash');
     const tag = `supervise-${process.pid}-crash`;
-    const first = startLauncher(state, tag);
+    const first = startLauncher(state, tag, ['--sim']);
     await first.running();
     const started = (await processesOf(tag, state)).length;
     // The launcher, its watchdog, NATS, Postgres and five services at least.
@@ -144,7 +144,7 @@ describe('the stack launcher supervises what it starts', () => {
     );
 
     // Now a crash that takes the watchdog too (kill -9 of both): the services stay behind...
-    const second = startLauncher(state, tag);
+    const second = startLauncher(state, tag, ['--sim']);
     await second.running();
     const records = await readPidRecords(state);
     const watchdog = (await processesOf(tag, state)).find((p) => p.cmdline.includes('watchdog.js'));
@@ -154,7 +154,7 @@ describe('the stack launcher supervises what it starts', () => {
     await second.exited();
     expect(records.map((r) => r.pid).filter(alive).length).toBe(records.length);
     // ...until the next start, which stops them before it starts anew.
-    const third = startLauncher(state, tag);
+    const third = startLauncher(state, tag, ['--sim']);
     try {
       await third.running();
       expect(third.output()).toMatch(/stopped \d+ process\(es\) a crashed run left running: .*key-broker/);

@@ -121,6 +121,15 @@ export async function prepareSimContainerFlow(
     { policy, expectedVersion: 0 },
     PutPolicyReplySchema,
   );
+  await hostsLiveAndOverlay(send, hosts, overlay);
+}
+
+/** Every host live at the vm-lifecycle, then the overlay made (the operator's part of the preparation). */
+export async function hostsLiveAndOverlay(
+  send: SendAs,
+  hosts: readonly string[],
+  overlay: { overlayId: string; cidr: string },
+): Promise<void> {
   await pollUntil(
     'the vm-lifecycle to see every host live',
     () =>

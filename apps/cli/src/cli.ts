@@ -25,6 +25,7 @@ import {
   type OwnerFlags,
 } from './commands/policy.js';
 import { checkVmLaunch, hostsCommand, vmLaunchCommand, vmsCommand } from './commands/registry.js';
+import { checkContainerRun, containerRunCommand } from './commands/container.js';
 import { connect } from './context.js';
 import { CliError, ExitCode, fromCcmError, usageError } from './errors.js';
 import { type CliIo } from './io.js';
@@ -39,6 +40,7 @@ const COMMANDS = [
   'hosts',
   'vms',
   'vm',
+  'container',
   'policy',
   'guest',
   'cert',
@@ -66,6 +68,9 @@ commands:
   vm launch --host HOST --workload ID [--workload ID]...   an attested launch of a workload's first VM
       [--vm ID] [--overlay ID] [--idempotency-key KEY]     --overlay admits the attested guest to it
       (default --timeout-ms 120000: the guest must boot)
+  container run <id> --vm VM [--overlay ID] [--port N]     the guest-agent in VM starts a counting container;
+                                                           --overlay gives it a /32 there (port 8080)
+      (default --timeout-ms 120000: a guest's first container start)
   audit replay <id>                                        rebuild a migration from CCM_EVENTS alone
   audit verify [--since T]                                 check every migration (T: ISO time or 30m, 12h, 7d)
   audit export <id> [--out FILE]                           write a signed transcript for offline checks
@@ -132,6 +137,7 @@ export async function runCli(
           'chip-id': { type: 'string' },
           workload: { type: 'string', multiple: true },
           overlay: { type: 'string' },
+          port: { type: 'string' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -148,7 +154,7 @@ export async function runCli(
     }
     const timeoutMs =
       values['timeout-ms'] === undefined
-        ? command === 'vm'
+        ? command === 'vm' || command === 'container'
           ? 120_000
           : 5_000
         : Number(values['timeout-ms']);
@@ -185,6 +191,10 @@ export async function runCli(
             vm: values.vm,
             overlay: values.overlay,
           })
+        : undefined;
+    const container =
+      command === 'container'
+        ? checkContainerRun(rest, { vm: values.vm, overlay: values.overlay, port: values.port })
         : undefined;
     const audit: AuditFlags = {
       json,
@@ -248,6 +258,8 @@ export async function runCli(
             { json, timeoutMs, idempotencyKey: values['idempotency-key'] },
             io,
           );
+        case 'container':
+          return await containerRunCommand(conn, container!, { json, timeoutMs }, io);
         case 'audit':
           if (sub === 'replay') return await replayCommand(conn, rest[1], audit, io);
           if (sub === 'export') return await exportCommand(conn, rest[1], audit, io);
