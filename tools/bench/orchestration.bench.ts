@@ -17,7 +17,12 @@
  * the commands and replies. Per step: the coordinator's attempt (sent to reply applied) beside the
  * serving participant's handler time; the difference is that step's orchestration.
  *
- * Run: `npm run bench:orchestration` (builds, then node dist/tools/bench/orchestration.bench.js [--json]).
+ * With `--qemu` it runs the demo's real flow instead (tools/demo/qemu-container.ts: QEMU guests under
+ * TCG on the software secure processor, two hosts as network namespaces, runc and CRIU inside the
+ * guests, kernel WireGuard driven by network-overlay, a TCP client on the container); it needs root.
+ *
+ * Run: `npm run bench:orchestration` (builds, then node dist/tools/bench/orchestration.bench.js
+ * [--qemu] [--json]).
  */
 import { type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -35,11 +40,20 @@ import {
 } from '@ccm/contracts';
 import { loadIdentity, loadTrustStore } from '@ccm/keys';
 import { connectNats, signedRequest } from '@ccm/messaging';
+import { killVmProcesses } from '@ccm/qmp';
 import { onStopSignals } from '../run/stop-signals.js';
 import { demoContainerMigration, simContainerSetup, stopSimGuests } from '../demo/container-migration.js';
+import {
+  qemuContainerSetup,
+  qemuContainerUnavailable,
+  type QemuContainerSetup,
+} from '../demo/qemu-container.js';
 import { startLocalStack, type LocalStack } from '../stack/stack.js';
 
-const { values } = parseArgs({ options: { json: { type: 'boolean' } }, strict: true });
+const { values } = parseArgs({
+  options: { json: { type: 'boolean' }, qemu: { type: 'boolean' } },
+  strict: true,
+});
 const out = (m: string) => process.stdout.write(`${m}\n`);
 
 /** The subject a step attempt's command went to (the coordinator's `verify` asks the overlay to probe). */
@@ -55,7 +69,9 @@ async function handlerTimes(stack: LocalStack): Promise<HandlerTimes> {
   const times: HandlerTimes = new Map();
   const line = /^ccm_message_handler_seconds_(sum|count)\{[^}]*\bsubject="([^"]+)"[^}]*\} (\S+)$/;
   for (const p of stack.services) {
-    const text = await (await fetch(`http://127.0.0.1:${p.httpPort}/metrics`)).text();
+    // a host-agent in a lab namespace listens on its namespace's address
+    const host = p.env['CCM_HTTP_HOST'] ?? '127.0.0.1';
+    const text = await (await fetch(`http://${host}:${p.httpPort}/metrics`)).text();
     for (const l of text.split('\n')) {
       const m = line.exec(l);
       if (!m) continue;
@@ -77,6 +93,7 @@ const grew = (before: HandlerTimes, after: HandlerTimes, subject: string) => {
 const stateDir = await mkdtemp(join(tmpdir(), 'ccm-bench-orchestration-'));
 const runRoot = join(stateDir, 'run');
 let stack: LocalStack | undefined;
+let qemu: QemuContainerSetup | undefined;
 const children = new Set<ChildProcess>();
 const demoLines: string[] = [];
 let stopped: Promise<void> | undefined;
@@ -86,7 +103,10 @@ const stopEverything = (): Promise<void> =>
     try {
       await stack?.stop();
     } finally {
-      await stopSimGuests(runRoot);
+      if (qemu) {
+        await killVmProcesses(runRoot);
+        qemu.close();
+      } else await stopSimGuests(runRoot);
       await rm(stateDir, { recursive: true, force: true });
     }
   })());
@@ -94,15 +114,30 @@ const signals = onStopSignals('bench:orchestration', stopEverything);
 
 let failure: string | undefined;
 try {
-  const sim = await simContainerSetup(join(stateDir, 'sim-container'), runRoot);
+  if (values.qemu) {
+    const why = qemuContainerUnavailable();
+    if (why) throw new Error(`--qemu cannot run here: ${why}`);
+    qemu = await qemuContainerSetup(join(stateDir, 'qemu-container'), runRoot, join(stateDir, 'keys'), (m) =>
+      demoLines.push(m),
+    );
+  }
+  const flow = qemu ?? (await simContainerSetup(join(stateDir, 'sim-container'), runRoot));
   stack = await startLocalStack({
     stateDir,
     hosts: ['host-a', 'host-b'],
-    hostEnv: sim.hostEnv,
-    serviceEnv: sim.serviceEnv,
+    hostEnv: flow.hostEnv,
+    serviceEnv: flow.serviceEnv,
+    ...(qemu ? { listen: qemu.listen, hostNetns: qemu.hostNetns } : {}),
   });
+  await qemu?.writeAppDisk(stack);
   const before = await handlerTimes(stack);
-  await demoContainerMigration({ stack, setup: sim, say: (m) => demoLines.push(m), children });
+  await demoContainerMigration({
+    stack,
+    setup: flow,
+    say: (m) => demoLines.push(m),
+    children,
+    real: qemu !== undefined,
+  });
   const after = await handlerTimes(stack);
 
   const identity = await loadIdentity(stack.keysDir, OPERATOR);
@@ -156,7 +191,9 @@ try {
   if (values.json) out(JSON.stringify(report, null, 2));
   else {
     const n = (x: number | null | undefined) => (typeof x === 'number' ? `${x.toFixed(0)} ms` : 'n/a');
-    out(`orchestration benchmark: one container migration host-a → host-b on the sim drivers (${detail.id})`);
+    out(
+      `orchestration benchmark: one container migration host-a → host-b ${qemu ? 'between QEMU guests (TCG, runc and CRIU inside)' : 'on the sim drivers'} (${detail.id})`,
+    );
     out(`  total (intake to end)     ${n(totalMs)}`);
     out(`  blackout                  ${n(f.blackoutMs)} (container frozen ${n(f.frozenMs)})`);
     out(`  brownout                  ${n(f.brownoutMs)} (cut-over ${n(f.cutOverMs)})`);
