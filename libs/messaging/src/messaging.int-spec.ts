@@ -330,6 +330,19 @@ describe('messaging against a real nats-server and Postgres', () => {
 
   it('joins a repeat of a command still in flight to the run in hand (a re-send acts once)', async () => {
     const handlers = app.get(ProbeHandlers);
+    const timed = async () => {
+      const text = await app.get<Registry>(METRICS_REGISTRY).metrics();
+      const count = (name: string) =>
+        [...text.matchAll(new RegExp(`^${name}\\{[^}]*subject="${WAIT}"[^}]*\\} (\\S+)$`, 'gm'))].reduce(
+          (t, m) => t + Number(m[1]),
+          0,
+        );
+      return {
+        timed: count('ccm_message_handler_seconds_count'),
+        handled: count('ccm_messages_handled_total'),
+      };
+    };
+    const before = await timed();
     // Five deliveries of one command, each its own envelope (as a requester's re-sends are).
     const replies = Array.from({ length: 5 }, () =>
       send(signed({ n: 9 }, { idempotencykey: 'wait-9' }, WAIT), WAIT),
@@ -342,6 +355,10 @@ describe('messaging against a real nats-server and Postgres', () => {
     for (const r of await Promise.all(replies))
       expect(r.data).toEqual({ ok: true, result: { waits: 1, n: 9 } });
     expect(handlers.waits).toBe(1);
+    // Five deliveries handled, one run timed: the re-sends' waits are not handler time again.
+    const after = await timed();
+    expect(after.handled - before.handled).toBe(5);
+    expect(after.timed - before.timed).toBe(1);
   });
 
   it('stores a definite refusal as the reply and rolls back its effects', async () => {

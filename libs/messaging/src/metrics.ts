@@ -22,7 +22,7 @@ export class MessagingMetrics {
     });
     this.duration = new Histogram({
       name: 'ccm_message_handler_seconds',
-      help: 'Handler time per message',
+      help: 'Handler time per message (a repeat joined to the run in hand is not timed again)',
       labelNames: ['subject'],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],

@@ -147,6 +147,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
     const end = this.metrics.duration.startTimer({ subject });
     let env: Envelope | undefined;
     let reply: Reply;
+    /** A repeat that joined the run in hand: its time is that run's, already timed once. */
+    let joinedRun = false;
     try {
       env = openEnvelope(m.data, this.opts.trust, o.schema, {
         subject: m.subject,
@@ -175,9 +177,9 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
         o.idempotent && this.inbox && e.idempotencykey
           ? this.inbox.run(e.idempotencykey, m.subject, (manager) => fn(e.data, { ...ctx, manager }))
           : { ok: true, result: (await fn(e.data, ctx)) ?? null };
-      reply = await (e.idempotencykey
-        ? this.joined(`${e.source} ${m.subject} ${e.idempotencykey}`, run)
-        : run());
+      const key = `${e.source} ${m.subject} ${e.idempotencykey}`;
+      joinedRun = !!e.idempotencykey && this.running.has(key);
+      reply = await (e.idempotencykey ? this.joined(key, run) : run());
     } catch (err) {
       if (!(err instanceof CcmError)) this.log.error(`${m.subject}: ${(err as Error).stack ?? String(err)}`);
       const error = err instanceof CcmError ? err : internalError(env?.id ?? m.subject);
@@ -186,7 +188,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
       reply = { ok: false, error: error.toPayload() };
     }
     this.metrics.handled.inc({ subject, outcome: reply.ok ? 'ok' : reply.error.code });
-    end();
+    // A re-send waiting on the first delivery's run would count that run's time again.
+    if (!joinedRun) end();
     if (!m.reply) return;
     const out = sealEnvelope(this.opts.identity, {
       natssubject: m.reply,
