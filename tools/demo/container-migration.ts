@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -22,11 +22,12 @@ import { connectNats, signedRequest } from '@ccm/messaging';
 import { defaultSeabios, killVmProcesses } from '@ccm/qmp';
 import { directBootLaunchDigest, encodeAmdCertificateBody } from '@ccm/sev';
 import { LabAuthority, simSnpMeasurement } from '@ccm/sev-emulator';
-import { pollUntil, REPO_ROOT } from '@ccm/testing';
+import { pollUntil } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { LineClient } from '../guest-image/line-client.js';
 import { type LocalStack } from '../stack/stack.js';
+import { ccmRunner } from './ccm-runner.js';
 import { startClientNode, type ClientNode, type ClientNodeSpec } from './overlay-client.js';
 
 const HOSTS = ['host-a', 'host-b'] as const;
@@ -37,7 +38,6 @@ const SERVICE_PORT = 8080;
 /** The sim guest image whose SNP measurement the owner's policy accepts. */
 export const GUEST_IMAGE = 'ccm-guest';
 const WORKLOAD = 'web-1';
-const CCM_BIN = join(REPO_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
 
 /** A signed request as one of the stack's signers (the guest owner, the operator). */
 export type SendAs = <S extends z.ZodType>(
@@ -253,32 +253,8 @@ export async function demoContainerMigration(ctx: ContainerDemoContext): Promise
       timeoutMs,
     });
   };
-  const flags = ['--nats-url', stack.natsUrl, '--keys-dir', stack.keysDir];
   /** The built ccm; `show` streams its output into the demo's, indented. */
-  const ccm = (args: string[], show = false) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = show
-        ? spawn(process.execPath, [CCM_BIN, ...args, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] })
-        : execFile(process.execPath, [CCM_BIN, ...args, ...flags], { maxBuffer: 64 << 20 });
-      children.add(child);
-      let stdout = '';
-      let stderr = '';
-      let partial = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        if (!show) return;
-        const lines = (partial + d.toString()).split('\n');
-        partial = lines.pop() ?? '';
-        for (const l of lines) say(`   │ ${l}`);
-      });
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => {
-        children.delete(child);
-        if (show && partial) say(`   │ ${partial}`);
-        resolve({ code: code ?? 1, stdout, stderr });
-      });
-    });
+  const ccm = ccmRunner(stack, say, children);
   let client: ClientNode | undefined;
   let tcp: LineClient | undefined;
   let tcpLocal = '';

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,17 +25,16 @@ import {
   createBridgedHosts,
   lastOf,
   pollUntil,
-  REPO_ROOT,
 } from '@ccm/testing';
 import { type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { ensureGuestImage, tinyGuestSpec } from '../guest-image/guest-image.js';
 import { type LocalStack } from '../stack/stack.js';
+import { ccmRunner } from './ccm-runner.js';
 import { type QemuContainerSetup } from './qemu-container.js';
 
 const SOURCE = 'host-a';
 const TARGET = 'host-b';
-const CCM_BIN = join(REPO_ROOT, 'dist', 'apps', 'cli', 'src', 'main.js');
 
 /** Why this machine cannot run the VM demo (QEMU hosts in network namespaces), or undefined. */
 export function qemuVmUnavailable(): string | undefined {
@@ -89,33 +88,6 @@ export interface VmDemoContext {
   children: Set<ChildProcess>;
   /** Kill every QEMU host-b starts for the incoming guest: the migration must then fail. */
   failDestination: boolean;
-}
-
-/** The built ccm with the stack's flags; `show` streams its stdout into the demo's, indented. */
-function ccmRunner(stack: LocalStack, say: (m: string) => void, children: Set<ChildProcess>) {
-  const flags = ['--nats-url', stack.natsUrl, '--keys-dir', stack.keysDir];
-  return (args: string[], show = false) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [CCM_BIN, ...args, ...flags], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      children.add(child);
-      const out = { stdout: '', stderr: '', partial: '' };
-      child.stdout.on('data', (d: Buffer) => {
-        out.stdout += d.toString();
-        if (!show) return;
-        const lines = (out.partial + d.toString()).split('\n');
-        out.partial = lines.pop() ?? '';
-        lines.forEach((l) => say(`   │ ${l}`));
-      });
-      child.stderr.on('data', (d: Buffer) => (out.stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => {
-        children.delete(child);
-        if (show && out.partial) say(`   │ ${out.partial}`);
-        resolve({ code: code ?? 1, stdout: out.stdout, stderr: out.stderr });
-      });
-    });
 }
 
 /**
