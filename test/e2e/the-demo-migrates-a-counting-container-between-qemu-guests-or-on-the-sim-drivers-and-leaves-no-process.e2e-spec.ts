@@ -76,6 +76,10 @@ describe('the README demo (bash tools/dev.sh demo): a container between two conf
         expect(out).toMatch(/ccm vm launch --host host-a --overlay ov-demo: cvm-\S+, attested launch/);
         expect(out).toMatch(/│ {3}✓ rotate in /);
         expect(out).toMatch(/│ outcome: Succeeded \(all 12 steps succeeded\)/);
+        // Pre-copy's bar: a pre-dump round's total is an estimate (what moved plus what is dirty);
+        // the final dump's is what every round moved, so the bar ends full on it.
+        expect(out).toMatch(/│ +pre-dump round 1 \[[#-]{20}\] +\d+% [\d.]+ \S+ \/ ~[\d.]+ \S+ \(estimate\)/);
+        expect(out).toMatch(/│ +final dump \(round \d+, source frozen\) \[#{20}\] 100% ([\d.]+ \S+) \/ \1$/m);
         const tail = lines.slice(result).join('\n');
         const m =
           /result: Succeeded: web-1 counts on in (cvm-\S+) on host-b \((\d+) in (cvm-\S+) when the migration began, (\d+) on arrival, then (\d+)\)/.exec(

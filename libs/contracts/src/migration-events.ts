@@ -50,8 +50,16 @@ export const DataPlaneProgressSchema = z.object({
   /** What is happening, for people: "pre-dump round 3", "converging". */
   stage: z.string().max(200).optional(),
   round: z.number().int().min(0).optional(),
+  /** What the step has moved so far (pre-copy: every round's image bytes). */
   bytesTransferred: z.number().int().min(0),
+  /** What the step will have moved in all, when the reporter knows it or estimates it (below). */
   bytesTotal: z.number().int().min(0).optional(),
+  /**
+   * `bytesTotal` is an estimate, not a known size: pre-copy's is what has moved plus the pages dirty
+   * now (what one more round would move), which grows when the workload writes on.
+   */
+  bytesTotalEstimated: z.boolean().optional(),
+  /** What is still to move as the reporter counts it now (pre-copy: dirty pages × 4 KiB). */
   remainingBytes: z.number().int().min(0).optional(),
   dirtyBytesPerSecond: z.number().min(0).optional(),
   expectedDowntimeMs: z.number().min(0).optional(),

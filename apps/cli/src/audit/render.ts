@@ -1,5 +1,5 @@
 import { type Finding, type MigrationRecord, type Timeline } from '@ccm/messaging';
-import { bytes, duration } from '../commands/format.js';
+import { bytes, duration, totalText } from '../commands/format.js';
 
 /** Width of the time axis, in characters. */
 const AXIS = 48;
@@ -71,7 +71,10 @@ export function renderTimeline(t: Timeline): string {
     }
     if (t.progress.length || t.dataPlane.length) lines.push('', 'data plane:');
     for (const p of t.progress) {
-      const total = typeof p['bytesTotal'] === 'number' ? `/${bytes(p['bytesTotal'])}` : '';
+      const total =
+        typeof p['bytesTotal'] === 'number'
+          ? `/${totalText({ bytesTotal: p['bytesTotal'], bytesTotalEstimated: p['bytesTotalEstimated'] === true })}`
+          : '';
       lines.push(
         `${rel(t0, p.at)}  ${p.reporter} ${String(p['stage'] ?? p['step'])}: ${bytes(Number(p['bytesTransferred']))}${total}`,
       );

@@ -1,5 +1,6 @@
 import {
   isFinalMigrationPhase,
+  type DataPlaneProgress,
   type MigrationDetail,
   type MigrationEventData,
   type MigrationEventName,
@@ -70,7 +71,7 @@ export function eventLine(e: AnyEvent): string | undefined {
       const p = e.data.progress;
       const what = p.stage ?? p.step;
       return p.bytesTotal
-        ? `    ${what} ${bar(p.bytesTransferred, p.bytesTotal)} ${bytes(p.bytesTransferred)} / ${bytes(p.bytesTotal)}`
+        ? `    ${what} ${bar(p.bytesTransferred, p.bytesTotal)} ${bytes(p.bytesTransferred)} / ${totalText(p)}`
         : `    ${what}: ${bytes(p.bytesTransferred)} sent`;
     }
     case 'cancel-accepted':
@@ -80,6 +81,12 @@ export function eventLine(e: AnyEvent): string | undefined {
     case 'finished':
       return `${e.data.phase} after ${duration(e.data.durationMs)}: ${e.data.reason}${figuresText(e.data.figures)}`;
   }
+}
+
+/** A progress event's total: `~40.0 MiB (estimate)` when the reporter only estimates it. */
+export function totalText(p: Pick<DataPlaneProgress, 'bytesTotal' | 'bytesTotalEstimated'>): string {
+  if (p.bytesTotal === undefined) return '';
+  return p.bytesTotalEstimated ? `~${bytes(p.bytesTotal)} (estimate)` : bytes(p.bytesTotal);
 }
 
 /** `; blackout 1.2 s, brownout 48 ms (cut-over 330 ms, 3 peers)`, or '' when nothing was measured. */

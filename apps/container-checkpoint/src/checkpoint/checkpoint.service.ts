@@ -18,9 +18,9 @@ import { type EntityManager } from 'typeorm';
 import { z } from 'zod';
 import { type CheckpointConfig } from '../config.js';
 import { type Cause, type EffectOf, Guests, isGone, refusedDidNothing } from './guests.js';
+import { roundProgress } from './progress.js';
 import * as db from './store.js';
 
-const PAGE_BYTES = 4096;
 const DiscardReplySchema = z.object({ rounds: z.number().int() }).loose();
 
 /** The final dump's frozen-window timing, filled by {@link CheckpointService.round}. */
@@ -68,7 +68,7 @@ export class CheckpointService {
     }
     const converged = () => (done.at(-1)?.dirtyPages ?? Infinity) <= threshold;
     while (!converged() && done.length < limit) {
-      done.push(await this.round(run, done.length + 1, 'pre-dump', done, src.pages));
+      done.push(await this.round(run, done.length + 1, 'pre-dump', done));
     }
     return {
       rounds: done.length,
@@ -88,8 +88,7 @@ export class CheckpointService {
     const all = await db.rounds(run.m, row.migrationId);
     const timing: DumpTiming = { p: new Phases() };
     const final =
-      all.find((r) => r.kind === 'dump') ??
-      (await this.round(run, all.length + 1, 'dump', all, undefined, timing));
+      all.find((r) => r.kind === 'dump') ?? (await this.round(run, all.length + 1, 'dump', all, timing));
     await timing.p.time('markDumped', () => db.markDumped(run.m, row.migrationId, final.round));
     return {
       imageBytes: final.imageBytes,
@@ -246,7 +245,6 @@ export class CheckpointService {
     round: number,
     kind: CheckpointRound['kind'],
     before: readonly CheckpointRound[],
-    pages?: number,
     timing?: DumpTiming,
   ): Promise<CheckpointRound> {
     const { row, cause } = run;
@@ -287,16 +285,7 @@ export class CheckpointService {
     await phases.time('record', () =>
       this.outbox.transaction(async (m) => {
         await db.saveRound(m, row.migrationId, r);
-        await this.progress(m, run, {
-          stage: kind === 'dump' ? `final dump (round ${round}, source frozen)` : `pre-dump round ${round}`,
-          round,
-          bytesTransferred: sum(before, 'imageBytes') + r.imageBytes,
-          ...(pages !== undefined ? { bytesTotal: pages * PAGE_BYTES } : {}),
-          remainingBytes: r.dirtyPages * PAGE_BYTES,
-          ...(r.durationMs > 0
-            ? { dirtyBytesPerSecond: (r.dirtyPages * PAGE_BYTES * 1000) / r.durationMs }
-            : {}),
-        });
+        await this.progress(m, run, roundProgress(before, r));
       }),
     );
     return r;
