@@ -69,9 +69,7 @@ async function handlerTimes(stack: LocalStack): Promise<HandlerTimes> {
   const times: HandlerTimes = new Map();
   const line = /^ccm_message_handler_seconds_(sum|count)\{[^}]*\bsubject="([^"]+)"[^}]*\} (\S+)$/;
   for (const p of stack.services) {
-    // a host-agent in a lab namespace listens on its namespace's address
-    const host = p.env['CCM_HTTP_HOST'] ?? '127.0.0.1';
-    const text = await (await fetch(`http://${host}:${p.httpPort}/metrics`)).text();
+    const text = await (await fetch(`${p.httpUrl}/metrics`)).text();
     for (const l of text.split('\n')) {
       const m = line.exec(l);
       if (!m) continue;

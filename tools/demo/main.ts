@@ -151,11 +151,7 @@ try {
     const r = await signedRequest(nc, identity, trust, subject, { message: 'demo' }, PingReplySchema, {
       timeoutMs: 10_000,
     });
-    const health = (await (
-      await fetch(`http://${p.env['CCM_HTTP_HOST'] ?? '127.0.0.1'}:${p.httpPort}/health`)
-    ).json()) as {
-      status: string;
-    };
+    const health = (await (await fetch(`${p.httpUrl}/health`)).json()) as { status: string };
     say(
       `   ${`${r.service}${host ? `@${host}` : ''}`.padEnd(24)} ${(performance.now() - started).toFixed(1).padStart(6)} ms  health=${health.status}`,
     );

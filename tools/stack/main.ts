@@ -69,9 +69,7 @@ try {
 }
 for (const s of stack.services) {
   const host = s.env['CCM_HOST_ID'];
-  say(
-    `${`${s.app}${host ? `@${host}` : ''}`.padEnd(22)} http://${s.env['CCM_HTTP_HOST'] ?? '127.0.0.1'}:${s.httpPort}/health`,
-  );
+  say(`${`${s.app}${host ? `@${host}` : ''}`.padEnd(22)} ${s.httpUrl}/health`);
 }
 if (flow)
   say(

@@ -95,7 +95,7 @@ export class Supervisor {
         (np) => {
           if (this.stopping) return void np.stop('SIGTERM');
           this.services[slot] = np;
-          this.log(`${spec.name} restarted: pid ${np.child.pid}, http://127.0.0.1:${np.httpPort}/health`);
+          this.log(`${spec.name} restarted: pid ${np.child.pid}, ${np.httpUrl}/health`);
           this.watch(spec, slot, np, policy);
         },
         (err: unknown) =>

@@ -19,6 +19,7 @@ export { RawNatsClient, RawNatsError, type RawMessage, type RawOutcome } from '.
 export { ccmFailure } from './ccm-failure.js';
 export {
   builtServiceEntry,
+  httpUrlOf,
   REPO_ROOT,
   startServiceProcess,
   STOP_GRACE_MS,

@@ -31,6 +31,8 @@ export interface ServiceProcess {
   readonly child: ChildProcess;
   /** The HTTP port its `ready` line named. */
   readonly httpPort: number;
+  /** Where its HTTP server answers: `http://<CCM_HTTP_HOST>:<httpPort>` (`/health`, `/metrics`). */
+  readonly httpUrl: string;
   /** Every log line so far, parsed when it is JSON. */
   readonly lines: Array<Record<string, unknown> | string>;
   readonly exited: Promise<ServiceExit>;
@@ -45,6 +47,17 @@ export interface ServiceProcess {
 
 /** How long a SIGTERMed service may drain before {@link ServiceProcess.stop} SIGKILLs it. */
 export const STOP_GRACE_MS = 15_000;
+
+/**
+ * The base URL of a service's HTTP server: the address it listens on (CCM_HTTP_HOST, from `env` or
+ * else inherited, as the service reads it; 127.0.0.1 by default, e.g. a lab namespace's address for a
+ * host-agent in it), a listen-on-every-address host as loopback, IPv6 in brackets.
+ */
+export function httpUrlOf(env: Record<string, string | undefined>, port: number): string {
+  const host = env['CCM_HTTP_HOST'] ?? process.env['CCM_HTTP_HOST'] ?? '127.0.0.1';
+  const to = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${to.includes(':') ? `[${to}]` : to}:${port}`;
+}
 
 export interface ServiceProcessOptions {
   /** Also append its stdout and stderr to this file. */
@@ -139,6 +152,7 @@ export async function startServiceProcess(
     env,
     child,
     httpPort: Number(ready.httpPort),
+    httpUrl: httpUrlOf(env, Number(ready.httpPort)),
     lines,
     exited,
     stop,
