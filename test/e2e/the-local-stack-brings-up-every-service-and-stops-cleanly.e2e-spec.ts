@@ -43,7 +43,7 @@ describe('the local stack launcher', () => {
     try {
       expect(existsSync(join(dir, 'state', STACK_FILE))).toBe(true);
       for (const s of stack.services) {
-        const res = await fetch(`http://127.0.0.1:${s.httpPort}/health`);
+        const res = await fetch(`${s.httpUrl}/health`);
         expect(res.status).toBe(200);
       }
       // The services created their schemas in the external database, not in an embedded one.

@@ -86,6 +86,10 @@ describe('the stack launcher supervises what it starts', () => {
         },
       );
       expect(launcher.output()).toMatch(/key-broker died \(signal SIGKILL\); restarting in \d+ ms/);
+      // Where each service's HTTP answers, as it started and after the restart.
+      expect(launcher.output()).toMatch(/^\[stack\] key-broker +http:\/\/127\.0\.0\.1:\d+\/health$/m);
+      expect(launcher.output()).toMatch(/^\[stack\] host-agent@h1 +http:\/\/127\.0\.0\.1:\d+\/health$/m);
+      expect(launcher.output()).toMatch(/key-broker restarted: pid \d+, http:\/\/127\.0\.0\.1:\d+\/health/);
       const operator = await loadIdentity(keys, OPERATOR);
       const trust = await loadTrustStore(keys);
       const nc = await connectNats([natsUrl], operator, 'supervise-e2e');
