@@ -82,6 +82,20 @@ async function handlerTimes(stack: LocalStack): Promise<HandlerTimes> {
   return times;
 }
 
+/**
+ * The coordinator's back-off inside a step: from each failed attempt's end to the next attempt's send
+ * (the step's retry policy, e.g. VERIFY_RETRY). Nobody works then: it counts as orchestration, and is
+ * printed apart so that a retried step is not read as the coordinator's or NATS's cost.
+ */
+function retryWaitMs(attempts: ReadonlyArray<{ sentAt: string; endedAt?: string }>): number {
+  let ms = 0;
+  for (let i = 1; i < attempts.length; i++) {
+    const ended = attempts[i - 1].endedAt;
+    if (ended) ms += Math.max(0, Date.parse(attempts[i].sentAt) - Date.parse(ended));
+  }
+  return ms;
+}
+
 const grew = (before: HandlerTimes, after: HandlerTimes, subject: string) => {
   const a = after.get(subject) ?? { seconds: 0, count: 0 };
   const b = before.get(subject) ?? { seconds: 0, count: 0 };
@@ -168,12 +182,14 @@ try {
       attempts: s.attempts.length,
       // every attempt's time: the participant's handler time covers every delivery of every attempt
       stepMs: actions.reduce((t, x) => t + (x.durationMs ?? 0), 0),
+      retryWaitMs: retryWaitMs(actions),
       participantMs: handled.ms,
       handled: handled.count,
     };
   });
   const participantMs = steps.reduce((t, s) => t + s.participantMs, 0);
   const orchestrationMs = totalMs - participantMs;
+  const retryWaitTotalMs = steps.reduce((t, s) => t + s.retryWaitMs, 0);
   const f = detail.figures ?? {};
   const of = (step: string) => steps.find((s) => s.step === step)?.participantMs ?? 0;
   const report = {
@@ -186,6 +202,7 @@ try {
     participantMs,
     orchestrationMs,
     orchestrationShare: orchestrationMs / totalMs,
+    retryWaitMs: retryWaitTotalMs,
     steps,
   };
   if (values.json) out(JSON.stringify(report, null, 2));
@@ -202,6 +219,9 @@ try {
       `  orchestration             ${n(orchestrationMs)} = ${((100 * orchestrationMs) / totalMs).toFixed(1)} % of the total (coordinator + NATS; goal ≤ 2 %)`,
     );
     out(
+      `    of which retry waits    ${n(retryWaitTotalMs)} (the coordinator's back-off between attempts of a failed step)`,
+    );
+    out(
       `  blackout vs freeze-dump + restore handler time + 50 ms: ${n(f.blackoutMs)} vs ${n(of('freeze-dump') + of('restore') + 50)}`,
     );
     out(`\n  step               served by             step (coordinator)  participant  orchestration`);
@@ -211,8 +231,9 @@ try {
           (s.handled > 1 || s.attempts > 1 ? `  (${s.attempts} attempt(s), ${s.handled} deliveries)` : ''),
       );
     }
-    const between = totalMs - steps.reduce((t, s) => t + s.stepMs, 0);
+    const between = totalMs - steps.reduce((t, s) => t + s.stepMs + s.retryWaitMs, 0);
     out(`  between steps (intake, admission, applying replies, next send): ${n(between)}`);
+    out(`  retry waits (back-off between a failed attempt and the next):   ${n(retryWaitTotalMs)}`);
   }
 } catch (err) {
   failure = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ');

@@ -65,6 +65,13 @@ export const GuestOverlayWatchSchema = z.object({
   watchId: IdSchema,
   ip: Ipv4Schema,
   port: z.number().int().min(1).max(65535),
+  /**
+   * The probes' pace: a new connection every `gapMs`, each given up after `timeoutMs`. Absent: 5 ms
+   * and 100 ms, a brownout's resolution (libs/wireguard BROWNOUT_PACE); `probe-workload` asks for a
+   * slower pace that waits longer for each answer (a guest under TCG answers in more than 100 ms).
+   */
+  timeoutMs: z.number().int().min(10).max(10_000).optional(),
+  gapMs: z.number().int().min(1).max(1_000).optional(),
 });
 export const GuestOverlaySamplesSchema = z.object({
   watchId: IdSchema,

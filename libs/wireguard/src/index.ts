@@ -42,11 +42,13 @@ export { createNetns, deleteNetns, linkNetns, netnsSupport } from './netns.js';
 export { WgLab, type LabNode } from './lab.js';
 export { applyPeerSpecs, type PeerEntry } from './peer-table.js';
 export {
+  BROWNOUT_PACE,
   CONNECTED,
   serveName,
   startProber,
   startSampling,
   brownoutOf,
+  type ProbePace,
   type ProbeSample,
   type Prober,
 } from './probe.js';

@@ -2,7 +2,7 @@ import { pollUntil } from '@ccm/testing';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONNECTED, startProber, type Prober } from './probe.js';
+import { BROWNOUT_PACE, CONNECTED, startProber, type Prober } from './probe.js';
 
 /**
  * The prober as a real process against a real HTTP server on loopback (no namespace, no root): a
@@ -79,5 +79,30 @@ describe('startProber', () => {
     expect(samples.slice(0, 5).every((s) => s.by === CONNECTED)).toBe(true);
     // Probes in flight at the switch may still see the line service; the later ones are all resets.
     expect(samples.slice(-5).every((s) => s.by === undefined)).toBe(true);
+  });
+
+  it('counts an answer slower than the brownout pace allows at a pace that waits for it', async () => {
+    // A guest under TCG: the line service answers 300 ms after the request (BROWNOUT_PACE waits 100 ms).
+    tcp = createTcpServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', () => setTimeout(() => sock.writable && sock.write('42\n'), 300));
+    });
+    await new Promise<void>((r) => tcp!.listen(0, '127.0.0.1', r));
+    const { port } = tcp.address() as AddressInfo;
+    const run = async (pace: { timeoutMs: number; gapMs: number }) => {
+      prober = startProber(undefined, '127.0.0.1', port, pace);
+      const probes = prober;
+      await pollUntil(
+        'ten probes done',
+        () => probes.samples.length,
+        (n) => n >= 10,
+        { timeoutMs: 20_000 },
+      );
+      const samples = await probes.stop();
+      prober = undefined;
+      return samples;
+    };
+    expect((await run(BROWNOUT_PACE)).every((s) => s.by === undefined)).toBe(true);
+    expect((await run({ timeoutMs: 1_000, gapMs: 100 })).every((s) => s.by === CONNECTED)).toBe(true);
   });
 });

@@ -65,6 +65,21 @@ export async function serveName(netns: string, name: string, port: number): Prom
   return child;
 }
 
+/**
+ * How a prober probes: a new connection every `gapMs`, each given up after `timeoutMs`. Several are
+ * in flight when answers take longer than the gap.
+ */
+export interface ProbePace {
+  readonly timeoutMs: number;
+  readonly gapMs: number;
+}
+
+/**
+ * The pace that measures a brownout to within 5 ms (a probe lost at the switch blinds the prober for
+ * 5 ms, not for its timeout). It suits a fast path only: an answer slower than 100 ms is no answer.
+ */
+export const BROWNOUT_PACE: ProbePace = Object.freeze({ timeoutMs: 100, gapMs: 5 });
+
 /** A running prober: `stop()` ends it and returns every sample. */
 export interface Prober {
   readonly samples: ProbeSample[];
@@ -73,18 +88,20 @@ export interface Prober {
 
 /**
  * Probes ip:port from `netns` (this process's own namespace when undefined) until stopped: a new TCP
- * connection and GET every `gapMs` (default 5), each given up after `timeoutMs` (default 100); the
+ * connection and GET every `gapMs`, each given up after `timeoutMs` (default {@link BROWNOUT_PACE}); the
  * samples in the order the probes were sent.
  */
 export function startProber(
   netns: string | undefined,
   ip: string,
   port: number,
-  opts: { timeoutMs?: number; gapMs?: number } = {},
+  opts: Partial<ProbePace> = {},
 ): Prober {
   ipv4ToInt(ip);
+  const timeoutMs = opts.timeoutMs ?? BROWNOUT_PACE.timeoutMs;
+  const gapMs = opts.gapMs ?? BROWNOUT_PACE.gapMs;
   const argv = inNetns(
-    [process.execPath, '-e', PROBE, ip, String(port), String(opts.timeoutMs ?? 100), String(opts.gapMs ?? 5)],
+    [process.execPath, '-e', PROBE, ip, String(port), String(timeoutMs), String(gapMs)],
     netns === undefined ? undefined : netnsName(netns),
   );
   const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });

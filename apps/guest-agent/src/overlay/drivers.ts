@@ -17,6 +17,7 @@ import {
   startSampling,
   type PeerEntry,
   type PeerSpec,
+  type ProbePace,
   type ProbeSample,
   type WgInterface,
   type WgMode,
@@ -45,8 +46,8 @@ export interface GuestOverlayDriver {
   peers(): Promise<Array<{ publicKey: string; endpoint?: string; allowedIps: string[] }>>;
   /** Removes the interface (and ends its wireguard-go); absent is fine. */
   down(): Promise<void>;
-  /** Probes ip:port back to back; each sample names who answered. */
-  probe(ip: string, port: number): GuestProbe;
+  /** Probes ip:port at `pace` (default: a brownout's, BROWNOUT_PACE); each sample names who answered. */
+  probe(ip: string, port: number, pace?: Partial<ProbePace>): GuestProbe;
 }
 
 /**
@@ -95,8 +96,10 @@ export class SimGuestOverlay implements GuestOverlayDriver {
     return Promise.resolve();
   }
 
-  probe(ip: string): GuestProbe {
-    return startSampling(this.probeGapMs, () => (this.addresses.has(ip) ? this.self : undefined));
+  probe(ip: string, _port: number, pace: Partial<ProbePace> = {}): GuestProbe {
+    return startSampling(pace.gapMs ?? this.probeGapMs, () =>
+      this.addresses.has(ip) ? this.self : undefined,
+    );
   }
 }
 
@@ -170,8 +173,8 @@ export class WireGuardGuestOverlay implements GuestOverlayDriver {
     await iface?.destroy();
   }
 
-  probe(ip: string, port: number): GuestProbe {
-    return startProber(undefined, ip, port, { timeoutMs: 100, gapMs: 5 });
+  probe(ip: string, port: number, pace: Partial<ProbePace> = {}): GuestProbe {
+    return startProber(undefined, ip, port, pace);
   }
 
   private need(): WgInterface {

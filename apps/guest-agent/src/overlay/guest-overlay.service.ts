@@ -148,7 +148,7 @@ export class GuestOverlay implements OnModuleDestroy {
   }
 
   /** Starts probing ip:port from this guest (idempotent by watch id). */
-  watch(req: { watchId: string; ip: string; port: number }) {
+  watch(req: { watchId: string; ip: string; port: number; timeoutMs?: number; gapMs?: number }) {
     this.need();
     if (!this.watches.has(req.watchId)) {
       if (this.watches.size >= MAX_WATCHES) {
@@ -158,7 +158,7 @@ export class GuestOverlay implements OnModuleDestroy {
         });
       }
       checked(() => ipv4ToInt(req.ip));
-      const probe = this.driver.probe(req.ip, req.port);
+      const probe = this.driver.probe(req.ip, req.port, req);
       const timer = setTimeout(() => void this.stopWatch(req.watchId), WATCH_MAX_MS);
       timer.unref();
       this.watches.set(req.watchId, { probe, t0: performance.now(), stopped: false, timer });

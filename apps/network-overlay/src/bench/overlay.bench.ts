@@ -31,6 +31,7 @@ import {
   startProber,
   WgLab,
   type PeerSpec,
+  type ProbePace,
   type Prober,
   type ProbeSample,
 } from '@ccm/wireguard';
@@ -84,9 +85,9 @@ class TracingDriver implements OverlayDriver {
   removeAddress(vmId: string, ip: string) {
     return this.timed(`remove-address ${vmId}`, () => this.inner.removeAddress(vmId, ip));
   }
-  watch(fromVmId: string, ip: string, port: number): Watch {
+  watch(fromVmId: string, ip: string, port: number, pace?: ProbePace): Watch {
     this.calls.push({ what: `watch from ${fromVmId}`, start: performance.now() });
-    return this.inner.watch(fromVmId, ip, port);
+    return this.inner.watch(fromVmId, ip, port, pace);
   }
 }
 

@@ -1,4 +1,4 @@
-import { type PeerSpec, type ProbeSample } from '@ccm/wireguard';
+import { type PeerSpec, type ProbePace, type ProbeSample } from '@ccm/wireguard';
 
 /** Nest token of the {@link OverlayDriver} the service uses. */
 export const OVERLAY_DRIVER = Symbol.for('ccm.network-overlay.driver');
@@ -32,8 +32,11 @@ export interface OverlayDriver {
   /** The guest side: add or remove a workload address (/32) on node `vmId`'s interface. */
   addAddress(vmId: string, ip: string): Promise<void>;
   removeAddress(vmId: string, ip: string): Promise<void>;
-  /** Probes ip:port from node `fromVmId` back to back; each sample names the node that answered. */
-  watch(fromVmId: string, ip: string, port: number): Watch;
+  /**
+   * Probes ip:port from node `fromVmId` at `pace` (default: a brownout's, BROWNOUT_PACE); each sample
+   * names the node that answered.
+   */
+  watch(fromVmId: string, ip: string, port: number, pace?: ProbePace): Watch;
   /**
    * Only a driver whose nodes live in this process (the sim): sets node `vmId` to exactly this
    * interface, these peers and these workload addresses. The overlay calls it from its rows before

@@ -10,7 +10,7 @@ import {
   type GuestVerb,
 } from '@ccm/contracts';
 import { type MessageBus } from '@ccm/messaging';
-import { type PeerSpec, type ProbeSample } from '@ccm/wireguard';
+import { type PeerSpec, type ProbePace, type ProbeSample } from '@ccm/wireguard';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type NodeSpec, type OverlayDriver, type Watch } from './driver.js';
@@ -65,7 +65,7 @@ export class GuestAgentDriver implements OverlayDriver {
     await this.call(vmId, GUEST_VERBS.overlayAddress, { ip, present: false }, GuestOverlayAddressReplySchema);
   }
 
-  watch(fromVmId: string, ip: string, port: number): Watch {
+  watch(fromVmId: string, ip: string, port: number, pace?: ProbePace): Watch {
     const watchId = `w-${randomUUID()}`;
     const samples: ProbeSample[] = [];
     let base = 0;
@@ -81,7 +81,12 @@ export class GuestAgentDriver implements OverlayDriver {
     };
     const loop = (async () => {
       const sent = performance.now();
-      await this.call(fromVmId, GUEST_VERBS.overlayWatch, { watchId, ip, port }, z.object({}).loose());
+      await this.call(
+        fromVmId,
+        GUEST_VERBS.overlayWatch,
+        { watchId, ip, port, ...pace },
+        z.object({}).loose(),
+      );
       base = (sent + performance.now()) / 2;
       while (!stopped) {
         await read(false);

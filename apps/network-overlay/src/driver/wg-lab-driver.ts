@@ -1,4 +1,12 @@
-import { addAddress, removeAddress, setPeers, startProber, type PeerSpec, type WgLab } from '@ccm/wireguard';
+import {
+  addAddress,
+  removeAddress,
+  setPeers,
+  startProber,
+  type PeerSpec,
+  type ProbePace,
+  type WgLab,
+} from '@ccm/wireguard';
 import { type NodeSpec, type OverlayDriver, type Watch } from './driver.js';
 
 /**
@@ -39,7 +47,7 @@ export class WgLabDriver implements OverlayDriver {
     return removeAddress(this.lab.node(vmId).iface, `${ip}/32`);
   }
 
-  watch(fromVmId: string, ip: string, port: number): Watch {
-    return startProber(this.lab.node(fromVmId).netns, ip, port, { timeoutMs: 100, gapMs: 5 });
+  watch(fromVmId: string, ip: string, port: number, pace?: ProbePace): Watch {
+    return startProber(this.lab.node(fromVmId).netns, ip, port, pace);
   }
 }

@@ -1,10 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { CcmError, ErrorCodes, type Envelope, type MoveFigures, type Peer } from '@ccm/contracts';
 import { MESSAGING_OPTIONS, type MessagingOptions } from '@ccm/messaging';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { CONNECTED, formatCidr, parseCidr, type ProbeSample } from '@ccm/wireguard';
 import { type EntityManager } from 'typeorm';
-import { type OverlayConfig } from '../config.js';
+import { PROBE_GAP_MS, type OverlayConfig } from '../config.js';
 import { OVERLAY_SCHEMA } from '../db/migrations.js';
 import { OVERLAY_DRIVER, type OverlayDriver } from '../driver/driver.js';
 import { verifyAdmission } from './admission.js';
@@ -29,6 +29,7 @@ export type ProbeResult =
  */
 @Injectable()
 export class OverlayService {
+  private readonly log = new Logger(OverlayService.name);
   constructor(
     @Inject(SERVICE_CONFIG) private readonly config: OverlayConfig,
     @Inject(MESSAGING_OPTIONS) private readonly messaging: MessagingOptions,
@@ -240,11 +241,13 @@ export class OverlayService {
     const other = (
       peers.find((p) => p.vmId !== w.holder && p.vmId !== source) ?? peers.find((p) => p.vmId !== w.holder)
     )?.vmId;
+    const window = this.config.CCM_OVERLAY_PROBE_TIMEOUT_MS;
     if (other !== undefined) {
-      const latencyMs = await this.probeFrom(other, w);
+      const latencyMs = await this.probeFrom(other, w, window);
       if (latencyMs !== undefined) return { answered: true, latencyMs, from: other, via: 'peer' };
     }
-    const local = await this.probeFrom(w.holder, w);
+    // The holder's check only says which of the two failed when a peer was tried: half the window.
+    const local = await this.probeFrom(w.holder, w, other === undefined ? window : Math.ceil(window / 2));
     if (other === undefined && local !== undefined) {
       return { answered: true, latencyMs: local, from: w.holder, via: 'holder' };
     }
@@ -256,18 +259,35 @@ export class OverlayService {
     };
   }
 
-  /** ms to the first answer by the holder from node `from`, or undefined within the probe timeout. */
-  private async probeFrom(from: string, w: db.WorkloadRow): Promise<number | undefined> {
+  /**
+   * ms to the first answer by the holder from node `from`, or undefined when none came within
+   * `windowMs`. Probes keep coming (a new connection every {@link PROBE_GAP_MS}, each waiting
+   * CCM_OVERLAY_PROBE_CONNECT_TIMEOUT_MS for its answer) while a path just moved settles: the first
+   * packets to a peer whose allowed IPs just changed, or a guest that answers slowly, cost one
+   * probe each, not the step. Probes still in flight at the deadline are waited for (one connect
+   * timeout at most) and count.
+   */
+  private async probeFrom(from: string, w: db.WorkloadRow, windowMs: number): Promise<number | undefined> {
     const t0 = performance.now();
     const connect = this.config.CCM_OVERLAY_PROBE === 'connect';
     const byHolder = (s: ProbeSample) => s.by === w.holder || (connect && s.by === CONNECTED);
-    const watch = this.driver.watch(from, w.ip, w.port);
-    const deadline = t0 + this.config.CCM_OVERLAY_PROBE_TIMEOUT_MS;
+    const watch = this.driver.watch(from, w.ip, w.port, {
+      timeoutMs: this.config.CCM_OVERLAY_PROBE_CONNECT_TIMEOUT_MS,
+      gapMs: PROBE_GAP_MS,
+    });
+    const deadline = t0 + windowMs;
     while (!watch.samples.some(byHolder) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 2));
     }
-    const hit = (await watch.stop()).find(byHolder);
-    return hit ? Math.max(0, hit.t - t0) : undefined;
+    const samples = await watch.stop();
+    const hit = samples.find(byHolder);
+    if (hit) return Math.max(0, hit.t - t0);
+    const answers = samples.filter((s) => s.by !== undefined).map((s) => s.by);
+    this.log.warn(
+      `no answer at ${w.ip}:${w.port} from ${from} in ${(performance.now() - t0).toFixed(0)} ms: ${samples.length} probe(s)` +
+        (answers.length ? `, answered by ${[...new Set(answers)].join(', ')} only` : ', none answered'),
+    );
+    return undefined;
   }
 
   async describe(
