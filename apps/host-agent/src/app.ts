@@ -11,6 +11,7 @@ import {
   HostAgentTables1795400000000,
   HostAgentTransferPostcopy1796100000000,
   HostAgentVmGuestNet1797000000000,
+  HostAgentVmResumeBlocked1797500000000,
 } from './store/migrations.js';
 import { TransferService } from './transfer/transfer.service.js';
 import { VmService } from './vm/vm.service.js';
@@ -25,6 +26,7 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     HostAgentTables1795400000000,
     HostAgentTransferPostcopy1796100000000,
     HostAgentVmGuestNet1797000000000,
+    HostAgentVmResumeBlocked1797500000000,
   ],
   providers: [
     driverProvider,

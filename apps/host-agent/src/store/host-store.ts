@@ -39,6 +39,7 @@ interface VmRow {
   incoming_uri: string | null;
   migration_id: string | null;
   guest_net: VmRecord['guestNet'] | null;
+  resume_blocked: VmRecord['resumeBlocked'] | null;
   created_at: Date;
   phase_changed_at: Date;
 }
@@ -73,6 +74,7 @@ const fromVmRow = (r: VmRow): VmRecord => ({
   ...(r.incoming_uri ? { incomingUri: r.incoming_uri } : {}),
   ...(r.migration_id ? { migrationId: r.migration_id } : {}),
   ...(r.guest_net ? { guestNet: r.guest_net } : {}),
+  ...(r.resume_blocked ? { resumeBlocked: r.resume_blocked } : {}),
   createdAt: new Date(r.created_at),
   phaseChangedAt: new Date(r.phase_changed_at),
 });
@@ -119,10 +121,12 @@ export class HostStore {
     await this.outbox.transaction(async (m) => {
       await m.query(
         `INSERT INTO ${vmTable} (vm_id, driver, origin, phase, reason, spec, sev, pid, run_dir, incoming_uri,
-           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id, guest_net)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15, $16)
+           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id, guest_net,
+           resume_blocked)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15, $16, $17)
          ON CONFLICT (host_id, vm_id) DO UPDATE SET driver = $2, origin = $3, phase = $4, reason = $5, spec = $6,
            sev = $7, pid = $8, run_dir = $9, incoming_uri = $10, migration_id = $11, guest_net = $16,
+           resume_blocked = $17,
            phase_history = CASE WHEN $14 THEN '[]'::jsonb ELSE ${vmTable}.phase_history END,
            created_at = $12, phase_changed_at = $13, updated_at = now()`,
         [
@@ -142,6 +146,7 @@ export class HostStore {
           !prev,
           this.hostId,
           next.guestNet ? JSON.stringify(next.guestNet) : null,
+          next.resumeBlocked ? JSON.stringify(next.resumeBlocked) : null,
         ],
       );
       if (!changed) return;

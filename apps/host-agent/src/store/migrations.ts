@@ -86,3 +86,19 @@ export class HostAgentVmGuestNet1797000000000 implements MigrationInterface {
     await q.query(`ALTER TABLE ${s}.vm DROP COLUMN guest_net`);
   }
 }
+
+/**
+ * `vm.resume_blocked`: set when a post-copy migration of the VM failed past the point of no return (the
+ * destination may hold part of the guest), so `resume` refuses it until an operator acknowledges it.
+ */
+export class HostAgentVmResumeBlocked1797500000000 implements MigrationInterface {
+  name = 'HostAgentVmResumeBlocked1797500000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm ADD COLUMN resume_blocked jsonb NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm DROP COLUMN resume_blocked`);
+  }
+}

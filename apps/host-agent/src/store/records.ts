@@ -1,5 +1,7 @@
 import {
+  isFinalVmPhase,
   type MigrationParams,
+  type ResumeBlocked,
   type TransferFigures,
   type TransferPhase,
   type TransferPostcopy,
@@ -40,6 +42,8 @@ export interface VmRecord {
   migrationId?: string;
   /** Its address on the host's guest network (CCM_GUEST_NET), held while the VM lives. */
   guestNet?: GuestLease;
+  /** Set when a post-copy migration of this VM failed past the point of no return: `resume` refuses. */
+  resumeBlocked?: ResumeBlocked;
   createdAt: Date;
   phaseChangedAt: Date;
 }
@@ -84,6 +88,9 @@ export function vmView(hostId: string, r: VmRecord): VmView {
       : {}),
     ...(r.incomingUri ? { incomingUri: r.incomingUri } : {}),
     ...(r.migrationId ? { migrationId: r.migrationId } : {}),
+    // the pool takes the address back when the VM ends: an ended VM holds none
+    ...(r.guestNet && !isFinalVmPhase(r.phase) ? { guestNet: r.guestNet } : {}),
+    ...(r.resumeBlocked ? { resumeBlocked: r.resumeBlocked } : {}),
     runDir: r.runDir,
     createdAt: r.createdAt.toISOString(),
     phaseChangedAt: r.phaseChangedAt.toISOString(),

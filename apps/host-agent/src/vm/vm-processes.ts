@@ -16,7 +16,15 @@ import {
 import { toCcmError } from '../errors.js';
 import { type HostStore } from '../store/host-store.js';
 import { type VmRecord } from '../store/records.js';
-import { FW_CFG_VM, GUEST_VM_FILE, guestVmBlob, leaseAddress, onGuestNet } from './guest-net.js';
+import {
+  FW_CFG_VM,
+  GUEST_VM_FILE,
+  guestVmBlob,
+  keepCarriedLease,
+  leaseAddress,
+  onGuestNet,
+  type GuestLease,
+} from './guest-net.js';
 import { LiveVm } from './live-vm.js';
 
 /** What a VM's runtime dir records about how it was started (read back when adopting it). */
@@ -46,6 +54,8 @@ export interface VmStart {
   firmwareSev?: { policy: number; godh?: string; session?: string };
   /** Back guest RAM by a file the agent writes the emulated launch's secret page into. */
   ramFile?: boolean;
+  /** An incoming VM: the guest address lease it holds at its source (it keeps the address). */
+  carriedLease?: GuestLease;
 }
 
 /** Files removed when a VM ends; its logs stay for post-mortems until the id is used again. */
@@ -69,7 +79,7 @@ export class VmProcesses {
   private readonly log = new Logger('Vms');
   private readonly live = new Map<string, LiveVm>();
   /** Guest addresses leased by VMs being created (not yet in {@link live}). */
-  private readonly leasing = new Map<string, string>();
+  private readonly leasing = new Map<string, string>(); // address → VM id
   private readonly exitListeners = new Set<(vm: LiveVm) => void>();
   private readonly eventListeners = new Set<
     (vm: LiveVm, event: string, data: Record<string, unknown>) => void
@@ -112,21 +122,26 @@ export class VmProcesses {
         { retryable: false, effect: 'none' },
       );
     }
-    // A local VM on the guest network leases an address (an incoming one keeps its source's: not here).
-    const net = this.config.CCM_GUEST_NET;
-    const lease =
-      o.origin === 'local' && onGuestNet(net, o.spec)
-        ? leaseAddress(net, [
-            ...this.leasing.values(),
-            ...this.all().flatMap((v) => (v.record.guestNet ? [v.record.guestNet.address] : [])),
-          ])
-        : undefined;
-    if (lease) this.leasing.set(o.vmId, lease.address);
+    const lease = this.leaseFor(o);
+    if (lease) this.leasing.set(lease.address, o.vmId);
     try {
       return await this.createLeased(o, runDir, paths, lease);
     } finally {
-      this.leasing.delete(o.vmId);
+      if (lease) this.leasing.delete(lease.address);
     }
+  }
+
+  /**
+   * The VM's guest address: a local VM on the guest network leases the first free one of the range; an
+   * incoming VM keeps the one it carries from its source (or holds none when it carries none).
+   */
+  private leaseFor(o: VmStart): GuestLease | undefined {
+    const net = this.config.CCM_GUEST_NET;
+    const holders = new Map(this.leasing);
+    for (const v of this.all()) if (v.record.guestNet) holders.set(v.record.guestNet.address, v.vmId);
+    if (o.origin === 'incoming')
+      return o.carriedLease && keepCarriedLease(net, o.spec, o.vmId, o.carriedLease, holders);
+    return onGuestNet(net, o.spec) ? leaseAddress(net, holders.keys()) : undefined;
   }
 
   private async createLeased(
