@@ -76,13 +76,25 @@ describe('the host’s guest network (CCM_GUEST_NET)', () => {
     const carried = { address: '10.77.5.160', prefix: 24, gateway: '10.77.5.1' };
 
     it('as it is, outside this host’s range but inside its CIDR', () => {
-      expect(keepCarriedLease(net, spec, 'vm1', carried, new Map([['10.77.5.100', 'other']]))).toEqual(carried);
+      expect(keepCarriedLease(net, spec, 'vm1', carried, new Map([['10.77.5.100', 'other']]))).toEqual(
+        carried,
+      );
     });
 
     it.each([
       ['outside the CIDR', { ...carried, address: '10.77.6.160' }, new Map<string, string>(), 'outside-cidr'],
-      ['the network address', { ...carried, address: '10.77.5.0' }, new Map<string, string>(), 'outside-cidr'],
-      ['the broadcast address', { ...carried, address: '10.77.5.255' }, new Map<string, string>(), 'outside-cidr'],
+      [
+        'the network address',
+        { ...carried, address: '10.77.5.0' },
+        new Map<string, string>(),
+        'outside-cidr',
+      ],
+      [
+        'the broadcast address',
+        { ...carried, address: '10.77.5.255' },
+        new Map<string, string>(),
+        'outside-cidr',
+      ],
       ['leased to another VM here', carried, new Map([['10.77.5.160', 'vm9']]), 'leased'],
     ])('refuses an address %s (GUEST_ADDRESS_UNAVAILABLE, not retryable)', (_what, lease, held, reason) => {
       expect(() => keepCarriedLease(net, spec, 'vm1', lease, held)).toThrow(
@@ -95,10 +107,11 @@ describe('the host’s guest network (CCM_GUEST_NET)', () => {
     });
 
     it('refuses it on a host without a guest network on the VM’s bridge', () => {
-      for (const [n, s] of [
+      const cases: Array<[GuestNet | undefined, typeof spec]> = [
         [undefined, spec],
         [net, { ...spec, nics: [{ bridge: 'other' }] }],
-      ] as const) {
+      ];
+      for (const [n, s] of cases) {
         expect(() => keepCarriedLease(n, s, 'vm1', carried, new Map())).toThrow(
           expect.objectContaining({ details: expect.objectContaining({ reason: 'no-guest-net' }) }),
         );

@@ -359,9 +359,7 @@ export function resumeRefused(vmId: string, blocked: ResumeBlocked): CcmError {
 
 /** Whether two guest address leases (or their absence) are the same. */
 function sameLease(a: GuestLease | undefined, b: GuestLease | undefined): boolean {
-  return (
-    a?.address === b?.address && a?.prefix === b?.prefix && (a?.gateway ?? '') === (b?.gateway ?? '')
-  );
+  return a?.address === b?.address && a?.prefix === b?.prefix && (a?.gateway ?? '') === (b?.gateway ?? '');
 }
 
 /** Whether two specs describe the same guest (defaults applied). */

@@ -1,0 +1,175 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type GuestLease, type TransferView, type VmView } from '@ccm/contracts';
+import { ip, pollUntil } from '@ccm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAKE_QEMU, inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
+
+/**
+ * The guest address lease (CCM_GUEST_NET) of a live-migrated VM: the guest keeps its address, so the
+ * destination keeps the source's lease (and hands the guest the same fw_cfg blob), the source keeps it
+ * through a cancel or a rollback and frees it once the VM has left, and a failed destination frees it.
+ * Two agents (real NATS and Postgres) on the stand-in QEMU of __fixtures__/fake-qemu.mjs, whose
+ * migrations are scripted per migration (a `fake-qemu-mode` file in the VM's run dir): no stream flows.
+ * Both hosts' guest networks are one bridge in this namespace; as both run VM `v1`, they make the same
+ * tap name for it (each replaces the other's): harmless here, the stand-in opens no tap.
+ */
+const A = 'lease-a';
+const B = 'lease-b';
+const BRIDGE = `ccmls${process.pid % 100000}`;
+const NET = 'cidr=10.211.0.0/24,gateway=10.211.0.1';
+const SPEC = { memoryMiB: 32, kernel: FAKE_QEMU, nics: [{ bridge: BRIDGE }] };
+
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'taps on a guest bridge need root'
+    : (() => {
+        const made = ip('link', 'add', BRIDGE, 'type', 'bridge');
+        return made.ok ? undefined : `cannot make a bridge: ${made.out}`;
+      })();
+if (skipReason) console.warn(`skipping the guest address lease specs: ${skipReason}`);
+
+describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease', () => {
+  let h: InProcessHosts;
+  const vmOn = async (host: string, vmId: string): Promise<VmView | undefined> =>
+    (await h.client.send(host, 'describe', { vmId })).vms.find((v) => v.vmId === vmId);
+  const ended = (id: string) =>
+    pollUntil(
+      `migration ${id} to end`,
+      async () => (await h.client.send(A, 'describe', {})).migrations.find((m) => m.migrationId === id),
+      (t) => !!t && ['Completed', 'Cancelled', 'Failed'].includes(t.phase),
+      { timeoutMs: 20_000, intervalMs: 50 },
+    ) as Promise<TransferView>;
+  const blob = (v: VmView) => readFile(join(v.runDir, 'guest-vm.env'), 'utf8');
+  const qemuArgs = async (v: VmView) => (await readFile(`/proc/${v.pid}/cmdline`, 'utf8')).split('\0');
+
+  /** `v1`'s destination on B for `migrationId`, with the lease `v1` holds at A. */
+  async function prepareOnB(migrationId: string, guestNet: GuestLease) {
+    return h.client.send(B, 'prepare-incoming', { vmId: 'v1', spec: SPEC, migrationId, guestNet });
+  }
+
+  /** Migrates `v1` off A to `uri` as the stand-in QEMU is told (`mode`), to its end. */
+  async function migrateFromA(migrationId: string, uri: string, mode: string, extra = {}) {
+    await writeFile(join((await vmOn(A, 'v1'))!.runDir, 'fake-qemu-mode'), mode);
+    await h.client.send(A, 'start-migration', { migrationId, vmId: 'v1', uri, ...extra });
+  }
+
+  /** Whether B would keep `address` for another VM now (prepared and ended again to find out). */
+  async function freeOnB(address: string): Promise<boolean> {
+    const probe = { vmId: 'probe', spec: SPEC, guestNet: { address, prefix: 24 } };
+    const ok = await h.client.send(B, 'prepare-incoming', probe).then(
+      () => true,
+      (e: unknown) => {
+        if ((e as { code?: string }).code === 'GUEST_ADDRESS_UNAVAILABLE') return false;
+        throw e;
+      },
+    );
+    if (ok) await h.client.send(B, 'destroy', { vmId: 'probe' });
+    return ok;
+  }
+
+  beforeAll(async () => {
+    h = await inProcessHosts([A, B], {
+      CCM_HYPERVISOR: 'qemu',
+      CCM_QEMU_BIN: FAKE_QEMU,
+      CCM_QEMU_ACCEL: 'tcg',
+      CCM_SEV: 'off',
+      CCM_VM_START_TIMEOUT_MS: '5000',
+      CCM_MIGRATION_POLL_MS: '50',
+      CCM_MIGRATION_HOST: '127.0.0.1',
+    });
+    await h.start(A, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.100-10.211.0.109` });
+    await h.start(B, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.150-10.211.0.159` });
+  });
+  afterAll(async () => {
+    delete process.env['CCM_FAKE_QEMU_MODE'];
+    await h?.close();
+    ip('link', 'del', BRIDGE);
+  });
+
+  it('the destination keeps the source’s lease with the same fw_cfg blob; cancel and rollback keep it at the source, a failed destination frees it, and the source frees it once the VM has left', async () => {
+    process.env['CCM_FAKE_QEMU_MODE'] = 'active';
+    const src = (await h.client.send(A, 'launch', { vmId: 'v1', spec: SPEC })).vm;
+    const lease = { address: '10.211.0.100', prefix: 24, gateway: '10.211.0.1' };
+    expect(src.guestNet).toEqual(lease);
+
+    // The destination keeps it (outside B's own range) and hands the guest the same blob.
+    const dst = (await prepareOnB('m1', src.guestNet!)).vm;
+    expect(dst).toMatchObject({ phase: 'Incoming', guestNet: lease });
+    expect(await blob(dst)).toBe(await blob(src));
+    expect(await qemuArgs(dst)).toContain(`name=opt/ccm/vm,file=${join(dst.runDir, 'guest-vm.env')}`);
+    expect(await freeOnB(lease.address)).toBe(false);
+    // A repeated prepare answers the same destination; one with another lease is a conflict.
+    expect((await prepareOnB('m1', src.guestNet!)).uri).toBe(dst.incomingUri);
+    await expect(prepareOnB('m1', { ...lease, address: '10.211.0.101' })).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+
+    // A cancel: the source runs on with its address; A leases the next one to a new VM.
+    await migrateFromA('m1', dst.incomingUri!, 'active');
+    await h.client.send(A, 'cancel', { migrationId: 'm1' });
+    expect((await ended('m1')).phase).toBe('Cancelled');
+    expect(await vmOn(A, 'v1')).toMatchObject({ phase: 'Running', guestNet: lease });
+    const other = (await h.client.send(A, 'launch', { vmId: 'v2', spec: SPEC })).vm;
+    expect(other.guestNet?.address).toBe('10.211.0.101');
+    await h.client.send(A, 'destroy', { vmId: 'v2' });
+    // The saga's rollback removes the destination (destroy-incoming): B frees the address.
+    await h.client.send(B, 'destroy', { vmId: 'v1' });
+    expect(await freeOnB(lease.address)).toBe(true);
+
+    // Completed with the source held, then rolled back (switch-back, then the source resumed).
+    const dst2 = (await prepareOnB('m2', lease)).vm;
+    await migrateFromA('m2', dst2.incomingUri!, 'completes', { holdSource: true });
+    expect((await ended('m2')).phase).toBe('Completed');
+    expect(await vmOn(A, 'v1')).toMatchObject({ phase: 'Paused', guestNet: lease });
+    await h.client.send(B, 'destroy', { vmId: 'v1' });
+    expect((await h.client.send(A, 'resume', { vmId: 'v1' })).vm).toMatchObject({
+      phase: 'Running',
+      guestNet: lease,
+    });
+
+    // A destination that fails (its process dies) frees the address.
+    const dst3 = (await prepareOnB('m3', lease)).vm;
+    process.kill(dst3.pid!, 'SIGKILL');
+    const failed = await pollUntil(
+      'the destination to fail',
+      () => vmOn(B, 'v1'),
+      (v) => v?.phase === 'Failed',
+    );
+    expect(failed?.guestNet).toBeUndefined();
+    expect(await freeOnB(lease.address)).toBe(true);
+
+    // Completed: the VM has left A, which takes the address back; B keeps it for the guest.
+    const dst4 = (await prepareOnB('m4', lease)).vm;
+    await migrateFromA('m4', dst4.incomingUri!, 'completes');
+    expect((await ended('m4')).phase).toBe('Completed');
+    const left = await pollUntil(
+      'the source to end',
+      () => vmOn(A, 'v1'),
+      (v) => v?.phase === 'MigratedAway',
+    );
+    expect(left?.guestNet).toBeUndefined();
+    expect((await h.client.send(A, 'launch', { vmId: 'v3', spec: SPEC })).vm.guestNet?.address).toBe(
+      lease.address,
+    );
+    expect((await vmOn(B, 'v1'))?.guestNet).toEqual(lease);
+    expect(await freeOnB(lease.address)).toBe(false);
+  });
+
+  it('prepare-incoming refuses a lease outside its CIDR or held by another VM there (GUEST_ADDRESS_UNAVAILABLE, not retryable), starting nothing', async () => {
+    const held = (await vmOn(B, 'v1'))!.guestNet!;
+    for (const [vmId, address, reason] of [
+      ['far', '10.212.0.5', 'outside-cidr'],
+      ['twin', held.address, 'leased'],
+    ] as const) {
+      await expect(
+        h.client.send(B, 'prepare-incoming', { vmId, spec: SPEC, guestNet: { address, prefix: 24 } }),
+      ).rejects.toMatchObject({
+        code: 'GUEST_ADDRESS_UNAVAILABLE',
+        retryable: false,
+        details: expect.objectContaining({ reason, address }),
+      });
+      expect(await vmOn(B, vmId)).toBeUndefined();
+    }
+  });
+});
