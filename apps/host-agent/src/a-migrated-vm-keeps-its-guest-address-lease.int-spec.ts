@@ -1,14 +1,18 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type GuestLease, type TransferView, type VmView } from '@ccm/contracts';
+import { hostEventSubject, STREAMS, type GuestLease, type TransferView, type VmView } from '@ccm/contracts';
+import { type Identity } from '@ccm/keys';
+import { encodeEnvelope, sealEnvelope } from '@ccm/messaging';
 import { ip, pollUntil } from '@ccm/testing';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_QEMU, inProcessHosts, type InProcessHosts } from './__fixtures__/agents.js';
 
 /**
  * The guest address lease (CCM_GUEST_NET) of a live-migrated VM: the guest keeps its address, so the
  * destination keeps the source's lease (and hands the guest the same fw_cfg blob), the source keeps it
- * through a cancel or a rollback and frees it once the VM has left, and a failed destination frees it.
+ * through a cancel or a rollback and keeps it lent once the VM has left (until the guest ends on
+ * another host: `lent-addresses`), and a failed destination frees it.
  * Two agents (real NATS and Postgres) on the stand-in QEMU of __fixtures__/fake-qemu.mjs, whose
  * migrations are scripted per migration (a `fake-qemu-mode` file in the VM's run dir): no stream flows.
  * Both hosts' guest networks are one bridge in this namespace; as both run VM `v1`, they make the same
@@ -16,8 +20,11 @@ import { FAKE_QEMU, inProcessHosts, type InProcessHosts } from './__fixtures__/a
  */
 const A = 'lease-a';
 const B = 'lease-b';
+/** A third host's identity (no agent runs): the forger of the attacker test. */
+const C = 'lease-c';
 const BRIDGE = `ccmls${process.pid % 100000}`;
 const NET = 'cidr=10.211.0.0/24,gateway=10.211.0.1';
+const A_ENV = { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.100-10.211.0.109` };
 const SPEC = { memoryMiB: 32, kernel: FAKE_QEMU, nics: [{ bridge: BRIDGE }] };
 
 const skipReason =
@@ -33,10 +40,10 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
   let h: InProcessHosts;
   const vmOn = async (host: string, vmId: string): Promise<VmView | undefined> =>
     (await h.client.send(host, 'describe', { vmId })).vms.find((v) => v.vmId === vmId);
-  const ended = (id: string) =>
+  const ended = (id: string, from = A) =>
     pollUntil(
       `migration ${id} to end`,
-      async () => (await h.client.send(A, 'describe', {})).migrations.find((m) => m.migrationId === id),
+      async () => (await h.client.send(from, 'describe', {})).migrations.find((m) => m.migrationId === id),
       (t) => !!t && ['Completed', 'Cancelled', 'Failed'].includes(t.phase),
       { timeoutMs: 20_000, intervalMs: 50 },
     ) as Promise<TransferView>;
@@ -48,10 +55,39 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     return h.client.send(B, 'prepare-incoming', { vmId: 'v1', spec: SPEC, migrationId, guestNet });
   }
 
-  /** Migrates `v1` off A to `uri` as the stand-in QEMU is told (`mode`), to its end. */
-  async function migrateFromA(migrationId: string, uri: string, mode: string, extra = {}) {
-    await writeFile(join((await vmOn(A, 'v1'))!.runDir, 'fake-qemu-mode'), mode);
-    await h.client.send(A, 'start-migration', { migrationId, vmId: 'v1', uri, ...extra });
+  /** Migrates `v1` off `from` (A) to `uri` as the stand-in QEMU is told (`mode`). */
+  async function migrateFromA(migrationId: string, uri: string, mode: string, extra = {}, from = A) {
+    await writeFile(join((await vmOn(from, 'v1'))!.runDir, 'fake-qemu-mode'), mode);
+    await h.client.send(from, 'start-migration', { migrationId, vmId: 'v1', uri, ...extra });
+  }
+
+  /** Moves `v1` from `from` to `to` (prepared with `lease`) to the end: the guest runs at `to`. */
+  async function move(migrationId: string, from: string, to: string, lease: GuestLease) {
+    const dst = (
+      await h.client.send(to, 'prepare-incoming', { vmId: 'v1', spec: SPEC, migrationId, guestNet: lease })
+    ).vm;
+    expect(dst.guestNet).toEqual(lease);
+    await migrateFromA(migrationId, dst.incomingUri!, 'completes', {}, from);
+    expect((await ended(migrationId, from)).phase).toBe('Completed');
+    // The stand-in destination runs once told the stream arrived.
+    process.kill(dst.pid!, 'SIGUSR2');
+    await pollUntil(
+      `v1 to run on ${to}`,
+      () => vmOn(to, 'v1'),
+      (v) => v?.phase === 'Running',
+    );
+    await pollUntil(
+      `v1 to leave ${from}`,
+      () => vmOn(from, 'v1'),
+      (v) => v?.phase === 'MigratedAway',
+    );
+  }
+
+  /** The address A leases to a new VM now (launched and destroyed again to find out). */
+  async function nextOnA(): Promise<string | undefined> {
+    const probe = (await h.client.send(A, 'launch', { vmId: 'probe', spec: SPEC })).vm;
+    await h.client.send(A, 'destroy', { vmId: 'probe' });
+    return probe.guestNet?.address;
   }
 
   /** Whether B would keep `address` for another VM now (prepared and ended again to find out). */
@@ -69,7 +105,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
   }
 
   beforeAll(async () => {
-    h = await inProcessHosts([A, B], {
+    h = await inProcessHosts([A, B, C], {
       CCM_HYPERVISOR: 'qemu',
       CCM_QEMU_BIN: FAKE_QEMU,
       CCM_QEMU_ACCEL: 'tcg',
@@ -78,7 +114,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
       CCM_MIGRATION_POLL_MS: '50',
       CCM_MIGRATION_HOST: '127.0.0.1',
     });
-    await h.start(A, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.100-10.211.0.109` });
+    await h.start(A, A_ENV);
     await h.start(B, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.150-10.211.0.159` });
   });
   afterAll(async () => {
@@ -87,7 +123,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     ip('link', 'del', BRIDGE);
   });
 
-  it('the destination keeps the source’s lease with the same fw_cfg blob; cancel and rollback keep it at the source, a failed destination frees it, and the source frees it once the VM has left', async () => {
+  it('the destination keeps the source’s lease with the same fw_cfg blob; cancel and rollback keep it at the source, a failed destination frees it, and once the VM has left the source keeps it lent', async () => {
     process.env['CCM_FAKE_QEMU_MODE'] = 'active';
     const src = (await h.client.send(A, 'launch', { vmId: 'v1', spec: SPEC })).vm;
     const lease = { address: '10.211.0.100', prefix: 24, gateway: '10.211.0.1' };
@@ -139,19 +175,14 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     expect(failed?.guestNet).toBeUndefined();
     expect(await freeOnB(lease.address)).toBe(true);
 
-    // Completed: the VM has left A, which takes the address back; B keeps it for the guest.
-    const dst4 = (await prepareOnB('m4', lease)).vm;
-    await migrateFromA('m4', dst4.incomingUri!, 'completes');
-    expect((await ended('m4')).phase).toBe('Completed');
-    const left = await pollUntil(
-      'the source to end',
-      () => vmOn(A, 'v1'),
-      (v) => v?.phase === 'MigratedAway',
-    );
-    expect(left?.guestNet).toBeUndefined();
+    // Completed: the VM has left A, but its guest uses the address on B: A keeps it lent, so a new VM
+    // at A gets the next one; B keeps it for the guest.
+    await move('m4', A, B, lease);
+    expect((await vmOn(A, 'v1'))?.guestNet).toBeUndefined();
     expect((await h.client.send(A, 'launch', { vmId: 'v3', spec: SPEC })).vm.guestNet?.address).toBe(
-      lease.address,
+      '10.211.0.101',
     );
+    expect(await nextOnA()).toBe('10.211.0.102');
     expect((await vmOn(B, 'v1'))?.guestNet).toEqual(lease);
     expect(await freeOnB(lease.address)).toBe(false);
   });
@@ -171,5 +202,64 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
       });
       expect(await vmOn(B, vmId)).toBeUndefined();
     }
+  });
+
+  it('the source keeps a moved guest’s address lent until the guest ends on another host, even one that ended while the source agent was down; forged ends free nothing; a guest that comes back holds it again', async () => {
+    const lease = (await vmOn(B, 'v1'))!.guestNet!;
+    expect(lease.address).toBe('10.211.0.100');
+    // Forgeries, through host C's NATS user (which may publish C's host events only): C's agent
+    // speaking for B, and another identity's signature on a host event. Neither frees anything.
+    const nc = await h.stack.connectAs('host-agent', C);
+    const end = { vmId: 'v1', phase: 'Destroyed', previous: 'Running', at: new Date().toISOString() };
+    const forge = async (signer: Identity, data: unknown) => {
+      const subject = hostEventSubject(C, 'vm-changed');
+      const env = sealEnvelope(signer, { natssubject: subject, type: 'ccm.host.vm-changed', data });
+      await jetstream(nc).publish(subject, encodeEnvelope(env), { msgID: env.id });
+    };
+    await forge(await h.stack.identity('host-agent', C), { ...end, hostId: B });
+    await forge(await h.stack.identity('vm-lifecycle'), { ...end, hostId: C });
+    await forge(await h.stack.identity('host-agent', C), { hostId: C, vmId: 'v1', phase: 'Gone' });
+    await nc.close();
+    const jsm = await jetstreamManager(h.nc);
+    const settled = () =>
+      pollUntil(
+        'A’s lent-addresses consumer to take every event',
+        () => jsm.consumers.info(STREAMS.events.name, `lent-addresses-${A}`),
+        (i) => i.num_pending === 0 && i.num_ack_pending === 0,
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+    await settled();
+    expect(await nextOnA()).toBe('10.211.0.102');
+
+    // The guest ends on B while A's agent is down: A frees the address once it is back.
+    await h.stop(A);
+    await h.client.send(B, 'destroy', { vmId: 'v1' });
+    await h.start(A, A_ENV);
+    await pollUntil('A to free the address', nextOnA, (a) => a === lease.address, {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+
+    // Launched at A again, moved to B and back: A takes its lent address back for the guest (not
+    // `leased`); now B lends it until the guest ends at A.
+    expect((await h.client.send(A, 'launch', { vmId: 'v1', spec: SPEC })).vm.guestNet).toEqual(lease);
+    await move('m5', A, B, lease);
+    await settled();
+    expect(await nextOnA()).toBe('10.211.0.102');
+    await move('m6', B, A, lease);
+    expect(await vmOn(A, 'v1')).toMatchObject({ phase: 'Running', guestNet: lease });
+    expect(await freeOnB(lease.address)).toBe(false);
+    await h.client.send(A, 'destroy', { vmId: 'v1' });
+    await pollUntil(
+      'B to free the address',
+      () => freeOnB(lease.address),
+      (free) => free,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    );
+    expect(await nextOnA()).toBe(lease.address);
+    await h.client.send(A, 'destroy', { vmId: 'v3' });
   });
 });

@@ -12,8 +12,10 @@ import {
   HostAgentTransferPostcopy1796100000000,
   HostAgentVmGuestNet1797000000000,
   HostAgentVmResumeBlocked1797500000000,
+  HostAgentVmGuestNetLent1797600000000,
 } from './store/migrations.js';
 import { TransferService } from './transfer/transfer.service.js';
+import { LentAddresses } from './vm/lent-addresses.consumer.js';
 import { VmService } from './vm/vm.service.js';
 
 /** The host-agent: the only part that touches a host's hypervisor and secure processor. */
@@ -27,6 +29,7 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     HostAgentTransferPostcopy1796100000000,
     HostAgentVmGuestNet1797000000000,
     HostAgentVmResumeBlocked1797500000000,
+    HostAgentVmGuestNetLent1797600000000,
   ],
   providers: [
     driverProvider,
@@ -39,5 +42,6 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     HostCommands,
     HostSteps,
     HostStepCommands,
+    LentAddresses,
   ],
 };

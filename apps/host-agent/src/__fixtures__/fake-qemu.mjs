@@ -19,7 +19,8 @@
 // A file `fake-qemu-mode` beside the pidfile, read at each `migrate`, sets the mode of that migration
 // (one VM can then be cancelled once and complete later).
 // A destination (`migrate-incoming`) answers query-migrate `setup` with the port it "listens" on; no
-// stream ever arrives.
+// stream ever arrives, unless the test sends it SIGUSR2: then the guest "arrived" and runs (a RESUME
+// event on every QMP connection).
 // Every command it receives is appended to `qmp-commands.log` beside the pidfile.
 // `query-sev-capabilities` is answered with the JSON in the file CCM_FAKE_QEMU_SEV_CAPS names (a
 // stand-in for SEV firmware), or with QEMU's error when there is none.
@@ -97,7 +98,18 @@ function queryMigrate(reply) {
   reply({ return: info(migration.status, migration.status === 'postcopy-paused' ? broke : {}) });
 }
 
+/** Open QMP connections (for events). */
+const clients = new Set();
+process.on('SIGUSR2', () => {
+  migration.incoming = false;
+  const now = Date.now();
+  const timestamp = { seconds: Math.floor(now / 1000), microseconds: (now % 1000) * 1000 };
+  for (const c of clients) c.write(`${JSON.stringify({ event: 'RESUME', data: {}, timestamp })}\n`);
+});
+
 createServer((sock) => {
+  clients.add(sock);
+  sock.on('close', () => clients.delete(sock));
   sock.write(mode === 'garbage' ? 'this is not QMP\n' : `${JSON.stringify(greeting)}\n`);
   let buf = '';
   sock.on('data', (d) => {

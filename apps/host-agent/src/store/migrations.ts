@@ -102,3 +102,19 @@ export class HostAgentVmResumeBlocked1797500000000 implements MigrationInterface
     await q.query(`ALTER TABLE ${s}.vm DROP COLUMN resume_blocked`);
   }
 }
+
+/**
+ * `vm.guest_net_lent_at`: when a VM that moved away left its guest address lent here (the guest still
+ * uses it on another host); cleared when that guest ends anywhere, which frees the address.
+ */
+export class HostAgentVmGuestNetLent1797600000000 implements MigrationInterface {
+  name = 'HostAgentVmGuestNetLent1797600000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm ADD COLUMN guest_net_lent_at timestamptz NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm DROP COLUMN guest_net_lent_at`);
+  }
+}

@@ -42,6 +42,12 @@ export interface VmRecord {
   migrationId?: string;
   /** Its address on the host's guest network (CCM_GUEST_NET), held while the VM lives. */
   guestNet?: GuestLease;
+  /**
+   * Set when the VM moved away with its {@link guestNet}: the guest still uses that address on another
+   * host, so this host keeps it lent (leases it to no other VM) until the guest ends there. An incoming
+   * VM that carries it back keeps the mark until it has arrived.
+   */
+  guestNetLentAt?: Date;
   /** Set when a post-copy migration of this VM failed past the point of no return: `resume` refuses. */
   resumeBlocked?: ResumeBlocked;
   createdAt: Date;

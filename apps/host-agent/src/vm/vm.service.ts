@@ -2,6 +2,8 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/
 import {
   CcmError,
   HostErrorCodes,
+  isFinalVmPhase,
+  VM_PHASES,
   type LaunchReply,
   type ResumeBlocked,
   type VmPhase,
@@ -323,11 +325,30 @@ export class VmService implements OnApplicationShutdown {
   }
 
   /**
+   * Takes back into the pool the guest address lent to `vmId` (it moved away) now that its guest ended
+   * on another host at `endedAt`: only when the VM has no process here (a copy coming back that has
+   * not arrived keeps it lent) and was lent before that end, less `skewMs` for the hosts' clocks (an
+   * older end is an earlier life of that VM id). Returns the freed address.
+   */
+  async endLending(vmId: string, endedAt: Date, skewMs: number): Promise<string | undefined> {
+    await this.processes.lentLoaded;
+    return this.exclusive(vmId, async (live) => {
+      const lent = this.processes.lentTo(vmId);
+      if (!lent || live || endedAt.getTime() < lent.since.getTime() - skewMs) return undefined;
+      if (!(await this.store.endLending(vmId, lent.since, VM_PHASES.filter(isFinalVmPhase))))
+        return undefined;
+      this.processes.unlend(lent.address, vmId);
+      return lent.address;
+    });
+  }
+
+  /**
    * After a restart: re-attaches to every VM process the previous agent left running (checked by pid
    * and command line, reconnected over its QMP socket, phase read from query-status), and records the
    * VMs whose process ended while no agent watched.
    */
-  adoptAll(): Promise<{ adopted: string[]; died: string[] }> {
+  async adoptAll(): Promise<{ adopted: string[]; died: string[] }> {
+    await this.processes.loadLent();
     return adoptVms({
       config: this.config,
       store: this.store,
