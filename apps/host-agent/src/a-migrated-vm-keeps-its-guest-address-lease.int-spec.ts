@@ -20,7 +20,7 @@ import { FAKE_QEMU, inProcessHosts, type InProcessHosts } from './__fixtures__/a
  */
 const A = 'lease-a';
 const B = 'lease-b';
-/** A third host's identity (no agent runs): the forger of the attacker test. */
+/** A third host: the next hop of a guest that moves on, and (its NATS user) the forger of the attacker test. */
 const C = 'lease-c';
 const BRIDGE = `ccmls${process.pid % 100000}`;
 const NET = 'cidr=10.211.0.0/24,gateway=10.211.0.1';
@@ -90,17 +90,17 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     return probe.guestNet?.address;
   }
 
-  /** Whether B would keep `address` for another VM now (prepared and ended again to find out). */
-  async function freeOnB(address: string): Promise<boolean> {
+  /** Whether `host` (B) would keep `address` for another VM now (prepared and ended again to find out). */
+  async function freeOnB(address: string, host = B): Promise<boolean> {
     const probe = { vmId: 'probe', spec: SPEC, guestNet: { address, prefix: 24 } };
-    const ok = await h.client.send(B, 'prepare-incoming', probe).then(
+    const ok = await h.client.send(host, 'prepare-incoming', probe).then(
       () => true,
       (e: unknown) => {
         if ((e as { code?: string }).code === 'GUEST_ADDRESS_UNAVAILABLE') return false;
         throw e;
       },
     );
-    if (ok) await h.client.send(B, 'destroy', { vmId: 'probe' });
+    if (ok) await h.client.send(host, 'destroy', { vmId: 'probe' });
     return ok;
   }
 
@@ -116,6 +116,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     });
     await h.start(A, A_ENV);
     await h.start(B, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.150-10.211.0.159` });
+    await h.start(C, { CCM_GUEST_NET: `bridge=${BRIDGE},${NET},range=10.211.0.200-10.211.0.209` });
   });
   afterAll(async () => {
     delete process.env['CCM_FAKE_QEMU_MODE'];
@@ -208,7 +209,8 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     const lease = (await vmOn(B, 'v1'))!.guestNet!;
     expect(lease.address).toBe('10.211.0.100');
     // Forgeries, through host C's NATS user (which may publish C's host events only): C's agent
-    // speaking for B, and another identity's signature on a host event. Neither frees anything.
+    // speaking for B, another identity's signature on a host event, B's agent's signature on C's
+    // event, and data that is no vm-changed. None frees anything.
     const nc = await h.stack.connectAs('host-agent', C);
     const end = { vmId: 'v1', phase: 'Destroyed', previous: 'Running', at: new Date().toISOString() };
     const forge = async (signer: Identity, data: unknown) => {
@@ -218,6 +220,8 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     };
     await forge(await h.stack.identity('host-agent', C), { ...end, hostId: B });
     await forge(await h.stack.identity('vm-lifecycle'), { ...end, hostId: C });
+    // B's agent's signature on C's subject (as if B's key were stolen onto C's connection).
+    await forge(await h.stack.identity('host-agent', B), { ...end, hostId: C });
     await forge(await h.stack.identity('host-agent', C), { hostId: C, vmId: 'v1', phase: 'Gone' });
     await nc.close();
     const jsm = await jetstreamManager(h.nc);
@@ -231,14 +235,29 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     await settled();
     expect(await nextOnA()).toBe('10.211.0.102');
 
-    // The guest ends on B while A's agent is down: A frees the address once it is back.
+    // The guest moves on from B to C: A (and now B) keep the address lent, C holds it.
+    await move('m4c', B, C, lease);
+    await settled();
+    expect(await nextOnA()).toBe('10.211.0.102');
+    expect(await freeOnB(lease.address)).toBe(false);
+
+    // The guest ends on C while A's agent is down: A frees the address once it is back; B frees it too.
     await h.stop(A);
-    await h.client.send(B, 'destroy', { vmId: 'v1' });
+    await h.client.send(C, 'destroy', { vmId: 'v1' });
     await h.start(A, A_ENV);
     await pollUntil('A to free the address', nextOnA, (a) => a === lease.address, {
       timeoutMs: 15_000,
       intervalMs: 200,
     });
+    await pollUntil(
+      'B to free the address',
+      () => freeOnB(lease.address),
+      (free) => free,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    );
 
     // Launched at A again, moved to B and back: A takes its lent address back for the guest (not
     // `leased`); now B lends it until the guest ends at A.
