@@ -83,6 +83,18 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     );
   }
 
+  /** Until B frees `address` (its lent-addresses consumer read the guest's end). */
+  const bFrees = (address: string) =>
+    pollUntil(
+      'B to free the address',
+      () => freeOnB(address),
+      (free) => free,
+      {
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    );
+
   /** The address A leases to a new VM now (launched and destroyed again to find out). */
   async function nextOnA(): Promise<string | undefined> {
     const probe = (await h.client.send(A, 'launch', { vmId: 'probe', spec: SPEC })).vm;
@@ -249,15 +261,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
       timeoutMs: 15_000,
       intervalMs: 200,
     });
-    await pollUntil(
-      'B to free the address',
-      () => freeOnB(lease.address),
-      (free) => free,
-      {
-        timeoutMs: 15_000,
-        intervalMs: 200,
-      },
-    );
+    await bFrees(lease.address);
 
     // Launched at A again, moved to B and back: A takes its lent address back for the guest (not
     // `leased`); now B lends it until the guest ends at A.
@@ -269,15 +273,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     expect(await vmOn(A, 'v1')).toMatchObject({ phase: 'Running', guestNet: lease });
     expect(await freeOnB(lease.address)).toBe(false);
     await h.client.send(A, 'destroy', { vmId: 'v1' });
-    await pollUntil(
-      'B to free the address',
-      () => freeOnB(lease.address),
-      (free) => free,
-      {
-        timeoutMs: 15_000,
-        intervalMs: 200,
-      },
-    );
+    await bFrees(lease.address);
     expect(await nextOnA()).toBe(lease.address);
     await h.client.send(A, 'destroy', { vmId: 'v3' });
   });

@@ -5,7 +5,7 @@ import {
   ack,
   MESSAGING_OPTIONS,
   OnJetStream,
-  term,
+  unlessPinnedTo,
   type MessageContext,
   type MessagingOptions,
   type Outcome,
@@ -64,14 +64,8 @@ export class LentAddresses {
   })
   async onVmChanged(data: unknown, ctx: MessageContext): Promise<Outcome> {
     const subjectHost = ctx.subject.split('.')[3];
-    const key = ctx.envelope.signerkey;
-    const scope = key ? this.messaging.trust.lookup(key)?.scope : undefined;
-    if (!scope || scope !== subjectHost) {
-      return term(
-        `${ErrorCodes.Unauthorized}: ${ctx.subject} signed by a host-agent ` +
-          `${scope ? `pinned to ${scope}` : 'not pinned to any host'}`,
-      );
-    }
+    const refused = unlessPinnedTo(this.messaging.trust, ctx.envelope, subjectHost, ctx.subject);
+    if (refused) return refused;
     const parsed = HOST_EVENTS['vm-changed'].safeParse(data);
     if (!parsed.success || parsed.data.hostId !== subjectHost) {
       const why = parsed.success ? `about host ${parsed.data.hostId}` : z.prettifyError(parsed.error);
