@@ -191,7 +191,9 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     // Completed: the VM has left A, but its guest uses the address on B: A keeps it lent, so a new VM
     // at A gets the next one; B keeps it for the guest.
     await move('m4', A, B, lease);
-    expect((await vmOn(A, 'v1'))?.guestNet).toBeUndefined();
+    const left = await vmOn(A, 'v1');
+    expect(left?.guestNet).toBeUndefined();
+    expect(left?.guestNetLent).toEqual({ ...lease, since: expect.any(String) });
     expect((await h.client.send(A, 'launch', { vmId: 'v3', spec: SPEC })).vm.guestNet?.address).toBe(
       '10.211.0.101',
     );
@@ -261,6 +263,7 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
       timeoutMs: 15_000,
       intervalMs: 200,
     });
+    expect((await vmOn(A, 'v1'))?.guestNetLent).toBeUndefined();
     await bFrees(lease.address);
 
     // Launched at A again, moved to B and back: A takes its lent address back for the guest (not
@@ -270,7 +273,10 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
     await settled();
     expect(await nextOnA()).toBe('10.211.0.102');
     await move('m6', B, A, lease);
-    expect(await vmOn(A, 'v1')).toMatchObject({ phase: 'Running', guestNet: lease });
+    const back = await vmOn(A, 'v1');
+    expect(back).toMatchObject({ phase: 'Running', guestNet: lease });
+    expect(back?.guestNetLent).toBeUndefined();
+    expect((await vmOn(B, 'v1'))?.guestNetLent).toMatchObject(lease);
     expect(await freeOnB(lease.address)).toBe(false);
     await h.client.send(A, 'destroy', { vmId: 'v1' });
     await bFrees(lease.address);

@@ -303,6 +303,12 @@ export const VmViewSchema = z.object({
   migrationId: IdSchema.optional(),
   /** Its address on the host's guest network, while it holds one. */
   guestNet: GuestLeaseSchema.optional(),
+  /**
+   * Set while this host keeps the VM's guest address lent: the VM moved away and its guest uses the
+   * address on another host (or is coming back and has not arrived), so no VM here may lease it. Cleared
+   * once that guest ends on another host (or arrives here).
+   */
+  guestNetLent: GuestLeaseSchema.extend({ since: Iso }).optional(),
   /** Set while `resume` is refused (SOURCE_NOT_RESUMABLE) without acknowledging this migration. */
   resumeBlocked: ResumeBlockedSchema.optional(),
   runDir: z.string(),

@@ -96,6 +96,9 @@ export function vmView(hostId: string, r: VmRecord): VmView {
     ...(r.migrationId ? { migrationId: r.migrationId } : {}),
     // the pool takes the address back when the VM ends: an ended VM holds none
     ...(r.guestNet && !isFinalVmPhase(r.phase) ? { guestNet: r.guestNet } : {}),
+    ...(r.guestNet && r.guestNetLentAt
+      ? { guestNetLent: { ...r.guestNet, since: r.guestNetLentAt.toISOString() } }
+      : {}),
     ...(r.resumeBlocked ? { resumeBlocked: r.resumeBlocked } : {}),
     runDir: r.runDir,
     createdAt: r.createdAt.toISOString(),
