@@ -248,6 +248,10 @@ describe.skipIf(!!skipReason)('a live-migrated VM keeps its guest address lease'
       );
     await settled();
     expect(await nextOnA()).toBe('10.211.0.102');
+    // Its VM id is taken while its guest runs elsewhere: a local launch of it is a conflict.
+    await expect(h.client.send(A, 'launch', { vmId: 'v1', spec: SPEC })).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
 
     // The guest moves on from B to C: A (and now B) keep the address lent, C holds it.
     await move('m4c', B, C, lease);

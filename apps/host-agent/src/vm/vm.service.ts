@@ -99,6 +99,12 @@ export class VmService implements OnApplicationShutdown {
       // ended and launched anew, so the caller's retry gets a measured VM instead of a refusal.
       const existing = found && interruptedLaunch(found.record) ? await this.endInterrupted(found) : found;
       if (existing) return this.sameLaunch(existing, req);
+      const lent = this.processes.lentTo(req.vmId);
+      if (lent) {
+        throw conflict(
+          `VM ${req.vmId} moved away and its guest still runs on another host (its address ${lent.address} is lent here)`,
+        );
+      }
       if (req.sev && !this.sev.processor) {
         throw new CcmError(
           HostErrorCodes.SevUnavailable,
