@@ -11,8 +11,11 @@ import {
   HostAgentTables1795400000000,
   HostAgentTransferPostcopy1796100000000,
   HostAgentVmGuestNet1797000000000,
+  HostAgentVmResumeBlocked1797500000000,
+  HostAgentVmGuestNetLent1797600000000,
 } from './store/migrations.js';
 import { TransferService } from './transfer/transfer.service.js';
+import { LentAddresses } from './vm/lent-addresses.consumer.js';
 import { VmService } from './vm/vm.service.js';
 
 /** The host-agent: the only part that touches a host's hypervisor and secure processor. */
@@ -25,6 +28,8 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     HostAgentTables1795400000000,
     HostAgentTransferPostcopy1796100000000,
     HostAgentVmGuestNet1797000000000,
+    HostAgentVmResumeBlocked1797500000000,
+    HostAgentVmGuestNetLent1797600000000,
   ],
   providers: [
     driverProvider,
@@ -37,5 +42,6 @@ export const hostAgent: ServiceDefinition<typeof configSchema> = {
     HostCommands,
     HostSteps,
     HostStepCommands,
+    LentAddresses,
   ],
 };

@@ -58,6 +58,48 @@ describe('migrations with a scripted hypervisor', () => {
     return { vm, events, commands };
   }
 
+  /**
+   * A source whose post-copy broke past the point of no return: neither `resume` nor another migration
+   * runs it (even after an agent restart: the flag is in its row), until a `resume` acknowledges that
+   * migration; only then is `cont` sent.
+   */
+  async function refusesToResume(vmId: string): Promise<void> {
+    const migrationId = `${vmId}-m`;
+    const refusal = {
+      code: 'SOURCE_NOT_RESUMABLE',
+      retryable: false,
+      details: expect.objectContaining({ migrationId }),
+    };
+    await expect(h.client.send(HOST, 'resume', { vmId })).rejects.toMatchObject(refusal);
+    await expect(
+      h.client.send(HOST, 'resume', { vmId, acknowledgeMigration: 'another-migration' }),
+    ).rejects.toMatchObject(refusal);
+    await expect(
+      h.client.send(HOST, 'start-migration', { migrationId: `${vmId}-again`, vmId, uri: 'tcp:127.0.0.1:9' }),
+    ).rejects.toMatchObject(refusal);
+    await h.stop(HOST);
+    await h.start(HOST);
+    const adopted = (await h.client.send(HOST, 'describe', { vmId })).vms[0];
+    expect(adopted).toMatchObject({ phase: 'Paused', resumeBlocked: { migrationId } });
+    const refused = await h.client.send(HOST, 'resume', { vmId }).catch((e: unknown) => e);
+    expect(refused).toMatchObject(refusal);
+    expect((refused as Error).message).toMatch(/failed past the point of no return.*acknowledgeMigration/);
+    const sent = (await readFile(join(adopted.runDir, 'qmp-commands.log'), 'utf8')).split('\n');
+    expect(sent).not.toContain('cont');
+
+    const resumed = (
+      await h.client.send(HOST, 'resume', {
+        vmId,
+        acknowledgeMigration: migrationId,
+        reason: 'the destination VM was destroyed',
+      })
+    ).vm;
+    expect(resumed.phase).toBe('Running');
+    expect(resumed.resumeBlocked).toBeUndefined();
+    expect(resumed.reason).toMatch(new RegExp(`acknowledging migration ${migrationId}.*destroyed`));
+    expect((await readFile(join(adopted.runDir, 'qmp-commands.log'), 'utf8')).split('\n')).toContain('cont');
+  }
+
   beforeAll(async () => {
     h = await startFakeQemuHost(HOST, { CCM_MIGRATION_POLL_MS: '50', CCM_PROGRESS_INTERVAL_MS: '100' });
   });
@@ -114,6 +156,8 @@ describe('migrations with a scripted hypervisor', () => {
       // The agent resumes nothing by itself after that; a repeated cancel answers with the failure.
       const again = (await h.client.send(HOST, 'cancel', { migrationId: `${vmId}-m` })).migration;
       expect(again).toMatchObject({ phase: 'Failed', errorCode: 'PAST_POINT_OF_NO_RETURN' });
+      expect(vm.resumeBlocked).toMatchObject({ migrationId: `${vmId}-m` });
+      await refusesToResume(vmId);
     });
   }
 });

@@ -31,6 +31,18 @@ export const DURABLE_CONSUMERS: Partial<Record<ServiceName, readonly DurableCons
   'vm-lifecycle': [{ stream: 'events', durable: 'host-registry', filterSubject: 'ccm.evt.host.>' }],
 };
 
+/**
+ * The durable consumers of the host-agent pinned to `hostId`, one set per host (its name carries the
+ * host id): every replica and restart of that host's agent reads each event once, and reads on after
+ * being down. `lent-addresses` follows every host's VM phase changes so a host can free the guest
+ * address it lent to a VM that moved away once that guest ends on another host.
+ */
+export function hostAgentConsumers(hostId: string): DurableConsumerContract[] {
+  return [
+    { stream: 'events', durable: `lent-addresses-${hostId}`, filterSubject: 'ccm.evt.host.*.vm-changed' },
+  ];
+}
+
 /** The declared consumer `durable` of `service`; throws when it is not declared (a wiring bug). */
 export function durableConsumer(service: ServiceName, durable: string): DurableConsumerContract {
   const c = DURABLE_CONSUMERS[service]?.find((d) => d.durable === durable);

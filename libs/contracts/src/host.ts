@@ -63,8 +63,20 @@ export const HostErrorCodes = {
    * progress within the deadline. Details: `serialTail`, the last lines of its console.
    */
   GuestNotProgressing: 'GUEST_NOT_PROGRESSING',
-  /** The source cannot resume: its SEV context was sent (SEND_FINISH) or its process ended. */
+  /**
+   * The source cannot resume: its SEV context was sent (SEND_FINISH), its process ended, or a post-copy
+   * migration of it failed past the point of no return (the destination may hold part of the guest:
+   * `resume` refuses it unless the operator acknowledges that migration, `acknowledgeMigration`).
+   * Details: `migrationId` and `reason` when it is the last case.
+   */
   SourceNotResumable: 'SOURCE_NOT_RESUMABLE',
+  /**
+   * `prepare-incoming` with the source's guest address lease (`guestNet`) that this host cannot keep: the
+   * address is outside its guest network's CIDR, another VM here holds it, or the host has no guest
+   * network on the VM's bridge. Not retryable; nothing was started. Details: `address`, `reason`
+   * (`outside-cidr`, `leased`, `no-guest-net`), `heldBy` for `leased`.
+   */
+  GuestAddressUnavailable: 'GUEST_ADDRESS_UNAVAILABLE',
   /**
    * The migration switched to post-copy and let the destination run: the guest's memory is split
    * between the hosts, so it can neither be cancelled (the source resumed) nor rolled back. Also the
@@ -243,6 +255,30 @@ const FINAL_VM: ReadonlySet<string> = new Set(['MigratedAway', 'Destroyed', 'Fai
 /** True for VM phases without a process: the VM id may be used again. */
 export const isFinalVmPhase = (phase: string): boolean => FINAL_VM.has(phase);
 
+/**
+ * A VM's address on its host's guest network (the host-agent's CCM_GUEST_NET): leased at launch and
+ * handed to the guest in fw_cfg `opt/ccm/vm`. The guest keeps it across a live migration (it is in its
+ * memory), so the lease travels with the VM: `describe` shows it, the VM saga carries it in its context
+ * (`guestNet`) and `prepare-incoming` gives it to the destination.
+ */
+export const GuestLeaseSchema = z.object({
+  address: z.ipv4(),
+  prefix: z.number().int().min(8).max(30),
+  gateway: z.ipv4().optional(),
+});
+export type GuestLease = z.infer<typeof GuestLeaseSchema>;
+
+/**
+ * Why a (source) VM must not be resumed: a post-copy migration of it failed past the point of no return,
+ * so the destination may hold part of the guest's state. Cleared by a `resume` that acknowledges it.
+ */
+export const ResumeBlockedSchema = z.object({
+  migrationId: IdSchema,
+  reason: z.string(),
+  since: Iso,
+});
+export type ResumeBlocked = z.infer<typeof ResumeBlockedSchema>;
+
 /** A VM as the host-agent reports it. */
 export const VmViewSchema = z.object({
   vmId: IdSchema,
@@ -265,6 +301,16 @@ export const VmViewSchema = z.object({
   /** For an incoming VM: where the migration stream is to be sent (`tcp:host:port`). */
   incomingUri: z.string().optional(),
   migrationId: IdSchema.optional(),
+  /** Its address on the host's guest network, while it holds one. */
+  guestNet: GuestLeaseSchema.optional(),
+  /**
+   * Set while this host keeps the VM's guest address lent: the VM moved away and its guest uses the
+   * address on another host (or is coming back and has not arrived), so no VM here may lease it. Cleared
+   * once that guest ends on another host (or arrives here).
+   */
+  guestNetLent: GuestLeaseSchema.extend({ since: Iso }).optional(),
+  /** Set while `resume` is refused (SOURCE_NOT_RESUMABLE) without acknowledging this migration. */
+  resumeBlocked: ResumeBlockedSchema.optional(),
   runDir: z.string(),
   createdAt: Iso,
   phaseChangedAt: Iso,
@@ -313,6 +359,17 @@ export const InjectSecretRequestSchema = z.object({
 export const VmCommandRequestSchema = z.object({ vmId: IdSchema, reason: z.string().max(500).optional() });
 export type VmCommandRequest = z.infer<typeof VmCommandRequestSchema>;
 
+/**
+ * `resume`. A VM whose post-copy migration failed past the point of no return (`resumeBlocked`) is
+ * refused SOURCE_NOT_RESUMABLE unless `acknowledgeMigration` names that migration: the operator states
+ * that the destination's copy is gone (destroyed, or its host down for good) and accepts that the guest
+ * goes on from the state it had when that migration switched over; the flag is then cleared.
+ */
+export const ResumeRequestSchema = VmCommandRequestSchema.extend({
+  acknowledgeMigration: IdSchema.optional(),
+});
+export type ResumeRequest = z.infer<typeof ResumeRequestSchema>;
+
 /** Replies of `inject-secret`, `pause`, `resume`, `destroy`: the VM afterwards. */
 export const VmReplySchema = z.object({ vm: VmViewSchema });
 
@@ -329,6 +386,13 @@ export const PrepareIncomingRequestSchema = z.object({
   sev: z.object({ policy: z.number().int().min(0).max(0xffffffff) }).optional(),
   /** Enable QEMU `postcopy-ram` on the destination (the source must allow post-copy too). */
   allowPostcopy: z.boolean().optional(),
+  /**
+   * The source VM's guest address lease (its `describe` view's `guestNet`): the guest keeps its address,
+   * so this host records it for the VM (inside its guest network's CIDR, in or out of its range) and
+   * hands the guest the same fw_cfg `opt/ccm/vm` blob as the source did. GUEST_ADDRESS_UNAVAILABLE when
+   * it cannot. Without it an incoming VM holds no lease here.
+   */
+  guestNet: GuestLeaseSchema.optional(),
 });
 export type PrepareIncomingRequest = z.input<typeof PrepareIncomingRequestSchema>;
 export const PrepareIncomingReplySchema = z.object({
@@ -517,7 +581,7 @@ export const HOST_COMMANDS = {
   continue: { request: TransferCommandRequestSchema, reply: TransferReplySchema },
   cancel: { request: TransferCommandRequestSchema, reply: TransferReplySchema },
   pause: { request: VmCommandRequestSchema, reply: VmReplySchema },
-  resume: { request: VmCommandRequestSchema, reply: VmReplySchema },
+  resume: { request: ResumeRequestSchema, reply: VmReplySchema },
   destroy: { request: VmCommandRequestSchema, reply: VmReplySchema },
   describe: { request: DescribeRequestSchema, reply: DescribeReplySchema },
 } as const satisfies Record<HostVerb, { request: z.ZodType; reply: z.ZodType }>;

@@ -1,4 +1,4 @@
-import { DURABLE_CONSUMERS, type DurableConsumerContract } from './consumers.js';
+import { DURABLE_CONSUMERS, hostAgentConsumers, type DurableConsumerContract } from './consumers.js';
 import { type IdentityName, type ServiceName, BOOTSTRAP, GUEST_OWNER, OPERATOR } from './services.js';
 import { inboxPrefix, STREAMS } from './subjects.js';
 
@@ -137,7 +137,9 @@ export function natsPermissionsFor(
         ? commandSubjects('guest', ownScope)
         : `ccm.cmd.${identity}.>`;
   const scoped = SCOPED_AGGREGATES[identity] ?? [];
-  const consumers = [...(DURABLE_CONSUMERS[identity] ?? []), ...extraConsumers];
+  // A host-agent's own consumers are named after its host: an unpinned one gets none.
+  const perHost = identity === 'host-agent' && scope.hostId ? hostAgentConsumers(scope.hostId) : [];
+  const consumers = [...(DURABLE_CONSUMERS[identity] ?? []), ...perHost, ...extraConsumers];
   return {
     publish: [
       `ccm.evt.service.${identity}.>`,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SevChainBase64Schema, VmSpecSchema } from './host.js';
+import { GuestLeaseSchema, SevChainBase64Schema, VmSpecSchema } from './host.js';
 import { IdSchema, WORKLOAD_KINDS } from './migration.js';
 import { SignedAdmissionSchema } from './overlay.js';
 
@@ -33,6 +33,11 @@ export const StepContextSchema = z.object({
   vmSpec: VmSpecSchema.optional(),
   /** VM saga: the guest's SEV policy when it is an SEV guest (read with `vmSpec`). */
   sevPolicy: z.number().int().min(0).max(0xffffffff).optional(),
+  /**
+   * VM saga: the guest's address lease on the source host's guest network (read with `vmSpec`); the
+   * target's `prepare-incoming` keeps it for the guest, which keeps its address.
+   */
+  guestNet: GuestLeaseSchema.optional(),
   /** VM saga: where the target's incoming VM listens (`tcp:HOST:PORT`), from `prepare-incoming`. */
   incomingUri: z.string().max(300).optional(),
   /**
@@ -57,6 +62,7 @@ export const STEP_CONTEXT_KEYS = [
   'transportSessionId',
   'vmSpec',
   'sevPolicy',
+  'guestNet',
   'incomingUri',
   'targetChain',
   'overlayAdmission',

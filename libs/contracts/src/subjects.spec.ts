@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from './canonical.js';
 import { CcmError, ErrorCodes, validationError } from './errors.js';
-import { DURABLE_CONSUMERS } from './consumers.js';
+import { DURABLE_CONSUMERS, hostAgentConsumers } from './consumers.js';
 import { natsPermissionsFor } from './permissions.js';
 import { BOOTSTRAP, SERVICES } from './services.js';
 import { InvalidSubjectTokenError, inboxPrefix, subjects } from './subjects.js';
@@ -75,9 +75,16 @@ describe('natsPermissionsFor', () => {
       expect(
         api.filter((p) => /STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG)|DIRECT|CONSUMER\.DELETE/.test(p)),
       ).toEqual([]);
+      const own = [...(DURABLE_CONSUMERS[s] ?? []), ...(s === 'host-agent' ? hostAgentConsumers('h1') : [])];
       for (const p of api.filter((p) => p.includes('CONSUMER.')))
-        expect(DURABLE_CONSUMERS[s]?.some((c) => p.includes(`.${c.durable}`))).toBe(true);
+        expect(own.some((c) => p.includes(`.${c.durable}`))).toBe(true);
     }
+    // A host-agent reads every host's VM phase changes through its own host's consumer only; an
+    // unpinned one gets none.
+    expect(natsPermissionsFor('host-agent', { hostId: 'h1' }).publish).toContain(
+      '$JS.API.CONSUMER.MSG.NEXT.CCM_EVENTS.lent-addresses-h1',
+    );
+    expect(natsPermissionsFor('host-agent').publish.filter((p) => p.includes('CONSUMER.'))).toEqual([]);
     expect(natsPermissionsFor('saga-coordinator').publish).toContain(
       '$JS.API.CONSUMER.CREATE.CCM_REQUESTS.migrate-intake.ccm.req.migrate',
     );

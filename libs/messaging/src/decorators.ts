@@ -59,5 +59,12 @@ export interface ConsumerOptions {
   concurrency?: number;
 }
 
+/**
+ * A consumer's options, or a function of the provider instance that gives them (e.g. a durable named
+ * after a host-agent's own host id) or `undefined` when this instance runs no such consumer.
+ */
+export type JetStreamHandlerOptions = ConsumerOptions | ((self: object) => ConsumerOptions | undefined);
+
 /** Marks a method as the handler of a durable JetStream pull consumer; it returns an {@link Outcome}. */
-export const OnJetStream = (opts: ConsumerOptions): MethodDecorator => SetMetadata(JETSTREAM_CONSUMER, opts);
+export const OnJetStream = (opts: JetStreamHandlerOptions): MethodDecorator =>
+  SetMetadata(JETSTREAM_CONSUMER, opts);

@@ -44,5 +44,6 @@ export { MESSAGING_OPTIONS, METRICS_REGISTRY, type MessagingOptions } from './op
 export { MessagingMetrics } from './metrics.js';
 export { SeenEnvelopes, MAX_REMEMBERED_ENVELOPES } from './replay.js';
 export { HandlerRegistry, type HandlerWiring } from './registry.js';
+export { unlessPinnedTo } from './pinned.js';
 export { publisherName, MemoryChains } from './chain.js';
 export * from './audit/index.js';

@@ -26,6 +26,7 @@ import {
   JETSTREAM_CONSUMER,
   REQUEST_HANDLER,
   type ConsumerOptions,
+  type JetStreamHandlerOptions,
   type MessageContext,
   type RequestHandlerOptions,
 } from './decorators.js';
@@ -109,7 +110,8 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
         const method = instance[name] as (...args: unknown[]) => unknown;
         const req = this.reflector.get<RequestHandlerOptions | undefined>(REQUEST_HANDLER, method);
         if (req) this.subscribe(req, method.bind(instance) as RequestFn, instance, `${wrapper.name}.${name}`);
-        const con = this.reflector.get<ConsumerOptions | undefined>(JETSTREAM_CONSUMER, method);
+        const declared = this.reflector.get<JetStreamHandlerOptions | undefined>(JETSTREAM_CONSUMER, method);
+        const con = typeof declared === 'function' ? declared(instance) : declared;
         if (con) await this.consume(con, method.bind(instance) as ConsumerHandler, `${wrapper.name}.${name}`);
       }
     }

@@ -146,7 +146,7 @@ const SCRIPTED_FIGURES = {
 
 /**
  * The scripted host-agents' answer to the coordinator's `describe` at a VM's admission: the VM runs
- * on the source host with a small spec.
+ * on the source host with a small spec and a guest address lease.
  */
 function describedVm(subject: string, vmId: string): DescribeReply {
   const hostId = subject.split('.')[3];
@@ -161,6 +161,7 @@ function describedVm(subject: string, vmId: string): DescribeReply {
         origin: 'local',
         phase: 'Running',
         spec: { memoryMiB: 32, cpus: 1 },
+        guestNet: { address: '10.77.0.100', prefix: 24 },
         runDir: `/run/ccm/host-agent/${hostId}/vms/${vmId}`,
         createdAt: at,
         phaseChangedAt: at,

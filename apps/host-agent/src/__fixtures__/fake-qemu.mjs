@@ -13,15 +13,23 @@
 //                     started running.
 //   postcopy-breaks-unseen — the same, but the stream breaks before any query-migrate saw
 //                     `postcopy-active`.
+//   completes       — `migrate` completes at once (query-migrate `completed`, the source `postmigrate`
+//                     until `cont`).
+//   active          — `migrate` stays active until `migrate_cancel`.
+// A file `fake-qemu-mode` beside the pidfile, read at each `migrate`, sets the mode of that migration
+// (one VM can then be cancelled once and complete later).
+// A destination (`migrate-incoming`) answers query-migrate `setup` with the port it "listens" on; no
+// stream ever arrives, unless the test sends it SIGUSR2: then the guest "arrived" and runs (a RESUME
+// event on every QMP connection).
 // Every command it receives is appended to `qmp-commands.log` beside the pidfile.
 // `query-sev-capabilities` is answered with the JSON in the file CCM_FAKE_QEMU_SEV_CAPS names (a
 // stand-in for SEV firmware), or with QEMU's error when there is none.
 // It understands just enough of QEMU's command line: -qmp unix:PATH,server=on,wait=off and -pidfile PATH.
-import { appendFileSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 
-const mode = process.env.CCM_FAKE_QEMU_MODE ?? 'bad-shape';
+let mode = process.env.CCM_FAKE_QEMU_MODE ?? 'bad-shape';
 const arg = (name) => process.argv[process.argv.indexOf(name) + 1];
 const socket = arg('-qmp')
   .replace(/^unix:/, '')
@@ -43,11 +51,14 @@ const migration = {
   /** A query-migrate reply held back (cancel-race). */
   held: undefined,
   postcopyPolls: 0,
+  /** A destination: `migrate-incoming` was sent. */
+  incoming: false,
 };
+const MIGRATION_TIMES = { 'total-time': 40, downtime: 5, 'setup-time': 1 };
 const MiB = 1 << 20;
 const info = (status, extra = {}) => ({
   status,
-  ...(['active', 'pre-switchover', 'postcopy-active', 'postcopy-paused'].includes(status)
+  ...(['active', 'pre-switchover', 'postcopy-active', 'postcopy-paused', 'completed'].includes(status)
     ? {
         ram: {
           transferred: 24 * MiB,
@@ -68,6 +79,15 @@ const info = (status, extra = {}) => ({
 
 /** query-migrate: undefined holds the reply back. */
 function queryMigrate(reply) {
+  if (migration.incoming && migration.status === 'none') {
+    const port = String(40000 + (process.pid % 20000));
+    reply({ return: { status: 'setup', 'socket-address': [{ type: 'inet', host: '127.0.0.1', port }] } });
+    return;
+  }
+  if (migration.status === 'completed') {
+    reply({ return: info('completed', MIGRATION_TIMES) });
+    return;
+  }
   if (mode === 'cancel-race' && migration.status === 'active' && !migration.held) {
     migration.held = () => reply({ return: info('pre-switchover') });
     return;
@@ -78,7 +98,18 @@ function queryMigrate(reply) {
   reply({ return: info(migration.status, migration.status === 'postcopy-paused' ? broke : {}) });
 }
 
+/** Open QMP connections (for events). */
+const clients = new Set();
+process.on('SIGUSR2', () => {
+  migration.incoming = false;
+  const now = Date.now();
+  const timestamp = { seconds: Math.floor(now / 1000), microseconds: (now % 1000) * 1000 };
+  for (const c of clients) c.write(`${JSON.stringify({ event: 'RESUME', data: {}, timestamp })}\n`);
+});
+
 createServer((sock) => {
+  clients.add(sock);
+  sock.on('close', () => clients.delete(sock));
   sock.write(mode === 'garbage' ? 'this is not QMP\n' : `${JSON.stringify(greeting)}\n`);
   let buf = '';
   sock.on('data', (d) => {
@@ -99,7 +130,15 @@ createServer((sock) => {
       } else if (msg.execute === 'stop' && mode === 'bad-json') sock.write('{"return": {}, "id": \n');
       else if (msg.execute === 'stop' && mode === 'bad-shape') reply({ return: 42 });
       else if (msg.execute === 'migrate') {
-        migration.status = 'active';
+        const modeFile = join(dirname(arg('-pidfile')), 'fake-qemu-mode');
+        if (existsSync(modeFile)) mode = readFileSync(modeFile, 'utf8').trim();
+        migration.status = mode === 'completes' ? 'completed' : 'active';
+        reply({ return: {} });
+      } else if (msg.execute === 'migrate-incoming') {
+        migration.incoming = true;
+        reply({ return: {} });
+      } else if (msg.execute === 'cont') {
+        if (migration.status === 'completed') migration.status = 'none';
         reply({ return: {} });
       } else if (msg.execute === 'query-migrate') queryMigrate(reply);
       else if (msg.execute === 'migrate_cancel') {
@@ -111,7 +150,7 @@ createServer((sock) => {
         migration.status = mode === 'postcopy-breaks' ? 'postcopy-active' : 'postcopy-paused';
         reply({ return: {} });
       } else if (msg.execute === 'query-status') {
-        const stopped = migration.status.startsWith('postcopy');
+        const stopped = migration.status.startsWith('postcopy') || migration.status === 'completed';
         reply({ return: { running: !stopped, status: stopped ? 'postmigrate' : 'running' } });
       } else if (msg.execute === 'quit') {
         reply({ return: {} });

@@ -6,6 +6,7 @@ import {
   LaunchRequestSchema,
   PlatformRequestSchema,
   PrepareIncomingRequestSchema,
+  ResumeRequestSchema,
   StartMigrationRequestSchema,
   subjects,
   TransferCommandRequestSchema,
@@ -94,9 +95,9 @@ export class HostCommands {
     return { vm: await this.run(`pause ${req.vmId}`, () => this.vms.pause(req.vmId)) };
   }
 
-  @on(HOST_VERBS.resume, VmCommandRequestSchema)
-  async resume(req: z.infer<typeof VmCommandRequestSchema>) {
-    return { vm: await this.run(`resume ${req.vmId}`, () => this.vms.resume(req.vmId)) };
+  @on(HOST_VERBS.resume, ResumeRequestSchema)
+  async resume(req: z.infer<typeof ResumeRequestSchema>) {
+    return { vm: await this.run(`resume ${req.vmId}`, () => this.vms.resume(req.vmId, req)) };
   }
 
   @on(HOST_VERBS.destroy, VmCommandRequestSchema)

@@ -73,3 +73,26 @@ describe('await-convergence', () => {
     });
   });
 });
+
+describe('prepare-incoming', () => {
+  it('gives the destination the guest address lease the saga read from the source', async () => {
+    const asked: unknown[] = [];
+    const vms = {
+      prepareIncoming: (req: unknown) => {
+        asked.push(req);
+        return Promise.resolve({ targetVmId: 'tiny', uri: 'tcp:10.0.0.3:4444' });
+      },
+    } as unknown as VmService;
+    const steps = new HostSteps({} as HostAgentConfig, vms, {} as TransferService, {} as HostStore);
+    const guestNet = { address: '10.77.0.100', prefix: 24, gateway: '10.77.0.1' };
+    const vmSpec = { memoryMiB: 32, cpus: 1 };
+    for (const context of [{ vmSpec, guestNet }, { vmSpec }]) {
+      await expect(steps.prepareIncoming({ ...cmd, step: 'prepare-incoming', context })).resolves.toEqual({
+        targetVmId: 'tiny',
+        incomingUri: 'tcp:10.0.0.3:4444',
+      });
+    }
+    expect(asked[0]).toMatchObject({ vmId: 'tiny', migrationId: 'mig-1', spec: vmSpec, guestNet });
+    expect(asked[1]).not.toHaveProperty('guestNet');
+  });
+});

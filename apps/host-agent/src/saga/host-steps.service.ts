@@ -44,13 +44,14 @@ export class HostSteps {
 
   /** Target: the destination VM with the source's spec, listening for the stream. */
   async prepareIncoming(cmd: StepCommand): Promise<{ targetVmId: string; incomingUri: string }> {
-    const { vmSpec, sevPolicy, allowPostcopy } = cmd.context;
+    const { vmSpec, sevPolicy, allowPostcopy, guestNet } = cmd.context;
     const r = await this.vms.prepareIncoming({
       vmId: cmd.workload.id,
       spec: vmSpec!,
       migrationId: cmd.migrationId,
       ...(allowPostcopy !== undefined ? { allowPostcopy } : {}),
       ...(sevPolicy !== undefined ? { sev: { policy: sevPolicy } } : {}),
+      ...(guestNet ? { guestNet } : {}),
     });
     return { targetVmId: r.targetVmId, incomingUri: r.uri };
   }

@@ -39,6 +39,8 @@ interface VmRow {
   incoming_uri: string | null;
   migration_id: string | null;
   guest_net: VmRecord['guestNet'] | null;
+  resume_blocked: VmRecord['resumeBlocked'] | null;
+  guest_net_lent_at: Date | null;
   created_at: Date;
   phase_changed_at: Date;
 }
@@ -73,6 +75,8 @@ const fromVmRow = (r: VmRow): VmRecord => ({
   ...(r.incoming_uri ? { incomingUri: r.incoming_uri } : {}),
   ...(r.migration_id ? { migrationId: r.migration_id } : {}),
   ...(r.guest_net ? { guestNet: r.guest_net } : {}),
+  ...(r.resume_blocked ? { resumeBlocked: r.resume_blocked } : {}),
+  ...(r.guest_net_lent_at ? { guestNetLentAt: new Date(r.guest_net_lent_at) } : {}),
   createdAt: new Date(r.created_at),
   phaseChangedAt: new Date(r.phase_changed_at),
 });
@@ -119,10 +123,12 @@ export class HostStore {
     await this.outbox.transaction(async (m) => {
       await m.query(
         `INSERT INTO ${vmTable} (vm_id, driver, origin, phase, reason, spec, sev, pid, run_dir, incoming_uri,
-           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id, guest_net)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15, $16)
+           migration_id, phase_history, created_at, phase_changed_at, updated_at, host_id, guest_net,
+           resume_blocked, guest_net_lent_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', $12, $13, now(), $15, $16, $17, $18)
          ON CONFLICT (host_id, vm_id) DO UPDATE SET driver = $2, origin = $3, phase = $4, reason = $5, spec = $6,
            sev = $7, pid = $8, run_dir = $9, incoming_uri = $10, migration_id = $11, guest_net = $16,
+           resume_blocked = $17, guest_net_lent_at = $18,
            phase_history = CASE WHEN $14 THEN '[]'::jsonb ELSE ${vmTable}.phase_history END,
            created_at = $12, phase_changed_at = $13, updated_at = now()`,
         [
@@ -142,6 +148,8 @@ export class HostStore {
           !prev,
           this.hostId,
           next.guestNet ? JSON.stringify(next.guestNet) : null,
+          next.resumeBlocked ? JSON.stringify(next.resumeBlocked) : null,
+          next.guestNetLentAt ?? null,
         ],
       );
       if (!changed) return;
@@ -257,6 +265,28 @@ export class HostStore {
       [this.hostId],
     );
     return rows.map(fromVmRow).filter((r) => !isFinalVmPhase(r.phase));
+  }
+
+  /** VMs whose guest address is lent here (they moved away, or are coming back and not yet here). */
+  async loadLent(): Promise<VmRecord[]> {
+    const rows = await this.ds.query<VmRow[]>(
+      `SELECT * FROM ${vmTable} WHERE host_id = $1 AND guest_net_lent_at IS NOT NULL AND guest_net IS NOT NULL`,
+      [this.hostId],
+    );
+    return rows.map(fromVmRow);
+  }
+
+  /**
+   * Ends the lending of `vmId`'s guest address, lent at `lentAt`, if the VM has no process here (a final
+   * phase) and is lent since then still: true when this call ended it.
+   */
+  async endLending(vmId: string, lentAt: Date, finalPhases: readonly string[]): Promise<boolean> {
+    const [, count] = await this.ds.query<[unknown, number]>(
+      `UPDATE ${vmTable} SET guest_net_lent_at = NULL, updated_at = now()
+       WHERE host_id = $1 AND vm_id = $2 AND guest_net_lent_at = $3 AND phase = ANY($4::text[])`,
+      [this.hostId, vmId, lentAt, finalPhases],
+    );
+    return count > 0;
   }
 
   /** Live VMs plus the most recently ended (all of them with `all`). */

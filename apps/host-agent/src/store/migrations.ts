@@ -86,3 +86,35 @@ export class HostAgentVmGuestNet1797000000000 implements MigrationInterface {
     await q.query(`ALTER TABLE ${s}.vm DROP COLUMN guest_net`);
   }
 }
+
+/**
+ * `vm.resume_blocked`: set when a post-copy migration of the VM failed past the point of no return (the
+ * destination may hold part of the guest), so `resume` refuses it until an operator acknowledges it.
+ */
+export class HostAgentVmResumeBlocked1797500000000 implements MigrationInterface {
+  name = 'HostAgentVmResumeBlocked1797500000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm ADD COLUMN resume_blocked jsonb NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm DROP COLUMN resume_blocked`);
+  }
+}
+
+/**
+ * `vm.guest_net_lent_at`: when a VM that moved away left its guest address lent here (the guest still
+ * uses it on another host); cleared when that guest ends anywhere, which frees the address.
+ */
+export class HostAgentVmGuestNetLent1797600000000 implements MigrationInterface {
+  name = 'HostAgentVmGuestNetLent1797600000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm ADD COLUMN guest_net_lent_at timestamptz NULL`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE ${s}.vm DROP COLUMN guest_net_lent_at`);
+  }
+}

@@ -1,5 +1,7 @@
 import {
+  isFinalVmPhase,
   type MigrationParams,
+  type ResumeBlocked,
   type TransferFigures,
   type TransferPhase,
   type TransferPostcopy,
@@ -40,6 +42,14 @@ export interface VmRecord {
   migrationId?: string;
   /** Its address on the host's guest network (CCM_GUEST_NET), held while the VM lives. */
   guestNet?: GuestLease;
+  /**
+   * Set when the VM moved away with its {@link guestNet}: the guest still uses that address on another
+   * host, so this host keeps it lent (leases it to no other VM) until the guest ends there. An incoming
+   * VM that carries it back keeps the mark until it has arrived.
+   */
+  guestNetLentAt?: Date;
+  /** Set when a post-copy migration of this VM failed past the point of no return: `resume` refuses. */
+  resumeBlocked?: ResumeBlocked;
   createdAt: Date;
   phaseChangedAt: Date;
 }
@@ -84,6 +94,12 @@ export function vmView(hostId: string, r: VmRecord): VmView {
       : {}),
     ...(r.incomingUri ? { incomingUri: r.incomingUri } : {}),
     ...(r.migrationId ? { migrationId: r.migrationId } : {}),
+    // the pool takes the address back when the VM ends: an ended VM holds none
+    ...(r.guestNet && !isFinalVmPhase(r.phase) ? { guestNet: r.guestNet } : {}),
+    ...(r.guestNet && r.guestNetLentAt
+      ? { guestNetLent: { ...r.guestNet, since: r.guestNetLentAt.toISOString() } }
+      : {}),
+    ...(r.resumeBlocked ? { resumeBlocked: r.resumeBlocked } : {}),
     runDir: r.runDir,
     createdAt: r.createdAt.toISOString(),
     phaseChangedAt: r.phaseChangedAt.toISOString(),

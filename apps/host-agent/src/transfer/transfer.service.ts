@@ -17,7 +17,7 @@ import { HostStore, type TransferEvent } from '../store/host-store.js';
 import { transferView, type TransferRecord } from '../store/records.js';
 import { StateCell } from '../store/state-cell.js';
 import { type LiveVm } from '../vm/live-vm.js';
-import { VmService } from '../vm/vm.service.js';
+import { resumeRefused, VmService } from '../vm/vm.service.js';
 import { initialConvergence, observeConvergence, onStall, type ConvergenceState } from './convergence.js';
 import { cancelAction, continueAction } from './transfer-commands.js';
 import { figuresOf, progressOf } from './transfer-figures.js';
@@ -177,6 +177,8 @@ export class TransferService implements BeforeApplicationShutdown {
       if (vm.record.phase !== 'Running' && vm.record.phase !== 'Paused') {
         throw conflict(`VM ${req.vmId} is ${vm.record.phase}: only a running or paused VM can migrate`);
       }
+      // Sending it elsewhere would run its stale copy there, as resuming it would here.
+      if (vm.record.resumeBlocked) throw resumeRefused(req.vmId, vm.record.resumeBlocked);
       const other = this.activeFor(req.vmId);
       if (other) throw conflict(`VM ${req.vmId} is already migrating (${other.record.migrationId})`, true);
       if (vm.record.sev && !req.sev) {
@@ -544,14 +546,21 @@ export class TransferService implements BeforeApplicationShutdown {
     else await this.keepSourceRunning(vm, qmp);
   }
 
-  /** After a failed post-copy the source stays stopped (QEMU keeps it so); its record says why. */
+  /**
+   * After a failed post-copy the source stays stopped (QEMU keeps it so); its record says why, and
+   * `resumeBlocked` makes `resume` (and another migration of it) refuse until an operator acknowledges it.
+   */
   private async holdForOperator(t: LiveTransfer, vm: LiveVm): Promise<void> {
     if (this.vms.get(vm.vmId) !== vm || isFinalVmPhase(vm.record.phase)) return;
+    const split = `post-copy migration ${t.record.migrationId} to ${t.record.uri} failed past the point of no return`;
     await vm.set({
       phase: 'Paused',
-      reason:
-        `post-copy migration ${t.record.migrationId} to ${t.record.uri} failed past the point of no return: ` +
-        `the guest's memory is split between this host and the destination; ${NEEDS_OPERATOR}`,
+      reason: `${split}: the guest's memory is split between this host and the destination; ${NEEDS_OPERATOR}`,
+      resumeBlocked: {
+        migrationId: t.record.migrationId,
+        reason: `${split} (${t.postcopyBroken ?? 'failed'}): the destination may hold part of the guest's state`,
+        since: new Date().toISOString(),
+      },
     });
   }
 

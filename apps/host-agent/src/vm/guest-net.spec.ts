@@ -1,6 +1,13 @@
 import { configSchema } from '../config.js';
 import { describe, expect, it } from 'vitest';
-import { guestVmBlob, leaseAddress, onGuestNet, parseGuestNet, type GuestNet } from './guest-net.js';
+import {
+  guestVmBlob,
+  keepCarriedLease,
+  leaseAddress,
+  onGuestNet,
+  parseGuestNet,
+  type GuestNet,
+} from './guest-net.js';
 
 const NET = 'bridge=ccmg0,cidr=10.77.5.0/24,range=10.77.5.100-10.77.5.102,gateway=10.77.5.1';
 
@@ -12,6 +19,8 @@ describe('the host’s guest network (CCM_GUEST_NET)', () => {
       gateway: '10.77.5.1',
       first: (10 << 24) + (77 << 16) + (5 << 8) + 100,
       last: (10 << 24) + (77 << 16) + (5 << 8) + 102,
+      cidr: '10.77.5.0/24',
+      network: (10 << 24) + (77 << 16) + (5 << 8),
     });
     expect(parseGuestNet('bridge=b,cidr=10.0.0.0/16,range=10.0.1.1-10.0.1.9')).toMatchObject({ prefix: 16 });
   });
@@ -59,5 +68,54 @@ describe('the host’s guest network (CCM_GUEST_NET)', () => {
       "CCM_VM_ID='cvm-1'\nCCM_INSTANCE_ID='guest-cvm-1'\nCCM_GUEST_ADDRESS='10.77.5.100/24'\n" +
         "CCM_GUEST_GATEWAY='10.77.5.1'\nCCM_GUEST_STREAM_HOST='10.77.5.100'\n",
     );
+  });
+
+  describe('an incoming VM keeps the lease it carries from its source', () => {
+    const net = parseGuestNet(NET) as GuestNet;
+    const spec = { memoryMiB: 64, cpus: 1, nics: [{ bridge: 'ccmg0' }] };
+    const carried = { address: '10.77.5.160', prefix: 24, gateway: '10.77.5.1' };
+
+    it('as it is, outside this host’s range but inside its CIDR', () => {
+      expect(keepCarriedLease(net, spec, 'vm1', carried, new Map([['10.77.5.100', 'other']]))).toEqual(
+        carried,
+      );
+    });
+
+    it.each([
+      ['outside the CIDR', { ...carried, address: '10.77.6.160' }, new Map<string, string>(), 'outside-cidr'],
+      [
+        'the network address',
+        { ...carried, address: '10.77.5.0' },
+        new Map<string, string>(),
+        'outside-cidr',
+      ],
+      [
+        'the broadcast address',
+        { ...carried, address: '10.77.5.255' },
+        new Map<string, string>(),
+        'outside-cidr',
+      ],
+      ['leased to another VM here', carried, new Map([['10.77.5.160', 'vm9']]), 'leased'],
+    ])('refuses an address %s (GUEST_ADDRESS_UNAVAILABLE, not retryable)', (_what, lease, held, reason) => {
+      expect(() => keepCarriedLease(net, spec, 'vm1', lease, held)).toThrow(
+        expect.objectContaining({
+          code: 'GUEST_ADDRESS_UNAVAILABLE',
+          retryable: false,
+          details: expect.objectContaining({ reason, address: lease.address }),
+        }),
+      );
+    });
+
+    it('refuses it on a host without a guest network on the VM’s bridge', () => {
+      const cases: Array<[GuestNet | undefined, typeof spec]> = [
+        [undefined, spec],
+        [net, { ...spec, nics: [{ bridge: 'other' }] }],
+      ];
+      for (const [n, s] of cases) {
+        expect(() => keepCarriedLease(n, s, 'vm1', carried, new Map())).toThrow(
+          expect.objectContaining({ details: expect.objectContaining({ reason: 'no-guest-net' }) }),
+        );
+      }
+    });
   });
 });

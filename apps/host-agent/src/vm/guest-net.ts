@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import { CcmError, ErrorCodes, type VmSpec } from '@ccm/contracts';
+import {
+  CcmError,
+  ErrorCodes,
+  HostErrorCodes,
+  type GuestLease as ContractGuestLease,
+  type VmSpec,
+} from '@ccm/contracts';
 
 /**
  * A host's guest network: the bridge its guests' NICs sit on and the addresses it hands them, one per
@@ -16,14 +22,13 @@ export interface GuestNet {
   /** The addresses handed out, first and last (inside the CIDR). */
   first: number;
   last: number;
+  /** The CIDR as configured (for messages); its network address is {@link network}. */
+  cidr: string;
+  network: number;
 }
 
-/** One VM's address on its host's guest network (kept with the VM's state). */
-export interface GuestLease {
-  address: string;
-  prefix: number;
-  gateway?: string;
-}
+/** One VM's address on its host's guest network (kept with the VM's state; `describe` shows it). */
+export type GuestLease = ContractGuestLease;
 
 /** fw_cfg name of the per-VM blob: a `NAME='value'` env file the guest's run script reads. */
 export const FW_CFG_VM = 'opt/ccm/vm';
@@ -66,7 +71,15 @@ export function parseGuestNet(value: string): GuestNet | string {
     return `gateway= must be a host address of ${fields.get('cidr')}`;
   if (gateway !== undefined && toInt(gateway) >= toInt(from) && toInt(gateway) <= toInt(to))
     return 'gateway= must not be in range=';
-  return { bridge, prefix, ...(gateway ? { gateway } : {}), first: toInt(from), last: toInt(to) };
+  return {
+    bridge,
+    prefix,
+    ...(gateway ? { gateway } : {}),
+    first: toInt(from),
+    last: toInt(to),
+    cidr: `${toAddr(base)}/${prefix}`,
+    network: base,
+  };
 }
 
 /** Whether a VM with this spec sits on the guest network (a NIC on its bridge). */
@@ -87,6 +100,50 @@ export function leaseAddress(net: GuestNet, taken: Iterable<string>): GuestLease
     `every guest address of ${toAddr(net.first)}-${toAddr(net.last)} on ${net.bridge} is leased`,
     { retryable: true, effect: 'none', details: { bridge: net.bridge, leased: held.size } },
   );
+}
+
+/**
+ * The lease an incoming VM brings from its source: the guest keeps the address it configured there, so
+ * this host keeps it as it is — prefix and gateway included, in or out of this host's range — when the
+ * address is a host address of this host's CIDR and no other VM here holds it. `holders` maps the
+ * addresses held here to their VMs. Otherwise GUEST_ADDRESS_UNAVAILABLE, not retryable: the guest cannot
+ * change its address, so no other host-agent answer would.
+ */
+export function keepCarriedLease(
+  net: GuestNet | undefined,
+  spec: VmSpec,
+  vmId: string,
+  lease: GuestLease,
+  holders: ReadonlyMap<string, string>,
+): GuestLease {
+  const refuse = (reason: string, message: string, extra: Record<string, unknown> = {}): never => {
+    throw new CcmError(HostErrorCodes.GuestAddressUnavailable, `${vmId}: ${message}`, {
+      retryable: false,
+      effect: 'none',
+      details: { address: lease.address, reason, ...extra },
+    });
+  };
+  if (!onGuestNet(net, spec))
+    return refuse(
+      'no-guest-net',
+      `the guest holds ${lease.address} but this host has no guest network (CCM_GUEST_NET) on its NIC's bridge`,
+    );
+  const a = toInt(lease.address);
+  const size = 2 ** (32 - net.prefix);
+  if (a <= net.network || a >= net.network + size - 1)
+    return refuse('outside-cidr', `its address ${lease.address} is not a host address of ${net.cidr}`, {
+      cidr: net.cidr,
+    });
+  const heldBy = holders.get(lease.address);
+  if (heldBy !== undefined && heldBy !== vmId)
+    return refuse('leased', `its address ${lease.address} is leased to VM ${heldBy} on this host`, {
+      heldBy,
+    });
+  return {
+    address: lease.address,
+    prefix: lease.prefix,
+    ...(lease.gateway ? { gateway: lease.gateway } : {}),
+  };
 }
 
 /** The MAC a NIC without one gets: locally administered, unicast, the same for a VM id on every host. */

@@ -16,7 +16,15 @@ import {
 import { toCcmError } from '../errors.js';
 import { type HostStore } from '../store/host-store.js';
 import { type VmRecord } from '../store/records.js';
-import { FW_CFG_VM, GUEST_VM_FILE, guestVmBlob, leaseAddress, onGuestNet } from './guest-net.js';
+import {
+  FW_CFG_VM,
+  GUEST_VM_FILE,
+  guestVmBlob,
+  keepCarriedLease,
+  leaseAddress,
+  onGuestNet,
+  type GuestLease,
+} from './guest-net.js';
 import { LiveVm } from './live-vm.js';
 
 /** What a VM's runtime dir records about how it was started (read back when adopting it). */
@@ -46,6 +54,8 @@ export interface VmStart {
   firmwareSev?: { policy: number; godh?: string; session?: string };
   /** Back guest RAM by a file the agent writes the emulated launch's secret page into. */
   ramFile?: boolean;
+  /** An incoming VM: the guest address lease it holds at its source (it keeps the address). */
+  carriedLease?: GuestLease;
 }
 
 /** Files removed when a VM ends; its logs stay for post-mortems until the id is used again. */
@@ -69,7 +79,12 @@ export class VmProcesses {
   private readonly log = new Logger('Vms');
   private readonly live = new Map<string, LiveVm>();
   /** Guest addresses leased by VMs being created (not yet in {@link live}). */
-  private readonly leasing = new Map<string, string>();
+  private readonly leasing = new Map<string, string>(); // address → VM id
+  /** Guest addresses lent to VMs that moved away (see `VmRecord.guestNetLentAt`), by address. */
+  private readonly lent = new Map<string, { vmId: string; since: Date }>();
+  private markLentLoaded!: () => void;
+  /** Resolves once {@link loadLent} read the lent addresses back. */
+  readonly lentLoaded = new Promise<void>((r) => (this.markLentLoaded = r));
   private readonly exitListeners = new Set<(vm: LiveVm) => void>();
   private readonly eventListeners = new Set<
     (vm: LiveVm, event: string, data: Record<string, unknown>) => void
@@ -93,6 +108,25 @@ export class VmProcesses {
     return [...this.live.values()];
   }
 
+  /** Reads the lent addresses back after a restart (before any VM is created or ended here). */
+  async loadLent(): Promise<void> {
+    for (const r of await this.store.loadLent())
+      if (r.guestNet && r.guestNetLentAt)
+        this.lent.set(r.guestNet.address, { vmId: r.vmId, since: r.guestNetLentAt });
+    this.markLentLoaded();
+  }
+
+  /** The VM whose moved-away guest holds `address` here, and since when. */
+  lentTo(vmId: string): { address: string; since: Date } | undefined {
+    for (const [address, l] of this.lent) if (l.vmId === vmId) return { address, since: l.since };
+    return undefined;
+  }
+
+  /** Takes a lent address back into the pool (its guest ended on another host). */
+  unlend(address: string, vmId: string): void {
+    if (this.lent.get(address)?.vmId === vmId) this.lent.delete(address);
+  }
+
   onExit(listener: (vm: LiveVm) => void): void {
     this.exitListeners.add(listener);
   }
@@ -112,21 +146,27 @@ export class VmProcesses {
         { retryable: false, effect: 'none' },
       );
     }
-    // A local VM on the guest network leases an address (an incoming one keeps its source's: not here).
-    const net = this.config.CCM_GUEST_NET;
-    const lease =
-      o.origin === 'local' && onGuestNet(net, o.spec)
-        ? leaseAddress(net, [
-            ...this.leasing.values(),
-            ...this.all().flatMap((v) => (v.record.guestNet ? [v.record.guestNet.address] : [])),
-          ])
-        : undefined;
-    if (lease) this.leasing.set(o.vmId, lease.address);
+    const lease = this.leaseFor(o);
+    if (lease) this.leasing.set(lease.address, o.vmId);
     try {
       return await this.createLeased(o, runDir, paths, lease);
     } finally {
-      this.leasing.delete(o.vmId);
+      if (lease) this.leasing.delete(lease.address);
     }
+  }
+
+  /**
+   * The VM's guest address: a local VM on the guest network leases the first free one of the range; an
+   * incoming VM keeps the one it carries from its source (or holds none when it carries none).
+   */
+  private leaseFor(o: VmStart): GuestLease | undefined {
+    const net = this.config.CCM_GUEST_NET;
+    const holders = new Map(this.leasing);
+    for (const [address, l] of this.lent) holders.set(address, l.vmId);
+    for (const v of this.all()) if (v.record.guestNet) holders.set(v.record.guestNet.address, v.vmId);
+    if (o.origin === 'incoming')
+      return o.carriedLease && keepCarriedLease(net, o.spec, o.vmId, o.carriedLease, holders);
+    return onGuestNet(net, o.spec) ? leaseAddress(net, holders.keys()) : undefined;
   }
 
   private async createLeased(
@@ -146,6 +186,10 @@ export class VmProcesses {
       runDir,
       ...(o.migrationId ? { migrationId: o.migrationId } : {}),
       ...(lease ? { guestNet: lease } : {}),
+      // A guest coming back with the address it was lent: lent still until it has arrived.
+      ...(lease && this.lent.get(lease.address)?.vmId === o.vmId
+        ? { guestNetLentAt: this.lent.get(lease.address)!.since }
+        : {}),
       createdAt: now,
       phaseChangedAt: now,
     };
@@ -221,7 +265,9 @@ export class VmProcesses {
       status = (await proc.qmp.execute('query-status').catch(() => undefined))?.status;
     }
     if (vm.proc !== proc || vm.record.phase !== 'Incoming') return;
-    await vm.set({ phase: status === 'running' ? 'Running' : 'Paused' });
+    // The guest is here now: an address it was lent is this host's lease again.
+    if (vm.record.guestNet) this.unlend(vm.record.guestNet.address, vm.vmId);
+    await vm.set({ phase: status === 'running' ? 'Running' : 'Paused', guestNetLentAt: undefined });
   }
 
   private async onProcessEnd(vm: LiveVm, proc: VmProcess, exit: VmExit): Promise<void> {
@@ -247,7 +293,7 @@ export class VmProcesses {
     }
     this.live.delete(vm.vmId);
     await vm
-      .set({ phase, reason, pid: undefined })
+      .set({ phase, reason, pid: undefined, ...this.lendOnLeaving(vm, phase) })
       .catch((err: unknown) => this.log.error(`recording the end of VM ${vm.vmId} failed: ${String(err)}`));
     await this.cleanRunDir(vm.record.runDir);
     await this.releaseDevices(vm.record);
@@ -259,13 +305,26 @@ export class VmProcesses {
   async end(vm: LiveVm, phase: VmPhase, reason: string): Promise<void> {
     const proc = vm.proc;
     if (!proc) {
-      if (!isFinalVmPhase(vm.record.phase)) await vm.set({ phase, reason, pid: undefined });
+      if (!isFinalVmPhase(vm.record.phase))
+        await vm.set({ phase, reason, pid: undefined, ...this.lendOnLeaving(vm, phase) });
       this.live.delete(vm.vmId);
       return;
     }
     vm.expectedExit ??= { phase, reason };
     await proc.quit();
     await vm.ended; // the exit handler records the phase
+  }
+
+  /**
+   * A VM that moved away keeps its guest address lent: the guest uses it on another host until it ends
+   * there (LentAddresses frees it then), so no VM launched here may lease it meanwhile.
+   */
+  private lendOnLeaving(vm: LiveVm, phase: VmPhase): Pick<VmRecord, 'guestNetLentAt'> {
+    const lease = vm.record.guestNet;
+    if (phase !== 'MigratedAway' || !lease) return {};
+    const since = new Date();
+    this.lent.set(lease.address, { vmId: vm.vmId, since });
+    return { guestNetLentAt: since };
   }
 
   /** What the driver made for a VM outside its runtime dir (taps) goes once its process ended. */

@@ -2,7 +2,10 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/
 import {
   CcmError,
   HostErrorCodes,
+  isFinalVmPhase,
+  VM_PHASES,
   type LaunchReply,
+  type ResumeBlocked,
   type VmPhase,
   type VmSpec,
   type VmView,
@@ -15,6 +18,7 @@ import { conflict, notFound, toCcmError } from '../errors.js';
 import { SevService } from '../sev/sev.service.js';
 import { HostStore } from '../store/host-store.js';
 import { vmView, type VmRecord } from '../store/records.js';
+import { type GuestLease } from './guest-net.js';
 import { KeyedLock } from './keyed-lock.js';
 import { LiveVm } from './live-vm.js';
 import { type SevLaunchParams, SevLaunches } from './sev-launch.js';
@@ -95,6 +99,12 @@ export class VmService implements OnApplicationShutdown {
       // ended and launched anew, so the caller's retry gets a measured VM instead of a refusal.
       const existing = found && interruptedLaunch(found.record) ? await this.endInterrupted(found) : found;
       if (existing) return this.sameLaunch(existing, req);
+      const lent = this.processes.lentTo(req.vmId);
+      if (lent) {
+        throw conflict(
+          `VM ${req.vmId} moved away and its guest still runs on another host (its address ${lent.address} is lent here)`,
+        );
+      }
       if (req.sev && !this.sev.processor) {
         throw new CcmError(
           HostErrorCodes.SevUnavailable,
@@ -193,27 +203,45 @@ export class VmService implements OnApplicationShutdown {
     return this.runState(vmId, 'Running', 'Paused', 'stop');
   }
 
-  async resume(vmId: string): Promise<VmView> {
-    return this.runState(vmId, 'Paused', 'Running', 'cont');
+  /**
+   * Resumes a paused VM. One whose post-copy migration failed past the point of no return
+   * (`resumeBlocked`) is refused SOURCE_NOT_RESUMABLE unless `acknowledgeMigration` names that
+   * migration (the operator vouches that the destination's copy is gone); the flag is then cleared.
+   */
+  async resume(vmId: string, opts: { acknowledgeMigration?: string; reason?: string } = {}): Promise<VmView> {
+    return this.runState(vmId, 'Paused', 'Running', 'cont', (vm) => {
+      const blocked = vm.record.resumeBlocked;
+      if (!blocked) return undefined;
+      if (opts.acknowledgeMigration !== blocked.migrationId) throw resumeRefused(vmId, blocked);
+      const why = `resumed by an operator acknowledging migration ${blocked.migrationId} (${blocked.reason})`;
+      this.log.warn(`${vmId}: ${why}${opts.reason ? `: ${opts.reason}` : ''}`);
+      return { resumeBlocked: undefined, reason: `${why}${opts.reason ? `: ${opts.reason}` : ''}` };
+    });
   }
 
+  /**
+   * `stop`/`cont` from `from` to `to`. `allow` may refuse (by throwing) or add to the record's change; it
+   * runs once the VM is known to be in `from`.
+   */
   private async runState(
     vmId: string,
     from: VmPhase,
     to: VmPhase,
     command: 'stop' | 'cont',
+    allow: (vm: LiveVm) => Partial<Pick<VmRecord, 'resumeBlocked' | 'reason'>> | undefined = () => undefined,
   ): Promise<VmView> {
     return this.exclusive(vmId, async (vm) => {
       if (!vm) throw notFound(`VM ${vmId}`);
       if (vm.record.phase === to) return this.view(vm);
       if (vm.record.phase !== from) throw conflict(`VM ${vmId} is ${vm.record.phase}, not ${from}`);
+      const patch = allow(vm);
       try {
         if (command === 'cont' && vm.agentSev) await this.sevLaunches.finish(vm);
         await vm.proc!.qmp.execute(command);
       } catch (err) {
         throw toCcmError(err, `${command} ${vmId}`);
       }
-      await vm.set({ phase: to });
+      await vm.set({ ...patch, phase: to });
       return this.view(vm);
     });
   }
@@ -240,6 +268,8 @@ export class VmService implements OnApplicationShutdown {
     migrationId?: string;
     sev?: { policy: number };
     allowPostcopy?: boolean;
+    /** The source's guest address lease: the guest keeps its address (see `keepCarriedLease`). */
+    guestNet?: GuestLease;
   }): Promise<{ targetVmId: string; uri: string; vm: VmView }> {
     return this.exclusive(req.vmId, async (existing) => {
       if (existing) {
@@ -248,6 +278,7 @@ export class VmService implements OnApplicationShutdown {
           r.origin === 'incoming' &&
           r.phase === 'Incoming' &&
           sameSpec(r.spec, req.spec) &&
+          sameLease(r.guestNet, req.guestNet) &&
           r.incomingUri
         ) {
           return { targetVmId: r.vmId, uri: r.incomingUri, vm: this.view(existing) };
@@ -263,6 +294,7 @@ export class VmService implements OnApplicationShutdown {
         migrationId: req.migrationId,
         sev: req.sev ? { policy: req.sev.policy, secretInjected: false } : undefined,
         firmwareSev: req.sev && this.driver.firmwareSev ? { policy: req.sev.policy } : undefined,
+        ...(req.guestNet ? { carriedLease: req.guestNet } : {}),
       });
       {
         const host = this.config.CCM_MIGRATION_HOST;
@@ -299,11 +331,30 @@ export class VmService implements OnApplicationShutdown {
   }
 
   /**
+   * Takes back into the pool the guest address lent to `vmId` (it moved away) now that its guest ended
+   * on another host at `endedAt`: only when the VM has no process here (a copy coming back that has
+   * not arrived keeps it lent) and was lent before that end, less `skewMs` for the hosts' clocks (an
+   * older end is an earlier life of that VM id). Returns the freed address.
+   */
+  async endLending(vmId: string, endedAt: Date, skewMs: number): Promise<string | undefined> {
+    await this.processes.lentLoaded;
+    return this.exclusive(vmId, async (live) => {
+      const lent = this.processes.lentTo(vmId);
+      if (!lent || live || endedAt.getTime() < lent.since.getTime() - skewMs) return undefined;
+      if (!(await this.store.endLending(vmId, lent.since, VM_PHASES.filter(isFinalVmPhase))))
+        return undefined;
+      this.processes.unlend(lent.address, vmId);
+      return lent.address;
+    });
+  }
+
+  /**
    * After a restart: re-attaches to every VM process the previous agent left running (checked by pid
    * and command line, reconnected over its QMP socket, phase read from query-status), and records the
    * VMs whose process ended while no agent watched.
    */
-  adoptAll(): Promise<{ adopted: string[]; died: string[] }> {
+  async adoptAll(): Promise<{ adopted: string[]; died: string[] }> {
+    await this.processes.loadLent();
     return adoptVms({
       config: this.config,
       store: this.store,
@@ -317,6 +368,25 @@ export class VmService implements OnApplicationShutdown {
   onApplicationShutdown(): Promise<void> {
     return this.processes.release();
   }
+}
+
+/** Refusal of a VM whose post-copy migration failed past the point of no return (`resumeBlocked`). */
+export function resumeRefused(vmId: string, blocked: ResumeBlocked): CcmError {
+  return new CcmError(
+    HostErrorCodes.SourceNotResumable,
+    `VM ${vmId} must not be resumed: ${blocked.reason}; an operator who made sure the destination's ` +
+      `copy is gone may resume it with acknowledgeMigration=${blocked.migrationId}`,
+    {
+      retryable: false,
+      effect: 'none',
+      details: { migrationId: blocked.migrationId, reason: blocked.reason, since: blocked.since },
+    },
+  );
+}
+
+/** Whether two guest address leases (or their absence) are the same. */
+function sameLease(a: GuestLease | undefined, b: GuestLease | undefined): boolean {
+  return a?.address === b?.address && a?.prefix === b?.prefix && (a?.gateway ?? '') === (b?.gateway ?? '');
 }
 
 /** Whether two specs describe the same guest (defaults applied). */

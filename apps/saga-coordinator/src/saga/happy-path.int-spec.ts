@@ -54,10 +54,11 @@ describe('a migration runs every step of its saga against participants over real
     const got = w.participants.receivedFor(id);
     const prepare = got.find((c) => c.verb === 'prepare-incoming')!;
     expect(prepare.subject).toBe('ccm.cmd.host.dst-1.step.prepare-incoming');
-    // the spec the source host reported at admission goes to the target
+    // the spec and the guest address lease the source host reported at admission go to the target
     expect(prepare.payload.context).toMatchObject({
       transportSessionId: expect.any(String),
       vmSpec: { memoryMiB: 32 },
+      guestNet: { address: '10.77.0.100', prefix: 24 },
     });
     const start = got.find((c) => c.verb === 'start-migration')!;
     expect(start.subject).toBe('ccm.cmd.host.src-1.step.start-migration');

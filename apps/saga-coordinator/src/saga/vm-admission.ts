@@ -10,9 +10,10 @@ import { type MessageBus } from '@ccm/messaging';
 import { type SagaRow } from './store.js';
 
 /**
- * What the coordinator learns about a VM at admission: the spec it runs with and its SEV policy, from
- * the source host-agent that runs it. They go into the saga's context (`vmSpec`, `sevPolicy`), so
- * the target's `prepare-incoming` starts the destination with exactly the source's spec.
+ * What the coordinator learns about a VM at admission: the spec it runs with, its SEV policy and its
+ * guest address lease, from the source host-agent that runs it. They go into the saga's context
+ * (`vmSpec`, `sevPolicy`, `guestNet`), so the target's `prepare-incoming` starts the destination with
+ * exactly the source's spec and keeps the guest's address.
  *
  * @throws CcmError NOT_FOUND (effect none) when the source host has no such VM alive, CONFLICT when
  * it is not running or paused: nothing was done and nothing needs undoing.
@@ -21,7 +22,7 @@ export async function readSourceVm(
   bus: MessageBus,
   row: SagaRow,
   timeoutMs: number,
-): Promise<Pick<StepContext, 'vmSpec' | 'sevPolicy'>> {
+): Promise<Pick<StepContext, 'vmSpec' | 'sevPolicy' | 'guestNet'>> {
   const reply = await bus.request(
     subjects.hostCmd(row.sourceHost, 'describe'),
     { vmId: row.workloadId },
@@ -43,5 +44,9 @@ export async function readSourceVm(
       { retryable: false, effect: 'none' },
     );
   }
-  return { vmSpec: vm.spec, ...(vm.sev ? { sevPolicy: vm.sev.policy } : {}) };
+  return {
+    vmSpec: vm.spec,
+    ...(vm.sev ? { sevPolicy: vm.sev.policy } : {}),
+    ...(vm.guestNet ? { guestNet: vm.guestNet } : {}),
+  };
 }

@@ -12,6 +12,7 @@ import {
   MESSAGING_OPTIONS,
   OnJetStream,
   term,
+  unlessPinnedTo,
   type MessageContext,
   type MessagingOptions,
   type Outcome,
@@ -51,13 +52,10 @@ export class HostEventsConsumer {
   })
   async apply(data: z.infer<typeof HostEventSchema>, ctx: MessageContext): Promise<Outcome> {
     const [, , , subjectHost, name] = ctx.subject.split('.');
-    const key = ctx.envelope.signerkey;
-    const scope = key ? this.messaging.trust.lookup(key)?.scope : undefined;
-    if (!scope || scope !== subjectHost || data.hostId !== subjectHost) {
-      return term(
-        `${ErrorCodes.Unauthorized}: ${ctx.subject} about host ${data.hostId} signed by a host-agent ` +
-          `${scope ? `pinned to ${scope}` : 'not pinned to any host'}`,
-      );
+    const refused = unlessPinnedTo(this.messaging.trust, ctx.envelope, subjectHost, ctx.subject);
+    if (refused) return refused;
+    if (data.hostId !== subjectHost) {
+      return term(`${ErrorCodes.Unauthorized}: ${ctx.subject} is about host ${data.hostId}`);
     }
     if (!NAMES.includes(name as HostEventName)) return term(`not a host event: ${ctx.subject}`);
     const event = name as HostEventName;
