@@ -73,6 +73,8 @@ function breakdown(
   const tm = ms(restored['targetResumePhasesMs']);
   const g = (o: Ms, k: string) => o[k] ?? 0;
   const dumpCall = g(cc, 'dumpCall');
+  // The target resumes inside the restore call (`resume: true`), or in a call of its own.
+  const oneCall = rs['resumeCall'] === undefined;
   return [
     ['cc: record frozen', g(cc, 'markFrozen')],
     ['A: describe', g(src, 'describe')],
@@ -92,11 +94,11 @@ function breakdown(
     ['B: prepare (clear, netns, bundle)', g(tr, 'prepare')],
     ['B: runc restore (CRIU)', g(tr, 'criuRestore')],
     ['B: state after restore', g(tr, 'info')],
-    ['restore call: NATS + agent', g(rs, 'restoreCall') - total(tr)],
+    ['restore call: NATS + agent', g(rs, 'restoreCall') - total(tr) - (oneCall ? total(tm) : 0)],
     ['B: runc continue', g(tm, 'continue')],
     ['B: netns unlock', g(tm, 'unlock')],
     ['B: state after resume', g(tm, 'info')],
-    ['resume call: NATS + agent', g(rs, 'resumeCall') - total(tm)],
+    ['resume call: NATS + agent', oneCall ? 0 : g(rs, 'resumeCall') - total(tm)],
   ];
 }
 

@@ -108,6 +108,38 @@ describe('guest-to-guest container migration (sim driver)', () => {
     );
   });
 
+  it('restore with resume: true restores and resumes in one command; repeated, it answers the running container', async () => {
+    const { id, migrationId } = await prepare(256);
+    await round(migrationId, id, 1, 'pre-dump');
+    await round(migrationId, id, 2, 'dump');
+    const frozenAt = await counter('vm-a', id);
+    const restored = await g.send('vm-b', 'restore', {
+      migrationId,
+      containerId: id,
+      rounds: 2,
+      resume: true,
+    });
+    expect(restored).toMatchObject({ state: 'running', migrationId });
+    expect(restored.counter as number).toBeGreaterThanOrEqual(frozenAt);
+    await pollUntil(
+      'B counts on',
+      () => counter('vm-b', id),
+      (c) => c > frozenAt + 3,
+    );
+    const again = await g.send('vm-b', 'restore', { migrationId, containerId: id, rounds: 2, resume: true });
+    expect(again).toMatchObject({ state: 'running', migrationId });
+    // one left restored by a restore without resume is resumed by the repeated command with it
+    const left = await prepare(256);
+    await round(left.migrationId, left.id, 1, 'dump');
+    const ref = { migrationId: left.migrationId, containerId: left.id, rounds: 1 };
+    expect(await g.send('vm-b', 'restore', ref)).toMatchObject({ state: 'restored' });
+    expect(await g.send('vm-b', 'restore', { ...ref, resume: true })).toMatchObject({ state: 'running' });
+    for (const c of [id, left.id]) {
+      await g.send('vm-a', 'kill', { id: c });
+      await g.send('vm-b', 'kill', { id: c });
+    }
+  });
+
   it('a repeated round answers with its first report and sends nothing again', async () => {
     const { id, migrationId } = await prepare(256);
     const to = await g.send('vm-b', 'receive', { migrationId, containerId: id, round: 1 });
@@ -224,6 +256,7 @@ describe('guest-to-guest container migration (sim driver)', () => {
       ['dump', { migrationId: 'm', containerId: 'keep' }, 'VALIDATION_FAILED'],
       ['restore', { migrationId: 'm', containerId: 'keep', rounds: 1 }, 'BAD_CONTAINER_STATE'],
       ['restore', { migrationId: 'm', containerId: 'none', rounds: 1 }, 'IMAGES_INCOMPLETE'],
+      ['restore', { migrationId: 'm', containerId: 'none', rounds: 1, resume: 'yes' }, 'VALIDATION_FAILED'],
       ['resume', { id: 'none' }, 'NOT_FOUND'],
       ['thaw', { id: 'none' }, 'NOT_FOUND'],
       ['kill', { id: 42 }, 'VALIDATION_FAILED'],

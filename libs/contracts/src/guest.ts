@@ -112,6 +112,8 @@ export const ContainerInfoSchema = z.object({
    * validate, write, prepare, criuRestore, …; on `resume` continue, unlock, …. Absent otherwise.
    */
   phasesMs: z.record(z.string(), z.number().nonnegative()).optional(),
+  /** On a `restore` with `resume: true`: the resume's parts (`phasesMs` holds the restore's). */
+  resumePhasesMs: z.record(z.string(), z.number().nonnegative()).optional(),
 });
 export type ContainerInfo = z.infer<typeof ContainerInfoSchema>;
 
@@ -213,6 +215,12 @@ export const RestoreSchema = z.object({
   containerId: ContainerIdSchema,
   /** The rounds the target must hold, 1..rounds (the last is the final dump). */
   rounds: z.number().int().min(1).max(1000),
+  /**
+   * Resume the restored container in the same command (one guest call less inside the frozen time);
+   * absent or false: it waits restored for `resume`. A resume that fails after the restore is answered
+   * with `details.restored: true` (the container is there, restored).
+   */
+  resume: z.boolean().optional(),
 });
 
 export const MigrationRefSchema = z.object({ migrationId: IdSchema });

@@ -1,3 +1,8 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pollUntil } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
 import { Criu } from './criu.js';
 import { CriuCheckError, CriuFailedError, CriuInvalidArgumentError, CriuTimeoutError } from './errors.js';
@@ -236,6 +241,89 @@ describe('Runc argv', () => {
     });
     expect(known.calls[0]).toEqual(['runc', 'state', 'c1']);
     expect(await new Runc({ runner: recorder({ exitCode: 1 }).runner }).state('c1')).toBeUndefined();
+  });
+  it("initPid: the init runc's state file names while that very process lives, without spawning runc", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ccm-runc-state-'));
+    try {
+      const stat = await readFile('/proc/self/stat', 'utf8');
+      const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+      const write = async (id: string, s: Record<string, unknown>) => {
+        await mkdir(join(root, id), { recursive: true });
+        await writeFile(join(root, id, 'state.json'), JSON.stringify(s));
+      };
+      await write('live', { id: 'live', init_process_pid: process.pid, init_process_start: start });
+      // The pid reused by another process (another start time): runc says stopped.
+      await write('reused', { id: 'reused', init_process_pid: process.pid, init_process_start: start + 1 });
+      await write('gone', { id: 'gone', init_process_pid: 2 ** 22 + 1, init_process_start: start });
+      await write('odd', { id: 'odd', init_process_pid: 'x' });
+      const r = recorder({ stdout: JSON.stringify({ id: 'odd', status: 'running', pid: 77, bundle: '/b' }) });
+      const runc = new Runc({ runner: r.runner, root });
+      expect(await runc.initPid('live')).toBe(process.pid);
+      expect(await runc.initPid('reused')).toBe(0);
+      expect(await runc.initPid('gone')).toBe(0);
+      expect(r.calls).toEqual([]);
+      // A file it does not understand, or none: runc state decides.
+      expect(await runc.initPid('odd')).toBe(77);
+      expect(await runc.initPid('missing')).toBe(77);
+      expect(r.calls).toEqual([
+        ['runc', '--root', root, 'state', 'odd'],
+        ['runc', '--root', root, 'state', 'missing'],
+      ]);
+      const unknown = new Runc({ runner: recorder({ exitCode: 1 }).runner, root });
+      expect(await unknown.initPid('missing')).toBeUndefined();
+      // runc in other namespaces (hostPath): its pids are not this process's, always runc state.
+      const ns = recorder({ exitCode: 1 });
+      expect(await new Runc({ runner: ns.runner, root, hostPath: (p) => p }).initPid('live')).toBeUndefined();
+      expect(ns.calls).toHaveLength(1);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+  it('pause and continue of a live container with a cgroup v2 directory: through its cgroup, without runc', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ccm-runc-cgroup-'));
+    const cg = join(root, 'cg');
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const stat = await readFile('/proc/self/stat', 'utf8');
+      const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+      await mkdir(join(root, 'c1'), { recursive: true });
+      await mkdir(join(cg, 'sub'), { recursive: true });
+      await writeFile(
+        join(root, 'c1', 'state.json'),
+        JSON.stringify({
+          init_process_pid: process.pid,
+          init_process_start: start,
+          cgroup_paths: { '': cg },
+        }),
+      );
+      await writeFile(join(cg, 'cgroup.events'), 'populated 1\nfrozen 1\n');
+      await writeFile(join(cg, 'cgroup.procs'), '');
+      await writeFile(join(cg, 'sub', 'cgroup.procs'), `${child.pid}\n`);
+      const r = recorder();
+      const runc = new Runc({ runner: r.runner, root });
+      await runc.lifecycle('pause', 'c1');
+      expect(await readFile(join(cg, 'cgroup.freeze'), 'utf8')).toBe('1');
+      // A stopped task (as a restore leaves them) in a child cgroup gets SIGCONT.
+      child.kill('SIGSTOP');
+      const state = async () => {
+        const s = await readFile(`/proc/${child.pid}/stat`, 'utf8');
+        return s.slice(s.lastIndexOf(')') + 2)[0];
+      };
+      await pollUntil('sleep stopped', state, (s) => s === 'T', { timeoutMs: 5000, intervalMs: 10 });
+      await runc.lifecycle('continue', 'c1');
+      await pollUntil('sleep continued', state, (s) => s !== 'T', { timeoutMs: 5000, intervalMs: 10 });
+      expect(r.calls).toEqual([]);
+      // No cgroup v2 directory in the state file: runc does it.
+      await writeFile(
+        join(root, 'c1', 'state.json'),
+        JSON.stringify({ init_process_pid: process.pid, init_process_start: start, cgroup_paths: {} }),
+      );
+      await runc.lifecycle('pause', 'c1');
+      expect(r.calls).toEqual([['runc', '--root', root, 'pause', 'c1']]);
+    } finally {
+      child.kill('SIGKILL');
+      await rm(root, { recursive: true, force: true });
+    }
   });
   it.each<[Parameters<Runc['lifecycle']>[0], string[]]>([
     ['pause', ['pause', 'c1']],

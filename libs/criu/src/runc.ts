@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { absPathArg, containerIdArg, relPathArg, timeoutArg } from './args.js';
 import { failure, CRIU_TIMEOUT_MS } from './criu.js';
@@ -107,6 +107,51 @@ export class Runc {
     return { id, status: String(s.status), pid: Number(s.pid ?? 0), bundle: String(s.bundle ?? '') };
   }
 
+  /**
+   * The container's init process as `runc state` decides it, without spawning runc (0.1–0.2 s a call
+   * under TCG): runc's own state file (`<root>/<id>/state.json`, the init's pid and start time) and
+   * `/proc/<pid>/stat` (the same process: the same start time, neither zombie nor dead), as runc
+   * itself checks them. Its pid; 0 when the container is stopped (its init is gone); undefined when
+   * runc knows no such container. Falls back to `runc state` where the state file does not tell
+   * ({@link stateFile}).
+   */
+  async initPid(id: string): Promise<number | undefined> {
+    const file = await this.stateFile(id);
+    if (file !== undefined) return file.alive ? file.pid : 0;
+    return (await this.state(id))?.pid;
+  }
+
+  /**
+   * What runc's state file (`<root>/<id>/state.json`) says that {@link initPid}, `pause` and
+   * `continue` need: the init's pid and whether that very process lives (as runc checks it: the start
+   * time the file holds, neither zombie nor dead), and the container's cgroup v2 directory if it
+   * names one. Undefined when the file does not tell (missing, another form), and always when runc
+   * runs in other namespaces than this process (`hostPath` given: its pids and paths are not ours).
+   */
+  private async stateFile(id: string): Promise<{ pid: number; alive: boolean; cgroup?: string } | undefined> {
+    if (this.opts.hostPath) return undefined;
+    const file = posix.join(this.opts.root ?? '/run/runc', containerIdArg('id', id), 'state.json');
+    let s: Record<string, unknown>;
+    try {
+      s = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+    const pid = s['init_process_pid'];
+    const start = s['init_process_start'];
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0 || !Number.isSafeInteger(start))
+      return undefined;
+    const paths = s['cgroup_paths'];
+    const v2 = paths && typeof paths === 'object' ? (paths as Record<string, unknown>)[''] : undefined;
+    const cgroup = typeof v2 === 'string' && posix.isAbsolute(v2) ? { cgroup: v2 } : {};
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+    if (stat === undefined) return { pid, alive: false, ...cgroup };
+    // After the command name (which may hold spaces and parentheses): state, then field 22 is 19 on.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const alive = !['Z', 'X', 'x'].includes(rest[0] ?? '') && Number(rest[19]) === start;
+    return { pid, alive, ...cgroup };
+  }
+
   private async logTail(): Promise<string> {
     if (!this.opts.log) return '';
     try {
@@ -169,6 +214,7 @@ export class Runc {
     verb: 'pause' | 'resume' | 'kill' | 'continue' | 'delete' | 'delete-force',
     id: string,
   ): Promise<void> {
+    if ((verb === 'pause' || verb === 'continue') && (await this.throughCgroup(verb, id))) return;
     const head = { 'delete-force': ['delete', '--force'], continue: ['kill', '--all'] } as Record<
       string,
       string[]
@@ -182,6 +228,44 @@ export class Runc {
     const r = await this.opts.runner.run(argv, { timeoutMs: this.timeoutMs });
     if (r.timedOut) throw new CriuTimeoutError(`runc ${verb}`, this.timeoutMs, undefined);
     if (r.exitCode !== 0) throw failure(`runc ${verb}`, r, undefined);
+  }
+
+  /**
+   * `pause` and `continue` of a live container with a cgroup v2 directory, done as runc does them but
+   * without spawning runc (0.1–0.2 s a call under TCG). `pause`: `1` into `cgroup.freeze`, then wait
+   * for `frozen 1` in `cgroup.events` (runc derives `paused` from the cgroup, so `runc state`, `runc
+   * checkpoint` and `runc resume` see it paused). `continue`: SIGCONT to every process of the cgroup
+   * and its children (runc freezes around its signals against forks; the tasks a restore left stopped
+   * cannot fork). False when it did nothing (the state file does not tell, the init does not live, no
+   * cgroup v2 directory, the cgroup's files cannot be opened): then runc does it.
+   */
+  private async throughCgroup(verb: 'pause' | 'continue', id: string): Promise<boolean> {
+    const s = await this.stateFile(id);
+    if (!s?.alive || !s.cgroup) return false;
+    if (verb === 'continue') {
+      const pids = await cgroupPids(s.cgroup).catch(() => undefined);
+      if (!pids?.length) return false;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch (e) {
+          // A process that ended between the list and the signal needs none.
+          if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+        }
+      }
+      return true;
+    }
+    try {
+      await writeFile(posix.join(s.cgroup, 'cgroup.freeze'), '1');
+    } catch {
+      return false;
+    }
+    const deadline = performance.now() + this.timeoutMs;
+    while (!/^frozen 1$/m.test(await readFile(posix.join(s.cgroup, 'cgroup.events'), 'utf8'))) {
+      if (performance.now() > deadline) throw new CriuTimeoutError('runc pause', this.timeoutMs, undefined);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    return true;
   }
 
   private async criuVerb(
@@ -203,4 +287,15 @@ export class Runc {
     if (r.exitCode !== 0)
       throw failure(`runc ${action}`, stdio === 'ignore' ? { ...r, stderr: await this.logTail() } : r, log);
   }
+}
+
+/** The pids in a cgroup v2 directory and its descendants. */
+async function cgroupPids(dir: string): Promise<number[]> {
+  const own = (await readFile(posix.join(dir, 'cgroup.procs'), 'utf8'))
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number);
+  const subs = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory());
+  const nested = await Promise.all(subs.map((d) => cgroupPids(posix.join(dir, d.name))));
+  return [...own, ...nested.flat()];
 }

@@ -17,7 +17,14 @@ import { Phases, SERVICE_CONFIG } from '@ccm/runtime';
 import { type EntityManager } from 'typeorm';
 import { z } from 'zod';
 import { type CheckpointConfig } from '../config.js';
-import { type Cause, type EffectOf, Guests, isGone, refusedDidNothing } from './guests.js';
+import {
+  type Cause,
+  type EffectOf,
+  Guests,
+  isGone,
+  refusedDidNothing,
+  refusedUnlessRestored,
+} from './guests.js';
 import { roundProgress } from './progress.js';
 import * as db from './store.js';
 
@@ -119,7 +126,14 @@ export class CheckpointService {
         effect: 'none',
       });
     }
-    const args = { migrationId: row.migrationId, containerId: row.containerId, rounds: row.finalRound };
+    // One guest call restores and resumes (`resume: true`); a guest that left it restored (one
+    // without the option) is resumed by a second call.
+    const args = {
+      migrationId: row.migrationId,
+      containerId: row.containerId,
+      rounds: row.finalRound,
+      resume: true,
+    };
     const frozenBeforeMs = row.frozenAt ? Date.now() - new Date(row.frozenAt).getTime() : undefined;
     const p = new Phases();
     const restored = await p.time('restoreCall', () =>
@@ -129,12 +143,15 @@ export class CheckpointService {
         args,
         ContainerInfoSchema,
         cause,
-        refusedDidNothing,
+        refusedUnlessRestored,
       ),
     );
-    const resumed = await p.time('resumeCall', () =>
-      this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe'),
-    );
+    const resumed =
+      restored.state === 'restored'
+        ? await p.time('resumeCall', () =>
+            this.onContainer(row.targetVm, GUEST_VERBS.resume, row, cause, 'maybe'),
+          )
+        : { ...restored, phasesMs: restored.resumePhasesMs };
     const at = new Date();
     const frozenMs = row.frozenAt ? Math.max(0, at.getTime() - new Date(row.frozenAt).getTime()) : null;
     await db.markResumed(run.m, row.migrationId, at, frozenMs);

@@ -16,7 +16,14 @@ export interface Cause {
 export type EffectOf = ErrorEffect | ((e: CcmError) => ErrorEffect);
 
 /** A typed refusal by the guest-agent (not a timeout or a lost guest): the guest did nothing. */
-export const refusedDidNothing: EffectOf = (e) => (e.retryable ? 'maybe' : 'none');
+export const refusedDidNothing = (e: CcmError): ErrorEffect => (e.retryable ? 'maybe' : 'none');
+
+/**
+ * As {@link refusedDidNothing}, unless the guest says the command took effect: a `restore` with
+ * `resume` whose resume failed after the restore (`details.restored`) left the container there.
+ */
+export const refusedUnlessRestored = (e: CcmError): ErrorEffect =>
+  e.details?.['restored'] === true ? 'maybe' : refusedDidNothing(e);
 
 /**
  * container-checkpoint's calls to guest-agents on `ccm.cmd.guest.<vmId>.<verb>`, signed as

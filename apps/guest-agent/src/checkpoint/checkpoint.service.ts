@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { CcmError, type ContainerInfo, ErrorCodes, GuestErrorCodes, type RoundReport } from '@ccm/contracts';
+import {
+  CcmError,
+  type ContainerInfo,
+  ErrorCodes,
+  GuestErrorCodes,
+  isCcmError,
+  type RoundReport,
+} from '@ccm/contracts';
 import { Phases, SERVICE_CONFIG } from '@ccm/runtime';
 import { generateIdentityKey, type IdentityKey, KeyUnsealError, unsealMigrationKey } from '@ccm/sealing';
 import { type GuestAgentConfig } from '../config.js';
@@ -201,10 +208,19 @@ export class CheckpointService implements OnModuleDestroy {
     return report;
   }
 
-  /** Target: builds the container from rounds 1..n, not resumed; refuses unless every round came whole. */
-  async restore(migrationId: string, containerId: string, rounds: number): Promise<ContainerInfo> {
+  /**
+   * Target: builds the container from rounds 1..n; refuses unless every round came whole. Not resumed,
+   * unless `resume` (then it runs when this answers; a repeated command resumes one restored before).
+   */
+  async restore(
+    migrationId: string,
+    containerId: string,
+    rounds: number,
+    resume = false,
+  ): Promise<ContainerInfo> {
     const have = await this.driver.describe(containerId);
-    if (have?.migrationId === migrationId && have.state !== 'killed') return have;
+    if (have?.migrationId === migrationId && have.state !== 'killed')
+      return resume && have.state === 'restored' ? this.resumeRestored(containerId) : have;
     if (have && have.state !== 'killed')
       throw conflict(`container ${containerId} already runs here`, { state: have.state });
     const images: Buffer[] = [];
@@ -222,7 +238,34 @@ export class CheckpointService implements OnModuleDestroy {
       }
       images.push(r.image);
     }
-    return this.driver.restore(migrationId, containerId, images);
+    const restored = await this.driver.restore(migrationId, containerId, images);
+    if (!resume) return restored;
+    const resumed = await this.resumeRestored(containerId);
+    return {
+      ...resumed,
+      ...(restored.phasesMs ? { phasesMs: restored.phasesMs } : {}),
+      ...(resumed.phasesMs ? { resumePhasesMs: resumed.phasesMs } : {}),
+    };
+  }
+
+  /**
+   * The resume of `restore` with `resume`: a failure says the container is there, restored
+   * (`details.restored`), so the caller knows the command took effect.
+   */
+  private resumeRestored(containerId: string): Promise<ContainerInfo> {
+    return this.driver.resume(containerId).catch((e: unknown) => {
+      const err = isCcmError(e) ? e : undefined;
+      throw new CcmError(
+        err?.code ?? GuestErrorCodes.ContainerRuntimeFailed,
+        `restored, but the resume failed: ${e instanceof Error ? e.message : String(e)}`,
+        {
+          retryable: err?.retryable ?? true,
+          effect: 'maybe',
+          details: { ...err?.details, restored: true },
+          cause: e,
+        },
+      );
+    });
   }
 
   async resume(containerId: string): Promise<ContainerInfo> {

@@ -129,7 +129,7 @@ export class GuestCommands {
 
   @on(GUEST_VERBS.restore, RestoreSchema)
   restore(req: z.infer<typeof RestoreSchema>): Promise<ContainerInfo> {
-    return this.cp.restore(req.migrationId, req.containerId, req.rounds);
+    return this.cp.restore(req.migrationId, req.containerId, req.rounds, req.resume ?? false);
   }
 
   @on(GUEST_VERBS.resume, ContainerRefSchema)

@@ -194,7 +194,8 @@ export class RuncDriver implements ContainerDriver {
    * network namespace went with `kill`; one made for the restore stays.
    */
   private async clear(id: string): Promise<void> {
-    if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    if ((await this.runc.initPid(id)) !== undefined)
+      await this.runc.lifecycle('delete-force', id).catch(rethrow);
     await rm(this.bundle(id), { recursive: true, force: true });
   }
 
@@ -216,16 +217,17 @@ export class RuncDriver implements ContainerDriver {
     return h;
   }
 
-  /** The held state, checked against runc's (a container whose process died is `killed`). */
+  /**
+   * The held state, checked against runc's (a container whose process died is `killed`), read from
+   * runc's state file and /proc ({@link Runc.initPid}): no runc to spawn inside the frozen window.
+   */
   private async info(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
     if (h.state !== 'killed') {
-      const s = await this.runc.state(id).catch(() => undefined);
-      if (!s || s.status === 'stopped' || s.pid === 0) h.state = 'killed';
+      const pid = await this.runc.initPid(id).catch(() => undefined);
+      if (!pid) h.state = 'killed';
       else {
-        const n = Number(
-          (await readFile(`/proc/${s.pid}/root${COUNTER_PATH}`, 'utf8').catch(() => '')).trim(),
-        );
+        const n = Number((await readFile(`/proc/${pid}/root${COUNTER_PATH}`, 'utf8').catch(() => '')).trim());
         if (Number.isSafeInteger(n) && n > 0) h.counter = n;
       }
     }
@@ -316,9 +318,9 @@ export class RuncDriver implements ContainerDriver {
   private async dirtySince(id: string, roundPages: number): Promise<number> {
     this.softDirty ??= softDirtyWorks();
     if (!(await this.softDirty)) return roundPages;
-    const s = await this.runc.state(id).catch(() => undefined);
-    if (!s?.pid) return roundPages;
-    return containerDirtyPages(s.pid).catch(() => roundPages);
+    const pid = await this.runc.initPid(id).catch(() => undefined);
+    if (!pid) return roundPages;
+    return containerDirtyPages(pid).catch(() => roundPages);
   }
 
   /**
@@ -478,7 +480,8 @@ export class RuncDriver implements ContainerDriver {
   async kill(id: string): Promise<ContainerInfo> {
     const h = this.get(id);
     await this.info(id);
-    if (await this.runc.state(id)) await this.runc.lifecycle('delete-force', id).catch(rethrow);
+    if ((await this.runc.initPid(id)) !== undefined)
+      await this.runc.lifecycle('delete-force', id).catch(rethrow);
     // Still locked if it was frozen: its sockets' FIN or RST never leave the namespace.
     if (h.spec.network) await this.netns.remove(id);
     h.state = 'killed';
