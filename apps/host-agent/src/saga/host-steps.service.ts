@@ -238,7 +238,6 @@ export class HostSteps {
   }
 }
 
-/** A migration that ended without reaching what the step waited for: the source runs on. */
 /** An SEV guest's mode from its 32-bit guest policy: SEV-ES when the policy requires it (bit ES). */
 export function sevModeOf(policy: number): VmSevMode {
   return (policy & SevPolicyBit.ES) !== 0 ? 'sev-es' : 'sev';
@@ -268,6 +267,7 @@ export function switchOverCommits(
   return why.length ? why.join('; ').slice(0, 500) : undefined;
 }
 
+/** A migration that ended without reaching what the step waited for: the source runs on. */
 function ended(r: TransferRecord, effect: 'none' | 'maybe' = 'none'): CcmError {
   return new CcmError(
     r.errorCode ?? HostErrorCodes.MigrationFailed,
