@@ -105,6 +105,15 @@ describe.each(COMMITTING)(
       },
     );
 
+    it('a switch-over whose every attempt failed with no effect rolls back to the source', () => {
+      const d = converged(result);
+      expect(d.awaited()?.step).toBe(VmStep.SwitchOver);
+      d.fail({ retryable: false, effect: 'none' });
+      while (d.awaited()) d.succeed();
+      expect(d.state.phase).toBe(SagaPhase.RolledBack);
+      expect(d.compensated()).toContain('start-migration');
+    });
+
     it('a switch-over that times out is not rolled back either', () => {
       const d = converged(result);
       while (d.awaited()) {

@@ -120,6 +120,36 @@ describe('await-convergence', () => {
   });
 });
 
+describe('switch-over', () => {
+  /** A switch-over whose transfer ends `Failed` while the source VM's record is `phase`. */
+  const failedWithSource = (phase: string) => {
+    const transfers = {
+      continue: () => Promise.resolve(),
+      current: () =>
+        Promise.resolve({
+          migrationId: 'mig-1',
+          vmId: 'tiny',
+          phase: 'Failed',
+          reason: 'the destination went away',
+        } as TransferRecord),
+    } as unknown as TransferService;
+    const config = { CCM_MIGRATION_POLL_MS: 1, CCM_MIGRATION_MAX_DURATION_MS: 5_000 } as HostAgentConfig;
+    const vms = { get: () => ({ record: { phase } }) } as unknown as VmService;
+    return new HostSteps(config, vms, transfers, {} as HostStore).switchOver({ ...cmd, step: 'switch-over' });
+  };
+
+  it('a failed switch-over whose source runs again took no effect (the saga may roll back)', async () => {
+    await expect(failedWithSource('Running')).rejects.toMatchObject({
+      code: HostErrorCodes.MigrationFailed,
+      effect: 'none',
+    });
+  });
+
+  it('a failed switch-over whose source does not run may have acted (an SEV source past SEND_FINISH)', async () => {
+    await expect(failedWithSource('Paused')).rejects.toMatchObject({ effect: 'maybe' });
+  });
+});
+
 describe('prepare-incoming', () => {
   it('gives the destination the guest address lease the saga read from the source', async () => {
     const asked: unknown[] = [];
