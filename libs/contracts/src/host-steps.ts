@@ -28,16 +28,23 @@ export const IncomingPreparedReplySchema = z
   .object({ targetVmId: IdSchema, incomingUri: z.string().regex(/^tcp:[^\s:]+:\d{1,5}$/) })
   .loose();
 
+/** The SEV mode of a guest the host-agent migrates, from its 32-bit guest policy (bit ES). */
+export const VM_SEV_MODES = ['sev', 'sev-es'] as const;
+export type VmSevMode = (typeof VM_SEV_MODES)[number];
+
 /**
  * `await-convergence` (source): the migration reached pause-before-switchover within budget, or (when
  * the request allowed it) pre-copy stalled and the migration switched to post-copy, paused before
  * the destination runs: `postcopy` is true and `commitsNextStep` says `switch-over` cannot be undone.
+ * An SEV guest's reply names its `sevMode` and carries `commitsNextStep` too: switch-over ends with
+ * SEND_FINISH, which leaves the source's guest context SENT, so the source can never resume after it.
  */
 export const ConvergedReplySchema = z
   .object({
     expectedDowntimeMs: z.number().min(0),
     bytesTransferred: z.number().int().min(0),
     postcopy: z.boolean().optional(),
+    sevMode: z.enum(VM_SEV_MODES).optional(),
     commitsNextStep: CommitsNextStepSchema.optional(),
   })
   .loose();

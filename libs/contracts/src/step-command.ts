@@ -97,7 +97,8 @@ export const StepDoneSchema = z.object({}).loose();
 
 /**
  * A success reply may say that the saga's next step, once sent, cannot be undone (e.g. a VM migration
- * that switched to post-copy: letting the destination run splits the guest between the hosts). The
+ * that switched to post-copy: letting the destination run splits the guest between the hosts; or an
+ * SEV guest's: SEND_FINISH at switch-over leaves the source's guest context SENT). The
  * coordinator hands it to the saga engine, which moves its point of no return to that step.
  */
 export const COMMITS_NEXT_STEP = 'commitsNextStep';

@@ -1,7 +1,7 @@
 import { type Outcome, describeOutcome, recordOutcome, retryIfAllowed, sendCommand } from './commands.js';
 import { StepClass } from './definition.js';
 import { CommandKind, SagaPhase, StepStatus } from './phases.js';
-import { movedPointOfNoReturn } from './state.js';
+import { mayHaveTakenEffect, movedPointOfNoReturn } from './state.js';
 import { beginRollback, compensateFrom } from './rollback.js';
 import { type Transition } from './transition.js';
 
@@ -17,7 +17,9 @@ export function start(tx: Transition): void {
  * - success sends the next step, or finishes `Succeeded` after the last;
  * - a retryable failure or a timeout with attempts left schedules a retry;
  * - otherwise the step gives up: before or at the pivot the saga rolls back; after it (a retriable
- *   step) there is no way back, so the saga ends `NeedsOperator`.
+ *   step) there is no way back, so the saga ends `NeedsOperator`. A point of no return a result moved
+ *   (post-copy, SEV) is passed once its step may have acted: every attempt of it failing with effect
+ *   `none` still rolls back.
  */
 export function onActionOutcome(tx: Transition, index: number, outcome: Outcome): void {
   recordOutcome(tx, index, CommandKind.Action, outcome);
@@ -39,8 +41,9 @@ export function onActionOutcome(tx: Transition, index: number, outcome: Outcome)
   const moved = movedPointOfNoReturn(tx.def, tx.state);
   if (tx.def.steps[index].class === StepClass.Retriable) {
     tx.finish(SagaPhase.NeedsOperator, `${reason}; past the point of no return, nothing is rolled back`);
-  } else if (moved && index >= moved.index) {
-    // Sent, so it may have acted: the source can no longer be resumed, so nothing is undone.
+  } else if (moved && (index > moved.index || mayHaveTakenEffect(step))) {
+    // Sent and it may have acted: the source can no longer be resumed, so nothing is undone. (The
+    // moved step itself failing with no effect in any attempt left the source as it was: roll back.)
     const at = tx.def.steps[moved.index].name;
     tx.finish(
       SagaPhase.NeedsOperator,

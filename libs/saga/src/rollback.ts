@@ -2,7 +2,13 @@ import { type SagaDefinition, type StepDefinition } from './definition.js';
 import { CancelRefusalReason, type CancelRefused } from './decisions.js';
 import { type Outcome, describeOutcome, recordOutcome, retryIfAllowed, sendCommand } from './commands.js';
 import { CommandKind, SagaPhase, StepStatus, isFinal } from './phases.js';
-import { type SagaState, type StepState, isPastPivot, mayHaveTakenEffect, pointOfNoReturn } from './state.js';
+import {
+  type SagaState,
+  type StepState,
+  isPastPivot,
+  mayHaveTakenEffect,
+  movedPointOfNoReturn,
+} from './state.js';
 import { type Transition } from './transition.js';
 
 /** Default reason recorded when a cancel request carries none. */
@@ -32,10 +38,12 @@ export function cancelRefusal(def: SagaDefinition, state: SagaState): CancelRefu
     );
   }
   if (state.phase === SagaPhase.Running && isPastPivot(def, state)) {
-    const pivot = def.steps[pointOfNoReturn(def, state)].name;
+    const moved = movedPointOfNoReturn(def, state);
+    const pivot = def.steps[moved?.index ?? def.pivotIndex].name;
     return refuse(
       CancelRefusalReason.PastPointOfNoReturn,
-      `migration ${state.migrationId} is past the point of no return (step "${pivot}" was sent); it can only complete`,
+      `migration ${state.migrationId} is past the point of no return (step "${pivot}" was sent` +
+        `${moved ? `: ${moved.reason}` : ''}); it can only complete`,
     );
   }
   return undefined;

@@ -120,8 +120,9 @@ export function mayHaveTakenEffect(step: StepState): boolean {
 /**
  * The result key by which a succeeded action says that the saga's next step, once sent, cannot be
  * undone (libs/contracts `COMMITS_NEXT_STEP`; its value is why). Used by the VM saga's converge step
- * when the migration switched to post-copy: letting the destination run splits the guest's memory
- * between the hosts, so the source can never resume after `switch-over` is sent.
+ * when the migration switched to post-copy (letting the destination run splits the guest's memory
+ * between the hosts) and for an SEV guest (switch-over ends with SEND_FINISH, which leaves the source's
+ * guest context SENT): either way the source can never resume after `switch-over` is sent.
  */
 export const COMMITS_NEXT_STEP = 'commitsNextStep';
 

@@ -42,6 +42,11 @@ const { KeyBroker, VmLifecycle, HostAgent, NetworkOverlay } = Participant;
  * failed verify still rolls everything back: `switch-back` stops the destination (target host), then
  * `cancel-migration` resumes the paused source (source host), then `destroy-incoming` removes the
  * destination. `destroy-source` is irreversible and is retried until done after the pivot.
+ *
+ * **Moved to `switch-over`** when the converge reply carries `commitsNextStep`: the migration switched to
+ * post-copy, or the guest is an SEV guest (SEV or SEV-ES), whose source context SEND_FINISH leaves SENT
+ * (no firmware command leads from SENT back to RUNNING). A cancel is refused once `switch-over` was sent, and a failure
+ * from then ends `NeedsOperator` with nothing rolled back.
  */
 export const VM_MIGRATION: SagaDefinition = defineSaga({
   name: 'vm-migration',

@@ -1,14 +1,21 @@
 import { HostErrorCodes, type StepCommand, type TransferPhase } from '@ccm/contracts';
+import { SevPolicyBit } from '@ccm/sev';
 import { describe, expect, it } from 'vitest';
 import { type HostAgentConfig } from '../config.js';
 import { type HostStore } from '../store/host-store.js';
-import { type TransferRecord } from '../store/records.js';
+import { type TransferRecord, type VmSev } from '../store/records.js';
 import { type TransferService } from '../transfer/transfer.service.js';
 import { type VmService } from '../vm/vm.service.js';
 import { HostSteps } from './host-steps.service.js';
 
-/** The source's transfer as `await-convergence` polls it: each poll answers the next record. */
-function stepsOver(records: Array<Partial<TransferRecord> & { phase: TransferPhase }>): HostSteps {
+/**
+ * The source's transfer as `await-convergence` polls it: each poll answers the next record. `sev`: the
+ * source VM's SEV record (its attested launch's policy), when it is an SEV guest.
+ */
+function stepsOver(
+  records: Array<Partial<TransferRecord> & { phase: TransferPhase }>,
+  sev?: VmSev,
+): HostSteps {
   let i = 0;
   const transfers = {
     current: () =>
@@ -22,20 +29,19 @@ function stepsOver(records: Array<Partial<TransferRecord> & { phase: TransferPha
       } as TransferRecord),
   } as unknown as TransferService;
   const config = { CCM_MIGRATION_POLL_MS: 1, CCM_MIGRATION_MAX_DURATION_MS: 5_000 } as HostAgentConfig;
-  return new HostSteps(config, {} as VmService, transfers, {} as HostStore);
+  const vms = { get: () => ({ record: { sev } }) } as unknown as VmService;
+  return new HostSteps(config, vms, transfers, {} as HostStore);
 }
 
-const cmd = { migrationId: 'mig-1', step: 'converge', workload: { id: 'tiny' } } as StepCommand;
+const cmd = { migrationId: 'mig-1', step: 'converge', workload: { id: 'tiny' }, context: {} } as StepCommand;
+const paused = {
+  phase: 'AwaitingSwitchover',
+  progress: { expectedDowntimeMs: 12, ramTransferredBytes: 4096 } as TransferRecord['progress'],
+} as const;
 
 describe('await-convergence', () => {
-  it('answers the expected downtime once the migration waits before switch-over', async () => {
-    const steps = stepsOver([
-      { phase: 'Active' },
-      {
-        phase: 'AwaitingSwitchover',
-        progress: { expectedDowntimeMs: 12, ramTransferredBytes: 4096 } as TransferRecord['progress'],
-      },
-    ]);
+  it('answers the expected downtime once the migration waits before switch-over (a plain guest commits nothing)', async () => {
+    const steps = stepsOver([{ phase: 'Active' }, paused]);
     await expect(steps.awaitConvergence(cmd)).resolves.toEqual({
       expectedDowntimeMs: 12,
       bytesTransferred: 4096,
@@ -62,6 +68,46 @@ describe('await-convergence', () => {
     });
   });
 
+  it.each([
+    { guest: 'an SEV', policy: SevPolicyBit.NODBG, sevMode: 'sev', label: 'SEV guest' },
+    {
+      guest: 'an SEV-ES',
+      policy: SevPolicyBit.NODBG | SevPolicyBit.ES,
+      sevMode: 'sev-es',
+      label: 'SEV-ES guest',
+    },
+  ])(
+    '$guest source says switch-over cannot be undone: SEND_FINISH leaves its context SENT',
+    async ({ policy, sevMode, label }) => {
+      const reply = await stepsOver([paused], { policy, secretInjected: true }).awaitConvergence(cmd);
+      expect(reply).toEqual({
+        expectedDowntimeMs: 12,
+        bytesTransferred: 4096,
+        sevMode,
+        commitsNextStep: expect.stringContaining(`${label}: switch-over ends with SEND_FINISH`),
+      });
+      expect(reply.commitsNextStep).toContain('the SEV source cannot be resumed after SEND_FINISH');
+    },
+  );
+
+  it("without the VM's record, the admission's SEV policy decides", async () => {
+    const context = { sevPolicy: SevPolicyBit.ES };
+    await expect(stepsOver([paused]).awaitConvergence({ ...cmd, context })).resolves.toMatchObject({
+      sevMode: 'sev-es',
+      commitsNextStep: expect.stringMatching(/^SEV-ES guest: /),
+    });
+  });
+
+  it('an SEV guest that switched to post-copy names both reasons', async () => {
+    const postcopy = { reason: 'pre-copy does not converge' } as TransferRecord['postcopy'];
+    const reply = await stepsOver([{ ...paused, postcopy }], {
+      policy: SevPolicyBit.NODBG,
+      secretInjected: true,
+    }).awaitConvergence(cmd);
+    expect(reply.postcopy).toBe(true);
+    expect(reply.commitsNextStep).toMatch(/^post-copy \(pre-copy does not converge\): .*; SEV guest: /);
+  });
+
   it('a migration the saga cancelled fails as Cancelled with its reason', async () => {
     const steps = stepsOver([
       { phase: 'Cancelling' },
@@ -71,6 +117,36 @@ describe('await-convergence', () => {
       code: HostErrorCodes.MigrationFailed,
       message: 'migration mig-1 Cancelled: cancelled by the migration saga',
     });
+  });
+});
+
+describe('switch-over', () => {
+  /** A switch-over whose transfer ends `Failed` while the source VM's record is `phase`. */
+  const failedWithSource = (phase: string) => {
+    const transfers = {
+      continue: () => Promise.resolve(),
+      current: () =>
+        Promise.resolve({
+          migrationId: 'mig-1',
+          vmId: 'tiny',
+          phase: 'Failed',
+          reason: 'the destination went away',
+        } as TransferRecord),
+    } as unknown as TransferService;
+    const config = { CCM_MIGRATION_POLL_MS: 1, CCM_MIGRATION_MAX_DURATION_MS: 5_000 } as HostAgentConfig;
+    const vms = { get: () => ({ record: { phase } }) } as unknown as VmService;
+    return new HostSteps(config, vms, transfers, {} as HostStore).switchOver({ ...cmd, step: 'switch-over' });
+  };
+
+  it('a failed switch-over whose source runs again took no effect (the saga may roll back)', async () => {
+    await expect(failedWithSource('Running')).rejects.toMatchObject({
+      code: HostErrorCodes.MigrationFailed,
+      effect: 'none',
+    });
+  });
+
+  it('a failed switch-over whose source does not run may have acted (an SEV source past SEND_FINISH)', async () => {
+    await expect(failedWithSource('Paused')).rejects.toMatchObject({ effect: 'maybe' });
   });
 });
 

@@ -10,7 +10,9 @@ import {
   type ConvergedReply,
   type StepCommand,
   type TransferPhase,
+  type VmSevMode,
 } from '@ccm/contracts';
+import { SevPolicyBit } from '@ccm/sev';
 import { SERVICE_CONFIG } from '@ccm/runtime';
 import { type HostAgentConfig } from '../config.js';
 import { HostStore } from '../store/host-store.js';
@@ -94,19 +96,16 @@ export class HostSteps {
   async awaitConvergence(cmd: StepCommand): Promise<ConvergedReply> {
     const r = await this.until(cmd.migrationId, (p) => !['Starting', 'Active', 'Cancelling'].includes(p));
     if (r.phase === 'Cancelled' || r.phase === 'Failed') throw ended(r);
+    // What this agent knows of the guest (its attested launch or arrival), else the admission's read.
+    const policy = this.vms.get(cmd.workload.id)?.record.sev?.policy ?? cmd.context.sevPolicy;
+    const sevMode = policy === undefined ? undefined : sevModeOf(policy);
+    const commits = switchOverCommits(r.postcopy?.reason, sevMode);
     return {
       expectedDowntimeMs: r.progress?.expectedDowntimeMs ?? 0,
       bytesTransferred: r.progress?.ramTransferredBytes ?? 0,
-      ...(r.postcopy
-        ? {
-            postcopy: true,
-            [COMMITS_NEXT_STEP]:
-              `post-copy (${r.postcopy.reason}): once the destination runs, the source cannot resume`.slice(
-                0,
-                500,
-              ),
-          }
-        : {}),
+      ...(r.postcopy ? { postcopy: true } : {}),
+      ...(sevMode ? { sevMode } : {}),
+      ...(commits ? { [COMMITS_NEXT_STEP]: commits } : {}),
     };
   }
 
@@ -114,8 +113,10 @@ export class HostSteps {
   async switchOver(cmd: StepCommand): Promise<object> {
     await this.transfers.continue(cmd.migrationId);
     const r = await this.until(cmd.migrationId, isFinalTransferPhase);
-    if (r.phase !== 'Completed') throw ended(r, 'maybe');
     const source = this.vms.get(cmd.workload.id);
+    // The source runs again: the switch-over left nothing behind that the rollback cannot undo (an SEV
+    // source past SEND_FINISH, or one left after a broken post-copy, is never Running here).
+    if (r.phase !== 'Completed') throw ended(r, source?.record.phase === 'Running' ? 'none' : 'maybe');
     return {
       figures: r.figures,
       sourceHeld: source?.record.phase === 'Paused',
@@ -237,6 +238,35 @@ export class HostSteps {
       await new Promise((res) => setTimeout(res, this.config.CCM_MIGRATION_POLL_MS));
     }
   }
+}
+
+/** An SEV guest's mode from its 32-bit guest policy: SEV-ES when the policy requires it (bit ES). */
+export function sevModeOf(policy: number): VmSevMode {
+  return (policy & SevPolicyBit.ES) !== 0 ? 'sev-es' : 'sev';
+}
+
+/**
+ * Why `switch-over` cannot be undone, when it cannot (the converge reply's `commitsNextStep`, which
+ * moves the saga's point of no return there): the migration switched to post-copy (`postcopyReason`),
+ * or the guest is an SEV guest, whose source context SEND_FINISH leaves SENT (../shared/spec/sev-api.md
+ * §4.3: no command leads from SENT back to RUNNING), so the source can never run again.
+ */
+export function switchOverCommits(
+  postcopyReason: string | undefined,
+  sevMode: VmSevMode | undefined,
+): string | undefined {
+  const why = [
+    ...(postcopyReason !== undefined
+      ? [`post-copy (${postcopyReason}): once the destination runs, the source cannot resume`]
+      : []),
+    ...(sevMode
+      ? [
+          `${sevMode === 'sev-es' ? 'SEV-ES' : 'SEV'} guest: switch-over ends with SEND_FINISH, which leaves ` +
+            `the source's guest context SENT; the SEV source cannot be resumed after SEND_FINISH`,
+        ]
+      : []),
+  ];
+  return why.length ? why.join('; ').slice(0, 500) : undefined;
 }
 
 /** A migration that ended without reaching what the step waited for: the source runs on. */

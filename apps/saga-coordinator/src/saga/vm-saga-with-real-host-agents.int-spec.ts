@@ -1,23 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type INestApplication } from '@nestjs/common';
-import { subjects, type VmView } from '@ccm/contracts';
+import { subjects } from '@ccm/contracts';
 import { loadTrustStore } from '@ccm/keys';
 import { signedRequest } from '@ccm/messaging';
-import {
-  pollUntil,
-  startTestStack,
-  type TestStack,
-  startActors,
-  newMigration,
-  settled,
-  type OperatorClient,
-  type ScriptedParticipants,
-} from '@ccm/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil, newMigration, settled } from '@ccm/testing';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startCoordinator } from '../testing/harness.js';
-import { startHostAgents, type HostAgents } from '../testing/host-agent-processes.js';
+import { vmSagaWorld } from '../testing/world.js';
 
 /**
  * The VM saga driven by the coordinator through two REAL host-agent processes (simulated hypervisor:
@@ -39,14 +28,15 @@ async function counters(serialLog: string): Promise<number[]> {
 const lastOf = (xs: number[]): number => xs[xs.length - 1] ?? 0;
 
 describe('VM saga through two real host-agent processes (sim hypervisor; key-broker, vm-lifecycle, network-overlay scripted)', () => {
-  let stack: TestStack;
-  let app: INestApplication;
-  let operator: OperatorClient;
-  let participants: ScriptedParticipants;
-  let hosts: HostAgents;
-
-  const vmOn = async (host: string, vmId: string): Promise<VmView | undefined> =>
-    (await hosts.send(host, 'describe', { vmId, all: true })).vms.find((v) => v.vmId === vmId);
+  const w = vmSagaWorld([A, B], () => ({
+    CCM_HYPERVISOR: 'sim',
+    CCM_SEV: 'off',
+    CCM_MIGRATION_POLL_MS: '50',
+    CCM_PROGRESS_INTERVAL_MS: '100',
+    CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: String(16 << 20),
+    // HEAVY stalls (pass 2 on) within seconds: it fails, or switches to post-copy when allowed
+    CCM_MIGRATION_STALL_TIMEOUT_MS: '3000',
+  }));
   const counterPasses = (serialLog: string, n: number) =>
     pollUntil(
       `${serialLog} to pass COUNTER ${n}`,
@@ -58,46 +48,23 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
       },
     );
   const launch = async (vmId: string, spec: typeof SPEC): Promise<string> => {
-    const { vm } = await hosts.send(A, 'launch', { vmId, spec });
+    const { vm } = await w.hosts.send(A, 'launch', { vmId, spec });
     const serial = join(vm.runDir, 'serial.log');
     await counterPasses(serial, 1);
     return serial;
   };
 
-  beforeAll(async () => {
-    stack = await startTestStack({ hostIds: [A, B] });
-    hosts = await startHostAgents(stack, [A, B], {
-      CCM_HYPERVISOR: 'sim',
-      CCM_SEV: 'off',
-      CCM_MIGRATION_POLL_MS: '50',
-      CCM_PROGRESS_INTERVAL_MS: '100',
-      CCM_MIGRATION_MAX_BANDWIDTH_BYTES_PER_SEC: String(16 << 20),
-      // HEAVY stalls (pass 2 on) within seconds: it fails, or switches to post-copy when allowed
-      CCM_MIGRATION_STALL_TIMEOUT_MS: '3000',
-    });
-    // Real step timeouts: verify watches the destination for up to 8 s of its 10 s.
-    app = await startCoordinator(stack, { CCM_SAGA_TIME_SCALE: '1', CCM_SAGA_MIN_STEP_TIMEOUT_MS: '1000' });
-    ({ operator, participants } = await startActors(stack, undefined, ['host-agent']));
-  });
-  afterAll(async () => {
-    await participants?.stop();
-    await operator?.close();
-    await app?.close();
-    await hosts?.stop();
-    await stack?.stop();
-  });
-
   it('migrates a running VM: the counter goes on at the destination, the source ends only after verify', async () => {
     const serialA = await launch('vm-ok', SPEC);
     const { key, id } = newMigration();
-    await operator.migrate({ workload: 'vm-ok', kind: 'vm', sourceHost: A, targetHost: B }, key);
-    const { detail, events } = await settled(operator, id, 90_000);
+    await w.operator.migrate({ workload: 'vm-ok', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail, events } = await settled(w.operator, id, 90_000);
     expect(detail.phase, detail.reason).toBe('Succeeded');
     const verify = detail.steps.find((s) => s.name === 'verify')!.attempts.at(-1)!;
     expect(verify).toMatchObject({ participant: 'saga-coordinator', status: 'Succeeded' });
     // the source ended only after verify passed, and the guest lives at the destination
-    expect(await vmOn(A, 'vm-ok')).toMatchObject({ phase: 'MigratedAway' });
-    const target = await vmOn(B, 'vm-ok');
+    expect(await w.vmOn(A, 'vm-ok')).toMatchObject({ phase: 'MigratedAway' });
+    const target = await w.vmOn(B, 'vm-ok');
     expect(target).toMatchObject({ phase: 'Running', origin: 'incoming', migrationId: id });
     const lastAtSource = lastOf(await counters(serialA));
     await counterPasses(join(target!.runDir, 'serial.log'), lastAtSource);
@@ -107,15 +74,15 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
         (e) => e.name === 'progressed' && (e.data['progress'] as { step?: string }).step === 'converge',
       ),
     ).toBe(true);
-    expect(participants.invalid).toEqual([]);
+    expect(w.participants.invalid).toEqual([]);
   });
 
   it('a destination that dies after switch-over (its guest panics on arrival): RolledBack with its console in the reason, the guest counts on at the source', async () => {
     const spec = { ...SPEC, cmdline: `${SPEC.cmdline} ccm.panic_on_arrival=1` };
     const serialA = await launch('vm-panic', spec);
     const { key, id } = newMigration();
-    await operator.migrate({ workload: 'vm-panic', kind: 'vm', sourceHost: A, targetHost: B }, key);
-    const { detail } = await settled(operator, id, 90_000);
+    await w.operator.migrate({ workload: 'vm-panic', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail } = await settled(w.operator, id, 90_000);
     expect(detail.phase).toBe('RolledBack');
     const verify = detail.steps.find((s) => s.name === 'verify')!.attempts.at(-1)!;
     expect(verify.error).toMatchObject({ code: 'GUEST_NOT_PROGRESSING' });
@@ -128,8 +95,8 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
     expect(compensated).toEqual(
       expect.arrayContaining(['switch-over', 'start-migration', 'prepare-incoming']),
     );
-    expect(await vmOn(A, 'vm-panic')).toMatchObject({ phase: 'Running' });
-    expect(await vmOn(B, 'vm-panic')).toMatchObject({ phase: 'Destroyed' });
+    expect(await w.vmOn(A, 'vm-panic')).toMatchObject({ phase: 'Running' });
+    expect(await w.vmOn(B, 'vm-panic')).toMatchObject({ phase: 'Destroyed' });
     const before = lastOf(await counters(serialA));
     await counterPasses(serialA, before + 1);
   });
@@ -137,38 +104,38 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
   it('allowed post-copy, a VM that cannot converge switches to it, the saga passes its point of no return at switch-over and succeeds', async () => {
     const serialA = await launch('vm-postcopy', HEAVY);
     const { key, id } = newMigration();
-    await operator.migrate(
+    await w.operator.migrate(
       { workload: 'vm-postcopy', kind: 'vm', sourceHost: A, targetHost: B, allowPostcopy: true },
       key,
     );
-    const { detail } = await settled(operator, id, 90_000);
+    const { detail } = await settled(w.operator, id, 90_000);
     expect(detail.phase, detail.reason).toBe('Succeeded');
     expect(detail.pointOfNoReturn).toMatchObject({
       step: 'switch-over',
       reason: expect.stringContaining('post-copy (pre-copy does not converge'),
     });
     // not held for a rollback: after post-copy the source cannot resume, it ended at completion
-    expect(await vmOn(A, 'vm-postcopy')).toMatchObject({ phase: 'MigratedAway' });
-    const target = await vmOn(B, 'vm-postcopy');
+    expect(await w.vmOn(A, 'vm-postcopy')).toMatchObject({ phase: 'MigratedAway' });
+    const target = await w.vmOn(B, 'vm-postcopy');
     expect(target).toMatchObject({ phase: 'Running', migrationId: id });
     await counterPasses(join(target!.runDir, 'serial.log'), lastOf(await counters(serialA)));
-    const [transfer] = (await hosts.send(A, 'describe', { vmId: 'vm-postcopy', all: true })).migrations;
+    const [transfer] = (await w.hosts.send(A, 'describe', { vmId: 'vm-postcopy', all: true })).migrations;
     expect(transfer.postcopy?.committedAt).toBeDefined();
   });
 
   it('without post-copy the same VM stalls: RolledBack with MIGRATION_STALLED, the source counts on, the destination is gone', async () => {
     const serialA = await launch('vm-stall', HEAVY);
     const { key, id } = newMigration();
-    await operator.migrate({ workload: 'vm-stall', kind: 'vm', sourceHost: A, targetHost: B }, key);
-    const { detail } = await settled(operator, id, 90_000);
+    await w.operator.migrate({ workload: 'vm-stall', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail } = await settled(w.operator, id, 90_000);
     expect(detail.phase).toBe('RolledBack');
     const converge = detail.steps.find((s) => s.name === 'converge')!.attempts.at(-1)!;
     expect(converge.error, detail.reason).toMatchObject({ code: 'MIGRATION_STALLED' });
     expect(detail.reason).toMatch(/no progress for \d+ ms/);
     expect(detail.pointOfNoReturn).toBeUndefined();
     expect(detail.steps.find((s) => s.name === 'switch-over')!.attempts).toEqual([]);
-    expect(await vmOn(A, 'vm-stall')).toMatchObject({ phase: 'Running' });
-    const target = await vmOn(B, 'vm-stall');
+    expect(await w.vmOn(A, 'vm-stall')).toMatchObject({ phase: 'Running' });
+    const target = await w.vmOn(B, 'vm-stall');
     if (target) expect(['Destroyed', 'Failed']).toContain(target.phase);
     await counterPasses(serialA, lastOf(await counters(serialA)) + 1);
   });
@@ -177,34 +144,34 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
     const spec = { ...HEAVY, cmdline: `${HEAVY.cmdline} ccm.panic_on_arrival=1` };
     await launch('vm-postcopy-panic', spec);
     const { key, id } = newMigration();
-    await operator.migrate(
+    await w.operator.migrate(
       { workload: 'vm-postcopy-panic', kind: 'vm', sourceHost: A, targetHost: B, allowPostcopy: true },
       key,
     );
-    const { detail } = await settled(operator, id, 90_000);
+    const { detail } = await settled(w.operator, id, 90_000);
     expect(detail.phase).toBe('NeedsOperator');
     expect(detail.reason).toMatch(/past the point of no return \("switch-over" was sent: post-copy/);
     expect(detail.reason).toMatch(/Kernel panic - not syncing/);
     const compensations = detail.steps.flatMap((s) => s.attempts.filter((a) => a.kind === 'compensation'));
     expect(compensations).toEqual([]);
-    expect(await vmOn(A, 'vm-postcopy-panic')).toMatchObject({ phase: 'MigratedAway' });
+    expect(await w.vmOn(A, 'vm-postcopy-panic')).toMatchObject({ phase: 'MigratedAway' });
   });
 
   it('a VM the source host does not run is refused at admission: nothing reaches a host-agent', async () => {
     const { key, id } = newMigration();
-    await operator.migrate({ workload: 'vm-nowhere', kind: 'vm', sourceHost: A, targetHost: B }, key);
-    const { detail } = await settled(operator, id, 30_000);
+    await w.operator.migrate({ workload: 'vm-nowhere', kind: 'vm', sourceHost: A, targetHost: B }, key);
+    const { detail } = await settled(w.operator, id, 30_000);
     expect(detail.phase).toBe('RolledBack');
     expect(detail.reason).toMatch(/runs no VM vm-nowhere/);
     expect(detail.steps.filter((s) => s.attempts.length > 0).map((s) => s.name)).toEqual(['admit']);
-    expect(await vmOn(B, 'vm-nowhere')).toBeUndefined();
+    expect(await w.vmOn(B, 'vm-nowhere')).toBeUndefined();
   });
 
   it.each(['vm-lifecycle', 'operator'] as const)(
     'a step command signed by %s (not the coordinator) is refused UNAUTHORIZED and changes nothing',
     async (signer) => {
       const serialA = await launch(`vm-attacked-${signer}`, SPEC);
-      const nc = await stack.connectAs(signer);
+      const nc = await w.stack.connectAs(signer);
       try {
         const cmd = {
           migrationId: 'mig-000000000000000000000001',
@@ -219,8 +186,8 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
         };
         const err = await signedRequest(
           nc,
-          await stack.identity(signer),
-          await loadTrustStore(stack.keysDir),
+          await w.stack.identity(signer),
+          await loadTrustStore(w.stack.keysDir),
           subjects.hostStep(A, 'destroy-vm'),
           cmd,
           z.unknown(),
@@ -233,7 +200,7 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
       } finally {
         await nc.close();
       }
-      expect(await vmOn(A, `vm-attacked-${signer}`)).toMatchObject({ phase: 'Running' });
+      expect(await w.vmOn(A, `vm-attacked-${signer}`)).toMatchObject({ phase: 'Running' });
       await counterPasses(serialA, lastOf(await counters(serialA)));
     },
   );
@@ -251,14 +218,14 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
       let release!: () => void;
       const hold = new Promise<void>((r) => (release = r));
       if (at === 'transport-session') {
-        participants.plan(id, (c) =>
+        w.participants.plan(id, (c) =>
           c.step === 'transport-session' && c.kind === 'action' ? { kind: 'hold', until: hold } : undefined,
         );
       }
-      await operator.migrate({ workload: vmId, kind: 'vm', sourceHost: A, targetHost: B }, key);
+      await w.operator.migrate({ workload: vmId, kind: 'vm', sourceHost: A, targetHost: B }, key);
       await pollUntil(
         `${id} to reach ${at}`,
-        () => operator.find(id),
+        () => w.operator.find(id),
         (m) => m?.currentStep === at,
         { timeoutMs: 30_000, intervalMs: 20 },
       );
@@ -266,18 +233,18 @@ describe('VM saga through two real host-agent processes (sim hypervisor; key-bro
         // the guest dirties faster than the link: the transfer is running, not converging
         await pollUntil(
           `${id} to be transferring`,
-          () => operator.eventsOf(id, 'progressed'),
+          () => w.operator.eventsOf(id, 'progressed'),
           (e) => e.length > 0,
         );
       }
-      await operator.cancel({ migrationId: id, reason: `test: cancel at ${at}` });
+      await w.operator.cancel({ migrationId: id, reason: `test: cancel at ${at}` });
       release();
-      const { detail } = await settled(operator, id, 60_000);
+      const { detail } = await settled(w.operator, id, 60_000);
       expect(detail.phase, detail.reason).toBe('Cancelled');
       expect(detail.steps.find((s) => s.name === 'switch-over')!.attempts).toEqual([]);
-      const source = await vmOn(A, vmId);
+      const source = await w.vmOn(A, vmId);
       expect(source).toMatchObject({ phase: 'Running' });
-      const target = await vmOn(B, vmId);
+      const target = await w.vmOn(B, vmId);
       if (target) expect(['Destroyed', 'Failed']).toContain(target.phase);
       const before = lastOf(await counters(serialA));
       await counterPasses(serialA, before + 1);

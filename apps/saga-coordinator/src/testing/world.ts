@@ -1,5 +1,5 @@
 import { type INestApplication } from '@nestjs/common';
-import { type DataPlaneProgress } from '@ccm/contracts';
+import { type DataPlaneProgress, type VmView } from '@ccm/contracts';
 import { CONTAINER_MIGRATION, VM_MIGRATION, type SagaDefinition } from '@ccm/saga';
 import {
   newMigration,
@@ -13,6 +13,7 @@ import {
 } from '@ccm/testing';
 import { afterAll, beforeAll } from 'vitest';
 import { startCoordinator } from './harness.js';
+import { startHostAgents, type HostAgents } from './host-agent-processes.js';
 
 /** Both sagas, for table-driven specs. */
 export const SAGAS = [CONTAINER_MIGRATION, VM_MIGRATION] as const;
@@ -57,6 +58,49 @@ export function coordinatorWorld(
     await world.participants?.stop();
     await world.operator?.close();
     await world.app?.close();
+    await world.stack?.stop();
+  });
+  return world;
+}
+
+/** What a VM saga spec with real host-agents works with; filled in by `beforeAll`. */
+export interface VmSagaWorld extends World {
+  hosts: HostAgents;
+  /** The VM `vmId` as the agent of `host` describes it (an ended one too). */
+  vmOn(host: string, vmId: string): Promise<VmView | undefined>;
+}
+
+/**
+ * Registers hooks that start a test stack, a REAL host-agent process per host (`agentEnv()`: hypervisor,
+ * SEV, migration settings, read when the hook runs), one coordinator replica with real step timeouts
+ * (verify watches the destination for up to 8 s of its 10 s), the operator client and scripted
+ * key-broker, vm-lifecycle and network-overlay (`script`, made once the agents run, e.g. from their
+ * chains); every host-agent step is answered by the agents themselves. All stop after the suite.
+ */
+export function vmSagaWorld(
+  hostIds: readonly string[],
+  agentEnv: () => Record<string, string>,
+  script?: (hosts: HostAgents) => Promise<Script>,
+): VmSagaWorld {
+  const world = {
+    vmOn: async (host: string, vmId: string) =>
+      (await world.hosts.send(host, 'describe', { vmId, all: true })).vms.find((v) => v.vmId === vmId),
+  } as VmSagaWorld;
+  beforeAll(async () => {
+    world.stack = await startTestStack({ hostIds: [...hostIds] });
+    world.hosts = await startHostAgents(world.stack, hostIds, agentEnv());
+    world.app = await startCoordinator(world.stack, {
+      CCM_SAGA_TIME_SCALE: '1',
+      CCM_SAGA_MIN_STEP_TIMEOUT_MS: '1000',
+    });
+    const answers = script ? await script(world.hosts) : undefined;
+    Object.assign(world, await startActors(world.stack, answers, ['host-agent']));
+  });
+  afterAll(async () => {
+    await world.participants?.stop();
+    await world.operator?.close();
+    await world.app?.close();
+    await world.hosts?.stop();
     await world.stack?.stop();
   });
   return world;
