@@ -32,7 +32,7 @@ describe('service HTTP endpoints (supertest against the real app)', () => {
     expect(res.text).toContain('process_cpu_user_seconds_total{service="network-overlay"');
   });
 
-  it('GET /metrics?name= serves that one metric, labelled too; an unknown name is a typed 404', async () => {
+  it('GET /metrics?name= serves that one metric, labelled too; an unknown name is a typed JSON 404', async () => {
     const res = await request(app.getHttpServer()).get('/metrics?name=ccm_handlers_in_flight').expect(200);
     expect(res.text).toContain('# TYPE ccm_handlers_in_flight gauge');
     expect(res.text).not.toContain('process_cpu_user_seconds_total');
@@ -42,6 +42,7 @@ describe('service HTTP endpoints (supertest against the real app)', () => {
     expect(cpu.text).toContain('process_cpu_user_seconds_total{service="network-overlay"');
     expect(cpu.text).not.toContain('ccm_handlers_in_flight');
     const none = await request(app.getHttpServer()).get('/metrics?name=no_such_metric').expect(404);
+    expect(none.headers['content-type']).toContain('application/json');
     expect(none.body).toMatchObject({ error: { code: 'NOT_FOUND' } });
     await request(app.getHttpServer()).get('/metrics?name=a&name=b').expect(400);
   });
