@@ -118,7 +118,11 @@ describe('messaging against a real nats-server and Postgres', () => {
     return openEnvelope(msg.data, trustOf(), ReplySchema, { subject: msg.subject });
   };
   let trustOf: () => TrustStore;
-  const signed = (data: unknown, extra: { idempotencykey?: string } = {}, subject = PROBE) =>
+  const signed = (
+    data: unknown,
+    extra: { idempotencykey?: string; correlationid?: string } = {},
+    subject = PROBE,
+  ) =>
     encodeEnvelope(
       sealEnvelope(operator, {
         natssubject: subject,
@@ -328,10 +332,12 @@ describe('messaging against a real nats-server and Postgres', () => {
     expect(rows[0].c).toBe(1);
   });
 
-  it('joins a repeat of a command still in flight to the run in hand (a re-send acts once)', async () => {
+  it('joins a repeat of a command still in flight to the run in hand (a re-send acts once), counted in flight once', async () => {
     const handlers = app.get(ProbeHandlers);
+    const registry = app.get<Registry>(METRICS_REGISTRY);
+    const inFlight = () => registry.getSingleMetricAsString('ccm_handlers_in_flight');
     const timed = async () => {
-      const text = await app.get<Registry>(METRICS_REGISTRY).metrics();
+      const text = await registry.metrics();
       const count = (name: string) =>
         [...text.matchAll(new RegExp(`^${name}\\{[^}]*subject="${WAIT}"[^}]*\\} (\\S+)$`, 'gm'))].reduce(
           (t, m) => t + Number(m[1]),
@@ -345,12 +351,16 @@ describe('messaging against a real nats-server and Postgres', () => {
     const before = await timed();
     // Five deliveries of one command, each its own envelope (as a requester's re-sends are).
     const replies = Array.from({ length: 5 }, () =>
-      send(signed({ n: 9 }, { idempotencykey: 'wait-9' }, WAIT), WAIT),
+      send(signed({ n: 9 }, { idempotencykey: 'wait-9', correlationid: 'mig-9' }, WAIT), WAIT),
     );
     await pollUntil('the first delivery to be taken', () => handlers.waits === 1);
     // Every copy has reached the service once a later request on the same connection is answered.
     await nc.flush();
     await send(signed({ n: 10 }));
+    // One run in hand, under its subject and migration; the joined copies do not count again.
+    expect(await inFlight()).toMatch(
+      new RegExp(`^ccm_handlers_in_flight\\{subject="${WAIT}",migration="mig-9"[^}]*\\} 1$`, 'm'),
+    );
     handlers.letGo();
     for (const r of await Promise.all(replies))
       expect(r.data).toEqual({ ok: true, result: { waits: 1, n: 9 } });
@@ -359,6 +369,8 @@ describe('messaging against a real nats-server and Postgres', () => {
     const after = await timed();
     expect(after.handled - before.handled).toBe(5);
     expect(after.timed - before.timed).toBe(1);
+    // Settled: the label set is gone, not left at 0.
+    expect(await inFlight()).not.toContain(WAIT);
   });
 
   it('stores a definite refusal as the reply and rolls back its effects', async () => {

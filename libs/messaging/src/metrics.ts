@@ -10,6 +10,8 @@ export class MessagingMetrics {
   readonly duration: Histogram<'subject'>;
   readonly outboxRelayed: Counter;
   readonly deadLettered: Counter<'consumer'>;
+  /** Handlers running in this process now (`ccm_handlers_in_flight`). */
+  readonly inFlight: HandlersInFlight;
   /** Set by the handler registry: reads every consumer's state when /metrics is scraped. */
   consumerHealth?: () => Promise<ConsumerHealth[]>;
 
@@ -38,6 +40,14 @@ export class MessagingMetrics {
       labelNames: ['consumer'],
       registers: [registry],
     });
+    this.inFlight = new HandlersInFlight(
+      new Gauge({
+        name: 'ccm_handlers_in_flight',
+        help: 'Messages whose handler runs in this process now, by subject and migration (envelope correlationid, empty when none)',
+        labelNames: ['subject', 'migration'],
+        registers: [registry],
+      }),
+    );
     // A scrape collects the four gauges at once: they share one read of every consumer.
     let read: Promise<ConsumerHealth[]> | undefined;
     const shared = () => {
@@ -77,5 +87,47 @@ export class MessagingMetrics {
     consumerGauge('ccm_consumer_lost', '1 while a lost consumer cannot be re-created', (h) =>
       h.lost ? 1 : 0,
     );
+  }
+}
+
+/** What a handler in flight is counted under. */
+export interface InFlightLabels {
+  /** The subject of the message being handled. */
+  subject: string;
+  /** The envelope's correlationid (a migration id), if any. */
+  migration?: string;
+}
+
+/**
+ * Counts the handlers running now by subject and migration, on a gauge: which commands this process
+ * holds (a test kills the replica that holds a step's command). Bounded by what runs at once: a label
+ * set is removed from the gauge when its count falls to zero.
+ */
+export class HandlersInFlight {
+  private readonly counts = new Map<string, number>();
+
+  constructor(private readonly gauge: Gauge<'subject' | 'migration'>) {}
+
+  /** Runs `handler`, counted under `labels` until it settles. */
+  async track<T>(labels: InFlightLabels, handler: () => Promise<T>): Promise<T> {
+    const l = { subject: labels.subject, migration: labels.migration ?? '' };
+    const key = `${l.subject} ${l.migration}`;
+    this.add(key, l, 1);
+    try {
+      return await handler();
+    } finally {
+      this.add(key, l, -1);
+    }
+  }
+
+  private add(key: string, l: Required<InFlightLabels>, by: 1 | -1): void {
+    const n = (this.counts.get(key) ?? 0) + by;
+    if (n > 0) {
+      this.counts.set(key, n);
+      this.gauge.set(l, n);
+    } else {
+      this.counts.delete(key);
+      this.gauge.remove(l);
+    }
   }
 }

@@ -175,10 +175,14 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
           { retryable: false },
         );
       }
+      // Counted in flight while the handler runs: not while a repeat waits on the inbox row of a
+      // run in another replica, so the gauge names the replica that acts.
+      const handle = (c: MessageContext) =>
+        this.metrics.inFlight.track({ subject: m.subject, migration: e.correlationid }, () => fn(e.data, c));
       const run = async (): Promise<Reply> =>
         o.idempotent && this.inbox && e.idempotencykey
-          ? this.inbox.run(e.idempotencykey, m.subject, (manager) => fn(e.data, { ...ctx, manager }))
-          : { ok: true, result: (await fn(e.data, ctx)) ?? null };
+          ? this.inbox.run(e.idempotencykey, m.subject, (manager) => handle({ ...ctx, manager }))
+          : { ok: true, result: (await handle(ctx)) ?? null };
       const key = `${e.source} ${m.subject} ${e.idempotencykey}`;
       joinedRun = !!e.idempotencykey && this.running.has(key);
       reply = await (e.idempotencykey ? this.joined(key, run) : run());
@@ -232,7 +236,10 @@ export class HandlerRegistry implements OnApplicationBootstrap, BeforeApplicatio
         onDeadLetter: () => this.metrics.deadLettered.inc({ consumer: o.durable }),
       },
       o,
-      fn,
+      (data, ctx) =>
+        this.metrics.inFlight.track({ subject: ctx.subject, migration: ctx.envelope.correlationid }, () =>
+          fn(data, ctx),
+        ),
     );
     await c.start();
     this.consumers.push(c);

@@ -18,8 +18,10 @@ export class CcmErrorFilter implements ExceptionFilter {
     const status = STATUS[err.code] ?? 500;
     host
       .switchToHttp()
-      .getResponse<{ status(code: number): { json(body: unknown): void } }>()
+      .getResponse<{ status(code: number): { type(t: string): { json(body: unknown): void } } }>()
       .status(status)
+      // JSON even where the route declares another type for its answers (/metrics: text/plain)
+      .type('application/json')
       .json({ statusCode: status, error: err.toPayload() });
   }
 }

@@ -32,6 +32,21 @@ describe('service HTTP endpoints (supertest against the real app)', () => {
     expect(res.text).toContain('process_cpu_user_seconds_total{service="network-overlay"');
   });
 
+  it('GET /metrics?name= serves that one metric, labelled too; an unknown name is a typed JSON 404', async () => {
+    const res = await request(app.getHttpServer()).get('/metrics?name=ccm_handlers_in_flight').expect(200);
+    expect(res.text).toContain('# TYPE ccm_handlers_in_flight gauge');
+    expect(res.text).not.toContain('process_cpu_user_seconds_total');
+    const cpu = await request(app.getHttpServer())
+      .get('/metrics?name=process_cpu_user_seconds_total')
+      .expect(200);
+    expect(cpu.text).toContain('process_cpu_user_seconds_total{service="network-overlay"');
+    expect(cpu.text).not.toContain('ccm_handlers_in_flight');
+    const none = await request(app.getHttpServer()).get('/metrics?name=no_such_metric').expect(404);
+    expect(none.headers['content-type']).toContain('application/json');
+    expect(none.body).toMatchObject({ error: { code: 'NOT_FOUND' } });
+    await request(app.getHttpServer()).get('/metrics?name=a&name=b').expect(400);
+  });
+
   it('an unknown route is a JSON 404, not a crash', async () => {
     const res = await request(app.getHttpServer()).get('/nope').expect(404);
     expect(res.body).toMatchObject({ statusCode: 404 });

@@ -28,6 +28,7 @@ export {
   type ServiceProcessOptions,
 } from './service-process.js';
 export { stepCommand } from './step-command.js';
+export { metricSamples, parseSamples, type MetricSample } from './metrics.js';
 export { overlayAdmission } from './overlay-admission.js';
 export { guestClient, startGuest, type GuestClient, type GuestProcess } from './guest-agents.js';
 export {

@@ -1,4 +1,4 @@
-import { schemaFor } from '@ccm/contracts';
+import { schemaFor, type ServiceName } from '@ccm/contracts';
 import { pollUntil } from '@ccm/testing';
 import { expect } from 'vitest';
 import pg from 'pg';
@@ -59,6 +59,19 @@ export class SagaRows {
       [id, step],
     );
     return r.rows[0]?.result ?? undefined;
+  }
+
+  /**
+   * True when `service`'s inbox holds a reply to the action of `step` (any attempt): the command was
+   * answered, its transaction committed. A replica killed while its handler runs stores none.
+   */
+  async commandAnswered(service: ServiceName, id: string, step: string): Promise<boolean> {
+    const r = await this.db.query(
+      `SELECT 1 FROM "${schemaFor(service)}".inbox
+       WHERE starts_with(idempotency_key, $1) AND reply IS NOT NULL`,
+      [`${id}:${step}:`],
+    );
+    return r.rowCount! > 0;
   }
 
   /** The migration's phase once it ended. */
