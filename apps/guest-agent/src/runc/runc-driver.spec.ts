@@ -151,14 +151,22 @@ describe('runc/CRIU failures as reply errors', () => {
   });
 });
 
+/** Runs `f` with a driver whose directory is a fresh temporary one (removed after). */
+async function inDriverDir(f: (d: RuncDriver, dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
+  try {
+    await f(
+      new RuncDriver({ CCM_GUEST_RUNC_DIR: dir, CCM_GUEST_RUNC_TIMEOUT_MS: 1000 } as GuestAgentConfig),
+      dir,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('runc driver stages rounds on the target as they arrive', () => {
-  it('writes a whole round, pre-dump or final (and its parent link), at once, leaves anything else to the restore, discard removes them', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
-    try {
-      const d = new RuncDriver({
-        CCM_GUEST_RUNC_DIR: dir,
-        CCM_GUEST_RUNC_TIMEOUT_MS: 1000,
-      } as GuestAgentConfig);
+  it('writes a whole round, pre-dump or final (and its parent link), at once, leaves anything else to the restore, discard removes them', () =>
+    inDriverDir(async (d, dir) => {
       const files = (n: number) => [{ name: 'pages-1.img', data: Buffer.alloc(4096 * n, n) }];
       const pre = (r: number, parentRound?: number) =>
         packArchive({
@@ -181,18 +189,10 @@ describe('runc driver stages rounds on the target as they arrive', () => {
       expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2', 'round-3']);
       await d.discard('m1');
       await expect(readdir(join(dir, 'images', 'm1'))).rejects.toThrow(/ENOENT/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('writes a round chunk by chunk into a staging directory that becomes the round only at the OK verdict; a refused round leaves nothing', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
-    try {
-      const d = new RuncDriver({
-        CCM_GUEST_RUNC_DIR: dir,
-        CCM_GUEST_RUNC_TIMEOUT_MS: 1000,
-      } as GuestAgentConfig);
+  it('writes a round chunk by chunk into a staging directory that becomes the round only at the OK verdict; a refused round leaves nothing', () =>
+    inDriverDir(async (d, dir) => {
       const base = join(dir, 'images', 'm1', 'c1');
       const image = packArchive({
         meta: { containerId: 'c1', spec, round: 1, final: false },
@@ -257,8 +257,5 @@ describe('runc driver stages rounds on the target as they arrive', () => {
       expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2']);
       expect(await readlink(join(base, 'round-2', 'parent'))).toBe('../round-1');
       await d.discard('m1');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
