@@ -81,8 +81,8 @@ function breakdown(
     ['A: netns lock', g(src, 'lock')],
     ['A: runc pause', g(src, 'pause')],
     ['A: CRIU dump', g(src, 'criuDump')],
-    // The image files are read and packed as the stream seals and sends them (before, whole first).
-    ['A: list (read + pack)', g(src, 'list') + g(src, 'read') + g(src, 'pack')],
+    // The image files are read and packed as the stream seals and sends them (not whole first).
+    ['A: list image files', g(src, 'list')],
     ['A: read + pack + seal + stream + verdict', g(src, 'stream')],
     ['dump call: NATS + agent', dumpCall - total(src)],
     ['cc: record round + dumped', g(cc, 'record') + g(cc, 'markDumped')],

@@ -376,7 +376,7 @@ export class RuncDriver implements ContainerDriver {
       await rm(staging, { recursive: true, force: true });
     };
     /** Disk work in order; the first failure stops it (the restore then writes the round). */
-    const then = (work: () => Promise<void>) => {
+    const inOrder = (work: () => Promise<void>) => {
       queue = queue.then(() => (ok ? work() : undefined)).catch(drop);
     };
     return {
@@ -397,10 +397,10 @@ export class RuncDriver implements ContainerDriver {
               return;
             }
             meta = m.meta;
-            then(() => mkdir(staging, { recursive: true }).then(() => undefined));
+            inOrder(() => mkdir(staging, { recursive: true }).then(() => undefined));
             continue;
           }
-          then(async () => {
+          inOrder(async () => {
             file ??= await open(join(staging, piece.name), 'wx');
             for (let off = 0; off < piece.data.length;)
               off += (await file.write(piece.data, off)).bytesWritten;
