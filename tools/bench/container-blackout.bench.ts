@@ -81,8 +81,9 @@ function breakdown(
     ['A: netns lock', g(src, 'lock')],
     ['A: runc pause', g(src, 'pause')],
     ['A: CRIU dump', g(src, 'criuDump')],
-    ['A: read + pack', g(src, 'read') + g(src, 'pack')],
-    ['A: seal + stream + verdict', g(src, 'stream')],
+    // The image files are read and packed as the stream seals and sends them (not whole first).
+    ['A: list image files', g(src, 'list')],
+    ['A: read + pack + seal + stream + verdict', g(src, 'stream')],
     ['dump call: NATS + agent', dumpCall - total(src)],
     ['cc: record round + dumped', g(cc, 'record') + g(cc, 'markDumped')],
     [
@@ -90,7 +91,8 @@ function breakdown(
       (restored['frozenBeforeMs'] as number) - (dump['frozenSoFarMs'] as number),
     ],
     ['B: validate rounds', g(tr, 'validate')],
-    ['B: wait staged + write', g(tr, 'staged') + g(tr, 'write')],
+    ['B: wait for the staged rounds', g(tr, 'staged')],
+    ['B: write rounds not staged', g(tr, 'write')],
     ['B: prepare (clear, netns, bundle)', g(tr, 'prepare')],
     ['B: runc restore (CRIU)', g(tr, 'criuRestore')],
     ['B: state after restore', g(tr, 'info')],

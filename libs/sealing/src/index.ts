@@ -10,7 +10,7 @@ export {
   type StreamBinding,
   frameBytes,
 } from './format.js';
-export { StreamSealer } from './sealer.js';
+export { StreamSealer, type StreamChunker } from './sealer.js';
 export { StreamOpener, type OpenedChunk } from './opener.js';
 export { FrameReader } from './frame-reader.js';
 export * from './key-seal.js';

@@ -66,14 +66,59 @@ export class StreamSealer {
 
   /** Seals a whole buffer as consecutive chunks of `chunkBytes`, the last one flagged (one empty chunk for no data). */
   *sealAll(data: Uint8Array, chunkBytes = DEFAULT_CHUNK_BYTES): Generator<Buffer> {
-    if (chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) throw new RangeError('bad chunk size');
-    if (data.length === 0) {
-      yield this.seal(data, true);
-      return;
-    }
-    for (let off = 0; off < data.length; off += chunkBytes) {
-      const end = Math.min(off + chunkBytes, data.length);
-      yield this.seal(data.subarray(off, end), end === data.length);
-    }
+    const c = this.chunker(chunkBytes);
+    yield* c.push(data);
+    yield* c.end();
   }
+
+  /**
+   * Seals data handed over in pieces (as it is read) as consecutive chunks of `chunkBytes`: the same
+   * frames {@link sealAll} gives for the pieces joined. A chunk is sealed as soon as a byte beyond it
+   * arrived (so the last one, at `end`, is known to be last); the pieces are kept, not copied, until
+   * sealed, so a caller must not reuse a piece's memory.
+   */
+  chunker(chunkBytes = DEFAULT_CHUNK_BYTES): StreamChunker {
+    if (chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) throw new RangeError('bad chunk size');
+    const pending: Buffer[] = [];
+    let held = 0;
+    const take = (n: number): Buffer => {
+      if (pending[0].length >= n) {
+        const out = pending[0].subarray(0, n);
+        pending[0] = pending[0].subarray(n);
+        if (pending[0].length === 0) pending.shift();
+        held -= n;
+        return out;
+      }
+      const pieces: Buffer[] = [];
+      for (let need = n; need > 0;) {
+        const p = pending[0];
+        const part = p.length <= need ? (pending.shift() as Buffer) : p.subarray(0, need);
+        if (part !== p) pending[0] = p.subarray(need);
+        pieces.push(part);
+        need -= part.length;
+      }
+      held -= n;
+      return Buffer.concat(pieces, n);
+    };
+    return {
+      push: (piece) => {
+        if (piece.length > 0) {
+          pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length));
+          held += piece.length;
+        }
+        const out: Buffer[] = [];
+        while (held > chunkBytes) out.push(this.seal(take(chunkBytes)));
+        return out;
+      },
+      end: () => [this.seal(held > 0 ? take(held) : Buffer.alloc(0), true)],
+    };
+  }
+}
+
+/** A sealer's chunking of data that comes in pieces ({@link StreamSealer.chunker}). */
+export interface StreamChunker {
+  /** Adds a piece: the frames of the chunks it completed (none while the chunk fills). */
+  push(piece: Uint8Array): Buffer[];
+  /** The stream's data is all there: the last frame (flagged last). */
+  end(): Buffer[];
 }

@@ -212,6 +212,37 @@ describe('sealed image stream', () => {
     );
   });
 
+  it.each<[string, number[]]>([
+    ['pieces smaller than a chunk', [1, 333, 999, 1000, 7]],
+    ['pieces larger than a chunk', [2500, 4321]],
+    ['a piece ending exactly at a chunk boundary', [1000, 2000]],
+    ['empty pieces among them', [0, 4000, 0, 1]],
+  ])('seals data handed over in %s as the very frames sealAll gives for it whole', (_what, cuts) => {
+    const fixed = () => Buffer.alloc(16, 9);
+    const whole = [...new StreamSealer(key, binding, fixed).sealAll(data, 1000)];
+    const c = new StreamSealer(key, binding, fixed).chunker(1000);
+    const frames: Buffer[] = [];
+    let off = 0;
+    for (const n of [...cuts, data.length]) {
+      frames.push(...c.push(data.subarray(off, Math.min(off + n, data.length))));
+      off = Math.min(off + n, data.length);
+    }
+    frames.push(...c.end());
+    expect(frames).toHaveLength(whole.length);
+    frames.forEach((f, i) => expect(f.equals(whole[i]), `frame ${i}`).toBe(true));
+    expect(openAll(frames).equals(data)).toBe(true);
+  });
+
+  it('chunker: nothing handed over is one empty last chunk; a bad chunk size is refused', () => {
+    const c = new StreamSealer(key, binding).chunker(1000);
+    expect(c.push(Buffer.alloc(0))).toEqual([]);
+    const frames = c.end();
+    expect(frames).toHaveLength(1);
+    expect(openAll(frames)).toHaveLength(0);
+    expect(() => new StreamSealer(key, binding).chunker(0)).toThrow(RangeError);
+    expect(() => new StreamSealer(key, binding).chunker(MAX_CHUNK_BYTES + 1)).toThrow(RangeError);
+  });
+
   it('sealer refuses misuse: bad key, bad binding, sealing after the end', () => {
     expect(() => new StreamSealer(randomBytes(16), binding)).toThrow(RangeError);
     expect(() => new StreamSealer(key, { ...binding, challenge: randomBytes(8) })).toThrow(RangeError);

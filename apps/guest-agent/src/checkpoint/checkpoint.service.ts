@@ -147,9 +147,18 @@ export class CheckpointService implements OnModuleDestroy {
     const have = this.receivers.get(k);
     if (have && have.receiver.reception.status !== 'refused') return have.address;
     have?.receiver.close();
-    const receiver = new RoundReceiver(this.key(migrationId), { migrationId, round }, (r) => {
-      if (r.status === 'complete') void this.driver.stage?.(migrationId, containerId, round, r.image);
-    });
+    const key = this.key(migrationId);
+    // The driver writes the round as its chunks open; it becomes the round's only at the OK verdict.
+    const stager = this.driver.stager?.(migrationId, containerId, round);
+    const receiver = new RoundReceiver(
+      key,
+      { migrationId, round },
+      (r) => {
+        if (r.status === 'complete') void stager?.complete(r.image);
+        else stager?.abort();
+      },
+      stager && ((plaintext) => stager.push(plaintext)),
+    );
     const address = await receiver.listen(this.config.CCM_GUEST_STREAM_HOST);
     this.receivers.set(k, { receiver, address });
     return address;

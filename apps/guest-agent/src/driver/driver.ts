@@ -12,18 +12,38 @@ export interface ContainerSpec {
 
 /** One round's checkpoint image, ready for the sealed stream. */
 export interface RoundImage {
-  /** The plaintext the sealed stream carries (opaque to the stream). */
-  readonly image: Buffer;
+  /**
+   * The plaintext the sealed stream carries (opaque to the stream): whole, or in pieces read as the
+   * stream takes them (the runc driver reads CRIU's files as they are sealed and sent; consumed once).
+   */
+  readonly image: Buffer | AsyncIterable<Buffer>;
   /** Memory pages the round holds. */
   readonly pages: number;
   /** The container runtime's own time to dump the round (runc: CRIU), when the driver has one. */
   readonly runtimeMs?: number;
-  /** The round's parts in the driver (lock, pause, criuDump, read, pack), when it times them. */
+  /** The round's parts in the driver before the stream (lock, pause, criuDump, list), when it times them. */
   readonly phasesMs?: Record<string, number>;
   /** Pages dirtied since the round's snapshot, as far as the driver knows (what a next round sends). */
   dirtyPages(): Promise<number>;
   /** The round did not arrive whole: what it carried must go again in the retry. */
   failed(): void;
+}
+
+/**
+ * Target: one round's reception as the driver stages it. It sees only chunks the stream opened
+ * (authenticated, in order); until `complete` nothing it wrote is the round's, so a refused or cut
+ * round leaves nothing a restore could use.
+ */
+export interface RoundStager {
+  /** The next opened chunk's plaintext, in order (never throws: a stager that cannot go on stops). */
+  push(plaintext: Buffer): void;
+  /**
+   * The round's verdict was OK (every chunk came and opened); `image` is its whole plaintext. Resolves
+   * with whether the round was staged (never rejects: the restore deals with a round that was not).
+   */
+  complete(image: Buffer): Promise<boolean>;
+  /** The round was refused or abandoned: what was written goes. */
+  abort(): void;
 }
 
 /**
@@ -42,11 +62,11 @@ export interface ContainerDriver {
   /** Pre-dump round `round` (the container runs on), or freeze and dump the final round. */
   checkpoint(migrationId: string, id: string, round: number, final: boolean): Promise<RoundImage>;
   /**
-   * Target: a round arrived whole (a pre-dump round, or the final dump); the driver may prepare it for
-   * the restore now (the runc driver writes its image files), so the restore has less to do. Resolves
-   * with whether it did (never rejects: the restore deals with a round that was not staged).
+   * Target: a round starts to arrive; the driver may write it for the restore as its chunks are opened
+   * (the runc driver writes CRIU's files into a staging directory and makes it the round's only at the
+   * round's verdict), so the restore has less to do. Undefined when the driver stages nothing.
    */
-  stage?(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean>;
+  stager?(migrationId: string, id: string, round: number): RoundStager;
   /** Builds the container from the received rounds (images[0] is round 1; the last is the final dump), not resumed. */
   restore(migrationId: string, id: string, images: readonly Buffer[]): Promise<ContainerInfo>;
   /** Runs a restored (target) or frozen (source, rollback) container again. */

@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCcmError } from '@ccm/contracts';
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE_MAGIC, packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
+import {
+  ARCHIVE_MAGIC,
+  type ArchivePiece,
+  archiveStream,
+  ArchiveUnpacker,
+  listImageDir,
+  packArchive,
+  readImageDir,
+  unpackArchive,
+  writeImageDir,
+} from './archive.js';
 
 const files = [
   { name: 'inventory.img', data: Buffer.from('inv') },
@@ -105,4 +115,73 @@ describe('image archive', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('streams a directory file by file, in pieces, as the very bytes packArchive gives', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ccm-archive-'));
+    try {
+      for (const f of files) await writeFile(join(dir, f.name), f.data);
+      const header = { meta: { round: 1 }, files: await listImageDir(dir) };
+      const pieces: Buffer[] = [];
+      for await (const p of archiveStream(dir, header, 3000)) pieces.push(p);
+      expect(Math.max(...pieces.map((p) => p.length))).toBeLessThanOrEqual(Math.max(3000, pieces[0].length));
+      expect(pieces.length).toBeGreaterThan(files.length);
+      const whole = packArchive({ meta: header.meta, files: await readImageDir(dir) });
+      expect(Buffer.concat(pieces).equals(whole)).toBe(true);
+      // A file that is not what was listed when it is read is refused, not sent cut.
+      await writeFile(join(dir, 'pages-1.img'), Buffer.alloc(100));
+      await expect(collect(archiveStream(dir, header, 3000))).rejects.toThrow(/shrank/);
+      await writeFile(join(dir, 'pages-1.img'), Buffer.alloc(9000));
+      await expect(collect(archiveStream(dir, header, 3000))).rejects.toThrow(/grew/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+describe('image archive unpacked as it arrives', () => {
+  const whole = packArchive({ meta: { round: 2 }, files });
+  /** The pieces an unpacker finds in `b` handed over in cuts of `n` bytes. */
+  const unpackIn = (b: Buffer, n: number): { pieces: ArchivePiece[]; u: ArchiveUnpacker } => {
+    const u = new ArchiveUnpacker();
+    const pieces: ArchivePiece[] = [];
+    for (let off = 0; off < b.length; off += n) pieces.push(...u.push(b.subarray(off, off + n)));
+    return { pieces, u };
+  };
+
+  it.each([1, 7, 100, 5000, whole.length])(
+    'in pieces of %i bytes: the header, then each file whole and in order',
+    (n) => {
+      const { pieces, u } = unpackIn(whole, n);
+      expect(u.complete).toBe(true);
+      const [head, ...data] = pieces;
+      expect(head).toEqual({
+        kind: 'header',
+        header: { meta: { round: 2 }, files: files.map((f) => ({ name: f.name, size: f.data.length })) },
+      });
+      for (const f of files) {
+        const mine = data.filter((p) => p.kind === 'data' && p.name === f.name) as Array<{
+          data: Buffer;
+          end: boolean;
+        }>;
+        expect(Buffer.concat(mine.map((p) => p.data)).equals(f.data)).toBe(true);
+        expect(mine.map((p) => p.end)).toEqual([...mine.slice(1).map(() => false), true]);
+      }
+    },
+  );
+
+  it('is not complete while a file is cut, and refuses what unpackArchive refuses', () => {
+    expect(unpackIn(whole.subarray(0, -1), 64).u.complete).toBe(false);
+    expect(unpackIn(whole.subarray(0, 20), 64).u.complete).toBe(false);
+    expect(malformed(() => unpackIn(Buffer.concat([whole, Buffer.from('x')]), 64))).toMatch(/after the last/);
+    expect(malformed(() => unpackIn(Buffer.from('tar archive, not ours'), 4))).toMatch(/magic/);
+    expect(
+      malformed(() => unpackIn(withHeader({ meta: {}, files: [{ name: '../x', size: 1 }] }), 3)),
+    ).toMatch(/not allowed/);
+  });
+});
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}

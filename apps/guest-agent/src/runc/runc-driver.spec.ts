@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CcmError, isCcmError } from '@ccm/contracts';
 import { CriuFailedError, CriuInvalidArgumentError, CriuReason } from '@ccm/criu';
+import { pollUntil } from '@ccm/testing';
 import { describe, expect, it } from 'vitest';
 import { type GuestAgentConfig } from '../config.js';
 import { packArchive } from './archive.js';
@@ -150,14 +151,22 @@ describe('runc/CRIU failures as reply errors', () => {
   });
 });
 
+/** Runs `f` with a driver whose directory is a fresh temporary one (removed after). */
+async function inDriverDir(f: (d: RuncDriver, dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
+  try {
+    await f(
+      new RuncDriver({ CCM_GUEST_RUNC_DIR: dir, CCM_GUEST_RUNC_TIMEOUT_MS: 1000 } as GuestAgentConfig),
+      dir,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('runc driver stages rounds on the target as they arrive', () => {
-  it('writes a whole round, pre-dump or final (and its parent link), at once, leaves anything else to the restore, discard removes them', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ccm-runc-stage-'));
-    try {
-      const d = new RuncDriver({
-        CCM_GUEST_RUNC_DIR: dir,
-        CCM_GUEST_RUNC_TIMEOUT_MS: 1000,
-      } as GuestAgentConfig);
+  it('writes a whole round, pre-dump or final (and its parent link), at once, leaves anything else to the restore, discard removes them', () =>
+    inDriverDir(async (d, dir) => {
       const files = (n: number) => [{ name: 'pages-1.img', data: Buffer.alloc(4096 * n, n) }];
       const pre = (r: number, parentRound?: number) =>
         packArchive({
@@ -180,8 +189,73 @@ describe('runc driver stages rounds on the target as they arrive', () => {
       expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2', 'round-3']);
       await d.discard('m1');
       await expect(readdir(join(dir, 'images', 'm1'))).rejects.toThrow(/ENOENT/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
+
+  it('writes a round chunk by chunk into a staging directory that becomes the round only at the OK verdict; a refused round leaves nothing', () =>
+    inDriverDir(async (d, dir) => {
+      const base = join(dir, 'images', 'm1', 'c1');
+      const image = packArchive({
+        meta: { containerId: 'c1', spec, round: 1, final: false },
+        files: [
+          { name: 'inventory.img', data: Buffer.from('inv') },
+          { name: 'pages-1.img', data: Buffer.alloc(3 * 4096 + 5, 3) },
+          { name: 'empty.img', data: Buffer.alloc(0) },
+        ],
+      });
+      const chunks = (n: number) =>
+        Array.from({ length: Math.ceil(image.length / n) }, (_, i) => image.subarray(i * n, (i + 1) * n));
+      // Received, not yet verified: the files are written, but not as the round.
+      const s = d.stager('m1', 'c1', 1);
+      for (const c of chunks(1000)) s.push(c);
+      const staging = await pollUntil(
+        'the round is written into its staging directory',
+        () => readdir(base).catch(() => [] as string[]),
+        (e) => e.length === 1 && /^staging-1-/.test(e[0]),
+        { timeoutMs: 5_000, intervalMs: 20 },
+      );
+      await pollUntil(
+        'every file of the round is in it',
+        () => readdir(join(base, staging[0])).catch(() => [] as string[]),
+        (e) => e.length === 3,
+        { timeoutMs: 5_000, intervalMs: 20 },
+      );
+      expect(await s.complete(image)).toBe(true);
+      expect(await readdir(base)).toEqual(['round-1']);
+      expect(
+        (await readFile(join(base, 'round-1', 'pages-1.img'))).equals(Buffer.alloc(3 * 4096 + 5, 3)),
+      ).toBe(true);
+      expect((await readdir(join(base, 'round-1'))).sort()).toEqual([
+        'empty.img',
+        'inventory.img',
+        'pages-1.img',
+      ]);
+
+      // Round 2 refused halfway (a chunk altered, dropped, …): its staging directory goes, round 1 stays.
+      const r2 = packArchive({
+        meta: { containerId: 'c1', spec, round: 2, final: true, parentRound: 1 },
+        files: [{ name: 'pages-1.img', data: Buffer.alloc(8192, 2) }],
+      });
+      const refused = d.stager('m1', 'c1', 2);
+      refused.push(r2.subarray(0, 2000));
+      refused.abort();
+      await pollUntil(
+        'the refused round left nothing',
+        () => readdir(base),
+        (e) => e.length === 1,
+        { timeoutMs: 5_000, intervalMs: 20 },
+      );
+      expect(await readdir(base)).toEqual(['round-1']);
+      // A round whose archive is cut at the verdict (never with an OK stream) is not staged either.
+      const cut = d.stager('m1', 'c1', 2);
+      cut.push(r2.subarray(0, r2.length - 1));
+      expect(await cut.complete(r2)).toBe(false);
+      expect(await readdir(base)).toEqual(['round-1']);
+      // Received again whole: staged.
+      const again = d.stager('m1', 'c1', 2);
+      for (const c of [r2.subarray(0, 7), r2.subarray(7)]) again.push(c);
+      expect(await again.complete(r2)).toBe(true);
+      expect((await readdir(base)).sort()).toEqual(['round-1', 'round-2']);
+      expect(await readlink(join(base, 'round-2', 'parent'))).toBe('../round-1');
+      await d.discard('m1');
+    }));
 });

@@ -1,4 +1,14 @@
-import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CcmError,
@@ -13,8 +23,20 @@ import { CriuFailedError, CriuTimeoutError, execRunner, isCriuError, Runc } from
 import { Phases } from '@ccm/runtime';
 import { z } from 'zod';
 import { type GuestAgentConfig } from '../config.js';
-import { type ContainerDriver, type ContainerSpec, type RoundImage } from '../driver/driver.js';
-import { packArchive, readImageDir, unpackArchive, writeImageDir } from './archive.js';
+import {
+  type ContainerDriver,
+  type ContainerSpec,
+  type RoundImage,
+  type RoundStager,
+} from '../driver/driver.js';
+import {
+  type ArchivePiece,
+  ArchiveUnpacker,
+  archiveStream,
+  listImageDir,
+  unpackArchive,
+  writeImageDir,
+} from './archive.js';
 import { COUNTER_PATH, makeBundle } from './bundle.js';
 import { ContainerNetns } from './netns.js';
 import { containerDirtyPages, softDirtyWorks } from './soft-dirty.js';
@@ -98,8 +120,8 @@ const rethrow = (e: unknown): never => {
  * checkpoint --pre-dump` with the previous round as parent (CRIU's memory tracking), the final dump
  * freezes the container (`runc pause`: the cgroup freezer) and dumps it with `--leave-running
  * --tcp-established`, so the source stays frozen — `thaw` is `runc resume`, instant and with nothing
- * to restore — until `kill` removes it. Each round's image directory travels as a {@link packArchive}
- * archive; the target unpacks each round into its own directory, links `parent` as the source had
+ * to restore — until `kill` removes it. Each round's image directory travels as an archive
+ * ({@link archiveStream}, read as it is sent); the target unpacks each round into its own directory, links `parent` as the source had
  * it, `runc restore`s from the last with CRIU's `leave-stopped` (through the bundle's CRIU
  * configuration file: runc has no flag for it), and `resume` sends the stopped tasks SIGCONT. A
  * container with a network lives in a namespace the driver makes ({@link ContainerNetns}): the
@@ -130,6 +152,8 @@ export class RuncDriver implements ContainerDriver {
    */
   private readonly cleared = new Map<string, Promise<boolean>>();
   private readonly dir: string;
+  /** Staging directories made so far (each reception's own name). */
+  private stagings = 0;
   private kernelReady: Promise<void> | undefined;
   /** Whether the kernel keeps soft-dirty bits (checked once, on the first pre-dump's count). */
   private softDirty: Promise<boolean> | undefined;
@@ -283,7 +307,7 @@ export class RuncDriver implements ContainerDriver {
       runtimeMs = p.ms['criuDump'];
       await writeFile(done, '');
     }
-    const files = await p.time('read', () => readImageDir(dir));
+    const files = await p.time('list', () => listImageDir(dir));
     const meta: RoundMeta = {
       containerId: id,
       round,
@@ -297,8 +321,9 @@ export class RuncDriver implements ContainerDriver {
     };
     const pages = files
       .filter((f) => /^pages-\d+\.img$/.test(f.name))
-      .reduce((sum, f) => sum + Math.ceil(f.data.length / PAGE_BYTES), 0);
-    const image = await p.time('pack', () => packArchive({ meta, files }));
+      .reduce((sum, f) => sum + Math.ceil(f.size / PAGE_BYTES), 0);
+    // Read file by file as the stream seals and sends it: no whole archive in memory first.
+    const image = archiveStream(dir, { meta, files }, this.config.CCM_GUEST_STREAM_CHUNK_BYTES);
     return {
       image,
       pages,
@@ -324,41 +349,112 @@ export class RuncDriver implements ContainerDriver {
   }
 
   /**
-   * A round that arrived whole is unpacked into its image directory now: a pre-dump round while the
-   * source still runs, the final dump while its report and the `restore` command travel, so the
-   * restore (inside the frozen time) has no image to write. A round whose archive or meta is not what
-   * the restore would accept is left for the restore to refuse (it checks every round again, and uses
-   * a staged directory only for the very buffer that was staged). Resolves with whether the round was
-   * written.
+   * Target: a round is written as its chunks are opened, into a staging directory of its own (the
+   * archive checked as {@link ArchiveUnpacker} reads it, the meta as soon as the header is whole); at
+   * the round's OK verdict the staging directory becomes the round's directory, `parent` linked as the
+   * source had it: a pre-dump round while the source still runs, the final dump while it streams, so
+   * the restore (inside the frozen time) has no image to write. A refused or abandoned round's staging
+   * directory goes; a round whose archive or meta is not what the restore would accept is left for the
+   * restore to refuse (it checks every round again, and uses a staged directory only for the very
+   * buffer that was staged).
    */
-  stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
+  stager(migrationId: string, id: string, round: number): RoundStager {
     const key = `${migrationId}:${id}`;
     const rounds = this.staged.get(key) ?? new Map<number, { image: Buffer; written: Promise<boolean> }>();
     this.staged.set(key, rounds);
-    const before = rounds.get(round)?.written ?? Promise.resolve(false);
-    const written = before
-      .then(async () => {
-        const a = unpackArchive(image);
-        const m = roundMetaProblem(a.meta, id, round);
-        if (m.problem !== undefined) return false;
-        const dir = join(this.images(migrationId, id), `round-${round}`);
-        await rm(dir, { recursive: true, force: true });
-        await writeImageDir(dir, a.files);
-        if (m.meta.parentRound) await symlink(`../round-${m.meta.parentRound}`, join(dir, 'parent'));
-        if (m.meta.spec.network) this.prepareNet(migrationId, id, m.meta.spec.network);
-        if (!this.cleared.has(key) && !this.held.has(id))
-          this.cleared.set(
-            key,
-            this.clear(id).then(
-              () => true,
+    const base = this.images(migrationId, id);
+    const staging = join(base, `staging-${round}-${++this.stagings}`);
+    const unpacker = new ArchiveUnpacker();
+    let meta: RoundMeta | undefined;
+    let ok = true;
+    let file: FileHandle | undefined;
+    let queue = Promise.resolve();
+    const drop = async () => {
+      ok = false;
+      await file?.close().catch(() => undefined);
+      file = undefined;
+      await rm(staging, { recursive: true, force: true });
+    };
+    /** Disk work in order; the first failure stops it (the restore then writes the round). */
+    const inOrder = (work: () => Promise<void>) => {
+      queue = queue.then(() => (ok ? work() : undefined)).catch(drop);
+    };
+    return {
+      push: (plaintext) => {
+        if (!ok) return;
+        let pieces: ArchivePiece[];
+        try {
+          pieces = unpacker.push(plaintext);
+        } catch {
+          ok = false;
+          return;
+        }
+        for (const piece of pieces) {
+          if (piece.kind === 'header') {
+            const m = roundMetaProblem(piece.header.meta, id, round);
+            if (m.problem !== undefined) {
+              ok = false;
+              return;
+            }
+            meta = m.meta;
+            inOrder(() => mkdir(staging, { recursive: true }).then(() => undefined));
+            continue;
+          }
+          inOrder(async () => {
+            file ??= await open(join(staging, piece.name), 'wx');
+            for (let off = 0; off < piece.data.length;)
+              off += (await file.write(piece.data, off)).bytesWritten;
+            if (piece.end) {
+              await file.close();
+              file = undefined;
+            }
+          });
+        }
+      },
+      complete: (image) => {
+        const before = rounds.get(round)?.written ?? Promise.resolve(false);
+        const written = Promise.all([before, queue])
+          .then(async () => {
+            if (!ok || !unpacker.complete || !meta) {
+              await drop();
+              return false;
+            }
+            const dir = join(base, `round-${round}`);
+            await rm(dir, { recursive: true, force: true });
+            await rename(staging, dir);
+            if (meta.parentRound) await symlink(`../round-${meta.parentRound}`, join(dir, 'parent'));
+            if (meta.spec.network) this.prepareNet(migrationId, id, meta.spec.network);
+            if (!this.cleared.has(key) && !this.held.has(id))
+              this.cleared.set(
+                key,
+                this.clear(id).then(
+                  () => true,
+                  () => false,
+                ),
+              );
+            return true;
+          })
+          .catch(() =>
+            drop().then(
+              () => false,
               () => false,
             ),
           );
-        return true;
-      })
-      .catch(() => false);
-    rounds.set(round, { image, written });
-    return written;
+        rounds.set(round, { image, written });
+        return written;
+      },
+      abort: () => {
+        ok = false;
+        queue = queue.then(drop).catch(() => undefined);
+      },
+    };
+  }
+
+  /** A round that arrived whole, staged at once ({@link stager} with the round in one piece). */
+  stage(migrationId: string, id: string, round: number, image: Buffer): Promise<boolean> {
+    const s = this.stager(migrationId, id, round);
+    s.push(image);
+    return s.complete(image);
   }
 
   /**

@@ -11,7 +11,8 @@ export type Reception =
 /**
  * One round's listener on the target guest. On the first connection it sends a fresh challenge, then
  * opens the sealed frames strictly in order; the first refusal ends the round (the sender is told
- * `ERR <json>`), a complete stream is answered `OK`. It takes one connection and then stops listening.
+ * `ERR <json>`), a complete stream is answered `OK`. Each opened chunk's plaintext goes to `onChunk`
+ * at once (the target writes it while the rest arrives), the round's end to `onEnd`. It takes one connection and then stops listening.
  */
 export class RoundReceiver {
   private readonly server: Server;
@@ -23,6 +24,8 @@ export class RoundReceiver {
     key: Buffer,
     private readonly binding: { migrationId: string; round: number },
     private readonly onEnd: (r: Reception) => void,
+    /** Each chunk's plaintext as soon as it opened (in order; the round is not verified until its end). */
+    private readonly onChunk?: (plaintext: Buffer) => void,
   ) {
     const opener = new StreamOpener(key, { ...binding, challenge: this.challenge });
     this.server = createServer((sock) => this.accept(sock, opener));
@@ -79,6 +82,7 @@ export class RoundReceiver {
         for (const frame of reader.push(data)) {
           const c = opener.open(frame);
           parts.push(c.plaintext);
+          this.onChunk?.(c.plaintext);
           if (c.last) {
             sock.end('OK\n');
             this.end({ status: 'complete', image: Buffer.concat(parts), chunks: opener.chunks });

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import { CcmError, ErrorCodes } from '@ccm/contracts';
 import { CHALLENGE_BYTES } from '@ccm/sealing';
 import { afterEach, describe, expect, it } from 'vitest';
+import { pollUntil } from '@ccm/testing';
 import { typedFailure } from '../__fixtures__/guests.js';
+import { type Reception, RoundReceiver } from './receiver.js';
 import { sendRound } from './sender.js';
 
 /** A target that accepts and then does `act` with the connection (a guest that died does nothing). */
@@ -59,4 +62,72 @@ describe('a stream to a target that stops answering', () => {
     },
     30_000,
   );
+});
+
+describe('an image sent in pieces as it is read', () => {
+  const key = randomBytes(32);
+  const image = randomBytes(5 * 65_536 + 123);
+  /** The image in pieces of 64 KiB, each yielded after a turn of the event loop (a file read); `fail` throws at piece `fail`. */
+  async function* pieces(fail?: number): AsyncGenerator<Buffer> {
+    for (let i = 0, off = 0; off < image.length; i++, off += 65_536) {
+      await new Promise((r) => setImmediate(r));
+      if (i === fail)
+        throw new CcmError(ErrorCodes.ValidationFailed, 'pages-1.img shrank while it was read', {
+          retryable: false,
+        });
+      yield image.subarray(off, off + 65_536);
+    }
+  }
+  async function receiver(round: number) {
+    const chunks: Buffer[] = [];
+    let ended: Reception | undefined;
+    const r = new RoundReceiver(
+      key,
+      { migrationId: 'mig-pieces', round },
+      (x) => (ended = x),
+      (p) => chunks.push(p),
+    );
+    const to = await r.listen('127.0.0.1');
+    return { r, to, chunks, ended: () => ended };
+  }
+
+  it('is sealed and sent as it comes; the target hands on each chunk as it opens, the same image whole at the end', async () => {
+    const t = await receiver(1);
+    const sent = await sendRound(
+      key,
+      t.to,
+      { migrationId: 'mig-pieces', round: 1 },
+      pieces(),
+      10_000,
+      100_000,
+    );
+    expect(sent.chunks).toBe(Math.ceil(image.length / 100_000));
+    const end = t.ended();
+    expect(end?.status).toBe('complete');
+    expect(t.chunks.length).toBe(sent.chunks);
+    expect(t.chunks.slice(0, -1).every((c) => c.length === 100_000)).toBe(true);
+    expect(Buffer.concat(t.chunks).equals(image)).toBe(true);
+    expect(end?.status === 'complete' && end.image.equals(image)).toBe(true);
+  });
+
+  it("a piece that fails to be read fails the stream with the read's error; the target refuses the cut round", async () => {
+    const t = await receiver(2);
+    const e = await typedFailure(
+      sendRound(key, t.to, { migrationId: 'mig-pieces', round: 2 }, pieces(3), 10_000, 100_000),
+    );
+    expect(e).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(e.message).toMatch(/shrank/);
+    const end = await pollUntil(
+      'the target ends the round',
+      () => Promise.resolve(t.ended()),
+      (x) => x !== undefined,
+      {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+      },
+    );
+    expect(end?.status).toBe('refused');
+    expect(end?.status === 'refused' && end.error.message).toMatch(/before its last chunk/);
+    t.r.close();
+  });
 });

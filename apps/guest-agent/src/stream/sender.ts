@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
-import { CHALLENGE_BYTES, DEFAULT_CHUNK_BYTES, StreamSealer } from '@ccm/sealing';
-import { CcmError, ErrorCodes, GuestErrorCodes } from '@ccm/contracts';
+import { CHALLENGE_BYTES, DEFAULT_CHUNK_BYTES, type StreamChunker, StreamSealer } from '@ccm/sealing';
+import { CcmError, ErrorCodes, GuestErrorCodes, isCcmError } from '@ccm/contracts';
 
 /** What the target said about a stream. */
 export interface SendResult {
@@ -11,7 +11,9 @@ export interface SendResult {
 /**
  * Sends one round's image to the target guest: reads the target's challenge, seals the image in
  * chunks bound to (migration, round, challenge), writes them with backpressure, and waits for the
- * target's verdict. A refusal comes back as STREAM_REFUSED naming the chunk; a target that dies or
+ * target's verdict. An image given in pieces is sealed and sent as they come (a piece is asked for
+ * only while the socket takes more), never joined whole; a piece that fails to come (its read failed)
+ * fails the stream with that error. A refusal comes back as STREAM_REFUSED naming the chunk; a target that dies or
  * does not answer within `timeoutMs`, or a stream on which nothing moves (no byte read, no write
  * taken by the kernel) for `stallMs` (a dead guest sends no reset), is UNAVAILABLE (retryable).
  */
@@ -19,7 +21,7 @@ export function sendRound(
   key: Buffer,
   to: { host: string; port: number },
   binding: { migrationId: string; round: number },
-  image: Buffer,
+  image: Buffer | AsyncIterable<Buffer>,
   timeoutMs: number,
   chunkBytes = DEFAULT_CHUNK_BYTES,
   stallMs = timeoutMs,
@@ -56,8 +58,8 @@ export function sendRound(
         sent = true;
         const challenge = got.subarray(0, CHALLENGE_BYTES);
         got = got.subarray(CHALLENGE_BYTES);
-        void write(new StreamSealer(key, { ...binding, challenge }), image, chunkBytes).catch((e: Error) =>
-          finish(unavailable(e.message)),
+        void write(new StreamSealer(key, { ...binding, challenge }).chunker(chunkBytes)).catch((e: Error) =>
+          finish(isCcmError(e) ? e : unavailable(e.message)),
         );
       }
       const nl = sent ? got.indexOf('\n') : -1;
@@ -66,15 +68,38 @@ export function sendRound(
       if (line === 'OK') return finish(undefined);
       finish(refusal(line, binding.round));
     });
-    async function write(sealer: StreamSealer, data: Buffer, size: number): Promise<void> {
-      for (const frame of sealer.sealAll(data, size)) {
-        if (settled) return;
+    async function write(chunker: StreamChunker): Promise<void> {
+      const pieces = Buffer.isBuffer(image) ? slices(image, chunkBytes) : image;
+      for await (const piece of pieces) {
+        if (!(await send(chunker.push(piece)))) return;
+      }
+      await send(chunker.end());
+    }
+    /** Writes frames with backpressure; false once the stream is over (the pieces stop being read). */
+    async function send(frames: Buffer[]): Promise<boolean> {
+      for (const frame of frames) {
+        if (settled) return false;
         chunks++;
         bytes += frame.length;
-        if (!sock.write(frame)) await new Promise<void>((r) => sock.once('drain', r));
+        if (!sock.write(frame))
+          await new Promise<void>((r) => {
+            const go = () => {
+              sock.off('drain', go);
+              sock.off('close', go);
+              r();
+            };
+            sock.on('drain', go);
+            sock.on('close', go);
+          });
       }
+      return !settled;
     }
   });
+}
+
+/** A whole image in pieces of a chunk each (sealed one by one as the socket takes them). */
+function* slices(image: Buffer, size: number): Generator<Buffer> {
+  for (let off = 0; off < image.length; off += size) yield image.subarray(off, off + size);
 }
 
 function refusal(line: string, round: number): CcmError {
