@@ -1,4 +1,5 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
+import { ByteQueue } from './byte-queue.js';
 import {
   checkBinding,
   DEFAULT_CHUNK_BYTES,
@@ -79,38 +80,15 @@ export class StreamSealer {
    */
   chunker(chunkBytes = DEFAULT_CHUNK_BYTES): StreamChunker {
     if (chunkBytes < 1 || chunkBytes > MAX_CHUNK_BYTES) throw new RangeError('bad chunk size');
-    const pending: Buffer[] = [];
-    let held = 0;
-    const take = (n: number): Buffer => {
-      if (pending[0].length >= n) {
-        const out = pending[0].subarray(0, n);
-        pending[0] = pending[0].subarray(n);
-        if (pending[0].length === 0) pending.shift();
-        held -= n;
-        return out;
-      }
-      const pieces: Buffer[] = [];
-      for (let need = n; need > 0;) {
-        const p = pending[0];
-        const part = p.length <= need ? (pending.shift() as Buffer) : p.subarray(0, need);
-        if (part !== p) pending[0] = p.subarray(need);
-        pieces.push(part);
-        need -= part.length;
-      }
-      held -= n;
-      return Buffer.concat(pieces, n);
-    };
+    const q = new ByteQueue();
     return {
       push: (piece) => {
-        if (piece.length > 0) {
-          pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length));
-          held += piece.length;
-        }
+        q.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length));
         const out: Buffer[] = [];
-        while (held > chunkBytes) out.push(this.seal(take(chunkBytes)));
+        while (q.held > chunkBytes) out.push(this.seal(q.take(chunkBytes)));
         return out;
       },
-      end: () => [this.seal(held > 0 ? take(held) : Buffer.alloc(0), true)],
+      end: () => [this.seal(q.held > 0 ? q.take(q.held) : Buffer.alloc(0), true)],
     };
   }
 }
